@@ -1,0 +1,74 @@
+import type { Logger } from 'pino';
+import type { ProviderKind } from '@vdi/shared';
+
+/** Where the gateway's RFB client connects to reach a desktop. */
+export type RfbEndpoint =
+  | { kind: 'unix'; path: string; password?: string }
+  | { kind: 'tcp'; host: string; port: number; password?: string };
+
+/**
+ * What the store keeps about a running desktop: enough to find it again after the server
+ * restarts (DESIGN.md decision 2). JSON-serialisable; each provider defines its own fields.
+ */
+export type DesktopHandle = Record<string, unknown>;
+
+export interface CreateSpec {
+  desktopId: string;
+  poolId: string;
+  /** the pool's template, already validated with the provider's schema */
+  template: Record<string, unknown>;
+  /** dedicated pools keep the desktop's disk across log-offs */
+  persistent: boolean;
+}
+
+/** What a provider reports about a desktop it was asked to re-adopt or check. */
+export type DesktopHealth =
+  | { state: 'running' }
+  | { state: 'paused'; reason: string }
+  | { state: 'unresponsive'; reason: string }
+  | { state: 'dead'; reason: string };
+
+export interface ProviderStatus {
+  ok: boolean;
+  detail: string;
+}
+
+export interface Provider {
+  readonly kind: ProviderKind;
+  /** can this provider start desktops here (binaries present, directories writable)? */
+  status(): Promise<ProviderStatus>;
+  /** validate a pool template; throws a zod error on bad input */
+  parseTemplate(template: unknown): Record<string, unknown>;
+  /**
+   * Start a desktop. Resolves once its RFB endpoint accepts connections. The desktop runs
+   * detached from this process (own process group) so it outlives a server restart.
+   */
+  create(spec: CreateSpec, log: Logger): Promise<DesktopHandle>;
+  /** RFB endpoint of a running desktop */
+  endpoint(handle: DesktopHandle): RfbEndpoint;
+  /** is the desktop described by this handle still running (used at start-up and by polling)? */
+  health(handle: DesktopHandle): Promise<DesktopHealth>;
+  /** stop the desktop and remove what it owns (sockets, overlays unless kept) */
+  destroy(handle: DesktopHandle, log: Logger, opts?: { keepDisk?: boolean }): Promise<void>;
+  /**
+   * Return the desktop to a clean state for the next user (floating pools). Providers that
+   * cannot reset return undefined and the broker destroys and recreates instead.
+   */
+  reset?(handle: DesktopHandle, spec: CreateSpec, log: Logger): Promise<DesktopHandle>;
+  /** power actions an admin may take, where the provider supports them */
+  powerAction?(handle: DesktopHandle, action: 'reset' | 'powerdown' | 'stop' | 'cont'): Promise<void>;
+  snapshot?(handle: DesktopHandle, name: string): Promise<void>;
+  restore?(handle: DesktopHandle, name: string): Promise<void>;
+  listSnapshots?(handle: DesktopHandle): Promise<string[]>;
+  /** extra facts for the admin console (e.g. "KVM" or "TCG") */
+  describe?(handle: DesktopHandle): Record<string, string>;
+}
+
+export class ProviderError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

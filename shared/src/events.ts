@@ -1,0 +1,112 @@
+import { z } from 'zod';
+
+/**
+ * Socket.IO event maps used by both ends (typed, so a renamed event breaks the build).
+ * Every client → server payload also has a zod schema: the gateway validates each event
+ * before it acts, and answers a bad one with an `error` event that changes nothing.
+ */
+
+/** Largest clipboard text accepted in either direction, in UTF-16 code units. */
+export const MAX_CLIPBOARD_CHARS = 1_000_000;
+/** Socket.IO maxHttpBufferSize: the largest client message (clipboard plus envelope), bytes. */
+export const MAX_CLIENT_MESSAGE_BYTES = 4 * MAX_CLIPBOARD_CHARS + 4096;
+
+export const AttachRequest = z.strictObject({
+  sessionId: z.string().min(1).max(64),
+  /** view-only attach: an admin shadowing someone else's session */
+  shadow: z.boolean().optional(),
+});
+export type AttachRequest = z.infer<typeof AttachRequest>;
+
+export const KeyEventMsg = z.strictObject({
+  keysym: z.number().int().min(0).max(0xffffffff),
+  down: z.boolean(),
+});
+export type KeyEventMsg = z.infer<typeof KeyEventMsg>;
+
+export const PointerEventMsg = z.strictObject({
+  x: z.number().int().min(0).max(65535),
+  y: z.number().int().min(0).max(65535),
+  /** RFB button mask: bit 0 left, 1 middle, 2 right, 3/4 wheel up/down, 5/6 wheel left/right */
+  buttons: z.number().int().min(0).max(255),
+});
+export type PointerEventMsg = z.infer<typeof PointerEventMsg>;
+
+export const ClipboardMsg = z.strictObject({
+  text: z.string().max(MAX_CLIPBOARD_CHARS),
+});
+export type ClipboardMsg = z.infer<typeof ClipboardMsg>;
+
+export const AckMsg = z.strictObject({
+  seq: z.number().int().min(0).max(0xffffffff),
+  /** ms the client spent decoding and drawing this frame */
+  renderMs: z.number().min(0).max(600_000).optional(),
+});
+export type AckMsg = z.infer<typeof AckMsg>;
+
+export const ResizeRequest = z.strictObject({
+  width: z.number().int().min(64).max(8192),
+  height: z.number().int().min(64).max(8192),
+});
+export type ResizeRequest = z.infer<typeof ResizeRequest>;
+
+export type SessionState = 'starting' | 'active' | 'disconnected' | 'ended';
+
+export interface AttachResult {
+  ok: true;
+  sessionId: string;
+  desktopId: string;
+  width: number;
+  height: number;
+  viewOnly: boolean;
+  /** display name of the desktop, for the tab title */
+  name: string;
+}
+export interface ErrorResult {
+  ok: false;
+  code: string;
+  message: string;
+}
+
+export interface CursorMsg {
+  width: number;
+  height: number;
+  hotX: number;
+  hotY: number;
+  /** PNG of the cursor shape, empty when the cursor is hidden */
+  png: ArrayBuffer | Uint8Array;
+}
+
+export interface SessionStatusMsg {
+  state: SessionState | 'desktop-lost' | 'desktop-unresponsive';
+  reason?: string;
+}
+
+export interface ShadowMsg {
+  /** true while an admin watches this session */
+  watched: boolean;
+  by?: string;
+}
+
+export interface ServerToClientEvents {
+  /** one binary frame (see frame.ts) */
+  frame: (data: ArrayBuffer | Uint8Array) => void;
+  cursor: (msg: CursorMsg) => void;
+  clipboard: (msg: { text: string }) => void;
+  session: (msg: SessionStatusMsg) => void;
+  /** a message from an administrator */
+  notice: (msg: { text: string; from: string }) => void;
+  shadow: (msg: ShadowMsg) => void;
+  error: (msg: { code: string; message: string }) => void;
+}
+
+export interface ClientToServerEvents {
+  attach: (req: AttachRequest, cb: (res: AttachResult | ErrorResult) => void) => void;
+  key: (msg: KeyEventMsg) => void;
+  pointer: (msg: PointerEventMsg) => void;
+  clipboard: (msg: ClipboardMsg) => void;
+  ack: (msg: AckMsg) => void;
+  resize: (msg: ResizeRequest) => void;
+  /** ask for a full repaint (the client lost its canvas) */
+  refresh: () => void;
+}

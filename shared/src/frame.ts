@@ -1,0 +1,179 @@
+/**
+ * Binary frame layout: one Socket.IO binary message per frame (DESIGN.md decision 7).
+ *
+ * All integers little-endian.
+ *
+ *   header (FRAME_HEADER_BYTES = 20)
+ *     u8  magic      FRAME_MAGIC
+ *     u8  version    FRAME_VERSION
+ *     u16 rectCount
+ *     u32 seq        per-viewer sequence number, echoed in the client's ack
+ *     u16 fbWidth    framebuffer size this frame applies to (a change means "resize first")
+ *     u16 fbHeight
+ *     u32 sentAt     server clock in ms (low 32 bits), for round-trip statistics
+ *     u8  flags      FrameFlags
+ *     u8  quality    lossy quality the server is currently using (0 when none), for the stats overlay
+ *     u16 reserved
+ *   rect header × rectCount (RECT_HEADER_BYTES = 16)
+ *     u16 x, u16 y, u16 w, u16 h
+ *     u8  codec      Codec
+ *     u8  reserved
+ *     u16 reserved
+ *     u32 length     payload bytes
+ *   payloads, concatenated in rect order
+ *
+ * Rects are applied in order: a copy reads the canvas as left by the rects before it.
+ */
+
+export const FRAME_MAGIC = 0xf7;
+export const FRAME_VERSION = 1;
+export const FRAME_HEADER_BYTES = 20;
+export const RECT_HEADER_BYTES = 16;
+/** Upper bound on rects in one frame; the server merges before it gets near this. */
+export const MAX_RECTS_PER_FRAME = 4096;
+
+export const Codec = {
+  /** payload: 4 bytes R, G, B, A */
+  Fill: 0,
+  /** payload: u16 srcX, u16 srcY; copies w×h from (srcX, srcY) on the canvas */
+  Copy: 1,
+  /** payload: a PNG image of w×h */
+  Png: 2,
+  /** payload: a JPEG image of w×h */
+  Jpeg: 3,
+  /** payload: a WebP image of w×h */
+  Webp: 4,
+  /** payload: raw deflate (RFC 1951) of w×h×3 bytes R, G, B */
+  DeflateRgb: 5,
+  /**
+   * payload: u8 (paletteSize - 1), paletteSize × (R, G, B), then raw deflate of w×h
+   * palette indices, one byte each
+   */
+  DeflatePalette: 6,
+} as const;
+export type Codec = (typeof Codec)[keyof typeof Codec];
+
+export const FrameFlags = {
+  /** this frame repaints the whole framebuffer (after attach, resize or resync) */
+  Keyframe: 1,
+  /** every rect in this frame is lossless (no lossy region left on screen after it) */
+  Lossless: 2,
+} as const;
+
+export interface FrameRect {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  codec: Codec;
+  payload: Uint8Array;
+}
+
+export interface Frame {
+  seq: number;
+  fbWidth: number;
+  fbHeight: number;
+  sentAt: number;
+  flags: number;
+  quality: number;
+  rects: FrameRect[];
+}
+
+export class FrameFormatError extends Error {
+  readonly code = 'FRAME_FORMAT';
+}
+
+const CODEC_VALUES = new Set<number>(Object.values(Codec));
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  if (frame.rects.length > MAX_RECTS_PER_FRAME) {
+    throw new FrameFormatError(`too many rects: ${frame.rects.length}`);
+  }
+  let total = FRAME_HEADER_BYTES + RECT_HEADER_BYTES * frame.rects.length;
+  for (const r of frame.rects) total += r.payload.byteLength;
+  const out = new Uint8Array(total);
+  const dv = new DataView(out.buffer);
+  dv.setUint8(0, FRAME_MAGIC);
+  dv.setUint8(1, FRAME_VERSION);
+  dv.setUint16(2, frame.rects.length, true);
+  dv.setUint32(4, frame.seq >>> 0, true);
+  dv.setUint16(8, frame.fbWidth, true);
+  dv.setUint16(10, frame.fbHeight, true);
+  dv.setUint32(12, frame.sentAt >>> 0, true);
+  dv.setUint8(16, frame.flags);
+  dv.setUint8(17, frame.quality);
+  let h = FRAME_HEADER_BYTES;
+  let p = FRAME_HEADER_BYTES + RECT_HEADER_BYTES * frame.rects.length;
+  for (const r of frame.rects) {
+    dv.setUint16(h, r.x, true);
+    dv.setUint16(h + 2, r.y, true);
+    dv.setUint16(h + 4, r.w, true);
+    dv.setUint16(h + 6, r.h, true);
+    dv.setUint8(h + 8, r.codec);
+    dv.setUint32(h + 12, r.payload.byteLength, true);
+    out.set(r.payload, p);
+    h += RECT_HEADER_BYTES;
+    p += r.payload.byteLength;
+  }
+  return out;
+}
+
+/** Strict decoder: every length and bound is checked; payloads are views into `data`. */
+export function decodeFrame(data: Uint8Array): Frame {
+  if (data.byteLength < FRAME_HEADER_BYTES) throw new FrameFormatError('truncated header');
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (dv.getUint8(0) !== FRAME_MAGIC) throw new FrameFormatError('bad magic');
+  if (dv.getUint8(1) !== FRAME_VERSION) throw new FrameFormatError('unsupported version');
+  const count = dv.getUint16(2, true);
+  if (count > MAX_RECTS_PER_FRAME) throw new FrameFormatError('too many rects');
+  const fbWidth = dv.getUint16(8, true);
+  const fbHeight = dv.getUint16(10, true);
+  const headersEnd = FRAME_HEADER_BYTES + count * RECT_HEADER_BYTES;
+  if (data.byteLength < headersEnd) throw new FrameFormatError('truncated rect headers');
+  const rects: FrameRect[] = [];
+  let p = headersEnd;
+  for (let i = 0; i < count; i++) {
+    const h = FRAME_HEADER_BYTES + i * RECT_HEADER_BYTES;
+    const x = dv.getUint16(h, true);
+    const y = dv.getUint16(h + 2, true);
+    const w = dv.getUint16(h + 4, true);
+    const hh = dv.getUint16(h + 6, true);
+    const codec = dv.getUint8(h + 8);
+    const len = dv.getUint32(h + 12, true);
+    if (!CODEC_VALUES.has(codec)) throw new FrameFormatError(`unknown codec ${codec}`);
+    if (w === 0 || hh === 0 || x + w > fbWidth || y + hh > fbHeight) {
+      throw new FrameFormatError(`rect ${i} out of bounds`);
+    }
+    if (p + len > data.byteLength) throw new FrameFormatError(`rect ${i} payload truncated`);
+    rects.push({ x, y, w, h: hh, codec: codec as Codec, payload: data.subarray(p, p + len) });
+    p += len;
+  }
+  if (p !== data.byteLength) throw new FrameFormatError('trailing bytes');
+  return {
+    seq: dv.getUint32(4, true),
+    fbWidth,
+    fbHeight,
+    sentAt: dv.getUint32(12, true),
+    flags: dv.getUint8(16),
+    quality: dv.getUint8(17),
+    rects,
+  };
+}
+
+export function fillPayload(r: number, g: number, b: number, a = 255): Uint8Array {
+  return Uint8Array.of(r, g, b, a);
+}
+
+export function copyPayload(srcX: number, srcY: number): Uint8Array {
+  const out = new Uint8Array(4);
+  const dv = new DataView(out.buffer);
+  dv.setUint16(0, srcX, true);
+  dv.setUint16(2, srcY, true);
+  return out;
+}
+
+export function readCopyPayload(payload: Uint8Array): { srcX: number; srcY: number } {
+  if (payload.byteLength !== 4) throw new FrameFormatError('copy payload must be 4 bytes');
+  const dv = new DataView(payload.buffer, payload.byteOffset, 4);
+  return { srcX: dv.getUint16(0, true), srcY: dv.getUint16(2, true) };
+}

@@ -1,0 +1,4 @@
+export * from './frame.js';
+export * from './events.js';
+export * from './keysyms.js';
+export * from './api.js';
