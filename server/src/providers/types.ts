@@ -19,6 +19,19 @@ export interface CreateSpec {
   template: Record<string, unknown>;
   /** dedicated pools keep the desktop's disk across log-offs */
   persistent: boolean;
+  /**
+   * index of this desktop in a pool of fixed members (the `vnc` provider: which entry of
+   * `template.hosts`); undefined for providers that create desktops on demand
+   */
+  slot?: number;
+}
+
+/** Where a provider keeps its files; given by the server from its config. */
+export interface ProviderDirs {
+  /** private runtime directory (0700): unix sockets, pid files */
+  runDir: string;
+  /** persistent data: overlays, per-desktop homes */
+  dataDir: string;
 }
 
 /** What a provider reports about a desktop it was asked to re-adopt or check. */
