@@ -73,6 +73,14 @@ export interface Provider {
   snapshot?(handle: DesktopHandle, name: string): Promise<void>;
   restore?(handle: DesktopHandle, name: string): Promise<void>;
   listSnapshots?(handle: DesktopHandle): Promise<string[]>;
+  /** remove a stopped desktop's kept disk (dedicated desktops when their pool is deleted) */
+  purge?(desktopId: string): Promise<void>;
+  /**
+   * Start-up reconciliation: stop anything this provider started that no known handle
+   * accounts for (e.g. the server died between starting a desktop and recording it).
+   * Returns how many leftovers it removed.
+   */
+  sweep?(known: DesktopHandle[], log: Logger): Promise<number>;
   /** extra facts for the admin console (e.g. "KVM" or "TCG") */
   describe?(handle: DesktopHandle): Record<string, string>;
 }

@@ -1,0 +1,101 @@
+// Set-up shared by `npm start`, `npm test` and `npm run bench`: Debian packages, npm
+// packages, build. Plain Node (no dependencies): it runs before node_modules exists.
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const root = path.resolve(import.meta.dirname, '..');
+
+/** Debian packages the product needs to run desktops. */
+export const RUNTIME_PACKAGES = [
+  'tigervnc-standalone-server', // Xvnc
+  'tigervnc-tools', // vncpasswd
+  'openbox', // window manager of the default desktop
+  'xterm',
+  'x11-xserver-utils', // xsetroot
+  'dbus-x11',
+  'fonts-dejavu-core',
+  'qemu-system-x86', // VM desktops
+  'qemu-utils', // qemu-img: linked clones
+];
+
+/** Extra packages for the tests: a browser, X tools, the test VM guest's parts. */
+export const TEST_PACKAGES = [
+  'chromium',
+  'xdotool',
+  'x11-utils', // xwininfo
+  'x11-apps', // xwd
+  'xclip',
+  'busybox-static',
+  'cpio',
+  'e2fsprogs',
+  'linux-image-amd64',
+];
+
+/** noVNC and websockify for the side-by-side benchmark. */
+export const BENCH_PACKAGES = ['novnc', 'websockify', 'python3-numpy'];
+
+function log(msg) {
+  process.stdout.write(`[setup] ${msg}\n`);
+}
+
+function installed(pkg) {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('install ok installed');
+}
+
+export function ensurePackages(pkgs) {
+  if (!fs.existsSync('/usr/bin/dpkg-query')) {
+    log(`not a Debian system: make sure these are installed: ${pkgs.join(' ')}`);
+    return;
+  }
+  const missing = pkgs.filter((p) => !installed(p));
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) {
+    process.stderr.write(
+      `\nThese Debian packages are missing: ${missing.join(' ')}\n` +
+        `Install them as root, then run this again:\n  sudo apt-get update && sudo apt-get install -y ${missing.join(' ')}\n\n`,
+    );
+    process.exit(1);
+  }
+  log(`installing Debian packages: ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  run('apt-get', ['update', '-q'], { env });
+  run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+}
+
+export function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+  if (r.status !== 0) {
+    process.stderr.write(`\n[setup] failed: ${cmd} ${args.join(' ')} (exit ${r.status ?? r.signal})\n`);
+    process.exit(r.status || 1);
+  }
+}
+
+/** npm ci when node_modules is missing or older than the lock file. */
+export function ensureNodeModules() {
+  const lock = path.join(root, 'package-lock.json');
+  const stamp = path.join(root, 'node_modules', '.package-lock.json');
+  if (fs.existsSync(stamp) && fs.statSync(stamp).mtimeMs >= fs.statSync(lock).mtimeMs) return;
+  log('installing npm packages (npm ci)');
+  run('npm', ['ci', '--no-audit', '--no-fund']);
+}
+
+export function build() {
+  log('building');
+  run(path.join(root, 'node_modules', '.bin', 'turbo'), ['run', 'build', '--output-logs=errors-only']);
+}
+
+export function checkNode() {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  if (major < 20 || (major === 20 && minor < 11)) {
+    process.stderr.write(`Node ${process.versions.node} is too old: Node 20.11 or newer is needed\n`);
+    process.exit(1);
+  }
+  try {
+    execFileSync('npm', ['--version'], { stdio: 'pipe' });
+  } catch {
+    process.stderr.write('npm is needed\n');
+    process.exit(1);
+  }
+}

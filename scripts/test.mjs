@@ -1,0 +1,20 @@
+// `npm test`: every test, browser end-to-end tests included, on a fresh Debian machine.
+import path from 'node:path';
+import { RUNTIME_PACKAGES, TEST_PACKAGES, build, checkNode, ensureNodeModules, ensurePackages, root, run } from './setup.mjs';
+
+checkNode();
+ensurePackages([...RUNTIME_PACKAGES, ...TEST_PACKAGES]);
+ensureNodeModules();
+build();
+
+const bin = (name) => path.join(root, 'node_modules', '.bin', name);
+const started = Date.now();
+const step = (title, cmd, args) => {
+  process.stdout.write(`\n=== ${title} ===\n`);
+  run(cmd, args);
+};
+step('format', bin('prettier'), ['--check', '.']);
+step('lint and typecheck', bin('turbo'), ['run', 'lint', 'typecheck', '--output-logs=errors-only']);
+step('unit and integration tests', bin('turbo'), ['run', 'test', '--concurrency=1']);
+step('end-to-end tests (Chromium)', bin('vitest'), ['run', '--root', 'server', '--project', 'e2e']);
+process.stdout.write(`\nall tests passed in ${Math.round((Date.now() - started) / 1000)} s\n`);

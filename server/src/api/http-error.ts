@@ -1,0 +1,45 @@
+import type { NextFunction, Request, Response } from 'express';
+import { ZodError } from 'zod';
+import type { Logger } from 'pino';
+import { BrokerError } from '../broker/errors.js';
+import { ProviderError } from '../providers/types.js';
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+export function sendError(res: Response, status: number, code: string, message: string, details?: unknown): void {
+  res.status(status).json({ error: { code, message, ...(details === undefined ? {} : { details }) } });
+}
+
+/** The one place an error becomes an HTTP answer; unexpected ones are logged and hidden. */
+export function errorHandler(log: Logger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    if (res.headersSent) return;
+    if (err instanceof HttpError) return sendError(res, err.status, err.code, err.message, err.details);
+    if (err instanceof BrokerError) return sendError(res, err.status, err.code, err.message);
+    if (err instanceof ZodError) {
+      return sendError(res, 400, 'INVALID', 'the request is not valid', err.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
+    }
+    if (err instanceof ProviderError) {
+      log.error({ err, path: req.path }, 'provider error');
+      return sendError(res, 503, err.code, err.message.split('\n')[0] ?? 'provider error');
+    }
+    const e = err as { type?: string; status?: number; message?: string };
+    // body-parser: malformed JSON, too large
+    if (e.type === 'entity.parse.failed') return sendError(res, 400, 'BAD_JSON', 'the body is not valid JSON');
+    if (e.type === 'entity.too.large') return sendError(res, 413, 'TOO_LARGE', 'the body is too large');
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+      return sendError(res, e.status, 'BAD_REQUEST', e.message ?? 'bad request');
+    }
+    log.error({ err, path: req.path, method: req.method }, 'unhandled error in request');
+    sendError(res, 500, 'INTERNAL', 'something went wrong on the server; it has been logged');
+  };
+}

@@ -1,0 +1,147 @@
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * One zod-validated config object, read once at start-up from environment variables
+ * (12-factor). Libraries take typed options from it, never process.env. The defaults run the
+ * whole product on one machine.
+ */
+
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'])
+  .transform((v) => ['1', 'true', 'yes', 'on'].includes(v));
+
+const EnvSchema = z.object({
+  /** HTTP port @default 8080 */
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** address to listen on @default 0.0.0.0 (any browser on the network) */
+  HOST: z.string().default('0.0.0.0'),
+  /** where the SQLite file, secrets and desktop data live @default ./data */
+  DATA_DIR: z.string().default('./data'),
+  /** PostgreSQL URL for the several-node mode; SQLite in DATA_DIR when unset */
+  DATABASE_URL: z.string().url().optional(),
+  /** Redis URL: enables the Socket.IO Redis adapter (several gateway nodes) */
+  REDIS_URL: z.string().url().optional(),
+  /** private directory (0700) for desktop unix sockets; short, because unix paths max at 107 bytes */
+  RUN_DIR: z.string().optional(),
+  /** signs the session cookie; generated and kept in DATA_DIR when unset */
+  SESSION_SECRET: z.string().min(32).optional(),
+  /** first admin account; a random password is printed once when unset */
+  VDI_ADMIN_USER: z.string().min(1).max(64).default('admin'),
+  VDI_ADMIN_PASSWORD: z.string().min(8).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Express 'trust proxy' setting: hop count or a list of addresses; decides req.ip for rate limits */
+  TRUST_PROXY: z.string().default('loopback'),
+  /** extra allowed browser origins for the Socket.IO handshake (comma-separated); same-host is always allowed */
+  ALLOWED_ORIGINS: z.string().default(''),
+  /** Secure cookie flag: auto = only when the request came over HTTPS */
+  COOKIE_SECURE: z.enum(['auto', 'true', 'false']).default('auto'),
+  /** signed-in session lifetime in hours (absolute) @default 12 */
+  SESSION_MAX_AGE_HOURS: z.coerce.number().min(0.01).max(24 * 30).default(12),
+  /** create the default Xvnc pool on first run @default true */
+  DEFAULT_POOL: bool.default(true),
+  /** size of the default pool's desktops @default 1280x800 */
+  DEFAULT_GEOMETRY: z
+    .string()
+    .regex(/^\d{3,4}x\d{3,4}$/)
+    .default('1280x800'),
+  /** seconds a disconnected session in the default pool lives before log-off @default 3600 */
+  DEFAULT_DISCONNECTED_TIMEOUT: z.coerce.number().int().min(0).default(3600),
+  /** unprivileged account desktops run as when the server runs as root @default vdi-desktop */
+  DESKTOP_USER: z.string().default('vdi-desktop'),
+  /** QEMU acceleration: auto = KVM when /dev/kvm is usable, else TCG */
+  QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  /** frames a viewer may have unacknowledged before its damage is coalesced @default 2 */
+  MAX_FRAMES_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(2),
+  /** sign-in attempts per account per window before a lockout @default 5 */
+  LOGIN_MAX_PER_ACCOUNT: z.coerce.number().int().min(1).default(5),
+  /** sign-in attempts per client IP per window @default 30 */
+  LOGIN_MAX_PER_IP: z.coerce.number().int().min(1).default(30),
+  /** rate-limit window in seconds @default 300 */
+  LOGIN_WINDOW_SEC: z.coerce.number().int().min(1).default(300),
+  /** how often the broker checks timeouts, spares and desktop health, ms @default 5000 */
+  BROKER_TICK_MS: z.coerce.number().int().min(50).default(5000),
+  /** serve the built client from this folder @default ../client/dist */
+  CLIENT_DIR: z.string().optional(),
+});
+
+export type Env = z.input<typeof EnvSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  runDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  sessionSecret: string | undefined;
+  adminUser: string;
+  adminPassword: string | undefined;
+  logLevel: string;
+  trustProxy: string;
+  allowedOrigins: string[];
+  cookieSecure: 'auto' | boolean;
+  sessionMaxAgeMs: number;
+  defaultPool: boolean;
+  defaultGeometry: { width: number; height: number };
+  defaultDisconnectedTimeoutSec: number;
+  desktopUser: string;
+  qemuAccel: 'auto' | 'kvm' | 'tcg';
+  maxFramesInFlight: number;
+  login: { maxPerAccount: number; maxPerIp: number; windowMs: number };
+  brokerTickMs: number;
+  clientDir: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(cwd, e.DATA_DIR);
+  const [w, h] = e.DEFAULT_GEOMETRY.split('x').map(Number) as [number, number];
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  // Stable per data dir (so restarts find the same sockets) and short (unix path limit).
+  const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 8);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir,
+    runDir: e.RUN_DIR ? path.resolve(cwd, e.RUN_DIR) : path.join(os.tmpdir(), `vdi-${uid}-${tag}`),
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    sessionSecret: e.SESSION_SECRET,
+    adminUser: e.VDI_ADMIN_USER,
+    adminPassword: e.VDI_ADMIN_PASSWORD,
+    logLevel: e.LOG_LEVEL,
+    trustProxy: e.TRUST_PROXY,
+    allowedOrigins: e.ALLOWED_ORIGINS.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    cookieSecure: e.COOKIE_SECURE === 'auto' ? 'auto' : e.COOKIE_SECURE === 'true',
+    sessionMaxAgeMs: e.SESSION_MAX_AGE_HOURS * 3600_000,
+    defaultPool: e.DEFAULT_POOL,
+    defaultGeometry: { width: w, height: h },
+    defaultDisconnectedTimeoutSec: e.DEFAULT_DISCONNECTED_TIMEOUT,
+    desktopUser: e.DESKTOP_USER,
+    qemuAccel: e.QEMU_ACCEL,
+    maxFramesInFlight: e.MAX_FRAMES_IN_FLIGHT,
+    login: {
+      maxPerAccount: e.LOGIN_MAX_PER_ACCOUNT,
+      maxPerIp: e.LOGIN_MAX_PER_IP,
+      windowMs: e.LOGIN_WINDOW_SEC * 1000,
+    },
+    brokerTickMs: e.BROKER_TICK_MS,
+    clientDir: e.CLIENT_DIR
+      ? path.resolve(cwd, e.CLIENT_DIR)
+      : path.resolve(import.meta.dirname, '../../../client/dist'),
+  };
+}

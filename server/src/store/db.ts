@@ -1,0 +1,62 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import type { Database } from './schema.js';
+import { migrations } from './migrations.js';
+
+export type Db = Kysely<Database>;
+
+export interface StoreOptions {
+  /** PostgreSQL URL; SQLite file `<dataDir>/vdi.sqlite` when undefined */
+  databaseUrl?: string | undefined;
+  dataDir: string;
+}
+
+export interface Store {
+  db: Db;
+  dialect: 'sqlite' | 'postgres';
+  close(): Promise<void>;
+  /** cheap round trip for /readyz */
+  ping(): Promise<void>;
+}
+
+export async function openStore(opts: StoreOptions): Promise<Store> {
+  let db: Db;
+  let dialect: Store['dialect'];
+  if (opts.databaseUrl) {
+    dialect = 'postgres';
+    // bigint (int8) columns come back as strings by default; ours hold ms timestamps that fit a double
+    pg.types.setTypeParser(20, (v) => Number(v));
+    db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: opts.databaseUrl, max: 10 }) }),
+    });
+  } else {
+    dialect = 'sqlite';
+    fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    const file = new SQLite(path.join(opts.dataDir, 'vdi.sqlite'));
+    file.pragma('journal_mode = WAL');
+    // FULL: an assignment committed before a crash or power loss is still there afterwards
+    file.pragma('synchronous = FULL');
+    file.pragma('foreign_keys = ON');
+    file.pragma('busy_timeout = 5000');
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: file }) });
+  }
+  const migrator = new Migrator({ db, provider: migrations(dialect) });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error || failed) {
+    await db.destroy();
+    throw new Error(`database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`);
+  }
+  return {
+    db,
+    dialect,
+    close: () => db.destroy(),
+    ping: async () => {
+      await sql`select 1`.execute(db);
+    },
+  };
+}

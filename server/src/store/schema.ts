@@ -1,0 +1,132 @@
+import type { Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+/**
+ * Table types. Portable across SQLite and PostgreSQL: times are ISO-8601 text, booleans are
+ * 0/1 integers, structured values are JSON text.
+ */
+export interface UsersTable {
+  id: string;
+  username: string;
+  display_name: string;
+  password_hash: string;
+  role: 'user' | 'admin';
+  disabled: number;
+  created_at: string;
+}
+
+export interface GroupsTable {
+  id: string;
+  name: string;
+  description: string;
+  created_at: string;
+}
+
+export interface GroupMembersTable {
+  group_id: string;
+  user_id: string;
+}
+
+export interface PoolsTable {
+  id: string;
+  name: string;
+  description: string;
+  provider: 'xvnc' | 'qemu' | 'vnc';
+  assignment: 'dedicated' | 'floating';
+  template: string;
+  min_size: number;
+  max_size: number;
+  spares: number;
+  disconnected_timeout_sec: number;
+  idle_timeout_sec: number;
+  max_session_sec: number;
+  max_per_user: number;
+  draining: number;
+  created_at: string;
+}
+
+export interface EntitlementsTable {
+  id: string;
+  pool_id: string;
+  principal_type: 'user' | 'group';
+  principal_id: string;
+  created_at: string;
+}
+
+/**
+ * provisioning → ready (running, no session) → in-use → floating: stopping → row deleted;
+ * dedicated: stopped (not running, disk kept for its owner) → provisioning again on Connect.
+ * failed: could not start or was lost; the broker cleans it up.
+ */
+export type DesktopState = 'provisioning' | 'ready' | 'in-use' | 'stopped' | 'stopping' | 'failed';
+
+export interface DesktopsTable {
+  id: string;
+  pool_id: string;
+  name: string;
+  state: DesktopState;
+  /** dedicated pools: the user this desktop belongs to */
+  owner_user_id: string | null;
+  /** provider's record of the running desktop (JSON); null while not running */
+  handle: string | null;
+  slot: number | null;
+  error: string | null;
+  created_at: string;
+  state_since: string;
+}
+
+export type SessionStateDb = 'starting' | 'active' | 'disconnected' | 'ended';
+
+export interface SessionsTable {
+  id: string;
+  user_id: string;
+  pool_id: string;
+  desktop_id: string;
+  state: SessionStateDb;
+  created_at: string;
+  state_since: string;
+  last_input_at: string | null;
+  ended_at: string | null;
+  ended_reason: string | null;
+}
+
+export interface AuditLogTable {
+  id: Generated<number>;
+  at: string;
+  actor: string | null;
+  action: string;
+  target: string | null;
+  detail: string | null;
+  ip: string | null;
+}
+
+export interface HttpSessionsTable {
+  sid: string;
+  data: string;
+  /** ms since epoch */
+  expires_at: number;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
+export interface Database {
+  users: UsersTable;
+  groups: GroupsTable;
+  group_members: GroupMembersTable;
+  pools: PoolsTable;
+  entitlements: EntitlementsTable;
+  desktops: DesktopsTable;
+  sessions: SessionsTable;
+  audit_log: AuditLogTable;
+  http_sessions: HttpSessionsTable;
+  settings: SettingsTable;
+}
+
+export type UserRow = Selectable<UsersTable>;
+export type PoolRow = Selectable<PoolsTable>;
+export type DesktopRow = Selectable<DesktopsTable>;
+export type SessionRow = Selectable<SessionsTable>;
+export type NewDesktop = Insertable<DesktopsTable>;
+export type DesktopUpdate = Updateable<DesktopsTable>;

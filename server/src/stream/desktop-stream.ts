@@ -1,0 +1,205 @@
+import sharp from 'sharp';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { FramebufferSink } from '../rfb/types.js';
+import { CELL, type Rect } from './dirty-grid.js';
+import { Viewer, type MirrorView } from './viewer.js';
+
+/** The RFB connection a stream drives; implemented by rfb/client.ts. */
+export interface RfbLink {
+  keyEvent(keysym: number, down: boolean): void;
+  pointerEvent(x: number, y: number, buttons: number): void;
+  clientCutText(text: string): void;
+  requestFullUpdate(): void;
+  setDesktopSize(width: number, height: number): boolean;
+  close(reason?: string): void;
+}
+
+export interface CursorShape {
+  width: number;
+  height: number;
+  hotX: number;
+  hotY: number;
+  png: Buffer;
+}
+
+export interface StreamEvents {
+  cursor(shape: CursorShape): void;
+  clipboard(text: string): void;
+}
+
+/** rate (updates/s, decayed) at which a cell counts as "hot" (animated) */
+const HOT_RATE = 3;
+/** half-life of a cell's update rate, ms */
+const RATE_HALF_LIFE_MS = 500;
+
+/**
+ * One framebuffer mirror per desktop (DESIGN.md decision 4): the RFB client writes into it,
+ * every viewer of the desktop reads from it. Also tracks per-cell change rate ("heat") so
+ * animated regions go lossy and quiet ones lossless.
+ */
+export class DesktopStream implements FramebufferSink, MirrorView {
+  width = 0;
+  height = 0;
+  fb: Buffer = Buffer.alloc(0);
+  private cols = 0;
+  private rows = 0;
+  private lastChange = new Float64Array(0);
+  private rate = new Float32Array(0);
+  readonly viewers = new Set<Viewer>();
+  cursor: CursorShape | undefined;
+  private cursorSeq = 0;
+  link: RfbLink | undefined;
+  /** resolves when the first full framebuffer has arrived */
+  private firstUpdate: Promise<void>;
+  private resolveFirst!: () => void;
+  updates = 0;
+
+  constructor(
+    readonly desktopId: string,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly events: StreamEvents,
+  ) {
+    this.firstUpdate = new Promise((r) => (this.resolveFirst = r));
+  }
+
+  whenFirstUpdate(): Promise<void> {
+    return this.firstUpdate;
+  }
+
+  // ---- FramebufferSink (called by the RFB client) ----
+
+  resize(width: number, height: number): void {
+    const old = this.fb;
+    const oldW = this.width;
+    const oldH = this.height;
+    this.width = width;
+    this.height = height;
+    this.fb = Buffer.alloc(width * height * 4);
+    // keep what overlaps, so a resize does not flash black before the server repaints
+    const w = Math.min(width, oldW);
+    for (let y = 0; y < Math.min(height, oldH); y++) old.copy(this.fb, y * width * 4, y * oldW * 4, y * oldW * 4 + w * 4);
+    this.cols = Math.ceil(width / CELL);
+    this.rows = Math.ceil(height / CELL);
+    this.lastChange = new Float64Array(this.cols * this.rows);
+    this.rate = new Float32Array(this.cols * this.rows);
+    for (const v of this.viewers) v.resized();
+  }
+
+  putPixels(x: number, y: number, w: number, h: number, pixels: Buffer): void {
+    const rowBytes = w * 4;
+    for (let row = 0; row < h; row++) {
+      pixels.copy(this.fb, ((y + row) * this.width + x) * 4, row * rowBytes, row * rowBytes + rowBytes);
+    }
+    this.touched({ x, y, w, h });
+  }
+
+  copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void {
+    const rowBytes = w * 4;
+    const stride = this.width * 4;
+    // overlapping moves: walk rows away from the destination so no source row is clobbered first
+    if (y > srcY) {
+      for (let row = h - 1; row >= 0; row--) {
+        this.fb.copy(this.fb, (y + row) * stride + x * 4, (srcY + row) * stride + srcX * 4, (srcY + row) * stride + srcX * 4 + rowBytes);
+      }
+    } else {
+      for (let row = 0; row < h; row++) {
+        this.fb.copy(this.fb, (y + row) * stride + x * 4, (srcY + row) * stride + srcX * 4, (srcY + row) * stride + srcX * 4 + rowBytes);
+      }
+    }
+    this.heat({ x, y, w, h });
+    for (const v of this.viewers) v.copy({ srcX, srcY, x, y, w, h });
+  }
+
+  setCursor(hotX: number, hotY: number, w: number, h: number, rgba: Buffer): void {
+    const seq = ++this.cursorSeq;
+    const done = (png: Buffer) => {
+      if (seq !== this.cursorSeq) return; // a newer shape arrived while encoding
+      this.cursor = { width: w, height: h, hotX, hotY, png };
+      this.events.cursor(this.cursor);
+    };
+    if (w === 0 || h === 0) {
+      done(Buffer.alloc(0));
+      return;
+    }
+    sharp(Buffer.from(rgba), { raw: { width: w, height: h, channels: 4 } })
+      .png()
+      .toBuffer()
+      .then(done, (e: unknown) => this.log.warn({ err: e }, 'cursor encode failed'));
+  }
+
+  updateEnd(): void {
+    this.updates++;
+    if (this.updates === 1) this.resolveFirst();
+    for (const v of this.viewers) v.flush();
+  }
+
+  serverCutText(text: string): void {
+    this.events.clipboard(text);
+  }
+
+  // ---- MirrorView (read by viewers) ----
+
+  private touched(r: Rect): void {
+    this.heat(r);
+    for (const v of this.viewers) v.damage(r);
+  }
+
+  private heat(r: Rect): void {
+    const now = this.clock.now();
+    const c0 = Math.floor(r.x / CELL);
+    const c1 = Math.ceil((r.x + r.w) / CELL);
+    const r0 = Math.floor(r.y / CELL);
+    const r1 = Math.ceil((r.y + r.h) / CELL);
+    for (let row = r0; row < r1; row++) {
+      for (let c = c0; c < c1; c++) {
+        const i = row * this.cols + c;
+        const dt = now - this.lastChange[i]!;
+        this.rate[i] = this.rate[i]! * Math.pow(0.5, dt / RATE_HALF_LIFE_MS) + 1;
+        this.lastChange[i] = now;
+      }
+    }
+  }
+
+  isHot(r: Rect): boolean {
+    const now = this.clock.now();
+    const c0 = Math.floor(r.x / CELL);
+    const c1 = Math.ceil((r.x + r.w) / CELL);
+    const r0 = Math.floor(r.y / CELL);
+    const r1 = Math.ceil((r.y + r.h) / CELL);
+    let hot = 0;
+    let total = 0;
+    for (let row = r0; row < r1; row++) {
+      for (let c = c0; c < c1; c++) {
+        const i = row * this.cols + c;
+        total++;
+        const rate = this.rate[i]! * Math.pow(0.5, (now - this.lastChange[i]!) / RATE_HALF_LIFE_MS);
+        if (rate >= HOT_RATE) hot++;
+      }
+    }
+    return total > 0 && hot * 2 >= total;
+  }
+
+  quietFor(r: Rect, now: number): number {
+    let latest = 0;
+    const c0 = Math.floor(r.x / CELL);
+    const c1 = Math.ceil((r.x + r.w) / CELL);
+    const r0 = Math.floor(r.y / CELL);
+    const r1 = Math.ceil((r.y + r.h) / CELL);
+    for (let row = r0; row < r1; row++) {
+      for (let c = c0; c < c1; c++) latest = Math.max(latest, this.lastChange[row * this.cols + c]!);
+    }
+    return now - latest;
+  }
+
+  /** a small JPEG of the whole desktop for the admin console */
+  async thumbnail(width = 240): Promise<Buffer> {
+    if (this.width === 0) throw new Error('no framebuffer yet');
+    return sharp(Buffer.from(this.fb), { raw: { width: this.width, height: this.height, channels: 4 } })
+      .removeAlpha()
+      .resize({ width: Math.min(width, this.width) })
+      .jpeg({ quality: 70 })
+      .toBuffer();
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * A region kept as a grid of CELL×CELL cells: constant memory per viewer whatever the damage
+ * (DESIGN.md decision 5: a viewer that falls behind accumulates a region, never a queue).
+ */
+export const CELL = 16; // pixels per cell side
+
+export interface Rect {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export class DirtyGrid {
+  cols: number;
+  rows: number;
+  cells: Uint8Array;
+  private count = 0;
+
+  constructor(
+    public width: number,
+    public height: number,
+  ) {
+    this.cols = Math.ceil(width / CELL);
+    this.rows = Math.ceil(height / CELL);
+    this.cells = new Uint8Array(this.cols * this.rows);
+  }
+
+  get empty(): boolean {
+    return this.count === 0;
+  }
+
+  get dirtyCells(): number {
+    return this.count;
+  }
+
+  resize(width: number, height: number): void {
+    this.width = width;
+    this.height = height;
+    this.cols = Math.ceil(width / CELL);
+    this.rows = Math.ceil(height / CELL);
+    this.cells = new Uint8Array(this.cols * this.rows);
+    this.count = 0;
+  }
+
+  private span(r: Rect): [number, number, number, number] | undefined {
+    const x0 = Math.max(0, r.x);
+    const y0 = Math.max(0, r.y);
+    const x1 = Math.min(this.width, r.x + r.w);
+    const y1 = Math.min(this.height, r.y + r.h);
+    if (x1 <= x0 || y1 <= y0) return undefined;
+    return [Math.floor(x0 / CELL), Math.floor(y0 / CELL), Math.ceil(x1 / CELL), Math.ceil(y1 / CELL)];
+  }
+
+  markAll(): void {
+    this.cells.fill(1);
+    this.count = this.cells.length;
+  }
+
+  mark(r: Rect): void {
+    const s = this.span(r);
+    if (!s) return;
+    const [c0, r0, c1, r1] = s;
+    for (let row = r0; row < r1; row++) {
+      const base = row * this.cols;
+      for (let c = c0; c < c1; c++) {
+        if (!this.cells[base + c]) {
+          this.cells[base + c] = 1;
+          this.count++;
+        }
+      }
+    }
+  }
+
+  /** clear only the cells that lie entirely inside r */
+  clearInside(r: Rect): void {
+    const x0 = Math.ceil(Math.max(0, r.x) / CELL);
+    const y0 = Math.ceil(Math.max(0, r.y) / CELL);
+    const xe = r.x + r.w >= this.width ? this.cols : Math.floor((r.x + r.w) / CELL);
+    const ye = r.y + r.h >= this.height ? this.rows : Math.floor((r.y + r.h) / CELL);
+    for (let row = y0; row < ye; row++) {
+      const base = row * this.cols;
+      for (let c = x0; c < xe; c++) {
+        if (this.cells[base + c]) {
+          this.cells[base + c] = 0;
+          this.count--;
+        }
+      }
+    }
+  }
+
+  intersects(r: Rect): boolean {
+    if (this.count === 0) return false;
+    const s = this.span(r);
+    if (!s) return false;
+    const [c0, r0, c1, r1] = s;
+    for (let row = r0; row < r1; row++) {
+      const base = row * this.cols;
+      for (let c = c0; c < c1; c++) if (this.cells[base + c]) return true;
+    }
+    return false;
+  }
+
+  /** every dirty cell of `other` becomes dirty here */
+  merge(other: DirtyGrid): void {
+    if (other.cols !== this.cols || other.rows !== this.rows) {
+      this.markAll();
+      return;
+    }
+    for (let i = 0; i < this.cells.length; i++) {
+      if (other.cells[i] && !this.cells[i]) {
+        this.cells[i] = 1;
+        this.count++;
+      }
+    }
+  }
+
+  clear(): void {
+    if (this.count) this.cells.fill(0);
+    this.count = 0;
+  }
+
+  /**
+   * Dirty cells as a few rectangles in pixels: horizontal runs per cell row, runs with the
+   * same columns stacked vertically, then neighbours merged when the union wastes little
+   * (cost model after guacd: each rect costs a fixed overhead plus its area).
+   */
+  toRects(): Rect[] {
+    if (this.count === 0) return [];
+    type CellRect = { c0: number; c1: number; r0: number; r1: number };
+    const open = new Map<string, CellRect>();
+    const done: CellRect[] = [];
+    for (let row = 0; row < this.rows; row++) {
+      const base = row * this.cols;
+      const seen = new Set<string>();
+      let c = 0;
+      while (c < this.cols) {
+        if (!this.cells[base + c]) {
+          c++;
+          continue;
+        }
+        const start = c;
+        while (c < this.cols && this.cells[base + c]) c++;
+        const key = `${start}:${c}`;
+        const prev = open.get(key);
+        if (prev && prev.r1 === row) prev.r1 = row + 1;
+        else {
+          if (prev) done.push(prev);
+          open.set(key, { c0: start, c1: c, r0: row, r1: row + 1 });
+        }
+        seen.add(key);
+      }
+      for (const [key, r] of open) {
+        if (!seen.has(key)) {
+          done.push(r);
+          open.delete(key);
+        }
+      }
+    }
+    done.push(...open.values());
+    const merged = mergeCellRects(done);
+    return merged.map((r) => {
+      const x = r.c0 * CELL;
+      const y = r.r0 * CELL;
+      return { x, y, w: Math.min(this.width, r.c1 * CELL) - x, h: Math.min(this.height, r.r1 * CELL) - y };
+    });
+  }
+}
+
+/** fixed per-rect overhead in cell units: one encode call costs about as much as ~16 cells of pixels */
+const RECT_COST = 16;
+
+function mergeCellRects<T extends { c0: number; c1: number; r0: number; r1: number }>(rects: T[]): T[] {
+  const area = (r: T) => (r.c1 - r.c0) * (r.r1 - r.r0);
+  let list = rects.slice();
+  let changed = true;
+  // O(n²) per pass; n stays small because runs were stacked first, and is capped below
+  while (changed && list.length > 1) {
+    changed = false;
+    outer: for (let i = 0; i < list.length; i++) {
+      for (let j = i + 1; j < list.length; j++) {
+        const a = list[i]!;
+        const b = list[j]!;
+        const u = {
+          ...a,
+          c0: Math.min(a.c0, b.c0),
+          c1: Math.max(a.c1, b.c1),
+          r0: Math.min(a.r0, b.r0),
+          r1: Math.max(a.r1, b.r1),
+        };
+        if (RECT_COST + area(u) <= 2 * RECT_COST + area(a) + area(b)) {
+          list[i] = u;
+          list.splice(j, 1);
+          changed = true;
+          break outer;
+        }
+      }
+    }
+    if (list.length > 256) {
+      // pathological scatter: one bounding box is cheaper than hundreds of calls
+      list = [
+        list.reduce((a, b) => ({
+          ...a,
+          c0: Math.min(a.c0, b.c0),
+          c1: Math.max(a.c1, b.c1),
+          r0: Math.min(a.r0, b.r0),
+          r1: Math.max(a.r1, b.r1),
+        })),
+      ];
+    }
+  }
+  return list;
+}

@@ -1,0 +1,92 @@
+import zlib from 'node:zlib';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { Codec, type FrameRect } from '@vdi/shared';
+import { analyse, type Analysis } from './classify.js';
+
+const deflateRaw = promisify(zlib.deflateRaw);
+
+// One encode at a time per libvips call: our parallelism comes from encoding several rects
+// at once on the libuv pool, not from splitting one image across threads.
+sharp.concurrency(1);
+sharp.cache(false);
+
+/** Below this many pixels a lossless rect goes through zlib in-process (no sharp call overhead). */
+export const SMALL_RECT_PIXELS = 64 * 64 * 4;
+/** JPEG only pays off above this many pixels (guacd uses the same bound). */
+export const JPEG_MIN_PIXELS = 4096;
+
+export interface EncodeHints {
+  /** lossy quality 1..100 to use where lossy is allowed */
+  quality: number;
+  /** lossy allowed for this rect (content is changing fast, or the viewer is behind) */
+  allowLossy: boolean;
+}
+
+export interface EncodedRect extends FrameRect {
+  lossy: boolean;
+}
+
+function rgbFromRgbx(pixels: Uint8Array, n: number): Buffer {
+  const out = Buffer.allocUnsafe(n * 3);
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    const s = i * 4;
+    out[j] = pixels[s]!;
+    out[j + 1] = pixels[s + 1]!;
+    out[j + 2] = pixels[s + 2]!;
+  }
+  return out;
+}
+
+async function encodePalette(a: Extract<Analysis, { kind: 'palette' }>): Promise<Uint8Array> {
+  const n = a.palette.length;
+  const head = Buffer.allocUnsafe(1 + n * 3);
+  head[0] = n - 1;
+  for (let i = 0; i < n; i++) {
+    const c = a.palette[i]!;
+    head[1 + i * 3] = c & 0xff;
+    head[2 + i * 3] = (c >>> 8) & 0xff;
+    head[3 + i * 3] = (c >>> 16) & 0xff;
+  }
+  const body = await deflateRaw(a.indices, { level: 6 });
+  return Buffer.concat([head, body]);
+}
+
+/**
+ * Encode one rectangle of packed RGBX pixels. The choice: solid → Fill; ≤256 colours →
+ * DeflatePalette (exact); many colours → JPEG when lossy is allowed and the rect is big enough,
+ * else lossless (zlib RGB when small, PNG when large).
+ */
+export async function encodeRect(
+  x: number,
+  y: number,
+  w: number,
+  h: number,
+  pixels: Buffer,
+  hints: EncodeHints,
+): Promise<EncodedRect> {
+  const n = w * h;
+  const a = analyse(pixels, w, h);
+  if (a.kind === 'solid') {
+    return { x, y, w, h, codec: Codec.Fill, payload: Uint8Array.of(a.r, a.g, a.b, 255), lossy: false };
+  }
+  if (a.kind === 'palette') {
+    return { x, y, w, h, codec: Codec.DeflatePalette, payload: await encodePalette(a), lossy: false };
+  }
+  if (hints.allowLossy && n >= JPEG_MIN_PIXELS) {
+    const payload = await sharp(pixels, { raw: { width: w, height: h, channels: 4 } })
+      .removeAlpha()
+      .jpeg({ quality: hints.quality, optimiseCoding: false, chromaSubsampling: hints.quality >= 90 ? '4:4:4' : '4:2:0' })
+      .toBuffer();
+    return { x, y, w, h, codec: Codec.Jpeg, payload, lossy: true };
+  }
+  if (n <= SMALL_RECT_PIXELS) {
+    const payload = await deflateRaw(rgbFromRgbx(pixels, n), { level: 1 });
+    return { x, y, w, h, codec: Codec.DeflateRgb, payload, lossy: false };
+  }
+  const payload = await sharp(pixels, { raw: { width: w, height: h, channels: 4 } })
+    .removeAlpha()
+    .png({ compressionLevel: 1, adaptiveFiltering: false })
+    .toBuffer();
+  return { x, y, w, h, codec: Codec.Png, payload, lossy: false };
+}

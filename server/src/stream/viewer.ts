@@ -1,0 +1,239 @@
+import { Codec, FrameFlags, encodeFrame, copyPayload, type FrameRect } from '@vdi/shared';
+import type { Clock } from '../clock.js';
+import { DirtyGrid, type Rect } from './dirty-grid.js';
+import { extract } from './classify.js';
+import { encodeRect } from './encode.js';
+
+/** What a viewer reads from its desktop's mirror. */
+export interface MirrorView {
+  readonly width: number;
+  readonly height: number;
+  readonly fb: Buffer;
+  /** is most of this rect changing several times a second (video, animation)? */
+  isHot(r: Rect): boolean;
+  /** ms since the cells of this rect last changed */
+  quietFor(r: Rect, now: number): number;
+}
+
+interface CopyOp {
+  srcX: number;
+  srcY: number;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export interface ViewerStats {
+  frames: number;
+  bytes: number;
+  /** smoothed ms from frame sent to ack received (network + decode + draw) */
+  lagMs: number;
+  quality: number;
+  inFlight: number;
+}
+
+/** A lossy rect that has been quiet this long is re-sent losslessly. @default 150 ms */
+export const LOSSLESS_REFRESH_MS = 150;
+/** At most this many pending copies; beyond that they are sent as pixels. */
+const MAX_PENDING_COPIES = 32;
+const MAX_QUALITY = 85;
+const MIN_QUALITY = 30;
+
+/**
+ * One browser viewing one desktop. Holds only its pending damage (a cell grid) and pending
+ * copies, never frames: at most `maxInFlight` frames are unacknowledged; while it is behind,
+ * damage accumulates and the next frame carries the newest pixels (DESIGN.md decision 5).
+ */
+export class Viewer {
+  readonly dirty: DirtyGrid;
+  /** cells last sent lossy, waiting for a lossless refresh */
+  private readonly lossy: DirtyGrid;
+  private copies: CopyOp[] = [];
+  private seq = 0;
+  private inFlight = new Map<number, number>(); // seq → sentAt
+  private building = false;
+  private keyframe = true;
+  private closed = false;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  readonly stats: ViewerStats = { frames: 0, bytes: 0, lagMs: 0, quality: MAX_QUALITY, inFlight: 0 };
+  /** frames and bytes over the last second, for the admin console */
+  private window = { at: 0, frames: 0, bytes: 0, fps: 0, kbps: 0 };
+
+  constructor(
+    readonly id: string,
+    private readonly mirror: MirrorView,
+    private readonly send: (frame: Uint8Array) => void,
+    private readonly clock: Clock,
+    private readonly maxInFlight: number,
+    private readonly onError: (e: unknown) => void,
+  ) {
+    this.dirty = new DirtyGrid(mirror.width, mirror.height);
+    this.lossy = new DirtyGrid(mirror.width, mirror.height);
+    this.dirty.markAll();
+  }
+
+  get pendingCells(): number {
+    return this.dirty.dirtyCells;
+  }
+
+  /** the framebuffer changed size: everything is new */
+  resized(): void {
+    this.dirty.resize(this.mirror.width, this.mirror.height);
+    this.lossy.resize(this.mirror.width, this.mirror.height);
+    this.dirty.markAll();
+    this.copies = [];
+    this.keyframe = true;
+  }
+
+  /** full repaint on the next frame (attach, or the client lost its canvas) */
+  requestKeyframe(): void {
+    this.dirty.markAll();
+    this.copies = [];
+    this.keyframe = true;
+    this.flush();
+  }
+
+  damage(r: Rect): void {
+    this.dirty.mark(r);
+  }
+
+  copy(op: CopyOp): void {
+    const src = { x: op.srcX, y: op.srcY, w: op.w, h: op.h };
+    // The client copies from its own canvas: only valid when the source there is up to date.
+    if (this.keyframe || this.dirty.intersects(src) || this.copies.length >= MAX_PENDING_COPIES) {
+      this.dirty.mark(op);
+      return;
+    }
+    this.copies.push(op);
+    // cells wholly overwritten by the copy no longer need their old damage sent
+    this.dirty.clearInside(op);
+    if (this.lossy.intersects(src)) this.lossy.mark(op);
+  }
+
+  ack(seq: number): void {
+    const sentAt = this.inFlight.get(seq);
+    if (sentAt === undefined) return; // unknown or duplicate ack: ignore
+    // acks are in order; anything older than seq is acknowledged too
+    for (const s of this.inFlight.keys()) if (s <= seq) this.inFlight.delete(s);
+    const lag = this.clock.now() - sentAt;
+    this.stats.lagMs = this.stats.lagMs === 0 ? lag : this.stats.lagMs * 0.8 + lag * 0.2;
+    // guacd's rule: quality falls linearly as lag rises past 20 ms (here 30 ms for draw time)
+    this.stats.quality = Math.max(MIN_QUALITY, Math.min(MAX_QUALITY, Math.round(MAX_QUALITY - (this.stats.lagMs - 30))));
+    this.stats.inFlight = this.inFlight.size;
+    this.flush();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+  }
+
+  rates(): { fps: number; kbps: number } {
+    const now = this.clock.now();
+    if (now - this.window.at >= 1000) {
+      const secs = (now - this.window.at) / 1000;
+      this.window.fps = this.window.at ? this.window.frames / secs : 0;
+      this.window.kbps = this.window.at ? (this.window.bytes * 8) / 1000 / secs : 0;
+      this.window.at = now;
+      this.window.frames = 0;
+      this.window.bytes = 0;
+    }
+    return { fps: Math.round(this.window.fps * 10) / 10, kbps: Math.round(this.window.kbps) };
+  }
+
+  /** Send a frame now if there is something to send and room in flight. */
+  flush(): void {
+    if (this.closed || this.building || this.inFlight.size >= this.maxInFlight) return;
+    if (this.dirty.empty && this.copies.length === 0) return;
+    this.building = true;
+    this.build().then(
+      () => {
+        this.building = false;
+        this.flush();
+      },
+      (e: unknown) => {
+        this.building = false;
+        this.onError(e);
+      },
+    );
+  }
+
+  private scheduleRefresh(): void {
+    if (this.refreshTimer || this.lossy.empty || this.closed) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      this.refreshLossy();
+    }, LOSSLESS_REFRESH_MS);
+    this.refreshTimer.unref();
+  }
+
+  /** move quiet lossy cells into the damage, to be re-sent losslessly */
+  private refreshLossy(): void {
+    if (this.closed) return;
+    const now = this.clock.now();
+    for (const r of this.lossy.toRects()) {
+      if (this.mirror.quietFor(r, now) >= LOSSLESS_REFRESH_MS && !this.mirror.isHot(r)) {
+        this.dirty.mark(r);
+        this.lossy.clearInside(r);
+      }
+    }
+    this.flush();
+    this.scheduleRefresh();
+  }
+
+  private async build(): Promise<void> {
+    const { width, height, fb } = this.mirror;
+    const copies = this.copies;
+    this.copies = [];
+    const rects = this.dirty.toRects();
+    this.dirty.clear();
+    const keyframe = this.keyframe;
+    this.keyframe = false;
+    const quality = this.stats.quality;
+    // Snapshot the pixels now: the mirror keeps changing while we encode.
+    const jobs = rects.map((r) => {
+      const pixels = extract(fb, width, r.x, r.y, r.w, r.h);
+      const allowLossy = this.mirror.isHot(r);
+      return encodeRect(r.x, r.y, r.w, r.h, pixels, { quality, allowLossy });
+    });
+    const encoded = await Promise.all(jobs);
+    if (this.closed) return;
+    const out: FrameRect[] = copies.map((c) => ({
+      x: c.x,
+      y: c.y,
+      w: c.w,
+      h: c.h,
+      codec: Codec.Copy,
+      payload: copyPayload(c.srcX, c.srcY),
+    }));
+    let anyLossy = false;
+    for (const e of encoded) {
+      out.push(e);
+      if (e.lossy) {
+        this.lossy.mark(e);
+        anyLossy = true;
+      } else this.lossy.clearInside(e);
+    }
+    if (width !== this.mirror.width || height !== this.mirror.height) return; // resized meanwhile; a keyframe follows
+    const seq = ++this.seq >>> 0;
+    const sentAt = this.clock.now();
+    const bytes = encodeFrame({
+      seq,
+      fbWidth: width,
+      fbHeight: height,
+      sentAt,
+      flags: (keyframe ? FrameFlags.Keyframe : 0) | (anyLossy || !this.lossy.empty ? 0 : FrameFlags.Lossless),
+      quality: anyLossy ? quality : 0,
+      rects: out,
+    });
+    this.inFlight.set(seq, sentAt);
+    this.stats.inFlight = this.inFlight.size;
+    this.stats.frames++;
+    this.stats.bytes += bytes.byteLength;
+    this.window.frames++;
+    this.window.bytes += bytes.byteLength;
+    this.send(bytes);
+    if (anyLossy) this.scheduleRefresh();
+  }
+}
