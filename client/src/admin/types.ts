@@ -1,0 +1,23 @@
+/**
+ * Admin list items: the shared types plus the fields the admin endpoints add. Extra fields
+ * are optional, so an older or newer server still renders.
+ */
+import type { ProviderKind, Pool, SessionInfo } from '@vdi/shared';
+
+export interface AdminPool extends Pool {
+  /** desktops and sessions by state, e.g. { desktops: 3, ready: 1, active: 2 } */
+  counts?: Record<string, number>;
+}
+
+export interface AdminSession extends SessionInfo {
+  viewers?: number;
+  kbps?: number;
+  fps?: number;
+  lastInputAt?: string | null;
+  provider?: ProviderKind;
+  /** provider facts (pid, display, VM state…) */
+  desktop?: Record<string, unknown>;
+}
+
+/** GET /api/admin/pools/:id/desktops: shape owned by the server; shown as key/value rows. */
+export type AdminDesktop = Record<string, unknown>;

@@ -1,0 +1,23 @@
+import './styles.css';
+import { setUnauthorizedHandler } from './http';
+import { loginPage } from './pages/login';
+import { desktopsPage } from './pages/desktops';
+import { notFoundPage } from './pages/not-found';
+import { currentPath, fallback, navigate, route, startRouter } from './router';
+
+// Any 401 from the API: back to sign-in, then back here.
+setUnauthorizedHandler(() => {
+  if (location.pathname === '/login') return;
+  navigate(`/login?next=${encodeURIComponent(currentPath())}`, { replace: true });
+});
+
+route('/login', loginPage);
+route('/', desktopsPage);
+// The viewer (Socket.IO client) and the admin console load on demand: sign-in stays small.
+route('/desktop/:sessionId', async (ctx) => (await import('./viewer/viewer-page')).viewerPage(ctx));
+route('/admin', async (ctx) => (await import('./admin/admin-page')).adminPage(ctx));
+route('/admin/:tab', async (ctx) => (await import('./admin/admin-page')).adminPage(ctx));
+fallback(notFoundPage);
+
+const app = document.getElementById('app');
+if (app) startRouter(app);

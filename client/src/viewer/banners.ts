@@ -1,0 +1,68 @@
+/** The strip of messages over the top of the desktop: watched badge, desktop health, notices. */
+import { h } from '../dom';
+
+export type DesktopCondition = 'starting' | 'unresponsive' | 'lost';
+
+const CONDITION_TEXT: Record<DesktopCondition, string> = {
+  starting: 'Your desktop is starting…',
+  unresponsive:
+    'The desktop is not responding. Input may be delayed; the picture will update when it recovers.',
+  lost: 'The connection to the desktop was lost. Trying to restore it…',
+};
+
+export class Banners {
+  readonly el = h('div', { class: 'viewer-banners' });
+  private readonly watched = h('div', {
+    class: 'banner banner-watch',
+    hidden: true,
+    attrs: { 'aria-live': 'polite' },
+  });
+  private readonly condition = h('div', {
+    class: 'banner banner-warn',
+    hidden: true,
+    attrs: { role: 'alert' },
+  });
+  private current: DesktopCondition | null = null;
+
+  constructor() {
+    this.el.append(this.watched, this.condition);
+  }
+
+  /** "An administrator is watching this session" while watched. */
+  setWatched(watched: boolean, by?: string): void {
+    this.watched.textContent = watched
+      ? `An administrator is watching this session${by ? ` (${by})` : ''}`
+      : '';
+    this.watched.hidden = !watched;
+  }
+
+  setCondition(condition: DesktopCondition | null, reason?: string): void {
+    this.current = condition;
+    this.condition.hidden = condition === null;
+    this.condition.textContent = condition
+      ? CONDITION_TEXT[condition] + (reason ? ` (${reason})` : '')
+      : '';
+    this.condition.classList.toggle('banner-info', condition === 'starting');
+  }
+
+  get activeCondition(): DesktopCondition | null {
+    return this.current;
+  }
+
+  /** A dismissible message (an administrator's notice, an error of ours). */
+  message(text: string, kind: 'notice' | 'error' = 'notice'): void {
+    const dismiss = h('button', { type: 'button', class: 'banner-close', title: 'Dismiss' }, '×');
+    dismiss.setAttribute('aria-label', 'Dismiss');
+    const banner = h(
+      'div',
+      {
+        class: `banner ${kind === 'error' ? 'banner-error' : 'banner-notice'}`,
+        attrs: { role: 'alert' },
+      },
+      h('span', { class: 'banner-text' }, text),
+      dismiss,
+    );
+    dismiss.addEventListener('click', () => banner.remove());
+    this.el.append(banner);
+  }
+}

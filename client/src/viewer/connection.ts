@@ -1,0 +1,292 @@
+/**
+ * The viewer's Socket.IO connection: attach on every (re)connect, the connection state the
+ * page shows, and the rule that input is sent only while attached; never buffered across
+ * a disconnect and replayed later.
+ */
+import type {
+  AttachRequest,
+  AttachResult,
+  ClientToServerEvents,
+  CursorMsg,
+  ErrorResult,
+  ServerToClientEvents,
+  SessionStatusMsg,
+  ShadowMsg,
+} from '@vdi/shared';
+import type { ManagerOptions, Socket, SocketOptions } from 'socket.io-client';
+import { toBytes } from './cursor';
+
+export type ViewerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** `document.body.dataset.viewer` values. 'disconnected': the server closed us on purpose. */
+export type ViewerState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'ended';
+
+export interface StateDetail {
+  /** what to tell the user */
+  message?: string;
+  /** server error code (SESSION_ENDED, FORBIDDEN, …) */
+  code?: string;
+  /** reconnect attempt number */
+  attempt?: number;
+}
+
+export interface ConnectionListener {
+  state(state: ViewerState, detail: StateDetail): void;
+  attached(res: AttachResult): void;
+  /** the attachment is gone: frames in flight are void, pressed keys are forgotten */
+  detached(): void;
+  frame(data: Uint8Array): void;
+  cursor(msg: CursorMsg): void;
+  clipboard(text: string): void;
+  session(msg: SessionStatusMsg): void;
+  notice(msg: { text: string; from: string }): void;
+  shadow(msg: ShadowMsg): void;
+  /** the handshake or attach says "not signed in" */
+  unauthorized(): void;
+}
+
+/** Options for io(); exported so the page and the tests agree. */
+export const SOCKET_OPTIONS: Partial<ManagerOptions & SocketOptions> = {
+  // WebSocket only: no long-polling fallback, binary frames straight through
+  transports: ['websocket'],
+  reconnection: true,
+  /** first reconnect delay, ms; doubles up to reconnectionDelayMax */
+  reconnectionDelay: 500,
+  /** longest reconnect delay, ms */
+  reconnectionDelayMax: 5000,
+  randomizationFactor: 0.5,
+  // listeners are in place before the first connect (ViewerConnection.start)
+  autoConnect: false,
+};
+
+/** How long the attach answer may take before the viewer reconnects, ms. */
+export const ATTACH_TIMEOUT_MS = 15_000;
+/** Wait before trying again after the server refused the handshake or asked to retry, ms. */
+export const RETRY_DELAY_MS = 3_000;
+
+/** Attach refusals worth retrying (the desktop is still starting, a node is busy). */
+const RETRYABLE = /STARTING|NOT_READY|UNAVAILABLE|BUSY|RETRY|TIMEOUT/;
+const UNAUTHORIZED = /UNAUTHORI[SZ]ED|UNAUTHENTICATED|NOT_AUTHENTICATED|NOT_SIGNED_IN|^401$/i;
+
+export class ViewerConnection {
+  private attachedNow = false;
+  private everAttached = false;
+  private finished = false;
+  private viewOnly: boolean;
+  /** bumped per attach attempt and per disconnect, so a late answer cannot act */
+  private generation = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastSessionReason: string | undefined;
+  private current: ViewerState = 'connecting';
+
+  constructor(
+    private readonly socket: ViewerSocket,
+    private readonly request: AttachRequest,
+    private readonly on: ConnectionListener,
+  ) {
+    this.viewOnly = request.shadow === true;
+    socket.on('connect', () => this.attach());
+    socket.on('disconnect', (reason) => this.onDisconnect(reason));
+    socket.on('connect_error', (err) => this.onConnectError(err));
+    socket.io.on('reconnect_attempt', (attempt) => {
+      if (!this.finished)
+        this.setState(this.everAttached ? 'reconnecting' : 'connecting', { attempt });
+    });
+    // Frames count from the moment attach is sent: the first keyframe may overtake the
+    // attach answer, and every frame must be acknowledged for flow control to go on.
+    socket.on('frame', (data) => {
+      if (!this.finished) on.frame(toBytes(data));
+    });
+    socket.on('cursor', (msg) => on.cursor(msg));
+    socket.on('clipboard', (msg) => {
+      if (typeof msg?.text === 'string') on.clipboard(msg.text);
+    });
+    socket.on('session', (msg) => this.onSession(msg));
+    socket.on('notice', (msg) => on.notice(msg));
+    socket.on('shadow', (msg) => on.shadow(msg));
+    socket.on('error', (msg) => console.warn('viewer: server reported', msg?.code, msg?.message));
+  }
+
+  get state(): ViewerState {
+    return this.current;
+  }
+
+  /** True while input may be sent: attached, connected, not view-only. */
+  get interactive(): boolean {
+    return this.attachedNow && this.socket.connected && !this.viewOnly && !this.finished;
+  }
+
+  start(): void {
+    this.setState('connecting', {});
+    this.socket.connect();
+  }
+
+  /** After a server-side disconnect ('disconnected' state), the user asked to come back. */
+  reconnect(): void {
+    if (this.finished || this.socket.connected) return;
+    this.setState('reconnecting', {});
+    this.socket.connect();
+  }
+
+  /** Leave for good (Disconnect button, page left). The desktop keeps running. */
+  close(): void {
+    this.finished = true;
+    clearTimeout(this.retryTimer);
+    this.socket.disconnect();
+  }
+
+  // ── input: dropped unless interactive (Socket.IO would buffer it while disconnected) ──
+
+  key(keysym: number, down: boolean): boolean {
+    if (!this.interactive) return false;
+    this.socket.emit('key', { keysym, down });
+    return true;
+  }
+
+  pointer(x: number, y: number, buttons: number): boolean {
+    if (!this.interactive) return false;
+    this.socket.emit('pointer', { x, y, buttons });
+    return true;
+  }
+
+  clipboard(text: string): boolean {
+    if (!this.interactive) return false;
+    this.socket.emit('clipboard', { text });
+    return true;
+  }
+
+  /** Acknowledge a drawn frame (flow control). Meaningless after a disconnect, so dropped. */
+  ack(seq: number, renderMs: number): void {
+    if (!this.socket.connected || this.finished) return;
+    const ms = Math.min(600_000, Math.max(0, Math.round(renderMs * 10) / 10));
+    this.socket.emit('ack', { seq, renderMs: ms });
+  }
+
+  /** Ask for a full repaint (a rect could not be decoded). */
+  refresh(): void {
+    if (this.socket.connected && !this.finished) this.socket.emit('refresh');
+  }
+
+  // ── lifecycle ──
+
+  private attach(): void {
+    if (this.finished) return;
+    const generation = ++this.generation;
+    this.socket.timeout(ATTACH_TIMEOUT_MS).emit('attach', this.request, (err, res) => {
+      if (generation !== this.generation || this.finished) return; // an old connection's answer
+      if (err) {
+        this.retry({ message: 'The desktop did not answer in time. Trying again…' }, 0);
+        return;
+      }
+      if (res.ok) {
+        this.attachedNow = true;
+        this.everAttached = true;
+        this.viewOnly = res.viewOnly || this.request.shadow === true;
+        this.on.attached(res);
+        this.setState('connected', {});
+      } else {
+        this.refused(res);
+      }
+    });
+  }
+
+  private refused(res: ErrorResult): void {
+    if (UNAUTHORIZED.test(res.code)) {
+      this.finish();
+      this.on.unauthorized();
+    } else if (res.code === 'SESSION_ENDED') {
+      this.end({ code: res.code, message: res.message });
+    } else if (RETRYABLE.test(res.code)) {
+      this.retry({ code: res.code, message: res.message }, RETRY_DELAY_MS);
+    } else {
+      this.end({ code: res.code, message: res.message });
+    }
+  }
+
+  /** Drop this connection and make a new one after `delayMs`. */
+  private retry(detail: StateDetail, delayMs: number): void {
+    this.generation++;
+    this.detach();
+    this.setState(this.everAttached ? 'reconnecting' : 'connecting', detail);
+    this.socket.disconnect();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      if (!this.finished) this.socket.connect();
+    }, delayMs);
+  }
+
+  private onDisconnect(reason: string): void {
+    this.generation++;
+    this.detach();
+    if (this.finished || reason === 'io client disconnect') return;
+    if (reason === 'io server disconnect') {
+      // Closed on purpose (an administrator's Disconnect, the session opened elsewhere):
+      // coming straight back would undo it, so the user decides.
+      this.setState('disconnected', {
+        message:
+          this.lastSessionReason ?? 'The server closed this connection. The desktop keeps running.',
+      });
+      return;
+    }
+    this.setState(this.everAttached ? 'reconnecting' : 'connecting', {});
+  }
+
+  private onConnectError(err: Error & { data?: { code?: unknown; message?: unknown } }): void {
+    if (this.finished) return;
+    const code = typeof err.data?.code === 'string' ? err.data.code : err.message;
+    if (this.socket.active) {
+      // transport trouble: the manager retries with backoff
+      this.setState(this.everAttached ? 'reconnecting' : 'connecting', {
+        message: 'Cannot reach the server.',
+      });
+      return;
+    }
+    // refused by the server's handshake middleware: no automatic retry from Socket.IO
+    if (UNAUTHORIZED.test(code) || /not signed in|unauthori[sz]ed/i.test(err.message)) {
+      this.finish();
+      this.on.unauthorized();
+      return;
+    }
+    this.setState(this.everAttached ? 'reconnecting' : 'connecting', {
+      code,
+      message: err.message,
+    });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      if (!this.finished) this.socket.connect();
+    }, RETRY_DELAY_MS);
+  }
+
+  private onSession(msg: SessionStatusMsg): void {
+    if (msg.state === 'ended') {
+      this.end({ code: 'SESSION_ENDED', message: msg.reason });
+      return;
+    }
+    if (msg.state === 'disconnected' && msg.reason) this.lastSessionReason = msg.reason;
+    this.on.session(msg);
+  }
+
+  private detach(): void {
+    this.attachedNow = false;
+    this.on.detached();
+  }
+
+  private end(detail: StateDetail): void {
+    if (this.finished) return;
+    this.finish();
+    this.setState('ended', detail);
+  }
+
+  private finish(): void {
+    this.finished = true;
+    this.generation++;
+    clearTimeout(this.retryTimer);
+    this.detach();
+    this.socket.disconnect();
+  }
+
+  private setState(state: ViewerState, detail: StateDetail): void {
+    this.current = state;
+    this.on.state(state, detail);
+  }
+}

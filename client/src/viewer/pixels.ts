@@ -1,0 +1,107 @@
+/**
+ * The two deflate codecs (shared/src/frame.ts): DeflateRgb and DeflatePalette → RGBA.
+ * Uses the platform's DecompressionStream, which inflates off the main thread's JS.
+ * Strict: the inflated size must be exactly what the rect needs (no partial tiles,
+ * no decompression bombs), and palette indices must be in range.
+ */
+
+export class PixelFormatError extends Error {
+  readonly code = 'PIXEL_FORMAT';
+  override name = 'PixelFormatError';
+}
+
+/** Inflate raw deflate (RFC 1951) data that must produce exactly `expected` bytes. */
+export async function inflateRaw(data: Uint8Array, expected: number): Promise<Uint8Array> {
+  const ds = new DecompressionStream('deflate-raw');
+  const writer = ds.writable.getWriter();
+  // Errors surface on the readable side; these only keep them from being unhandled twice.
+  writer.write(data as Uint8Array<ArrayBuffer>).catch(() => {});
+  writer.close().catch(() => {});
+  const reader = ds.readable.getReader();
+  const out = new Uint8Array(expected);
+  let filled = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (filled + value.byteLength > expected) {
+        throw new PixelFormatError(`inflated data exceeds the ${expected} bytes expected`);
+      }
+      out.set(value, filled);
+      filled += value.byteLength;
+    }
+  } catch (err) {
+    reader.cancel().catch(() => {});
+    if (err instanceof PixelFormatError) throw err;
+    throw new PixelFormatError(
+      `corrupt deflate data: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  if (filled !== expected)
+    throw new PixelFormatError(`inflated ${filled} bytes, expected ${expected}`);
+  return out;
+}
+
+/** R, G, B triplets → opaque RGBA. */
+export function rgbToRgba(rgb: Uint8Array, pixels: number): Uint8ClampedArray<ArrayBuffer> {
+  if (rgb.byteLength !== pixels * 3) throw new PixelFormatError('RGB data has the wrong length');
+  const out = new Uint8ClampedArray(pixels * 4);
+  for (let i = 0, j = 0; i < pixels; i++, j += 3) {
+    const o = i * 4;
+    out[o] = rgb[j]!;
+    out[o + 1] = rgb[j + 1]!;
+    out[o + 2] = rgb[j + 2]!;
+    out[o + 3] = 255;
+  }
+  return out;
+}
+
+/** Palette indices → opaque RGBA. `palette` is paletteSize × (R, G, B). */
+export function paletteToRgba(
+  palette: Uint8Array,
+  indices: Uint8Array,
+): Uint8ClampedArray<ArrayBuffer> {
+  const size = palette.byteLength / 3;
+  // Expand the palette to 32-bit words once; the per-pixel loop is then one store.
+  const words = new Uint32Array(size);
+  const bytes = new Uint8Array(words.buffer);
+  for (let i = 0; i < size; i++) {
+    bytes[i * 4] = palette[i * 3]!;
+    bytes[i * 4 + 1] = palette[i * 3 + 1]!;
+    bytes[i * 4 + 2] = palette[i * 3 + 2]!;
+    bytes[i * 4 + 3] = 255;
+  }
+  const out = new Uint8ClampedArray(indices.byteLength * 4);
+  const outWords = new Uint32Array(out.buffer);
+  for (let i = 0; i < indices.byteLength; i++) {
+    const index = indices[i]!;
+    if (index >= size)
+      throw new PixelFormatError(`palette index ${index} out of range (size ${size})`);
+    outWords[i] = words[index]!;
+  }
+  return out;
+}
+
+/** DeflateRgb payload: raw deflate of w×h×3 bytes. */
+export async function decodeDeflateRgb(
+  payload: Uint8Array,
+  w: number,
+  h: number,
+): Promise<Uint8ClampedArray<ArrayBuffer>> {
+  const rgb = await inflateRaw(payload, w * h * 3);
+  return rgbToRgba(rgb, w * h);
+}
+
+/** DeflatePalette payload: u8 (size - 1), size × RGB, raw deflate of w×h indices. */
+export async function decodeDeflatePalette(
+  payload: Uint8Array,
+  w: number,
+  h: number,
+): Promise<Uint8ClampedArray<ArrayBuffer>> {
+  if (payload.byteLength < 1) throw new PixelFormatError('palette payload is empty');
+  const size = payload[0]! + 1;
+  const paletteEnd = 1 + size * 3;
+  if (payload.byteLength < paletteEnd) throw new PixelFormatError('palette truncated');
+  const indices = await inflateRaw(payload.subarray(paletteEnd), w * h);
+  return paletteToRgba(payload.subarray(1, paletteEnd), indices);
+}

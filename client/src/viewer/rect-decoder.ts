@@ -1,0 +1,115 @@
+/**
+ * Turns a wire frame into drawable rects. All rects of a frame decode concurrently:
+ * images through createImageBitmap (decoded off the main thread), deflate codecs through
+ * DecompressionStream; fills and copies need no decoding.
+ */
+import { Codec, FRAME_MAGIC, readCopyPayload, type Frame, type FrameRect } from '@vdi/shared';
+import { PixelFormatError, decodeDeflatePalette, decodeDeflateRgb } from './pixels';
+
+interface Area {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+export type DecodedRect =
+  | (Area & { kind: 'fill'; color: string; opaque: boolean })
+  | (Area & { kind: 'copy'; srcX: number; srcY: number })
+  | (Area & { kind: 'image'; image: ImageBitmap })
+  | (Area & { kind: 'pixels'; rgba: Uint8ClampedArray<ArrayBuffer> })
+  /** a rect that could not be decoded: skipped, and the viewer asks for a repaint */
+  | (Area & { kind: 'failed'; error: unknown });
+
+export interface DecodedFrame {
+  seq: number;
+  fbWidth: number;
+  fbHeight: number;
+  flags: number;
+  quality: number;
+  rects: DecodedRect[];
+}
+
+const IMAGE_TYPES: Partial<Record<Codec, string>> = {
+  [Codec.Png]: 'image/png',
+  [Codec.Jpeg]: 'image/jpeg',
+  [Codec.Webp]: 'image/webp',
+};
+
+export async function decodeRects(frame: Frame): Promise<DecodedFrame> {
+  const rects = await Promise.all(frame.rects.map(decodeRect));
+  return {
+    seq: frame.seq,
+    fbWidth: frame.fbWidth,
+    fbHeight: frame.fbHeight,
+    flags: frame.flags,
+    quality: frame.quality,
+    rects,
+  };
+}
+
+async function decodeRect(rect: FrameRect): Promise<DecodedRect> {
+  const area: Area = { x: rect.x, y: rect.y, w: rect.w, h: rect.h };
+  try {
+    switch (rect.codec) {
+      case Codec.Fill: {
+        const p = rect.payload;
+        if (p.byteLength !== 4) throw new PixelFormatError('fill payload must be 4 bytes');
+        const [r, g, b, a] = [p[0]!, p[1]!, p[2]!, p[3]!];
+        return {
+          ...area,
+          kind: 'fill',
+          color: `rgba(${r},${g},${b},${a / 255})`,
+          opaque: a === 255,
+        };
+      }
+      case Codec.Copy: {
+        const { srcX, srcY } = readCopyPayload(rect.payload);
+        return { ...area, kind: 'copy', srcX, srcY };
+      }
+      case Codec.Png:
+      case Codec.Jpeg:
+      case Codec.Webp: {
+        const blob = new Blob([rect.payload as Uint8Array<ArrayBuffer>], {
+          type: IMAGE_TYPES[rect.codec],
+        });
+        // colorSpaceConversion 'none': pixels land exactly as encoded (no gamma/ICC shifts)
+        const image = await createImageBitmap(blob, {
+          colorSpaceConversion: 'none',
+          premultiplyAlpha: 'none',
+        });
+        return { ...area, kind: 'image', image };
+      }
+      case Codec.DeflateRgb:
+        return {
+          ...area,
+          kind: 'pixels',
+          rgba: await decodeDeflateRgb(rect.payload, rect.w, rect.h),
+        };
+      case Codec.DeflatePalette:
+        return {
+          ...area,
+          kind: 'pixels',
+          rgba: await decodeDeflatePalette(rect.payload, rect.w, rect.h),
+        };
+      default:
+        throw new PixelFormatError(`unknown codec ${String(rect.codec)}`);
+    }
+  } catch (error) {
+    return { ...area, kind: 'failed', error };
+  }
+}
+
+/** Free the GPU/CPU memory of a frame's bitmaps. */
+export function releaseFrame(frame: DecodedFrame): void {
+  for (const r of frame.rects) if (r.kind === 'image') r.image.close();
+}
+
+/**
+ * The sequence number of a frame that failed to decode, if its header is readable: the
+ * frame is still acknowledged so the server's flow control does not stall on it.
+ */
+export function peekSeq(data: Uint8Array): number | undefined {
+  if (data.byteLength < 8 || data[0] !== FRAME_MAGIC) return undefined;
+  return new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(4, true);
+}

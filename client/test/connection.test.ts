@@ -1,0 +1,278 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { AttachResult, ErrorResult } from '@vdi/shared';
+import {
+  ATTACH_TIMEOUT_MS,
+  ViewerConnection,
+  type ConnectionListener,
+  type ViewerSocket,
+  type ViewerState,
+} from '../src/viewer/connection';
+
+type Handler = (...args: unknown[]) => void;
+type AttachCallback = (err: Error | null, res: AttachResult | ErrorResult) => void;
+
+/**
+ * Just enough of a socket.io-client Socket. Unlike the real one, emit while disconnected
+ * is recorded as "buffered" so a test can prove nothing would be replayed on reconnect.
+ */
+class FakeSocket {
+  connected = false;
+  active = false;
+  emitted: Array<[string, unknown]> = [];
+  buffered: Array<[string, unknown]> = [];
+  attaches: Array<{ req: unknown; cb: AttachCallback }> = [];
+  private handlers = new Map<string, Handler[]>();
+  private ioHandlers = new Map<string, Handler[]>();
+  io = { on: (event: string, fn: Handler) => void this.add(this.ioHandlers, event, fn) };
+
+  on(event: string, fn: Handler): this {
+    this.add(this.handlers, event, fn);
+    return this;
+  }
+  connect(): this {
+    this.active = true;
+    return this;
+  }
+  disconnect(): this {
+    const was = this.connected;
+    this.connected = false;
+    this.active = false;
+    if (was) this.fire('disconnect', 'io client disconnect');
+    return this;
+  }
+  timeout(_ms: number) {
+    return {
+      emit: (event: string, req: unknown, cb: AttachCallback) => {
+        this.emitted.push([event, req]);
+        this.attaches.push({ req, cb });
+      },
+    };
+  }
+  emit(event: string, msg?: unknown): this {
+    (this.connected ? this.emitted : this.buffered).push([event, msg]);
+    return this;
+  }
+
+  // ── test drivers ──
+  serverAccepts(): void {
+    this.connected = true;
+    this.active = true;
+    this.fire('connect');
+  }
+  drop(reason = 'transport close'): void {
+    this.connected = false;
+    this.fire('disconnect', reason);
+  }
+  fire(event: string, ...args: unknown[]): void {
+    for (const fn of this.handlers.get(event) ?? []) fn(...args);
+  }
+  fireIo(event: string, ...args: unknown[]): void {
+    for (const fn of this.ioHandlers.get(event) ?? []) fn(...args);
+  }
+  answerAttach(res: AttachResult | ErrorResult, index = this.attaches.length - 1): void {
+    this.attaches[index]!.cb(null, res);
+  }
+  sent(event: string): unknown[] {
+    return this.emitted.filter(([e]) => e === event).map(([, m]) => m);
+  }
+  private add(map: Map<string, Handler[]>, event: string, fn: Handler): void {
+    map.set(event, [...(map.get(event) ?? []), fn]);
+  }
+}
+
+const OK: AttachResult = {
+  ok: true,
+  sessionId: 's1',
+  desktopId: 'd1',
+  width: 1280,
+  height: 800,
+  viewOnly: false,
+  name: 'Desk 1',
+};
+
+function setup(shadow = false) {
+  const socket = new FakeSocket();
+  const states: Array<[ViewerState, string | undefined]> = [];
+  const events: string[] = [];
+  const listener: ConnectionListener = {
+    state: (s, d) => void states.push([s, d.message ?? d.code]),
+    attached: (res) => void events.push(`attached ${res.desktopId}`),
+    detached: () => void events.push('detached'),
+    frame: (data) => void events.push(`frame ${data.byteLength}`),
+    cursor: () => {},
+    clipboard: (text) => void events.push(`clipboard ${text}`),
+    session: (msg) => void events.push(`session ${msg.state}`),
+    notice: () => {},
+    shadow: () => {},
+    unauthorized: () => void events.push('unauthorized'),
+  };
+  const conn = new ViewerConnection(
+    socket as unknown as ViewerSocket,
+    shadow ? { sessionId: 's1', shadow: true } : { sessionId: 's1' },
+    listener,
+  );
+  conn.start();
+  return { socket, conn, states, events, last: () => states.at(-1)?.[0] };
+}
+
+describe('ViewerConnection: attach', () => {
+  it('attaches on connect and on every reconnect', () => {
+    const t = setup();
+    expect(t.last()).toBe('connecting');
+    t.socket.serverAccepts();
+    expect(t.socket.attaches.map((a) => a.req)).toEqual([{ sessionId: 's1' }]);
+    t.socket.answerAttach(OK);
+    expect(t.last()).toBe('connected');
+
+    t.socket.drop();
+    expect(t.last()).toBe('reconnecting');
+    t.socket.fireIo('reconnect_attempt', 2);
+    expect(t.states.at(-1)).toEqual(['reconnecting', undefined]);
+    t.socket.serverAccepts();
+    expect(t.socket.attaches).toHaveLength(2);
+    expect(t.last()).toBe('reconnecting'); // not before the server says yes
+    t.socket.answerAttach(OK);
+    expect(t.last()).toBe('connected');
+    expect(t.events.filter((e) => e.startsWith('attached'))).toHaveLength(2);
+  });
+
+  it('sends shadow: true for a view-only attach', () => {
+    const t = setup(true);
+    t.socket.serverAccepts();
+    expect(t.socket.attaches[0]!.req).toEqual({ sessionId: 's1', shadow: true });
+  });
+
+  it('SESSION_ENDED ends the viewer for good', () => {
+    const t = setup();
+    t.socket.serverAccepts();
+    t.socket.answerAttach({ ok: false, code: 'SESSION_ENDED', message: 'logged off by admin' });
+    expect(t.states.at(-1)).toEqual(['ended', 'logged off by admin']);
+    expect(t.socket.connected).toBe(false);
+    expect(t.socket.active).toBe(false);
+  });
+
+  it('a session "ended" event ends the viewer', () => {
+    const t = setup();
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    t.socket.fire('session', { state: 'ended', reason: 'idle timeout' });
+    expect(t.states.at(-1)).toEqual(['ended', 'idle timeout']);
+    expect(t.socket.active).toBe(false);
+  });
+
+  it('ignores a late attach answer from a previous connection', () => {
+    const t = setup();
+    t.socket.serverAccepts();
+    t.socket.drop();
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK, 0); // answer to the first attempt arrives now
+    expect(t.last()).toBe('connecting');
+    t.socket.answerAttach(OK, 1);
+    expect(t.last()).toBe('connected');
+  });
+
+  it('an attach timeout drops the connection and tries again', () => {
+    vi.useFakeTimers();
+    try {
+      const t = setup();
+      t.socket.serverAccepts();
+      t.socket.attaches[0]!.cb(
+        new Error('operation has timed out'),
+        undefined as unknown as AttachResult,
+      );
+      expect(t.last()).toBe('connecting');
+      expect(t.socket.connected).toBe(false);
+      vi.advanceTimersByTime(ATTACH_TIMEOUT_MS);
+      expect(t.socket.active).toBe(true); // connect() called again
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a server-side disconnect waits for the user instead of reconnecting', () => {
+    const t = setup();
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    t.socket.fire('session', { state: 'disconnected', reason: 'disconnected by an administrator' });
+    t.socket.drop('io server disconnect');
+    expect(t.states.at(-1)).toEqual(['disconnected', 'disconnected by an administrator']);
+    t.conn.reconnect();
+    expect(t.last()).toBe('reconnecting');
+    expect(t.socket.active).toBe(true);
+  });
+
+  it('a handshake refused as unauthorized asks for sign-in', () => {
+    const t = setup();
+    t.socket.active = false; // refused by middleware: Socket.IO will not retry
+    t.socket.fire('connect_error', new Error('UNAUTHORIZED'));
+    expect(t.events).toContain('unauthorized');
+  });
+
+  it('passes desktop health on and ends nothing for it', () => {
+    const t = setup();
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    t.socket.fire('session', { state: 'desktop-unresponsive' });
+    expect(t.events).toContain('session desktop-unresponsive');
+    expect(t.last()).toBe('connected');
+  });
+});
+
+describe('ViewerConnection: input is never buffered across a disconnect', () => {
+  let t: ReturnType<typeof setup>;
+  beforeEach(() => {
+    t = setup();
+  });
+  afterEach(() => {
+    expect(t.socket.buffered).toEqual([]);
+  });
+
+  it('drops input before the attach answer', () => {
+    t.socket.serverAccepts();
+    expect(t.conn.key(0x61, true)).toBe(false);
+    expect(t.conn.pointer(1, 2, 0)).toBe(false);
+    expect(t.socket.sent('key')).toEqual([]);
+  });
+
+  it('sends input while attached', () => {
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    expect(t.conn.key(0x61, true)).toBe(true);
+    expect(t.conn.pointer(10, 20, 1)).toBe(true);
+    expect(t.conn.clipboard('hi')).toBe(true);
+    expect(t.socket.sent('key')).toEqual([{ keysym: 0x61, down: true }]);
+    expect(t.socket.sent('pointer')).toEqual([{ x: 10, y: 20, buttons: 1 }]);
+    expect(t.socket.sent('clipboard')).toEqual([{ text: 'hi' }]);
+  });
+
+  it('drops input while disconnected and after reconnecting until re-attached', () => {
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    t.socket.drop();
+    expect(t.conn.key(0x61, true)).toBe(false);
+    expect(t.conn.pointer(1, 1, 1)).toBe(false);
+    t.conn.ack(3, 5);
+    t.socket.serverAccepts();
+    expect(t.conn.key(0x61, false)).toBe(false);
+    t.socket.answerAttach(OK);
+    expect(t.socket.sent('key')).toEqual([]);
+    expect(t.socket.sent('ack')).toEqual([]);
+    expect(t.events).toContain('detached');
+  });
+
+  it('never sends input when view-only', () => {
+    t.socket.serverAccepts();
+    t.socket.answerAttach({ ...OK, viewOnly: true });
+    expect(t.conn.key(0x61, true)).toBe(false);
+    expect(t.conn.pointer(1, 1, 0)).toBe(false);
+    expect(t.conn.interactive).toBe(false);
+  });
+
+  it('accepts frames that overtake the attach answer, and acks them while connected', () => {
+    t.socket.serverAccepts();
+    t.socket.fire('frame', new ArrayBuffer(40));
+    expect(t.events).toContain('frame 40');
+    t.conn.ack(1, 3.14159);
+    expect(t.socket.sent('ack')).toEqual([{ seq: 1, renderMs: 3.1 }]);
+  });
+});
