@@ -276,3 +276,22 @@ describe('ViewerConnection: input is never buffered across a disconnect', () => 
     expect(t.socket.sent('ack')).toEqual([{ seq: 1, renderMs: 3.1 }]);
   });
 });
+
+describe('ViewerConnection: ended from the page', () => {
+  it('Log off ends the viewer once, whichever of the HTTP answer and the server event comes first', () => {
+    const t = setup();
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    t.socket.fire('session', { state: 'ended', reason: 'logged off' });
+    t.conn.ended('You logged off.');
+    expect(t.states.filter(([s]) => s === 'ended')).toEqual([['ended', 'logged off']]);
+
+    const u = setup();
+    u.socket.serverAccepts();
+    u.socket.answerAttach(OK);
+    u.socket.drop('io server disconnect');
+    u.conn.ended('You logged off.');
+    expect(u.states.at(-1)).toEqual(['ended', 'You logged off.']);
+    expect(u.socket.active).toBe(false);
+  });
+});

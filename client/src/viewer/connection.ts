@@ -135,6 +135,11 @@ export class ViewerConnection {
     this.socket.disconnect();
   }
 
+  /** The session was ended from this page (Log off): show the end screen, stop reconnecting. */
+  ended(message?: string): void {
+    this.end({ code: 'SESSION_ENDED', message });
+  }
+
   // ── input: dropped unless interactive (Socket.IO would buffer it while disconnected) ──
 
   key(keysym: number, down: boolean): boolean {

@@ -427,8 +427,9 @@ export function viewerPage({ params, url }: RouteContext): Page {
     keyboard.releaseAll();
     try {
       await api.post(`/api/sessions/${seg(sessionId)}/logoff`);
-      conn.close();
-      navigate('/');
+      // the end screen (data-viewer=ended) with a link back to the list; the server's own
+      // "session ended" event may have shown it already
+      conn.ended('You logged off. The desktop and its applications were closed.');
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return;
       banners.message(`Could not log off: ${errorMessage(err)}`, 'error');
