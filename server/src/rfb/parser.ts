@@ -1,0 +1,277 @@
+/**
+ * Server-to-client messages after ServerInit: a strict, resumable state machine. Feed it
+ * bytes in any split; it decodes what is complete, keeps its place, and waits for more.
+ * Anything outside the protocol or our limits throws an RfbProtocolError, after which
+ * the parser stays failed.
+ */
+import { ByteQueue } from './byte-queue.js';
+import { Encoding, MAX_FENCE_PAYLOAD, ServerMessageType } from './constants.js';
+import { copyRectDecoder } from './decoders/copy-rect.js';
+import { cursorDecoder } from './decoders/cursor.js';
+import type { DecodeContext, RectDecoder, RectDecoderFactory } from './decoders/decoder.js';
+import { desktopSizeDecoder } from './decoders/desktop-size.js';
+import {
+  extendedDesktopSizeDecoder,
+  type ExtendedDesktopSizeEvent,
+} from './decoders/extended-desktop-size.js';
+import { rawDecoder } from './decoders/raw.js';
+import { RfbProtocolError } from './errors.js';
+import { RECT_HEADER_LENGTH } from './rect.js';
+import { DEFAULT_RFB_LIMITS, type FramebufferSink, type RfbLimits } from './types.js';
+
+/** The rectangle encodings we advertise and decode. LastRect is handled by the parser. */
+const DECODERS: ReadonlyMap<number, RectDecoderFactory> = new Map<number, RectDecoderFactory>([
+  [Encoding.Raw, rawDecoder],
+  [Encoding.CopyRect, copyRectDecoder],
+  [Encoding.DesktopSize, desktopSizeDecoder],
+  [Encoding.ExtendedDesktopSize, extendedDesktopSizeDecoder],
+  [Encoding.Cursor, cursorDecoder],
+]);
+
+/** Fixed header lengths, bytes, message-type byte included. */
+const UPDATE_HEADER_LENGTH = 4; // type, padding, U16 number-of-rectangles
+const CUT_TEXT_HEADER_LENGTH = 8; // type, 3 padding, U32 length
+const FENCE_HEADER_LENGTH = 9; // type, 3 padding, U32 flags, U8 length
+
+/** What the connection hears about, beyond the pixels that go to the sink. */
+export interface ServerMessageEvents {
+  /**
+   * a whole FramebufferUpdate has been applied (after sink.updateEnd); `pixels` tells
+   * whether it carried framebuffer data (Raw or CopyRect) or only pseudo-rectangles
+   */
+  updateEnd?(pixels: boolean): void;
+  /** the framebuffer size changed (after sink.resize) */
+  resized?(width: number, height: number): void;
+  extendedDesktopSize?(event: ExtendedDesktopSizeEvent): void;
+  endOfContinuousUpdates?(): void;
+  /** ServerFence; `payload` is a copy */
+  fence?(flags: number, payload: Buffer): void;
+}
+
+export interface ServerMessageParserOptions {
+  sink: FramebufferSink;
+  /** framebuffer size from ServerInit */
+  width: number;
+  height: number;
+  limits?: RfbLimits;
+  events?: ServerMessageEvents;
+  /** share a queue with the handshake so bytes after ServerInit carry over */
+  queue?: ByteQueue;
+}
+
+type ParserState =
+  | { kind: 'message' }
+  | { kind: 'rect-header'; rectsLeft: number }
+  | { kind: 'rect-body'; rectsLeft: number; encoding: number; decoder: RectDecoder }
+  | { kind: 'cut-text'; length: number }
+  | { kind: 'failed'; error: RfbProtocolError | Error };
+
+export class ServerMessageParser {
+  readonly queue: ByteQueue;
+  private state: ParserState = { kind: 'message' };
+  /** current framebuffer size, pixels */
+  private readonly fb: { width: number; height: number };
+  private readonly sink: FramebufferSink;
+  private readonly limits: RfbLimits;
+  private readonly events: ServerMessageEvents;
+  private readonly ctx: DecodeContext;
+  /** the current update has had a Raw or CopyRect rectangle */
+  private updateHasPixels = false;
+
+  constructor(options: ServerMessageParserOptions) {
+    this.queue = options.queue ?? new ByteQueue();
+    this.sink = options.sink;
+    this.limits = options.limits ?? DEFAULT_RFB_LIMITS;
+    this.events = options.events ?? {};
+    const fb = { width: options.width, height: options.height };
+    this.fb = fb;
+    this.ctx = {
+      sink: this.sink,
+      limits: this.limits,
+      get width() {
+        return fb.width;
+      },
+      get height() {
+        return fb.height;
+      },
+      resize: (w, h) => this.resize(w, h),
+      extendedDesktopSize: (ev) => this.events.extendedDesktopSize?.(ev),
+    };
+  }
+
+  get width(): number {
+    return this.fb.width;
+  }
+
+  get height(): number {
+    return this.fb.height;
+  }
+
+  /** true while a FramebufferUpdate has started but not ended */
+  get inUpdate(): boolean {
+    return this.state.kind === 'rect-header' || this.state.kind === 'rect-body';
+  }
+
+  /** Append bytes and decode what they complete. */
+  push(chunk: Uint8Array): void {
+    this.queue.push(chunk);
+    this.parse();
+  }
+
+  /**
+   * Decode everything complete in the queue. Throws RfbProtocolError on bad input, and
+   * rethrows whatever the sink or an event handler throws; either way the parser is then
+   * failed and every later call throws the same error.
+   */
+  parse(): void {
+    if (this.state.kind === 'failed') throw this.state.error;
+    try {
+      while (this.step()) {
+        // each step consumed something; go on until one has to wait
+      }
+    } catch (err) {
+      this.state = { kind: 'failed', error: err instanceof Error ? err : new Error(String(err)) };
+      throw err;
+    }
+  }
+
+  /** One transition; false when it has to wait for more bytes. */
+  private step(): boolean {
+    const q = this.queue;
+    const state = this.state;
+    switch (state.kind) {
+      case 'message':
+        return q.available > 0 && this.readMessage();
+      case 'rect-header':
+        return this.readRectHeader(state.rectsLeft);
+      case 'rect-body':
+        if (!state.decoder.decode(q, this.ctx)) return false;
+        this.rectDone(state.rectsLeft);
+        return true;
+      case 'cut-text':
+        if (q.available < state.length) return false;
+        this.state = { kind: 'message' };
+        this.sink.serverCutText(q.read(state.length).toString('latin1'));
+        return true;
+      case 'failed':
+        throw state.error;
+    }
+  }
+
+  private readMessage(): boolean {
+    const q = this.queue;
+    const type = q.peekU8();
+    switch (type) {
+      case ServerMessageType.FramebufferUpdate: {
+        if (q.available < UPDATE_HEADER_LENGTH) return false;
+        q.skip(2);
+        const rects = q.readU16();
+        if (rects === 0) this.updateDone();
+        else this.state = { kind: 'rect-header', rectsLeft: rects };
+        return true;
+      }
+      case ServerMessageType.SetColourMapEntries:
+        throw new RfbProtocolError(
+          'colour-map-unsupported',
+          'server sent SetColourMapEntries although we asked for a true-colour pixel format',
+        );
+      case ServerMessageType.Bell:
+        q.skip(1);
+        this.sink.bell?.();
+        return true;
+      case ServerMessageType.ServerCutText: {
+        if (q.available < CUT_TEXT_HEADER_LENGTH) return false;
+        const length = q.peekU32(4);
+        // checked before waiting for (or allocating) the text
+        if (length > this.limits.maxCutText) {
+          throw new RfbProtocolError(
+            'cut-text-too-long',
+            `ServerCutText of ${length} bytes exceeds the ${this.limits.maxCutText}-byte limit`,
+          );
+        }
+        q.skip(CUT_TEXT_HEADER_LENGTH);
+        this.state = { kind: 'cut-text', length };
+        return true;
+      }
+      case ServerMessageType.EndOfContinuousUpdates:
+        q.skip(1);
+        this.events.endOfContinuousUpdates?.();
+        return true;
+      case ServerMessageType.ServerFence: {
+        if (q.available < FENCE_HEADER_LENGTH) return false;
+        const length = q.peekU8(8);
+        if (length > MAX_FENCE_PAYLOAD) {
+          throw new RfbProtocolError(
+            'bad-fence',
+            `ServerFence payload of ${length} bytes exceeds the ${MAX_FENCE_PAYLOAD}-byte maximum`,
+          );
+        }
+        if (q.available < FENCE_HEADER_LENGTH + length) return false;
+        const flags = q.peekU32(4);
+        q.skip(FENCE_HEADER_LENGTH);
+        const payload = Buffer.from(q.read(length));
+        this.events.fence?.(flags, payload);
+        return true;
+      }
+      default:
+        throw new RfbProtocolError(
+          'unknown-message-type',
+          `server sent unknown message type ${type}`,
+        );
+    }
+  }
+
+  private readRectHeader(rectsLeft: number): boolean {
+    const q = this.queue;
+    if (q.available < RECT_HEADER_LENGTH) return false;
+    const rect = {
+      x: q.readU16(),
+      y: q.readU16(),
+      w: q.readU16(),
+      h: q.readU16(),
+      encoding: q.readS32(),
+    };
+    if (rect.encoding === Encoding.LastRect) {
+      // the server sent 0xFFFF as a count it did not know; this ends the update
+      this.updateDone();
+      return true;
+    }
+    if (rect.encoding === Encoding.Raw || rect.encoding === Encoding.CopyRect)
+      this.updateHasPixels = true;
+    const factory = DECODERS.get(rect.encoding);
+    if (factory === undefined) {
+      throw new RfbProtocolError(
+        'unknown-encoding',
+        `server sent a rectangle in encoding ${rect.encoding}, which we did not ask for`,
+      );
+    }
+    this.state = {
+      kind: 'rect-body',
+      rectsLeft,
+      encoding: rect.encoding,
+      decoder: factory(rect, this.ctx),
+    };
+    return true;
+  }
+
+  private rectDone(rectsLeft: number): void {
+    if (rectsLeft <= 1) this.updateDone();
+    else this.state = { kind: 'rect-header', rectsLeft: rectsLeft - 1 };
+  }
+
+  private updateDone(): void {
+    this.state = { kind: 'message' };
+    const pixels = this.updateHasPixels;
+    this.updateHasPixels = false;
+    this.sink.updateEnd();
+    this.events.updateEnd?.(pixels);
+  }
+
+  private resize(width: number, height: number): void {
+    if (width === this.fb.width && height === this.fb.height) return;
+    this.fb.width = width;
+    this.fb.height = height;
+    this.sink.resize(width, height);
+    this.events.resized?.(width, height);
+  }
+}
