@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Router } from 'express';
+import { sql, type SqlBool } from 'kysely';
 import { z } from 'zod';
 import {
   AuditEntry,
@@ -391,7 +392,8 @@ export function adminRoutes(
   reg.add(router, P, { method: 'get', path: '/audit', summary: 'Audit log, newest first', access: 'admin', query: AuditQuery, response: z.array(AuditEntry) }, guard, async (req) => {
     const q = AuditQuery.parse(req.query);
     let sel = db.selectFrom('audit_log').selectAll();
-    if (q.action) sel = sel.where('action', 'like', `${q.action}%`);
+    // a prefix, not a pattern: LIKE's wildcards in the filter match only themselves
+    if (q.action) sel = sel.where(sql<SqlBool>`action like ${q.action.replace(/[\\%_]/g, '\\$&') + '%'} escape '\\'`);
     if (q.actor) sel = sel.where('actor', '=', q.actor);
     if (q.target) sel = sel.where('target', '=', q.target);
     if (q.since) sel = sel.where('at', '>=', new Date(q.since).toISOString());

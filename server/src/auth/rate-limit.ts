@@ -29,13 +29,22 @@ export class LoginThrottle {
     return e;
   }
 
-  /** ms to wait before trying again, or 0 when allowed */
+  /** the live counter of a key, without creating one */
+  private peek(key: string) {
+    const e = this.hits.get(key);
+    return e && e.resetAt > this.clock.now() ? e : undefined;
+  }
+
+  /**
+   * ms to wait before trying again, or 0 when allowed. Only failures add keys: a checked (and
+   * refused) attempt must not, or a flood of made-up names would evict locked counters.
+   */
   check(ip: string, username: string): number {
     const now = this.clock.now();
-    const a = this.entry(`u:${username.toLowerCase()}`);
-    const i = this.entry(`ip:${ip}`);
-    if (a.count >= this.opts.maxPerAccount) return a.resetAt - now;
-    if (i.count >= this.opts.maxPerIp) return i.resetAt - now;
+    const a = this.peek(`u:${username.toLowerCase()}`);
+    const i = this.peek(`ip:${ip}`);
+    if (a && a.count >= this.opts.maxPerAccount) return a.resetAt - now;
+    if (i && i.count >= this.opts.maxPerIp) return i.resetAt - now;
     return 0;
   }
 

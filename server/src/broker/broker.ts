@@ -49,7 +49,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly poolLock = new KeyedMutex();
   private readonly desktopLock = new KeyedMutex();
   private timer: NodeJS.Timeout | undefined;
-  private ticking = false;
+  /** the tick in progress, and at most one queued behind it (see tick()) */
+  private running: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
   private lastHealthCheck = 0;
   readonly audit: AuditLog;
 
@@ -244,8 +246,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
         .selectAll()
         .where('pool_id', '=', pool.id)
         .where('owner_user_id', '=', userId)
-        .where('state', 'in', ['ready', 'stopped'])
+        .where('state', '<>', 'failed')
         .executeTakeFirst();
+      // the owner's desktop in any state: a user never gets a second one while theirs stops
       if (own) return this.claimOwned(pool, own);
     }
     // a warm spare: the conditional update is what makes two racers unable to share one
@@ -297,6 +300,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       if (fresh.state === 'ready') {
         await this.setDesktopState(fresh.id, 'in-use');
         return { ...fresh, state: 'in-use' };
+      }
+      // still being stopped by a log-off that has not taken this lock yet
+      if (fresh.state !== 'stopped') {
+        throw new BrokerError('DESKTOP_BUSY', 'your desktop is being stopped; try again in a moment', 409);
       }
       // stopped: start it again from its kept disk
       await this.setDesktopState(fresh.id, 'provisioning');
@@ -456,8 +463,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
   async disconnect(sessionId: string, actor: Actor): Promise<void> {
     const s = await this.session(sessionId);
     if (!s || s.state === 'ended') throw new BrokerError('SESSION_NOT_FOUND', 'no live session with that id', 404);
-    this.emit('session-disconnect', sessionId);
+    // record it first: closing the viewers makes the gateway mark the session disconnected
+    // too, and whoever marks it first is who the audit log names
     await this.markDisconnected(sessionId, actor, 'disconnected by request');
+    this.emit('session-disconnect', sessionId);
   }
 
   /**
@@ -556,10 +565,24 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.timer = undefined;
   }
 
-  /** Timeouts, warm spares and min size, desktop health. Safe to call at any time. */
-  async tick(): Promise<void> {
-    if (this.ticking) return;
-    this.ticking = true;
+  /**
+   * Timeouts, warm spares and min size, desktop health. Safe to call at any time: ticks never
+   * overlap, and the promise settles once a whole tick that started after this call is done
+   * (callers during a tick share one queued rerun), so a change made before calling is seen.
+   */
+  tick(): Promise<void> {
+    if (!this.running) {
+      this.running = this.runTick().finally(() => (this.running = undefined));
+      return this.running;
+    }
+    this.queued ??= this.running.then(() => {
+      this.queued = undefined;
+      return this.tick();
+    });
+    return this.queued;
+  }
+
+  private async runTick(): Promise<void> {
     try {
       await this.enforceTimeouts();
       await this.maintainPools();
@@ -570,8 +593,6 @@ export class Broker extends EventEmitter<BrokerEvents> {
       }
     } catch (err) {
       this.log.error({ err }, 'broker tick failed');
-    } finally {
-      this.ticking = false;
     }
   }
 
@@ -626,8 +647,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
             break;
           }
         }
-        // too many idle desktops (after a shrink or when draining): stop the extra ones
-        let extra = Math.min(free.filter((d) => d.state === 'ready').length - wantSpares, alive.length - (pool.draining ? 0 : pool.min_size));
+        // too many idle desktops (after a shrink or when draining): stop the extra ones,
+        // down to the spare count and to max size, never below min size
+        const idle = free.filter((d) => d.state === 'ready').length;
+        let extra = Math.min(Math.max(idle - wantSpares, alive.length - pool.max_size), alive.length - (pool.draining ? 0 : pool.min_size));
         for (const d of free) {
           if (extra <= 0) break;
           if (d.state !== 'ready') continue;
