@@ -22,8 +22,8 @@ export const RUNTIME_PACKAGES = [
 /** Extra packages for the tests: a browser, X tools, the test VM guest's parts. */
 export const TEST_PACKAGES = [
   'chromium',
+  'x11-utils', // xev, xprop
   'xdotool',
-  'x11-utils', // xwininfo
   'x11-apps', // xwd
   'xclip',
   'busybox-static',
@@ -32,8 +32,26 @@ export const TEST_PACKAGES = [
   'linux-image-amd64',
 ];
 
-/** noVNC and websockify for the side-by-side benchmark. */
-export const BENCH_PACKAGES = ['novnc', 'websockify', 'python3-numpy'];
+/** Everything `npm run bench` needs (server/bench/): noVNC + websockify as the reference, the
+ *  desktop, a browser, X tools, and a C compiler for the bench's own X clients. */
+export const BENCH_PACKAGES = [
+  'novnc',
+  'websockify',
+  'python3-numpy', // websockify's fast WebSocket masking
+  'tigervnc-standalone-server', // Xvnc
+  'openbox',
+  'xterm',
+  'fonts-dejavu-core',
+  'x11-xserver-utils', // xsetroot
+  'x11-utils', // xprop
+  'x11-apps', // xwd: the desktop's own framebuffer
+  'xdotool', // typing, scrolling, dragging
+  'chromium',
+  'gcc', // builds server/bench/x-clients/bench-x.c
+  'libc6-dev',
+  'libx11-dev',
+  'libxext-dev', // MIT-SHM for the animation client
+];
 
 function log(msg) {
   process.stdout.write(`[setup] ${msg}\n`);

@@ -31,11 +31,14 @@ export type ProviderKind = z.infer<typeof ProviderKind>;
 export const AssignmentType = z.enum(['dedicated', 'floating']);
 export type AssignmentType = z.infer<typeof AssignmentType>;
 
+/** Openbox starts the terminal once it manages windows, so the terminal is focused. */
+export const DEFAULT_SESSION_COMMAND = 'exec openbox --startup xterm';
+
 export const XvncTemplate = z.strictObject({
   width: z.number().int().min(320).max(8192).default(1280),
   height: z.number().int().min(200).max(8192).default(800),
   /** shell command run in the desktop (window manager and apps) */
-  sessionCommand: z.string().min(1).max(4096).default('openbox & exec xterm'),
+  sessionCommand: z.string().min(1).max(4096).default(DEFAULT_SESSION_COMMAND),
 });
 export type XvncTemplate = z.infer<typeof XvncTemplate>;
 

@@ -13,6 +13,7 @@ import {
   type RfbEndpoint,
   ProviderError,
 } from './types.js';
+import { prepareHome } from './xvnc-home.js';
 import { probeRfb, processAlive, processStartTime, processState, stopGroups, waitFor } from './process-util.js';
 
 /** What the store keeps about a running Xvnc desktop; enough to re-adopt it. */
@@ -126,7 +127,10 @@ export class XvncProvider implements Provider {
       fs.mkdirSync(X11_SOCKET_DIR, { mode: 0o1777 });
       fs.chmodSync(X11_SOCKET_DIR, 0o1777);
     }
+    prepareHome(home, acct);
     if (acct) {
+      // the desktop account must be able to reach its home below our data dir
+      for (const dir of [this.opts.dataDir, path.join(this.opts.dataDir, 'xvnc')]) fs.chmodSync(dir, 0o711);
       fs.chownSync(base, acct.uid, acct.gid);
       execFileSync('chown', ['-R', `${acct.uid}:${acct.gid}`, path.dirname(home)]);
     }

@@ -36,12 +36,15 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   } else {
     dialect = 'sqlite';
     fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-    const file = new SQLite(path.join(opts.dataDir, 'vdi.sqlite'));
+    const dbPath = path.join(opts.dataDir, 'vdi.sqlite');
+    const file = new SQLite(dbPath);
     file.pragma('journal_mode = WAL');
     // FULL: an assignment committed before a crash or power loss is still there afterwards
     file.pragma('synchronous = FULL');
     file.pragma('foreign_keys = ON');
     file.pragma('busy_timeout = 5000');
+    // password hashes and sessions live here: owner only, even if the data dir is traversable
+    for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: file }) });
   }
   const migrator = new Migrator({ db, provider: migrations(dialect) });

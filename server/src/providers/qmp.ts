@@ -1,0 +1,392 @@
+import net from 'node:net';
+import { ProviderError } from './types.js';
+
+/**
+ * A small client for the QEMU Machine Protocol over a unix socket: one JSON object per
+ * line in each direction. The server greets, the client negotiates capabilities, then
+ * commands carry an `id` that QEMU echoes in the answer; asynchronous events may arrive
+ * between answers.
+ *
+ * The parser is strict: a line that is too long, is not JSON, or is not one of the four
+ * message shapes (greeting, return, error, event) closes this connection with a
+ * `QMP_PROTOCOL` error. Nothing else is affected.
+ */
+
+export type QmpErrorCode =
+  /** the socket could not be reached (no file, refused, ...): QEMU is not there */
+  | 'QMP_CONNECT'
+  /** no greeting or no answer in time: QEMU is there but not answering (stopped, busy) */
+  | 'QMP_TIMEOUT'
+  /** QEMU sent something that is not QMP */
+  | 'QMP_PROTOCOL'
+  /** the connection closed before the answer came */
+  | 'QMP_CLOSED'
+  /** QEMU answered the command with an error */
+  | 'QMP_COMMAND';
+
+export class QmpError extends ProviderError {
+  constructor(
+    override readonly code: QmpErrorCode,
+    message: string,
+    /** QMP error class of a `QMP_COMMAND` error, e.g. `GenericError`, `CommandNotFound` */
+    readonly errorClass?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message);
+    this.name = 'QmpError';
+    if (options?.cause !== undefined) this.cause = options.cause;
+  }
+}
+
+export interface QmpGreeting {
+  version: { qemu: { major: number; minor: number; micro: number }; package: string };
+  capabilities: string[];
+}
+
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp: { seconds: number; microseconds: number };
+}
+
+export interface QmpConnectOptions {
+  /** budget for connect + greeting + capability negotiation, in ms @default 5000 */
+  timeoutMs?: number;
+  /** default per-command timeout of execute(), in ms @default 10000 */
+  commandTimeoutMs?: number;
+  /** longest line accepted from QEMU, in bytes (a runaway peer cannot grow memory) @default 1048576 */
+  maxLineBytes?: number;
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_COMMAND_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
+/** ids of timed-out commands remembered so that their late answers are not a protocol error */
+const MAX_ABANDONED_IDS = 256;
+
+type Incoming =
+  | { kind: 'greeting'; greeting: QmpGreeting }
+  | { kind: 'return'; id: unknown; value: unknown }
+  | { kind: 'error'; id: unknown; errorClass: string; desc: string }
+  | { kind: 'event'; event: QmpEvent };
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isVersionTriple(v: unknown): v is QmpGreeting['version']['qemu'] {
+  return isObject(v) && typeof v.major === 'number' && typeof v.minor === 'number' && typeof v.micro === 'number';
+}
+
+/** Classifies one parsed line; throws a QMP_PROTOCOL error for anything else. */
+export function classifyQmpMessage(msg: unknown): Incoming {
+  if (!isObject(msg)) throw new QmpError('QMP_PROTOCOL', 'QMP message is not a JSON object');
+  if ('QMP' in msg) {
+    const q = msg.QMP;
+    if (
+      isObject(q) &&
+      isObject(q.version) &&
+      isVersionTriple(q.version.qemu) &&
+      typeof q.version.package === 'string' &&
+      Array.isArray(q.capabilities) &&
+      q.capabilities.every((c) => typeof c === 'string')
+    ) {
+      return {
+        kind: 'greeting',
+        greeting: {
+          version: { qemu: q.version.qemu, package: q.version.package },
+          capabilities: q.capabilities as string[],
+        },
+      };
+    }
+    throw new QmpError('QMP_PROTOCOL', 'malformed QMP greeting');
+  }
+  if ('return' in msg) return { kind: 'return', id: msg.id, value: msg.return };
+  if ('error' in msg) {
+    const e = msg.error;
+    if (isObject(e) && typeof e.class === 'string' && typeof e.desc === 'string') {
+      return { kind: 'error', id: msg.id, errorClass: e.class, desc: e.desc };
+    }
+    throw new QmpError('QMP_PROTOCOL', 'malformed QMP error answer');
+  }
+  if ('event' in msg) {
+    const ts = msg.timestamp;
+    if (
+      typeof msg.event === 'string' &&
+      (msg.data === undefined || isObject(msg.data)) &&
+      isObject(ts) &&
+      typeof ts.seconds === 'number' &&
+      typeof ts.microseconds === 'number'
+    ) {
+      const event: QmpEvent = { event: msg.event, timestamp: { seconds: ts.seconds, microseconds: ts.microseconds } };
+      if (msg.data !== undefined) event.data = msg.data as Record<string, unknown>;
+      return { kind: 'event', event };
+    }
+    throw new QmpError('QMP_PROTOCOL', 'malformed QMP event');
+  }
+  throw new QmpError('QMP_PROTOCOL', 'unknown QMP message (no QMP, return, error or event member)');
+}
+
+/**
+ * Splits a byte stream into lines, keeping partial lines between chunks so that a stream
+ * split anywhere gives the same lines. Throws a QMP_PROTOCOL error once a line exceeds
+ * the cap, counted before its newline arrives.
+ */
+export class LineSplitter {
+  private parts: Buffer[] = [];
+  private pending = 0;
+
+  constructor(private readonly maxLineBytes: number) {}
+
+  push(chunk: Buffer): string[] {
+    const lines: string[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(0x0a, start);
+      if (nl === -1) break;
+      const piece = chunk.subarray(start, nl);
+      if (this.pending + piece.length > this.maxLineBytes) throw this.tooLong();
+      const line = this.parts.length === 0 ? piece : Buffer.concat([...this.parts, piece]);
+      this.parts = [];
+      this.pending = 0;
+      lines.push(line.toString('utf8'));
+      start = nl + 1;
+    }
+    const rest = chunk.subarray(start);
+    if (rest.length > 0) {
+      if (this.pending + rest.length > this.maxLineBytes) throw this.tooLong();
+      // copy: the caller's chunk may be reused by the stream
+      this.parts.push(Buffer.from(rest));
+      this.pending += rest.length;
+    }
+    return lines;
+  }
+
+  private tooLong(): QmpError {
+    return new QmpError('QMP_PROTOCOL', `QMP line longer than ${this.maxLineBytes} bytes`);
+  }
+}
+
+interface Pending {
+  command: string;
+  resolve: (value: unknown) => void;
+  reject: (err: QmpError) => void;
+  timer: NodeJS.Timeout;
+}
+
+type State = 'greeting' | 'negotiating' | 'ready' | 'closed';
+
+export class QmpClient {
+  private state: State = 'greeting';
+  private readonly splitter: LineSplitter;
+  private readonly pending = new Map<string, Pending>();
+  private readonly abandoned = new Set<string>();
+  private readonly eventListeners = new Set<(event: QmpEvent) => void>();
+  private readonly closeListeners = new Set<(err: QmpError | undefined) => void>();
+  private nextId = 1;
+  private greetingValue: QmpGreeting | undefined;
+  private onGreeting: ((g: QmpGreeting) => void) | undefined;
+  private closeError: QmpError | undefined;
+  private readonly commandTimeoutMs: number;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    opts: QmpConnectOptions,
+  ) {
+    this.splitter = new LineSplitter(opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
+    this.commandTimeoutMs = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      const code = this.state === 'greeting' && isConnectError(err) ? 'QMP_CONNECT' : 'QMP_CLOSED';
+      this.fail(new QmpError(code, `QMP socket error: ${err.code ?? err.message}`, undefined, { cause: err }));
+    });
+    socket.on('close', () => this.fail(new QmpError('QMP_CLOSED', 'QMP connection closed by QEMU')));
+  }
+
+  /**
+   * Connects to a QMP unix socket, waits for the greeting and enters command mode.
+   * Rejects with QMP_CONNECT when nothing listens there, QMP_TIMEOUT when the peer
+   * accepts but does not greet in time (e.g. a stopped QEMU).
+   */
+  static connect(path: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    return new Promise<QmpClient>((resolve, reject) => {
+      const socket = net.createConnection({ path });
+      const client = new QmpClient(socket, opts);
+      const timer = setTimeout(() => {
+        client.fail(new QmpError('QMP_TIMEOUT', `no QMP greeting from ${path} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const unsubscribe = client.onClose((err) => {
+        clearTimeout(timer);
+        reject(err ?? new QmpError('QMP_CLOSED', 'QMP connection closed during negotiation'));
+      });
+      client.onGreeting = () => {
+        client.state = 'negotiating';
+        client
+          .send('qmp_capabilities', undefined, timeoutMs)
+          .then(() => {
+            clearTimeout(timer);
+            unsubscribe();
+            client.state = 'ready';
+            resolve(client);
+          })
+          .catch((err: unknown) => {
+            clearTimeout(timer);
+            unsubscribe();
+            client.close();
+            reject(err);
+          });
+      };
+    });
+  }
+
+  /** the server's greeting (QEMU version and capabilities) */
+  get greeting(): QmpGreeting {
+    if (!this.greetingValue) throw new QmpError('QMP_PROTOCOL', 'no greeting yet');
+    return this.greetingValue;
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /**
+   * Runs a command and resolves with its `return` value. Rejects with QMP_COMMAND (and the
+   * QMP error class) when QEMU answers with an error, QMP_TIMEOUT when no answer comes in
+   * time (the connection stays usable; a late answer is dropped), QMP_CLOSED or
+   * QMP_PROTOCOL when the connection ends first.
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<T> {
+    if (this.state !== 'ready') {
+      return Promise.reject(this.closeError ?? new QmpError('QMP_CLOSED', 'QMP connection is not ready'));
+    }
+    return this.send(command, args, opts.timeoutMs ?? this.commandTimeoutMs) as Promise<T>;
+  }
+
+  /** Subscribes to asynchronous events; returns the unsubscribe function. */
+  onEvent(listener: (event: QmpEvent) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
+  }
+
+  /** Called once when the connection ends: without an error after close(), with one otherwise. */
+  onClose(listener: (err: QmpError | undefined) => void): () => void {
+    if (this.state === 'closed') {
+      queueMicrotask(() => listener(this.closeError));
+      return () => undefined;
+    }
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  /** Closes the connection; pending commands reject with QMP_CLOSED. Idempotent. */
+  close(): void {
+    this.shutdown(undefined, new QmpError('QMP_CLOSED', 'QMP connection closed by the client'));
+  }
+
+  private send(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
+    const id = `vdi-${this.nextId++}`;
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        this.abandoned.add(id);
+        if (this.abandoned.size > MAX_ABANDONED_IDS) {
+          const oldest = this.abandoned.values().next().value;
+          if (oldest !== undefined) this.abandoned.delete(oldest);
+        }
+        reject(new QmpError('QMP_TIMEOUT', `QMP command ${command} got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { command, resolve, reject, timer });
+      const msg: Record<string, unknown> = { execute: command, id };
+      if (args !== undefined) msg.arguments = args;
+      this.socket.write(`${JSON.stringify(msg)}\n`);
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    try {
+      for (const line of this.splitter.push(chunk)) {
+        // an event listener may have closed the client: drop the rest
+        if (this.closed) return;
+        const text = line.endsWith('\r') ? line.slice(0, -1) : line;
+        if (text.trim() === '') continue;
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          throw new QmpError('QMP_PROTOCOL', `QMP line is not JSON: ${JSON.stringify(text.slice(0, 80))}`);
+        }
+        this.dispatch(classifyQmpMessage(parsed));
+      }
+    } catch (err) {
+      this.fail(
+        err instanceof QmpError ? err : new QmpError('QMP_PROTOCOL', `bad QMP input: ${String(err)}`, undefined, { cause: err }),
+      );
+    }
+  }
+
+  private dispatch(msg: Incoming): void {
+    if (msg.kind === 'greeting') {
+      if (this.state !== 'greeting') throw new QmpError('QMP_PROTOCOL', 'unexpected second QMP greeting');
+      this.greetingValue = msg.greeting;
+      this.onGreeting?.(msg.greeting);
+      return;
+    }
+    if (this.state === 'greeting') throw new QmpError('QMP_PROTOCOL', `expected a QMP greeting, got ${msg.kind}`);
+    if (msg.kind === 'event') {
+      for (const listener of this.eventListeners) listener(msg.event);
+      return;
+    }
+    if (typeof msg.id !== 'string') throw new QmpError('QMP_PROTOCOL', `QMP ${msg.kind} answer without our id`);
+    const pending = this.pending.get(msg.id);
+    if (!pending) {
+      if (this.abandoned.delete(msg.id)) return;
+      throw new QmpError('QMP_PROTOCOL', `QMP answer for unknown id ${JSON.stringify(msg.id)}`);
+    }
+    this.pending.delete(msg.id);
+    clearTimeout(pending.timer);
+    if (msg.kind === 'return') pending.resolve(msg.value);
+    else pending.reject(new QmpError('QMP_COMMAND', `${pending.command}: ${msg.desc}`, msg.errorClass));
+  }
+
+  /** the one failure path: record why, close the socket, fail what is waiting */
+  private fail(err: QmpError): void {
+    this.shutdown(err, err);
+  }
+
+  private shutdown(closeError: QmpError | undefined, pendingError: QmpError): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.closeError = closeError;
+    this.socket.destroy();
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(pendingError);
+    }
+    this.pending.clear();
+    const listeners = [...this.closeListeners];
+    this.closeListeners.clear();
+    this.eventListeners.clear();
+    for (const listener of listeners) listener(closeError);
+  }
+}
+
+function isConnectError(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK' || err.code === 'EACCES';
+}
+
+/** Connects, runs one command, closes: for callers that do not keep a connection. */
+export async function qmpExecute<T = unknown>(
+  path: string,
+  command: string,
+  args?: Record<string, unknown>,
+  opts: QmpConnectOptions = {},
+): Promise<T> {
+  const client = await QmpClient.connect(path, opts);
+  try {
+    return await client.execute<T>(command, args);
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,72 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { ADMIN, until } from './server.js';
+
+const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address() as net.AddressInfo;
+      s.close(() => resolve(a.port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/**
+ * The real server as its own process (`node server/dist/main.js`), so a test can kill and
+ * restart it the way an operator would. Desktops it started survive its exit.
+ */
+export class ServerProcess {
+  child: ChildProcess | undefined;
+  output = '';
+
+  constructor(
+    readonly port: number,
+    readonly env: Record<string, string>,
+  ) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.output = '';
+    const child = spawn(process.execPath, [MAIN], {
+      env: {
+        ...process.env,
+        PORT: String(this.port),
+        HOST: '127.0.0.1',
+        VDI_ADMIN_USER: ADMIN.username,
+        VDI_ADMIN_PASSWORD: ADMIN.password,
+        LOG_LEVEL: 'info',
+        ...this.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
+    await until(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`server exited: ${this.output.slice(-2000)}`);
+        const r = await fetch(`${this.url}/readyz`).catch(() => undefined);
+        return r?.status === 200;
+      },
+      30_000,
+      'server ready',
+    );
+  }
+
+  /** SIGTERM (graceful) or SIGKILL (crash); resolves when the process is gone */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill(signal);
+    await gone;
+  }
+}
