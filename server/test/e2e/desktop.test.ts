@@ -265,7 +265,7 @@ describe('a real desktop in the browser', () => {
     await page.getByRole('button', { name: 'Log off' }).click();
     await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, { timeout: 15_000 });
     await until(() => !alive(first.xvncPid) && !alive(first.sessionPid), 15_000, 'desktop processes gone');
-    expect(desktop()).toBeUndefined();
+    await until(() => desktop() === undefined, 10_000, 'desktop record removed');
     const oldId = desktopId;
     await page.goto(server.url + '/');
     await page.getByRole('button', { name: 'Connect' }).first().waitFor();
