@@ -206,7 +206,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       }),
     close: async () => {
       draining = true;
-      broker.stop();
+      await broker.stop();
       clearInterval(pruner);
       await gateway!.close();
       await new Promise<void>((r) => server.close(() => r()));

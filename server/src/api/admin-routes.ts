@@ -220,7 +220,7 @@ export function adminRoutes(
   reg.add(
     router,
     P,
-    { method: 'delete', path: '/pools/:id', summary: 'Delete a pool (refused while sessions are live unless force=true)', access: 'admin', query: z.object({ force: z.enum(['true', 'false']).optional() }) },
+    { method: 'delete', path: '/pools/:id', summary: 'Delete a pool (refused while sessions are live unless force=true)', access: 'admin', query: z.strictObject({ force: z.enum(['true', 'false']).optional() }) },
     guard,
     async (req) => {
       const force = req.query.force === 'true';
@@ -296,7 +296,7 @@ export function adminRoutes(
   reg.add(
     router,
     P,
-    { method: 'get', path: '/sessions', summary: 'Live sessions with viewers, bandwidth and frame rate', access: 'admin', query: z.object({ state: z.string().optional() }), response: z.array(AdminSession) },
+    { method: 'get', path: '/sessions', summary: 'Live sessions with viewers, bandwidth and frame rate', access: 'admin', query: z.strictObject({ state: z.string().regex(/^(starting|active|disconnected|ended)(,(starting|active|disconnected|ended))*$/, 'comma-separated session states').optional() }), response: z.array(AdminSession) },
     guard,
     async (req) => {
       const wanted = typeof req.query.state === 'string' && req.query.state ? req.query.state.split(',') : ['starting', 'active', 'disconnected'];

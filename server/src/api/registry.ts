@@ -38,6 +38,7 @@ export class ApiRegistry {
       try {
         const r = req as Request & { parsedBody: unknown };
         r.parsedBody = doc.body ? doc.body.parse(req.body ?? {}) : undefined;
+        if (doc.query) doc.query.parse(req.query);
         const out = await handler(r as Request & { parsedBody: S extends z.ZodType ? z.infer<S> : undefined }, res);
         if (res.headersSent) return;
         if (out === undefined) res.status(204).end();

@@ -8,6 +8,7 @@ import type { ApiRegistry } from './registry.js';
 
 const PoolParam = z.object({ poolId: Id });
 const SessionParam = z.object({ id: Id });
+const ConnectBody = z.strictObject({ newSession: z.boolean().optional() });
 
 /** What a signed-in user can do: list their desktops, connect, log off, disconnect. */
 export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker: Broker): void {
@@ -24,11 +25,18 @@ export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker:
   reg.add(
     router,
     '/api',
-    { method: 'post', path: '/pools/:poolId/connect', summary: 'Get my session in a pool (existing, or a newly assigned desktop)', access: 'user', response: ConnectResult },
+    {
+      method: 'post',
+      path: '/pools/:poolId/connect',
+      summary: 'Get my session in a pool (existing, or a newly assigned desktop); newSession asks for another one up to the pool\'s max per user',
+      access: 'user',
+      body: ConnectBody,
+      response: ConnectResult,
+    },
     auth.requireUser,
     async (req) => {
       const { poolId } = PoolParam.parse(req.params);
-      return broker.connect(actor(req), poolId);
+      return broker.connect(actor(req), poolId, { newSession: req.parsedBody.newSession ?? false });
     },
   );
 

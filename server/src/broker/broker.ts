@@ -53,6 +53,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private running: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
   private lastHealthCheck = 0;
+  private stopped = false;
   readonly audit: AuditLog;
 
   constructor(
@@ -183,22 +184,30 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * Connect: the user's existing session in the pool, else their dedicated desktop, else a
    * warm spare, else a new desktop below max, else POOL_FULL with nothing half-created.
    */
-  async connect(actor: Actor & { id: string }, poolId: string): Promise<{ sessionId: string; desktopId: string; resumed: boolean }> {
+  async connect(
+    actor: Actor & { id: string },
+    poolId: string,
+    opts: { newSession?: boolean } = {},
+  ): Promise<{ sessionId: string; desktopId: string; resumed: boolean }> {
     const userId = actor.id;
     return this.userPoolLock.run(`${userId}:${poolId}`, async () => {
       const pool = await this.pool(poolId);
       if (!(await this.isEntitled(userId, poolId))) {
         throw new BrokerError('NOT_ENTITLED', 'you are not entitled to this pool', 403);
       }
-      const existing = await this.db
+      const live = await this.db
         .selectFrom('sessions')
         .selectAll()
         .where('user_id', '=', userId)
         .where('pool_id', '=', poolId)
         .where('state', 'in', LIVE)
         .orderBy('created_at', 'desc')
-        .executeTakeFirst();
-      if (existing) {
+        .execute();
+      const existing = live[0];
+      if (opts.newSession && live.length >= pool.max_per_user) {
+        throw new BrokerError('MAX_SESSIONS', `you already have ${live.length} session(s) in "${pool.name}", the most this pool allows`);
+      }
+      if (existing && !opts.newSession) {
         await this.audit.record({ actor: actor.name, action: 'session.resume', target: existing.id, ip: actor.ip ?? null, detail: { poolId } });
         return { sessionId: existing.id, desktopId: existing.desktop_id, resumed: true };
       }
@@ -409,6 +418,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (shadow ? user.role !== 'admin' : session.user_id !== user.id) {
       throw new BrokerError('FORBIDDEN', shadow ? 'only administrators can shadow sessions' : 'this is not your session', 403);
     }
+    // a revoked entitlement stops re-attaching (the running session is left to its timeouts)
+    if (!shadow && !(await this.isEntitled(user.id, session.pool_id))) {
+      throw new BrokerError('NOT_ENTITLED', 'you are no longer entitled to this pool', 403);
+    }
     if (session.state === 'ended') {
       throw new BrokerError('SESSION_ENDED', `this session has ended (${session.ended_reason ?? 'logged off'})`, 410);
     }
@@ -560,9 +573,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.timer.unref();
   }
 
-  stop(): void {
+  /** Stop ticking; resolves once a tick in progress (which may be starting a spare) is done. */
+  async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    await this.running?.catch(() => undefined);
   }
 
   /**
@@ -571,6 +587,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * (callers during a tick share one queued rerun), so a change made before calling is seen.
    */
   tick(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     if (!this.running) {
       this.running = this.runTick().finally(() => (this.running = undefined));
       return this.running;

@@ -106,10 +106,24 @@ export class XvncProvider implements Provider {
     return acct;
   }
 
-  private displayInUse(n: number): boolean {
+  private displayInUse(n: number, abstract: Set<number>): boolean {
     return (
-      this.reserved.has(n) || fs.existsSync(`/tmp/.X${n}-lock`) || fs.existsSync(path.join(X11_SOCKET_DIR, `X${n}`))
+      this.reserved.has(n) ||
+      abstract.has(n) ||
+      fs.existsSync(`/tmp/.X${n}-lock`) ||
+      fs.existsSync(path.join(X11_SOCKET_DIR, `X${n}`))
     );
+  }
+
+  /** X servers listen on abstract sockets too, which survive a wiped /tmp/.X11-unix */
+  private abstractDisplays(): Set<number> {
+    const out = new Set<number>();
+    try {
+      for (const m of fs.readFileSync('/proc/net/unix', 'utf8').matchAll(/@\/tmp\/\.X11-unix\/X(\d+)/g)) out.add(Number(m[1]));
+    } catch {
+      /* not Linux */
+    }
+    return out;
   }
 
   async create(spec: CreateSpec, log: Logger): Promise<DesktopHandle> {
@@ -137,9 +151,13 @@ export class XvncProvider implements Provider {
     const socket = path.join(base, 'rfb.sock');
     const logFile = path.join(base, 'xvnc.log');
 
+    // displays Xvnc found taken although no lock file said so (e.g. an abstract socket)
+    const taken = new Set<number>();
     for (let attempt = 0; attempt < 20; attempt++) {
       let display = first;
-      while (this.displayInUse(display)) display++;
+      const abstract = this.abstractDisplays();
+      while (taken.has(display) || this.displayInUse(display, abstract)) display++;
+      taken.add(display);
       this.reserved.add(display);
       try {
         const started = await this.startXvnc(display, socket, logFile, tpl, spec, acct, log);
