@@ -410,47 +410,7 @@ export class QemuProvider implements Provider {
       return { ...handle };
     } catch (err) {
       if (createdOverlay) await fs.rm(paths.overlayPath, { force: true });
-      throw err;
-    }
-  }
-
-  /** Spawns QEMU and waits for its QMP and VNC sockets; on failure leaves nothing running. */
-  private async startQemu(desktopId: string, args: string[], paths: Paths, log: Logger): Promise<number> {
-    for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
-    const logFile = await fs.open(paths.logPath, 'w', 0o600);
-    let child: ChildProcess;
-    try {
-      // Detached: own process group and session, so the VM survives the server and a
-      // signal to the server's group does not reach it.
-      child = spawn(this.qemuBinary, args, { detached: true, stdio: ['ignore', logFile.fd, logFile.fd], cwd: this.dirs.runDir });
-    } finally {
-      await logFile.close();
-    }
-    let exited: string | undefined;
-    child.once('error', (err) => {
-      exited = `could not start ${this.qemuBinary}: ${err.message}`;
-    });
-    child.once('exit', (code, signal) => {
-      exited = `QEMU exited (${signal ?? `code ${code}`})`;
-      log.info({ desktopId, pid: child.pid, code, signal }, 'qemu process exited');
-    });
-    child.unref();
-    try {
-      return await this.waitReady(child, paths, () => exited);
-    } catch (err) {
-      if (child.pid !== undefined) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
-      const qemuLog = await tail(paths.logPath);
-      for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
-      log.error({ desktopId, err, qemuLog }, 'qemu desktop failed to start');
-      if (err instanceof ProviderError) {
-        throw new ProviderError(err.code, qemuLog ? `${err.message}: ${qemuLog}` : err.message);
-      }
+      log.error({ desktopId, err }, 'qemu desktop failed to start');
       throw err;
     }
   }
@@ -573,13 +533,20 @@ export class QemuProvider implements Provider {
       const qmpArg = argv?.[argv.indexOf('-qmp') + 1];
       if (!argv || !argv.includes('-qmp') || !qmpArg?.startsWith(prefix)) continue;
       const stat = await readProcStat(pid);
-      if (!stat || knownPids.has(`${pid}:${stat.startTime}`)) continue;
+      if (!stat || stat.state === 'Z' || knownPids.has(`${pid}:${stat.startTime}`)) continue;
       const h = { pid, startTime: stat.startTime };
       log.warn({ pid, qmp: qmpArg }, 'stopping a qemu desktop no record accounts for');
       await signalVm(h, 'SIGTERM');
+      await signalVm(h, 'SIGCONT');
       if (!(await waitGone(h, TERM_GRACE_MS))) {
         await signalVm(h, 'SIGKILL');
         await waitGone(h, KILL_WAIT_MS);
+      }
+      // its sockets and pid file; the disk stays (it may be a dedicated desktop's)
+      const id = /qemu-([A-Za-z0-9_.-]+)\.qmp(?:,|$)/.exec(qmpArg)?.[1];
+      if (id !== undefined && DESKTOP_ID.test(id)) {
+        const paths = this.pathsFor(id);
+        for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
       }
       removed++;
     }
@@ -761,6 +728,46 @@ export class QemuProvider implements Provider {
     const stat = await readProcStat(pid);
     if (argv?.some((a) => a.includes(optValue(paths.qmpPath))) && stat && stat.state !== 'Z') {
       throw new ProviderError('QEMU_ALREADY_RUNNING', `desktop ${desktopId} already has a running VM (pid ${pid}); destroy it first`);
+    }
+  }
+
+  /** Spawns QEMU and waits for its QMP and VNC sockets; on failure leaves nothing running. */
+  private async startQemu(desktopId: string, args: string[], paths: Paths, log: Logger): Promise<number> {
+    for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
+    const logFile = await fs.open(paths.logPath, 'w', 0o600);
+    let child: ChildProcess;
+    try {
+      // Detached: own process group and session, so the VM survives the server and a
+      // signal to the server's group does not reach it.
+      child = spawn(this.qemuBinary, args, { detached: true, stdio: ['ignore', logFile.fd, logFile.fd], cwd: this.dirs.runDir });
+    } finally {
+      await logFile.close();
+    }
+    let exited: string | undefined;
+    child.once('error', (err) => {
+      exited = `could not start ${this.qemuBinary}: ${err.message}`;
+    });
+    child.once('exit', (code, signal) => {
+      exited = `QEMU exited (${signal ?? `code ${code}`})`;
+      log.info({ desktopId, pid: child.pid, code, signal }, 'qemu process exited');
+    });
+    child.unref();
+    try {
+      return await this.waitReady(child, paths, () => exited);
+    } catch (err) {
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+      const qemuLog = await tail(paths.logPath);
+      for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
+      if (err instanceof ProviderError) {
+        throw new ProviderError(err.code, qemuLog ? `${err.message}: ${qemuLog}` : err.message);
+      }
+      throw err;
     }
   }
 

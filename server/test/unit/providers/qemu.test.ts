@@ -1,0 +1,116 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parsePpm, QemuProvider, typeText, type QemuHandle } from '../../../src/providers/qemu.js';
+import { ProviderError } from '../../../src/providers/types.js';
+
+// The parts of the qemu provider that need no QEMU; real VMs are in
+// test/integration/qemu-provider.test.ts.
+
+let root: string;
+const log = pino({ level: 'silent' });
+
+beforeAll(async () => {
+  root = await fs.mkdtemp(path.join(os.tmpdir(), 'vdi-qemu-unit-'));
+});
+afterAll(async () => {
+  await fs.rm(root, { recursive: true, force: true });
+});
+
+function handle(over: Partial<QemuHandle> = {}): QemuHandle {
+  return {
+    desktopId: 'd1',
+    // pid_max is at most 2^22: this pid never exists
+    pid: 4_194_305,
+    startTime: '12345',
+    qmpPath: path.join(root, 'qemu-d1.qmp'),
+    vncPath: path.join(root, 'qemu-d1.vnc'),
+    pidPath: path.join(root, 'qemu-d1.pid'),
+    logPath: path.join(root, 'qemu-d1.log'),
+    overlayPath: path.join(root, 'd1.qcow2'),
+    goldenPath: path.join(root, 'golden.qcow2'),
+    accel: 'tcg',
+    memoryMb: 512,
+    vcpus: 2,
+    ...over,
+  };
+}
+
+describe('parsePpm', () => {
+  it('decodes a P6 image, comments included', () => {
+    const raster = Buffer.from([255, 0, 0, 0, 255, 0, 0, 0, 255, 1, 2, 3]);
+    const img = parsePpm(Buffer.concat([Buffer.from('P6\n# made by a test\n2 2\n255\n'), raster]));
+    expect(img).toMatchObject({ width: 2, height: 2 });
+    expect([...img.rgb]).toEqual([...raster]);
+  });
+
+  it('rejects what it cannot read', () => {
+    expect(() => parsePpm(Buffer.from('P5\n1 1\n255\n\0'))).toThrow(ProviderError);
+    expect(() => parsePpm(Buffer.from('P6\n2 2\n255\n\0\0\0'))).toThrow(/truncated/);
+    expect(() => parsePpm(Buffer.from('P6\n1 1\n65535\n\0\0\0\0\0\0'))).toThrow(/maxval/);
+    expect(() => parsePpm(Buffer.from('P6\nx y\n255\n'))).toThrow(ProviderError);
+  });
+});
+
+describe('QemuProvider without QEMU', () => {
+  const dirs = () => ({ runDir: path.join(root, 'run'), dataDir: path.join(root, 'data') });
+
+  it('reports a dead desktop for a bogus handle or a gone process', async () => {
+    const p = new QemuProvider(dirs());
+    expect(await p.health({ nope: 1 })).toMatchObject({ state: 'dead', reason: expect.stringMatching(/not a qemu desktop handle/) });
+    expect(await p.health(handle())).toMatchObject({ state: 'dead', reason: expect.stringMatching(/is gone/) });
+    // our own pid with another start time: a reused pid
+    expect(await p.health(handle({ pid: process.pid }))).toMatchObject({ state: 'dead', reason: expect.stringMatching(/another process/) });
+  });
+
+  it('describes a desktop and gives its unix endpoint', () => {
+    const p = new QemuProvider(dirs());
+    expect(p.describe(handle())).toEqual({ accel: 'TCG', memory: '512 MiB', vcpus: '2' });
+    expect(p.describe(handle({ accel: 'kvm' })).accel).toBe('KVM');
+    expect(p.endpoint(handle())).toEqual({ kind: 'unix', path: path.join(root, 'qemu-d1.vnc') });
+    expect(() => p.endpoint({ vncPath: 1 })).toThrow(ProviderError);
+  });
+
+  it('validates snapshot names before talking to QEMU', async () => {
+    const p = new QemuProvider(dirs());
+    for (const bad of ['', 'a b', 'x;quit', '../x', 'a'.repeat(65)]) {
+      await expect(p.snapshot(handle(), bad)).rejects.toMatchObject({ code: 'QEMU_BAD_SNAPSHOT_NAME' });
+      await expect(p.restore(handle(), bad)).rejects.toMatchObject({ code: 'QEMU_BAD_SNAPSHOT_NAME' });
+    }
+  });
+
+  it('refuses text it cannot type on a US keyboard', async () => {
+    await expect(typeText(handle(), 'grüß')).rejects.toMatchObject({ code: 'QEMU_UNTYPEABLE' });
+  });
+
+  it('fails clearly when KVM is required but unusable, leaving no files', async () => {
+    const golden = path.join(root, 'golden.qcow2');
+    await fs.writeFile(golden, '');
+    const p = new QemuProvider(dirs(), { accel: 'kvm', kvmDevice: path.join(root, 'no-kvm') });
+    const spec = { desktopId: 'd1', poolId: 'p', template: { image: golden }, persistent: false };
+    await expect(p.create(spec, log)).rejects.toMatchObject({ code: 'QEMU_KVM_UNAVAILABLE' });
+    expect(await fs.readdir(path.join(root, 'data', 'qemu'))).toEqual([]);
+    await expect(p.create({ ...spec, desktopId: 'a/b' }, log)).rejects.toMatchObject({ code: 'QEMU_BAD_ID' });
+    await expect(p.create({ ...spec, template: { image: path.join(root, 'missing.qcow2') } }, log)).rejects.toMatchObject({
+      code: 'QEMU_IMAGE_MISSING',
+    });
+    await expect(p.create({ ...spec, template: { image: golden, memoryMb: 1 } }, log)).rejects.toThrow();
+  });
+
+  it('falls back to TCG in auto mode and says why', async () => {
+    // /bin/true stands in for binaries that run
+    const p = new QemuProvider(dirs(), { kvmDevice: path.join(root, 'no-kvm'), qemuBinary: '/bin/true', qemuImgBinary: '/bin/true' });
+    const status = await p.status();
+    expect(status).toEqual({ ok: true, detail: expect.stringMatching(/TCG \(.*no-kvm cannot be opened read-write \(ENOENT\)\)/) });
+    expect((await fs.stat(path.join(root, 'run'))).mode & 0o777).toBe(0o700);
+  });
+
+  it('is not ready without its binaries', async () => {
+    const p = new QemuProvider(dirs(), { qemuBinary: path.join(root, 'no-qemu') });
+    const status = await p.status();
+    expect(status.ok).toBe(false);
+    expect(status.detail).toMatch(/no-qemu does not run/);
+  });
+});

@@ -1,0 +1,179 @@
+import net from 'node:net';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ProviderError, type CreateSpec } from '../../../src/providers/types.js';
+import { probeRfb, VncProvider } from '../../../src/providers/vnc.js';
+
+const SECRET = 's3cr3tpw';
+const servers: net.Server[] = [];
+const sockets = new Set<net.Socket>();
+
+/** A TCP server on 127.0.0.1, port 0, that does `onConn` with each connection. */
+async function serve(onConn: (s: net.Socket) => void): Promise<number> {
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    onConn(s);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** a port that nothing listens on: bind, note it, close */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function closeServers(): Promise<void> {
+  for (const s of sockets) s.destroy();
+  await Promise.all(servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+}
+
+afterEach(closeServers);
+
+function captureLog(): { log: Logger; text: () => string } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      lines.push(chunk.toString('utf8'));
+      cb();
+    },
+  });
+  return { log: pino({ level: 'trace' }, sink), text: () => lines.join('') };
+}
+
+const rfbBanner = (s: net.Socket) => s.write('RFB 003.008\n');
+
+function spec(hosts: unknown[], slot: number | undefined): CreateSpec {
+  return { desktopId: 'd1', poolId: 'p1', template: { hosts }, persistent: false, slot };
+}
+
+describe('probeRfb', () => {
+  it('accepts an RFB banner, even one sent byte by byte', async () => {
+    const port = await serve((s) => {
+      const bytes = Buffer.from('RFB 003.003\n');
+      let i = 0;
+      const t = setInterval(() => {
+        if (i >= bytes.length || s.destroyed) clearInterval(t);
+        else s.write(bytes.subarray(i, ++i));
+      }, 2);
+    });
+    expect(await probeRfb('127.0.0.1', port, 2000)).toEqual({ ok: true, version: '003.003' });
+  });
+
+  it('rejects garbage', async () => {
+    const port = await serve((s) => s.write('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    const r = await probeRfb('127.0.0.1', port, 2000);
+    expect(r).toMatchObject({ ok: false, kind: 'not-rfb' });
+  });
+
+  it('times out on a silent server', async () => {
+    const port = await serve(() => undefined);
+    const r = await probeRfb('127.0.0.1', port, 150);
+    expect(r).toMatchObject({ ok: false, kind: 'timeout' });
+  });
+
+  it('reports a refused connection', async () => {
+    const r = await probeRfb('127.0.0.1', await closedPort(), 2000);
+    expect(r).toMatchObject({ ok: false, kind: 'refused' });
+  });
+
+  it('reports a server that hangs up before the banner', async () => {
+    const port = await serve((s) => s.end('RFB'));
+    expect(await probeRfb('127.0.0.1', port, 2000)).toMatchObject({ ok: false, kind: 'not-rfb' });
+  });
+});
+
+describe('VncProvider', () => {
+  const provider = new VncProvider({ probeTimeoutMs: 300 });
+
+  it('validates templates', () => {
+    expect(() => provider.parseTemplate({ hosts: [] })).toThrow();
+    expect(() => provider.parseTemplate({ hosts: [{ host: 'h', port: 0 }] })).toThrow();
+    expect(provider.parseTemplate({ hosts: [{ host: '127.0.0.1', port: 5900 }] })).toEqual({
+      hosts: [{ host: '127.0.0.1', port: 5900 }],
+    });
+  });
+
+  it('creates a desktop from the slot-th host and gives a tcp endpoint with the password', async () => {
+    const port = await serve(rfbBanner);
+    const { log, text } = captureLog();
+    const hosts = [
+      { host: '127.0.0.1', port: await closedPort(), name: 'other' },
+      { host: '127.0.0.1', port, password: SECRET, name: 'lab-pc-2' },
+    ];
+    const handle = await provider.create(spec(hosts, 1), log);
+    expect(handle).toEqual({ host: '127.0.0.1', port, password: SECRET, name: 'lab-pc-2' });
+    expect(JSON.parse(JSON.stringify(handle))).toEqual(handle);
+    expect(provider.endpoint(handle)).toEqual({ kind: 'tcp', host: '127.0.0.1', port, password: SECRET });
+    expect(await provider.health(handle)).toEqual({ state: 'running' });
+    expect(provider.describe(handle)).toEqual({ host: `127.0.0.1:${port}`, name: 'lab-pc-2', auth: 'VNC password' });
+    await provider.destroy(handle, log);
+    // destroy leaves the machine alone: it still answers
+    expect(await provider.health(handle)).toEqual({ state: 'running' });
+    expect(text()).toContain('vnc desktop attached');
+    expect(text()).not.toContain(SECRET);
+  });
+
+  it('works without a password', async () => {
+    const port = await serve(rfbBanner);
+    const { log } = captureLog();
+    const handle = await provider.create(spec([{ host: '127.0.0.1', port }], 0), log);
+    expect(handle).toEqual({ host: '127.0.0.1', port, name: `127.0.0.1:${port}` });
+    expect(provider.endpoint(handle)).toEqual({ kind: 'tcp', host: '127.0.0.1', port });
+  });
+
+  it('needs a slot inside the host list', async () => {
+    const { log } = captureLog();
+    const hosts = [{ host: '127.0.0.1', port: 5900 }];
+    await expect(provider.create(spec(hosts, undefined), log)).rejects.toMatchObject({ code: 'VNC_NO_SLOT' });
+    await expect(provider.create(spec(hosts, 1), log)).rejects.toMatchObject({ code: 'VNC_SLOT_OUT_OF_RANGE' });
+    await expect(provider.create(spec(hosts, -1), log)).rejects.toMatchObject({ code: 'VNC_SLOT_OUT_OF_RANGE' });
+    await expect(provider.create(spec(hosts, 0.5), log)).rejects.toBeInstanceOf(ProviderError);
+  });
+
+  it('refuses hosts that do not speak RFB, without logging the password', async () => {
+    const { log, text } = captureLog();
+    const garbage = await serve((s) => s.write('SSH-2.0-OpenSSH_9.2\r\n'));
+    const silent = await serve(() => undefined);
+    const refused = await closedPort();
+    for (const port of [garbage, silent, refused]) {
+      const err = await provider
+        .create(spec([{ host: '127.0.0.1', port, password: SECRET }], 0), log)
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ProviderError);
+      expect((err as ProviderError).code).toBe('VNC_UNREACHABLE');
+      expect((err as Error).message).not.toContain(SECRET);
+    }
+    expect(text()).toContain('vnc host not reachable');
+    expect(text()).not.toContain(SECRET);
+  });
+
+  it('reports health: unresponsive for garbage or silence, dead when refused', async () => {
+    const garbage = await serve((s) => s.write('garbage garbage\n'));
+    const silent = await serve(() => undefined);
+    const refused = await closedPort();
+    const h = (port: number) => ({ host: '127.0.0.1', port, name: 'x' });
+    expect(await provider.health(h(garbage))).toMatchObject({ state: 'unresponsive', reason: expect.stringMatching(/not an RFB/) });
+    const started = Date.now();
+    expect(await provider.health(h(silent))).toMatchObject({ state: 'unresponsive', reason: expect.stringMatching(/no RFB banner/) });
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(await provider.health(h(refused))).toMatchObject({ state: 'dead' });
+    expect(await provider.health({ nothing: true })).toMatchObject({ state: 'dead' });
+  });
+
+  it('a server going away turns running into dead', async () => {
+    const port = await serve(rfbBanner);
+    const { log } = captureLog();
+    const handle = await provider.create(spec([{ host: '127.0.0.1', port }], 0), log);
+    await closeServers();
+    expect(await provider.health(handle)).toMatchObject({ state: 'dead' });
+  });
+});
