@@ -133,8 +133,11 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     next();
   });
   const reg = new ApiRegistry();
-  let gateway: Gateway | undefined;
-  authRoutes(api, reg, auth, broker.audit, log, (sid) => gateway?.closeHttpSession(sid));
+  const gateway = new Gateway(server, broker, clock, log.child({ part: 'gateway' }), [auth.sessionMiddleware, auth.passportInit, auth.passportSession], {
+    maxFramesInFlight: config.maxFramesInFlight,
+    allowedOrigins: config.allowedOrigins,
+  });
+  authRoutes(api, reg, auth, broker.audit, log, (sid) => gateway.closeHttpSession(sid));
   userRoutes(api, reg, auth, broker);
   adminRoutes(api, reg, {
     db,
@@ -143,18 +146,18 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     broker,
     pools,
     live: {
-      sessionStats: (id) => gateway!.sessionStats(id),
-      sendMessage: (id, text, from) => gateway!.sendMessage(id, text, from),
+      sessionStats: (id) => gateway.sessionStats(id),
+      sendMessage: (id, text, from) => gateway.sendMessage(id, text, from),
       thumbnail: async (desktopId) => {
         const d = await broker.desktop(desktopId);
         const pool = d && (await broker.pool(d.pool_id));
         if (!d?.handle || !pool) throw new Error('desktop not running');
-        return gateway!.thumbnail(desktopId, broker.provider(pool.provider).endpoint(JSON.parse(d.handle) as DesktopHandle));
+        return gateway.thumbnail(desktopId, broker.provider(pool.provider).endpoint(JSON.parse(d.handle) as DesktopHandle));
       },
     },
     onUserDisabled: async (userId) => {
       await auth.store.destroyForUser(userId);
-      gateway?.closeUser(userId);
+      gateway.closeUser(userId);
     },
   });
   app.get('/api/openapi.json', (_req, res) => res.json(reg.openapi()));
@@ -173,10 +176,6 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     log.warn({ dir: config.clientDir }, 'client not built: only the API is served');
   }
 
-  gateway = new Gateway(server, broker, clock, log.child({ part: 'gateway' }), [auth.sessionMiddleware, auth.passportInit, auth.passportSession], {
-    maxFramesInFlight: config.maxFramesInFlight,
-    allowedOrigins: config.allowedOrigins,
-  });
   if (config.redisUrl) await attachRedisAdapter(gateway, config.redisUrl, log);
 
   await broker.reconcile();
@@ -208,7 +207,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       draining = true;
       await broker.stop();
       clearInterval(pruner);
-      await gateway!.close();
+      await gateway.close();
       await new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await store.close();

@@ -320,7 +320,7 @@ export class XvncProvider implements Provider {
   async sweep(known: DesktopHandle[], log: Logger): Promise<number> {
     const keep = new Set(known.map((h) => path.dirname(asHandle(h).socket)));
     let removed = 0;
-    let entries: string[] = [];
+    let entries: string[];
     try {
       entries = fs.readdirSync(this.opts.runDir).filter((e) => e.startsWith('x-'));
     } catch {

@@ -18,6 +18,11 @@ import { ADMIN, until } from '../helpers/server.js';
 
 const run = promisify(execFile);
 
+/** the viewer's test hook (client/src/viewer/test-hooks.ts) */
+interface VdiWindow {
+  __vdiViewer?: { framesDrawn: number; width: number; height: number; desktopId?: string };
+}
+
 interface XvncHandle {
   display: number;
   xvncPid: number;
@@ -70,7 +75,6 @@ describe('a real desktop in the browser', () => {
       },
       [px, py],
     );
-  const viewerState = (p: Page) => p.evaluate(() => document.body.dataset.viewer);
 
   async function signIn(p: Page) {
     await p.goto(server.url + '/');
@@ -84,7 +88,7 @@ describe('a real desktop in the browser', () => {
     const t0 = Date.now();
     await p.getByRole('button', { name: 'Connect' }).first().click();
     await p.waitForURL(/\/desktop\//, { timeout: 30_000 });
-    await p.waitForFunction(() => document.body.dataset.viewer === 'connected' && (window as any).__vdiViewer?.framesDrawn > 0, null, { timeout: 30_000 });
+    await p.waitForFunction(() => document.body.dataset.viewer === 'connected' && ((window as unknown as VdiWindow).__vdiViewer?.framesDrawn ?? 0) > 0, null, { timeout: 30_000 });
     const ms = Date.now() - t0;
     await p.locator('#screen').focus();
     return ms;
@@ -120,7 +124,7 @@ describe('a real desktop in the browser', () => {
   it('connects: the desktop fills the canvas and a focused terminal takes typing', async () => {
     const ms = await connect(page);
     console.log(`connect → first frame drawn: ${ms} ms`);
-    desktopId = await page.evaluate(() => (window as any).__vdiViewer?.desktopId ?? '');
+    desktopId = await page.evaluate(() => (window as unknown as VdiWindow).__vdiViewer?.desktopId ?? '');
     if (!desktopId) {
       const sid = page.url().split('/desktop/')[1]!.split(/[?#]/)[0]!;
       const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true });
@@ -129,7 +133,7 @@ describe('a real desktop in the browser', () => {
     }
     first = desktop()!.handle!;
     expect(first.display).toBeGreaterThan(0);
-    const size = await page.evaluate(() => [(window as any).__vdiViewer.width, (window as any).__vdiViewer.height]);
+    const size = await page.evaluate(() => [(window as unknown as VdiWindow).__vdiViewer!.width, (window as unknown as VdiWindow).__vdiViewer!.height]);
     expect(size).toEqual([1024, 768]);
     // a terminal window is open and has the keyboard focus: typing goes straight into it
     await until(async () => /xterm/i.test((await x('xdotool', ['getwindowfocus', 'getwindowname'])).toString()), 15_000, 'focused terminal');

@@ -52,6 +52,7 @@ export class Api {
   cookie = '';
   constructor(readonly base: string) {}
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON answers of many shapes
   async call(method: string, p: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
     const headers: Record<string, string> = { 'x-requested-with': 'vdi', ...extraHeaders };
     if (this.cookie) headers.cookie = this.cookie;

@@ -1,0 +1,162 @@
+// Measurements that are not the browser's: process CPU time and memory from /proc, latency
+// percentiles, and picture quality (viewer canvas vs the desktop's own framebuffer).
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+
+/** Clock ticks per second of /proc/<pid>/stat times (getconf CLK_TCK, 100 on Linux). */
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** Fields of /proc/<pid>/stat after the ")" that ends the command name (man 5 proc). */
+function statFields(pid) {
+  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return s.slice(s.lastIndexOf(')') + 2).split(' ');
+}
+
+/** All pids whose parent chain reaches `root` (root included). */
+export function processTree(root) {
+  const parent = new Map();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      parent.set(Number(name), Number(statFields(name)[1])); // field 4: ppid
+    } catch {
+      /* exited while we looked */
+    }
+  }
+  const tree = new Set([root]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, ppid] of parent) {
+      if (!tree.has(pid) && tree.has(ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...tree].filter((p) => parent.has(p));
+}
+
+/**
+ * CPU seconds (user + system, all threads) of each process in the trees under `roots`.
+ * @param {number[]} roots
+ * @returns {Map<number, number>}
+ */
+export function cpuSample(roots) {
+  const m = new Map();
+  for (const root of roots) {
+    for (const pid of processTree(root)) {
+      try {
+        const f = statFields(pid);
+        m.set(pid, (Number(f[11]) + Number(f[12])) / CLK_TCK); // fields 14, 15: utime, stime
+      } catch {
+        /* exited */
+      }
+    }
+  }
+  return m;
+}
+
+/** CPU seconds spent between two samples (a process born in between counts from zero). */
+export function cpuDelta(before, after) {
+  let s = 0;
+  for (const [pid, t] of after) s += t - (before.get(pid) ?? 0);
+  return s;
+}
+
+/** Resident memory of one process, MiB. */
+export function rssMiB(pid) {
+  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Established TCP connections whose remote end is 127.0.0.1:`port` (or ::1), from /proc/net. */
+export function tcpConnectionsTo(port) {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let n = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 4) continue;
+      const remote = cols[2];
+      const state = cols[3];
+      if (state === '01' && remote.endsWith(`:${hexPort}`)) n++; // 01 = ESTABLISHED
+    }
+  }
+  return n;
+}
+
+/**
+ * Nearest-rank percentiles.
+ * @param {number[]} samples
+ * @param {number[]} ps e.g. [50, 95, 99]
+ * @returns {Record<string, number | null>} keyed p50, p95, …
+ */
+export function percentiles(samples, ps) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const out = {};
+  for (const p of ps) {
+    out[`p${p}`] = sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] : null;
+  }
+  return out;
+}
+
+/**
+ * Compare a viewer's canvas with the reference framebuffer over a rectangle (default: all),
+ * leaving out `exclude` (the pointer: Xvnc draws the cursor into the picture it sends a client
+ * whenever the pointer was last moved by someone else, here xdotool, while `xwd` has no
+ * cursor). RGB only (both are opaque). PSNR is null when the pictures are identical (infinite).
+ * @param {{ width: number, height: number, rgba: Buffer | Uint8Array }} ref
+ * @param {{ width: number, height: number, rgba: Buffer | Uint8Array }} got
+ * @param {{ x: number, y: number, w: number, h: number }} [roi]
+ * @param {{ x: number, y: number, w: number, h: number }} [exclude]
+ */
+export function compareImages(ref, got, roi, exclude) {
+  if (ref.width !== got.width || ref.height !== got.height) {
+    return { error: `size differs: desktop ${ref.width}x${ref.height}, canvas ${got.width}x${got.height}` };
+  }
+  const r = clampRect(roi ?? { x: 0, y: 0, w: ref.width, h: ref.height }, ref.width, ref.height);
+  const ex = exclude ?? { x: 0, y: 0, w: 0, h: 0 };
+  let pixels = 0;
+  let mismatched = 0;
+  let sq = 0;
+  let maxErr = 0;
+  for (let y = r.y; y < r.y + r.h; y++) {
+    let i = (y * ref.width + r.x) * 4;
+    const rowExcluded = y >= ex.y && y < ex.y + ex.h;
+    for (let x = r.x; x < r.x + r.w; x++, i += 4) {
+      if (rowExcluded && x >= ex.x && x < ex.x + ex.w) continue;
+      pixels++;
+      const dr = ref.rgba[i] - got.rgba[i];
+      const dg = ref.rgba[i + 1] - got.rgba[i + 1];
+      const db = ref.rgba[i + 2] - got.rgba[i + 2];
+      if (dr || dg || db) {
+        mismatched++;
+        sq += dr * dr + dg * dg + db * db;
+        maxErr = Math.max(maxErr, Math.abs(dr), Math.abs(dg), Math.abs(db));
+      }
+    }
+  }
+  const mse = pixels ? sq / (pixels * 3) : 0;
+  return {
+    rect: r,
+    excluded: exclude ?? null,
+    pixels,
+    mismatched,
+    exactPct: (100 * (pixels - mismatched)) / pixels,
+    psnrDb: mse === 0 ? null : 10 * Math.log10((255 * 255) / mse),
+    maxErr,
+  };
+}
+
+function clampRect(r, w, h) {
+  const x = Math.max(0, Math.min(w, r.x));
+  const y = Math.max(0, Math.min(h, r.y));
+  return { x, y, w: Math.max(0, Math.min(w - x, r.w)), h: Math.max(0, Math.min(h - y, r.h)) };
+}

@@ -1,0 +1,119 @@
+// This server, as an operator runs it (its own process, so its CPU and memory are its own;
+// vdi-server.mjs wires it like server/dist/main.js), set up through the REST API only: a pool of provider `vnc` whose one
+// host is the bench Xvnc's TCP port (the same X server noVNC watches), an entitlement for the
+// bench admin, a session; then its viewer page `/desktop/<sessionId>` in Chromium.
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { until } from './conditions.mjs';
+import { freePort } from './desktop.mjs';
+import { openViewerPage } from './browser.mjs';
+import { start } from './processes.mjs';
+
+const ENTRY = path.join(import.meta.dirname, 'vdi-server.mjs');
+const ADMIN_USER = 'bench';
+const START_TIMEOUT_MS = 30_000;
+const ATTACH_TIMEOUT_MS = 30_000;
+/** The gateway's CSRF guard wants this header on state-changing calls (server/src/api/README.md). */
+const CSRF_HEADER = { 'X-Requested-With': 'vdi' };
+
+/**
+ * @param {{ workDir: string, rfbPort: number }} opts
+ */
+export async function startVdiServer({ workDir, rfbPort }) {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const password = crypto.randomBytes(18).toString('base64url');
+  const child = start('vdi server', process.execPath, [ENTRY], {
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: path.join(workDir, 'data'),
+      RUN_DIR: path.join(workDir, 'run'),
+      VDI_ADMIN_USER: ADMIN_USER,
+      VDI_ADMIN_PASSWORD: password,
+      DEFAULT_POOL: 'false',
+      LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? 'warn',
+    },
+  });
+  await until(
+    'the VDI server to be ready',
+    async () => {
+      if (child.exitCode !== null) throw new Error(`the VDI server exited (${child.exitCode}): ${child.tail()}`);
+      const r = await fetch(`${url}/readyz`).catch(() => undefined);
+      return r?.status === 200;
+    },
+    START_TIMEOUT_MS,
+  );
+
+  let cookie = '';
+  const api = async (method, p, body) => {
+    const r = await fetch(`${url}${p}`, {
+      method,
+      headers: { ...CSRF_HEADER, ...(body ? { 'Content-Type': 'application/json' } : {}), ...(cookie ? { Cookie: cookie } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const setCookie = r.headers.get('set-cookie');
+    if (setCookie) cookie = setCookie.split(';')[0];
+    const text = await r.text();
+    if (!r.ok) throw new Error(`${method} ${p}: HTTP ${r.status} ${text.slice(0, 500)}`);
+    return text ? JSON.parse(text) : undefined;
+  };
+
+  const login = await api('POST', '/api/auth/login', { username: ADMIN_USER, password });
+  const me = login.user ?? login;
+  const pool = await api('POST', '/api/admin/pools', {
+    name: 'bench',
+    description: 'the benchmark desktop (same Xvnc as noVNC)',
+    provider: 'vnc',
+    template: { hosts: [{ host: '127.0.0.1', port: rfbPort, name: 'bench Xvnc' }] },
+    assignment: 'floating',
+    maxSize: 1,
+    disconnectedTimeoutSec: 0,
+  });
+  await api('POST', '/api/admin/entitlements', { poolId: pool.id, principalType: 'user', principalId: me.id });
+  const { sessionId } = await until('a session on the bench pool', () => api('POST', `/api/pools/${pool.id}/connect`), START_TIMEOUT_MS, 500);
+  const [name, value] = cookie.split('=');
+
+  return {
+    name: 'this server',
+    url,
+    child,
+    pid: child.pid,
+    sessionId,
+    viewerUrl: `${url}/desktop/${sessionId}`,
+    cookies: [{ name, value, url }],
+  };
+}
+
+/**
+ * Open this server's viewer; resolves once it is attached and has painted the whole desktop.
+ * @param {import('playwright-core').Browser} browser
+ * @param {Awaited<ReturnType<typeof startVdiServer>>} srv
+ * @param {{ width: number, height: number }} size the desktop's size
+ */
+export async function openVdiViewer(browser, srv, size) {
+  const viewer = await openViewerPage(browser, { url: srv.viewerUrl, cookies: srv.cookies });
+  await until(
+    "this server's viewer to attach and paint",
+    () =>
+      viewer.page.evaluate(
+        ({ width, height }) =>
+          document.body.dataset.viewer === 'connected' &&
+          (window.__vdiViewer?.framesDrawn ?? 0) > 0 &&
+          window.__vdiViewer.width === width &&
+          window.__vdiViewer.height === height,
+        size,
+      ),
+    ATTACH_TIMEOUT_MS,
+    100,
+  ).catch((err) => {
+    throw new Error(`${err.message}; page errors: ${viewer.errors.join(' | ') || 'none'}`);
+  });
+  return {
+    ...viewer,
+    /** the client's own counters (window.__vdiViewer) */
+    hooks: () => viewer.page.evaluate(() => ({ ...window.__vdiViewer })),
+  };
+}

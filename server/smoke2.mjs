@@ -1,0 +1,15 @@
+import { io } from 'socket.io-client';
+import { decodeFrame } from '@vdi/shared';
+const base = 'http://localhost:18080';
+const H = { 'content-type': 'application/json', 'x-requested-with': 'vdi' };
+let r = await fetch(base + '/api/auth/login', { method: 'POST', headers: H, body: JSON.stringify({ username: 'admin', password: 'adminpass123' }) });
+const cookie = r.headers.get('set-cookie').split(';')[0];
+const desks = await (await fetch(base + '/api/desktops', { headers: { cookie } })).json();
+const conn = await (await fetch(base + `/api/pools/${desks[0].poolId}/connect`, { method: 'POST', headers: { ...H, cookie } })).json();
+const s = io(base, { transports: ['websocket'], extraHeaders: { cookie } });
+const t0 = Date.now();
+s.on('frame', (buf) => { const f = decodeFrame(new Uint8Array(buf)); console.log('frame', f.seq, f.rects.map((x) => `${x.codec}:${x.x},${x.y} ${x.w}x${x.h}`).join(' '), Date.now() - t0); s.emit('ack', { seq: f.seq }); });
+s.on('connect', () => s.emit('attach', { sessionId: conn.sessionId }, (res) => console.log('attach', res.ok)));
+setTimeout(() => { for (const k of [0x61, 0x62]) { s.emit('key', { keysym: k, down: true }); s.emit('key', { keysym: k, down: false }); } }, 1500);
+setTimeout(() => { s.emit('pointer', { x: 300, y: 300, buttons: 0 }); }, 2500);
+setTimeout(() => process.exit(0), 4000);

@@ -1,0 +1,120 @@
+/**
+ * Bad input from a browser gets a clear error and changes nothing: the socket that sent it,
+ * the other sessions and the process keep going. Real server, real Xvnc desktops.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { io, type Socket } from 'socket.io-client';
+import { decodeFrame, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIPBOARD_CHARS } from '@vdi/shared';
+import { ADMIN, Api, startServer, testConfig, until, type TestServer } from '../helpers/server.js';
+
+describe('gateway input validation', () => {
+  let t: TestServer;
+  const admin = () => new Api(t.url).login(ADMIN.username, ADMIN.password);
+  let cookie = '';
+  let sessionId = '';
+  const sockets: Socket[] = [];
+
+  const open = (opts: { cookie?: string; origin?: string } = {}) => {
+    const headers: Record<string, string> = {};
+    if (opts.cookie) headers.cookie = opts.cookie;
+    if (opts.origin) headers.origin = opts.origin;
+    const s = io(t.url, { transports: ['websocket'], extraHeaders: headers, reconnection: false, forceNew: true });
+    sockets.push(s);
+    return s;
+  };
+  const connected = (s: Socket) =>
+    new Promise<void>((resolve, reject) => {
+      s.once('connect', () => resolve());
+      s.once('connect_error', (e) => reject(e));
+    });
+  const nextError = (s: Socket) => new Promise<{ code: string; message: string }>((resolve) => s.once('error', resolve));
+  const attach = (s: Socket, req: unknown) => new Promise<{ ok: boolean; code?: string; message?: string }>((resolve) => s.emit('attach', req, resolve));
+
+  beforeAll(async () => {
+    t = await startServer(testConfig({ DEFAULT_GEOMETRY: '640x480' }));
+    const a = await admin();
+    cookie = a.cookie;
+    const pools = (await a.get('/api/desktops')).body as { poolId: string }[];
+    const c = await a.post(`/api/pools/${pools[0]!.poolId}/connect`);
+    sessionId = c.body.sessionId;
+  });
+
+  afterAll(async () => {
+    for (const s of sockets) s.close();
+    const a = await admin();
+    await a.post(`/api/sessions/${sessionId}/logoff`);
+    await t.close();
+  });
+
+  it('refuses sockets without a signed-in session', async () => {
+    await expect(connected(open())).rejects.toThrow(/unauthorized/);
+  });
+
+  it('refuses cross-origin handshakes', async () => {
+    await expect(connected(open({ cookie, origin: 'http://evil.example' }))).rejects.toThrow();
+    await connected(open({ cookie, origin: t.url })); // same origin is fine
+  });
+
+  it('answers malformed and unknown events with an error and keeps the socket', async () => {
+    const s = open({ cookie });
+    await connected(s);
+    expect(await attach(s, { sessionId: 42 })).toMatchObject({ ok: false, code: 'BAD_EVENT' });
+    expect(await attach(s, { sessionId, extra: true })).toMatchObject({ ok: false, code: 'BAD_EVENT' });
+    expect(await attach(s, { sessionId: 'no-such-session' })).toMatchObject({ ok: false, code: 'SESSION_NOT_FOUND' });
+    let e = nextError(s);
+    s.emit('key', { keysym: 0x61, down: true });
+    expect(await e).toMatchObject({ code: 'NOT_ATTACHED' });
+    e = nextError(s);
+    s.emit('launch-missiles', { now: true });
+    expect(await e).toMatchObject({ code: 'UNKNOWN_EVENT' });
+    e = nextError(s);
+    s.emit('pointer', { x: -5, y: 10, buttons: 0 });
+    expect((await e).code).toBe('BAD_EVENT');
+    e = nextError(s);
+    s.emit('key', { keysym: 'a', down: 'yes' });
+    expect(await e).toMatchObject({ code: 'BAD_EVENT', message: expect.stringContaining('key') });
+    e = nextError(s);
+    s.emit('clipboard', { text: 'x'.repeat(MAX_CLIPBOARD_CHARS + 1) });
+    expect((await e).code).toBe('BAD_EVENT');
+    expect(s.connected).toBe(true);
+  });
+
+  it('closes a socket that sends an oversized message, and nothing else', async () => {
+    const good = open({ cookie });
+    await connected(good);
+    const frames: number[] = [];
+    good.on('frame', (buf: ArrayBuffer) => {
+      const f = decodeFrame(new Uint8Array(buf));
+      frames.push(f.seq);
+      good.emit('ack', { seq: f.seq });
+    });
+    expect(await attach(good, { sessionId })).toMatchObject({ ok: true });
+    await until(() => frames.length > 0, 10_000, 'first frame');
+
+    const bad = open({ cookie });
+    await connected(bad);
+    const closed = new Promise<string>((r) => bad.once('disconnect', r));
+    bad.emit('clipboard', { text: 'y'.repeat(MAX_CLIENT_MESSAGE_BYTES + 10) });
+    expect(await closed).toMatch(/transport/);
+
+    // the good viewer still works: a key press changes the desktop and a new frame arrives
+    const before = frames.length;
+    for (const k of [0x68, 0x69]) {
+      good.emit('key', { keysym: k, down: true });
+      good.emit('key', { keysym: k, down: false });
+    }
+    good.emit('pointer', { x: 100, y: 100, buttons: 0 });
+    await until(() => frames.length > before, 10_000, 'frames after the bad socket was closed');
+    expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
+  });
+
+  it('does not let a user attach to, or shadow, someone else\'s session', async () => {
+    const a = await admin();
+    await a.post('/api/admin/users', { username: 'mallory', password: 'mallory-pass-1', role: 'user' });
+    const m = await new Api(t.url).login('mallory', 'mallory-pass-1');
+    const s = open({ cookie: m.cookie });
+    await connected(s);
+    expect(await attach(s, { sessionId })).toMatchObject({ ok: false, code: 'FORBIDDEN' });
+    expect(await attach(s, { sessionId, shadow: true })).toMatchObject({ ok: false, code: 'FORBIDDEN' });
+  });
+});
