@@ -24,7 +24,7 @@ import {
  * QEMU virtual machines as desktops. Each desktop boots from its own qcow2 overlay (a
  * linked clone) on top of the pool's golden image, which is only ever opened read-only.
  * QEMU runs detached in its own process group with a private VNC unix socket (the
- * desktop's RFB endpoint) and a QMP unix socket (control), both in the 0700 run dir, so
+ * desktop's RFB endpoint) and a QMP unix socket (control), both in `<runDir>/qemu` (0700), so
  * it outlives the server and is found again from its handle (DESIGN.md decision 2).
  */
 
@@ -278,11 +278,14 @@ export class QemuProvider implements Provider {
   private kvmCpuLearned: string | undefined;
   /** desktops with a savevm/loadvm in flight here: QMP is blocked meanwhile, not dead */
   private readonly busy = new Map<string, string>();
+  /** `<runDir>/qemu`: this provider's sockets, pid files and logs */
+  private readonly runDir: string;
 
   constructor(
     private readonly dirs: ProviderDirs,
     opts: QemuProviderOptions = {},
   ) {
+    this.runDir = path.join(dirs.runDir, 'qemu');
     this.qemuBinary = opts.qemuBinary ?? 'qemu-system-x86_64';
     this.qemuImgBinary = opts.qemuImgBinary ?? 'qemu-img';
     this.accelOption = opts.accel ?? 'auto';
@@ -524,7 +527,7 @@ export class QemuProvider implements Provider {
       const parsed = Handle.safeParse(k);
       if (parsed.success) knownPids.add(`${parsed.data.pid}:${parsed.data.startTime}`);
     }
-    const prefix = `unix:${optValue(path.join(this.dirs.runDir, 'qemu-'))}`;
+    const prefix = `unix:${optValue(this.runDir + path.sep)}`;
     let removed = 0;
     for (const entry of await fs.readdir('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
@@ -543,7 +546,7 @@ export class QemuProvider implements Provider {
         await waitGone(h, KILL_WAIT_MS);
       }
       // its sockets and pid file; the disk stays (it may be a dedicated desktop's)
-      const id = /qemu-([A-Za-z0-9_.-]+)\.qmp(?:,|$)/.exec(qmpArg)?.[1];
+      const id = /([A-Za-z0-9_.-]+)\.qmp(?:,|$)/.exec(qmpArg.slice(prefix.length))?.[1];
       if (id !== undefined && DESKTOP_ID.test(id)) {
         const paths = this.pathsFor(id);
         for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
@@ -556,7 +559,7 @@ export class QemuProvider implements Provider {
   // ---- internals -------------------------------------------------------------------------
 
   private pathsFor(desktopId: string): Paths {
-    const run = (ext: string) => path.join(this.dirs.runDir, `qemu-${desktopId}.${ext}`);
+    const run = (ext: string) => path.join(this.runDir, `${desktopId}.${ext}`);
     return {
       qmpPath: run('qmp'),
       vncPath: run('vnc'),
@@ -567,12 +570,15 @@ export class QemuProvider implements Provider {
   }
 
   private async ensureDirs(): Promise<void> {
-    // Sockets live in the run dir: only its owner may reach them (DESIGN.md decision 1).
-    await fs.mkdir(this.dirs.runDir, { recursive: true, mode: 0o700 });
-    const st = await fs.stat(this.dirs.runDir);
-    if ((st.mode & 0o077) !== 0) await fs.chmod(this.dirs.runDir, 0o700);
+    // Sockets live in a 0700 directory of our own: only the server may reach them
+    // (DESIGN.md decision 1). The run dir itself is shared with other providers (Xvnc
+    // keeps it traversable for its desktop user), so its mode is left alone.
+    await fs.mkdir(this.runDir, { recursive: true, mode: 0o700 });
+    const st = await fs.stat(this.runDir);
+    if ((st.mode & 0o077) !== 0) await fs.chmod(this.runDir, 0o700);
     await fs.mkdir(path.join(this.dirs.dataDir, 'qemu'), { recursive: true, mode: 0o700 });
   }
+
 
   /** Which accelerator to use, and why not KVM when it is TCG. */
   private async resolveAccel(): Promise<{ accel: QemuAccel; why?: string }> {
@@ -739,7 +745,7 @@ export class QemuProvider implements Provider {
     try {
       // Detached: own process group and session, so the VM survives the server and a
       // signal to the server's group does not reach it.
-      child = spawn(this.qemuBinary, args, { detached: true, stdio: ['ignore', logFile.fd, logFile.fd], cwd: this.dirs.runDir });
+      child = spawn(this.qemuBinary, args, { detached: true, stdio: ['ignore', logFile.fd, logFile.fd], cwd: this.runDir });
     } finally {
       await logFile.close();
     }

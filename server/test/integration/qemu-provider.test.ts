@@ -213,6 +213,9 @@ beforeAll(async () => {
   // short: unix socket paths are limited to 107 bytes
   root = await fs.mkdtemp(path.join(os.tmpdir(), 'vdi-qemu-'));
   dirs = { runDir: path.join(root, 'run'), dataDir: path.join(root, 'data') };
+  // as the Xvnc provider leaves it: traversable, so that its desktop user reaches its own dir
+  await fs.mkdir(dirs.runDir, { mode: 0o711 });
+  await fs.chmod(dirs.runDir, 0o711);
   template = {
     image: path.join(guestDir, 'golden.qcow2'),
     kernel: path.join(guestDir, 'vmlinuz'),
@@ -284,10 +287,12 @@ describe('QemuProvider with a real VM', () => {
       expect(/^Uid:\s+(\d+)/m.exec(status)?.[1]).not.toBe('0');
       expect(vm.runAs?.user).toBe('nobody');
     }
-    expect((await fs.stat(dirs.runDir)).mode & 0o777).toBe(0o700);
+    // sockets in a private directory; the shared run dir keeps the mode others gave it
+    expect((await fs.stat(path.join(dirs.runDir, 'qemu'))).mode & 0o777).toBe(0o700);
+    expect((await fs.stat(dirs.runDir)).mode & 0o777).toBe(0o711);
 
     expect(await p.health(vm)).toEqual({ state: 'running' });
-    expect(p.endpoint(vm)).toEqual({ kind: 'unix', path: path.join(dirs.runDir, 'qemu-desk-1.vnc') });
+    expect(p.endpoint(vm)).toEqual({ kind: 'unix', path: path.join(dirs.runDir, 'qemu', 'desk-1.vnc') });
     expect(await rfbBanner(vm.vncPath)).toMatch(/^RFB 003\.00\d\n$/);
     expect(p.describe(vm)).toEqual({ accel: kvmUsable ? 'KVM' : 'TCG', memory: '256 MiB', vcpus: '1' });
     expect(logLines.join('')).toContain(kvmUsable ? 'qemu desktop started with KVM' : 'qemu desktop started with TCG');

@@ -104,7 +104,7 @@ describe('QemuProvider without QEMU', () => {
     const p = new QemuProvider(dirs(), { kvmDevice: path.join(root, 'no-kvm'), qemuBinary: '/bin/true', qemuImgBinary: '/bin/true' });
     const status = await p.status();
     expect(status).toEqual({ ok: true, detail: expect.stringMatching(/TCG \(.*no-kvm cannot be opened read-write \(ENOENT\)\)/) });
-    expect((await fs.stat(path.join(root, 'run'))).mode & 0o777).toBe(0o700);
+    expect((await fs.stat(path.join(root, 'run', 'qemu'))).mode & 0o777).toBe(0o700);
   });
 
   it('is not ready without its binaries', async () => {
