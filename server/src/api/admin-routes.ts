@@ -38,7 +38,7 @@ const SnapshotName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits
 export interface LiveStats {
   sessionStats(sessionId: string): { viewers: number; shadows: number; kbps: number; fps: number };
   thumbnail(desktopId: string): Promise<Buffer>;
-  sendMessage(sessionId: string, text: string, from: string): number;
+  sendMessage(sessionId: string, text: string, from: string): Promise<number>;
 }
 
 export const AdminSession = SessionInfo.extend({
@@ -338,7 +338,7 @@ export function adminRoutes(
   });
   reg.add(router, P, { method: 'post', path: '/sessions/:id/message', summary: 'Send a message to the user of a session', access: 'admin', body: MessageBody }, guard, async (req) => {
     const s = await liveSession(IdParam.parse(req.params).id);
-    const n = live.sendMessage(s.id, req.parsedBody.text, req.user!.username);
+    const n = await live.sendMessage(s.id, req.parsedBody.text, req.user!.username);
     await audit(req, 'session.message', s.id, { text: req.parsedBody.text, delivered: n });
   });
 

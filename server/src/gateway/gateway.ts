@@ -25,19 +25,22 @@ import type { AuthedUser } from '../auth/index.js';
 import type { RfbEndpoint } from '../providers/types.js';
 import { gatewayMetrics } from './metrics.js';
 
+/** What travels with a socket. Plain data only: the Redis adapter serialises it across nodes. */
 interface SocketData {
   user: AuthedUser;
   httpSessionId: string;
   ip: string;
-  attached?: {
-    sessionId: string;
-    desktopId: string;
-    shadow: boolean;
-    viewer: Viewer;
-    stream: DesktopStream;
-  };
   /** token bucket for input events */
   bucket: { tokens: number; at: number };
+}
+
+/** A socket attached to a session: its viewer of the desktop's stream (this node only). */
+interface Attachment {
+  sessionId: string;
+  desktopId: string;
+  shadow: boolean;
+  viewer: Viewer;
+  stream: DesktopStream;
 }
 
 type VdiSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -60,6 +63,7 @@ const DEFAULT_INPUT_RATE = 600;
 export class Gateway {
   readonly io: Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
   readonly streams: StreamManager;
+  private readonly attachments = new WeakMap<VdiSocket, Attachment>();
 
   constructor(
     server: http.Server,
@@ -100,7 +104,7 @@ export class Gateway {
       },
       clipboard: (desktopId, text) => {
         // only the session's own viewers get the desktop's clipboard, never shadows
-        for (const s of this.socketsOfDesktop(desktopId)) if (!s.data.attached!.shadow) s.emit('clipboard', { text });
+        for (const s of this.socketsOfDesktop(desktopId)) if (!this.attachments.get(s)!.shadow) s.emit('clipboard', { text });
       },
       lost: (desktopId, reason) => {
         this.io.to(`desktop:${desktopId}`).emit('session', { state: 'desktop-lost', reason });
@@ -109,15 +113,13 @@ export class Gateway {
       },
     });
 
+    // Room operations reach sockets on every node (with the Redis adapter), not only ours.
     broker.on('session-ended', (sessionId, reason) => {
       this.io.to(`session:${sessionId}`).emit('session', { state: 'ended', reason });
-      for (const s of this.socketsOfSession(sessionId)) {
-        this.detach(s, 'session ended');
-        s.disconnect(true);
-      }
+      this.io.in(`session:${sessionId}`).disconnectSockets(true);
     });
     broker.on('session-disconnect', (sessionId) => {
-      for (const s of this.socketsOfSession(sessionId)) if (!s.data.attached!.shadow) s.disconnect(true);
+      this.io.in(`viewers:${sessionId}`).disconnectSockets(true);
     });
     broker.on('desktop-health', (desktopId, state, reason) => {
       const msg = state === 'running' ? { state: 'active' as const } : { state: state === 'dead' ? ('desktop-lost' as const) : ('desktop-unresponsive' as const), ...(reason ? { reason } : {}) };
@@ -126,10 +128,7 @@ export class Gateway {
     broker.on('desktop-restarted', (desktopId) => {
       // viewers reattach and get a fresh stream from the restarted desktop
       this.streams.drop(desktopId, 'desktop restarted');
-      for (const s of this.socketsOfDesktop(desktopId)) {
-        this.detach(s, 'desktop restarted');
-        s.disconnect(true);
-      }
+      this.io.in(`desktop:${desktopId}`).disconnectSockets(true);
     });
   }
 
@@ -149,30 +148,31 @@ export class Gateway {
   }
 
   private socketsOfSession(sessionId: string): VdiSocket[] {
-    return this.sockets().filter((s) => s.data.attached?.sessionId === sessionId);
+    return this.sockets().filter((s) => this.attachments.get(s)?.sessionId === sessionId);
   }
 
   private socketsOfDesktop(desktopId: string): VdiSocket[] {
-    return this.sockets().filter((s) => s.data.attached?.desktopId === desktopId);
+    return this.sockets().filter((s) => this.attachments.get(s)?.desktopId === desktopId);
   }
 
   /** sign-out: close the sockets that signed in with that browser session */
   closeHttpSession(httpSessionId: string): void {
-    for (const s of this.sockets()) if (s.data.httpSessionId === httpSessionId) s.disconnect(true);
+    this.io.in(`http:${httpSessionId}`).disconnectSockets(true);
   }
 
   /** account disabled, deleted or its password/role changed: close all its sockets */
   closeUser(userId: string): void {
-    for (const s of this.sockets()) if (s.data.user.id === userId) s.disconnect(true);
+    this.io.in(`user:${userId}`).disconnectSockets(true);
   }
 
+  /** viewer counts, bandwidth and frame rate of this node's viewers of a session */
   sessionStats(sessionId: string): { viewers: number; shadows: number; kbps: number; fps: number } {
     let viewers = 0;
     let shadows = 0;
     let kbps = 0;
     let fps = 0;
     for (const s of this.socketsOfSession(sessionId)) {
-      const a = s.data.attached!;
+      const a = this.attachments.get(s)!;
       if (a.shadow) shadows++;
       else {
         viewers++;
@@ -184,10 +184,11 @@ export class Gateway {
     return { viewers, shadows, kbps, fps };
   }
 
-  sendMessage(sessionId: string, text: string, from: string): number {
-    const targets = this.socketsOfSession(sessionId).filter((s) => !s.data.attached!.shadow);
-    for (const s of targets) s.emit('notice', { text, from });
-    return targets.length;
+  /** an admin's message to the user's viewers, on whichever node they are; resolves to how many */
+  async sendMessage(sessionId: string, text: string, from: string): Promise<number> {
+    const room = `viewers:${sessionId}`;
+    this.io.to(room).emit('notice', { text, from });
+    return (await this.io.in(room).fetchSockets()).length;
   }
 
   thumbnail(desktopId: string, endpoint: RfbEndpoint): Promise<Buffer> {
@@ -222,6 +223,7 @@ export class Gateway {
 
   private onConnection(socket: VdiSocket): void {
     gatewayMetrics.sockets.inc();
+    void socket.join([`user:${socket.data.user.id}`, `http:${socket.data.httpSessionId}`]);
     socket.on('error', (err) => this.log.warn({ err }, 'socket error'));
     const known = new Set(['attach', 'key', 'pointer', 'clipboard', 'ack', 'resize', 'refresh']);
     socket.onAny((event: string) => {
@@ -243,9 +245,9 @@ export class Gateway {
       });
     });
 
-    const input = <T extends z.ZodType>(event: string, schema: T, fn: (a: NonNullable<SocketData['attached']>, msg: z.infer<T>) => void) => {
+    const input = <T extends z.ZodType>(event: string, schema: T, fn: (a: Attachment, msg: z.infer<T>) => void) => {
       return (payload: unknown) => {
-        const a = socket.data.attached;
+        const a = this.attachments.get(socket);
         const msg = this.valid(socket, schema, event, payload);
         if (msg === undefined) return;
         if (!a) return this.fail(socket, 'NOT_ATTACHED', 'attach to a session first');
@@ -270,9 +272,9 @@ export class Gateway {
     socket.on('resize', input('resize', ResizeRequest, (a, m) => void a.stream.link!.setDesktopSize(m.width, m.height)));
     socket.on('ack', (payload) => {
       const m = this.valid(socket, AckMsg, 'ack', payload);
-      if (m) socket.data.attached?.viewer.ack(m.seq);
+      if (m) this.attachments.get(socket)?.viewer.ack(m.seq);
     });
-    socket.on('refresh', () => socket.data.attached?.viewer.requestKeyframe());
+    socket.on('refresh', () => this.attachments.get(socket)?.viewer.requestKeyframe());
     socket.on('disconnect', (reason) => {
       gatewayMetrics.sockets.dec();
       this.detach(socket, reason);
@@ -280,7 +282,7 @@ export class Gateway {
   }
 
   private async attach(socket: VdiSocket, sessionId: string, shadow: boolean) {
-    if (socket.data.attached) this.detach(socket, 'reattach');
+    if (this.attachments.get(socket)) this.detach(socket, 'reattach');
     const user = socket.data.user;
     const info = await this.broker.attachInfo(sessionId, user, shadow);
     const stream = await this.streams.acquire(info.desktop.id, info.endpoint);
@@ -300,9 +302,9 @@ export class Gateway {
       this.opts.maxFramesInFlight,
       (err) => this.log.error({ err, sessionId }, 'frame build failed'),
     );
-    socket.data.attached = { sessionId, desktopId: info.desktop.id, shadow, viewer, stream };
+    this.attachments.set(socket, { sessionId, desktopId: info.desktop.id, shadow, viewer, stream });
     stream.viewers.add(viewer);
-    await socket.join([`session:${sessionId}`, `desktop:${info.desktop.id}`]);
+    await socket.join([`session:${sessionId}`, `desktop:${info.desktop.id}`, ...(shadow ? [] : [`viewers:${sessionId}`])]);
     if (stream.cursor) socket.emit('cursor', { ...stream.cursor, png: stream.cursor.png });
     const actor = { id: user.id, name: user.username, ip: socket.data.ip };
     if (shadow) {
@@ -310,7 +312,7 @@ export class Gateway {
       await this.broker.audit.record({ actor: user.username, action: 'session.shadow.start', target: sessionId, ip: socket.data.ip });
     } else {
       await this.broker.markActive(sessionId, actor);
-      if (this.socketsOfSession(sessionId).some((s) => s.data.attached!.shadow)) socket.emit('shadow', { watched: true });
+      if (this.socketsOfSession(sessionId).some((s) => this.attachments.get(s)!.shadow)) socket.emit('shadow', { watched: true });
     }
     viewer.flush();
     this.log.info({ sessionId, user: user.username, shadow }, 'viewer attached');
@@ -326,20 +328,19 @@ export class Gateway {
   }
 
   private detach(socket: VdiSocket, reason: string): void {
-    const a = socket.data.attached;
+    const a = this.attachments.get(socket);
     if (!a) return;
-    socket.data.attached = undefined;
+    this.attachments.delete(socket);
     a.viewer.close();
     a.stream.viewers.delete(a.viewer);
-    void socket.leave(`session:${a.sessionId}`);
-    void socket.leave(`desktop:${a.desktopId}`);
+    for (const room of [`session:${a.sessionId}`, `desktop:${a.desktopId}`, `viewers:${a.sessionId}`]) void socket.leave(room);
     this.streams.release(a.desktopId);
     const rest = this.socketsOfSession(a.sessionId);
     const user = socket.data.user;
     if (a.shadow) {
-      if (!rest.some((s) => s.data.attached!.shadow)) this.io.to(`session:${a.sessionId}`).emit('shadow', { watched: false });
+      if (!rest.some((s) => this.attachments.get(s)!.shadow)) this.io.to(`session:${a.sessionId}`).emit('shadow', { watched: false });
       void this.broker.audit.record({ actor: user.username, action: 'session.shadow.end', target: a.sessionId, ip: socket.data.ip });
-    } else if (!rest.some((s) => !s.data.attached!.shadow)) {
+    } else if (!rest.some((s) => !this.attachments.get(s)!.shadow)) {
       void this.broker.markDisconnected(a.sessionId, { id: user.id, name: user.username, ip: socket.data.ip }, reason).catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
     }
   }
