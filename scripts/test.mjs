@@ -7,7 +7,6 @@ ensurePackages([...RUNTIME_PACKAGES, ...TEST_PACKAGES]);
 ensureNodeModules();
 build();
 
-process.env.TURBO_TELEMETRY_DISABLED = '1';
 const bin = (name) => path.join(root, 'node_modules', '.bin', name);
 const started = Date.now();
 const step = (title, cmd, args) => {
