@@ -13,7 +13,7 @@ export function auditTab({ flash }: TabContext): Tab {
   const action = h('input', {
     maxLength: 64,
     autocomplete: 'off',
-    placeholder: 'e.g. session.logoff',
+    placeholder: 'e.g. session.end',
   });
   const actor = h('input', { maxLength: 64, autocomplete: 'off' });
   const target = h('input', { maxLength: 128, autocomplete: 'off' });

@@ -31,11 +31,13 @@ interface TemplateForm {
 function xvncTemplate(): TemplateForm {
   const width = numberInput(1280, 320, 8192);
   const height = numberInput(800, 200, 8192);
+  // Empty = the server's default session (Openbox starting a terminal once it manages
+  // windows, so the terminal has the keyboard focus). A command of our own here would drift
+  // from it: "openbox & exec xterm" races Openbox and leaves the terminal unfocused.
   const command = h('input', {
-    defaultValue: 'openbox & exec xterm',
-    required: true,
     maxLength: 4096,
     spellcheck: false,
+    placeholder: 'Server default: Openbox with a terminal',
   });
   return {
     el: h(
@@ -46,10 +48,10 @@ function xvncTemplate(): TemplateForm {
       field(
         'Session command',
         command,
-        'Shell command run in the desktop: window manager and apps',
+        'Shell command run in the desktop: window manager and apps. Empty for the default.',
       ),
     ),
-    value: () => ({ width: int(width), height: int(height), sessionCommand: command.value }),
+    value: () => ({ width: int(width), height: int(height), sessionCommand: optional(command) }),
   };
 }
 

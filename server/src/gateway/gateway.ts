@@ -308,11 +308,13 @@ export class Gateway {
     if (stream.cursor) socket.emit('cursor', { ...stream.cursor, png: stream.cursor.png });
     const actor = { id: user.id, name: user.username, ip: socket.data.ip };
     if (shadow) {
-      this.io.to(`session:${sessionId}`).emit('shadow', { watched: true, by: user.username });
+      // the user's viewers are told; shadows are not (they would read "an administrator is watching")
+      this.io.to(`viewers:${sessionId}`).emit('shadow', { watched: true, by: user.username });
       await this.broker.audit.record({ actor: user.username, action: 'session.shadow.start', target: sessionId, ip: socket.data.ip });
     } else {
       await this.broker.markActive(sessionId, actor);
-      if (this.socketsOfSession(sessionId).some((s) => this.attachments.get(s)!.shadow)) socket.emit('shadow', { watched: true });
+      const watcher = this.socketsOfSession(sessionId).find((s) => this.attachments.get(s)!.shadow);
+      if (watcher) socket.emit('shadow', { watched: true, by: watcher.data.user.username });
     }
     viewer.flush();
     this.log.info({ sessionId, user: user.username, shadow }, 'viewer attached');
@@ -338,7 +340,7 @@ export class Gateway {
     const rest = this.socketsOfSession(a.sessionId);
     const user = socket.data.user;
     if (a.shadow) {
-      if (!rest.some((s) => this.attachments.get(s)!.shadow)) this.io.to(`session:${a.sessionId}`).emit('shadow', { watched: false });
+      if (!rest.some((s) => this.attachments.get(s)!.shadow)) this.io.to(`viewers:${a.sessionId}`).emit('shadow', { watched: false });
       void this.broker.audit.record({ actor: user.username, action: 'session.shadow.end', target: a.sessionId, ip: socket.data.ip });
     } else if (!rest.some((s) => !this.attachments.get(s)!.shadow)) {
       void this.broker.markDisconnected(a.sessionId, { id: user.id, name: user.username, ip: socket.data.ip }, reason).catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));

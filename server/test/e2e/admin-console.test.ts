@@ -27,6 +27,11 @@ interface XvncHandle {
   home: string;
 }
 
+/** The viewer's test hook (client/README.md). */
+type ViewerWindow = Window & {
+  __vdiViewer?: { framesDrawn: number; lastSeq: number; width: number; height: number; viewOnly?: boolean };
+};
+
 /** Time a browser-side condition may take (a page load, a 2 s table refresh, a frame). */
 const UI_MS = 15_000;
 
@@ -82,8 +87,13 @@ describe('the admin console runs the live system', () => {
   const viewerState = (p: Page) => p.evaluate(() => document.body.dataset.viewer);
   const hook = (p: Page) =>
     p.evaluate(() => {
-      const v = (window as unknown as { __vdiViewer?: { framesDrawn: number; lastSeq: number; viewOnly?: boolean } }).__vdiViewer;
-      return v ? { framesDrawn: v.framesDrawn, lastSeq: v.lastSeq, viewOnly: v.viewOnly } : undefined;
+      const v = (window as ViewerWindow).__vdiViewer;
+      return v ? { ...v } : undefined;
+    });
+  /** the viewer is attached and has drawn the desktop */
+  const drawing = (p: Page) =>
+    p.waitForFunction(() => document.body.dataset.viewer === 'connected' && ((window as ViewerWindow).__vdiViewer?.framesDrawn ?? 0) > 0, null, {
+      timeout: 30_000,
     });
   /** Keep a copy of the canvas pixels in the page, under `key`. */
   const snapshotCanvas = (p: Page, key: string) =>
@@ -149,6 +159,7 @@ describe('the admin console runs the live system', () => {
     for (const h of seen.values()) {
       for (const pid of [h.xvncPid, h.sessionPid]) if (alive(pid)) process.kill(-pid!, 'SIGKILL');
     }
+    for (const dir of [dataDir, runDir]) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   });
 
   it('the admin signs in through the form and opens the console', async () => {
@@ -208,18 +219,13 @@ describe('the admin console runs the live system', () => {
 
     await userPage.getByRole('article', { name: poolName }).getByRole('button', { name: 'Connect' }).click();
     await userPage.waitForURL(/\/desktop\//, { timeout: 30_000 });
-    await userPage.waitForFunction(
-      () => document.body.dataset.viewer === 'connected' && ((window as any).__vdiViewer?.framesDrawn ?? 0) > 0,
-      null,
-      { timeout: 30_000 },
-    );
+    await drawing(userPage);
     sessionId = new URL(userPage.url()).pathname.split('/desktop/')[1]!;
     const desktopId = db((d) => (d.prepare('select desktop_id from sessions where id = ?').get(sessionId) as { desktop_id: string }).desktop_id);
     desktop = handles().find((r) => r.id === desktopId)!.handle;
     expect(desktop.display).toBeGreaterThan(0);
     expect(alive(desktop.xvncPid)).toBe(true);
-    const size = await userPage.evaluate(() => [(window as any).__vdiViewer.width, (window as any).__vdiViewer.height]);
-    expect(size).toEqual([1024, 768]);
+    expect(await hook(userPage)).toMatchObject({ width: 1024, height: 768 });
 
     await userPage.locator('#screen').focus();
     await until(async () => /xterm/i.test(await x('xdotool', ['getwindowfocus', 'getwindowname'])), UI_MS, 'a focused terminal in the new pool');
@@ -243,19 +249,37 @@ describe('the admin console runs the live system', () => {
     }, UI_MS, 'the thumbnail to refresh');
   });
 
+  // KNOWN BUG (server/src/stream/desktop-stream.ts, DesktopStream.thumbnail): the mirror is
+  // RGBX with X = 0, sharp takes the 4th channel for alpha and premultiplies by it when it
+  // resizes, so the thumbnail comes out black. Turn this into `it` once that is fixed.
+  it.fails('the thumbnail shows the desktop, not a black picture', async () => {
+    const thumb = sessionRow().locator('img.thumb');
+    const bright = await thumb.evaluate((img: HTMLImageElement) => {
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      const g = c.getContext('2d')!;
+      g.drawImage(img, 0, 0);
+      const d = g.getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i]! + d[i + 1]! + d[i + 2]! > 600) n++;
+      return n / (d.length / 4);
+    });
+    // the white terminal covers about a quarter of the 1024×768 desktop
+    expect(bright).toBeGreaterThan(0.1);
+  });
+
   it('shadows the session: a view-only viewer that sees the user type, and the user is told', async () => {
     const [page] = await Promise.all([adminCtx.waitForEvent('page'), sessionRow().getByRole('button', { name: 'Shadow' }).click()]);
     shadowPage = page;
     await shadowPage.waitForURL(/\/desktop\/.+\?shadow=1$/);
-    await shadowPage.waitForFunction(
-      () => document.body.dataset.viewer === 'connected' && ((window as any).__vdiViewer?.framesDrawn ?? 0) > 0,
-      null,
-      { timeout: 30_000 },
-    );
+    await drawing(shadowPage);
     expect((await hook(shadowPage))?.viewOnly).toBe(true);
     await shadowPage.getByText('View only').first().waitFor();
     expect(await shadowPage.getByRole('button', { name: 'Log off' }).count()).toBe(0);
     await userPage.getByText(/An administrator is watching this session/).waitFor({ timeout: UI_MS });
+    // the watcher is not told that someone (they) is watching
+    expect(await shadowPage.getByText(/An administrator is watching/).count()).toBe(0);
 
     // let the shadow's picture settle, then the user types a long line
     await until(async () => {
@@ -314,7 +338,7 @@ describe('the admin console runs the live system', () => {
     await openTab('Audit');
     const table = admin.getByRole('table');
     const actionsOf = async () => (await table.locator('tbody tr td:nth-child(2)').allTextContents()).map((t) => t.trim());
-    const expected = ['pool.create', 'user.create', 'entitlement.grant', 'session.start', 'session.connect', 'session.shadow.start', 'session.message', 'session.end'];
+    const expected = ['auth.login', 'pool.create', 'user.create', 'entitlement.grant', 'session.start', 'session.connect', 'session.shadow.start', 'session.message', 'session.end', 'session.shadow.end'];
     await expect.poll(actionsOf, { timeout: UI_MS }).toEqual(expect.arrayContaining(expected));
     const rowOf = (action: string) => table.getByRole('row').filter({ has: admin.locator('td:nth-child(2)', { hasText: new RegExp(`^${action.replace('.', '\\.')}$`) }) });
     expect(await rowOf('session.end').first().textContent()).toContain(ADMIN.username);
