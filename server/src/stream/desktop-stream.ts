@@ -196,8 +196,13 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   /** a small JPEG of the whole desktop for the admin console */
   async thumbnail(width = 240): Promise<Buffer> {
     if (this.width === 0) throw new Error('no framebuffer yet');
-    return sharp(Buffer.from(this.fb), { raw: { width: this.width, height: this.height, channels: 4 } })
+    // The 4th byte of the mirror is undefined (RFB padding), not alpha. Drop it in a pass of
+    // its own: sharp resizes before it removes alpha, and would premultiply by that byte.
+    const rgb = await sharp(this.fb, { raw: { width: this.width, height: this.height, channels: 4 } })
       .removeAlpha()
+      .raw()
+      .toBuffer();
+    return sharp(rgb, { raw: { width: this.width, height: this.height, channels: 3 } })
       .resize({ width: Math.min(width, this.width) })
       .jpeg({ quality: 70 })
       .toBuffer();

@@ -249,10 +249,8 @@ describe('the admin console runs the live system', () => {
     }, UI_MS, 'the thumbnail to refresh');
   });
 
-  // KNOWN BUG (server/src/stream/desktop-stream.ts, DesktopStream.thumbnail): the mirror is
-  // RGBX with X = 0, sharp takes the 4th channel for alpha and premultiplies by it when it
-  // resizes, so the thumbnail comes out black. Turn this into `it` once that is fixed.
-  it.fails('the thumbnail shows the desktop, not a black picture', async () => {
+  // the mirror is RGBX with X undefined: a thumbnail that took it for alpha came out black
+  it('the thumbnail shows the desktop, not a black picture', async () => {
     const thumb = sessionRow().locator('img.thumb');
     const bright = await thumb.evaluate((img: HTMLImageElement) => {
       const c = document.createElement('canvas');
