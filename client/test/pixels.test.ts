@@ -1,3 +1,4 @@
+import { packIndices } from '@vdi/shared';
 import { describe, expect, it } from 'vitest';
 import {
   PixelFormatError,
@@ -109,7 +110,7 @@ describe('DeflatePalette', () => {
     const payload = concat(
       Uint8Array.of(palette.byteLength / 3 - 1),
       palette,
-      await deflateRaw(indices),
+      await deflateRaw(packIndices(indices, 3, 2, 3)),
     );
     const rgba = await decodeDeflatePalette(payload, 3, 2);
     expect([...rgba]).toEqual([
@@ -130,12 +131,21 @@ describe('DeflatePalette', () => {
   });
 
   it('rejects an index beyond the palette size', async () => {
+    // three colours use two bits per index, so index 3 can be encoded but is out of range
+    const payload = concat(Uint8Array.of(2), palette, await deflateRaw(Uint8Array.of(0b00110000)));
+    await expect(decodeDeflatePalette(payload, 2, 1)).rejects.toBeInstanceOf(PixelFormatError);
+  });
+
+  it('unpacks one bit per pixel for two-colour rects, rows byte-aligned', async () => {
     const payload = concat(
       Uint8Array.of(1),
       palette.subarray(0, 6),
-      await deflateRaw(Uint8Array.of(0, 2)),
+      await deflateRaw(Uint8Array.of(0b10100000, 0b01000000)),
     );
-    await expect(decodeDeflatePalette(payload, 2, 1)).rejects.toBeInstanceOf(PixelFormatError);
+    const rgba = await decodeDeflatePalette(payload, 3, 2);
+    const white = [0xff, 0xff, 0xff, 255];
+    const dark = [0x10, 0x20, 0x30, 255];
+    expect([...rgba]).toEqual([...white, ...dark, ...white, ...dark, ...white, ...dark]);
   });
 
   it('rejects a truncated palette and an empty payload', async () => {

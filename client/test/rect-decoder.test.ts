@@ -29,7 +29,7 @@ describe('decodeRects', () => {
           w: 3,
           h: 1,
           codec: Codec.DeflatePalette,
-          payload: Uint8Array.of(...palette, ...(await deflateRaw(new Uint8Array(3)))),
+          payload: Uint8Array.of(...palette, ...(await deflateRaw(new Uint8Array(1)))), // 3 px, 1 bit each: one byte
         },
         { x: 0, y: 10, w: 16, h: 16, codec: Codec.Copy, payload: copyPayload(1, 2) },
       ],

@@ -46,8 +46,8 @@ export const Codec = {
   /** payload: raw deflate (RFC 1951) of w×h×3 bytes R, G, B */
   DeflateRgb: 5,
   /**
-   * payload: u8 (paletteSize - 1), paletteSize × (R, G, B), then raw deflate of w×h
-   * palette indices, one byte each
+   * payload: u8 (paletteSize - 1), paletteSize × (R, G, B), then raw deflate of the w×h
+   * palette indices packed with packIndices (1/2/4/8 bits each, rows byte-aligned)
    */
   DeflatePalette: 6,
 } as const;

@@ -2,3 +2,4 @@ export * from './frame.js';
 export * from './events.js';
 export * from './keysyms.js';
 export * from './api.js';
+export * from './palette.js';

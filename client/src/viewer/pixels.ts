@@ -5,6 +5,8 @@
  * no decompression bombs), and palette indices must be in range.
  */
 
+import { packedSize, unpackIndices } from '@vdi/shared';
+
 export class PixelFormatError extends Error {
   readonly code = 'PIXEL_FORMAT';
   override name = 'PixelFormatError';
@@ -92,7 +94,7 @@ export async function decodeDeflateRgb(
   return rgbToRgba(rgb, w * h);
 }
 
-/** DeflatePalette payload: u8 (size - 1), size × RGB, raw deflate of w×h indices. */
+/** DeflatePalette payload: u8 (size - 1), size × RGB, raw deflate of the packed w×h indices. */
 export async function decodeDeflatePalette(
   payload: Uint8Array,
   w: number,
@@ -102,6 +104,6 @@ export async function decodeDeflatePalette(
   const size = payload[0]! + 1;
   const paletteEnd = 1 + size * 3;
   if (payload.byteLength < paletteEnd) throw new PixelFormatError('palette truncated');
-  const indices = await inflateRaw(payload.subarray(paletteEnd), w * h);
-  return paletteToRgba(payload.subarray(1, paletteEnd), indices);
+  const packed = await inflateRaw(payload.subarray(paletteEnd), packedSize(w, h, size));
+  return paletteToRgba(payload.subarray(1, paletteEnd), unpackIndices(packed, w, h, size));
 }

@@ -101,6 +101,32 @@ export class DirtyGrid {
     return false;
   }
 
+  /** the dirty parts of r, as pixel rects (one per run of dirty cells in a cell row) */
+  dirtyWithin(r: Rect): Rect[] {
+    const s = this.count === 0 ? undefined : this.span(r);
+    if (!s) return [];
+    const [c0, r0, c1, r1] = s;
+    const out: Rect[] = [];
+    for (let row = r0; row < r1; row++) {
+      const base = row * this.cols;
+      let c = c0;
+      while (c < c1) {
+        if (!this.cells[base + c]) {
+          c++;
+          continue;
+        }
+        const start = c;
+        while (c < c1 && this.cells[base + c]) c++;
+        const x0 = Math.max(r.x, start * CELL);
+        const y0 = Math.max(r.y, row * CELL);
+        const x1 = Math.min(r.x + r.w, c * CELL);
+        const y1 = Math.min(r.y + r.h, (row + 1) * CELL);
+        if (x1 > x0 && y1 > y0) out.push({ x: x0, y: y0, w: x1 - x0, h: y1 - y0 });
+      }
+    }
+    return out;
+  }
+
   /** every dirty cell of `other` becomes dirty here */
   merge(other: DirtyGrid): void {
     if (other.cols !== this.cols || other.rows !== this.rows) {

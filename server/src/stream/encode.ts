@@ -1,7 +1,7 @@
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { Codec, type FrameRect } from '@vdi/shared';
+import { Codec, packIndices, type FrameRect } from '@vdi/shared';
 import { analyse, type Analysis } from './classify.js';
 
 const deflateRaw = promisify(zlib.deflateRaw);
@@ -38,7 +38,7 @@ function rgbFromRgbx(pixels: Uint8Array, n: number): Buffer {
   return out;
 }
 
-async function encodePalette(a: Extract<Analysis, { kind: 'palette' }>): Promise<Uint8Array> {
+async function encodePalette(a: Extract<Analysis, { kind: 'palette' }>, w: number, h: number): Promise<Uint8Array> {
   const n = a.palette.length;
   const head = Buffer.allocUnsafe(1 + n * 3);
   head[0] = n - 1;
@@ -48,7 +48,7 @@ async function encodePalette(a: Extract<Analysis, { kind: 'palette' }>): Promise
     head[2 + i * 3] = (c >>> 8) & 0xff;
     head[3 + i * 3] = (c >>> 16) & 0xff;
   }
-  const body = await deflateRaw(a.indices, { level: 6 });
+  const body = await deflateRaw(packIndices(a.indices, w, h, n), { level: 6 });
   return Buffer.concat([head, body]);
 }
 
@@ -71,7 +71,7 @@ export async function encodeRect(
     return { x, y, w, h, codec: Codec.Fill, payload: Uint8Array.of(a.r, a.g, a.b, 255), lossy: false };
   }
   if (a.kind === 'palette') {
-    return { x, y, w, h, codec: Codec.DeflatePalette, payload: await encodePalette(a), lossy: false };
+    return { x, y, w, h, codec: Codec.DeflatePalette, payload: await encodePalette(a, w, h), lossy: false };
   }
   if (hints.allowLossy && n >= JPEG_MIN_PIXELS) {
     const payload = await sharp(pixels, { raw: { width: w, height: h, channels: 4 } })

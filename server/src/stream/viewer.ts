@@ -100,15 +100,23 @@ export class Viewer {
 
   copy(op: CopyOp): void {
     const src = { x: op.srcX, y: op.srcY, w: op.w, h: op.h };
-    // The client copies from its own canvas: only valid when the source there is up to date.
-    if (this.keyframe || this.dirty.intersects(src) || this.copies.length >= MAX_PENDING_COPIES) {
+    if (this.keyframe || this.copies.length >= MAX_PENDING_COPIES) {
       this.dirty.mark(op);
       return;
     }
+    // The client copies from its own canvas. Where that source is stale (pending damage), the
+    // copied pixels are stale too: they are re-sent at their new place after the copy.
+    const dx = op.x - op.srcX;
+    const dy = op.y - op.srcY;
+    const shift = (r: Rect): Rect => ({ x: r.x + dx, y: r.y + dy, w: r.w, h: r.h });
+    const staleAfter = this.dirty.dirtyWithin(src).map(shift);
+    const lossyAfter = this.lossy.dirtyWithin(src).map(shift);
     this.copies.push(op);
     // cells wholly overwritten by the copy no longer need their old damage sent
     this.dirty.clearInside(op);
-    if (this.lossy.intersects(src)) this.lossy.mark(op);
+    this.lossy.clearInside(op);
+    for (const r of staleAfter) this.dirty.mark(r);
+    for (const r of lossyAfter) this.lossy.mark(r);
   }
 
   ack(seq: number): void {

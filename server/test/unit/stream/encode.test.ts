@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
-import { Codec } from '@vdi/shared';
+import { Codec, unpackIndices } from '@vdi/shared';
 import { analyse } from '../../../src/stream/classify.js';
 import { encodeRect, JPEG_MIN_PIXELS } from '../../../src/stream/encode.js';
 
@@ -35,7 +35,7 @@ describe('codec choice', () => {
     // decode and compare exactly
     const n = r.payload[0]! + 1;
     const pal = r.payload.subarray(1, 1 + n * 3);
-    const idx = zlib.inflateRawSync(r.payload.subarray(1 + n * 3));
+    const idx = unpackIndices(zlib.inflateRawSync(r.payload.subarray(1 + n * 3)), 200, 40, n);
     for (let i = 0; i < 200 * 40; i++) {
       const k = idx[i]!;
       expect([pal[k * 3], pal[k * 3 + 1], pal[k * 3 + 2]]).toEqual([px[i * 4], px[i * 4 + 1], px[i * 4 + 2]]);

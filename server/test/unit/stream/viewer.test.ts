@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { Codec, decodeFrame, readCopyPayload, FrameFlags, type Frame } from '@vdi/shared';
+import { Codec, decodeFrame, readCopyPayload, FrameFlags, unpackIndices, type Frame } from '@vdi/shared';
 import { ManualClock } from '../../../src/clock.js';
 import { DesktopStream } from '../../../src/stream/desktop-stream.js';
 import { Viewer } from '../../../src/stream/viewer.js';
@@ -95,15 +95,89 @@ describe('Viewer pacing', () => {
     expect(stream.fb[(64 * 128 + 64) * 4]).toBe(200);
   });
 
-  it('sends pixels instead of a copy when the source is still pending', async () => {
-    const { stream, frames, settle, paint } = setup(128, 128, 1);
+  it('sends a copy plus the stale part when the source is still pending', async () => {
+    const { stream, frames, settle, paint, viewer } = setup(128, 128, 1);
     stream.updateEnd();
     await settle(); // keyframe in flight, not acked
-    paint(0, 0, 32, 32, [0, 200, 0]);
+    paint(0, 0, 16, 16, [0, 200, 0]); // pending damage inside the copy's source
     stream.copyRect(0, 0, 64, 64, 32, 32);
     stream.updateEnd();
     await settle();
     expect(frames).toHaveLength(1);
+    viewer.ack(frames[0]!.seq);
+    await settle();
+    const f = frames[1]!;
+    expect(f.rects[0]!.codec).toBe(Codec.Copy);
+    // the stale 16x16 block is re-sent where the copy put it (and where it was painted)
+    const covers = (x: number, y: number) => f.rects.slice(1).some((r) => x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h);
+    expect(covers(64, 64)).toBe(true);
+    expect(covers(79, 79)).toBe(true);
+    expect(covers(0, 0)).toBe(true);
+    // but not the rest of the copied area, which the client already has
+    expect(covers(90, 90)).toBe(false);
+  });
+
+  it('replays a canvas correctly through copies and damage in any order', async () => {
+    const W = 96;
+    const H = 96;
+    const { stream, frames, settle, viewer } = setup(W, H, 1);
+    const rnd = (n: number) => Math.floor(Math.random() * n);
+    const canvas = Buffer.alloc(W * H * 4);
+    const apply = async () => {
+      // a tiny client: applies frames in order, like the browser does
+      const { inflateRawSync } = await import('node:zlib');
+      for (const f of frames.splice(0)) {
+        for (const r of f.rects) {
+          if (r.codec === Codec.Copy) {
+            const { srcX, srcY } = readCopyPayload(r.payload);
+            const tmp = Buffer.alloc(r.w * r.h * 4);
+            for (let y = 0; y < r.h; y++) canvas.copy(tmp, y * r.w * 4, ((srcY + y) * W + srcX) * 4, ((srcY + y) * W + srcX + r.w) * 4);
+            for (let y = 0; y < r.h; y++) tmp.copy(canvas, ((r.y + y) * W + r.x) * 4, y * r.w * 4, (y + 1) * r.w * 4);
+          } else if (r.codec === Codec.Fill) {
+            for (let y = 0; y < r.h; y++) for (let x = 0; x < r.w; x++) canvas.set([r.payload[0]!, r.payload[1]!, r.payload[2]!], ((r.y + y) * W + r.x + x) * 4);
+          } else if (r.codec === Codec.DeflatePalette) {
+            const n = r.payload[0]! + 1;
+            const pal = r.payload.subarray(1, 1 + n * 3);
+            const idx = unpackIndices(inflateRawSync(r.payload.subarray(1 + n * 3)), r.w, r.h, n);
+            for (let i = 0; i < r.w * r.h; i++) {
+              const k = idx[i]!;
+              canvas.set([pal[k * 3]!, pal[k * 3 + 1]!, pal[k * 3 + 2]!], ((r.y + Math.floor(i / r.w)) * W + r.x + (i % r.w)) * 4);
+            }
+          } else if (r.codec === Codec.DeflateRgb) {
+            const rgb = inflateRawSync(r.payload);
+            for (let i = 0; i < r.w * r.h; i++) canvas.set([rgb[i * 3]!, rgb[i * 3 + 1]!, rgb[i * 3 + 2]!], ((r.y + Math.floor(i / r.w)) * W + r.x + (i % r.w)) * 4);
+          } else throw new Error(`codec ${r.codec} not expected here`);
+        }
+        viewer.ack(f.seq);
+      }
+    };
+    stream.updateEnd();
+    for (let step = 0; step < 60; step++) {
+      if (rnd(2)) {
+        const w = 1 + rnd(30);
+        const h = 1 + rnd(30);
+        const px = Buffer.alloc(w * h * 4);
+        const c = [rnd(4) * 80, rnd(4) * 80, rnd(4) * 80];
+        for (let i = 0; i < w * h; i++) px.set([...c, 0], i * 4);
+        stream.putPixels(rnd(W - w), rnd(H - h), w, h, px);
+      } else {
+        const w = 1 + rnd(40);
+        const h = 1 + rnd(40);
+        stream.copyRect(rnd(W - w), rnd(H - h), rnd(W - w), rnd(H - h), w, h);
+      }
+      stream.updateEnd();
+      if (rnd(3) === 0) {
+        await settle();
+        await apply();
+      }
+    }
+    for (let i = 0; i < 5; i++) {
+      await settle();
+      await apply();
+    }
+    for (let i = 0; i < W * H; i++) {
+      expect([canvas[i * 4], canvas[i * 4 + 1], canvas[i * 4 + 2]]).toEqual([stream.fb[i * 4], stream.fb[i * 4 + 1], stream.fb[i * 4 + 2]]);
+    }
   });
 
   it('copies overlapping regions in the mirror correctly', () => {
