@@ -10,8 +10,10 @@ build();
 
 const { main } = await import('../server/bench/run.mjs');
 try {
-  await main(process.argv.slice(2));
-  process.exit(0);
+  const run = await main(process.argv.slice(2));
+  const failed = run.results.filter((r) => r.error).length;
+  if (failed) process.stderr.write(`\n[bench] ${failed} measurement(s) failed (see the table)\n`);
+  process.exit(failed ? 2 : 0);
 } catch (err) {
   process.stderr.write(`\n[bench] failed: ${err?.stack ?? err}\n`);
   process.exit(1);

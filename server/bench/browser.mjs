@@ -26,7 +26,11 @@ const VIEWPORT = { width: 1920, height: 1200 };
 const PROBE_SCRIPT = path.join(import.meta.dirname, 'page-probe.js');
 
 export async function launchBrowser() {
-  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
   onCleanup(() => browser.close());
   return browser;
 }
@@ -56,15 +60,20 @@ function base64Bytes(s) {
 /**
  * Open a viewer page with counters attached.
  * @param {import('playwright-core').Browser} browser
- * @param {{ url: string, cookies?: Array<{ name: string, value: string, url: string }> }} opts
+ * @param {{ url: string, cookies?: Array<{ name: string, value: string, url: string }>, countWithCdp?: boolean }} opts
+ *   countWithCdp: false leaves the CDP Network domain off (it makes Chromium base64-encode every
+ *   binary frame for us, work that grows with the bytes); the page's own count remains
  */
-export async function openViewerPage(browser, { url, cookies }) {
+export async function openViewerPage(browser, { url, cookies, countWithCdp = true }) {
   const context = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1 });
   if (cookies?.length) await context.addCookies(cookies);
   await context.addInitScript({ path: PROBE_SCRIPT });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(`console: ${msg.text()}`);
+  });
 
   const ws = { bytesIn: 0, framesIn: 0, bytesOut: 0, framesOut: 0, lastInAt: 0, urls: [] };
   const cdp = await context.newCDPSession(page);
@@ -80,18 +89,34 @@ export async function openViewerPage(browser, { url, cookies }) {
     ws.bytesOut += opcode === 2 ? base64Bytes(payloadData) : Buffer.byteLength(payloadData, 'utf8');
     ws.framesOut++;
   });
-  if (!process.env.BENCH_NO_CDP) await cdp.send('Network.enable');
-  await page.goto(url);
+  try {
+    if (countWithCdp) await cdp.send('Network.enable');
+    await page.goto(url);
+  } catch (err) {
+    await context.close();
+    throw err;
+  }
 
   return {
     page,
     errors,
     /** WebSocket traffic so far (a copy) */
     ws: () => ({ ...ws, urls: [...ws.urls] }),
-    /** resolves once no WebSocket frame has arrived for `quietMs`; returns when the last one came */
+    /**
+     * Resolves once no WebSocket message has reached the page for `quietMs`; returns when the
+     * last one came (Date.now()). The page's own count, so it also works without CDP.
+     */
     async quiet(quietMs, timeoutMs) {
-      await until(`${quietMs} ms without frames`, () => ws.lastInAt > 0 && Date.now() - ws.lastInAt >= quietMs, timeoutMs, 20);
-      return ws.lastInAt;
+      let last = 0;
+      await until(
+        `${quietMs} ms without frames`,
+        async () => {
+          last = await page.evaluate(() => window.__bench.lastMessageAt());
+          return last > 0 && Date.now() - last >= quietMs;
+        },
+        timeoutMs,
+      );
+      return last;
     },
     probe: () => page.evaluate(() => window.__bench.snapshot()),
     resetProbe: () => page.evaluate(() => window.__bench.reset()),
@@ -102,7 +127,10 @@ export async function openViewerPage(browser, { url, cookies }) {
       const dataUrl = await page.evaluate(() => window.__bench.grab());
       if (!dataUrl) throw new Error('the viewer has not drawn anything');
       const png = Buffer.from(dataUrl.slice(dataUrl.indexOf(',') + 1), 'base64');
-      const { data, info } = await sharp(png).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+      const { data, info } = await sharp(png)
+        .ensureAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true });
       return { width: info.width, height: info.height, rgba: data };
     },
     async close() {

@@ -23,7 +23,9 @@ export async function until(what, check, timeoutMs, pollMs = POLL_MS) {
       lastErr = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${lastErr.message})` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${lastErr.message})` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, pollMs));
   }
@@ -56,9 +58,22 @@ export function waitForLine(child, re, timeoutMs) {
       }
     };
     const onExit = (code, signal) =>
-      done(() => reject(new Error(`${child.label ?? 'process'} exited (${code ?? signal}) before printing ${re}: ${child.tail?.() ?? ''}`)));
+      done(() =>
+        reject(
+          new Error(
+            `${child.label ?? 'process'} exited (${code ?? signal}) before printing ${re}: ${child.tail?.() ?? ''}`,
+          ),
+        ),
+      );
     const timer = setTimeout(
-      () => done(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${child.label ?? 'process'} to print ${re}`))),
+      () =>
+        done(() =>
+          reject(
+            new Error(
+              `timed out after ${timeoutMs} ms waiting for ${child.label ?? 'process'} to print ${re}`,
+            ),
+          ),
+        ),
       timeoutMs,
     );
     child.stdout?.on('data', onData);

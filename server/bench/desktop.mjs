@@ -30,7 +30,9 @@ export function freePort() {
 export async function buildXClients(workDir) {
   const src = path.join(import.meta.dirname, 'x-clients', 'bench-x.c');
   const bin = path.join(workDir, 'bench-x');
-  await runTool('gcc', ['-O2', '-Wall', '-o', bin, src, '-lX11', '-lXext', '-lm'], { timeoutMs: 60_000 });
+  await runTool('gcc', ['-O2', '-Wall', '-o', bin, src, '-lX11', '-lXext', '-lm'], {
+    timeoutMs: 60_000,
+  });
   return bin;
 }
 
@@ -57,7 +59,10 @@ export async function startDesktop({ workDir, width, height, benchX }) {
   );
   const displayNumber = await new Promise((resolve, reject) => {
     let got = '';
-    const timer = setTimeout(() => reject(new Error(`Xvnc did not report its display: ${xvnc.tail()}`)), APPEAR_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`Xvnc did not report its display: ${xvnc.tail()}`)),
+      APPEAR_TIMEOUT_MS,
+    );
     xvnc.stdio[3].on('data', (d) => {
       got += d.toString();
       if (got.includes('\n')) {
@@ -117,8 +122,14 @@ export async function startDesktop({ workDir, width, height, benchX }) {
       return until(
         `window "${title}" to appear`,
         async () => {
-          if (child && child.exitCode !== null) throw new Error(`${child.label} exited: ${child.tail()}`);
-          const out = await run('xdotool', ['search', '--onlyvisible', '--name', `^${title}$`]).catch(() => '');
+          if (child && child.exitCode !== null)
+            throw new Error(`${child.label} exited: ${child.tail()}`);
+          const out = await run('xdotool', [
+            'search',
+            '--onlyvisible',
+            '--name',
+            `^${title}$`,
+          ]).catch(() => '');
           return out.trim().split('\n')[0] || undefined;
         },
         APPEAR_TIMEOUT_MS,
@@ -141,7 +152,12 @@ export async function startDesktop({ workDir, width, height, benchX }) {
     /** Frame-less geometry of a window: { x, y, w, h } in root coordinates. */
     async geometry(wid) {
       const out = await run('xdotool', ['getwindowgeometry', '--shell', wid]);
-      const v = Object.fromEntries(out.trim().split('\n').map((l) => l.split('=')));
+      const v = Object.fromEntries(
+        out
+          .trim()
+          .split('\n')
+          .map((l) => l.split('=')),
+      );
       return { x: Number(v.X), y: Number(v.Y), w: Number(v.WIDTH), h: Number(v.HEIGHT) };
     },
 
@@ -172,7 +188,12 @@ export async function startDesktop({ workDir, width, height, benchX }) {
     /** Where the pointer is, root coordinates. */
     async pointer() {
       const out = await run('xdotool', ['getmouselocation', '--shell']);
-      const v = Object.fromEntries(out.trim().split('\n').map((l) => l.split('=')));
+      const v = Object.fromEntries(
+        out
+          .trim()
+          .split('\n')
+          .map((l) => l.split('=')),
+      );
       return { x: Number(v.X), y: Number(v.Y) };
     },
 

@@ -102,7 +102,9 @@ export function percentiles(samples, ps) {
   const sorted = [...samples].sort((a, b) => a - b);
   const out = {};
   for (const p of ps) {
-    out[`p${p}`] = sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] : null;
+    out[`p${p}`] = sorted.length
+      ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
+      : null;
   }
   return out;
 }
@@ -119,7 +121,9 @@ export function percentiles(samples, ps) {
  */
 export function compareImages(ref, got, roi, exclude) {
   if (ref.width !== got.width || ref.height !== got.height) {
-    return { error: `size differs: desktop ${ref.width}x${ref.height}, canvas ${got.width}x${got.height}` };
+    return {
+      error: `size differs: desktop ${ref.width}x${ref.height}, canvas ${got.width}x${got.height}`,
+    };
   }
   const r = clampRect(roi ?? { x: 0, y: 0, w: ref.width, h: ref.height }, ref.width, ref.height);
   const ex = exclude ?? { x: 0, y: 0, w: 0, h: 0 };
@@ -159,4 +163,53 @@ function clampRect(r, w, h) {
   const x = Math.max(0, Math.min(w, r.x));
   const y = Math.max(0, Math.min(h, r.y));
   return { x, y, w: Math.max(0, Math.min(w - x, r.w)), h: Math.max(0, Math.min(h - y, r.h)) };
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Combine repeated measurements of one workload and viewer: the median of every figure
+ * (a null PSNR, i.e. identical pictures, counts as infinitely good), and latency percentiles
+ * over the pooled samples of all repeats.
+ * @param {any[]} reps
+ */
+export function combineRepeats(reps) {
+  const combine = (vals, key) => {
+    const first = vals.find((v) => v !== undefined && v !== null);
+    if (first === undefined) return vals[0];
+    if (Array.isArray(first)) return vals.flat();
+    if (typeof first === 'number') {
+      const nums =
+        key === 'psnrDb'
+          ? vals.map((v) => (v === null ? Infinity : v))
+          : vals.filter((v) => typeof v === 'number');
+      const m = median(nums);
+      return m === Infinity ? null : m;
+    }
+    if (typeof first === 'object') {
+      const out = {};
+      for (const k of Object.keys(first))
+        out[k] = combine(
+          vals.map((v) => v?.[k]),
+          k,
+        );
+      return out;
+    }
+    return first;
+  };
+  const out = combine(reps, '');
+  const samples = reps.flatMap((r) => r.latency?.samples ?? []);
+  out.latency = {
+    ...out.latency,
+    n: samples.length,
+    ...percentiles(samples, [50, 95, 99]),
+    max: samples.length ? Math.max(...samples) : null,
+    samples,
+  };
+  out.repeats = reps.length;
+  return out;
 }

@@ -15,11 +15,17 @@ const CONNECT_TIMEOUT_MS = 30_000;
 export async function startWebsockify({ rfbPort }) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = start('websockify', 'websockify', ['--web', NOVNC_DIR, `127.0.0.1:${port}`, `127.0.0.1:${rfbPort}`]);
+  const child = start('websockify', 'websockify', [
+    '--web',
+    NOVNC_DIR,
+    `127.0.0.1:${port}`,
+    `127.0.0.1:${rfbPort}`,
+  ]);
   await until(
     'websockify to serve noVNC',
     async () => {
-      if (child.exitCode !== null) throw new Error(`websockify exited (${child.exitCode}): ${child.tail()}`);
+      if (child.exitCode !== null)
+        throw new Error(`websockify exited (${child.exitCode}): ${child.tail()}`);
       const r = await fetch(`${url}/vnc_lite.html`).catch(() => undefined);
       return r?.status === 200;
     },
@@ -33,21 +39,37 @@ export async function startWebsockify({ rfbPort }) {
  * @param {import('playwright-core').Browser} browser
  * @param {Awaited<ReturnType<typeof startWebsockify>>} ws
  * @param {{ width: number, height: number }} size the desktop's size
+ * @param {{ countWithCdp?: boolean }} [opts]
  */
-export async function openNoVncViewer(browser, ws, size) {
-  const viewer = await openViewerPage(browser, { url: ws.viewerUrl });
+export async function openNoVncViewer(browser, ws, size, opts = {}) {
+  const viewer = await openViewerPage(browser, { url: ws.viewerUrl, ...opts });
   await until(
     'noVNC to connect and paint',
     () =>
       viewer.page.evaluate(({ width, height }) => {
         const status = document.getElementById('status')?.textContent ?? '';
         const snap = window.__bench.snapshot();
-        return /^Connected/.test(status) && snap.draws > 0 && snap.canvas?.width === width && snap.canvas?.height === height;
+        return (
+          /^Connected/.test(status) &&
+          snap.draws > 0 &&
+          snap.canvas?.width === width &&
+          snap.canvas?.height === height
+        );
       }, size),
     CONNECT_TIMEOUT_MS,
     100,
-  ).catch((err) => {
-    throw new Error(`${err.message}; page errors: ${viewer.errors.join(' | ') || 'none'}`);
+  ).catch(async (err) => {
+    const seen = await viewer.page
+      .evaluate(() => ({
+        status: document.getElementById('status')?.textContent,
+        probe: window.__bench.snapshot(),
+      }))
+      .catch(() => ({}));
+    await viewer.close();
+    throw new Error(
+      `${err.message}; status "${seen.status}", canvas ${JSON.stringify(seen.probe?.canvas)}, ` +
+        `${seen.probe?.draws} draws, ${seen.probe?.wsMessages} messages; page errors: ${viewer.errors.join(' | ') || 'none'}`,
+    );
   });
   return { ...viewer, hooks: async () => null };
 }

@@ -27,6 +27,7 @@
     draws: 0,
     wsBytes: 0,
     wsMessages: 0,
+    lastMessageAt: 0,
     rafTicks: 0,
     samples: [],
     torn: 0,
@@ -70,7 +71,7 @@
     }
     if (code === state.lastCode) return;
     state.lastCode = code;
-    const latency = (((now % MOD) - code) % MOD + MOD) % MOD;
+    const latency = ((((now % MOD) - code) % MOD) + MOD) % MOD;
     if (latency > IMPLAUSIBLE_MS) state.implausible++;
     else state.samples.push(latency);
   };
@@ -78,7 +79,13 @@
   const drew = (canvas) => {
     // the screen is the largest canvas in the document; ignore small ones (icons, graphs)
     const cur = state.canvas;
-    if (cur && cur !== canvas && (cur.isConnected && canvas.width * canvas.height < cur.width * cur.height)) return;
+    if (
+      cur &&
+      cur !== canvas &&
+      cur.isConnected &&
+      canvas.width * canvas.height < cur.width * cur.height
+    )
+      return;
     state.canvas = canvas;
     state.draws++;
     dirty = true;
@@ -100,18 +107,25 @@
 
   // WebSocket bytes as the page sees them (message payloads), a cross-check of the CDP count
   // that costs next to nothing
-  const NativeWebSocket = window.WebSocket;
+  // (a Proxy, so pages get a genuine WebSocket: noVNC checks the object's own prototype)
   const utf8 = new TextEncoder();
-  window.WebSocket = class extends NativeWebSocket {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener('message', (e) => {
+  window.WebSocket = new Proxy(window.WebSocket, {
+    construct(target, args, newTarget) {
+      const ws = Reflect.construct(
+        target,
+        args,
+        newTarget === window.WebSocket ? target : newTarget,
+      );
+      ws.addEventListener('message', (e) => {
         const d = e.data;
-        state.wsBytes += typeof d === 'string' ? utf8.encode(d).length : (d.byteLength ?? d.size ?? 0);
+        state.wsBytes +=
+          typeof d === 'string' ? utf8.encode(d).length : (d.byteLength ?? d.size ?? 0);
         state.wsMessages++;
+        state.lastMessageAt = Date.now();
       });
-    }
-  };
+      return ws;
+    },
+  });
 
   const tick = () => {
     state.rafTicks++;
@@ -131,13 +145,34 @@
     },
     /** zero the counters (start of a measuring phase) */
     reset() {
-      Object.assign(state, { paints: 0, draws: 0, rafTicks: 0, samples: [], torn: 0, implausible: 0, wsBytes: 0, wsMessages: 0 });
+      Object.assign(state, {
+        paints: 0,
+        draws: 0,
+        rafTicks: 0,
+        samples: [],
+        torn: 0,
+        implausible: 0,
+        wsBytes: 0,
+        wsMessages: 0,
+      });
     },
     snapshot() {
       const { paints, draws, rafTicks, samples, torn, implausible, wsBytes, wsMessages } = state;
       const c = state.canvas;
-      return { paints, draws, rafTicks, samples: [...samples], torn, implausible, wsBytes, wsMessages, canvas: c ? { width: c.width, height: c.height } : null };
+      return {
+        paints,
+        draws,
+        rafTicks,
+        samples: [...samples],
+        torn,
+        implausible,
+        wsBytes,
+        wsMessages,
+        canvas: c ? { width: c.width, height: c.height } : null,
+      };
     },
+    /** when the last WebSocket message arrived (Date.now()), 0 before the first */
+    lastMessageAt: () => state.lastMessageAt,
     /** the visible canvas as a PNG data URL (lossless) */
     grab() {
       return state.canvas ? state.canvas.toDataURL('image/png') : null;

@@ -27,7 +27,9 @@ let stopping;
  */
 export function start(label, cmd, args, opts = {}) {
   const stdio = ['ignore', 'pipe', 'pipe', ...Array(opts.extraFds ?? 0).fill('pipe')];
-  const child = /** @type {any} */ (spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio, detached: true }));
+  const child = /** @type {any} */ (
+    spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio, detached: true })
+  );
   let out = '';
   const keep = (d) => {
     out = (out + d.toString()).slice(-OUTPUT_TAIL_CHARS);
@@ -143,7 +145,12 @@ export function runTool(cmd, args, opts = {}) {
         maxBuffer: opts.maxBuffer ?? 64 * 1024 * 1024,
       },
       (err, stdout, stderr) => {
-        if (err) reject(new Error(`${cmd} ${args.join(' ').slice(0, 200)} failed: ${err.message}\n${String(stderr).slice(-2000)}`));
+        if (err)
+          reject(
+            new Error(
+              `${cmd} ${args.join(' ').slice(0, 200)} failed: ${err.message}\n${String(stderr).slice(-2000)}`,
+            ),
+          );
         else resolve(stdout);
       },
     );

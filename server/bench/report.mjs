@@ -18,7 +18,10 @@ function tryRun(cmd, args) {
 
 /** Facts about the machine and the software under test. */
 export async function machineInfo(browser) {
-  const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
+  const cpu =
+    fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1] ??
+    os.cpus()[0]?.model ??
+    'unknown';
   const dpkg = (p) => tryRun('dpkg-query', ['-W', '-f=${Version}', p]);
   const xvnc = tryRun('Xvnc', ['-version']).match(/TigerVNC[^\n]*/)?.[0] ?? 'unknown';
   const commit = tryRun('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
@@ -38,8 +41,12 @@ export async function machineInfo(browser) {
   };
 }
 
-const fmt = (v, digits = 0) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : Number(v).toFixed(digits));
-const ratio = (a, b, digits = 2) => (a === null || b === null || a === undefined || b === undefined || !b ? 'n/a' : (a / b).toFixed(digits));
+const fmt = (v, digits = 0) =>
+  v === null || v === undefined || Number.isNaN(v) ? 'n/a' : Number(v).toFixed(digits);
+const ratio = (a, b, digits = 2) =>
+  a === null || b === null || a === undefined || b === undefined || !b
+    ? 'n/a'
+    : (a / b).toFixed(digits);
 const lat = (l) => (l && l.n ? `${fmt(l.p50)} / ${fmt(l.p95)} / ${fmt(l.p99)}` : 'n/a');
 const psnr = (q) => (!q || q.error ? 'n/a' : q.psnrDb === null ? '∞ (exact)' : fmt(q.psnrDb, 1));
 const exact = (q) => (!q || q.error ? 'n/a' : `${q.exactPct.toFixed(q.exactPct === 100 ? 0 : 2)}`);
@@ -51,7 +58,10 @@ export function renderMarkdown(run) {
   const { machine, settings, results } = run;
   const lines = [];
   lines.push(`# Streaming benchmark: this server vs noVNC`, '');
-  lines.push(`Run ${run.startedAt}, ${settings.seconds} s per measured phase (after ${settings.warmupSeconds} s warm-up), latency over ${settings.latencySeconds} s.`, '');
+  lines.push(
+    `Run ${run.startedAt}, ${settings.seconds} s per measured phase (after ${settings.warmupSeconds} s warm-up), latency over ${settings.latencySeconds} s.`,
+    '',
+  );
   lines.push(
     `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}; Node ${machine.node}; ` +
       `Chromium ${machine.chromium} (headless, --disable-gpu); noVNC ${machine.novnc} (vnc_lite.html, defaults: Tight, quality 6, compression 2) ` +
@@ -72,7 +82,9 @@ export function renderMarkdown(run) {
       const r = pair[key];
       if (!r) continue;
       if (r.error) {
-        lines.push(`| ${workload} | ${r.viewerName} | failed: ${r.error.split('\n')[0].slice(0, 120)} | | | | | | |`);
+        lines.push(
+          `| ${workload} | ${r.viewerName} | failed: ${r.error.split('\n')[0].slice(0, 120)} | | | | | | |`,
+        );
         continue;
       }
       lines.push(
@@ -100,9 +112,26 @@ export function renderMarkdown(run) {
       `*exact px % / PSNR* = viewer canvas vs the desktop framebuffer (xwd) once no frame has arrived for ${settings.settleQuietMs / 1000} s after the workload stopped, over the workload's area (the whole screen for idle and drag).`,
     '',
   );
+  const st = run.stallCheck;
+  if (st) {
+    lines.push('Stalled viewer (memory check):', '');
+    if (st.error) lines.push(`- failed: ${st.error}`, '');
+    else {
+      lines.push(
+        `- ${st.workload}: this server's viewer painted ${fmt(st.paintsPerSecAlone, 1)} frames/s alone and ${fmt(st.paintsPerSecWithStalled, 1)} frames/s ` +
+          `while a second viewer of the same session took frames without ever acknowledging one (it received ${st.stalledViewer.frames} frames, ${fmt(st.stalledViewer.bytes / 1024)} KiB, over ${st.secondsEach} s).`,
+        `- gateway resident memory: ${fmt(st.gatewayRssMiB.beforeJoin)} MiB before the stalled viewer joined, ${fmt(st.gatewayRssMiB.end)} MiB at the end, ` +
+          `${fmt(st.gatewayRssMiB.max)} MiB at most; trend with the stalled viewer ${fmt(st.gatewayRssMiB.slopeMiBPerSecWithStalled, 2)} MiB/s.`,
+        '',
+      );
+    }
+  }
   if (run.targets?.length) {
     lines.push('Targets of issue 5:', '');
-    for (const t of run.targets) lines.push(`- ${t.met === null ? '?' : t.met ? 'met' : '**not met**'}: ${t.what} (${t.detail})`);
+    for (const t of run.targets)
+      lines.push(
+        `- ${t.met === null ? '?' : t.met ? 'met' : '**not met**'}: ${t.what} (${t.detail})`,
+      );
     lines.push('');
   }
   if (run.notes?.length) {
@@ -120,22 +149,39 @@ export function checkTargets(results) {
   const bytesTarget = (w, max) => {
     const a = get(w, 'vdi');
     const b = get(w, 'novnc');
-    const x = a && b && b.traffic.bytes ? a.traffic.bytes / b.traffic.bytes : null;
-    out.push({ what: `${w}: bytes at most ${max}x noVNC's`, met: x === null ? null : x <= max, detail: x === null ? 'n/a' : `${x.toFixed(2)}x` });
+    if (!a || !b) return; // not measured in this run
+    const x = b.traffic.bytes ? a.traffic.bytes / b.traffic.bytes : null;
+    out.push({
+      what: `${w}: bytes at most ${max}x noVNC's`,
+      met: x === null ? null : x <= max,
+      detail: x === null ? 'noVNC received nothing' : `${x.toFixed(2)}x`,
+    });
   };
   for (const w of ['typing', 'scrolling', 'drag']) bytesTarget(w, 0.5);
   for (const w of ['anim-640', 'anim-1080p']) bytesTarget(w, 0.8);
   const typing = get('typing', 'vdi');
   if (typing?.latency?.n) {
-    out.push({ what: 'typing: damage→paint p50 ≤ 25 ms', met: typing.latency.p50 <= 25, detail: `${typing.latency.p50} ms` });
-    out.push({ what: 'typing: damage→paint p99 ≤ 60 ms', met: typing.latency.p99 <= 60, detail: `${typing.latency.p99} ms` });
+    out.push({
+      what: 'typing: damage→paint p50 ≤ 25 ms',
+      met: typing.latency.p50 <= 25,
+      detail: `${typing.latency.p50} ms`,
+    });
+    out.push({
+      what: 'typing: damage→paint p99 ≤ 60 ms',
+      met: typing.latency.p99 <= 60,
+      detail: `${typing.latency.p99} ms`,
+    });
   }
   for (const w of [...new Set(results.map((r) => r.workload))]) {
     const a = get(w, 'vdi');
     const b = get(w, 'novnc');
     if (a?.latency?.n && b?.latency?.n) {
       const ok = a.latency.p50 <= b.latency.p50 && a.latency.p99 <= b.latency.p99;
-      out.push({ what: `${w}: latency no worse than noVNC (p50 and p99)`, met: ok, detail: `p50 ${a.latency.p50} vs ${b.latency.p50} ms, p99 ${a.latency.p99} vs ${b.latency.p99} ms` });
+      out.push({
+        what: `${w}: latency no worse than noVNC (p50 and p99)`,
+        met: ok,
+        detail: `p50 ${a.latency.p50} vs ${b.latency.p50} ms, p99 ${a.latency.p99} vs ${b.latency.p99} ms`,
+      });
     }
     if (a?.quality?.area && !a.quality.area.error) {
       const n = b?.quality?.area;
@@ -181,16 +227,26 @@ export async function saveImages(name, ref, got) {
   const dir = path.join(RESULTS_DIR, 'images');
   fs.mkdirSync(dir, { recursive: true });
   const raw = { raw: { width: ref.width, height: ref.height, channels: 4 } };
-  const files = { desktop: path.join(dir, `${name}-desktop.png`), canvas: path.join(dir, `${name}-canvas.png`), diff: path.join(dir, `${name}-diff.png`) };
+  const files = {
+    desktop: path.join(dir, `${name}-desktop.png`),
+    canvas: path.join(dir, `${name}-canvas.png`),
+    diff: path.join(dir, `${name}-diff.png`),
+  };
   await sharp(ref.rgba, raw).png().toFile(files.desktop);
   if (got.width === ref.width && got.height === ref.height) {
     await sharp(got.rgba, raw).png().toFile(files.canvas);
     const diff = Buffer.alloc(ref.width * ref.height);
     for (let i = 0, p = 0; p < diff.length; i += 4, p++) {
-      const d = Math.max(Math.abs(ref.rgba[i] - got.rgba[i]), Math.abs(ref.rgba[i + 1] - got.rgba[i + 1]), Math.abs(ref.rgba[i + 2] - got.rgba[i + 2]));
+      const d = Math.max(
+        Math.abs(ref.rgba[i] - got.rgba[i]),
+        Math.abs(ref.rgba[i + 1] - got.rgba[i + 1]),
+        Math.abs(ref.rgba[i + 2] - got.rgba[i + 2]),
+      );
       diff[p] = d === 0 ? 0 : Math.min(255, 64 + d * 8);
     }
-    await sharp(diff, { raw: { width: ref.width, height: ref.height, channels: 1 } }).png().toFile(files.diff);
+    await sharp(diff, { raw: { width: ref.width, height: ref.height, channels: 1 } })
+      .png()
+      .toFile(files.diff);
   }
   return files;
 }

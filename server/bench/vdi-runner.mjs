@@ -40,7 +40,8 @@ export async function startVdiServer({ workDir, rfbPort }) {
   await until(
     'the VDI server to be ready',
     async () => {
-      if (child.exitCode !== null) throw new Error(`the VDI server exited (${child.exitCode}): ${child.tail()}`);
+      if (child.exitCode !== null)
+        throw new Error(`the VDI server exited (${child.exitCode}): ${child.tail()}`);
       const r = await fetch(`${url}/readyz`).catch(() => undefined);
       return r?.status === 200;
     },
@@ -51,7 +52,11 @@ export async function startVdiServer({ workDir, rfbPort }) {
   const api = async (method, p, body) => {
     const r = await fetch(`${url}${p}`, {
       method,
-      headers: { ...CSRF_HEADER, ...(body ? { 'Content-Type': 'application/json' } : {}), ...(cookie ? { Cookie: cookie } : {}) },
+      headers: {
+        ...CSRF_HEADER,
+        ...(body ? { 'Content-Type': 'application/json' } : {}),
+        ...(cookie ? { Cookie: cookie } : {}),
+      },
       body: body ? JSON.stringify(body) : undefined,
     });
     const setCookie = r.headers.get('set-cookie');
@@ -72,8 +77,17 @@ export async function startVdiServer({ workDir, rfbPort }) {
     maxSize: 1,
     disconnectedTimeoutSec: 0,
   });
-  await api('POST', '/api/admin/entitlements', { poolId: pool.id, principalType: 'user', principalId: me.id });
-  const { sessionId } = await until('a session on the bench pool', () => api('POST', `/api/pools/${pool.id}/connect`), START_TIMEOUT_MS, 500);
+  await api('POST', '/api/admin/entitlements', {
+    poolId: pool.id,
+    principalType: 'user',
+    principalId: me.id,
+  });
+  const { sessionId } = await until(
+    'a session on the bench pool',
+    () => api('POST', `/api/pools/${pool.id}/connect`),
+    START_TIMEOUT_MS,
+    500,
+  );
   const [name, value] = cookie.split('=');
 
   return {
@@ -92,9 +106,14 @@ export async function startVdiServer({ workDir, rfbPort }) {
  * @param {import('playwright-core').Browser} browser
  * @param {Awaited<ReturnType<typeof startVdiServer>>} srv
  * @param {{ width: number, height: number }} size the desktop's size
+ * @param {{ countWithCdp?: boolean }} [opts]
  */
-export async function openVdiViewer(browser, srv, size) {
-  const viewer = await openViewerPage(browser, { url: srv.viewerUrl, cookies: srv.cookies });
+export async function openVdiViewer(browser, srv, size, opts = {}) {
+  const viewer = await openViewerPage(browser, {
+    url: srv.viewerUrl,
+    cookies: srv.cookies,
+    ...opts,
+  });
   await until(
     "this server's viewer to attach and paint",
     () =>
@@ -108,7 +127,8 @@ export async function openVdiViewer(browser, srv, size) {
       ),
     ATTACH_TIMEOUT_MS,
     100,
-  ).catch((err) => {
+  ).catch(async (err) => {
+    await viewer.close();
     throw new Error(`${err.message}; page errors: ${viewer.errors.join(' | ') || 'none'}`);
   });
   return {

@@ -61,7 +61,9 @@ function writeScrollFile(file) {
     const words = Array.from({ length: n }, () => WORDS[Math.floor(rnd() * WORDS.length)]);
     const ms = String(Math.floor(rnd() * 1000)).padStart(3, '0');
     const lvl = levels[Math.floor(rnd() ** 3 * levels.length)];
-    lines.push(`${String(i).padStart(6)}  12:${String(Math.floor(i / 600) % 60).padStart(2, '0')}:${String(Math.floor(i / 10) % 60).padStart(2, '0')}.${ms} ${lvl} ${words.join(' ')}`);
+    lines.push(
+      `${String(i).padStart(6)}  12:${String(Math.floor(i / 600) % 60).padStart(2, '0')}:${String(Math.floor(i / 10) % 60).padStart(2, '0')}.${ms} ${lvl} ${words.join(' ')}`,
+    );
   }
   fs.writeFileSync(file, lines.join('\n') + '\n');
 }
@@ -92,7 +94,9 @@ function writeListingFile(file) {
     const c = colours[Math.floor(rnd() * colours.length)];
     const size = String(Math.floor(rnd() * 99999)).padStart(6);
     const name = `${WORDS[Math.floor(rnd() * WORDS.length)]}-${WORDS[Math.floor(rnd() * WORDS.length)]}.${['ts', 'md', 'json', 'png'][i % 4]}`;
-    lines.push(`-rw-r--r-- 1 vdi vdi ${size} May  1 12:${String(i).padStart(2, '0')} ${c}${name}\x1b[0m`);
+    lines.push(
+      `-rw-r--r-- 1 vdi vdi ${size} May  1 12:${String(i).padStart(2, '0')} ${c}${name}\x1b[0m`,
+    );
   }
   fs.writeFileSync(file, lines.join('\n') + '\n');
 }
@@ -108,7 +112,10 @@ function xdotool(desk, label, args) {
 async function finish(child) {
   if (!child) return;
   if (child.exitCode === null && child.signalCode === null) {
-    await Promise.race([new Promise((r) => child.once('exit', r)), new Promise((r) => setTimeout(r, DRIVER_SLACK_MS))]);
+    await Promise.race([
+      new Promise((r) => child.once('exit', r)),
+      new Promise((r) => setTimeout(r, DRIVER_SLACK_MS)),
+    ]);
   }
   await stop(child);
 }
@@ -142,7 +149,14 @@ export function workloads({ workDir }) {
     title,
     async setup(desk) {
       const r = rect(desk);
-      const win = await desk.benchX(`anim ${id}`, ['anim', String(r.x), String(r.y), String(r.w), String(r.h), '30']);
+      const win = await desk.benchX(`anim ${id}`, [
+        'anim',
+        String(r.x),
+        String(r.y),
+        String(r.w),
+        String(r.h),
+        '30',
+      ]);
       return { win, roi: r };
     },
     async start(s) {
@@ -166,7 +180,14 @@ export function workloads({ workDir }) {
       id: 'idle',
       title: 'idle desktop (a terminal, nothing changes)',
       async setup(desk) {
-        const win = await desk.xterm({ title: 'bench-idle', cols: 90, rows: 26, x: 120, y: 140, command: ['sh', '-c', `cat '${listingFile}'; exec cat >/dev/null`] });
+        const win = await desk.xterm({
+          title: 'bench-idle',
+          cols: 90,
+          rows: 26,
+          x: 120,
+          y: 140,
+          command: ['sh', '-c', `cat '${listingFile}'; exec cat >/dev/null`],
+        });
         return { win, roi: { x: 0, y: 0, w: desk.width, h: desk.height } };
       },
       async start() {},
@@ -181,13 +202,25 @@ export function workloads({ workDir }) {
       id: 'typing',
       title: `typing into a terminal (${TYPING_CPS} chars/s)`,
       async setup(desk) {
-        const win = await desk.xterm({ title: 'bench-typing', cols: 100, rows: 30, x: 120, y: 140, command: ['sh', '-c', 'exec cat >/dev/null'] });
+        const win = await desk.xterm({
+          title: 'bench-typing',
+          cols: 100,
+          rows: 30,
+          x: 120,
+          y: 140,
+          command: ['sh', '-c', 'exec cat >/dev/null'],
+        });
         return { win, roi: await desk.geometry(win.wid), seed: 1 };
       },
       async start(s, secs, desk) {
         await desk.focus(s.win.wid);
         const text = typingText(Math.round(secs * TYPING_CPS), s.seed++);
-        s.driver = xdotool(desk, 'xdotool type', ['type', '--delay', String(1000 / TYPING_CPS), text]);
+        s.driver = xdotool(desk, 'xdotool type', [
+          'type',
+          '--delay',
+          String(1000 / TYPING_CPS),
+          text,
+        ]);
       },
       async pause(s) {
         await finish(s.driver);
@@ -201,13 +234,25 @@ export function workloads({ workDir }) {
       id: 'scrolling',
       title: `scrolling a long text file in less (${SCROLL_LPS} lines/s)`,
       async setup(desk) {
-        const win = await desk.xterm({ title: 'bench-scrolling', cols: 140, rows: 45, x: 60, y: 60, command: ['less', '-S', scrollFile] });
+        const win = await desk.xterm({
+          title: 'bench-scrolling',
+          cols: 140,
+          rows: 45,
+          x: 60,
+          y: 60,
+          command: ['less', '-S', scrollFile],
+        });
         return { win, roi: await desk.geometry(win.wid) };
       },
       async start(s, secs, desk) {
         await desk.focus(s.win.wid);
         const keys = Array(Math.round(secs * SCROLL_LPS)).fill('Down');
-        s.driver = xdotool(desk, 'xdotool key', ['key', '--delay', String(1000 / SCROLL_LPS), ...keys]);
+        s.driver = xdotool(desk, 'xdotool key', [
+          'key',
+          '--delay',
+          String(1000 / SCROLL_LPS),
+          ...keys,
+        ]);
       },
       async pause(s) {
         await finish(s.driver);
@@ -221,7 +266,14 @@ export function workloads({ workDir }) {
       id: 'drag',
       title: `dragging a terminal window around (${DRAG_HZ} Hz pointer)`,
       async setup(desk) {
-        const win = await desk.xterm({ title: 'bench-drag', cols: 80, rows: 24, x: 800, y: 300, command: ['sh', '-c', `cat '${listingFile}'; exec cat >/dev/null`] });
+        const win = await desk.xterm({
+          title: 'bench-drag',
+          cols: 80,
+          rows: 24,
+          x: 800,
+          y: 300,
+          command: ['sh', '-c', `cat '${listingFile}'; exec cat >/dev/null`],
+        });
         const home = await desk.geometry(win.wid);
         return { win, home, roi: { x: 0, y: 0, w: desk.width, h: desk.height } };
       },
@@ -236,7 +288,13 @@ export function workloads({ workDir }) {
         const desk = s.desk;
         await desk.run('xdotool', ['mouseup', '1', 'keyup', 'alt']); // in case the driver did not get there
         // back home, so the next phase and the next viewer start from the same place
-        await desk.run('xdotool', ['windowmove', '--sync', s.win.wid, String(s.home.x), String(s.home.y)]);
+        await desk.run('xdotool', [
+          'windowmove',
+          '--sync',
+          s.win.wid,
+          String(s.home.x),
+          String(s.home.y),
+        ]);
         await until(
           'the dragged window to be back home',
           async () => {
@@ -251,7 +309,17 @@ export function workloads({ workDir }) {
         await desk.close(s.win);
       },
     },
-    animation('anim-640', 'photo-like animation, 640x480 at 30 fps', (desk) => ({ x: 1100, y: 400, w: 640, h: 480 })),
-    animation('anim-1080p', 'photo-like animation, full screen 1920x1080 at 30 fps', (desk) => ({ x: 0, y: 0, w: desk.width, h: desk.height })),
+    animation('anim-640', 'photo-like animation, 640x480 at 30 fps', (desk) => ({
+      x: 1100,
+      y: 400,
+      w: 640,
+      h: 480,
+    })),
+    animation('anim-1080p', 'photo-like animation, full screen 1920x1080 at 30 fps', (desk) => ({
+      x: 0,
+      y: 0,
+      w: desk.width,
+      h: desk.height,
+    })),
   ];
 }

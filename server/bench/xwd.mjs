@@ -12,22 +12,28 @@ const XWD_COLOR_BYTES = 12; // sizeof(XWDColor)
  * @returns {{ width: number, height: number, rgba: Buffer }} RGBA, alpha 255
  */
 export function parseXwd(buf) {
-  if (buf.length < HEADER_FIELDS * 4) throw new Error(`xwd: ${buf.length} bytes is shorter than its header`);
+  if (buf.length < HEADER_FIELDS * 4)
+    throw new Error(`xwd: ${buf.length} bytes is shorter than its header`);
   const f = (i) => buf.readUInt32BE(i * 4); // the header is always big-endian
-  const [headerSize, version, format, , width, height, , byteOrder, , , , bpp, bytesPerLine] = Array.from({ length: 13 }, (_, i) => f(i));
+  const [headerSize, version, format, , width, height, , byteOrder, , , , bpp, bytesPerLine] =
+    Array.from({ length: 13 }, (_, i) => f(i));
   const redMask = f(14);
   const greenMask = f(15);
   const blueMask = f(16);
   const ncolors = f(19);
-  if (version !== XWD_FILE_VERSION) throw new Error(`xwd: file version ${version}, expected ${XWD_FILE_VERSION}`);
-  if (format !== ZPIXMAP || bpp !== 32) throw new Error(`xwd: format ${format} at ${bpp} bpp; only ZPixmap at 32 bpp is read`);
+  if (version !== XWD_FILE_VERSION)
+    throw new Error(`xwd: file version ${version}, expected ${XWD_FILE_VERSION}`);
+  if (format !== ZPIXMAP || bpp !== 32)
+    throw new Error(`xwd: format ${format} at ${bpp} bpp; only ZPixmap at 32 bpp is read`);
   const dataStart = headerSize + ncolors * XWD_COLOR_BYTES;
-  if (buf.length < dataStart + bytesPerLine * height) throw new Error('xwd: pixel data is truncated');
+  if (buf.length < dataStart + bytesPerLine * height)
+    throw new Error('xwd: pixel data is truncated');
   const shift = (mask) => {
     if (mask === 0) throw new Error('xwd: zero colour mask');
     let s = 0;
     while (((mask >>> s) & 1) === 0) s++;
-    if (mask >>> s !== 0xff) throw new Error(`xwd: colour mask 0x${mask.toString(16)} is not 8 bits`);
+    if (mask >>> s !== 0xff)
+      throw new Error(`xwd: colour mask 0x${mask.toString(16)} is not 8 bits`);
     return s;
   };
   const rs = shift(redMask);
