@@ -3,3 +3,4 @@ export * from './events.js';
 export * from './keysyms.js';
 export * from './api.js';
 export * from './palette.js';
+export * from './wire.js';

@@ -15,6 +15,7 @@ import type {
 } from '@vdi/shared';
 import type { ManagerOptions, Socket, SocketOptions } from 'socket.io-client';
 import { toBytes } from './cursor';
+import { vdiParser } from '@vdi/shared';
 
 export type ViewerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -47,6 +48,8 @@ export interface ConnectionListener {
 
 /** Options for io(); exported so the page and the tests agree. */
 export const SOCKET_OPTIONS: Partial<ManagerOptions & SocketOptions> = {
+  // one binary WebSocket message per frame (the server uses the same parser)
+  parser: vdiParser,
   // WebSocket only: no long-polling fallback, binary frames straight through
   transports: ['websocket'],
   reconnection: true,

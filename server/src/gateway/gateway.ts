@@ -12,6 +12,7 @@ import {
   MAX_CLIENT_MESSAGE_BYTES,
   PointerEventMsg,
   ResizeRequest,
+  vdiParser,
   type ClientToServerEvents,
   type ServerToClientEvents,
 } from '@vdi/shared';
@@ -75,6 +76,8 @@ export class Gateway {
   ) {
     this.io = new Server(server, {
       transports: ['websocket'],
+      // one binary WebSocket message per frame; see shared/src/wire.ts
+      parser: vdiParser,
       perMessageDeflate: false,
       maxHttpBufferSize: MAX_CLIENT_MESSAGE_BYTES,
       serveClient: false,
@@ -108,8 +111,10 @@ export class Gateway {
       },
       lost: (desktopId, reason) => {
         this.io.to(`desktop:${desktopId}`).emit('session', { state: 'desktop-lost', reason });
-        for (const s of this.socketsOfDesktop(desktopId)) this.detach(s, 'desktop connection lost');
-        void this.broker.tick();
+        // they stay in their session's room: if the desktop is gone for good, the session
+        // ends and they hear why (a crashed VM shows first as a lost VNC connection)
+        for (const s of this.socketsOfDesktop(desktopId)) this.detach(s, 'desktop connection lost', { keepSessionRoom: true });
+        void this.broker.checkDesktopsSoon([desktopId]);
       },
     });
 
@@ -329,13 +334,14 @@ export class Gateway {
     };
   }
 
-  private detach(socket: VdiSocket, reason: string): void {
+  private detach(socket: VdiSocket, reason: string, opts: { keepSessionRoom?: boolean } = {}): void {
     const a = this.attachments.get(socket);
     if (!a) return;
     this.attachments.delete(socket);
     a.viewer.close();
     a.stream.viewers.delete(a.viewer);
-    for (const room of [`session:${a.sessionId}`, `desktop:${a.desktopId}`, `viewers:${a.sessionId}`]) void socket.leave(room);
+    const rooms = [`desktop:${a.desktopId}`, `viewers:${a.sessionId}`, ...(opts.keepSessionRoom ? [] : [`session:${a.sessionId}`])];
+    for (const room of rooms) void socket.leave(room);
     this.streams.release(a.desktopId);
     const rest = this.socketsOfSession(a.sessionId);
     const user = socket.data.user;

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
+import { vdiParser } from '@vdi/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEntry, ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
 import { ManualClock } from '../../src/clock.js';
@@ -55,7 +56,7 @@ function xvncUnder(dir: string): number[] {
 }
 
 async function viewer(api: Api, id: string): Promise<{ socket: ViewerSocket; closed: Promise<void> }> {
-  const socket: ViewerSocket = io(ts.url, { transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+  const socket: ViewerSocket = io(ts.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
   sockets.push(socket);
   const closed = new Promise<void>((resolve) => socket.once('disconnect', () => resolve()));
   await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
+import { vdiParser } from '@vdi/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
 import type { Config } from '../../src/config/index.js';
@@ -79,7 +80,7 @@ async function createPool(name: string): Promise<string> {
 }
 
 async function socketFor(api: Api): Promise<ViewerSocket> {
-  const socket: ViewerSocket = io(ts.url, { transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+  const socket: ViewerSocket = io(ts.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
   sockets.push(socket);
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve());
@@ -336,7 +337,7 @@ describe('disabling a user', () => {
     const again = await new Api(ts.url).post('/api/auth/login', { username: 'dave', password: dave.password });
     expect([again.status, again.body.error.code]).toEqual([401, 'BAD_CREDENTIALS']);
     // and a socket with the old cookie is refused
-    const refused = io(ts.url, { transports: ['websocket'], extraHeaders: { cookie: oldCookie }, reconnection: false, forceNew: true });
+    const refused = io(ts.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: oldCookie }, reconnection: false, forceNew: true });
     sockets.push(refused);
     const err = await new Promise<Error>((resolve) => refused.once('connect_error', resolve));
     expect(err.message).toMatch(/unauthorized/);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { io, type Socket } from 'socket.io-client';
+import { vdiParser } from '@vdi/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
 import type { Config } from '../../src/config/index.js';
@@ -78,7 +79,7 @@ function alive(pid: number): boolean {
 }
 
 async function viewer(url: string, cookie: string, sessionId: string): Promise<ViewerSocket> {
-  const socket: ViewerSocket = io(url, { transports: ['websocket'], extraHeaders: { cookie }, reconnection: false, forceNew: true });
+  const socket: ViewerSocket = io(url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie }, reconnection: false, forceNew: true });
   sockets.push(socket);
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve());

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
+import { vdiParser } from '@vdi/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents, SessionStatusMsg } from '@vdi/shared';
 import { ManualClock } from '../../src/clock.js';
@@ -57,7 +58,7 @@ function alive(pid: number): boolean {
 }
 
 async function viewer(api: Api, sessionId: string): Promise<{ socket: ViewerSocket; statuses: SessionStatusMsg[]; closed: Promise<void> }> {
-  const socket: ViewerSocket = io(ts.url, { transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+  const socket: ViewerSocket = io(ts.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
   sockets.push(socket);
   const statuses: SessionStatusMsg[] = [];
   socket.on('session', (m) => statuses.push(m));

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io, type Socket } from 'socket.io-client';
-import { decodeFrame, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIPBOARD_CHARS } from '@vdi/shared';
+import { decodeFrame, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIPBOARD_CHARS, vdiParser } from '@vdi/shared';
 import { ADMIN, Api, startServer, testConfig, until, type TestServer } from '../helpers/server.js';
 
 describe('gateway input validation', () => {
@@ -18,7 +18,7 @@ describe('gateway input validation', () => {
     const headers: Record<string, string> = {};
     if (opts.cookie) headers.cookie = opts.cookie;
     if (opts.origin) headers.origin = opts.origin;
-    const s = io(t.url, { transports: ['websocket'], extraHeaders: headers, reconnection: false, forceNew: true });
+    const s = io(t.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: headers, reconnection: false, forceNew: true });
     sockets.push(s);
     return s;
   };

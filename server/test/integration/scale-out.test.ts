@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io, type Socket } from 'socket.io-client';
-import { decodeFrame } from '@vdi/shared';
+import { decodeFrame, vdiParser } from '@vdi/shared';
 import { ADMIN, Api, startServer, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
 
 const PG_ADMIN = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -63,7 +63,7 @@ describe('several nodes on PostgreSQL and Redis', () => {
     expect(again.body).toMatchObject({ sessionId: first.body.sessionId, desktopId: first.body.desktopId, resumed: true });
 
     // a viewer on node B
-    const s = io(b.url, { transports: ['websocket'], extraHeaders: { cookie: userB.cookie }, reconnection: false, forceNew: true });
+    const s = io(b.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: userB.cookie }, reconnection: false, forceNew: true });
     sockets.push(s);
     const frames: number[] = [];
     const notices: string[] = [];

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io, type Socket } from 'socket.io-client';
-import { decodeFrame } from '@vdi/shared';
+import { decodeFrame, vdiParser } from '@vdi/shared';
 import { ADMIN, Api, startServer, testConfig, until, type TestServer } from '../helpers/server.js';
 
 const run = promisify(execFile);
@@ -20,7 +20,7 @@ describe('a stalled viewer', () => {
   const sockets: Socket[] = [];
 
   const viewer = async (ack: boolean) => {
-    const s = io(t.url, { transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+    const s = io(t.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
     sockets.push(s);
     const frames: { seq: number; bytes: number; at: number }[] = [];
     s.on('frame', (buf: ArrayBuffer) => {
