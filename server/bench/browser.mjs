@@ -63,8 +63,13 @@ function base64Bytes(s) {
  * @param {{ url: string, cookies?: Array<{ name: string, value: string, url: string }>, countWithCdp?: boolean }} opts
  *   countWithCdp: false leaves the CDP Network domain off (it makes Chromium base64-encode every
  *   binary frame for us, work that grows with the bytes); the page's own count remains
+ * @param {(payload: Buffer) => void} [opts.onBinaryFrame] sees each binary WebSocket frame
+ *   received (CDP only)
  */
-export async function openViewerPage(browser, { url, cookies, countWithCdp = true }) {
+export async function openViewerPage(
+  browser,
+  { url, cookies, countWithCdp = true, onBinaryFrame },
+) {
   const context = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1 });
   if (cookies?.length) await context.addCookies(cookies);
   await context.addInitScript({ path: PROBE_SCRIPT });
@@ -81,6 +86,7 @@ export async function openViewerPage(browser, { url, cookies, countWithCdp = tru
   cdp.on('Network.webSocketFrameReceived', (e) => {
     const { opcode, payloadData } = e.response;
     ws.bytesIn += opcode === 2 ? base64Bytes(payloadData) : Buffer.byteLength(payloadData, 'utf8');
+    if (opcode === 2 && onBinaryFrame) onBinaryFrame(Buffer.from(payloadData, 'base64'));
     ws.framesIn++;
     ws.lastInAt = Date.now();
   });

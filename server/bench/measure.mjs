@@ -159,7 +159,17 @@ async function sample(viewer, v) {
     xvnc: cpuSample(v.roots.xvnc),
     browser: cpuSample(browserRootPids()),
     hooks: await viewer.hooks(),
+    codecs: viewer.codecs?.() ?? null,
   };
+}
+
+/** b − a for every number in a nested object (counters at the end minus at the start). */
+function difference(a, b) {
+  if (typeof b === 'number') return b - (typeof a === 'number' ? a : 0);
+  if (!b || typeof b !== 'object') return b;
+  const out = {};
+  for (const k of Object.keys(b)) out[k] = difference(a?.[k], b[k]);
+  return out;
 }
 
 function figures(s0, s1, probe, cdp) {
@@ -183,6 +193,8 @@ function figures(s0, s1, probe, cdp) {
     rafPerSec: probe.rafTicks / secs,
     framesDrawnPerSec:
       s0.hooks && s1.hooks ? (s1.hooks.framesDrawn - s0.hooks.framesDrawn) / secs : null,
+    // this server only: what its frames were made of (rects, payload bytes, pixels per codec)
+    frames: s0.codecs && s1.codecs ? difference(s0.codecs, s1.codecs) : null,
     serverCpuSec: cpuDelta(s0.server, s1.server),
     xvncCpuSec: cpuDelta(s0.xvnc, s1.xvnc),
     browserCpuSec: cpuDelta(s0.browser, s1.browser),

@@ -112,6 +112,26 @@ export function renderMarkdown(run) {
       `*exact px % / PSNR* = viewer canvas vs the desktop framebuffer (xwd) once no frame has arrived for ${settings.settleQuietMs / 1000} s after the workload stopped, over the workload's area (the whole screen for idle and drag).`,
     '',
   );
+  const ours = results.filter((r) => r.viewer === 'vdi' && !r.error && r.traffic.frames);
+  if (ours.length) {
+    const codecs = [...new Set(ours.flatMap((r) => Object.keys(r.traffic.frames.byCodec ?? {})))];
+    lines.push(
+      "This server's frames in the measured phase, by codec (payload KiB / rects):",
+      '',
+      `| workload | frames | ${codecs.join(' | ')} | mean JPEG/WebP quality |`,
+      `|---|---:|${codecs.map(() => '---:').join('|')}|---:|`,
+    );
+    for (const r of ours) {
+      const f = r.traffic.frames;
+      const cells = codecs.map((c) => {
+        const x = f.byCodec?.[c];
+        return x && x.rects ? `${fmt(x.bytes / 1024)} / ${fmt(x.rects)}` : '';
+      });
+      const q = f.lossyFrames ? fmt(f.qualitySum / f.lossyFrames) : '';
+      lines.push(`| ${r.workload} | ${fmt(f.frames)} | ${cells.join(' | ')} | ${q} |`);
+    }
+    lines.push('');
+  }
   const st = run.stallCheck;
   if (st) {
     lines.push('Stalled viewer (memory check):', '');

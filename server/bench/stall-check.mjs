@@ -5,6 +5,7 @@
 // throughout, and the page's painted frames are counted with and without the stalled viewer.
 // (The proper test of this is an integration test; this is the bench's look at it.)
 import { io } from 'socket.io-client';
+import { vdiParser } from '@vdi/shared';
 import { rssMiB } from './metrics.mjs';
 
 const RSS_PERIOD_MS = 1_000;
@@ -30,6 +31,7 @@ function slope(xs, ys) {
 async function stalledViewer(srv) {
   const cookie = `${srv.cookies[0].name}=${srv.cookies[0].value}`;
   const socket = io(srv.url, {
+    parser: vdiParser,
     transports: ['websocket'],
     extraHeaders: { Cookie: cookie },
     reconnection: false,

@@ -6,6 +6,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { until } from './conditions.mjs';
 import { freePort } from './desktop.mjs';
+import { Codec, FrameFlags, decodeFrame } from '@vdi/shared';
 import { openViewerPage } from './browser.mjs';
 import { start } from './processes.mjs';
 
@@ -109,10 +110,12 @@ export async function startVdiServer({ workDir, rfbPort }) {
  * @param {{ countWithCdp?: boolean }} [opts]
  */
 export async function openVdiViewer(browser, srv, size, opts = {}) {
+  const tally = newTally();
   const viewer = await openViewerPage(browser, {
     url: srv.viewerUrl,
     cookies: srv.cookies,
     ...opts,
+    onBinaryFrame: (buf) => count(tally, buf),
   });
   await until(
     "this server's viewer to attach and paint",
@@ -135,5 +138,46 @@ export async function openVdiViewer(browser, srv, size, opts = {}) {
     ...viewer,
     /** the client's own counters (window.__vdiViewer) */
     hooks: () => viewer.page.evaluate(() => ({ ...window.__vdiViewer })),
+    /** what the frames so far were made of (a copy), from the frames CDP saw */
+    codecs: () => structuredClone(tally),
   };
+}
+
+const CODEC_NAMES = Object.fromEntries(Object.entries(Codec).map(([name, id]) => [id, name]));
+
+function newTally() {
+  return {
+    frames: 0,
+    keyframes: 0,
+    losslessFrames: 0,
+    qualitySum: 0,
+    lossyFrames: 0,
+    undecodable: 0,
+    byCodec: {},
+  };
+}
+
+/** Count one binary message of this server's frame protocol (shared/src/frame.ts). */
+function count(tally, buf) {
+  let frame;
+  try {
+    frame = decodeFrame(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+  } catch {
+    tally.undecodable++; // not a frame (a cursor image, a clipboard payload)
+    return;
+  }
+  tally.frames++;
+  if (frame.flags & FrameFlags.Keyframe) tally.keyframes++;
+  if (frame.flags & FrameFlags.Lossless) tally.losslessFrames++;
+  if (frame.rects.some((r) => r.codec === Codec.Jpeg || r.codec === Codec.Webp)) {
+    tally.lossyFrames++;
+    tally.qualitySum += frame.quality;
+  }
+  for (const r of frame.rects) {
+    const name = CODEC_NAMES[r.codec] ?? `codec${r.codec}`;
+    const c = (tally.byCodec[name] ??= { rects: 0, bytes: 0, pixels: 0 });
+    c.rects++;
+    c.bytes += r.payload.byteLength;
+    c.pixels += r.w * r.h;
+  }
 }
