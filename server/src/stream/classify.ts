@@ -45,6 +45,7 @@ export function analyse(pixels: Uint8Array, w: number, h: number, maxColours = M
 
 /** Copy a w×h window out of a framebuffer (RGBX, stride fbWidth*4) into a packed buffer. */
 export function extract(fb: Buffer, fbWidth: number, x: number, y: number, w: number, h: number): Buffer {
+  if (x === 0 && w === fbWidth) return Buffer.from(fb.subarray(y * w * 4, (y + h) * w * 4)); // whole rows: one copy
   const out = Buffer.allocUnsafe(w * h * 4);
   const rowBytes = w * 4;
   for (let row = 0; row < h; row++) {

@@ -11,11 +11,21 @@ export interface Rect {
   h: number;
 }
 
+/** Up to this many damage rects are kept exactly; beyond, the cell grid alone describes it. */
+const MAX_EXACT = 64;
+/** fixed per-rect overhead in pixels when merging exact rects (guacd's BASE_COST) */
+const EXACT_RECT_COST = 4096;
+
 export class DirtyGrid {
   cols: number;
   rows: number;
   cells: Uint8Array;
   private count = 0;
+  /**
+   * The damage as marked, while it is a few rects (typing: a glyph and the cursor), so small
+   * updates are sent at their size and not rounded out to whole cells. null = too many.
+   */
+  private exact: Rect[] | null = [];
 
   constructor(
     public width: number,
@@ -41,6 +51,7 @@ export class DirtyGrid {
     this.rows = Math.ceil(height / CELL);
     this.cells = new Uint8Array(this.cols * this.rows);
     this.count = 0;
+    this.exact = [];
   }
 
   private span(r: Rect): [number, number, number, number] | undefined {
@@ -55,11 +66,18 @@ export class DirtyGrid {
   markAll(): void {
     this.cells.fill(1);
     this.count = this.cells.length;
+    this.exact = null;
   }
 
   mark(r: Rect): void {
     const s = this.span(r);
     if (!s) return;
+    if (this.exact) {
+      const x = Math.max(0, r.x);
+      const y = Math.max(0, r.y);
+      this.exact.push({ x, y, w: Math.min(this.width, r.x + r.w) - x, h: Math.min(this.height, r.y + r.h) - y });
+      if (this.exact.length > MAX_EXACT) this.exact = null;
+    }
     const [c0, r0, c1, r1] = s;
     for (let row = r0; row < r1; row++) {
       const base = row * this.cols;
@@ -72,8 +90,9 @@ export class DirtyGrid {
     }
   }
 
-  /** clear only the cells that lie entirely inside r */
+  /** clear only the cells (and exact rects) that lie entirely inside r */
   clearInside(r: Rect): void {
+    if (this.exact) this.exact = this.exact.filter((e) => !(e.x >= r.x && e.y >= r.y && e.x + e.w <= r.x + r.w && e.y + e.h <= r.y + r.h));
     const x0 = Math.ceil(Math.max(0, r.x) / CELL);
     const y0 = Math.ceil(Math.max(0, r.y) / CELL);
     const xe = r.x + r.w >= this.width ? this.cols : Math.floor((r.x + r.w) / CELL);
@@ -127,23 +146,10 @@ export class DirtyGrid {
     return out;
   }
 
-  /** every dirty cell of `other` becomes dirty here */
-  merge(other: DirtyGrid): void {
-    if (other.cols !== this.cols || other.rows !== this.rows) {
-      this.markAll();
-      return;
-    }
-    for (let i = 0; i < this.cells.length; i++) {
-      if (other.cells[i] && !this.cells[i]) {
-        this.cells[i] = 1;
-        this.count++;
-      }
-    }
-  }
-
   clear(): void {
     if (this.count) this.cells.fill(0);
     this.count = 0;
+    this.exact = [];
   }
 
   /**
@@ -153,6 +159,13 @@ export class DirtyGrid {
    */
   toRects(): Rect[] {
     if (this.count === 0) return [];
+    if (this.exact && this.exact.length) {
+      const merged = mergeRects(
+        this.exact.map((e) => ({ c0: e.x, c1: e.x + e.w, r0: e.y, r1: e.y + e.h })),
+        EXACT_RECT_COST,
+      );
+      return merged.map((m) => ({ x: m.c0, y: m.r0, w: m.c1 - m.c0, h: m.r1 - m.r0 }));
+    }
     type CellRect = { c0: number; c1: number; r0: number; r1: number };
     const open = new Map<string, CellRect>();
     const done: CellRect[] = [];
@@ -184,7 +197,7 @@ export class DirtyGrid {
       }
     }
     done.push(...open.values());
-    const merged = mergeCellRects(done);
+    const merged = mergeRects(done, RECT_COST);
     return merged.map((r) => {
       const x = r.c0 * CELL;
       const y = r.r0 * CELL;
@@ -196,7 +209,11 @@ export class DirtyGrid {
 /** fixed per-rect overhead in cell units: one encode call costs about as much as ~16 cells of pixels */
 const RECT_COST = 16;
 
-function mergeCellRects<T extends { c0: number; c1: number; r0: number; r1: number }>(rects: T[]): T[] {
+/**
+ * Merge boxes while the union costs no more than the parts (each box costs `overhead` plus
+ * its area). Works on cell units or pixels alike.
+ */
+function mergeRects<T extends { c0: number; c1: number; r0: number; r1: number }>(rects: T[], overhead: number): T[] {
   const area = (r: T) => (r.c1 - r.c0) * (r.r1 - r.r0);
   let list = rects.slice();
   let changed = true;
@@ -214,7 +231,7 @@ function mergeCellRects<T extends { c0: number; c1: number; r0: number; r1: numb
           r0: Math.min(a.r0, b.r0),
           r1: Math.max(a.r1, b.r1),
         };
-        if (RECT_COST + area(u) <= 2 * RECT_COST + area(a) + area(b)) {
+        if (overhead + area(u) <= 2 * overhead + area(a) + area(b)) {
           list[i] = u;
           list.splice(j, 1);
           changed = true;
