@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { FramebufferSink } from '../rfb/types.js';
 import { CELL, type Rect } from './dirty-grid.js';
 import { Viewer, type MirrorView } from './viewer.js';
+import { MoveDetector } from './move-detector.js';
 
 /** The RFB connection a stream drives; implemented by rfb/client.ts. */
 export interface RfbLink {
@@ -50,6 +51,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   cursor: CursorShape | undefined;
   private cursorSeq = 0;
   link: RfbLink | undefined;
+  private moves: MoveDetector | undefined;
   /** resolves when the first full framebuffer has arrived */
   private firstUpdate: Promise<void>;
   private resolveFirst!: () => void;
@@ -84,6 +86,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.rows = Math.ceil(height / CELL);
     this.lastChange = new Float64Array(this.cols * this.rows);
     this.rate = new Float32Array(this.cols * this.rows);
+    if (this.moves) this.detectMoves(true);
     for (const v of this.viewers) v.resized();
   }
 
@@ -92,10 +95,34 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     for (let row = 0; row < h; row++) {
       pixels.copy(this.fb, ((y + row) * this.width + x) * 4, row * rowBytes, row * rowBytes + rowBytes);
     }
-    this.touched({ x, y, w, h });
+    if (this.moves) {
+      // held back until the update ends: some of it may turn out to be moved content
+      this.heat({ x, y, w, h });
+      this.moves.pending.push({ x, y, w, h });
+    } else this.touched({ x, y, w, h });
+  }
+
+  /**
+   * Look for moved content in servers that send no CopyRect (QEMU): rows whose new content
+   * hashes like other rows before the update become copies, so a scrolling console costs a
+   * copy and one new line instead of the whole screen.
+   */
+  detectMoves(on: boolean): void {
+    this.moves = on ? new MoveDetector(this.width, this.height, this.fb) : undefined;
+  }
+
+  private flushMoves(): void {
+    const m = this.moves;
+    if (!m || m.pending.length === 0) return;
+    const pending = m.pending;
+    m.pending = [];
+    const found = m.detect(this.fb, pending);
+    for (const op of found.copies) for (const v of this.viewers) v.copy(op);
+    for (const r of found.damage) for (const v of this.viewers) v.damage(r);
   }
 
   copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void {
+    this.flushMoves(); // pixels before this copy belong before it
     const rowBytes = w * 4;
     const stride = this.width * 4;
     // overlapping moves: walk rows away from the destination so no source row is clobbered first
@@ -130,6 +157,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   }
 
   updateEnd(): void {
+    this.flushMoves();
     this.updates++;
     if (this.updates === 1) this.resolveFirst();
     for (const v of this.viewers) v.flush();

@@ -116,7 +116,9 @@ export class StreamManager {
         this.hooks.lost(desktopId, info.reason);
       });
       client.on('error', (err: Error) => log.warn({ err }, 'RFB error'));
-      await client.connect();
+      const info = await client.connect();
+      // servers without continuous updates (QEMU) send no CopyRect either: find moves ourselves
+      stream.detectMoves(!info.continuousUpdates);
       stream.link = client;
       await withTimeout(stream.whenFirstUpdate(), CONNECT_TIMEOUT_MS, 'first framebuffer update');
       return stream;

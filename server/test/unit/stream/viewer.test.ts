@@ -180,6 +180,38 @@ describe('Viewer pacing', () => {
     }
   });
 
+  it('turns scrolled content into a copy when the server sends no CopyRect', async () => {
+    const { stream, viewer, frames, settle } = setup(160, 128, 2);
+    const line = (n: number) => {
+      const px = Buffer.alloc(160 * 16 * 4);
+      // a "text line": a few dark marks at positions that depend on the line number
+      for (let i = 0; i < px.length; i += 4) px.set([255, 255, 255, 0], i);
+      for (let k = 0; k < 6; k++) {
+        const x = (n * 37 + k * 23) % 150;
+        for (let yy = 4; yy < 12; yy++) px.set([0, 0, 0, 0], (yy * 160 + x) * 4);
+      }
+      return px;
+    };
+    for (let n = 0; n < 8; n++) stream.putPixels(0, n * 16, 160, 16, line(n));
+    stream.detectMoves(true);
+    stream.updateEnd();
+    await settle();
+    viewer.ack(frames.at(-1)!.seq);
+    await settle();
+    const before = frames.length;
+    // the console scrolls up one line: lines 1..7 move up, line 8 appears at the bottom
+    for (let n = 1; n < 9; n++) stream.putPixels(0, (n - 1) * 16, 160, 16, line(n));
+    stream.updateEnd();
+    await settle();
+    const f = frames[before]!;
+    const copies = f.rects.filter((r) => r.codec === Codec.Copy);
+    expect(copies).toHaveLength(1);
+    expect(copies[0]).toMatchObject({ x: 0, y: 0, w: 160, h: 112 });
+    expect(readCopyPayload(copies[0]!.payload)).toEqual({ srcX: 0, srcY: 16 });
+    const pixels = f.rects.filter((r) => r.codec !== Codec.Copy).reduce((a, r) => a + r.w * r.h, 0);
+    expect(pixels).toBeLessThanOrEqual(160 * 16);
+  });
+
   it('copies overlapping regions in the mirror correctly', () => {
     const { stream } = setup(64, 64);
     for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) stream.fb.set([x, y, 0, 0], (y * 64 + x) * 4);
