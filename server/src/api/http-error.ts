@@ -19,6 +19,17 @@ export function sendError(res: Response, status: number, code: string, message: 
   res.status(status).json({ error: { code, message, ...(details === undefined ? {} : { details }) } });
 }
 
+/**
+ * Provider errors that are the caller's to fix (a snapshot name that does not exist, a
+ * desktop busy with another snapshot), not the server's trouble: their HTTP status. Any
+ * other provider error is 503 (the desktop back end is not available).
+ */
+const PROVIDER_ERROR_STATUS: Record<string, number> = {
+  QEMU_NO_SNAPSHOT: 404,
+  QEMU_BAD_SNAPSHOT_NAME: 400,
+  QEMU_BUSY: 409,
+};
+
 /** The one place an error becomes an HTTP answer; unexpected ones are logged and hidden. */
 export function errorHandler(log: Logger) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
@@ -29,8 +40,9 @@ export function errorHandler(log: Logger) {
       return sendError(res, 400, 'INVALID', 'the request is not valid', err.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
     }
     if (err instanceof ProviderError) {
-      log.error({ err, path: req.path }, 'provider error');
-      return sendError(res, 503, err.code, err.message.split('\n')[0] ?? 'provider error');
+      const status = PROVIDER_ERROR_STATUS[err.code] ?? 503;
+      if (status >= 500) log.error({ err, path: req.path }, 'provider error');
+      return sendError(res, status, err.code, err.message.split('\n')[0] ?? 'provider error');
     }
     const e = err as { type?: string; status?: number; message?: string };
     // body-parser: malformed JSON, too large

@@ -549,20 +549,22 @@ export class Broker extends EventEmitter<BrokerEvents> {
     if (!s || s.state === 'ended') throw new BrokerError('SESSION_NOT_FOUND', 'no live session with that id', 404);
     const pool = await this.pool(s.pool_id);
     const provider = this.provider(pool.provider);
-    await this.desktopLock.run(s.desktop_id, async () => {
+    const restarted = await this.desktopLock.run(s.desktop_id, async () => {
       const d = await this.desktop(s.desktop_id);
       if (!d?.handle) throw new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
       const handle = JSON.parse(d.handle) as DesktopHandle;
       if (provider.powerAction) {
+        // A VM reboots behind the same VNC server: viewers stay attached and watch it boot.
         await provider.powerAction(handle, 'reset');
-      } else {
-        await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
-        const fresh = await this.startDesktop(pool, d);
-        await this.db.updateTable('desktops').set({ handle: JSON.stringify(fresh), state_since: this.nowIso() }).where('id', '=', d.id).execute();
+        return false;
       }
+      await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
+      const fresh = await this.startDesktop(pool, d);
+      await this.db.updateTable('desktops').set({ handle: JSON.stringify(fresh), state_since: this.nowIso() }).where('id', '=', d.id).execute();
+      return true;
     });
     await this.audit.record({ actor: actor.name, action: 'desktop.reset', target: s.desktop_id, ip: actor.ip ?? null, detail: { sessionId } });
-    this.emit('desktop-restarted', s.desktop_id);
+    if (restarted) this.emit('desktop-restarted', s.desktop_id);
   }
 
   // --------------------------------------------------------------- the tick
@@ -599,6 +601,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.queued;
   }
 
+  /**
+   * Check these desktops' health now rather than at the next health round: the gateway lost
+   * its RFB connection to them, which is how a crashed VM or Xvnc first shows. Resolves
+   * after the tick that did it.
+   */
+  checkDesktopsSoon(desktopIds: string[]): Promise<void> {
+    for (const id of desktopIds) this.healthDue.add(id);
+    return this.tick();
+  }
+
   private async runTick(): Promise<void> {
     try {
       await this.enforceTimeouts();
@@ -606,7 +618,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const every = this.opts.healthEveryMs ?? 10_000;
       if (this.clock.now() - this.lastHealthCheck >= every) {
         this.lastHealthCheck = this.clock.now();
+        this.healthDue.clear();
         await this.checkHealth();
+      } else if (this.healthDue.size > 0) {
+        const due = [...this.healthDue];
+        this.healthDue.clear();
+        await this.checkHealth(due);
       }
     } catch (err) {
       this.log.error({ err }, 'broker tick failed');
@@ -688,15 +705,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private readonly unhealthy = new Map<string, string>();
 
-  private async checkHealth(): Promise<void> {
-    const rows = await this.db
+  /** desktops to check at the next tick whatever the cadence (see checkDesktopsSoon) */
+  private readonly healthDue = new Set<string>();
+
+  private async checkHealth(only?: string[]): Promise<void> {
+    let q = this.db
       .selectFrom('desktops as d')
       .innerJoin('pools as p', 'p.id', 'd.pool_id')
       .selectAll('d')
       .select(['p.provider'])
       .where('d.handle', 'is not', null)
-      .where('d.state', 'in', ['ready', 'in-use'])
-      .execute();
+      .where('d.state', 'in', ['ready', 'in-use']);
+    if (only) q = q.where('d.id', 'in', only);
+    const rows = await q.execute();
     for (const d of rows) {
       const provider = this.providers.get(d.provider);
       if (!provider) continue;

@@ -598,6 +598,56 @@ describe('tick', () => {
     expect(ended).toEqual([[c.sessionId, 'desktop lost: fake desktop killed']]);
     expect(await broker.desktop(c.desktopId)).toBeUndefined();
   });
+
+  it('a desktop whose connection was lost is checked at once, not at the next health round', async () => {
+    const id = await pool({ maxSize: 3 });
+    const u = await user('lee');
+    await entitle(id, u);
+    const c = await broker.connect(u, id);
+    fake.kill(c.desktopId);
+    const ended: [string, string][] = [];
+    broker.on('session-ended', (s, r) => ended.push([s, r]));
+    await broker.tick(); // the health round is 10 s away: nothing noticed yet
+    expect(ended).toEqual([]);
+    await broker.checkDesktopsSoon([c.desktopId]);
+    expect(ended).toEqual([[c.sessionId, 'desktop lost: fake desktop killed']]);
+  });
+});
+
+describe('admin reset', () => {
+  it('power-resets a VM in place: the viewers keep their stream', async () => {
+    // a provider with power actions, as the qemu provider has
+    const actions: string[] = [];
+    Object.assign(fake, {
+      powerAction: async (_h: DesktopHandle, action: string) => {
+        actions.push(action);
+      },
+    });
+    const id = await pool({ maxSize: 3 });
+    const u = await user('vic');
+    await entitle(id, u);
+    const c = await broker.connect(u, id);
+    const restarted: string[] = [];
+    broker.on('desktop-restarted', (d) => restarted.push(d));
+    await broker.resetDesktop(c.sessionId, ADMIN);
+    expect(actions).toEqual(['reset']);
+    expect(fake.destroyed).toEqual([]);
+    expect(restarted).toEqual([]);
+  });
+
+  it('restarts a desktop without power actions and tells the viewers to reattach', async () => {
+    const id = await pool({ maxSize: 3 });
+    const u = await user('wyn');
+    await entitle(id, u);
+    const c = await broker.connect(u, id);
+    const before = (await broker.desktop(c.desktopId))!.handle;
+    const restarted: string[] = [];
+    broker.on('desktop-restarted', (d) => restarted.push(d));
+    await broker.resetDesktop(c.sessionId, ADMIN);
+    expect(fake.destroyed).toEqual([{ desktopId: c.desktopId, keepDisk: false }]);
+    expect((await broker.desktop(c.desktopId))!.handle).not.toBe(before);
+    expect(restarted).toEqual([c.desktopId]);
+  });
 });
 
 describe('reconcile', () => {
