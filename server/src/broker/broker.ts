@@ -17,7 +17,9 @@ export interface BrokerEvents {
   'session-disconnect': [sessionId: string];
   /** a desktop's health changed: tell its viewers */
   'desktop-health': [desktopId: string, state: 'running' | 'unresponsive' | 'paused' | 'dead', reason?: string];
-  /** a desktop was reset or restarted in place: viewers reconnect their stream */
+  /** a desktop is about to be stopped and started again in place: viewers let go and re-attach */
+  'desktop-restarting': [desktopId: string];
+  /** a desktop was reset or restarted in place */
   'desktop-restarted': [desktopId: string];
 }
 
@@ -54,6 +56,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private queued: Promise<void> | undefined;
   private lastHealthCheck = 0;
   private stopped = false;
+  /** desktops being restarted in place (admin reset): health checks leave them alone */
+  private readonly restarting = new Set<string>();
   readonly audit: AuditLog;
 
   constructor(
@@ -558,9 +562,16 @@ export class Broker extends EventEmitter<BrokerEvents> {
         await provider.powerAction(handle, 'reset');
         return false;
       }
-      await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
-      const fresh = await this.startDesktop(pool, d);
-      await this.db.updateTable('desktops').set({ handle: JSON.stringify(fresh), state_since: this.nowIso() }).where('id', '=', d.id).execute();
+      // while it restarts, a lost connection or a failed health check is expected, not a loss
+      this.restarting.add(d.id);
+      try {
+        this.emit('desktop-restarting', d.id);
+        await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
+        const fresh = await this.startDesktop(pool, d);
+        await this.db.updateTable('desktops').set({ handle: JSON.stringify(fresh), state_since: this.nowIso() }).where('id', '=', d.id).execute();
+      } finally {
+        this.restarting.delete(d.id);
+      }
       return true;
     });
     await this.audit.record({ actor: actor.name, action: 'desktop.reset', target: s.desktop_id, ip: actor.ip ?? null, detail: { sessionId } });
@@ -717,7 +728,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .where('d.handle', 'is not', null)
       .where('d.state', 'in', ['ready', 'in-use']);
     if (only) q = q.where('d.id', 'in', only);
-    const rows = await q.execute();
+    const rows = (await q.execute()).filter((d) => !this.restarting.has(d.id));
     for (const d of rows) {
       const provider = this.providers.get(d.provider);
       if (!provider) continue;

@@ -53,6 +53,9 @@ export interface GatewayOptions {
   inputRate?: number;
 }
 
+/** Waits before each try to attach a viewer again after its desktop's stream went away, ms. */
+const REATTACH_DELAYS_MS = [300, 1000, 2000, 4000, 8000];
+
 /** Input events a socket may send per second before they are dropped. */
 const DEFAULT_INPUT_RATE = 600;
 
@@ -112,8 +115,13 @@ export class Gateway {
       lost: (desktopId, reason) => {
         this.io.to(`desktop:${desktopId}`).emit('session', { state: 'desktop-lost', reason });
         // they stay in their session's room: if the desktop is gone for good, the session
-        // ends and they hear why (a crashed VM shows first as a lost VNC connection)
-        for (const s of this.socketsOfDesktop(desktopId)) this.detach(s, 'desktop connection lost', { keepSessionRoom: true });
+        // ends and they hear why (a crashed VM shows first as a lost VNC connection);
+        // if it is still there, they attach again by themselves
+        for (const s of this.socketsOfDesktop(desktopId)) {
+          const a = this.attachments.get(s)!;
+          this.detach(s, 'desktop connection lost', { keepSessionRoom: true });
+          this.reattach(s, a.sessionId, a.shadow);
+        }
         void this.broker.checkDesktopsSoon([desktopId]);
       },
     });
@@ -130,10 +138,15 @@ export class Gateway {
       const msg = state === 'running' ? { state: 'active' as const } : { state: state === 'dead' ? ('desktop-lost' as const) : ('desktop-unresponsive' as const), ...(reason ? { reason } : {}) };
       this.io.to(`desktop:${desktopId}`).emit('session', msg);
     });
-    broker.on('desktop-restarted', (desktopId) => {
-      // viewers reattach and get a fresh stream from the restarted desktop
-      this.streams.drop(desktopId, 'desktop restarted');
-      this.io.in(`desktop:${desktopId}`).disconnectSockets(true);
+    broker.on('desktop-restarting', (desktopId) => {
+      // this node's viewers let go of the old stream and attach again (with backoff) once the
+      // desktop is back; other nodes lose their RFB connection to it and do the same via `lost`
+      const sockets = this.socketsOfDesktop(desktopId).map((s) => [s, this.attachments.get(s)!] as const);
+      this.streams.drop(desktopId, 'desktop restarting');
+      for (const [s, a] of sockets) {
+        this.detach(s, 'desktop restarted', { keepSessionRoom: true });
+        this.reattach(s, a.sessionId, a.shadow);
+      }
     });
   }
 
@@ -332,6 +345,29 @@ export class Gateway {
       viewOnly: shadow,
       name: info.desktop.name,
     };
+  }
+
+  /**
+   * Attach a socket again after its desktop's stream went away (restart, lost RFB link),
+   * with backoff. Gives up when the session has ended (the viewer is told) or the socket left.
+   */
+  private reattach(socket: VdiSocket, sessionId: string, shadow: boolean, attempt = 0): void {
+    const delay = REATTACH_DELAYS_MS[attempt];
+    if (delay === undefined) return;
+    const timer = setTimeout(() => {
+      if (!socket.connected || this.attachments.has(socket)) return;
+      this.attach(socket, sessionId, shadow).then(
+        () => socket.emit('session', { state: 'active' }),
+        (err: unknown) => {
+          if (err instanceof BrokerError && ['SESSION_ENDED', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'NOT_ENTITLED'].includes(err.code)) {
+            socket.emit('session', { state: 'ended', reason: err.message });
+            return;
+          }
+          this.reattach(socket, sessionId, shadow, attempt + 1);
+        },
+      );
+    }, delay);
+    timer.unref();
   }
 
   private detach(socket: VdiSocket, reason: string, opts: { keepSessionRoom?: boolean } = {}): void {

@@ -64,7 +64,8 @@ export class Viewer {
   /** cells last sent lossy, waiting for a lossless refresh */
   private readonly lossy: DirtyGrid;
   private copies: CopyOp[] = [];
-  private seq = 0;
+  /** starts anywhere, so a late ack meant for a previous viewer of this socket matches nothing */
+  private seq = Math.floor(Math.random() * 0x3fffffff);
   private inFlight = new Map<number, number>(); // seq → sentAt
   private building = false;
   private keyframe = true;
