@@ -1,6 +1,15 @@
 // `npm test`: every test, browser end-to-end tests included, on a fresh Debian machine.
 import path from 'node:path';
-import { RUNTIME_PACKAGES, TEST_PACKAGES, build, checkNode, ensureNodeModules, ensurePackages, root, run } from './setup.mjs';
+import {
+  RUNTIME_PACKAGES,
+  TEST_PACKAGES,
+  build,
+  checkNode,
+  ensureNodeModules,
+  ensurePackages,
+  root,
+  run,
+} from './setup.mjs';
 
 checkNode();
 ensurePackages([...RUNTIME_PACKAGES, ...TEST_PACKAGES]);

@@ -67,15 +67,15 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const db = store.db;
 
   const dirs = { runDir: config.runDir, dataDir: config.dataDir };
-  const providers =
-    deps.providers ??
-    [
-      new XvncProvider({ ...dirs, desktopUser: config.desktopUser }),
-      new QemuProvider(dirs, { accel: config.qemuAccel }),
-      new VncProvider(),
-    ];
+  const providers = deps.providers ?? [
+    new XvncProvider({ ...dirs, desktopUser: config.desktopUser }),
+    new QemuProvider(dirs, { accel: config.qemuAccel }),
+    new VncProvider(),
+  ];
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
-  const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), { tickMs: config.brokerTickMs });
+  const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {
+    tickMs: config.brokerTickMs,
+  });
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 
   await ensureAdmin(db, clock, log, { username: config.adminUser, password: config.adminPassword });
@@ -83,7 +83,10 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
 
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', /^\d+$/.test(config.trustProxy) ? Number(config.trustProxy) : config.trustProxy);
+  app.set(
+    'trust proxy',
+    /^\d+$/.test(config.trustProxy) ? Number(config.trustProxy) : config.trustProxy,
+  );
   const auth = createAuth(db, clock, {
     secret: sessionSecret(config),
     maxAgeMs: config.sessionMaxAgeMs,
@@ -133,10 +136,17 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     next();
   });
   const reg = new ApiRegistry();
-  const gateway = new Gateway(server, broker, clock, log.child({ part: 'gateway' }), [auth.sessionMiddleware, auth.passportInit, auth.passportSession], {
-    maxFramesInFlight: config.maxFramesInFlight,
-    allowedOrigins: config.allowedOrigins,
-  });
+  const gateway = new Gateway(
+    server,
+    broker,
+    clock,
+    log.child({ part: 'gateway' }),
+    [auth.sessionMiddleware, auth.passportInit, auth.passportSession],
+    {
+      maxFramesInFlight: config.maxFramesInFlight,
+      allowedOrigins: config.allowedOrigins,
+    },
+  );
   authRoutes(api, reg, auth, broker.audit, log, (sid) => gateway.closeHttpSession(sid));
   userRoutes(api, reg, auth, broker);
   adminRoutes(api, reg, {
@@ -152,7 +162,10 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
         const d = await broker.desktop(desktopId);
         const pool = d && (await broker.pool(d.pool_id));
         if (!d?.handle || !pool) throw new Error('desktop not running');
-        return gateway.thumbnail(desktopId, broker.provider(pool.provider).endpoint(JSON.parse(d.handle) as DesktopHandle));
+        return gateway.thumbnail(
+          desktopId,
+          broker.provider(pool.provider).endpoint(JSON.parse(d.handle) as DesktopHandle),
+        );
       },
     },
     onUserDisabled: async (userId) => {
@@ -217,7 +230,11 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
 }
 
 async function ensureDefaultPool(db: Store['db'], pools: PoolAdmin, config: Config): Promise<void> {
-  const marker = await db.selectFrom('settings').select('value').where('key', '=', 'default-pool').executeTakeFirst();
+  const marker = await db
+    .selectFrom('settings')
+    .select('value')
+    .where('key', '=', 'default-pool')
+    .executeTakeFirst();
   if (marker) return;
   const pool = await pools.create(
     {
@@ -225,7 +242,10 @@ async function ensureDefaultPool(db: Store['db'], pools: PoolAdmin, config: Conf
       description: 'An X11 desktop (Openbox and a terminal)',
       provider: 'xvnc',
       assignment: 'floating',
-      template: XvncTemplate.parse({ width: config.defaultGeometry.width, height: config.defaultGeometry.height }),
+      template: XvncTemplate.parse({
+        width: config.defaultGeometry.width,
+        height: config.defaultGeometry.height,
+      }),
       minSize: 0,
       maxSize: 10,
       spares: 0,
@@ -241,7 +261,13 @@ async function ensureDefaultPool(db: Store['db'], pools: PoolAdmin, config: Conf
   for (const a of admins) {
     await db
       .insertInto('entitlements')
-      .values({ id: randomUUID(), pool_id: pool.id, principal_type: 'user', principal_id: a.id, created_at: new Date().toISOString() })
+      .values({
+        id: randomUUID(),
+        pool_id: pool.id,
+        principal_type: 'user',
+        principal_id: a.id,
+        created_at: new Date().toISOString(),
+      })
       .execute();
   }
   await db.insertInto('settings').values({ key: 'default-pool', value: pool.id }).execute();

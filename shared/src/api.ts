@@ -74,16 +74,35 @@ const PoolFields = {
   /** desktops kept started ahead of demand */
   spares: z.number().int().min(0).max(100).default(0),
   /** seconds a session may stay without a viewer before it is logged off; 0 = never */
-  disconnectedTimeoutSec: z.number().int().min(0).max(30 * 86400).default(3600),
+  disconnectedTimeoutSec: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86400)
+    .default(3600),
   /** seconds without input before the session is logged off; 0 = never */
-  idleTimeoutSec: z.number().int().min(0).max(30 * 86400).default(0),
+  idleTimeoutSec: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86400)
+    .default(0),
   /** longest a session may last; 0 = no limit */
-  maxSessionSec: z.number().int().min(0).max(365 * 86400).default(0),
+  maxSessionSec: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 86400)
+    .default(0),
   maxPerUser: z.number().int().min(1).max(100).default(1),
 };
 
 export const PoolCreateBody = z.discriminatedUnion('provider', [
-  z.strictObject({ ...PoolFields, provider: z.literal('xvnc'), template: XvncTemplate.default(XvncTemplate.parse({})) }),
+  z.strictObject({
+    ...PoolFields,
+    provider: z.literal('xvnc'),
+    template: XvncTemplate.default(XvncTemplate.parse({})),
+  }),
   z.strictObject({ ...PoolFields, provider: z.literal('qemu'), template: QemuTemplate }),
   z.strictObject({ ...PoolFields, provider: z.literal('vnc'), template: VncTemplate }),
 ]);
@@ -95,9 +114,24 @@ export const PoolUpdateBody = z.strictObject({
   minSize: z.number().int().min(0).max(1000).optional(),
   maxSize: z.number().int().min(1).max(1000).optional(),
   spares: z.number().int().min(0).max(100).optional(),
-  disconnectedTimeoutSec: z.number().int().min(0).max(30 * 86400).optional(),
-  idleTimeoutSec: z.number().int().min(0).max(30 * 86400).optional(),
-  maxSessionSec: z.number().int().min(0).max(365 * 86400).optional(),
+  disconnectedTimeoutSec: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86400)
+    .optional(),
+  idleTimeoutSec: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86400)
+    .optional(),
+  maxSessionSec: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 86400)
+    .optional(),
   maxPerUser: z.number().int().min(1).max(100).optional(),
   draining: z.boolean().optional(),
   template: z.record(z.string(), z.unknown()).optional(),
@@ -212,7 +246,11 @@ export const EntitlementBody = z.strictObject({
   principalId: Id,
 });
 export type EntitlementBody = z.infer<typeof EntitlementBody>;
-export const Entitlement = EntitlementBody.extend({ id: z.string(), principalName: z.string(), poolName: z.string() });
+export const Entitlement = EntitlementBody.extend({
+  id: z.string(),
+  principalName: z.string(),
+  poolName: z.string(),
+});
 export type Entitlement = z.infer<typeof Entitlement>;
 
 export const MessageBody = z.strictObject({ text: z.string().min(1).max(2000) });

@@ -165,5 +165,7 @@ export function keysymFromEvent(e: KeyLike): number | undefined {
 
 /** Characters for which typing as a keysym sequence needs no modifier (used by paste-as-keys). */
 export function isPrintableKeysym(keysym: number): boolean {
-  return (keysym >= 0x20 && keysym <= 0x7e) || (keysym >= 0xa0 && keysym <= 0xff) || keysym > 0x01000000;
+  return (
+    (keysym >= 0x20 && keysym <= 0x7e) || (keysym >= 0xa0 && keysym <= 0xff) || keysym > 0x01000000
+  );
 }

@@ -11,7 +11,12 @@ export function packedSize(w: number, h: number, paletteSize: number): number {
   return Math.ceil((w * bitsPerIndex(paletteSize)) / 8) * h;
 }
 
-export function packIndices(indices: Uint8Array, w: number, h: number, paletteSize: number): Uint8Array {
+export function packIndices(
+  indices: Uint8Array,
+  w: number,
+  h: number,
+  paletteSize: number,
+): Uint8Array {
   const bits = bitsPerIndex(paletteSize);
   if (bits === 8) return indices;
   const rowBytes = Math.ceil((w * bits) / 8);
@@ -29,9 +34,15 @@ export function packIndices(indices: Uint8Array, w: number, h: number, paletteSi
 }
 
 /** Inverse of packIndices; throws when `packed` is shorter than w×h needs. */
-export function unpackIndices(packed: Uint8Array, w: number, h: number, paletteSize: number): Uint8Array {
+export function unpackIndices(
+  packed: Uint8Array,
+  w: number,
+  h: number,
+  paletteSize: number,
+): Uint8Array {
   const bits = bitsPerIndex(paletteSize);
-  if (packed.length < packedSize(w, h, paletteSize)) throw new RangeError('palette indices truncated');
+  if (packed.length < packedSize(w, h, paletteSize))
+    throw new RangeError('palette indices truncated');
   if (bits === 8) return packed.subarray(0, w * h);
   const rowBytes = Math.ceil((w * bits) / 8);
   const out = new Uint8Array(w * h);

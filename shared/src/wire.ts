@@ -1,4 +1,10 @@
-import { Decoder as BaseDecoder, Encoder as BaseEncoder, PacketType, protocol, type Packet } from 'socket.io-parser';
+import {
+  Decoder as BaseDecoder,
+  Encoder as BaseEncoder,
+  PacketType,
+  protocol,
+  type Packet,
+} from 'socket.io-parser';
 import { FRAME_MAGIC } from './frame.js';
 
 /**
@@ -20,14 +26,25 @@ function isBinary(x: unknown): x is Binary {
 }
 
 function firstByte(b: Binary): number | undefined {
-  const u8 = b instanceof ArrayBuffer ? new Uint8Array(b, 0, Math.min(1, b.byteLength)) : new Uint8Array(b.buffer, b.byteOffset, Math.min(1, b.byteLength));
+  const u8 =
+    b instanceof ArrayBuffer
+      ? new Uint8Array(b, 0, Math.min(1, b.byteLength))
+      : new Uint8Array(b.buffer, b.byteOffset, Math.min(1, b.byteLength));
   return u8[0];
 }
 
 export class Encoder extends BaseEncoder {
   override encode(packet: Packet): unknown[] {
     const d = packet.data as unknown[] | undefined;
-    if (packet.type === PacketType.EVENT && packet.nsp === '/' && packet.id === undefined && Array.isArray(d) && d.length === 2 && d[0] === FRAME_EVENT && isBinary(d[1])) {
+    if (
+      packet.type === PacketType.EVENT &&
+      packet.nsp === '/' &&
+      packet.id === undefined &&
+      Array.isArray(d) &&
+      d.length === 2 &&
+      d[0] === FRAME_EVENT &&
+      isBinary(d[1])
+    ) {
       return [d[1]];
     }
     return super.encode(packet);
@@ -52,7 +69,11 @@ export class Decoder extends BaseDecoder {
       return;
     }
     if (isBinary(chunk) && firstByte(chunk) === FRAME_MAGIC) {
-      this.emitReserved('decoded', { type: PacketType.EVENT, nsp: '/', data: [FRAME_EVENT, chunk] });
+      this.emitReserved('decoded', {
+        type: PacketType.EVENT,
+        nsp: '/',
+        data: [FRAME_EVENT, chunk],
+      });
       return;
     }
     super.add(chunk); // the default decoder refuses unexpected binary data

@@ -14,7 +14,10 @@ import {
 const codecs = Object.values(Codec);
 
 const frameArb = fc
-  .record({ fbWidth: fc.integer({ min: 1, max: 4096 }), fbHeight: fc.integer({ min: 1, max: 4096 }) })
+  .record({
+    fbWidth: fc.integer({ min: 1, max: 4096 }),
+    fbHeight: fc.integer({ min: 1, max: 4096 }),
+  })
   .chain(({ fbWidth, fbHeight }) =>
     fc.record({
       seq: fc.nat({ max: 0xffffffff }),

@@ -15,8 +15,16 @@ export class HttpError extends Error {
   }
 }
 
-export function sendError(res: Response, status: number, code: string, message: string, details?: unknown): void {
-  res.status(status).json({ error: { code, message, ...(details === undefined ? {} : { details }) } });
+export function sendError(
+  res: Response,
+  status: number,
+  code: string,
+  message: string,
+  details?: unknown,
+): void {
+  res
+    .status(status)
+    .json({ error: { code, message, ...(details === undefined ? {} : { details }) } });
 }
 
 /**
@@ -34,10 +42,17 @@ const PROVIDER_ERROR_STATUS: Record<string, number> = {
 export function errorHandler(log: Logger) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     if (res.headersSent) return;
-    if (err instanceof HttpError) return sendError(res, err.status, err.code, err.message, err.details);
+    if (err instanceof HttpError)
+      return sendError(res, err.status, err.code, err.message, err.details);
     if (err instanceof BrokerError) return sendError(res, err.status, err.code, err.message);
     if (err instanceof ZodError) {
-      return sendError(res, 400, 'INVALID', 'the request is not valid', err.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
+      return sendError(
+        res,
+        400,
+        'INVALID',
+        'the request is not valid',
+        err.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      );
     }
     if (err instanceof ProviderError) {
       const status = PROVIDER_ERROR_STATUS[err.code] ?? 503;
@@ -46,8 +61,10 @@ export function errorHandler(log: Logger) {
     }
     const e = err as { type?: string; status?: number; message?: string };
     // body-parser: malformed JSON, too large
-    if (e.type === 'entity.parse.failed') return sendError(res, 400, 'BAD_JSON', 'the body is not valid JSON');
-    if (e.type === 'entity.too.large') return sendError(res, 413, 'TOO_LARGE', 'the body is too large');
+    if (e.type === 'entity.parse.failed')
+      return sendError(res, 400, 'BAD_JSON', 'the body is not valid JSON');
+    if (e.type === 'entity.too.large')
+      return sendError(res, 413, 'TOO_LARGE', 'the body is too large');
     if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
       return sendError(res, e.status, 'BAD_REQUEST', e.message ?? 'bad request');
     }

@@ -16,7 +16,10 @@ export interface RouteDoc {
   produces?: string;
 }
 
-export type Handler<B> = (req: Request & { parsedBody: B }, res: Response) => Promise<unknown> | unknown;
+export type Handler<B> = (
+  req: Request & { parsedBody: B },
+  res: Response,
+) => Promise<unknown> | unknown;
 
 /**
  * Routes are declared with their schemas so one declaration both validates the body and
@@ -39,7 +42,10 @@ export class ApiRegistry {
         const r = req as Request & { parsedBody: unknown };
         r.parsedBody = doc.body ? doc.body.parse(req.body ?? {}) : undefined;
         if (doc.query) doc.query.parse(req.query);
-        const out = await handler(r as Request & { parsedBody: S extends z.ZodType ? z.infer<S> : undefined }, res);
+        const out = await handler(
+          r as Request & { parsedBody: S extends z.ZodType ? z.infer<S> : undefined },
+          res,
+        );
         if (res.headersSent) return;
         if (out === undefined) res.status(204).end();
         else res.json(out);
@@ -60,7 +66,12 @@ export class ApiRegistry {
     };
     for (const r of this.routes) {
       const p = r.path.replace(/:(\w+)/g, '{$1}');
-      const params = [...r.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+      const params = [...r.path.matchAll(/:(\w+)/g)].map((m) => ({
+        name: m[1],
+        in: 'path',
+        required: true,
+        schema: { type: 'string' },
+      }));
       const op: Record<string, unknown> = {
         summary: r.summary,
         tags: [r.access === 'admin' ? 'admin' : r.access === 'user' ? 'user' : 'public'],
@@ -70,29 +81,51 @@ export class ApiRegistry {
           [r.response || r.produces ? '200' : '204']: r.produces
             ? { description: 'OK', content: { [r.produces]: {} } }
             : r.response
-              ? { description: 'OK', content: { 'application/json': { schema: schema(r.response, 'output') } } }
+              ? {
+                  description: 'OK',
+                  content: { 'application/json': { schema: schema(r.response, 'output') } },
+                }
               : { description: 'Done' },
-          '400': { description: 'Invalid input', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+          '400': {
+            description: 'Invalid input',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+          },
           ...(r.access !== 'public' ? { '401': { description: 'Not signed in' } } : {}),
           ...(r.access === 'admin' ? { '403': { description: 'Not an administrator' } } : {}),
         },
       };
-      if (r.body) op.requestBody = { required: true, content: { 'application/json': { schema: schema(r.body, 'input') } } };
+      if (r.body)
+        op.requestBody = {
+          required: true,
+          content: { 'application/json': { schema: schema(r.body, 'input') } },
+        };
       if (r.query) {
         const js = schema(r.query, 'input') as { properties?: Record<string, unknown> };
-        for (const [name, s] of Object.entries(js.properties ?? {})) (op.parameters as unknown[]).push({ name, in: 'query', required: false, schema: s });
+        for (const [name, s] of Object.entries(js.properties ?? {}))
+          (op.parameters as unknown[]).push({ name, in: 'query', required: false, schema: s });
       }
       (paths[p] ??= {})[r.method] = op;
     }
     return {
       openapi: '3.1.0',
-      info: { title: 'VDI server API', version: '1', description: 'Every admin console action is one of these calls. State-changing calls need the header X-Requested-With: vdi.' },
+      info: {
+        title: 'VDI server API',
+        version: '1',
+        description:
+          'Every admin console action is one of these calls. State-changing calls need the header X-Requested-With: vdi.',
+      },
       components: {
         securitySchemes: { cookie: { type: 'apiKey', in: 'cookie', name: 'vdi.sid' } },
         schemas: {
           Error: {
             type: 'object',
-            properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, details: {} }, required: ['code', 'message'] } },
+            properties: {
+              error: {
+                type: 'object',
+                properties: { code: { type: 'string' }, message: { type: 'string' }, details: {} },
+                required: ['code', 'message'],
+              },
+            },
           },
         },
       },

@@ -18,8 +18,18 @@ export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker:
     ip: req.ip ?? null,
   });
 
-  reg.add(router, '/api', { method: 'get', path: '/desktops', summary: 'Pools I may use, with my live sessions', access: 'user', response: z.array(MyDesktop) }, auth.requireUser, (req) =>
-    broker.myDesktops(req.user!.id),
+  reg.add(
+    router,
+    '/api',
+    {
+      method: 'get',
+      path: '/desktops',
+      summary: 'Pools I may use, with my live sessions',
+      access: 'user',
+      response: z.array(MyDesktop),
+    },
+    auth.requireUser,
+    (req) => broker.myDesktops(req.user!.id),
   );
 
   reg.add(
@@ -28,7 +38,8 @@ export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker:
     {
       method: 'post',
       path: '/pools/:poolId/connect',
-      summary: 'Get my session in a pool (existing, or a newly assigned desktop); newSession asks for another one up to the pool\'s max per user',
+      summary:
+        "Get my session in a pool (existing, or a newly assigned desktop); newSession asks for another one up to the pool's max per user",
       access: 'user',
       body: ConnectBody,
       response: ConnectResult,
@@ -43,17 +54,40 @@ export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker:
   const ownSession = async (req: { params: unknown; user?: Express.User }) => {
     const { id } = SessionParam.parse(req.params);
     const s = await broker.session(id);
-    if (!s || (s.user_id !== req.user!.id && req.user!.role !== 'admin')) throw new HttpError(404, 'SESSION_NOT_FOUND', 'no such session');
+    if (!s || (s.user_id !== req.user!.id && req.user!.role !== 'admin'))
+      throw new HttpError(404, 'SESSION_NOT_FOUND', 'no such session');
     return s;
   };
 
-  reg.add(router, '/api', { method: 'post', path: '/sessions/:id/logoff', summary: 'Log off: end the session; the desktop is stopped per pool policy', access: 'user' }, auth.requireUser, async (req) => {
-    const s = await ownSession(req);
-    await broker.logoff(s.id, actor(req), 'logged off by user');
-  });
+  reg.add(
+    router,
+    '/api',
+    {
+      method: 'post',
+      path: '/sessions/:id/logoff',
+      summary: 'Log off: end the session; the desktop is stopped per pool policy',
+      access: 'user',
+    },
+    auth.requireUser,
+    async (req) => {
+      const s = await ownSession(req);
+      await broker.logoff(s.id, actor(req), 'logged off by user');
+    },
+  );
 
-  reg.add(router, '/api', { method: 'post', path: '/sessions/:id/disconnect', summary: 'Disconnect: close viewers, keep the desktop running', access: 'user' }, auth.requireUser, async (req) => {
-    const s = await ownSession(req);
-    await broker.disconnect(s.id, actor(req));
-  });
+  reg.add(
+    router,
+    '/api',
+    {
+      method: 'post',
+      path: '/sessions/:id/disconnect',
+      summary: 'Disconnect: close viewers, keep the desktop running',
+      access: 'user',
+    },
+    auth.requireUser,
+    async (req) => {
+      const s = await ownSession(req);
+      await broker.disconnect(s.id, actor(req));
+    },
+  );
 }

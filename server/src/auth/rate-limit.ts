@@ -9,7 +9,12 @@ export class LoginThrottle {
 
   constructor(
     private readonly clock: Clock,
-    private readonly opts: { maxPerAccount: number; maxPerIp: number; windowMs: number; maxKeys?: number },
+    private readonly opts: {
+      maxPerAccount: number;
+      maxPerIp: number;
+      windowMs: number;
+      maxKeys?: number;
+    },
   ) {}
 
   private entry(key: string) {

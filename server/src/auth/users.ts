@@ -52,10 +52,19 @@ export async function ensureAdmin(
   log: Logger,
   opts: { username: string; password: string | undefined },
 ): Promise<UserRow | undefined> {
-  const anyAdmin = await db.selectFrom('users').select('id').where('role', '=', 'admin').executeTakeFirst();
+  const anyAdmin = await db
+    .selectFrom('users')
+    .select('id')
+    .where('role', '=', 'admin')
+    .executeTakeFirst();
   if (anyAdmin) return undefined;
   const password = opts.password ?? randomBytes(12).toString('base64url');
-  const row = await createUser(db, clock, { username: opts.username, password, role: 'admin', displayName: 'Administrator' });
+  const row = await createUser(db, clock, {
+    username: opts.username,
+    password,
+    role: 'admin',
+    displayName: 'Administrator',
+  });
   if (!opts.password) {
     // printed once on purpose: this is the only time the password exists in clear
     process.stdout.write(

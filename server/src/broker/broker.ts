@@ -16,7 +16,11 @@ export interface BrokerEvents {
   /** close a session's viewers (admin disconnect); the session stays alive */
   'session-disconnect': [sessionId: string];
   /** a desktop's health changed: tell its viewers */
-  'desktop-health': [desktopId: string, state: 'running' | 'unresponsive' | 'paused' | 'dead', reason?: string];
+  'desktop-health': [
+    desktopId: string,
+    state: 'running' | 'unresponsive' | 'paused' | 'dead',
+    reason?: string,
+  ];
   /** a desktop is about to be stopped and started again in place: viewers let go and re-attach */
   'desktop-restarting': [desktopId: string];
   /** a desktop was reset or restarted in place */
@@ -77,14 +81,23 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   provider(kind: string): Provider {
     const p = this.providers.get(kind);
-    if (!p) throw new BrokerError('PROVIDER_UNAVAILABLE', `provider ${kind} is not available on this server`, 503);
+    if (!p)
+      throw new BrokerError(
+        'PROVIDER_UNAVAILABLE',
+        `provider ${kind} is not available on this server`,
+        503,
+      );
     return p;
   }
 
   // ------------------------------------------------------------------ queries
 
   async pool(poolId: string): Promise<PoolRow> {
-    const pool = await this.db.selectFrom('pools').selectAll().where('id', '=', poolId).executeTakeFirst();
+    const pool = await this.db
+      .selectFrom('pools')
+      .selectAll()
+      .where('id', '=', poolId)
+      .executeTakeFirst();
     if (!pool) throw new BrokerError('NOT_FOUND', 'no such pool', 404);
     return pool;
   }
@@ -99,7 +112,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
           eb.and([eb('e.principal_type', '=', 'user'), eb('e.principal_id', '=', userId)]),
           eb.and([
             eb('e.principal_type', '=', 'group'),
-            eb('e.principal_id', 'in', eb.selectFrom('group_members').select('group_id').where('user_id', '=', userId)),
+            eb(
+              'e.principal_id',
+              'in',
+              eb.selectFrom('group_members').select('group_id').where('user_id', '=', userId),
+            ),
           ]),
         ]),
       )
@@ -108,7 +125,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   async entitledPools(userId: string): Promise<PoolRow[]> {
-    const groups = this.db.selectFrom('group_members').select('group_id').where('user_id', '=', userId);
+    const groups = this.db
+      .selectFrom('group_members')
+      .select('group_id')
+      .where('user_id', '=', userId);
     const poolIds = this.db
       .selectFrom('entitlements as e')
       .select('e.pool_id')
@@ -118,11 +138,20 @@ export class Broker extends EventEmitter<BrokerEvents> {
           eb.and([eb('e.principal_type', '=', 'group'), eb('e.principal_id', 'in', groups)]),
         ]),
       );
-    return this.db.selectFrom('pools').selectAll().where('id', 'in', poolIds).orderBy('name').execute();
+    return this.db
+      .selectFrom('pools')
+      .selectAll()
+      .where('id', 'in', poolIds)
+      .orderBy('name')
+      .execute();
   }
 
   /** Session rows joined with names, as the API shows them. */
-  async sessionInfos(filter: { userId?: string; states?: readonly string[]; sessionId?: string }): Promise<SessionInfo[]> {
+  async sessionInfos(filter: {
+    userId?: string;
+    states?: readonly string[];
+    sessionId?: string;
+  }): Promise<SessionInfo[]> {
     let q = this.db
       .selectFrom('sessions as s')
       .innerJoin('users as u', 'u.id', 's.user_id')
@@ -175,11 +204,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   async session(sessionId: string): Promise<SessionRow | undefined> {
-    return this.db.selectFrom('sessions').selectAll().where('id', '=', sessionId).executeTakeFirst();
+    return this.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('id', '=', sessionId)
+      .executeTakeFirst();
   }
 
   async desktop(desktopId: string): Promise<DesktopRow | undefined> {
-    return this.db.selectFrom('desktops').selectAll().where('id', '=', desktopId).executeTakeFirst();
+    return this.db
+      .selectFrom('desktops')
+      .selectAll()
+      .where('id', '=', desktopId)
+      .executeTakeFirst();
   }
 
   // --------------------------------------------------------------- assignment
@@ -209,13 +246,26 @@ export class Broker extends EventEmitter<BrokerEvents> {
         .execute();
       const existing = live[0];
       if (opts.newSession && live.length >= pool.max_per_user) {
-        throw new BrokerError('MAX_SESSIONS', `you already have ${live.length} session(s) in "${pool.name}", the most this pool allows`);
+        throw new BrokerError(
+          'MAX_SESSIONS',
+          `you already have ${live.length} session(s) in "${pool.name}", the most this pool allows`,
+        );
       }
       if (existing && !opts.newSession) {
-        await this.audit.record({ actor: actor.name, action: 'session.resume', target: existing.id, ip: actor.ip ?? null, detail: { poolId } });
+        await this.audit.record({
+          actor: actor.name,
+          action: 'session.resume',
+          target: existing.id,
+          ip: actor.ip ?? null,
+          detail: { poolId },
+        });
         return { sessionId: existing.id, desktopId: existing.desktop_id, resumed: true };
       }
-      if (pool.draining) throw new BrokerError('POOL_DRAINING', `pool "${pool.name}" is draining and takes no new sessions`);
+      if (pool.draining)
+        throw new BrokerError(
+          'POOL_DRAINING',
+          `pool "${pool.name}" is draining and takes no new sessions`,
+        );
       const desktop = await this.assignDesktop(pool, userId);
       const now = this.nowIso();
       const sessionId = randomUUID();
@@ -289,7 +339,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
       if (Number(claimed.numUpdatedRows) === 1) {
         // a spare may have died while it waited; do not hand out a dead desktop
         const handle = spare.handle ? (JSON.parse(spare.handle) as DesktopHandle) : undefined;
-        const health = handle ? await this.provider(pool.provider).health(handle) : { state: 'dead' as const };
+        const health = handle
+          ? await this.provider(pool.provider).health(handle)
+          : { state: 'dead' as const };
         if (health.state === 'running') return { ...spare, state: 'in-use' };
         await this.cleanupDesktop(spare, pool, 'spare found dead at assignment');
       }
@@ -297,7 +349,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.poolLock.run(pool.id, async () => {
       const total = await this.countDesktops(pool.id);
       if (total >= pool.max_size) {
-        throw new BrokerError('POOL_FULL', `pool "${pool.name}" is full (${pool.max_size} desktops); try again later`);
+        throw new BrokerError(
+          'POOL_FULL',
+          `pool "${pool.name}" is full (${pool.max_size} desktops); try again later`,
+        );
       }
       return this.provisionDesktop(pool, {
         owner: pool.assignment === 'dedicated' ? userId : null,
@@ -316,7 +371,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
       }
       // still being stopped by a log-off that has not taken this lock yet
       if (fresh.state !== 'stopped') {
-        throw new BrokerError('DESKTOP_BUSY', 'your desktop is being stopped; try again in a moment', 409);
+        throw new BrokerError(
+          'DESKTOP_BUSY',
+          'your desktop is being stopped; try again in a moment',
+          409,
+        );
       }
       // stopped: start it again from its kept disk
       await this.setDesktopState(fresh.id, 'provisioning');
@@ -324,17 +383,30 @@ export class Broker extends EventEmitter<BrokerEvents> {
         const handle = await this.startDesktop(pool, fresh);
         await this.db
           .updateTable('desktops')
-          .set({ handle: JSON.stringify(handle), state: 'in-use', state_since: this.nowIso(), error: null })
+          .set({
+            handle: JSON.stringify(handle),
+            state: 'in-use',
+            state_since: this.nowIso(),
+            error: null,
+          })
           .where('id', '=', fresh.id)
           .execute();
         return { ...fresh, handle: JSON.stringify(handle), state: 'in-use' };
       } catch (e) {
         await this.db
           .updateTable('desktops')
-          .set({ state: 'stopped', error: (e as Error).message.slice(0, 2000), state_since: this.nowIso() })
+          .set({
+            state: 'stopped',
+            error: (e as Error).message.slice(0, 2000),
+            state_since: this.nowIso(),
+          })
           .where('id', '=', fresh.id)
           .execute();
-        throw new BrokerError('DESKTOP_START_FAILED', `your desktop could not be started: ${(e as Error).message.split('\n')[0]}`, 503);
+        throw new BrokerError(
+          'DESKTOP_START_FAILED',
+          `your desktop could not be started: ${(e as Error).message.split('\n')[0]}`,
+          503,
+        );
       }
     });
   }
@@ -351,7 +423,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private async nextSlot(pool: PoolRow): Promise<number | null> {
     if (pool.provider !== 'vnc') return null;
-    const used = await this.db.selectFrom('desktops').select('slot').where('pool_id', '=', pool.id).execute();
+    const used = await this.db
+      .selectFrom('desktops')
+      .select('slot')
+      .where('pool_id', '=', pool.id)
+      .execute();
     const taken = new Set(used.map((u) => u.slot));
     const hosts = (JSON.parse(pool.template) as { hosts?: unknown[] }).hosts ?? [];
     for (let i = 0; i < hosts.length; i++) if (!taken.has(i)) return i;
@@ -375,7 +451,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
    * Insert a desktop row first (so a crash mid-start leaves a trace reconciliation can clean),
    * start it, then record its handle. On failure nothing is left behind.
    */
-  private async provisionDesktop(pool: PoolRow, o: { owner: string | null; state: 'in-use' | 'ready' }): Promise<DesktopRow> {
+  private async provisionDesktop(
+    pool: PoolRow,
+    o: { owner: string | null; state: 'in-use' | 'ready' },
+  ): Promise<DesktopRow> {
     const id = randomUUID();
     const now = this.nowIso();
     const slot = await this.nextSlot(pool);
@@ -410,29 +489,52 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   private async setDesktopState(id: string, state: DesktopRow['state']): Promise<void> {
-    await this.db.updateTable('desktops').set({ state, state_since: this.nowIso() }).where('id', '=', id).execute();
+    await this.db
+      .updateTable('desktops')
+      .set({ state, state_since: this.nowIso() })
+      .where('id', '=', id)
+      .execute();
   }
 
   // ---------------------------------------------------------------- lifecycle
 
   /** The gateway asks whether this user may view this session, and where its desktop is. */
-  async attachInfo(sessionId: string, user: { id: string; role: string }, shadow: boolean): Promise<AttachInfo> {
+  async attachInfo(
+    sessionId: string,
+    user: { id: string; role: string },
+    shadow: boolean,
+  ): Promise<AttachInfo> {
     const session = await this.session(sessionId);
     if (!session) throw new BrokerError('SESSION_NOT_FOUND', 'no such session', 404);
     if (shadow ? user.role !== 'admin' : session.user_id !== user.id) {
-      throw new BrokerError('FORBIDDEN', shadow ? 'only administrators can shadow sessions' : 'this is not your session', 403);
+      throw new BrokerError(
+        'FORBIDDEN',
+        shadow ? 'only administrators can shadow sessions' : 'this is not your session',
+        403,
+      );
     }
     // a revoked entitlement stops re-attaching (the running session is left to its timeouts)
     if (!shadow && !(await this.isEntitled(user.id, session.pool_id))) {
       throw new BrokerError('NOT_ENTITLED', 'you are no longer entitled to this pool', 403);
     }
     if (session.state === 'ended') {
-      throw new BrokerError('SESSION_ENDED', `this session has ended (${session.ended_reason ?? 'logged off'})`, 410);
+      throw new BrokerError(
+        'SESSION_ENDED',
+        `this session has ended (${session.ended_reason ?? 'logged off'})`,
+        410,
+      );
     }
     const desktop = await this.desktop(session.desktop_id);
-    if (!desktop?.handle) throw new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop of this session is not running', 503);
+    if (!desktop?.handle)
+      throw new BrokerError(
+        'DESKTOP_NOT_RUNNING',
+        'the desktop of this session is not running',
+        503,
+      );
     const pool = await this.pool(session.pool_id);
-    const endpoint = this.provider(pool.provider).endpoint(JSON.parse(desktop.handle) as DesktopHandle);
+    const endpoint = this.provider(pool.provider).endpoint(
+      JSON.parse(desktop.handle) as DesktopHandle,
+    );
     return { session, desktop, pool, endpoint };
   }
 
@@ -445,7 +547,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .where('state', 'in', ['starting', 'disconnected'])
       .executeTakeFirst();
     if (Number(r.numUpdatedRows)) {
-      await this.audit.record({ actor: actor.name, action: 'session.connect', target: sessionId, ip: actor.ip ?? null });
+      await this.audit.record({
+        actor: actor.name,
+        action: 'session.connect',
+        target: sessionId,
+        ip: actor.ip ?? null,
+      });
     }
   }
 
@@ -458,7 +565,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .where('state', '=', 'active')
       .executeTakeFirst();
     if (Number(r.numUpdatedRows)) {
-      await this.audit.record({ actor: actor.name, action: 'session.disconnect', target: sessionId, ip: actor.ip ?? null, detail: { reason } });
+      await this.audit.record({
+        actor: actor.name,
+        action: 'session.disconnect',
+        target: sessionId,
+        ip: actor.ip ?? null,
+        detail: { reason },
+      });
     }
   }
 
@@ -479,7 +592,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Admin "disconnect": close the viewers, keep the session and desktop. */
   async disconnect(sessionId: string, actor: Actor): Promise<void> {
     const s = await this.session(sessionId);
-    if (!s || s.state === 'ended') throw new BrokerError('SESSION_NOT_FOUND', 'no live session with that id', 404);
+    if (!s || s.state === 'ended')
+      throw new BrokerError('SESSION_NOT_FOUND', 'no live session with that id', 404);
     // record it first: closing the viewers makes the gateway mark the session disconnected
     // too, and whoever marks it first is who the audit log names
     await this.markDisconnected(sessionId, actor, 'disconnected by request');
@@ -503,10 +617,20 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .executeTakeFirst();
     if (!Number(r.numUpdatedRows)) return; // someone else ended it first
     this.lastInputWrite.delete(sessionId);
-    await this.audit.record({ actor: actor.name, action: 'session.end', target: sessionId, ip: actor.ip ?? null, detail: { reason } });
+    await this.audit.record({
+      actor: actor.name,
+      action: 'session.end',
+      target: sessionId,
+      ip: actor.ip ?? null,
+      detail: { reason },
+    });
     this.log.info({ sessionId, reason }, 'session ended');
     this.emit('session-ended', sessionId, reason);
-    const pool = await this.db.selectFrom('pools').selectAll().where('id', '=', s.pool_id).executeTakeFirst();
+    const pool = await this.db
+      .selectFrom('pools')
+      .selectAll()
+      .where('id', '=', s.pool_id)
+      .executeTakeFirst();
     if (pool) await this.releaseDesktop(s.desktop_id, pool, reason);
     else await this.db.deleteFrom('desktops').where('id', '=', s.desktop_id).execute();
   }
@@ -520,7 +644,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const log = this.log.child({ desktopId });
       await this.setDesktopState(d.id, 'stopping');
       try {
-        if (handle) await provider.destroy(handle, log, { keepDisk: pool.assignment === 'dedicated' });
+        if (handle)
+          await provider.destroy(handle, log, { keepDisk: pool.assignment === 'dedicated' });
       } catch (err) {
         log.error({ err }, 'desktop stop failed');
       }
@@ -539,23 +664,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /** A desktop that is gone or broken: end its sessions, remove what is left of it. */
   private async cleanupDesktop(d: DesktopRow, pool: PoolRow, reason: string): Promise<void> {
-    const live = await this.db.selectFrom('sessions').select('id').where('desktop_id', '=', d.id).where('state', 'in', LIVE).execute();
+    const live = await this.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('desktop_id', '=', d.id)
+      .where('state', 'in', LIVE)
+      .execute();
     for (const s of live) {
       await this.logoff(s.id, SYSTEM, reason);
     }
     // logoff released it; when there was no session, release it here
-    if ((await this.desktop(d.id))?.state !== 'stopped') await this.releaseDesktop(d.id, pool, reason);
+    if ((await this.desktop(d.id))?.state !== 'stopped')
+      await this.releaseDesktop(d.id, pool, reason);
   }
 
   /** Admin "reset desktop": restart it in place (Xvnc) or power-reset it (VM). */
   async resetDesktop(sessionId: string, actor: Actor): Promise<void> {
     const s = await this.session(sessionId);
-    if (!s || s.state === 'ended') throw new BrokerError('SESSION_NOT_FOUND', 'no live session with that id', 404);
+    if (!s || s.state === 'ended')
+      throw new BrokerError('SESSION_NOT_FOUND', 'no live session with that id', 404);
     const pool = await this.pool(s.pool_id);
     const provider = this.provider(pool.provider);
     const restarted = await this.desktopLock.run(s.desktop_id, async () => {
       const d = await this.desktop(s.desktop_id);
-      if (!d?.handle) throw new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
+      if (!d?.handle)
+        throw new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
       const handle = JSON.parse(d.handle) as DesktopHandle;
       if (provider.powerAction) {
         // A VM reboots behind the same VNC server: viewers stay attached and watch it boot.
@@ -568,13 +701,23 @@ export class Broker extends EventEmitter<BrokerEvents> {
         this.emit('desktop-restarting', d.id);
         await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
         const fresh = await this.startDesktop(pool, d);
-        await this.db.updateTable('desktops').set({ handle: JSON.stringify(fresh), state_since: this.nowIso() }).where('id', '=', d.id).execute();
+        await this.db
+          .updateTable('desktops')
+          .set({ handle: JSON.stringify(fresh), state_since: this.nowIso() })
+          .where('id', '=', d.id)
+          .execute();
       } finally {
         this.restarting.delete(d.id);
       }
       return true;
     });
-    await this.audit.record({ actor: actor.name, action: 'desktop.reset', target: s.desktop_id, ip: actor.ip ?? null, detail: { sessionId } });
+    await this.audit.record({
+      actor: actor.name,
+      action: 'desktop.reset',
+      target: s.desktop_id,
+      ip: actor.ip ?? null,
+      detail: { sessionId },
+    });
     if (restarted) this.emit('desktop-restarted', s.desktop_id);
   }
 
@@ -661,11 +804,22 @@ export class Broker extends EventEmitter<BrokerEvents> {
     for (const r of rows) {
       let reason: string | undefined;
       const since = Date.parse(r.state_since);
-      if ((r.state === 'disconnected' || r.state === 'starting') && r.disconnected_timeout_sec > 0 && now - since >= r.disconnected_timeout_sec * 1000) {
+      if (
+        (r.state === 'disconnected' || r.state === 'starting') &&
+        r.disconnected_timeout_sec > 0 &&
+        now - since >= r.disconnected_timeout_sec * 1000
+      ) {
         reason = 'disconnected too long';
-      } else if (r.state === 'active' && r.idle_timeout_sec > 0 && now - Date.parse(r.last_input_at ?? r.state_since) >= r.idle_timeout_sec * 1000) {
+      } else if (
+        r.state === 'active' &&
+        r.idle_timeout_sec > 0 &&
+        now - Date.parse(r.last_input_at ?? r.state_since) >= r.idle_timeout_sec * 1000
+      ) {
         reason = 'idle too long';
-      } else if (r.max_session_sec > 0 && now - Date.parse(r.created_at) >= r.max_session_sec * 1000) {
+      } else if (
+        r.max_session_sec > 0 &&
+        now - Date.parse(r.created_at) >= r.max_session_sec * 1000
+      ) {
         reason = 'maximum session length reached';
       }
       if (reason) await this.logoff(r.id, SYSTEM, reason);
@@ -678,11 +832,20 @@ export class Broker extends EventEmitter<BrokerEvents> {
     for (const pool of pools) {
       if (!this.providers.has(pool.provider)) continue;
       await this.poolLock.run(pool.id, async () => {
-        const desktops = await this.db.selectFrom('desktops').selectAll().where('pool_id', '=', pool.id).execute();
+        const desktops = await this.db
+          .selectFrom('desktops')
+          .selectAll()
+          .where('pool_id', '=', pool.id)
+          .execute();
         const alive = desktops.filter((d) => d.state !== 'failed');
-        const free = alive.filter((d) => (d.state === 'ready' || d.state === 'provisioning') && d.owner_user_id === null);
+        const free = alive.filter(
+          (d) => (d.state === 'ready' || d.state === 'provisioning') && d.owner_user_id === null,
+        );
         const wantSpares = pool.draining ? 0 : pool.spares;
-        let need = Math.max(wantSpares - free.length, pool.draining ? 0 : pool.min_size - alive.length);
+        let need = Math.max(
+          wantSpares - free.length,
+          pool.draining ? 0 : pool.min_size - alive.length,
+        );
         need = Math.min(need, pool.max_size - alive.length);
         for (let i = 0; i < need; i++) {
           try {
@@ -695,7 +858,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
         // too many idle desktops (after a shrink or when draining): stop the extra ones,
         // down to the spare count and to max size, never below min size
         const idle = free.filter((d) => d.state === 'ready').length;
-        let extra = Math.min(Math.max(idle - wantSpares, alive.length - pool.max_size), alive.length - (pool.draining ? 0 : pool.min_size));
+        let extra = Math.min(
+          Math.max(idle - wantSpares, alive.length - pool.max_size),
+          alive.length - (pool.draining ? 0 : pool.min_size),
+        );
         for (const d of free) {
           if (extra <= 0) break;
           if (d.state !== 'ready') continue;
@@ -732,7 +898,9 @@ export class Broker extends EventEmitter<BrokerEvents> {
     for (const d of rows) {
       const provider = this.providers.get(d.provider);
       if (!provider) continue;
-      const h = await provider.health(JSON.parse(d.handle!) as DesktopHandle).catch((e: unknown) => ({ state: 'unresponsive' as const, reason: String(e) }));
+      const h = await provider
+        .health(JSON.parse(d.handle!) as DesktopHandle)
+        .catch((e: unknown) => ({ state: 'unresponsive' as const, reason: String(e) }));
       const prev = this.unhealthy.get(d.id);
       if (h.state === 'running') {
         if (prev) {
@@ -771,7 +939,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const rows = await this.db.selectFrom('desktops').selectAll().execute();
     const known = new Map<string, DesktopHandle[]>();
     for (const d of rows) {
-      const pool = await this.db.selectFrom('pools').selectAll().where('id', '=', d.pool_id).executeTakeFirst();
+      const pool = await this.db
+        .selectFrom('pools')
+        .selectAll()
+        .where('id', '=', d.pool_id)
+        .executeTakeFirst();
       const provider = pool ? this.providers.get(pool.provider) : undefined;
       const handle = d.handle ? (JSON.parse(d.handle) as DesktopHandle) : undefined;
       const log = this.log.child({ desktopId: d.id });
@@ -782,12 +954,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
         continue;
       }
       if (d.state === 'stopped' && !handle) continue; // a dedicated desktop at rest
-      const health = handle ? await provider.health(handle) : { state: 'dead' as const, reason: 'never started' };
-      if (health.state === 'dead' || d.state === 'provisioning' || d.state === 'stopping' || d.state === 'failed') {
+      const health = handle
+        ? await provider.health(handle)
+        : { state: 'dead' as const, reason: 'never started' };
+      if (
+        health.state === 'dead' ||
+        d.state === 'provisioning' ||
+        d.state === 'stopping' ||
+        d.state === 'failed'
+      ) {
         log.warn({ state: d.state, health }, 'reconcile: cleaning up desktop');
-        if (handle) await provider.destroy(handle, log, { keepDisk: pool.assignment === 'dedicated' }).catch((err: unknown) => log.error({ err }, 'destroy failed'));
-        if (handle) await this.db.updateTable('desktops').set({ handle: null }).where('id', '=', d.id).execute();
-        await this.cleanupDesktop({ ...d, handle: null }, pool, 'desktop lost while the server was down');
+        if (handle)
+          await provider
+            .destroy(handle, log, { keepDisk: pool.assignment === 'dedicated' })
+            .catch((err: unknown) => log.error({ err }, 'destroy failed'));
+        if (handle)
+          await this.db
+            .updateTable('desktops')
+            .set({ handle: null })
+            .where('id', '=', d.id)
+            .execute();
+        await this.cleanupDesktop(
+          { ...d, handle: null },
+          pool,
+          'desktop lost while the server was down',
+        );
         cleaned++;
         continue;
       }
@@ -806,7 +997,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
     for (const o of orphans) {
       await this.db
         .updateTable('sessions')
-        .set({ state: 'ended', ended_at: this.nowIso(), state_since: this.nowIso(), ended_reason: 'desktop lost while the server was down' })
+        .set({
+          state: 'ended',
+          ended_at: this.nowIso(),
+          state_since: this.nowIso(),
+          ended_reason: 'desktop lost while the server was down',
+        })
         .where('id', '=', o.id)
         .execute();
       cleaned++;
@@ -817,7 +1013,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .selectAll('d')
       .where('d.state', '=', 'in-use')
       .where(({ not, exists, selectFrom }) =>
-        not(exists(selectFrom('sessions as s').select('s.id').whereRef('s.desktop_id', '=', 'd.id').where('s.state', 'in', LIVE))),
+        not(
+          exists(
+            selectFrom('sessions as s')
+              .select('s.id')
+              .whereRef('s.desktop_id', '=', 'd.id')
+              .where('s.state', 'in', LIVE),
+          ),
+        ),
       )
       .execute();
     for (const d of unclaimed) {
@@ -826,7 +1029,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
       cleaned++;
     }
     // viewers are gone after a restart: active sessions are now disconnected
-    await this.db.updateTable('sessions').set({ state: 'disconnected', state_since: this.nowIso() }).where('state', '=', 'active').execute();
+    await this.db
+      .updateTable('sessions')
+      .set({ state: 'disconnected', state_since: this.nowIso() })
+      .where('state', '=', 'active')
+      .execute();
     let swept = 0;
     for (const [kind, provider] of this.providers) {
       if (provider.sweep) swept += await provider.sweep(known.get(kind) ?? [], this.log);

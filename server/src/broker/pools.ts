@@ -52,7 +52,11 @@ export class PoolAdmin {
       const hosts = (template as { hosts: unknown[] }).hosts.length;
       if (body.maxSize > hosts) body = { ...body, maxSize: hosts };
     }
-    const exists = await this.db.selectFrom('pools').select('id').where('name', '=', body.name).executeTakeFirst();
+    const exists = await this.db
+      .selectFrom('pools')
+      .select('id')
+      .where('name', '=', body.name)
+      .executeTakeFirst();
     if (exists) throw new BrokerError('NAME_TAKEN', `a pool named "${body.name}" exists already`);
     const row: PoolRow = {
       id: randomUUID(),
@@ -72,7 +76,13 @@ export class PoolAdmin {
       created_at: new Date(this.clock.now()).toISOString(),
     };
     await this.db.insertInto('pools').values(row).execute();
-    await this.broker.audit.record({ actor: actor.name, action: 'pool.create', target: row.id, ip: actor.ip ?? null, detail: { name: row.name, provider: row.provider } });
+    await this.broker.audit.record({
+      actor: actor.name,
+      action: 'pool.create',
+      target: row.id,
+      ip: actor.ip ?? null,
+      detail: { name: row.name, provider: row.provider },
+    });
     void this.broker.tick();
     return poolFromRow(row);
   }
@@ -90,15 +100,32 @@ export class PoolAdmin {
       max_session_sec: body.maxSessionSec ?? pool.max_session_sec,
       max_per_user: body.maxPerUser ?? pool.max_per_user,
       draining: body.draining === undefined ? pool.draining : body.draining ? 1 : 0,
-      template: body.template ? JSON.stringify(this.broker.provider(pool.provider).parseTemplate(body.template)) : pool.template,
+      template: body.template
+        ? JSON.stringify(this.broker.provider(pool.provider).parseTemplate(body.template))
+        : pool.template,
     };
     checkSizes(next.min_size, next.max_size, next.spares);
     if (next.name !== pool.name) {
-      const taken = await this.db.selectFrom('pools').select('id').where('name', '=', next.name).executeTakeFirst();
+      const taken = await this.db
+        .selectFrom('pools')
+        .select('id')
+        .where('name', '=', next.name)
+        .executeTakeFirst();
       if (taken) throw new BrokerError('NAME_TAKEN', `a pool named "${next.name}" exists already`);
     }
     await this.db.updateTable('pools').set(next).where('id', '=', poolId).execute();
-    await this.broker.audit.record({ actor: actor.name, action: body.draining !== undefined && Object.keys(body).length === 1 ? (body.draining ? 'pool.drain' : 'pool.undrain') : 'pool.update', target: poolId, ip: actor.ip ?? null, detail: body });
+    await this.broker.audit.record({
+      actor: actor.name,
+      action:
+        body.draining !== undefined && Object.keys(body).length === 1
+          ? body.draining
+            ? 'pool.drain'
+            : 'pool.undrain'
+          : 'pool.update',
+      target: poolId,
+      ip: actor.ip ?? null,
+      detail: body,
+    });
     void this.broker.tick();
     return poolFromRow({ ...pool, ...next });
   }
@@ -106,14 +133,30 @@ export class PoolAdmin {
   /** Refused while sessions are live unless forced; forced ends them first. */
   async delete(poolId: string, force: boolean, actor: Actor): Promise<void> {
     const pool = await this.broker.pool(poolId);
-    const live = await this.db.selectFrom('sessions').select('id').where('pool_id', '=', poolId).where('state', '<>', 'ended').execute();
+    const live = await this.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('pool_id', '=', poolId)
+      .where('state', '<>', 'ended')
+      .execute();
     if (live.length && !force) {
-      throw new BrokerError('SESSIONS_ACTIVE', `pool "${pool.name}" has ${live.length} live session(s); drain it or delete with force`);
+      throw new BrokerError(
+        'SESSIONS_ACTIVE',
+        `pool "${pool.name}" has ${live.length} live session(s); drain it or delete with force`,
+      );
     }
     // drain first so the tick does not start spares while we tear down
-    await this.db.updateTable('pools').set({ draining: 1, spares: 0, min_size: 0 }).where('id', '=', poolId).execute();
+    await this.db
+      .updateTable('pools')
+      .set({ draining: 1, spares: 0, min_size: 0 })
+      .where('id', '=', poolId)
+      .execute();
     for (const s of live) await this.broker.logoff(s.id, actor, 'pool deleted');
-    const desktops = await this.db.selectFrom('desktops').selectAll().where('pool_id', '=', poolId).execute();
+    const desktops = await this.db
+      .selectFrom('desktops')
+      .selectAll()
+      .where('pool_id', '=', poolId)
+      .execute();
     const provider = this.broker.provider(pool.provider);
     for (const d of desktops) {
       if (d.handle) {
@@ -121,11 +164,19 @@ export class PoolAdmin {
           .destroy(JSON.parse(d.handle) as Record<string, unknown>, this.log, { keepDisk: false })
           .catch((err: unknown) => this.log.error({ err, desktopId: d.id }, 'destroy failed'));
       }
-      await provider.purge?.(d.id).catch((err: unknown) => this.log.error({ err, desktopId: d.id }, 'purge failed'));
+      await provider
+        .purge?.(d.id)
+        .catch((err: unknown) => this.log.error({ err, desktopId: d.id }, 'purge failed'));
     }
     await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
     await this.db.deleteFrom('entitlements').where('pool_id', '=', poolId).execute();
     await this.db.deleteFrom('pools').where('id', '=', poolId).execute();
-    await this.broker.audit.record({ actor: actor.name, action: 'pool.delete', target: poolId, ip: actor.ip ?? null, detail: { name: pool.name, force } });
+    await this.broker.audit.record({
+      actor: actor.name,
+      action: 'pool.delete',
+      target: poolId,
+      ip: actor.ip ?? null,
+      detail: { name: pool.name, force },
+    });
   }
 }

@@ -39,7 +39,11 @@ const EnvSchema = z.object({
   /** Secure cookie flag: auto = only when the request came over HTTPS */
   COOKIE_SECURE: z.enum(['auto', 'true', 'false']).default('auto'),
   /** signed-in session lifetime in hours (absolute) @default 12 */
-  SESSION_MAX_AGE_HOURS: z.coerce.number().min(0.01).max(24 * 30).default(12),
+  SESSION_MAX_AGE_HOURS: z.coerce
+    .number()
+    .min(0.01)
+    .max(24 * 30)
+    .default(12),
   /** create the default Xvnc pool on first run @default true */
   DEFAULT_POOL: bool.default(true),
   /** size of the default pool's desktops @default 1280x800 */
@@ -99,7 +103,10 @@ export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
 }
 
-export function loadConfig(env: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  cwd = process.cwd(),
+): Config {
   const parsed = EnvSchema.safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);

@@ -44,7 +44,12 @@ interface Attachment {
   stream: DesktopStream;
 }
 
-type VdiSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+type VdiSocket = Socket<
+  ClientToServerEvents,
+  ServerToClientEvents,
+  Record<string, never>,
+  SocketData
+>;
 
 export interface GatewayOptions {
   maxFramesInFlight: number;
@@ -65,7 +70,12 @@ const DEFAULT_INPUT_RATE = 600;
  * express-session cookie as the REST API.
  */
 export class Gateway {
-  readonly io: Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+  readonly io: Server<
+    ClientToServerEvents,
+    ServerToClientEvents,
+    Record<string, never>,
+    SocketData
+  >;
   readonly streams: StreamManager;
   private readonly attachments = new WeakMap<VdiSocket, Attachment>();
 
@@ -88,13 +98,21 @@ export class Gateway {
       // A reconnect attaches afresh and gets a keyframe.
       allowRequest: (req, cb) => {
         const ok = this.originAllowed(req.headers.origin, req.headers.host);
-        if (!ok) this.log.warn({ origin: req.headers.origin, host: req.headers.host }, 'socket handshake refused: cross-origin');
+        if (!ok)
+          this.log.warn(
+            { origin: req.headers.origin, host: req.headers.host },
+            'socket handshake refused: cross-origin',
+          );
         cb(ok ? null : 'origin not allowed', ok);
       },
     });
     for (const m of middlewares) this.io.engine.use(m);
     this.io.use((socket, next) => {
-      const req = socket.request as typeof socket.request & { user?: AuthedUser; sessionID?: string; ip?: string };
+      const req = socket.request as typeof socket.request & {
+        user?: AuthedUser;
+        sessionID?: string;
+        ip?: string;
+      };
       if (!req.user) return next(new Error('unauthorized: sign in first'));
       socket.data.user = req.user;
       socket.data.httpSessionId = req.sessionID ?? '';
@@ -106,11 +124,18 @@ export class Gateway {
 
     this.streams = new StreamManager(clock, log, {
       cursor: (desktopId, shape) => {
-        this.io.to(`desktop:${desktopId}`).emit('cursor', { width: shape.width, height: shape.height, hotX: shape.hotX, hotY: shape.hotY, png: shape.png });
+        this.io.to(`desktop:${desktopId}`).emit('cursor', {
+          width: shape.width,
+          height: shape.height,
+          hotX: shape.hotX,
+          hotY: shape.hotY,
+          png: shape.png,
+        });
       },
       clipboard: (desktopId, text) => {
         // only the session's own viewers get the desktop's clipboard, never shadows
-        for (const s of this.socketsOfDesktop(desktopId)) if (!this.attachments.get(s)!.shadow) s.emit('clipboard', { text });
+        for (const s of this.socketsOfDesktop(desktopId))
+          if (!this.attachments.get(s)!.shadow) s.emit('clipboard', { text });
       },
       lost: (desktopId, reason) => {
         this.io.to(`desktop:${desktopId}`).emit('session', { state: 'desktop-lost', reason });
@@ -135,13 +160,22 @@ export class Gateway {
       this.io.in(`viewers:${sessionId}`).disconnectSockets(true);
     });
     broker.on('desktop-health', (desktopId, state, reason) => {
-      const msg = state === 'running' ? { state: 'active' as const } : { state: state === 'dead' ? ('desktop-lost' as const) : ('desktop-unresponsive' as const), ...(reason ? { reason } : {}) };
+      const msg =
+        state === 'running'
+          ? { state: 'active' as const }
+          : {
+              state:
+                state === 'dead' ? ('desktop-lost' as const) : ('desktop-unresponsive' as const),
+              ...(reason ? { reason } : {}),
+            };
       this.io.to(`desktop:${desktopId}`).emit('session', msg);
     });
     broker.on('desktop-restarting', (desktopId) => {
       // this node's viewers let go of the old stream and attach again (with backoff) once the
       // desktop is back; other nodes lose their RFB connection to it and do the same via `lost`
-      const sockets = this.socketsOfDesktop(desktopId).map((s) => [s, this.attachments.get(s)!] as const);
+      const sockets = this.socketsOfDesktop(desktopId).map(
+        (s) => [s, this.attachments.get(s)!] as const,
+      );
       this.streams.drop(desktopId, 'desktop restarting');
       for (const [s, a] of sockets) {
         this.detach(s, 'desktop restarted', { keepSessionRoom: true });
@@ -218,12 +252,24 @@ export class Gateway {
   }
 
   /** Validate one event's payload; answer a bad one with an error and drop it. */
-  private valid<T extends z.ZodType>(socket: VdiSocket, schema: T, event: string, payload: unknown): z.infer<T> | undefined {
+  private valid<T extends z.ZodType>(
+    socket: VdiSocket,
+    schema: T,
+    event: string,
+    payload: unknown,
+  ): z.infer<T> | undefined {
     const r = schema.safeParse(payload);
     if (r.success) return r.data;
     gatewayMetrics.badEvents.inc({ event });
-    this.log.warn({ event, user: socket.data.user.username, issues: r.error.issues.slice(0, 3) }, 'bad event from browser');
-    this.fail(socket, 'BAD_EVENT', `invalid ${event} event: ${r.error.issues[0]?.message ?? 'bad payload'}`);
+    this.log.warn(
+      { event, user: socket.data.user.username, issues: r.error.issues.slice(0, 3) },
+      'bad event from browser',
+    );
+    this.fail(
+      socket,
+      'BAD_EVENT',
+      `invalid ${event} event: ${r.error.issues[0]?.message ?? 'bad payload'}`,
+    );
     return undefined;
   }
 
@@ -254,16 +300,22 @@ export class Gateway {
     socket.on('attach', (req, cb) => {
       const reply = typeof cb === 'function' ? cb : () => undefined;
       const parsed = this.valid(socket, AttachRequest, 'attach', req);
-      if (!parsed) return reply({ ok: false, code: 'BAD_EVENT', message: 'invalid attach request' });
+      if (!parsed)
+        return reply({ ok: false, code: 'BAD_EVENT', message: 'invalid attach request' });
       this.attach(socket, parsed.sessionId, parsed.shadow ?? false).then(reply, (err: unknown) => {
         const code = err instanceof BrokerError ? err.code : 'ATTACH_FAILED';
-        const message = err instanceof BrokerError ? err.message : 'the desktop could not be reached; try again';
+        const message =
+          err instanceof BrokerError ? err.message : 'the desktop could not be reached; try again';
         if (!(err instanceof BrokerError)) this.log.error({ err }, 'attach failed');
         reply({ ok: false, code, message });
       });
     });
 
-    const input = <T extends z.ZodType>(event: string, schema: T, fn: (a: Attachment, msg: z.infer<T>) => void) => {
+    const input = <T extends z.ZodType>(
+      event: string,
+      schema: T,
+      fn: (a: Attachment, msg: z.infer<T>) => void,
+    ) => {
       return (payload: unknown) => {
         const a = this.attachments.get(socket);
         const msg = this.valid(socket, schema, event, payload);
@@ -284,10 +336,26 @@ export class Gateway {
         this.broker.noteInput(a.sessionId);
       };
     };
-    socket.on('key', input('key', KeyEventMsg, (a, m) => a.stream.link!.keyEvent(m.keysym, m.down)));
-    socket.on('pointer', input('pointer', PointerEventMsg, (a, m) => a.stream.link!.pointerEvent(m.x, m.y, m.buttons)));
-    socket.on('clipboard', input('clipboard', ClipboardMsg, (a, m) => a.stream.link!.clientCutText(m.text)));
-    socket.on('resize', input('resize', ResizeRequest, (a, m) => void a.stream.link!.setDesktopSize(m.width, m.height)));
+    socket.on(
+      'key',
+      input('key', KeyEventMsg, (a, m) => a.stream.link!.keyEvent(m.keysym, m.down)),
+    );
+    socket.on(
+      'pointer',
+      input('pointer', PointerEventMsg, (a, m) => a.stream.link!.pointerEvent(m.x, m.y, m.buttons)),
+    );
+    socket.on(
+      'clipboard',
+      input('clipboard', ClipboardMsg, (a, m) => a.stream.link!.clientCutText(m.text)),
+    );
+    socket.on(
+      'resize',
+      input(
+        'resize',
+        ResizeRequest,
+        (a, m) => void a.stream.link!.setDesktopSize(m.width, m.height),
+      ),
+    );
     socket.on('ack', (payload) => {
       const m = this.valid(socket, AckMsg, 'ack', payload);
       if (m) this.attachments.get(socket)?.viewer.ack(m.seq);
@@ -322,13 +390,22 @@ export class Gateway {
     );
     this.attachments.set(socket, { sessionId, desktopId: info.desktop.id, shadow, viewer, stream });
     stream.viewers.add(viewer);
-    await socket.join([`session:${sessionId}`, `desktop:${info.desktop.id}`, ...(shadow ? [] : [`viewers:${sessionId}`])]);
+    await socket.join([
+      `session:${sessionId}`,
+      `desktop:${info.desktop.id}`,
+      ...(shadow ? [] : [`viewers:${sessionId}`]),
+    ]);
     if (stream.cursor) socket.emit('cursor', { ...stream.cursor, png: stream.cursor.png });
     const actor = { id: user.id, name: user.username, ip: socket.data.ip };
     if (shadow) {
       // the user's viewers are told; shadows are not (they would read "an administrator is watching")
       this.io.to(`viewers:${sessionId}`).emit('shadow', { watched: true, by: user.username });
-      await this.broker.audit.record({ actor: user.username, action: 'session.shadow.start', target: sessionId, ip: socket.data.ip });
+      await this.broker.audit.record({
+        actor: user.username,
+        action: 'session.shadow.start',
+        target: sessionId,
+        ip: socket.data.ip,
+      });
     } else {
       await this.broker.markActive(sessionId, actor);
       const watcher = this.socketsOfSession(sessionId).find((s) => this.attachments.get(s)!.shadow);
@@ -359,7 +436,10 @@ export class Gateway {
       this.attach(socket, sessionId, shadow).then(
         () => socket.emit('session', { state: 'active' }),
         (err: unknown) => {
-          if (err instanceof BrokerError && ['SESSION_ENDED', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'NOT_ENTITLED'].includes(err.code)) {
+          if (
+            err instanceof BrokerError &&
+            ['SESSION_ENDED', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'NOT_ENTITLED'].includes(err.code)
+          ) {
             socket.emit('session', { state: 'ended', reason: err.message });
             return;
           }
@@ -370,22 +450,42 @@ export class Gateway {
     timer.unref();
   }
 
-  private detach(socket: VdiSocket, reason: string, opts: { keepSessionRoom?: boolean } = {}): void {
+  private detach(
+    socket: VdiSocket,
+    reason: string,
+    opts: { keepSessionRoom?: boolean } = {},
+  ): void {
     const a = this.attachments.get(socket);
     if (!a) return;
     this.attachments.delete(socket);
     a.viewer.close();
     a.stream.viewers.delete(a.viewer);
-    const rooms = [`desktop:${a.desktopId}`, `viewers:${a.sessionId}`, ...(opts.keepSessionRoom ? [] : [`session:${a.sessionId}`])];
+    const rooms = [
+      `desktop:${a.desktopId}`,
+      `viewers:${a.sessionId}`,
+      ...(opts.keepSessionRoom ? [] : [`session:${a.sessionId}`]),
+    ];
     for (const room of rooms) void socket.leave(room);
     this.streams.release(a.desktopId);
     const rest = this.socketsOfSession(a.sessionId);
     const user = socket.data.user;
     if (a.shadow) {
-      if (!rest.some((s) => this.attachments.get(s)!.shadow)) this.io.to(`viewers:${a.sessionId}`).emit('shadow', { watched: false });
-      void this.broker.audit.record({ actor: user.username, action: 'session.shadow.end', target: a.sessionId, ip: socket.data.ip });
+      if (!rest.some((s) => this.attachments.get(s)!.shadow))
+        this.io.to(`viewers:${a.sessionId}`).emit('shadow', { watched: false });
+      void this.broker.audit.record({
+        actor: user.username,
+        action: 'session.shadow.end',
+        target: a.sessionId,
+        ip: socket.data.ip,
+      });
     } else if (!rest.some((s) => !this.attachments.get(s)!.shadow)) {
-      void this.broker.markDisconnected(a.sessionId, { id: user.id, name: user.username, ip: socket.data.ip }, reason).catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
+      void this.broker
+        .markDisconnected(
+          a.sessionId,
+          { id: user.id, name: user.username, ip: socket.data.ip },
+          reason,
+        )
+        .catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
     }
   }
 

@@ -4,9 +4,30 @@ export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
 
 export const gatewayMetrics = {
-  sockets: new client.Gauge({ name: 'vdi_viewer_sockets', help: 'Connected viewer sockets', registers: [registry] }),
-  frames: new client.Counter({ name: 'vdi_frames_sent_total', help: 'Frames sent to viewers', registers: [registry] }),
-  bytes: new client.Counter({ name: 'vdi_frame_bytes_sent_total', help: 'Frame bytes sent to viewers', registers: [registry] }),
-  badEvents: new client.Counter({ name: 'vdi_bad_events_total', help: 'Invalid events from browsers', labelNames: ['event'], registers: [registry] }),
-  droppedInput: new client.Counter({ name: 'vdi_dropped_input_total', help: 'Input events dropped by the rate limit', registers: [registry] }),
+  sockets: new client.Gauge({
+    name: 'vdi_viewer_sockets',
+    help: 'Connected viewer sockets',
+    registers: [registry],
+  }),
+  frames: new client.Counter({
+    name: 'vdi_frames_sent_total',
+    help: 'Frames sent to viewers',
+    registers: [registry],
+  }),
+  bytes: new client.Counter({
+    name: 'vdi_frame_bytes_sent_total',
+    help: 'Frame bytes sent to viewers',
+    registers: [registry],
+  }),
+  badEvents: new client.Counter({
+    name: 'vdi_bad_events_total',
+    help: 'Invalid events from browsers',
+    labelNames: ['event'],
+    registers: [registry],
+  }),
+  droppedInput: new client.Counter({
+    name: 'vdi_dropped_input_total',
+    help: 'Input events dropped by the rate limit',
+    registers: [registry],
+  }),
 };

@@ -68,7 +68,8 @@ export function probeRfb(
   timeoutMs = 2000,
 ): Promise<'ok' | 'silent' | 'refused' | 'garbage'> {
   return new Promise((resolve) => {
-    const sock = 'path' in target ? net.connect(target.path) : net.connect(target.port, target.host);
+    const sock =
+      'path' in target ? net.connect(target.path) : net.connect(target.port, target.host);
     let buf = Buffer.alloc(0);
     const done = (r: 'ok' | 'silent' | 'refused' | 'garbage') => {
       clearTimeout(timer);
@@ -79,7 +80,10 @@ export function probeRfb(
     sock.on('error', () => done('refused'));
     sock.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
-      if (buf.length >= 12) done(/^RFB \d{3}\.\d{3}\n$/.test(buf.subarray(0, 12).toString('latin1')) ? 'ok' : 'garbage');
+      if (buf.length >= 12)
+        done(
+          /^RFB \d{3}\.\d{3}\n$/.test(buf.subarray(0, 12).toString('latin1')) ? 'ok' : 'garbage',
+        );
     });
     sock.on('close', () => done(buf.length ? 'garbage' : 'refused'));
   });
@@ -95,7 +99,8 @@ export async function waitFor<T>(
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

@@ -102,7 +102,10 @@ export type QemuHandle = z.infer<typeof Handle>;
 function parseHandle(handle: DesktopHandle): QemuHandle {
   const parsed = Handle.safeParse(handle);
   if (!parsed.success) {
-    throw new ProviderError('QEMU_BAD_HANDLE', `not a qemu desktop handle: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    throw new ProviderError(
+      'QEMU_BAD_HANDLE',
+      `not a qemu desktop handle: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+    );
   }
   return parsed.data;
 }
@@ -136,8 +139,10 @@ type ProcessCheck = { alive: true; stat: ProcStat } | { alive: false; reason: st
 async function checkProcess(h: Pick<QemuHandle, 'pid' | 'startTime'>): Promise<ProcessCheck> {
   const stat = await readProcStat(h.pid);
   if (!stat) return { alive: false, reason: `QEMU process ${h.pid} is gone` };
-  if (stat.startTime !== h.startTime) return { alive: false, reason: `pid ${h.pid} now belongs to another process` };
-  if (stat.state === 'Z' || stat.state === 'X') return { alive: false, reason: `QEMU process ${h.pid} has exited` };
+  if (stat.startTime !== h.startTime)
+    return { alive: false, reason: `pid ${h.pid} now belongs to another process` };
+  if (stat.state === 'Z' || stat.state === 'X')
+    return { alive: false, reason: `QEMU process ${h.pid} has exited` };
   return { alive: true, stat };
 }
 
@@ -151,7 +156,10 @@ async function waitGone(h: Pick<QemuHandle, 'pid' | 'startTime'>, ms: number): P
 }
 
 /** Signals the VM's process group, but only while the pid is still our QEMU. */
-async function signalVm(h: Pick<QemuHandle, 'pid' | 'startTime'>, signal: NodeJS.Signals): Promise<void> {
+async function signalVm(
+  h: Pick<QemuHandle, 'pid' | 'startTime'>,
+  signal: NodeJS.Signals,
+): Promise<void> {
   const check = await checkProcess(h);
   if (!check.alive) return;
   try {
@@ -213,7 +221,8 @@ function probeVncSocket(socketPath: string, timeoutMs: number): Promise<boolean>
     const timer = setTimeout(() => done(false), timeoutMs);
     socket.on('data', (chunk: Buffer) => {
       got = Buffer.concat([got, chunk]);
-      if (got.length >= 12) done(/^RFB \d{3}\.\d{3}\n$/.test(got.subarray(0, 12).toString('latin1')));
+      if (got.length >= 12)
+        done(/^RFB \d{3}\.\d{3}\n$/.test(got.subarray(0, 12).toString('latin1')));
     });
     socket.on('error', () => done(false));
     socket.on('close', () => done(false));
@@ -229,7 +238,8 @@ async function lookupUser(name: string): Promise<{ uid: number; gid: number } | 
   }
   for (const line of passwd.split('\n')) {
     const [user, , uid, gid] = line.split(':');
-    if (user === name && uid !== undefined && gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
+    if (user === name && uid !== undefined && gid !== undefined)
+      return { uid: Number(uid), gid: Number(gid) };
   }
   return undefined;
 }
@@ -309,7 +319,9 @@ export class QemuProvider implements Provider {
     try {
       await execFileAsync(this.qemuImgBinary, ['--version'], { timeout: 10_000 });
     } catch (err) {
-      problems.push(`${this.qemuImgBinary} does not run (${(err as Error).message.split('\n')[0]})`);
+      problems.push(
+        `${this.qemuImgBinary} does not run (${(err as Error).message.split('\n')[0]})`,
+      );
     }
     try {
       await this.ensureDirs();
@@ -335,41 +347,76 @@ export class QemuProvider implements Provider {
     const template = QemuTemplate.parse(spec.template);
     const desktopId = spec.desktopId;
     if (!DESKTOP_ID.test(desktopId)) {
-      throw new ProviderError('QEMU_BAD_ID', `desktop id ${JSON.stringify(desktopId)} cannot name files (letters, digits, . _ - only)`);
+      throw new ProviderError(
+        'QEMU_BAD_ID',
+        `desktop id ${JSON.stringify(desktopId)} cannot name files (letters, digits, . _ - only)`,
+      );
     }
     const goldenPath = path.resolve(template.image);
     const kernel = template.kernel ? path.resolve(template.kernel) : undefined;
     const initrd = template.initrd ? path.resolve(template.initrd) : undefined;
-    for (const [what, file] of [['golden image', goldenPath], ['kernel', kernel], ['initrd', initrd]] as const) {
+    for (const [what, file] of [
+      ['golden image', goldenPath],
+      ['kernel', kernel],
+      ['initrd', initrd],
+    ] as const) {
       if (file === undefined) continue;
       try {
         await fs.access(file, fsConstants.R_OK);
       } catch {
-        throw new ProviderError('QEMU_IMAGE_MISSING', `${what} ${file} does not exist or is not readable`);
+        throw new ProviderError(
+          'QEMU_IMAGE_MISSING',
+          `${what} ${file} does not exist or is not readable`,
+        );
       }
     }
     const goldenStat = await fs.stat(goldenPath);
     if ((goldenStat.mode & 0o022) !== 0) {
-      log.warn({ goldenPath }, 'golden image is writable by group or others; make it read-only (chmod 0444)');
+      log.warn(
+        { goldenPath },
+        'golden image is writable by group or others; make it read-only (chmod 0444)',
+      );
     }
 
     await this.ensureDirs();
     const paths = this.pathsFor(desktopId);
     for (const p of [paths.qmpPath, paths.vncPath]) {
       if (Buffer.byteLength(p) > MAX_UNIX_PATH_BYTES) {
-        throw new ProviderError('QEMU_PATH_TOO_LONG', `socket path ${p} is longer than ${MAX_UNIX_PATH_BYTES} bytes; use a shorter run directory`);
+        throw new ProviderError(
+          'QEMU_PATH_TOO_LONG',
+          `socket path ${p} is longer than ${MAX_UNIX_PATH_BYTES} bytes; use a shorter run directory`,
+        );
       }
     }
     await this.refuseIfRunning(desktopId, paths);
 
     const { accel, why: noKvm } = await this.resolveAccel();
     const runAs = await this.resolveRunAs();
-    const createdOverlay = await this.prepareOverlay(spec.persistent, goldenPath, paths.overlayPath, log);
+    const createdOverlay = await this.prepareOverlay(
+      spec.persistent,
+      goldenPath,
+      paths.overlayPath,
+      log,
+    );
     try {
-      const cpus = accel === 'kvm' ? (this.kvmCpuLearned ? [this.kvmCpuLearned] : this.kvmCpuCandidates) : [undefined];
+      const cpus =
+        accel === 'kvm'
+          ? this.kvmCpuLearned
+            ? [this.kvmCpuLearned]
+            : this.kvmCpuCandidates
+          : [undefined];
       let pid: number | undefined;
       for (const [i, cpu] of cpus.entries()) {
-        const args = await this.buildArgs({ desktopId, template, kernel, initrd, accel, cpu, runAs: runAs?.user, ...paths });
+        const args = await this.buildArgs({
+          desktopId,
+          template,
+          kernel,
+          initrd,
+          accel,
+          cpu,
+          runAs: runAs?.user,
+          ...paths,
+        });
         try {
           pid = await this.startQemu(desktopId, args, paths, log);
           if (cpu !== undefined) this.kvmCpuLearned = cpu;
@@ -378,13 +425,22 @@ export class QemuProvider implements Provider {
           const next = cpus[i + 1];
           // Nested hypervisors may refuse some MSRs of `-cpu host` (QEMU aborts with
           // "failed to set MSR"); a model without them still runs with KVM.
-          if (next === undefined || !(err instanceof ProviderError) || !/failed to set MSR/.test(err.message)) throw err;
-          log.warn({ desktopId, cpu, next }, 'KVM rejected this CPU model; retrying with the next one');
+          if (
+            next === undefined ||
+            !(err instanceof ProviderError) ||
+            !/failed to set MSR/.test(err.message)
+          )
+            throw err;
+          log.warn(
+            { desktopId, cpu, next },
+            'KVM rejected this CPU model; retrying with the next one',
+          );
         }
       }
       if (pid === undefined) throw new ProviderError('QEMU_START_FAILED', 'QEMU did not start');
       const stat = await readProcStat(pid);
-      if (!stat) throw new ProviderError('QEMU_START_FAILED', `QEMU process ${pid} vanished while starting`);
+      if (!stat)
+        throw new ProviderError('QEMU_START_FAILED', `QEMU process ${pid} vanished while starting`);
       const handle: QemuHandle = {
         desktopId,
         pid,
@@ -438,24 +494,42 @@ export class QemuProvider implements Provider {
         timeoutMs: this.healthTimeoutMs,
         commandTimeoutMs: this.healthTimeoutMs,
       });
-      return STATUS_HEALTH[status.status] ?? { state: 'unresponsive', reason: `unexpected VM status ${status.status}` };
+      return (
+        STATUS_HEALTH[status.status] ?? {
+          state: 'unresponsive',
+          reason: `unexpected VM status ${status.status}`,
+        }
+      );
     } catch (err) {
       if (err instanceof QmpError && err.code === 'QMP_CONNECT') {
         return { state: 'dead', reason: `QMP socket unreachable: ${err.message}` };
       }
       // The process state tells an admin why QMP is silent (T = stopped by a signal).
       const state = (await readProcStat(h.pid))?.state ?? '?';
-      const why = err instanceof QmpError && err.code === 'QMP_TIMEOUT' ? `QMP did not answer within ${this.healthTimeoutMs} ms` : (err as Error).message;
-      return { state: 'unresponsive', reason: `${why} (process state ${state}${state === 'T' ? ': stopped' : ''})` };
+      const why =
+        err instanceof QmpError && err.code === 'QMP_TIMEOUT'
+          ? `QMP did not answer within ${this.healthTimeoutMs} ms`
+          : (err as Error).message;
+      return {
+        state: 'unresponsive',
+        reason: `${why} (process state ${state}${state === 'T' ? ': stopped' : ''})`,
+      };
     }
   }
 
-  async destroy(handle: DesktopHandle, log: Logger, opts: { keepDisk?: boolean } = {}): Promise<void> {
+  async destroy(
+    handle: DesktopHandle,
+    log: Logger,
+    opts: { keepDisk?: boolean } = {},
+  ): Promise<void> {
     const h = parseHandle(handle);
     await this.stopVm(h, log);
     for (const p of [h.qmpPath, h.vncPath, h.pidPath, h.logPath]) await fs.rm(p, { force: true });
     if (!opts.keepDisk) await fs.rm(h.overlayPath, { force: true });
-    log.info({ desktopId: h.desktopId, keptDisk: Boolean(opts.keepDisk) }, 'qemu desktop destroyed');
+    log.info(
+      { desktopId: h.desktopId, keptDisk: Boolean(opts.keepDisk) },
+      'qemu desktop destroyed',
+    );
   }
 
   /** A clean machine for the next user: stop, throw the overlay away, clone again, boot. */
@@ -464,7 +538,10 @@ export class QemuProvider implements Provider {
     return this.create({ ...spec, persistent: false }, log);
   }
 
-  async powerAction(handle: DesktopHandle, action: 'reset' | 'powerdown' | 'stop' | 'cont'): Promise<void> {
+  async powerAction(
+    handle: DesktopHandle,
+    action: 'reset' | 'powerdown' | 'stop' | 'cont',
+  ): Promise<void> {
     const h = parseHandle(handle);
     await this.withQmp(h, CONTROL_TIMEOUT_MS, async (qmp) => {
       if (action === 'reset') {
@@ -498,7 +575,9 @@ export class QemuProvider implements Provider {
   async listSnapshots(handle: DesktopHandle): Promise<string[]> {
     const h = parseHandle(handle);
     const blocks = await this.withQmp(h, CONTROL_TIMEOUT_MS, (qmp) =>
-      qmp.execute<Array<{ device?: string; inserted?: { image?: { snapshots?: Array<{ name: string }> } } }>>('query-block'),
+      qmp.execute<
+        Array<{ device?: string; inserted?: { image?: { snapshots?: Array<{ name: string }> } } }>
+      >('query-block'),
     );
     const disk = blocks.find((b) => b.device === DISK_ID);
     return (disk?.inserted?.image?.snapshots ?? []).map((s) => s.name);
@@ -506,12 +585,17 @@ export class QemuProvider implements Provider {
 
   describe(handle: DesktopHandle): Record<string, string> {
     const h = parseHandle(handle);
-    return { accel: h.accel === 'kvm' ? 'KVM' : 'TCG', memory: `${h.memoryMb} MiB`, vcpus: String(h.vcpus) };
+    return {
+      accel: h.accel === 'kvm' ? 'KVM' : 'TCG',
+      memory: `${h.memoryMb} MiB`,
+      vcpus: String(h.vcpus),
+    };
   }
 
   /** Deletes a stopped desktop's kept overlay (a dedicated desktop whose pool is gone). */
   async purge(desktopId: string): Promise<void> {
-    if (!DESKTOP_ID.test(desktopId)) throw new ProviderError('QEMU_BAD_ID', `bad desktop id ${JSON.stringify(desktopId)}`);
+    if (!DESKTOP_ID.test(desktopId))
+      throw new ProviderError('QEMU_BAD_ID', `bad desktop id ${JSON.stringify(desktopId)}`);
     const paths = this.pathsFor(desktopId);
     await this.refuseIfRunning(desktopId, paths);
     await fs.rm(paths.overlayPath, { force: true });
@@ -549,7 +633,8 @@ export class QemuProvider implements Provider {
       const id = /([A-Za-z0-9_.-]+)\.qmp(?:,|$)/.exec(qmpArg.slice(prefix.length))?.[1];
       if (id !== undefined && DESKTOP_ID.test(id)) {
         const paths = this.pathsFor(id);
-        for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
+        for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath])
+          await fs.rm(p, { force: true });
       }
       removed++;
     }
@@ -579,14 +664,14 @@ export class QemuProvider implements Provider {
     await fs.mkdir(path.join(this.dirs.dataDir, 'qemu'), { recursive: true, mode: 0o700 });
   }
 
-
   /** Which accelerator to use, and why not KVM when it is TCG. */
   private async resolveAccel(): Promise<{ accel: QemuAccel; why?: string }> {
     if (this.accelOption === 'tcg') return { accel: 'tcg', why: 'TCG was asked for' };
     const opens = await this.kvmOpens();
     if (this.accelOption === 'kvm') {
       // asked for explicitly: the admin knows whether the guest suits this KVM
-      if (opens !== true) throw new ProviderError('QEMU_KVM_UNAVAILABLE', `KVM was asked for but ${opens}`);
+      if (opens !== true)
+        throw new ProviderError('QEMU_KVM_UNAVAILABLE', `KVM was asked for but ${opens}`);
       return { accel: 'kvm' };
     }
     if (opens !== true) return { accel: 'tcg', why: opens };
@@ -628,7 +713,10 @@ export class QemuProvider implements Provider {
     if (this.runAsOption === null || process.getuid?.() !== 0) return undefined;
     const ids = await lookupUser(this.runAsOption);
     if (!ids) {
-      throw new ProviderError('QEMU_NO_USER', `user ${this.runAsOption} (runAs) does not exist; create it or set runAs: null`);
+      throw new ProviderError(
+        'QEMU_NO_USER',
+        `user ${this.runAsOption} (runAs) does not exist; create it or set runAs: null`,
+      );
     }
     if (ids.uid === 0) return undefined;
     return { user: this.runAsOption, ...ids };
@@ -643,34 +731,48 @@ export class QemuProvider implements Provider {
     return this.runAsFlag;
   }
 
-  private async buildArgs(o: {
-    desktopId: string;
-    template: QemuTemplate;
-    kernel: string | undefined;
-    initrd: string | undefined;
-    accel: QemuAccel;
-    cpu: string | undefined;
-    runAs: string | undefined;
-  } & Paths): Promise<string[]> {
+  private async buildArgs(
+    o: {
+      desktopId: string;
+      template: QemuTemplate;
+      kernel: string | undefined;
+      initrd: string | undefined;
+      accel: QemuAccel;
+      cpu: string | undefined;
+      runAs: string | undefined;
+    } & Paths,
+  ): Promise<string[]> {
     const args = [
-      '-name', `vdi-${o.desktopId},process=vdi-${o.desktopId}`,
+      '-name',
+      `vdi-${o.desktopId},process=vdi-${o.desktopId}`,
       '-no-user-config',
       '-nodefaults',
-      '-machine', `q35,accel=${o.accel}`,
+      '-machine',
+      `q35,accel=${o.accel}`,
       ...(o.cpu !== undefined ? ['-cpu', o.cpu] : []),
-      '-m', String(o.template.memoryMb),
-      '-smp', String(o.template.vcpus),
-      '-vga', 'std',
+      '-m',
+      String(o.template.memoryMb),
+      '-smp',
+      String(o.template.vcpus),
+      '-vga',
+      'std',
       // Only the overlay is a drive; QEMU opens its backing file (the golden image) read-only.
-      '-drive', `file=${optValue(o.overlayPath)},format=qcow2,if=virtio,id=${DISK_ID},cache=writeback,discard=unmap`,
-      '-nic', 'none',
-      '-display', 'none',
-      '-vnc', `unix:${optValue(o.vncPath)}`,
-      '-qmp', `unix:${optValue(o.qmpPath)},server=on,wait=off`,
-      '-pidfile', o.pidPath,
+      '-drive',
+      `file=${optValue(o.overlayPath)},format=qcow2,if=virtio,id=${DISK_ID},cache=writeback,discard=unmap`,
+      '-nic',
+      'none',
+      '-display',
+      'none',
+      '-vnc',
+      `unix:${optValue(o.vncPath)}`,
+      '-qmp',
+      `unix:${optValue(o.qmpPath)},server=on,wait=off`,
+      '-pidfile',
+      o.pidPath,
       // a guest power-off leaves QEMU up (status "shutdown") so an admin can reset it
       '-no-shutdown',
-      '-msg', 'timestamp=on',
+      '-msg',
+      'timestamp=on',
     ];
     if (o.kernel) args.push('-kernel', o.kernel);
     if (o.initrd) args.push('-initrd', o.initrd);
@@ -683,7 +785,12 @@ export class QemuProvider implements Provider {
   }
 
   /** Returns true when it made a fresh overlay, false when it reused a kept one. */
-  private async prepareOverlay(persistent: boolean, goldenPath: string, overlayPath: string, log: Logger): Promise<boolean> {
+  private async prepareOverlay(
+    persistent: boolean,
+    goldenPath: string,
+    overlayPath: string,
+    log: Logger,
+  ): Promise<boolean> {
     if (persistent && (await exists(overlayPath))) {
       const info = await this.imageInfo(overlayPath);
       const backing = info['full-backing-filename'] ?? info['backing-filename'];
@@ -713,11 +820,16 @@ export class QemuProvider implements Provider {
 
   private async qemuImg(args: string[]): Promise<string> {
     try {
-      const { stdout } = await execFileAsync(this.qemuImgBinary, args, { timeout: QEMU_IMG_TIMEOUT_MS });
+      const { stdout } = await execFileAsync(this.qemuImgBinary, args, {
+        timeout: QEMU_IMG_TIMEOUT_MS,
+      });
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };
-      throw new ProviderError('QEMU_IMG_FAILED', `qemu-img ${args[0]} failed: ${(e.stderr ?? e.message).trim()}`);
+      throw new ProviderError(
+        'QEMU_IMG_FAILED',
+        `qemu-img ${args[0]} failed: ${(e.stderr ?? e.message).trim()}`,
+      );
     }
   }
 
@@ -733,19 +845,31 @@ export class QemuProvider implements Provider {
     const argv = await readCmdline(pid);
     const stat = await readProcStat(pid);
     if (argv?.some((a) => a.includes(optValue(paths.qmpPath))) && stat && stat.state !== 'Z') {
-      throw new ProviderError('QEMU_ALREADY_RUNNING', `desktop ${desktopId} already has a running VM (pid ${pid}); destroy it first`);
+      throw new ProviderError(
+        'QEMU_ALREADY_RUNNING',
+        `desktop ${desktopId} already has a running VM (pid ${pid}); destroy it first`,
+      );
     }
   }
 
   /** Spawns QEMU and waits for its QMP and VNC sockets; on failure leaves nothing running. */
-  private async startQemu(desktopId: string, args: string[], paths: Paths, log: Logger): Promise<number> {
+  private async startQemu(
+    desktopId: string,
+    args: string[],
+    paths: Paths,
+    log: Logger,
+  ): Promise<number> {
     for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
     const logFile = await fs.open(paths.logPath, 'w', 0o600);
     let child: ChildProcess;
     try {
       // Detached: own process group and session, so the VM survives the server and a
       // signal to the server's group does not reach it.
-      child = spawn(this.qemuBinary, args, { detached: true, stdio: ['ignore', logFile.fd, logFile.fd], cwd: this.runDir });
+      child = spawn(this.qemuBinary, args, {
+        detached: true,
+        stdio: ['ignore', logFile.fd, logFile.fd],
+        cwd: this.runDir,
+      });
     } finally {
       await logFile.close();
     }
@@ -769,7 +893,8 @@ export class QemuProvider implements Provider {
         }
       }
       const qemuLog = await tail(paths.logPath);
-      for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
+      for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath])
+        await fs.rm(p, { force: true });
       if (err instanceof ProviderError) {
         throw new ProviderError(err.code, qemuLog ? `${err.message}: ${qemuLog}` : err.message);
       }
@@ -777,26 +902,40 @@ export class QemuProvider implements Provider {
     }
   }
 
-  private async waitReady(child: ChildProcess, paths: Paths, exited: () => string | undefined): Promise<number> {
+  private async waitReady(
+    child: ChildProcess,
+    paths: Paths,
+    exited: () => string | undefined,
+  ): Promise<number> {
     const deadline = Date.now() + this.startTimeoutMs;
     let qmpUp = false;
     for (;;) {
       const why = exited();
       if (why) throw new ProviderError('QEMU_START_FAILED', why);
-      if (child.pid === undefined) throw new ProviderError('QEMU_START_FAILED', `could not start ${this.qemuBinary}`);
+      if (child.pid === undefined)
+        throw new ProviderError('QEMU_START_FAILED', `could not start ${this.qemuBinary}`);
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new ProviderError('QEMU_START_TIMEOUT', `QEMU did not open its ${qmpUp ? 'VNC' : 'QMP'} socket within ${this.startTimeoutMs} ms`);
+        throw new ProviderError(
+          'QEMU_START_TIMEOUT',
+          `QEMU did not open its ${qmpUp ? 'VNC' : 'QMP'} socket within ${this.startTimeoutMs} ms`,
+        );
       }
       if (!qmpUp && (await exists(paths.qmpPath))) {
         try {
-          await qmpExecute(paths.qmpPath, 'query-status', undefined, { timeoutMs: Math.min(left, 5_000) });
+          await qmpExecute(paths.qmpPath, 'query-status', undefined, {
+            timeoutMs: Math.min(left, 5_000),
+          });
           qmpUp = true;
         } catch {
           /* not listening yet */
         }
       }
-      if (qmpUp && (await exists(paths.vncPath)) && (await probeVncSocket(paths.vncPath, Math.min(left, 2_000)))) {
+      if (
+        qmpUp &&
+        (await exists(paths.vncPath)) &&
+        (await probeVncSocket(paths.vncPath, Math.min(left, 2_000)))
+      ) {
         return child.pid;
       }
       await delay(POLL_INTERVAL_MS);
@@ -825,10 +964,18 @@ export class QemuProvider implements Provider {
     }
   }
 
-  private async withQmp<T>(h: QemuHandle, timeoutMs: number, fn: (qmp: QmpClient) => Promise<T>): Promise<T> {
+  private async withQmp<T>(
+    h: QemuHandle,
+    timeoutMs: number,
+    fn: (qmp: QmpClient) => Promise<T>,
+  ): Promise<T> {
     const proc = await checkProcess(h);
-    if (!proc.alive) throw new ProviderError('QEMU_NOT_RUNNING', `desktop ${h.desktopId}: ${proc.reason}`);
-    const qmp = await QmpClient.connect(h.qmpPath, { timeoutMs: Math.min(timeoutMs, CONTROL_TIMEOUT_MS), commandTimeoutMs: timeoutMs });
+    if (!proc.alive)
+      throw new ProviderError('QEMU_NOT_RUNNING', `desktop ${h.desktopId}: ${proc.reason}`);
+    const qmp = await QmpClient.connect(h.qmpPath, {
+      timeoutMs: Math.min(timeoutMs, CONTROL_TIMEOUT_MS),
+      commandTimeoutMs: timeoutMs,
+    });
     try {
       return await fn(qmp);
     } finally {
@@ -836,9 +983,16 @@ export class QemuProvider implements Provider {
     }
   }
 
-  private async hmpSnapshotCommand(h: QemuHandle, commandLine: string, activity: string): Promise<void> {
+  private async hmpSnapshotCommand(
+    h: QemuHandle,
+    commandLine: string,
+    activity: string,
+  ): Promise<void> {
     if (this.busy.has(h.desktopId)) {
-      throw new ProviderError('QEMU_BUSY', `desktop ${h.desktopId} is busy: ${this.busy.get(h.desktopId)}`);
+      throw new ProviderError(
+        'QEMU_BUSY',
+        `desktop ${h.desktopId} is busy: ${this.busy.get(h.desktopId)}`,
+      );
     }
     this.busy.set(h.desktopId, activity);
     try {
@@ -857,7 +1011,10 @@ export class QemuProvider implements Provider {
 
 function checkSnapshotName(name: string): void {
   if (!SNAPSHOT_NAME.test(name)) {
-    throw new ProviderError('QEMU_BAD_SNAPSHOT_NAME', `snapshot name ${JSON.stringify(name)}: letters, digits and . _ - only, up to 64`);
+    throw new ProviderError(
+      'QEMU_BAD_SNAPSHOT_NAME',
+      `snapshot name ${JSON.stringify(name)}: letters, digits and . _ - only, up to 64`,
+    );
   }
 }
 
@@ -923,10 +1080,17 @@ export function parsePpm(data: Buffer): PpmImage {
   const height = Number(token());
   const maxval = Number(token());
   pos++; // the single whitespace byte before the raster
-  if (magic !== 'P6' || !Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
+  if (
+    magic !== 'P6' ||
+    !Number.isInteger(width) ||
+    !Number.isInteger(height) ||
+    width <= 0 ||
+    height <= 0
+  ) {
     throw new ProviderError('PPM_BAD', 'not a binary PPM (P6) image');
   }
-  if (!(maxval > 0 && maxval < 256)) throw new ProviderError('PPM_BAD', `unsupported PPM maxval ${maxval}`);
+  if (!(maxval > 0 && maxval < 256))
+    throw new ProviderError('PPM_BAD', `unsupported PPM maxval ${maxval}`);
   const size = width * height * 3;
   if (data.length - pos < size) throw new ProviderError('PPM_BAD', 'PPM raster is truncated');
   return { width, height, rgb: data.subarray(pos, pos + size) };
@@ -935,14 +1099,43 @@ export function parsePpm(data: Buffer): PpmImage {
 /** QEMU key codes (QKeyCode) for the US layout; [code] or [shift, code]. */
 const QCODES: Record<string, string[]> = (() => {
   const map: Record<string, string[]> = {
-    ' ': ['spc'], '\n': ['ret'], '\t': ['tab'],
-    '-': ['minus'], '=': ['equal'], '[': ['bracket_left'], ']': ['bracket_right'], '\\': ['backslash'],
-    ';': ['semicolon'], "'": ['apostrophe'], '`': ['grave_accent'], ',': ['comma'], '.': ['dot'], '/': ['slash'],
+    ' ': ['spc'],
+    '\n': ['ret'],
+    '\t': ['tab'],
+    '-': ['minus'],
+    '=': ['equal'],
+    '[': ['bracket_left'],
+    ']': ['bracket_right'],
+    '\\': ['backslash'],
+    ';': ['semicolon'],
+    "'": ['apostrophe'],
+    '`': ['grave_accent'],
+    ',': ['comma'],
+    '.': ['dot'],
+    '/': ['slash'],
   };
   const shifted: Record<string, string> = {
-    '!': '1', '@': '2', '#': '3', $: '4', '%': '5', '^': '6', '&': '7', '*': '8', '(': '9', ')': '0',
-    _: 'minus', '+': 'equal', '{': 'bracket_left', '}': 'bracket_right', '|': 'backslash',
-    ':': 'semicolon', '"': 'apostrophe', '~': 'grave_accent', '<': 'comma', '>': 'dot', '?': 'slash',
+    '!': '1',
+    '@': '2',
+    '#': '3',
+    $: '4',
+    '%': '5',
+    '^': '6',
+    '&': '7',
+    '*': '8',
+    '(': '9',
+    ')': '0',
+    _: 'minus',
+    '+': 'equal',
+    '{': 'bracket_left',
+    '}': 'bracket_right',
+    '|': 'backslash',
+    ':': 'semicolon',
+    '"': 'apostrophe',
+    '~': 'grave_accent',
+    '<': 'comma',
+    '>': 'dot',
+    '?': 'slash',
   };
   for (const c of 'abcdefghijklmnopqrstuvwxyz0123456789') map[c] = [c];
   for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZ') map[c] = ['shift', c.toLowerCase()];
@@ -954,7 +1147,11 @@ const QCODES: Record<string, string[]> = (() => {
  * Presses one key chord on the VM's emulated keyboard, e.g. ['ctrl', 'alt', 'delete'].
  * Key names are QEMU QKeyCode values.
  */
-export async function sendKeys(handle: DesktopHandle, keys: string[], holdTimeMs?: number): Promise<void> {
+export async function sendKeys(
+  handle: DesktopHandle,
+  keys: string[],
+  holdTimeMs?: number,
+): Promise<void> {
   await typeChords(parseHandle(handle), [keys], holdTimeMs);
 }
 
@@ -962,10 +1159,18 @@ export async function sendKeys(handle: DesktopHandle, keys: string[], holdTimeMs
  * Types printable ASCII text (and \n, \t) as US-layout key presses. QEMU holds each key
  * `holdTimeMs` (its default is 100 ms) and queues them in order.
  */
-export async function typeText(handle: DesktopHandle, text: string, holdTimeMs?: number): Promise<void> {
+export async function typeText(
+  handle: DesktopHandle,
+  text: string,
+  holdTimeMs?: number,
+): Promise<void> {
   const chords = [...text].map((c) => {
     const chord = QCODES[c];
-    if (!chord) throw new ProviderError('QEMU_UNTYPEABLE', `cannot type ${JSON.stringify(c)} on a US keyboard`);
+    if (!chord)
+      throw new ProviderError(
+        'QEMU_UNTYPEABLE',
+        `cannot type ${JSON.stringify(c)} on a US keyboard`,
+      );
     return chord;
   });
   await typeChords(parseHandle(handle), chords, holdTimeMs);
@@ -976,7 +1181,9 @@ async function typeChords(h: QemuHandle, chords: string[][], holdTimeMs?: number
   try {
     // send-key queues the presses in QEMU's input queue and answers at once, in order
     for (const chord of chords) {
-      const args: Record<string, unknown> = { keys: chord.map((data) => ({ type: 'qcode', data })) };
+      const args: Record<string, unknown> = {
+        keys: chord.map((data) => ({ type: 'qcode', data })),
+      };
       if (holdTimeMs !== undefined) args['hold-time'] = holdTimeMs;
       await qmp.execute('send-key', args);
     }

@@ -75,7 +75,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 function isVersionTriple(v: unknown): v is QmpGreeting['version']['qemu'] {
-  return isObject(v) && typeof v.major === 'number' && typeof v.minor === 'number' && typeof v.micro === 'number';
+  return (
+    isObject(v) &&
+    typeof v.major === 'number' &&
+    typeof v.minor === 'number' &&
+    typeof v.micro === 'number'
+  );
 }
 
 /** Classifies one parsed line; throws a QMP_PROTOCOL error for anything else. */
@@ -118,7 +123,10 @@ export function classifyQmpMessage(msg: unknown): Incoming {
       typeof ts.seconds === 'number' &&
       typeof ts.microseconds === 'number'
     ) {
-      const event: QmpEvent = { event: msg.event, timestamp: { seconds: ts.seconds, microseconds: ts.microseconds } };
+      const event: QmpEvent = {
+        event: msg.event,
+        timestamp: { seconds: ts.seconds, microseconds: ts.microseconds },
+      };
       if (msg.data !== undefined) event.data = msg.data as Record<string, unknown>;
       return { kind: 'event', event };
     }
@@ -198,9 +206,15 @@ export class QmpClient {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       const code = this.state === 'greeting' && isConnectError(err) ? 'QMP_CONNECT' : 'QMP_CLOSED';
-      this.fail(new QmpError(code, `QMP socket error: ${err.code ?? err.message}`, undefined, { cause: err }));
+      this.fail(
+        new QmpError(code, `QMP socket error: ${err.code ?? err.message}`, undefined, {
+          cause: err,
+        }),
+      );
     });
-    socket.on('close', () => this.fail(new QmpError('QMP_CLOSED', 'QMP connection closed by QEMU')));
+    socket.on('close', () =>
+      this.fail(new QmpError('QMP_CLOSED', 'QMP connection closed by QEMU')),
+    );
   }
 
   /**
@@ -214,7 +228,9 @@ export class QmpClient {
       const socket = net.createConnection({ path });
       const client = new QmpClient(socket, opts);
       const timer = setTimeout(() => {
-        client.fail(new QmpError('QMP_TIMEOUT', `no QMP greeting from ${path} within ${timeoutMs} ms`));
+        client.fail(
+          new QmpError('QMP_TIMEOUT', `no QMP greeting from ${path} within ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       const unsubscribe = client.onClose((err) => {
         clearTimeout(timer);
@@ -256,9 +272,15 @@ export class QmpClient {
    * time (the connection stays usable; a late answer is dropped), QMP_CLOSED or
    * QMP_PROTOCOL when the connection ends first.
    */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<T> {
+  execute<T = unknown>(
+    command: string,
+    args?: Record<string, unknown>,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<T> {
     if (this.state !== 'ready') {
-      return Promise.reject(this.closeError ?? new QmpError('QMP_CLOSED', 'QMP connection is not ready'));
+      return Promise.reject(
+        this.closeError ?? new QmpError('QMP_CLOSED', 'QMP connection is not ready'),
+      );
     }
     return this.send(command, args, opts.timeoutMs ?? this.commandTimeoutMs) as Promise<T>;
   }
@@ -284,7 +306,11 @@ export class QmpClient {
     this.shutdown(undefined, new QmpError('QMP_CLOSED', 'QMP connection closed by the client'));
   }
 
-  private send(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
+  private send(
+    command: string,
+    args: Record<string, unknown> | undefined,
+    timeoutMs: number,
+  ): Promise<unknown> {
     const id = `vdi-${this.nextId++}`;
     return new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -294,7 +320,12 @@ export class QmpClient {
           const oldest = this.abandoned.values().next().value;
           if (oldest !== undefined) this.abandoned.delete(oldest);
         }
-        reject(new QmpError('QMP_TIMEOUT', `QMP command ${command} got no answer within ${timeoutMs} ms`));
+        reject(
+          new QmpError(
+            'QMP_TIMEOUT',
+            `QMP command ${command} got no answer within ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       this.pending.set(id, { command, resolve, reject, timer });
       const msg: Record<string, unknown> = { execute: command, id };
@@ -315,30 +346,40 @@ export class QmpClient {
         try {
           parsed = JSON.parse(text);
         } catch {
-          throw new QmpError('QMP_PROTOCOL', `QMP line is not JSON: ${JSON.stringify(text.slice(0, 80))}`);
+          throw new QmpError(
+            'QMP_PROTOCOL',
+            `QMP line is not JSON: ${JSON.stringify(text.slice(0, 80))}`,
+          );
         }
         this.dispatch(classifyQmpMessage(parsed));
       }
     } catch (err) {
       this.fail(
-        err instanceof QmpError ? err : new QmpError('QMP_PROTOCOL', `bad QMP input: ${String(err)}`, undefined, { cause: err }),
+        err instanceof QmpError
+          ? err
+          : new QmpError('QMP_PROTOCOL', `bad QMP input: ${String(err)}`, undefined, {
+              cause: err,
+            }),
       );
     }
   }
 
   private dispatch(msg: Incoming): void {
     if (msg.kind === 'greeting') {
-      if (this.state !== 'greeting') throw new QmpError('QMP_PROTOCOL', 'unexpected second QMP greeting');
+      if (this.state !== 'greeting')
+        throw new QmpError('QMP_PROTOCOL', 'unexpected second QMP greeting');
       this.greetingValue = msg.greeting;
       this.onGreeting?.(msg.greeting);
       return;
     }
-    if (this.state === 'greeting') throw new QmpError('QMP_PROTOCOL', `expected a QMP greeting, got ${msg.kind}`);
+    if (this.state === 'greeting')
+      throw new QmpError('QMP_PROTOCOL', `expected a QMP greeting, got ${msg.kind}`);
     if (msg.kind === 'event') {
       for (const listener of this.eventListeners) listener(msg.event);
       return;
     }
-    if (typeof msg.id !== 'string') throw new QmpError('QMP_PROTOCOL', `QMP ${msg.kind} answer without our id`);
+    if (typeof msg.id !== 'string')
+      throw new QmpError('QMP_PROTOCOL', `QMP ${msg.kind} answer without our id`);
     const pending = this.pending.get(msg.id);
     if (!pending) {
       if (this.abandoned.delete(msg.id)) return;
@@ -347,7 +388,10 @@ export class QmpClient {
     this.pending.delete(msg.id);
     clearTimeout(pending.timer);
     if (msg.kind === 'return') pending.resolve(msg.value);
-    else pending.reject(new QmpError('QMP_COMMAND', `${pending.command}: ${msg.desc}`, msg.errorClass));
+    else
+      pending.reject(
+        new QmpError('QMP_COMMAND', `${pending.command}: ${msg.desc}`, msg.errorClass),
+      );
   }
 
   /** the one failure path: record why, close the socket, fail what is waiting */
@@ -373,7 +417,12 @@ export class QmpClient {
 }
 
 function isConnectError(err: NodeJS.ErrnoException): boolean {
-  return err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK' || err.code === 'EACCES';
+  return (
+    err.code === 'ENOENT' ||
+    err.code === 'ECONNREFUSED' ||
+    err.code === 'ENOTSOCK' ||
+    err.code === 'EACCES'
+  );
 }
 
 /** Connects, runs one command, closes: for callers that do not keep a connection. */

@@ -69,7 +69,10 @@ export interface Provider {
    */
   reset?(handle: DesktopHandle, spec: CreateSpec, log: Logger): Promise<DesktopHandle>;
   /** power actions an admin may take, where the provider supports them */
-  powerAction?(handle: DesktopHandle, action: 'reset' | 'powerdown' | 'stop' | 'cont'): Promise<void>;
+  powerAction?(
+    handle: DesktopHandle,
+    action: 'reset' | 'powerdown' | 'stop' | 'cont',
+  ): Promise<void>;
   snapshot?(handle: DesktopHandle, name: string): Promise<void>;
   restore?(handle: DesktopHandle, name: string): Promise<void>;
   listSnapshots?(handle: DesktopHandle): Promise<string[]>;

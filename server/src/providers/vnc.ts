@@ -61,7 +61,10 @@ export function probeRfb(host: string, port: number, timeoutMs: number): Promise
       finish({
         ok: false,
         kind: 'timeout',
-        reason: received.length === 0 && socket.connecting ? `no TCP connection within ${timeoutMs} ms` : `no RFB banner within ${timeoutMs} ms`,
+        reason:
+          received.length === 0 && socket.connecting
+            ? `no TCP connection within ${timeoutMs} ms`
+            : `no RFB banner within ${timeoutMs} ms`,
       });
     }, timeoutMs);
     socket.on('data', (chunk: Buffer) => {
@@ -69,27 +72,52 @@ export function probeRfb(host: string, port: number, timeoutMs: number): Promise
       if (received.length < RFB_BANNER_BYTES) return;
       const banner = received.subarray(0, RFB_BANNER_BYTES).toString('latin1');
       if (RFB_BANNER.test(banner)) finish({ ok: true, version: banner.slice(4, 11) });
-      else finish({ ok: false, kind: 'not-rfb', reason: `not an RFB server (banner ${JSON.stringify(banner)})` });
+      else
+        finish({
+          ok: false,
+          kind: 'not-rfb',
+          reason: `not an RFB server (banner ${JSON.stringify(banner)})`,
+        });
     });
     socket.on('end', () => {
-      finish({ ok: false, kind: 'not-rfb', reason: `connection closed after ${received.length} bytes, before an RFB banner` });
+      finish({
+        ok: false,
+        kind: 'not-rfb',
+        reason: `connection closed after ${received.length} bytes, before an RFB banner`,
+      });
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      const refused = err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH';
-      finish({ ok: false, kind: refused ? 'refused' : 'error', reason: `${err.code ?? 'error'}: ${err.message}` });
+      const refused =
+        err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH';
+      finish({
+        ok: false,
+        kind: refused ? 'refused' : 'error',
+        reason: `${err.code ?? 'error'}: ${err.message}`,
+      });
     });
   });
 }
 
 function parseHandle(handle: DesktopHandle): VncHandle {
   const { host, port, password, name } = handle;
-  if (typeof host !== 'string' || typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+  if (
+    typeof host !== 'string' ||
+    typeof port !== 'number' ||
+    !Number.isInteger(port) ||
+    port < 1 ||
+    port > 65535
+  ) {
     throw new ProviderError('VNC_BAD_HANDLE', 'vnc desktop handle lacks a host and port');
   }
   if (password !== undefined && typeof password !== 'string') {
     throw new ProviderError('VNC_BAD_HANDLE', 'vnc desktop handle has a non-string password');
   }
-  return { host, port, name: typeof name === 'string' ? name : `${host}:${port}`, ...(password !== undefined ? { password } : {}) };
+  return {
+    host,
+    port,
+    name: typeof name === 'string' ? name : `${host}:${port}`,
+    ...(password !== undefined ? { password } : {}),
+  };
 }
 
 export class VncProvider implements Provider {
@@ -112,7 +140,10 @@ export class VncProvider implements Provider {
     const template = VncTemplate.parse(spec.template);
     const slot = spec.slot;
     if (slot === undefined) {
-      throw new ProviderError('VNC_NO_SLOT', `desktop ${spec.desktopId}: a vnc pool desktop needs a slot (which host of the pool)`);
+      throw new ProviderError(
+        'VNC_NO_SLOT',
+        `desktop ${spec.desktopId}: a vnc pool desktop needs a slot (which host of the pool)`,
+      );
     }
     const host = Number.isInteger(slot) && slot >= 0 ? template.hosts[slot] : undefined;
     if (!host) {
@@ -124,11 +155,23 @@ export class VncProvider implements Provider {
     const name = host.name ?? `${host.host}:${host.port}`;
     const probe = await probeRfb(host.host, host.port, this.probeTimeoutMs);
     if (!probe.ok) {
-      log.warn({ desktopId: spec.desktopId, host: host.host, port: host.port, reason: probe.reason }, 'vnc host not reachable');
-      throw new ProviderError('VNC_UNREACHABLE', `${name} (${host.host}:${host.port}): ${probe.reason}`);
+      log.warn(
+        { desktopId: spec.desktopId, host: host.host, port: host.port, reason: probe.reason },
+        'vnc host not reachable',
+      );
+      throw new ProviderError(
+        'VNC_UNREACHABLE',
+        `${name} (${host.host}:${host.port}): ${probe.reason}`,
+      );
     }
     log.info(
-      { desktopId: spec.desktopId, host: host.host, port: host.port, rfb: probe.version, auth: host.password ? 'vnc' : 'none' },
+      {
+        desktopId: spec.desktopId,
+        host: host.host,
+        port: host.port,
+        rfb: probe.version,
+        auth: host.password ? 'vnc' : 'none',
+      },
       'vnc desktop attached',
     );
     const handle: VncHandle = { host: host.host, port: host.port, name };
@@ -138,7 +181,12 @@ export class VncProvider implements Provider {
 
   endpoint(handle: DesktopHandle): RfbEndpoint {
     const h = parseHandle(handle);
-    return { kind: 'tcp', host: h.host, port: h.port, ...(h.password !== undefined ? { password: h.password } : {}) };
+    return {
+      kind: 'tcp',
+      host: h.host,
+      port: h.port,
+      ...(h.password !== undefined ? { password: h.password } : {}),
+    };
   }
 
   async health(handle: DesktopHandle): Promise<DesktopHealth> {
@@ -163,6 +211,10 @@ export class VncProvider implements Provider {
 
   describe(handle: DesktopHandle): Record<string, string> {
     const h = parseHandle(handle);
-    return { host: `${h.host}:${h.port}`, name: h.name, auth: h.password ? 'VNC password' : 'none' };
+    return {
+      host: `${h.host}:${h.port}`,
+      name: h.name,
+      auth: h.password ? 'VNC password' : 'none',
+    };
   }
 }

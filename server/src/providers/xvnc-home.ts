@@ -26,7 +26,10 @@ export function prepareHome(home: string, owner?: { uid: number; gid: number }):
   }
   xml = xml.includes('</applications>')
     ? xml.replace('</applications>', `${FOCUS_RULE}</applications>`)
-    : xml.replace('</openbox_config>', `<applications>\n${FOCUS_RULE}</applications>\n</openbox_config>`);
+    : xml.replace(
+        '</openbox_config>',
+        `<applications>\n${FOCUS_RULE}</applications>\n</openbox_config>`,
+      );
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   fs.writeFileSync(rc, xml);
   if (owner) {

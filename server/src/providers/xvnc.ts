@@ -14,7 +14,14 @@ import {
   ProviderError,
 } from './types.js';
 import { prepareHome } from './xvnc-home.js';
-import { probeRfb, processAlive, processStartTime, processState, stopGroups, waitFor } from './process-util.js';
+import {
+  probeRfb,
+  processAlive,
+  processStartTime,
+  processState,
+  stopGroups,
+  waitFor,
+} from './process-util.js';
 
 /** What the store keeps about a running Xvnc desktop; enough to re-adopt it. */
 interface XvncHandle {
@@ -43,7 +50,11 @@ const X11_SOCKET_DIR = '/tmp/.X11-unix';
 
 function asHandle(h: DesktopHandle): XvncHandle {
   const v = h as Partial<XvncHandle>;
-  if (typeof v.display !== 'number' || typeof v.socket !== 'string' || typeof v.xvncPid !== 'number') {
+  if (
+    typeof v.display !== 'number' ||
+    typeof v.socket !== 'string' ||
+    typeof v.xvncPid !== 'number'
+  ) {
     throw new ProviderError('BAD_HANDLE', 'not an Xvnc desktop record');
   }
   return v as XvncHandle;
@@ -88,8 +99,12 @@ export class XvncProvider implements Provider {
     const name = this.opts.desktopUser;
     const lookup = () => {
       try {
-        const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8', stdio: 'pipe' }).trim());
-        const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8', stdio: 'pipe' }).trim());
+        const uid = Number(
+          execFileSync('id', ['-u', name], { encoding: 'utf8', stdio: 'pipe' }).trim(),
+        );
+        const gid = Number(
+          execFileSync('id', ['-g', name], { encoding: 'utf8', stdio: 'pipe' }).trim(),
+        );
         return { uid, gid, name };
       } catch {
         return undefined;
@@ -98,9 +113,12 @@ export class XvncProvider implements Provider {
     let acct = lookup();
     if (!acct) {
       log.info({ user: name }, 'creating the unprivileged desktop account');
-      execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/bin/bash', name], { stdio: 'pipe' });
+      execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/bin/bash', name], {
+        stdio: 'pipe',
+      });
       acct = lookup();
-      if (!acct) throw new ProviderError('NO_DESKTOP_USER', `could not create the desktop account ${name}`);
+      if (!acct)
+        throw new ProviderError('NO_DESKTOP_USER', `could not create the desktop account ${name}`);
     }
     this.account = acct;
     return acct;
@@ -119,7 +137,10 @@ export class XvncProvider implements Provider {
   private abstractDisplays(): Set<number> {
     const out = new Set<number>();
     try {
-      for (const m of fs.readFileSync('/proc/net/unix', 'utf8').matchAll(/@\/tmp\/\.X11-unix\/X(\d+)/g)) out.add(Number(m[1]));
+      for (const m of fs
+        .readFileSync('/proc/net/unix', 'utf8')
+        .matchAll(/@\/tmp\/\.X11-unix\/X(\d+)/g))
+        out.add(Number(m[1]));
     } catch {
       /* not Linux */
     }
@@ -144,7 +165,8 @@ export class XvncProvider implements Provider {
     prepareHome(home, acct);
     if (acct) {
       // the desktop account must be able to reach its home below our data dir
-      for (const dir of [this.opts.dataDir, path.join(this.opts.dataDir, 'xvnc')]) fs.chmodSync(dir, 0o711);
+      for (const dir of [this.opts.dataDir, path.join(this.opts.dataDir, 'xvnc')])
+        fs.chmodSync(dir, 0o711);
       fs.chownSync(base, acct.uid, acct.gid);
       execFileSync('chown', ['-R', `${acct.uid}:${acct.gid}`, path.dirname(home)]);
     }
@@ -225,7 +247,8 @@ export class XvncProvider implements Provider {
     });
     fs.closeSync(out);
     const pid = child.pid;
-    if (pid === undefined) throw new ProviderError('SPAWN_FAILED', `could not start ${this.binary}`);
+    if (pid === undefined)
+      throw new ProviderError('SPAWN_FAILED', `could not start ${this.binary}`);
     let exited = false;
     child.once('exit', () => (exited = true));
     child.unref();
@@ -243,12 +266,19 @@ export class XvncProvider implements Provider {
     } catch (e) {
       await stopGroups([{ pid }], 1000);
       const tail = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').slice(-2000) : '';
-      if (/server already active|Address already in use|Cannot establish any listening sockets/i.test(tail)) {
+      if (
+        /server already active|Address already in use|Cannot establish any listening sockets/i.test(
+          tail,
+        )
+      ) {
         log.warn({ display }, 'X display taken, trying the next one');
         fs.writeFileSync(logFile, '');
         return undefined;
       }
-      throw new ProviderError('XVNC_START_FAILED', `Xvnc did not start: ${(e as Error).message}\n${tail}`);
+      throw new ProviderError(
+        'XVNC_START_FAILED',
+        `Xvnc did not start: ${(e as Error).message}\n${tail}`,
+      );
     }
   }
 
@@ -278,7 +308,8 @@ export class XvncProvider implements Provider {
       },
     });
     fs.closeSync(out);
-    if (child.pid === undefined) throw new ProviderError('SPAWN_FAILED', 'could not start the session command');
+    if (child.pid === undefined)
+      throw new ProviderError('SPAWN_FAILED', 'could not start the session command');
     child.unref();
     return child.pid;
   }
@@ -289,8 +320,10 @@ export class XvncProvider implements Provider {
 
   async health(handle: DesktopHandle): Promise<DesktopHealth> {
     const h = asHandle(handle);
-    if (!processAlive(h.xvncPid, h.xvncStart)) return { state: 'dead', reason: 'Xvnc process is gone' };
-    if (processState(h.xvncPid) === 'T') return { state: 'unresponsive', reason: 'Xvnc is stopped' };
+    if (!processAlive(h.xvncPid, h.xvncStart))
+      return { state: 'dead', reason: 'Xvnc process is gone' };
+    if (processState(h.xvncPid) === 'T')
+      return { state: 'unresponsive', reason: 'Xvnc is stopped' };
     const probe = await probeRfb({ path: h.socket }, 2000);
     if (probe === 'ok') return { state: 'running' };
     if (probe === 'refused') return { state: 'dead', reason: 'RFB socket refuses connections' };
@@ -331,14 +364,22 @@ export class XvncProvider implements Provider {
       if (keep.has(dir)) continue;
       let pids: number[] = [];
       try {
-        pids = fs.readFileSync(path.join(dir, 'pids'), 'utf8').trim().split(/\s+/).map(Number).filter((n) => n > 1);
+        pids = fs
+          .readFileSync(path.join(dir, 'pids'), 'utf8')
+          .trim()
+          .split(/\s+/)
+          .map(Number)
+          .filter((n) => n > 1);
       } catch {
         /* no pid file: nothing was started */
       }
       // only signal processes that still use this desktop's directory (pids may be reused)
       const ours = pids.filter((pid) => {
         try {
-          return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir) || fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(dir);
+          return (
+            fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir) ||
+            fs.readFileSync(`/proc/${pid}/environ`, 'utf8').includes(dir)
+          );
         } catch {
           return false;
         }

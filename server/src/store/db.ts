@@ -31,7 +31,9 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
     // bigint (int8) columns come back as strings by default; ours hold ms timestamps that fit a double
     pg.types.setTypeParser(20, (v) => Number(v));
     db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: opts.databaseUrl, max: 10 }) }),
+      dialect: new PostgresDialect({
+        pool: new pg.Pool({ connectionString: opts.databaseUrl, max: 10 }),
+      }),
     });
   } else {
     dialect = 'sqlite';
@@ -44,7 +46,8 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
     file.pragma('foreign_keys = ON');
     file.pragma('busy_timeout = 5000');
     // password hashes and sessions live here: owner only, even if the data dir is traversable
-    for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
+    for (const f of [dbPath, `${dbPath}-wal`, `${dbPath}-shm`])
+      if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: file }) });
   }
   const migrator = new Migrator({ db, provider: migrations(dialect) });
@@ -52,7 +55,9 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     await db.destroy();
-    throw new Error(`database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`);
+    throw new Error(
+      `database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`,
+    );
   }
   return {
     db,

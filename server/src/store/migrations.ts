@@ -25,8 +25,12 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .execute();
         await db.schema
           .createTable('group_members')
-          .addColumn('group_id', 'text', (c) => c.notNull().references('groups.id').onDelete('cascade'))
-          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+          .addColumn('group_id', 'text', (c) =>
+            c.notNull().references('groups.id').onDelete('cascade'),
+          )
+          .addColumn('user_id', 'text', (c) =>
+            c.notNull().references('users.id').onDelete('cascade'),
+          )
           .addPrimaryKeyConstraint('group_members_pk', ['group_id', 'user_id'])
           .execute();
         await db.schema
@@ -50,7 +54,9 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
         await db.schema
           .createTable('entitlements')
           .addColumn('id', 'text', (c) => c.primaryKey())
-          .addColumn('pool_id', 'text', (c) => c.notNull().references('pools.id').onDelete('cascade'))
+          .addColumn('pool_id', 'text', (c) =>
+            c.notNull().references('pools.id').onDelete('cascade'),
+          )
           .addColumn('principal_type', 'text', (c) => c.notNull())
           .addColumn('principal_id', 'text', (c) => c.notNull())
           .addColumn('created_at', 'text', (c) => c.notNull())
@@ -69,7 +75,11 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .addColumn('created_at', 'text', (c) => c.notNull())
           .addColumn('state_since', 'text', (c) => c.notNull())
           .execute();
-        await db.schema.createIndex('desktops_pool').on('desktops').columns(['pool_id', 'state']).execute();
+        await db.schema
+          .createIndex('desktops_pool')
+          .on('desktops')
+          .columns(['pool_id', 'state'])
+          .execute();
         await db.schema
           .createTable('sessions')
           .addColumn('id', 'text', (c) => c.primaryKey())
@@ -83,10 +93,20 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .addColumn('ended_at', 'text')
           .addColumn('ended_reason', 'text')
           .execute();
-        await db.schema.createIndex('sessions_user').on('sessions').columns(['user_id', 'state']).execute();
-        await db.schema.createIndex('sessions_desktop').on('sessions').columns(['desktop_id', 'state']).execute();
+        await db.schema
+          .createIndex('sessions_user')
+          .on('sessions')
+          .columns(['user_id', 'state'])
+          .execute();
+        await db.schema
+          .createIndex('sessions_desktop')
+          .on('sessions')
+          .columns(['desktop_id', 'state'])
+          .execute();
         // One live session per desktop, enforced by the database (two racers cannot share one).
-        await sql`CREATE UNIQUE INDEX sessions_one_live_per_desktop ON sessions (desktop_id) WHERE state <> 'ended'`.execute(db);
+        await sql`CREATE UNIQUE INDEX sessions_one_live_per_desktop ON sessions (desktop_id) WHERE state <> 'ended'`.execute(
+          db,
+        );
         await db.schema
           .createTable('audit_log')
           .addColumn('id', dialect === 'postgres' ? 'serial' : 'integer', (c) =>

@@ -17,7 +17,10 @@ export class DbSessionStore extends session.Store {
     return exp ? new Date(exp).getTime() : this.clock.now() + this.defaultTtlMs;
   }
 
-  override get(sid: string, cb: (err: unknown, session?: session.SessionData | null) => void): void {
+  override get(
+    sid: string,
+    cb: (err: unknown, session?: session.SessionData | null) => void,
+  ): void {
     this.db
       .selectFrom('http_sessions')
       .select(['data', 'expires_at'])
@@ -37,7 +40,10 @@ export class DbSessionStore extends session.Store {
       .values({ sid, data, expires_at })
       .onConflict((oc) => oc.column('sid').doUpdateSet({ data, expires_at }))
       .execute()
-      .then(() => cb?.(), (e: unknown) => cb?.(e));
+      .then(
+        () => cb?.(),
+        (e: unknown) => cb?.(e),
+      );
   }
 
   override touch(sid: string, sess: session.SessionData, cb?: (err?: unknown) => void): void {
@@ -46,7 +52,10 @@ export class DbSessionStore extends session.Store {
       .set({ expires_at: this.expiry(sess) })
       .where('sid', '=', sid)
       .execute()
-      .then(() => cb?.(), (e: unknown) => cb?.(e));
+      .then(
+        () => cb?.(),
+        (e: unknown) => cb?.(e),
+      );
   }
 
   override destroy(sid: string, cb?: (err?: unknown) => void): void {
@@ -54,12 +63,18 @@ export class DbSessionStore extends session.Store {
       .deleteFrom('http_sessions')
       .where('sid', '=', sid)
       .execute()
-      .then(() => cb?.(), (e: unknown) => cb?.(e));
+      .then(
+        () => cb?.(),
+        (e: unknown) => cb?.(e),
+      );
   }
 
   /** drop expired rows; called by the broker's periodic tick */
   async prune(): Promise<number> {
-    const r = await this.db.deleteFrom('http_sessions').where('expires_at', '<=', this.clock.now()).executeTakeFirst();
+    const r = await this.db
+      .deleteFrom('http_sessions')
+      .where('expires_at', '<=', this.clock.now())
+      .executeTakeFirst();
     return Number(r.numDeletedRows);
   }
 

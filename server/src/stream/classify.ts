@@ -13,13 +13,19 @@ export type Analysis =
  * `pixels` is packed RGBX (stride w*4). The palette keys are 0xRRGGBB. Stops counting as soon
  * as it passes `maxColours`, so photo-like rects cost one partial pass.
  */
-export function analyse(pixels: Uint8Array, w: number, h: number, maxColours = MAX_PALETTE): Analysis {
+export function analyse(
+  pixels: Uint8Array,
+  w: number,
+  h: number,
+  maxColours = MAX_PALETTE,
+): Analysis {
   const n = w * h;
   const p32 = new Uint32Array(pixels.buffer, pixels.byteOffset, n);
   const first = p32[0]! & 0xffffff;
   let i = 1;
   while (i < n && (p32[i]! & 0xffffff) === first) i++;
-  if (i === n) return { kind: 'solid', r: first & 0xff, g: (first >>> 8) & 0xff, b: (first >>> 16) & 0xff };
+  if (i === n)
+    return { kind: 'solid', r: first & 0xff, g: (first >>> 8) & 0xff, b: (first >>> 16) & 0xff };
   const index = new Map<number, number>();
   const indices = new Uint8Array(n);
   let last = -1;
@@ -44,7 +50,14 @@ export function analyse(pixels: Uint8Array, w: number, h: number, maxColours = M
 }
 
 /** Copy a w×h window out of a framebuffer (RGBX, stride fbWidth*4) into a packed buffer. */
-export function extract(fb: Buffer, fbWidth: number, x: number, y: number, w: number, h: number): Buffer {
+export function extract(
+  fb: Buffer,
+  fbWidth: number,
+  x: number,
+  y: number,
+  w: number,
+  h: number,
+): Buffer {
   if (x === 0 && w === fbWidth) return Buffer.from(fb.subarray(y * w * 4, (y + h) * w * 4)); // whole rows: one copy
   const out = Buffer.allocUnsafe(w * h * 4);
   const rowBytes = w * 4;

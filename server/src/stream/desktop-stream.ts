@@ -81,7 +81,8 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.fb = Buffer.alloc(width * height * 4);
     // keep what overlaps, so a resize does not flash black before the server repaints
     const w = Math.min(width, oldW);
-    for (let y = 0; y < Math.min(height, oldH); y++) old.copy(this.fb, y * width * 4, y * oldW * 4, y * oldW * 4 + w * 4);
+    for (let y = 0; y < Math.min(height, oldH); y++)
+      old.copy(this.fb, y * width * 4, y * oldW * 4, y * oldW * 4 + w * 4);
     this.cols = Math.ceil(width / CELL);
     this.rows = Math.ceil(height / CELL);
     this.lastChange = new Float64Array(this.cols * this.rows);
@@ -93,7 +94,12 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   putPixels(x: number, y: number, w: number, h: number, pixels: Buffer): void {
     const rowBytes = w * 4;
     for (let row = 0; row < h; row++) {
-      pixels.copy(this.fb, ((y + row) * this.width + x) * 4, row * rowBytes, row * rowBytes + rowBytes);
+      pixels.copy(
+        this.fb,
+        ((y + row) * this.width + x) * 4,
+        row * rowBytes,
+        row * rowBytes + rowBytes,
+      );
     }
     if (this.moves) {
       // held back until the update ends: some of it may turn out to be moved content
@@ -128,11 +134,21 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     // overlapping moves: walk rows away from the destination so no source row is clobbered first
     if (y > srcY) {
       for (let row = h - 1; row >= 0; row--) {
-        this.fb.copy(this.fb, (y + row) * stride + x * 4, (srcY + row) * stride + srcX * 4, (srcY + row) * stride + srcX * 4 + rowBytes);
+        this.fb.copy(
+          this.fb,
+          (y + row) * stride + x * 4,
+          (srcY + row) * stride + srcX * 4,
+          (srcY + row) * stride + srcX * 4 + rowBytes,
+        );
       }
     } else {
       for (let row = 0; row < h; row++) {
-        this.fb.copy(this.fb, (y + row) * stride + x * 4, (srcY + row) * stride + srcX * 4, (srcY + row) * stride + srcX * 4 + rowBytes);
+        this.fb.copy(
+          this.fb,
+          (y + row) * stride + x * 4,
+          (srcY + row) * stride + srcX * 4,
+          (srcY + row) * stride + srcX * 4 + rowBytes,
+        );
       }
     }
     this.heat({ x, y, w, h });
@@ -216,7 +232,8 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     const r0 = Math.floor(r.y / CELL);
     const r1 = Math.ceil((r.y + r.h) / CELL);
     for (let row = r0; row < r1; row++) {
-      for (let c = c0; c < c1; c++) latest = Math.max(latest, this.lastChange[row * this.cols + c]!);
+      for (let c = c0; c < c1; c++)
+        latest = Math.max(latest, this.lastChange[row * this.cols + c]!);
     }
     return now - latest;
   }
@@ -226,7 +243,9 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     if (this.width === 0) throw new Error('no framebuffer yet');
     // The 4th byte of the mirror is undefined (RFB padding), not alpha. Drop it in a pass of
     // its own: sharp resizes before it removes alpha, and would premultiply by that byte.
-    const rgb = await sharp(this.fb, { raw: { width: this.width, height: this.height, channels: 4 } })
+    const rgb = await sharp(this.fb, {
+      raw: { width: this.width, height: this.height, channels: 4 },
+    })
       .removeAlpha()
       .raw()
       .toBuffer();

@@ -60,7 +60,12 @@ export class DirtyGrid {
     const x1 = Math.min(this.width, r.x + r.w);
     const y1 = Math.min(this.height, r.y + r.h);
     if (x1 <= x0 || y1 <= y0) return undefined;
-    return [Math.floor(x0 / CELL), Math.floor(y0 / CELL), Math.ceil(x1 / CELL), Math.ceil(y1 / CELL)];
+    return [
+      Math.floor(x0 / CELL),
+      Math.floor(y0 / CELL),
+      Math.ceil(x1 / CELL),
+      Math.ceil(y1 / CELL),
+    ];
   }
 
   markAll(): void {
@@ -75,7 +80,12 @@ export class DirtyGrid {
     if (this.exact) {
       const x = Math.max(0, r.x);
       const y = Math.max(0, r.y);
-      this.exact.push({ x, y, w: Math.min(this.width, r.x + r.w) - x, h: Math.min(this.height, r.y + r.h) - y });
+      this.exact.push({
+        x,
+        y,
+        w: Math.min(this.width, r.x + r.w) - x,
+        h: Math.min(this.height, r.y + r.h) - y,
+      });
       if (this.exact.length > MAX_EXACT) this.exact = null;
     }
     const [c0, r0, c1, r1] = s;
@@ -92,7 +102,10 @@ export class DirtyGrid {
 
   /** clear only the cells (and exact rects) that lie entirely inside r */
   clearInside(r: Rect): void {
-    if (this.exact) this.exact = this.exact.filter((e) => !(e.x >= r.x && e.y >= r.y && e.x + e.w <= r.x + r.w && e.y + e.h <= r.y + r.h));
+    if (this.exact)
+      this.exact = this.exact.filter(
+        (e) => !(e.x >= r.x && e.y >= r.y && e.x + e.w <= r.x + r.w && e.y + e.h <= r.y + r.h),
+      );
     const x0 = Math.ceil(Math.max(0, r.x) / CELL);
     const y0 = Math.ceil(Math.max(0, r.y) / CELL);
     const xe = r.x + r.w >= this.width ? this.cols : Math.floor((r.x + r.w) / CELL);
@@ -201,7 +214,12 @@ export class DirtyGrid {
     return merged.map((r) => {
       const x = r.c0 * CELL;
       const y = r.r0 * CELL;
-      return { x, y, w: Math.min(this.width, r.c1 * CELL) - x, h: Math.min(this.height, r.r1 * CELL) - y };
+      return {
+        x,
+        y,
+        w: Math.min(this.width, r.c1 * CELL) - x,
+        h: Math.min(this.height, r.r1 * CELL) - y,
+      };
     });
   }
 }
@@ -213,7 +231,10 @@ const RECT_COST = 16;
  * Merge boxes while the union costs no more than the parts (each box costs `overhead` plus
  * its area). Works on cell units or pixels alike.
  */
-function mergeRects<T extends { c0: number; c1: number; r0: number; r1: number }>(rects: T[], overhead: number): T[] {
+function mergeRects<T extends { c0: number; c1: number; r0: number; r1: number }>(
+  rects: T[],
+  overhead: number,
+): T[] {
   const area = (r: T) => (r.c1 - r.c0) * (r.r1 - r.r0);
   let list = rects.slice();
   let changed = true;

@@ -38,7 +38,11 @@ function rgbFromRgbx(pixels: Uint8Array, n: number): Buffer {
   return out;
 }
 
-async function encodePalette(a: Extract<Analysis, { kind: 'palette' }>, w: number, h: number): Promise<Uint8Array> {
+async function encodePalette(
+  a: Extract<Analysis, { kind: 'palette' }>,
+  w: number,
+  h: number,
+): Promise<Uint8Array> {
   const n = a.palette.length;
   const head = Buffer.allocUnsafe(1 + n * 3);
   head[0] = n - 1;
@@ -68,15 +72,35 @@ export async function encodeRect(
   const n = w * h;
   const a = analyse(pixels, w, h);
   if (a.kind === 'solid') {
-    return { x, y, w, h, codec: Codec.Fill, payload: Uint8Array.of(a.r, a.g, a.b, 255), lossy: false };
+    return {
+      x,
+      y,
+      w,
+      h,
+      codec: Codec.Fill,
+      payload: Uint8Array.of(a.r, a.g, a.b, 255),
+      lossy: false,
+    };
   }
   if (a.kind === 'palette') {
-    return { x, y, w, h, codec: Codec.DeflatePalette, payload: await encodePalette(a, w, h), lossy: false };
+    return {
+      x,
+      y,
+      w,
+      h,
+      codec: Codec.DeflatePalette,
+      payload: await encodePalette(a, w, h),
+      lossy: false,
+    };
   }
   if (hints.allowLossy && n >= JPEG_MIN_PIXELS) {
     const payload = await sharp(pixels, { raw: { width: w, height: h, channels: 4 } })
       .removeAlpha()
-      .jpeg({ quality: hints.quality, optimiseCoding: false, chromaSubsampling: hints.quality >= 90 ? '4:4:4' : '4:2:0' })
+      .jpeg({
+        quality: hints.quality,
+        optimiseCoding: false,
+        chromaSubsampling: hints.quality >= 90 ? '4:4:4' : '4:2:0',
+      })
       .toBuffer();
     return { x, y, w, h, codec: Codec.Jpeg, payload, lossy: true };
   }

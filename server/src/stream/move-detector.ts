@@ -68,7 +68,8 @@ export class MoveDetector {
     this.a = newA;
     this.b = newB;
     // whole-width changes only (a scrolled console or page); narrow ones are not worth it
-    if (right - left < this.width / 2 || bottom - top < MIN_MOVED_ROWS * 2) return { copies: [], damage: rects };
+    if (right - left < this.width / 2 || bottom - top < MIN_MOVED_ROWS * 2)
+      return { copies: [], damage: rects };
     // old rows by content; identical rows (blank lines, a glyph's flat rows) share an entry
     const where = new Map<string, number[]>();
     for (let y = 0; y < this.height; y++) {
@@ -80,14 +81,17 @@ export class MoveDetector {
     const votes = new Map<number, number>();
     for (let y = top; y < bottom; y++) {
       if (newA[y] === oldA[y] && newB[y] === oldB[y]) continue;
-      for (const from of where.get(`${newA[y]}:${newB[y]}`) ?? []) votes.set(from - y, (votes.get(from - y) ?? 0) + 1);
+      for (const from of where.get(`${newA[y]}:${newB[y]}`) ?? [])
+        votes.set(from - y, (votes.get(from - y) ?? 0) + 1);
     }
     // the shift most changed rows agree on; ties go to the smaller move
     let dy = 0;
     let best = 0;
-    for (const [d, n] of votes) if (d !== 0 && (n > best || (n === best && Math.abs(d) < Math.abs(dy)))) [dy, best] = [d, n];
+    for (const [d, n] of votes)
+      if (d !== 0 && (n > best || (n === best && Math.abs(d) < Math.abs(dy)))) [dy, best] = [d, n];
     if (best < MIN_MOVED_ROWS) return { copies: [], damage: rects };
-    const matches = (y: number) => y + dy >= 0 && y + dy < this.height && newA[y] === oldA[y + dy] && newB[y] === oldB[y + dy];
+    const matches = (y: number) =>
+      y + dy >= 0 && y + dy < this.height && newA[y] === oldA[y + dy] && newB[y] === oldB[y + dy];
     const copies: MoveOp[] = [];
     const damage: Rect[] = [];
     let y = top;
@@ -95,7 +99,8 @@ export class MoveDetector {
       const start = y;
       const moved = matches(y);
       while (y < bottom && matches(y) === moved) y++;
-      if (moved) copies.push({ srcX: 0, srcY: start + dy, x: 0, y: start, w: this.width, h: y - start });
+      if (moved)
+        copies.push({ srcX: 0, srcY: start + dy, x: 0, y: start, w: this.width, h: y - start });
       else damage.push({ x: left, y: start, w: right - left, h: y - start });
     }
     // applied in order on the client: when content moves down, copy the lowest run first

@@ -105,9 +105,21 @@ export class StreamManager {
       cursor: (shape) => this.hooks.cursor(desktopId, shape),
       clipboard: (text) => this.hooks.clipboard(desktopId, text),
     });
-    const entry: Entry = { stream, client: undefined, refs: 0, linger: undefined, endpoint, ready: undefined as unknown as Promise<DesktopStream> };
+    const entry: Entry = {
+      stream,
+      client: undefined,
+      refs: 0,
+      linger: undefined,
+      endpoint,
+      ready: undefined as unknown as Promise<DesktopStream>,
+    };
     entry.ready = (async () => {
-      const client = new RfbClient({ endpoint, sink: stream, logger: log, connectTimeoutMs: CONNECT_TIMEOUT_MS });
+      const client = new RfbClient({
+        endpoint,
+        sink: stream,
+        logger: log,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      });
       entry.client = client;
       client.on('close', (info: { reason: string }) => {
         if (this.entries.get(desktopId) !== entry) return; // we closed it on purpose
@@ -132,7 +144,9 @@ export class StreamManager {
 }
 
 function sameEndpoint(a: RfbEndpoint, b: RfbEndpoint): boolean {
-  return a.kind === 'unix' ? b.kind === 'unix' && a.path === b.path : b.kind === 'tcp' && a.host === b.host && a.port === b.port;
+  return a.kind === 'unix'
+    ? b.kind === 'unix' && a.path === b.path
+    : b.kind === 'tcp' && a.host === b.host && a.port === b.port;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

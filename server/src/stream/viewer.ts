@@ -49,7 +49,8 @@ function bands(r: Rect): Rect[] {
   if (n <= 1) return [r];
   const step = Math.max(BAND_ALIGN, Math.ceil(r.h / n / BAND_ALIGN) * BAND_ALIGN);
   const out: Rect[] = [];
-  for (let y = 0; y < r.h; y += step) out.push({ x: r.x, y: r.y + y, w: r.w, h: Math.min(step, r.h - y) });
+  for (let y = 0; y < r.h; y += step)
+    out.push({ x: r.x, y: r.y + y, w: r.w, h: Math.min(step, r.h - y) });
   return out;
 }
 const MIN_QUALITY = 30;
@@ -71,7 +72,13 @@ export class Viewer {
   private keyframe = true;
   private closed = false;
   private refreshTimer: NodeJS.Timeout | undefined;
-  readonly stats: ViewerStats = { frames: 0, bytes: 0, lagMs: 0, quality: MAX_QUALITY, inFlight: 0 };
+  readonly stats: ViewerStats = {
+    frames: 0,
+    bytes: 0,
+    lagMs: 0,
+    quality: MAX_QUALITY,
+    inFlight: 0,
+  };
   /** frames and bytes over the last second, for the admin console */
   private window = { at: 0, frames: 0, bytes: 0, fps: 0, kbps: 0 };
 
@@ -142,7 +149,10 @@ export class Viewer {
     const lag = this.clock.now() - sentAt;
     this.stats.lagMs = this.stats.lagMs === 0 ? lag : this.stats.lagMs * 0.8 + lag * 0.2;
     // guacd's rule: quality falls linearly as lag rises past 20 ms (here 30 ms for draw time)
-    this.stats.quality = Math.max(MIN_QUALITY, Math.min(MAX_QUALITY, Math.round(MAX_QUALITY - (this.stats.lagMs - 30))));
+    this.stats.quality = Math.max(
+      MIN_QUALITY,
+      Math.min(MAX_QUALITY, Math.round(MAX_QUALITY - (this.stats.lagMs - 30))),
+    );
     this.stats.inFlight = this.inFlight.size;
     this.flush();
   }
@@ -251,7 +261,9 @@ export class Viewer {
       fbWidth: width,
       fbHeight: height,
       sentAt,
-      flags: (keyframe ? FrameFlags.Keyframe : 0) | (anyLossy || !this.lossy.empty ? 0 : FrameFlags.Lossless),
+      flags:
+        (keyframe ? FrameFlags.Keyframe : 0) |
+        (anyLossy || !this.lossy.empty ? 0 : FrameFlags.Lossless),
       quality: anyLossy ? quality : 0,
       rects: out,
     });

@@ -42,10 +42,19 @@ describe('a real desktop in the browser', () => {
   const token = randomBytes(6).toString('hex');
 
   const desktop = (): { state: string; handle: XvncHandle | null } | undefined => {
-    const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true, fileMustExist: true });
+    const db = new Database(path.join(dataDir, 'vdi.sqlite'), {
+      readonly: true,
+      fileMustExist: true,
+    });
     try {
-      const row = db.prepare('select state, handle from desktops where id = ?').get(desktopId) as { state: string; handle: string | null } | undefined;
-      return row && { state: row.state, handle: row.handle ? (JSON.parse(row.handle) as XvncHandle) : null };
+      const row = db.prepare('select state, handle from desktops where id = ?').get(desktopId) as
+        { state: string; handle: string | null } | undefined;
+      return (
+        row && {
+          state: row.state,
+          handle: row.handle ? (JSON.parse(row.handle) as XvncHandle) : null,
+        }
+      );
     } finally {
       db.close();
     }
@@ -58,15 +67,22 @@ describe('a real desktop in the browser', () => {
       return false;
     }
   };
-  const x = (cmd: string, args: string[]) => run(cmd, args, { env: { ...process.env, DISPLAY: `:${first.display}` }, timeout: 10_000 }).then((r) => r.stdout);
+  const x = (cmd: string, args: string[]) =>
+    run(cmd, args, { env: { ...process.env, DISPLAY: `:${first.display}` }, timeout: 10_000 }).then(
+      (r) => r.stdout,
+    );
   /** xclip keeps serving the selection until it has been pasted `loops` times */
   const setDesktopClipboard = (text: string) => {
-    const c = spawn('xclip', ['-selection', 'clipboard', '-loops', '2'], { env: { ...process.env, DISPLAY: `:${first.display}` }, stdio: ['pipe', 'ignore', 'ignore'] });
+    const c = spawn('xclip', ['-selection', 'clipboard', '-loops', '2'], {
+      env: { ...process.env, DISPLAY: `:${first.display}` },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
     c.stdin.end(text);
     setTimeout(() => c.kill(), 15_000).unref();
   };
   const homeFile = (name: string) => path.join(first.home, name);
-  const readHome = (name: string) => (fs.existsSync(homeFile(name)) ? fs.readFileSync(homeFile(name), 'utf8') : undefined);
+  const readHome = (name: string) =>
+    fs.existsSync(homeFile(name)) ? fs.readFileSync(homeFile(name), 'utf8') : undefined;
   const pixel = (p: Page, px: number, py: number) =>
     p.evaluate(
       ([a, b]) => {
@@ -88,7 +104,13 @@ describe('a real desktop in the browser', () => {
     const t0 = Date.now();
     await p.getByRole('button', { name: 'Connect' }).first().click();
     await p.waitForURL(/\/desktop\//, { timeout: 30_000 });
-    await p.waitForFunction(() => document.body.dataset.viewer === 'connected' && ((window as unknown as VdiWindow).__vdiViewer?.framesDrawn ?? 0) > 0, null, { timeout: 30_000 });
+    await p.waitForFunction(
+      () =>
+        document.body.dataset.viewer === 'connected' &&
+        ((window as unknown as VdiWindow).__vdiViewer?.framesDrawn ?? 0) > 0,
+      null,
+      { timeout: 30_000 },
+    );
     const ms = Date.now() - t0;
     await p.locator('#screen').focus();
     return ms;
@@ -99,7 +121,12 @@ describe('a real desktop in the browser', () => {
   }
 
   beforeAll(async () => {
-    server = new ServerProcess(await freePort(), { DATA_DIR: dataDir, RUN_DIR: runDir, DEFAULT_GEOMETRY: '1024x768', BROKER_TICK_MS: '1000' });
+    server = new ServerProcess(await freePort(), {
+      DATA_DIR: dataDir,
+      RUN_DIR: runDir,
+      DEFAULT_GEOMETRY: '1024x768',
+      BROKER_TICK_MS: '1000',
+    });
     await server.start();
     browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -112,7 +139,8 @@ describe('a real desktop in the browser', () => {
     // log off whatever is left so no desktop outlives the test
     const h = desktopId ? desktop()?.handle : null;
     await server?.stop();
-    for (const pid of [h?.xvncPid, h?.sessionPid]) if (pid && alive(pid)) process.kill(-pid, 'SIGKILL');
+    for (const pid of [h?.xvncPid, h?.sessionPid])
+      if (pid && alive(pid)) process.kill(-pid, 'SIGKILL');
   });
 
   it('signs in through the form and shows the desktops with Connect', async () => {
@@ -124,22 +152,40 @@ describe('a real desktop in the browser', () => {
   it('connects: the desktop fills the canvas and a focused terminal takes typing', async () => {
     const ms = await connect(page);
     console.log(`connect → first frame drawn: ${ms} ms`);
-    desktopId = await page.evaluate(() => (window as unknown as VdiWindow).__vdiViewer?.desktopId ?? '');
+    desktopId = await page.evaluate(
+      () => (window as unknown as VdiWindow).__vdiViewer?.desktopId ?? '',
+    );
     if (!desktopId) {
       const sid = page.url().split('/desktop/')[1]!.split(/[?#]/)[0]!;
       const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true });
-      desktopId = (db.prepare('select desktop_id from sessions where id = ?').get(sid) as { desktop_id: string }).desktop_id;
+      desktopId = (
+        db.prepare('select desktop_id from sessions where id = ?').get(sid) as {
+          desktop_id: string;
+        }
+      ).desktop_id;
       db.close();
     }
     first = desktop()!.handle!;
     expect(first.display).toBeGreaterThan(0);
-    const size = await page.evaluate(() => [(window as unknown as VdiWindow).__vdiViewer!.width, (window as unknown as VdiWindow).__vdiViewer!.height]);
+    const size = await page.evaluate(() => [
+      (window as unknown as VdiWindow).__vdiViewer!.width,
+      (window as unknown as VdiWindow).__vdiViewer!.height,
+    ]);
     expect(size).toEqual([1024, 768]);
     // a terminal window is open and has the keyboard focus: typing goes straight into it
-    await until(async () => /xterm/i.test((await x('xdotool', ['getwindowfocus', 'getwindowname'])).toString()), 15_000, 'focused terminal');
+    await until(
+      async () =>
+        /xterm/i.test((await x('xdotool', ['getwindowfocus', 'getwindowname'])).toString()),
+      15_000,
+      'focused terminal',
+    );
     await type(page, `echo ${token} > ~/e2e-token.txt`);
     await page.keyboard.press('Enter');
-    await until(() => readHome('e2e-token.txt')?.trim() === token, 15_000, 'token file written through the browser');
+    await until(
+      () => readHome('e2e-token.txt')?.trim() === token,
+      15_000,
+      'token file written through the browser',
+    );
   });
 
   it('sends symbols, Backspace, Tab, arrows and Ctrl combinations', async () => {
@@ -171,68 +217,108 @@ describe('a real desktop in the browser', () => {
 
   it('maps mouse buttons, position and wheel onto the desktop', async () => {
     const out = path.join(first.home, 'xev.log');
-    const xev = execFile('sh', ['-c', `exec xev -geometry 300x200+600+450 -event button > ${out}`], { env: { ...process.env, DISPLAY: `:${first.display}` } });
+    const xev = execFile(
+      'sh',
+      ['-c', `exec xev -geometry 300x200+600+450 -event button > ${out}`],
+      { env: { ...process.env, DISPLAY: `:${first.display}` } },
+    );
     try {
-      await until(async () => (await x('xdotool', ['search', '--name', 'Event Tester'])).toString().trim().length > 0, 10_000, 'xev window');
+      await until(
+        async () =>
+          (await x('xdotool', ['search', '--name', 'Event Tester'])).toString().trim().length > 0,
+        10_000,
+        'xev window',
+      );
       const box = (await page.locator('#screen').boundingBox())!;
-      const at = (dx: number, dy: number) => ({ x: box.x + (dx * box.width) / 1024, y: box.y + (dy * box.height) / 768 });
+      const at = (dx: number, dy: number) => ({
+        x: box.x + (dx * box.width) / 1024,
+        y: box.y + (dy * box.height) / 768,
+      });
       const p = at(750, 550);
       await page.mouse.move(p.x, p.y);
-      await until(async () => {
-        const loc = (await x('xdotool', ['getmouselocation', '--shell'])).toString();
-        const X = Number(/X=(\d+)/.exec(loc)?.[1]);
-        const Y = Number(/Y=(\d+)/.exec(loc)?.[1]);
-        return Math.abs(X - 750) <= 2 && Math.abs(Y - 550) <= 2;
-      }, 10_000, 'pointer position on the desktop');
+      await until(
+        async () => {
+          const loc = (await x('xdotool', ['getmouselocation', '--shell'])).toString();
+          const X = Number(/X=(\d+)/.exec(loc)?.[1]);
+          const Y = Number(/Y=(\d+)/.exec(loc)?.[1]);
+          return Math.abs(X - 750) <= 2 && Math.abs(Y - 550) <= 2;
+        },
+        10_000,
+        'pointer position on the desktop',
+      );
       await page.mouse.click(p.x, p.y, { button: 'left' });
       await page.mouse.click(p.x, p.y, { button: 'middle' });
       await page.mouse.click(p.x, p.y, { button: 'right' });
       await page.mouse.wheel(0, 300);
       await page.mouse.wheel(0, -300);
-      await until(() => {
-        const log = fs.readFileSync(out, 'utf8');
-        return [1, 2, 3, 4, 5].every((b) => log.includes(`button ${b},`));
-      }, 10_000, 'xev to see buttons 1-5');
+      await until(
+        () => {
+          const log = fs.readFileSync(out, 'utf8');
+          return [1, 2, 3, 4, 5].every((b) => log.includes(`button ${b},`));
+        },
+        10_000,
+        'xev to see buttons 1-5',
+      );
     } finally {
       xev.kill();
     }
   });
 
-  it('shows the desktop\'s own drawing: the root window colour reaches the canvas', async () => {
+  it("shows the desktop's own drawing: the root window colour reaches the canvas", async () => {
     await x('xsetroot', ['-solid', '#3366cc']);
     // bottom-right corner: root window, not the terminal
-    await expect.poll(() => pixel(page, 1015, 760), { timeout: 10_000 }).toEqual([0x33, 0x66, 0xcc, 255]);
+    await expect
+      .poll(() => pixel(page, 1015, 760), { timeout: 10_000 })
+      .toEqual([0x33, 0x66, 0xcc, 255]);
   });
 
   it('shares the clipboard both ways while the viewer has focus', async () => {
     const fromDesktop = `from-desktop-${token}`;
     setDesktopClipboard(fromDesktop);
-    await expect.poll(() => page.evaluate(() => navigator.clipboard.readText()), { timeout: 10_000 }).toBe(fromDesktop);
+    await expect
+      .poll(() => page.evaluate(() => navigator.clipboard.readText()), { timeout: 10_000 })
+      .toBe(fromDesktop);
     const fromBrowser = `from-browser-${token}`;
     await page.evaluate((t) => navigator.clipboard.writeText(t), fromBrowser);
     // the viewer offers the local clipboard when it (re)gains focus, and on paste
     await page.locator('#screen').blur();
     await page.locator('#screen').focus();
     await page.keyboard.press('Control+V').catch(() => undefined);
-    await until(async () => (await x('xclip', ['-o', '-selection', 'clipboard'])).toString() === fromBrowser, 10_000, 'browser clipboard on the desktop');
+    await until(
+      async () => (await x('xclip', ['-o', '-selection', 'clipboard'])).toString() === fromBrowser,
+      10_000,
+      'browser clipboard on the desktop',
+    );
   });
 
   it('closing the tab keeps the desktop; a new tab reconnects to the same one', async () => {
     await page.close();
-    await until(() => {
-      const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true });
-      const s = db.prepare("select state from sessions where desktop_id = ? and state <> 'ended'").get(desktopId) as { state: string } | undefined;
-      db.close();
-      return s?.state === 'disconnected';
-    }, 10_000, 'session marked disconnected');
+    await until(
+      () => {
+        const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true });
+        const s = db
+          .prepare("select state from sessions where desktop_id = ? and state <> 'ended'")
+          .get(desktopId) as { state: string } | undefined;
+        db.close();
+        return s?.state === 'disconnected';
+      },
+      10_000,
+      'session marked disconnected',
+    );
     expect(alive(first.xvncPid)).toBe(true);
     page = await context.newPage();
     await page.goto(server.url + '/');
     await page.getByRole('button', { name: 'Connect' }).first().waitFor();
     await connect(page);
     const again = desktop()!.handle!;
-    expect(again).toMatchObject({ display: first.display, xvncPid: first.xvncPid, sessionPid: first.sessionPid });
-    await expect.poll(() => pixel(page, 1015, 760), { timeout: 10_000 }).toEqual([0x33, 0x66, 0xcc, 255]);
+    expect(again).toMatchObject({
+      display: first.display,
+      xvncPid: first.xvncPid,
+      sessionPid: first.sessionPid,
+    });
+    await expect
+      .poll(() => pixel(page, 1015, 760), { timeout: 10_000 })
+      .toEqual([0x33, 0x66, 0xcc, 255]);
   });
 
   it('a different browser signs in and gets the same desktop', async () => {
@@ -244,7 +330,11 @@ describe('a real desktop in the browser', () => {
       expect(desktop()!.handle).toMatchObject({ display: first.display, xvncPid: first.xvncPid });
       await type(p, `echo second-browser-${token} > ~/second.txt`);
       await p.keyboard.press('Enter');
-      await until(() => readHome('second.txt')?.trim() === `second-browser-${token}`, 15_000, 'typing from the second browser');
+      await until(
+        () => readHome('second.txt')?.trim() === `second-browser-${token}`,
+        15_000,
+        'typing from the second browser',
+      );
     } finally {
       await other.close();
     }
@@ -252,23 +342,44 @@ describe('a real desktop in the browser', () => {
 
   it('survives a server restart: the viewer reconnects by itself to the same desktop', async () => {
     await server.stop('SIGKILL'); // a crash, not a clean stop
-    await page.waitForFunction(() => document.body.dataset.viewer === 'reconnecting', null, { timeout: 30_000 });
-    await page.getByText(/Reconnecting/).first().waitFor({ state: 'visible' });
+    await page.waitForFunction(() => document.body.dataset.viewer === 'reconnecting', null, {
+      timeout: 30_000,
+    });
+    await page
+      .getByText(/Reconnecting/)
+      .first()
+      .waitFor({ state: 'visible' });
     expect(alive(first.xvncPid)).toBe(true);
     await server.start();
-    await page.waitForFunction(() => document.body.dataset.viewer === 'connected', null, { timeout: 60_000 });
-    expect(desktop()!.handle).toMatchObject({ display: first.display, xvncPid: first.xvncPid, sessionPid: first.sessionPid });
+    await page.waitForFunction(() => document.body.dataset.viewer === 'connected', null, {
+      timeout: 60_000,
+    });
+    expect(desktop()!.handle).toMatchObject({
+      display: first.display,
+      xvncPid: first.xvncPid,
+      sessionPid: first.sessionPid,
+    });
     expect(readHome('e2e-token.txt')?.trim()).toBe(token);
     await page.locator('#screen').focus();
     await type(page, `echo after-restart > ~/restart.txt`);
     await page.keyboard.press('Enter');
-    await until(() => readHome('restart.txt')?.trim() === 'after-restart', 15_000, 'typing after the restart');
+    await until(
+      () => readHome('restart.txt')?.trim() === 'after-restart',
+      15_000,
+      'typing after the restart',
+    );
   });
 
   it('Log off ends the session and stops the desktop; the next Connect starts a fresh one', async () => {
     await page.getByRole('button', { name: 'Log off' }).click();
-    await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, { timeout: 15_000 });
-    await until(() => !alive(first.xvncPid) && !alive(first.sessionPid), 15_000, 'desktop processes gone');
+    await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
+      timeout: 15_000,
+    });
+    await until(
+      () => !alive(first.xvncPid) && !alive(first.sessionPid),
+      15_000,
+      'desktop processes gone',
+    );
     await until(() => desktop() === undefined, 10_000, 'desktop record removed');
     const oldId = desktopId;
     await page.goto(server.url + '/');
@@ -276,13 +387,17 @@ describe('a real desktop in the browser', () => {
     await connect(page);
     const sid = page.url().split('/desktop/')[1]!.split(/[?#]/)[0]!;
     const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true });
-    desktopId = (db.prepare('select desktop_id from sessions where id = ?').get(sid) as { desktop_id: string }).desktop_id;
+    desktopId = (
+      db.prepare('select desktop_id from sessions where id = ?').get(sid) as { desktop_id: string }
+    ).desktop_id;
     db.close();
     expect(desktopId).not.toBe(oldId);
     first = desktop()!.handle!;
     expect(readHome('e2e-token.txt')).toBeUndefined();
     await page.getByRole('button', { name: 'Log off' }).click();
-    await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, { timeout: 15_000 });
+    await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
+      timeout: 15_000,
+    });
     await until(() => !alive(first.xvncPid), 15_000, 'second desktop stopped');
   });
 });

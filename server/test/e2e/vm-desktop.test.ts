@@ -17,10 +17,21 @@ import type { PpmImage, QemuHandle } from '../../src/providers/qemu.js';
 import { launchChromium } from '../helpers/browser.js';
 import { ServerProcess, freePort } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
-import { atPrompt, buildGuest, CELL_H, CELL_W, litPixels, screen, sha256File, type GuestTemplate } from '../helpers/guest.js';
+import {
+  atPrompt,
+  buildGuest,
+  CELL_H,
+  CELL_W,
+  litPixels,
+  screen,
+  sha256File,
+  type GuestTemplate,
+} from '../helpers/guest.js';
 
 /** the viewer's test hook (client/src/viewer/test-hooks.ts) */
-type ViewerWindow = Window & { __vdiViewer?: { framesDrawn: number; width: number; height: number; desktopId: string } };
+type ViewerWindow = Window & {
+  __vdiViewer?: { framesDrawn: number; width: number; height: number; desktopId: string };
+};
 
 /** a TCG boot takes 4–7 s here */
 const BOOT_TIMEOUT_MS = 60_000;
@@ -34,7 +45,8 @@ async function canvasImage(page: Page): Promise<PpmImage> {
     const c = document.querySelector<HTMLCanvasElement>('#screen')!;
     const data = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
     let bin = '';
-    for (let i = 0; i < data.length; i += 4) bin += String.fromCharCode(data[i]!, data[i + 1]!, data[i + 2]!);
+    for (let i = 0; i < data.length; i += 4)
+      bin += String.fromCharCode(data[i]!, data[i + 1]!, data[i + 2]!);
     return { width: c.width, height: c.height, b64: btoa(bin) };
   });
   return { width, height, rgb: Buffer.from(b64, 'base64') };
@@ -43,7 +55,8 @@ async function canvasImage(page: Page): Promise<PpmImage> {
 /** The lowest text row holding only a prompt: where the shell waits; -1 when none. */
 function promptRow(img: PpmImage): number {
   for (let row = img.height / CELL_H - 1; row >= 2; row--) {
-    if (litPixels(img, 0, row, 12, 1) > 100 && litPixels(img, 14, row, 80 - 14, 1) === 0) return row;
+    if (litPixels(img, 0, row, 12, 1) > 100 && litPixels(img, 14, row, 80 - 14, 1) === 0)
+      return row;
   }
   return -1;
 }
@@ -59,7 +72,10 @@ function cells(img: PpmImage, col0: number, row: number, cols: number): Buffer {
 }
 
 /** Bounding box of the pixels that differ between two images of the same size. */
-function diffBox(a: PpmImage, b: PpmImage): { n: number; x0: number; y0: number; x1: number; y1: number } {
+function diffBox(
+  a: PpmImage,
+  b: PpmImage,
+): { n: number; x0: number; y0: number; x1: number; y1: number } {
   const box = { n: 0, x0: Infinity, y0: Infinity, x1: -1, y1: -1 };
   for (let y = 0; y < a.height; y++) {
     for (let x = 0; x < a.width; x++) {
@@ -89,7 +105,10 @@ describe('a VM desktop in the browser', () => {
   let vm: QemuHandle | undefined;
 
   const db = <T>(fn: (d: Database.Database) => T): T => {
-    const d = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true, fileMustExist: true });
+    const d = new Database(path.join(dataDir, 'vdi.sqlite'), {
+      readonly: true,
+      fileMustExist: true,
+    });
     try {
       return fn(d);
     } finally {
@@ -107,7 +126,10 @@ describe('a VM desktop in the browser', () => {
 
   /** what the page shows, for failure messages */
   const viewerState = () =>
-    page.evaluate(() => `${document.body.dataset.viewer ?? '?'}: ${document.querySelector('.viewer-end')?.textContent ?? ''}`);
+    page.evaluate(
+      () =>
+        `${document.body.dataset.viewer ?? '?'}: ${document.querySelector('.viewer-end')?.textContent ?? ''}`,
+    );
 
   /**
    * Waits until the canvas shows what the VM shows (a QMP screendump), pixel for pixel but
@@ -116,15 +138,30 @@ describe('a VM desktop in the browser', () => {
    */
   const matchesScreen = async (h: QemuHandle): Promise<number> => {
     let last: ReturnType<typeof diffBox> | undefined;
-    await until(async () => {
-      const vmScreen = await screen(h);
-      const canvas = await canvasImage(page);
-      expect([canvas.width, canvas.height]).toEqual([vmScreen.width, vmScreen.height]);
-      last = diffBox(canvas, vmScreen);
-      const row = promptRow(vmScreen);
-      const cursor = { x0: PROMPT_CELLS * CELL_W, y0: row * CELL_H, x1: (PROMPT_CELLS + 1) * CELL_W - 1, y1: (row + 1) * CELL_H - 1 };
-      return last.n === 0 || (last.x0 >= cursor.x0 && last.x1 <= cursor.x1 && last.y0 >= cursor.y0 && last.y1 <= cursor.y1);
-    }, UI_MS, 'the canvas to match the screendump').catch((err: unknown) => {
+    await until(
+      async () => {
+        const vmScreen = await screen(h);
+        const canvas = await canvasImage(page);
+        expect([canvas.width, canvas.height]).toEqual([vmScreen.width, vmScreen.height]);
+        last = diffBox(canvas, vmScreen);
+        const row = promptRow(vmScreen);
+        const cursor = {
+          x0: PROMPT_CELLS * CELL_W,
+          y0: row * CELL_H,
+          x1: (PROMPT_CELLS + 1) * CELL_W - 1,
+          y1: (row + 1) * CELL_H - 1,
+        };
+        return (
+          last.n === 0 ||
+          (last.x0 >= cursor.x0 &&
+            last.x1 <= cursor.x1 &&
+            last.y0 >= cursor.y0 &&
+            last.y1 <= cursor.y1)
+        );
+      },
+      UI_MS,
+      'the canvas to match the screendump',
+    ).catch((err: unknown) => {
       throw new Error(`${String(err)}; last difference: ${JSON.stringify(last)}`);
     });
     return last!.n;
@@ -133,7 +170,13 @@ describe('a VM desktop in the browser', () => {
   beforeAll(async () => {
     template = await buildGuest();
     goldenSha = await sha256File(template.image);
-    server = new ServerProcess(await freePort(), { DATA_DIR: dataDir, RUN_DIR: runDir, DEFAULT_POOL: 'false', BROKER_TICK_MS: '1000', QEMU_ACCEL: 'auto' });
+    server = new ServerProcess(await freePort(), {
+      DATA_DIR: dataDir,
+      RUN_DIR: runDir,
+      DEFAULT_POOL: 'false',
+      BROKER_TICK_MS: '1000',
+      QEMU_ACCEL: 'auto',
+    });
     await server.start();
     browser = await launchChromium();
     page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
@@ -155,12 +198,24 @@ describe('a VM desktop in the browser', () => {
   it('the admin creates a qemu pool through the REST API and entitles themselves', async () => {
     const api = await new Api(server.url).login(ADMIN.username, ADMIN.password);
     const me = (await api.get('/api/auth/me')).body as { id: string };
-    const pool = await api.post('/api/admin/pools', { name: 'Test VM', provider: 'qemu', assignment: 'floating', maxSize: 1, template });
+    const pool = await api.post('/api/admin/pools', {
+      name: 'Test VM',
+      provider: 'qemu',
+      assignment: 'floating',
+      maxSize: 1,
+      template,
+    });
     expect(pool.status, JSON.stringify(pool.body)).toBe(201);
     poolId = pool.body.id;
-    const ent = await api.post('/api/admin/entitlements', { poolId, principalType: 'user', principalId: me.id });
+    const ent = await api.post('/api/admin/entitlements', {
+      poolId,
+      principalType: 'user',
+      principalId: me.id,
+    });
     expect(ent.status).toBe(201);
-    expect(((await api.get('/api/desktops')).body as Array<{ poolId: string }>).map((d) => d.poolId)).toEqual([poolId]);
+    expect(
+      ((await api.get('/api/desktops')).body as Array<{ poolId: string }>).map((d) => d.poolId),
+    ).toEqual([poolId]);
   });
 
   it('signs in, connects the VM pool and types into the VM console; the output appears', async () => {
@@ -171,18 +226,47 @@ describe('a VM desktop in the browser', () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('button', { name: 'Connect' }).click({ timeout: UI_MS });
     await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
-    await page.waitForFunction(() => document.body.dataset.viewer === 'connected' && ((window as ViewerWindow).__vdiViewer?.framesDrawn ?? 0) > 0, null, { timeout: 30_000 });
+    await page.waitForFunction(
+      () =>
+        document.body.dataset.viewer === 'connected' &&
+        ((window as ViewerWindow).__vdiViewer?.framesDrawn ?? 0) > 0,
+      null,
+      { timeout: 30_000 },
+    );
     const desktopId = await page.evaluate(() => (window as ViewerWindow).__vdiViewer!.desktopId);
-    vm = JSON.parse(db((d) => (d.prepare('select handle from desktops where id = ?').get(desktopId) as { handle: string }).handle)) as QemuHandle;
+    vm = JSON.parse(
+      db(
+        (d) =>
+          (
+            d.prepare('select handle from desktops where id = ?').get(desktopId) as {
+              handle: string;
+            }
+          ).handle,
+      ),
+    ) as QemuHandle;
     const h = vm;
 
     await until(() => atPrompt(h), BOOT_TIMEOUT_MS, "the guest's prompt");
     console.log(`sign-in → guest at its prompt: ${Date.now() - t0} ms (${h.accel})`);
-    await until(async () => (await page.evaluate(() => [(window as ViewerWindow).__vdiViewer!.width, (window as ViewerWindow).__vdiViewer!.height])).join() === '720,400', UI_MS, 'the canvas at VGA text size');
+    await until(
+      async () =>
+        (
+          await page.evaluate(() => [
+            (window as ViewerWindow).__vdiViewer!.width,
+            (window as ViewerWindow).__vdiViewer!.height,
+          ])
+        ).join() === '720,400',
+      UI_MS,
+      'the canvas at VGA text size',
+    );
     const row = promptRow(await screen(h));
     expect(row).toBeGreaterThanOrEqual(2);
     // the canvas shows the prompt too, and nothing yet where the output will go
-    await until(async () => promptRow(await canvasImage(page)) === row, UI_MS, 'the prompt on the canvas');
+    await until(
+      async () => promptRow(await canvasImage(page)) === row,
+      UI_MS,
+      'the prompt on the canvas',
+    );
     expect(litPixels(await canvasImage(page), 0, row + 1, 80, 1)).toBe(0);
 
     await page.locator('#screen').focus();
@@ -190,10 +274,17 @@ describe('a VM desktop in the browser', () => {
     await page.keyboard.press('Enter');
     const typedAt = Date.now();
     // the output row lights up on the canvas: the token's glyphs, as typed on the line above
-    await until(async () => {
-      const c = await canvasImage(page);
-      return litPixels(c, 0, row + 1, token.length, 1) > 0 && cells(c, 0, row + 1, token.length).equals(cells(c, PROMPT_CELLS + 5, row, token.length));
-    }, UI_MS, 'the output of echo on the canvas').catch(async (err: unknown) => {
+    await until(
+      async () => {
+        const c = await canvasImage(page);
+        return (
+          litPixels(c, 0, row + 1, token.length, 1) > 0 &&
+          cells(c, 0, row + 1, token.length).equals(cells(c, PROMPT_CELLS + 5, row, token.length))
+        );
+      },
+      UI_MS,
+      'the output of echo on the canvas',
+    ).catch(async (err: unknown) => {
       throw new Error(`${String(err)}; viewer ${await viewerState()}`);
     });
     console.log(`Enter → output on the canvas: ${Date.now() - typedAt} ms`);
@@ -201,19 +292,29 @@ describe('a VM desktop in the browser', () => {
     expect(litPixels(c, token.length, row + 1, 80 - token.length, 1)).toBe(0);
 
     // settled: the canvas is the VM's screen, pixel for pixel
-    console.log(`canvas vs screendump after echo: ${await matchesScreen(h)} pixels differ (cursor cell only)`);
+    console.log(
+      `canvas vs screendump after echo: ${await matchesScreen(h)} pixels differ (cursor cell only)`,
+    );
 
     // a screenful that scrolls: moved text must land exactly where the VM has it
     await page.keyboard.type('seq 1 40', { delay: 20 });
     await page.keyboard.press('Enter');
-    await until(async () => promptRow(await screen(h)) === 400 / CELL_H - 1, UI_MS, 'the prompt at the bottom after scrolling');
-    console.log(`canvas vs screendump after scrolling: ${await matchesScreen(h)} pixels differ (cursor cell only)`);
+    await until(
+      async () => promptRow(await screen(h)) === 400 / CELL_H - 1,
+      UI_MS,
+      'the prompt at the bottom after scrolling',
+    );
+    console.log(
+      `canvas vs screendump after scrolling: ${await matchesScreen(h)} pixels differ (cursor cell only)`,
+    );
   });
 
   it('Log off stops the VM and discards its linked clone; the golden image is untouched', async () => {
     const h = vm!;
     await page.getByRole('button', { name: 'Log off' }).click();
-    await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, { timeout: UI_MS });
+    await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
+      timeout: UI_MS,
+    });
     await until(() => !alive(h.pid), UI_MS, 'the VM to stop');
     await until(() => !fs.existsSync(h.overlayPath), UI_MS, 'the overlay to go');
     expect(await sha256File(template.image)).toBe(goldenSha);

@@ -115,7 +115,13 @@ export async function screen(handle: DesktopHandle): Promise<PpmImage> {
 }
 
 /** Lit (non-black) pixels in a block of text cells. */
-export function litPixels(img: PpmImage, col0: number, row0: number, cols: number, rows: number): number {
+export function litPixels(
+  img: PpmImage,
+  col0: number,
+  row0: number,
+  cols: number,
+  rows: number,
+): number {
   let lit = 0;
   for (let y = row0 * CELL_H; y < Math.min(img.height, (row0 + rows) * CELL_H); y++) {
     for (let x = col0 * CELL_W; x < Math.min(img.width, (col0 + cols) * CELL_W); x++) {
@@ -138,7 +144,8 @@ export async function atPrompt(handle: DesktopHandle): Promise<boolean> {
   if ([...img.rgb.subarray(i, i + 3)].join() !== BANNER_BLUE) return false;
   for (let row = 2; row < img.height / CELL_H; row++) {
     // 12 cells of "vdi-guest:/#", the space, the cursor; nothing after it
-    if (litPixels(img, 0, row, 12, 1) > 100 && litPixels(img, 14, row, 80 - 14, 1) === 0) return true;
+    if (litPixels(img, 0, row, 12, 1) > 100 && litPixels(img, 14, row, 80 - 14, 1) === 0)
+      return true;
   }
   return false;
 }

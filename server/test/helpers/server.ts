@@ -36,7 +36,10 @@ export function testConfig(env: Record<string, string> = {}, dirs = tempDirs()):
 }
 
 /** Start the whole server in-process on port 0. */
-export async function startServer(config: Config = testConfig(), deps: ServerDeps = {}): Promise<TestServer> {
+export async function startServer(
+  config: Config = testConfig(),
+  deps: ServerDeps = {},
+): Promise<TestServer> {
   const server = await createServer(config, { logger: pino({ level: config.logLevel }), ...deps });
   const port = await server.listen();
   return {
@@ -47,17 +50,29 @@ export async function startServer(config: Config = testConfig(), deps: ServerDep
   };
 }
 
+/** A REST answer; the body is parsed JSON of whichever shape the route returns. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON answers of many shapes
+export type ApiAnswer = { status: number; body: any; headers: Headers };
+
 /** A tiny cookie-keeping REST client. */
 export class Api {
   cookie = '';
   constructor(readonly base: string) {}
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON answers of many shapes
-  async call(method: string, p: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  async call(
+    method: string,
+    p: string,
+    body?: unknown,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<ApiAnswer> {
     const headers: Record<string, string> = { 'x-requested-with': 'vdi', ...extraHeaders };
     if (this.cookie) headers.cookie = this.cookie;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const r = await fetch(this.base + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const r = await fetch(this.base + p, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     const set = r.headers.get('set-cookie');
     if (set) this.cookie = set.split(';')[0]!;
     const text = await r.text();
@@ -88,13 +103,18 @@ export class Api {
 
   async login(username: string, password: string): Promise<this> {
     const r = await this.post('/api/auth/login', { username, password });
-    if (r.status !== 200) throw new Error(`login ${username} failed: ${r.status} ${JSON.stringify(r.body)}`);
+    if (r.status !== 200)
+      throw new Error(`login ${username} failed: ${r.status} ${JSON.stringify(r.body)}`);
     return this;
   }
 }
 
 /** Poll until `probe` returns a value other than undefined/false, or fail after `ms`. */
-export async function until<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, ms = 10_000, what = 'condition'): Promise<T> {
+export async function until<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  ms = 10_000,
+  what = 'condition',
+): Promise<T> {
   const deadline = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -104,7 +124,10 @@ export async function until<T>(probe: () => Promise<T | undefined | false> | T |
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, 50));
   }
 }

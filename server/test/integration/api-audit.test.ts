@@ -7,7 +7,15 @@ import type { AuditEntry, ClientToServerEvents, ServerToClientEvents } from '@vd
 import { ManualClock } from '../../src/clock.js';
 import type { Config } from '../../src/config/index.js';
 import { XvncProvider } from '../../src/providers/xvnc.js';
-import { Api, ADMIN, startServer, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import {
+  Api,
+  ADMIN,
+  startServer,
+  tempDirs,
+  testConfig,
+  until,
+  type TestServer,
+} from '../helpers/server.js';
 
 /*
  * The audit log through GET /api/admin/audit: sign-ins, failed sign-ins, connects (REST and
@@ -26,7 +34,13 @@ const dirs = tempDirs('vdiad');
  * between the provider's check and Xvnc's start is retried, not skipped.
  */
 const FIRST_DISPLAY = 500;
-const xvnc = (c: Config) => new XvncProvider({ runDir: c.runDir, dataDir: c.dataDir, desktopUser: c.desktopUser, firstDisplay: FIRST_DISPLAY });
+const xvnc = (c: Config) =>
+  new XvncProvider({
+    runDir: c.runDir,
+    dataDir: c.dataDir,
+    desktopUser: c.desktopUser,
+    firstDisplay: FIRST_DISPLAY,
+  });
 const clock = new ManualClock(Date.now());
 let ts: TestServer;
 let admin: Api;
@@ -47,7 +61,8 @@ function xvncUnder(dir: string): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir))) out.push(Number(e));
+      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
+        out.push(Number(e));
     } catch {
       /* exited while we looked */
     }
@@ -55,8 +70,17 @@ function xvncUnder(dir: string): number[] {
   return out;
 }
 
-async function viewer(api: Api, id: string): Promise<{ socket: ViewerSocket; closed: Promise<void> }> {
-  const socket: ViewerSocket = io(ts.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+async function viewer(
+  api: Api,
+  id: string,
+): Promise<{ socket: ViewerSocket; closed: Promise<void> }> {
+  const socket: ViewerSocket = io(ts.url, {
+    parser: vdiParser,
+    transports: ['websocket'],
+    extraHeaders: { cookie: api.cookie },
+    reconnection: false,
+    forceNew: true,
+  });
   sockets.push(socket);
   const closed = new Promise<void>((resolve) => socket.once('disconnect', () => resolve()));
   await new Promise<void>((resolve, reject) => {
@@ -69,7 +93,13 @@ async function viewer(api: Api, id: string): Promise<{ socket: ViewerSocket; clo
 }
 
 async function sessionState(id: string): Promise<string> {
-  return (await ts.server.store.db.selectFrom('sessions').select('state').where('id', '=', id).executeTakeFirstOrThrow()).state;
+  return (
+    await ts.server.store.db
+      .selectFrom('sessions')
+      .select('state')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow()
+  ).state;
 }
 
 async function audit(query = ''): Promise<AuditEntry[]> {
@@ -83,13 +113,36 @@ beforeAll(async () => {
   ts = await startServer(config, { clock, providers: [xvnc(config)] });
   // ---- phase 1: admin set-up and sign-ins
   admin = await new Api(ts.url).login(ADMIN.username, ADMIN.password);
-  aliceId = (await admin.post('/api/admin/users', { username: 'alice', password: 'alice-password-1' })).body.id as string;
-  bobId = (await admin.post('/api/admin/users', { username: 'bob', password: 'bob-password-1' })).body.id as string;
+  aliceId = (
+    await admin.post('/api/admin/users', { username: 'alice', password: 'alice-password-1' })
+  ).body.id as string;
+  bobId = (await admin.post('/api/admin/users', { username: 'bob', password: 'bob-password-1' }))
+    .body.id as string;
   groupId = (await admin.post('/api/admin/groups', { name: 'staff' })).body.id as string;
   await admin.put(`/api/admin/groups/${groupId}/members`, { userIds: [aliceId] });
-  poolId = (await admin.post('/api/admin/pools', { name: 'audited', provider: 'xvnc', template: { width: 640, height: 480 }, maxSize: 2 })).body.id as string;
-  entitlementId = (await admin.post('/api/admin/entitlements', { poolId, principalType: 'group', principalId: groupId })).body.id as string;
-  expect((await new Api(ts.url).post('/api/auth/login', { username: 'alice', password: 'wrong-password' })).status).toBe(401);
+  poolId = (
+    await admin.post('/api/admin/pools', {
+      name: 'audited',
+      provider: 'xvnc',
+      template: { width: 640, height: 480 },
+      maxSize: 2,
+    })
+  ).body.id as string;
+  entitlementId = (
+    await admin.post('/api/admin/entitlements', {
+      poolId,
+      principalType: 'group',
+      principalId: groupId,
+    })
+  ).body.id as string;
+  expect(
+    (
+      await new Api(ts.url).post('/api/auth/login', {
+        username: 'alice',
+        password: 'wrong-password',
+      })
+    ).status,
+  ).toBe(401);
   alice = await new Api(ts.url).login('alice', 'alice-password-1');
 
   // ---- phase 2: sessions and more admin changes, a minute later
@@ -101,7 +154,11 @@ beforeAll(async () => {
   const v1 = await viewer(alice, sessionId);
   await until(async () => (await sessionState(sessionId)) === 'active', 10_000, 'active');
   v1.socket.close();
-  await until(async () => (await sessionState(sessionId)) === 'disconnected', 10_000, 'disconnected');
+  await until(
+    async () => (await sessionState(sessionId)) === 'disconnected',
+    10_000,
+    'disconnected',
+  );
   expect((await alice.post(`/api/pools/${poolId}/connect`)).body.resumed).toBe(true);
   // the admin disconnects a watched session, then logs it off
   const v2 = await viewer(alice, sessionId);
@@ -170,13 +227,22 @@ describe('audit log contents', () => {
 
   it('records admin changes with their targets, and never a password', async () => {
     const all = await audit('actor=admin');
-    const find = (action: string, target?: string) => all.filter((e) => e.action === action && (target === undefined || e.target === target));
-    expect(find('user.create').map((e) => e.target).sort()).toEqual([aliceId, bobId].sort());
+    const find = (action: string, target?: string) =>
+      all.filter((e) => e.action === action && (target === undefined || e.target === target));
+    expect(
+      find('user.create')
+        .map((e) => e.target)
+        .sort(),
+    ).toEqual([aliceId, bobId].sort());
     expect(find('group.create', groupId)).toHaveLength(1);
     expect(find('group.members', groupId)[0]!.detail).toEqual({ userIds: [aliceId] });
     expect(find('pool.create', poolId)[0]!.detail).toEqual({ name: 'audited', provider: 'xvnc' });
     expect(find('entitlement.grant', entitlementId)).toHaveLength(1);
-    expect(find('entitlement.revoke', entitlementId)[0]!.detail).toMatchObject({ poolId, principalType: 'group', principalId: groupId });
+    expect(find('entitlement.revoke', entitlementId)[0]!.detail).toMatchObject({
+      poolId,
+      principalType: 'group',
+      principalId: groupId,
+    });
     expect(find('pool.drain', poolId)).toHaveLength(1);
     expect(find('pool.update', poolId)[0]!.detail).toEqual({ maxSize: 3, description: 'resized' });
     expect(find('user.update', bobId)[0]!.detail).toMatchObject({ disabled: true });
@@ -192,7 +258,9 @@ describe('audit filters', () => {
     expect(sessions.length).toBeGreaterThanOrEqual(9);
     expect(sessions.every((e) => e.action.startsWith('session.'))).toBe(true);
     const pools = await audit('action=pool');
-    expect(new Set(pools.map((e) => e.action))).toEqual(new Set(['pool.create', 'pool.drain', 'pool.update']));
+    expect(new Set(pools.map((e) => e.action))).toEqual(
+      new Set(['pool.create', 'pool.drain', 'pool.update']),
+    );
     expect(await audit('action=session.end')).toHaveLength(2);
     expect(await audit('action=nothing.like.this')).toEqual([]);
     // the prefix is not a pattern: LIKE wildcards in it match only themselves
@@ -204,7 +272,17 @@ describe('audit filters', () => {
     const mine = await audit('actor=alice');
     expect(mine.length).toBeGreaterThan(0);
     expect(mine.every((e) => e.actor === 'alice')).toBe(true);
-    expect(new Set(mine.map((e) => e.action))).toEqual(new Set(['auth.failed', 'auth.login', 'session.start', 'session.connect', 'session.disconnect', 'session.resume', 'session.end']));
+    expect(new Set(mine.map((e) => e.action))).toEqual(
+      new Set([
+        'auth.failed',
+        'auth.login',
+        'session.start',
+        'session.connect',
+        'session.disconnect',
+        'session.resume',
+        'session.end',
+      ]),
+    );
     expect(await audit('actor=alic')).toEqual([]);
   });
 
@@ -216,13 +294,17 @@ describe('audit filters', () => {
     expect(later.every((e) => e.at >= phase2)).toBe(true);
     expect(later.some((e) => e.action === 'auth.login' || e.action === 'pool.create')).toBe(false);
     expect(later.some((e) => e.action === 'session.start')).toBe(true);
-    const earlier = await audit(`until=${encodeURIComponent(new Date(Date.parse(phase2) - 1).toISOString())}`);
+    const earlier = await audit(
+      `until=${encodeURIComponent(new Date(Date.parse(phase2) - 1).toISOString())}`,
+    );
     expect(earlier.length + later.length).toBe(all.length);
     // combined with other filters
     const laterAdmin = await audit(`since=${encodeURIComponent(phase2)}&actor=admin&action=pool.`);
     expect(laterAdmin.map((e) => e.action).sort()).toEqual(['pool.drain', 'pool.update']);
     // a time after everything finds nothing
-    expect(await audit(`since=${encodeURIComponent(new Date(clock.now() + 1).toISOString())}`)).toEqual([]);
+    expect(
+      await audit(`since=${encodeURIComponent(new Date(clock.now() + 1).toISOString())}`),
+    ).toEqual([]);
   });
 
   it('newest first, and limit keeps the newest', async () => {

@@ -1,6 +1,13 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Api, ADMIN, startServer, tempDirs, testConfig, type TestServer } from '../helpers/server.js';
+import {
+  Api,
+  ADMIN,
+  startServer,
+  tempDirs,
+  testConfig,
+  type TestServer,
+} from '../helpers/server.js';
 
 /*
  * Sign-in and input hardening through the real HTTP stack: rate limits per account and per
@@ -19,15 +26,25 @@ let poolId: string;
 
 interface Answer {
   status: number;
-  body: { error?: { code: string; message: string; details?: { path: string; message: string }[] }; user?: { username: string } } | undefined;
+  body:
+    | {
+        error?: { code: string; message: string; details?: { path: string; message: string }[] };
+        user?: { username: string };
+      }
+    | undefined;
   headers: Headers;
   cookie: string | undefined;
 }
 
 /** a raw request with full control over body bytes and headers */
-async function send(method: string, p: string, o: { body?: string; ip?: string; cookie?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+async function send(
+  method: string,
+  p: string,
+  o: { body?: string; ip?: string; cookie?: string; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   const headers: Record<string, string> = { 'x-requested-with': 'vdi', ...(o.headers ?? {}) };
-  if (o.body !== undefined && !headers['content-type']) headers['content-type'] = 'application/json';
+  if (o.body !== undefined && !headers['content-type'])
+    headers['content-type'] = 'application/json';
   if (o.ip) headers['x-forwarded-for'] = o.ip;
   if (o.cookie) headers.cookie = o.cookie;
   const r = await fetch(ts.url + p, { method, headers, body: o.body });
@@ -42,7 +59,12 @@ async function send(method: string, p: string, o: { body?: string; ip?: string; 
   return { status: r.status, body, headers: r.headers, cookie: set?.split(';')[0] };
 }
 
-const login = (username: string, password: string, ip: string, extra: { cookie?: string; headers?: Record<string, string> } = {}) =>
+const login = (
+  username: string,
+  password: string,
+  ip: string,
+  extra: { cookie?: string; headers?: Record<string, string> } = {},
+) =>
   send('POST', '/api/auth/login', { body: JSON.stringify({ username, password }), ip, ...extra });
 
 async function userCount(): Promise<number> {
@@ -50,18 +72,33 @@ async function userCount(): Promise<number> {
 }
 
 async function auditCount(action: string): Promise<number> {
-  return ((await admin.get(`/api/admin/audit?action=${action}&limit=1000`)).body as unknown[]).length;
+  return ((await admin.get(`/api/admin/audit?action=${action}&limit=1000`)).body as unknown[])
+    .length;
 }
 
 beforeAll(async () => {
   ts = await startServer(
-    testConfig({ DEFAULT_POOL: 'false', LOGIN_MAX_PER_ACCOUNT: '3', LOGIN_MAX_PER_IP: '5', LOGIN_WINDOW_SEC: String(WINDOW_SEC) }, dirs),
+    testConfig(
+      {
+        DEFAULT_POOL: 'false',
+        LOGIN_MAX_PER_ACCOUNT: '3',
+        LOGIN_MAX_PER_IP: '5',
+        LOGIN_WINDOW_SEC: String(WINDOW_SEC),
+      },
+      dirs,
+    ),
   );
   admin = await new Api(ts.url).login(ADMIN.username, ADMIN.password);
   for (const u of ['erin', 'frank', 'gwen', 'hugo']) {
-    expect((await admin.post('/api/admin/users', { username: u, password: `${u}-password-1` })).status).toBe(201);
+    expect(
+      (await admin.post('/api/admin/users', { username: u, password: `${u}-password-1` })).status,
+    ).toBe(201);
   }
-  const p = await admin.post('/api/admin/pools', { name: 'config-only', provider: 'xvnc', maxSize: 2 });
+  const p = await admin.post('/api/admin/pools', {
+    name: 'config-only',
+    provider: 'xvnc',
+    maxSize: 2,
+  });
   expect(p.status).toBe(201);
   poolId = p.body.id as string;
 });
@@ -101,7 +138,9 @@ describe('sign-in answers', () => {
     expect(attrs).toContain('path=/');
     expect(attrs.some((a) => a.startsWith('expires='))).toBe(true);
     expect(attrs).not.toContain('secure'); // plain HTTP here
-    const viaTls = await login('gwen', 'gwen-password-1', '10.0.0.3', { headers: { 'x-forwarded-proto': 'https' } });
+    const viaTls = await login('gwen', 'gwen-password-1', '10.0.0.3', {
+      headers: { 'x-forwarded-proto': 'https' },
+    });
     const tlsSet = viaTls.headers.getSetCookie().find((c) => c.startsWith('vdi.sid='))!;
     expect(tlsSet.split(';').map((a) => a.trim().toLowerCase())).toContain('secure');
   });
@@ -141,7 +180,8 @@ describe('sign-in answers', () => {
 
 describe('sign-in rate limits', () => {
   it('per account: after 3 failures from anywhere, even the right password gets 429 with Retry-After', async () => {
-    for (const ip of ['10.1.0.1', '10.1.0.2', '10.1.0.3']) expect((await login('erin', 'wrong-password', ip)).status).toBe(401);
+    for (const ip of ['10.1.0.1', '10.1.0.2', '10.1.0.3'])
+      expect((await login('erin', 'wrong-password', ip)).status).toBe(401);
     const throttledBefore = await auditCount('auth.throttled');
     const r = await login('erin', 'erin-password-1', '10.1.0.4');
     expect(r.status).toBe(429);
@@ -158,12 +198,14 @@ describe('sign-in rate limits', () => {
   });
 
   it('unknown accounts lock the same way (the lockout does not reveal which names exist)', async () => {
-    for (const ip of ['10.3.0.1', '10.3.0.2', '10.3.0.3']) expect((await login('ghost', 'x-password', ip)).status).toBe(401);
+    for (const ip of ['10.3.0.1', '10.3.0.2', '10.3.0.3'])
+      expect((await login('ghost', 'x-password', ip)).status).toBe(401);
     expect((await login('ghost', 'x-password', '10.3.0.4')).status).toBe(429);
   });
 
   it('per address: 5 failures on any accounts block that address for every account', async () => {
-    for (let i = 0; i < 5; i++) expect((await login(`nobody${i}`, 'x-password', '10.2.0.1')).status).toBe(401);
+    for (let i = 0; i < 5; i++)
+      expect((await login(`nobody${i}`, 'x-password', '10.2.0.1')).status).toBe(401);
     const r = await login('frank', 'frank-password-1', '10.2.0.1');
     expect(r.status).toBe(429);
     expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
@@ -199,20 +241,47 @@ describe('bad input changes nothing', () => {
     const created = await auditCount('user.create');
     const cases: { body: string; code: string; path?: string }[] = [
       { body: '{"username": "ivan", "password": "ivan-password-1"', code: 'BAD_JSON' },
-      { body: JSON.stringify({ username: 'ivan', password: 12345678 }), code: 'INVALID', path: 'password' },
-      { body: JSON.stringify({ username: ['ivan'], password: 'ivan-password-1' }), code: 'INVALID', path: 'username' },
-      { body: JSON.stringify({ username: 'ivan', password: 'short' }), code: 'INVALID', path: 'password' },
-      { body: JSON.stringify({ username: 'ivan', password: 'ivan-password-1', role: 'root' }), code: 'INVALID', path: 'role' },
-      { body: JSON.stringify({ username: 'ivan', password: 'ivan-password-1', isAdmin: true }), code: 'INVALID' },
+      {
+        body: JSON.stringify({ username: 'ivan', password: 12345678 }),
+        code: 'INVALID',
+        path: 'password',
+      },
+      {
+        body: JSON.stringify({ username: ['ivan'], password: 'ivan-password-1' }),
+        code: 'INVALID',
+        path: 'username',
+      },
+      {
+        body: JSON.stringify({ username: 'ivan', password: 'short' }),
+        code: 'INVALID',
+        path: 'password',
+      },
+      {
+        body: JSON.stringify({ username: 'ivan', password: 'ivan-password-1', role: 'root' }),
+        code: 'INVALID',
+        path: 'role',
+      },
+      {
+        body: JSON.stringify({ username: 'ivan', password: 'ivan-password-1', isAdmin: true }),
+        code: 'INVALID',
+      },
     ];
     for (const c of cases) {
       const r = await send('POST', '/api/admin/users', { body: c.body, cookie: admin.cookie });
       expect([r.status, r.body?.error?.code], c.body).toEqual([400, c.code]);
       expect(r.body?.error?.message.length).toBeGreaterThan(5);
-      if (c.path) expect(r.body?.error?.details?.map((d) => d.path), c.body).toContain(c.path);
+      if (c.path)
+        expect(
+          r.body?.error?.details?.map((d) => d.path),
+          c.body,
+        ).toContain(c.path);
     }
     // a body that is not JSON at all
-    const text = await send('POST', '/api/admin/users', { body: 'username=ivan&password=ivan-password-1', cookie: admin.cookie, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const text = await send('POST', '/api/admin/users', {
+      body: 'username=ivan&password=ivan-password-1',
+      cookie: admin.cookie,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     expect(text.status).toBe(400);
     expect(await userCount()).toBe(users);
     expect(await auditCount('user.create')).toBe(created);
@@ -220,10 +289,17 @@ describe('bad input changes nothing', () => {
 
   it('an oversized body gets 413 and nothing is created', async () => {
     const users = await userCount();
-    const big = JSON.stringify({ username: 'ivan', password: 'ivan-password-1', displayName: 'x'.repeat(300 * 1024) });
+    const big = JSON.stringify({
+      username: 'ivan',
+      password: 'ivan-password-1',
+      displayName: 'x'.repeat(300 * 1024),
+    });
     const r = await send('POST', '/api/admin/users', { body: big, cookie: admin.cookie });
     expect([r.status, r.body?.error?.code]).toEqual([413, 'TOO_LARGE']);
-    const hugeLogin = await send('POST', '/api/auth/login', { body: JSON.stringify({ username: 'frank', password: 'p'.repeat(400 * 1024) }), ip: '10.5.0.1' });
+    const hugeLogin = await send('POST', '/api/auth/login', {
+      body: JSON.stringify({ username: 'frank', password: 'p'.repeat(400 * 1024) }),
+      ip: '10.5.0.1',
+    });
     expect(hugeLogin.status).toBe(413);
     expect(await userCount()).toBe(users);
   });

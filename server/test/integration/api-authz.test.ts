@@ -6,7 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
 import type { Config } from '../../src/config/index.js';
 import { XvncProvider } from '../../src/providers/xvnc.js';
-import { Api, ADMIN, startServer, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import {
+  Api,
+  ADMIN,
+  startServer,
+  tempDirs,
+  testConfig,
+  until,
+  type TestServer,
+} from '../helpers/server.js';
 
 /*
  * Authorization through the real HTTP API, with real Xvnc desktops behind the sessions:
@@ -33,7 +41,13 @@ const dirs = tempDirs('vdiaz');
  * between the provider's check and Xvnc's start is retried, not skipped.
  */
 const FIRST_DISPLAY = 480;
-const xvnc = (c: Config) => new XvncProvider({ runDir: c.runDir, dataDir: c.dataDir, desktopUser: c.desktopUser, firstDisplay: FIRST_DISPLAY });
+const xvnc = (c: Config) =>
+  new XvncProvider({
+    runDir: c.runDir,
+    dataDir: c.dataDir,
+    desktopUser: c.desktopUser,
+    firstDisplay: FIRST_DISPLAY,
+  });
 let ts: TestServer;
 let admin: Api;
 let alice: { api: Api; id: string };
@@ -51,7 +65,8 @@ function xvncUnder(dir: string): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir))) out.push(Number(e));
+      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
+        out.push(Number(e));
     } catch {
       /* exited while we looked */
     }
@@ -59,28 +74,50 @@ function xvncUnder(dir: string): number[] {
   return out;
 }
 
-async function newUser(name: string, role: 'user' | 'admin' = 'user'): Promise<{ api: Api; id: string; password: string }> {
+async function newUser(
+  name: string,
+  role: 'user' | 'admin' = 'user',
+): Promise<{ api: Api; id: string; password: string }> {
   const password = `${name}-password-1`;
   const r = await admin.post('/api/admin/users', { username: name, password, role });
   expect(r.status).toBe(201);
   return { api: await new Api(ts.url).login(name, password), id: r.body.id as string, password };
 }
 
-async function entitle(pool: string, principalType: 'user' | 'group', principalId: string): Promise<string> {
-  const r = await admin.post('/api/admin/entitlements', { poolId: pool, principalType, principalId });
+async function entitle(
+  pool: string,
+  principalType: 'user' | 'group',
+  principalId: string,
+): Promise<string> {
+  const r = await admin.post('/api/admin/entitlements', {
+    poolId: pool,
+    principalType,
+    principalId,
+  });
   expect(r.status).toBe(201);
   return r.body.id as string;
 }
 
 async function createPool(name: string): Promise<string> {
-  const r = await admin.post('/api/admin/pools', { name, provider: 'xvnc', template: { width: 640, height: 480 }, maxSize: 3 });
+  const r = await admin.post('/api/admin/pools', {
+    name,
+    provider: 'xvnc',
+    template: { width: 640, height: 480 },
+    maxSize: 3,
+  });
   expect(r.status).toBe(201);
   pools.push(r.body.id as string);
   return r.body.id as string;
 }
 
 async function socketFor(api: Api): Promise<ViewerSocket> {
-  const socket: ViewerSocket = io(ts.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+  const socket: ViewerSocket = io(ts.url, {
+    parser: vdiParser,
+    transports: ['websocket'],
+    extraHeaders: { cookie: api.cookie },
+    reconnection: false,
+    forceNew: true,
+  });
   sockets.push(socket);
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve());
@@ -90,10 +127,20 @@ async function socketFor(api: Api): Promise<ViewerSocket> {
 }
 
 /** a raw request: no CSRF header unless given */
-async function raw(method: string, p: string, cookie: string, headers: Record<string, string> = {}, body?: unknown) {
+async function raw(
+  method: string,
+  p: string,
+  cookie: string,
+  headers: Record<string, string> = {},
+  body?: unknown,
+) {
   const r = await fetch(ts.url + p, {
     method,
-    headers: { ...(cookie ? { cookie } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    headers: {
+      ...(cookie ? { cookie } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await r.text();
@@ -123,8 +170,11 @@ beforeAll(async () => {
   const spec = await admin.get('/api/openapi.json');
   expect(spec.status).toBe(200);
   ops = [];
-  for (const [p, byMethod] of Object.entries(spec.body.paths as Record<string, Record<string, { tags: string[] }>>)) {
-    for (const [method, op] of Object.entries(byMethod)) ops.push({ method: method as Method, path: p, tag: op.tags[0]! });
+  for (const [p, byMethod] of Object.entries(
+    spec.body.paths as Record<string, Record<string, { tags: string[] }>>,
+  )) {
+    for (const [method, op] of Object.entries(byMethod))
+      ops.push({ method: method as Method, path: p, tag: op.tags[0]! });
   }
 });
 
@@ -161,15 +211,29 @@ describe('admin routes', () => {
   }
 
   function fill(p: string, ids: Record<string, string>): string {
-    return p.replace(/\/(\w+)\/\{(\w+)\}/g, (_m, coll: string, param: string) => `/${coll}/${param === 'name' ? 'snap1' : ids[coll] ?? 'no-such-id'}`).replace(/\{name\}/g, 'snap1');
+    return p
+      .replace(
+        /\/(\w+)\/\{(\w+)\}/g,
+        (_m, coll: string, param: string) =>
+          `/${coll}/${param === 'name' ? 'snap1' : (ids[coll] ?? 'no-such-id')}`,
+      )
+      .replace(/\{name\}/g, 'snap1');
   }
 
   it('the OpenAPI document lists the admin routes, and exactly the /api/admin ones are tagged admin', () => {
     const adminOps = ops.filter((o) => o.tag === 'admin');
     expect(adminOps.length).toBeGreaterThanOrEqual(25);
-    for (const o of ops) expect(o.tag === 'admin', `${o.method} ${o.path}`).toBe(o.path.startsWith('/api/admin/'));
+    for (const o of ops)
+      expect(o.tag === 'admin', `${o.method} ${o.path}`).toBe(o.path.startsWith('/api/admin/'));
     // the ones the issue names are among them
-    for (const want of ['post /api/admin/users', 'patch /api/admin/pools/{id}', 'delete /api/admin/pools/{id}', 'post /api/admin/entitlements', 'post /api/admin/sessions/{id}/logoff', 'get /api/admin/audit']) {
+    for (const want of [
+      'post /api/admin/users',
+      'patch /api/admin/pools/{id}',
+      'delete /api/admin/pools/{id}',
+      'post /api/admin/entitlements',
+      'post /api/admin/sessions/{id}/logoff',
+      'get /api/admin/audit',
+    ]) {
       expect(adminOps.map((o) => `${o.method} ${o.path}`)).toContain(want);
     }
   });
@@ -182,39 +246,76 @@ describe('admin routes', () => {
     for (const o of adminOps) {
       const p = fill(o.path, ids);
       const body = o.method === 'get' || o.method === 'delete' ? undefined : {};
-      const asUser = await alice.api.call(o.method.toUpperCase(), p + (o.method === 'delete' ? '?force=true' : ''), body);
-      expect([asUser.status, asUser.body?.error?.code], `${o.method} ${p} as a user`).toEqual([403, 'FORBIDDEN']);
+      const asUser = await alice.api.call(
+        o.method.toUpperCase(),
+        p + (o.method === 'delete' ? '?force=true' : ''),
+        body,
+      );
+      expect([asUser.status, asUser.body?.error?.code], `${o.method} ${p} as a user`).toEqual([
+        403,
+        'FORBIDDEN',
+      ]);
       const asNobody = await anonymous.call(o.method.toUpperCase(), p, body);
-      expect([asNobody.status, asNobody.body?.error?.code], `${o.method} ${p} without a session`).toEqual([401, 'UNAUTHENTICATED']);
+      expect(
+        [asNobody.status, asNobody.body?.error?.code],
+        `${o.method} ${p} without a session`,
+      ).toEqual([401, 'UNAUTHENTICATED']);
     }
     // the admin reaches every one of those routes (none is a dead path in the document)
     for (const o of adminOps.filter((x) => x.method === 'get')) {
       const r = await admin.get(fill(o.path, ids));
       expect([401, 403], `${o.method} ${o.path} as admin`).not.toContain(r.status);
-      expect(r.body?.error?.message ?? '', `${o.method} ${o.path} as admin`).not.toBe('no such API route');
+      expect(r.body?.error?.message ?? '', `${o.method} ${o.path} as admin`).not.toBe(
+        'no such API route',
+      );
     }
     // nothing happened: Bob, his session and desktop, the pool, the group and the grants are all there
-    expect((await admin.get('/api/admin/users')).body.map((u: { id: string }) => u.id)).toContain(bob.id);
+    expect((await admin.get('/api/admin/users')).body.map((u: { id: string }) => u.id)).toContain(
+      bob.id,
+    );
     expect((await ts.server.broker.session(bobSession.sessionId))?.state).not.toBe('ended');
     expect((await admin.get(`/api/admin/pools/${poolId}`)).body.draining).toBe(false);
-    expect((await admin.get('/api/admin/groups')).body.map((g: { id: string }) => g.id)).toContain(ids.groups);
-    expect((await admin.get('/api/admin/entitlements')).body.map((e: { id: string }) => e.id)).toContain(ids.entitlements);
-    const auditAfter = (await admin.get('/api/admin/audit?limit=1000')).body as { actor: string; action: string }[];
+    expect((await admin.get('/api/admin/groups')).body.map((g: { id: string }) => g.id)).toContain(
+      ids.groups,
+    );
+    expect(
+      (await admin.get('/api/admin/entitlements')).body.map((e: { id: string }) => e.id),
+    ).toContain(ids.entitlements);
+    const auditAfter = (await admin.get('/api/admin/audit?limit=1000')).body as {
+      actor: string;
+      action: string;
+    }[];
     expect(auditAfter.length).toBe(auditBefore);
-    expect(auditAfter.filter((e) => e.actor === 'alice' && !e.action.startsWith('auth.'))).toEqual([]);
+    expect(auditAfter.filter((e) => e.actor === 'alice' && !e.action.startsWith('auth.'))).toEqual(
+      [],
+    );
   });
 
   it('a user cannot create an admin account or grant themselves a pool, even with valid bodies', async () => {
-    const mk = await alice.api.post('/api/admin/users', { username: 'mallory', password: 'mallory-password-1', role: 'admin' });
+    const mk = await alice.api.post('/api/admin/users', {
+      username: 'mallory',
+      password: 'mallory-password-1',
+      role: 'admin',
+    });
     expect(mk.status).toBe(403);
     const self = await alice.api.patch(`/api/admin/users/${alice.id}`, { role: 'admin' });
     expect(self.status).toBe(403);
-    const grant = await alice.api.post('/api/admin/entitlements', { poolId: secretPoolId, principalType: 'user', principalId: alice.id });
+    const grant = await alice.api.post('/api/admin/entitlements', {
+      poolId: secretPoolId,
+      principalType: 'user',
+      principalId: alice.id,
+    });
     expect(grant.status).toBe(403);
-    const users = (await admin.get('/api/admin/users')).body as { username: string; role: string; id: string }[];
+    const users = (await admin.get('/api/admin/users')).body as {
+      username: string;
+      role: string;
+      id: string;
+    }[];
     expect(users.map((u) => u.username)).not.toContain('mallory');
     expect(users.find((u) => u.id === alice.id)?.role).toBe('user');
-    expect((await alice.api.get('/api/desktops')).body.map((p: { poolId: string }) => p.poolId)).toEqual([poolId]);
+    expect(
+      (await alice.api.get('/api/desktops')).body.map((p: { poolId: string }) => p.poolId),
+    ).toEqual([poolId]);
   });
 });
 
@@ -223,10 +324,25 @@ describe('CSRF', () => {
     const writes = ops.filter((o) => o.method !== 'get');
     expect(writes.length).toBeGreaterThan(15);
     for (const o of writes) {
-      const p = o.path.replace(/\{poolId\}/, poolId).replace(/\{id\}/, bobSession.sessionId).replace(/\{name\}/, 'snap1');
-      for (const headers of [{}, { 'x-requested-with': 'XMLHttpRequest' }] as Record<string, string>[]) {
-        const r = await raw(o.method.toUpperCase(), p, admin.cookie, headers, o.method === 'delete' ? undefined : {});
-        expect([r.status, r.body?.error?.code], `${o.method} ${p} ${JSON.stringify(headers)}`).toEqual([403, 'CSRF']);
+      const p = o.path
+        .replace(/\{poolId\}/, poolId)
+        .replace(/\{id\}/, bobSession.sessionId)
+        .replace(/\{name\}/, 'snap1');
+      for (const headers of [{}, { 'x-requested-with': 'XMLHttpRequest' }] as Record<
+        string,
+        string
+      >[]) {
+        const r = await raw(
+          o.method.toUpperCase(),
+          p,
+          admin.cookie,
+          headers,
+          o.method === 'delete' ? undefined : {},
+        );
+        expect(
+          [r.status, r.body?.error?.code],
+          `${o.method} ${p} ${JSON.stringify(headers)}`,
+        ).toEqual([403, 'CSRF']);
       }
     }
     // nothing was done: Bob's session is live, the admin is still signed in
@@ -238,31 +354,54 @@ describe('CSRF', () => {
     const victim = await newUser('victim');
     const r = await raw('DELETE', `/api/admin/users/${victim.id}`, admin.cookie);
     expect(r.status).toBe(403);
-    expect((await admin.get('/api/admin/users')).body.map((u: { id: string }) => u.id)).toContain(victim.id);
+    expect((await admin.get('/api/admin/users')).body.map((u: { id: string }) => u.id)).toContain(
+      victim.id,
+    );
     expect((await victim.api.get('/api/auth/me')).status).toBe(200);
   });
 });
 
 describe('entitlements and sessions of others', () => {
   it('a user cannot connect to a pool they are not entitled to, and does not see it', async () => {
-    const before = await ts.server.store.db.selectFrom('desktops').select('id').where('pool_id', '=', secretPoolId).execute();
+    const before = await ts.server.store.db
+      .selectFrom('desktops')
+      .select('id')
+      .where('pool_id', '=', secretPoolId)
+      .execute();
     const r = await alice.api.post(`/api/pools/${secretPoolId}/connect`);
     expect(r.status).toBe(403);
     expect(r.body.error.code).toBe('NOT_ENTITLED');
-    expect(await ts.server.store.db.selectFrom('desktops').select('id').where('pool_id', '=', secretPoolId).execute()).toEqual(before);
-    expect(await ts.server.store.db.selectFrom('sessions').select('id').where('user_id', '=', alice.id).where('pool_id', '=', secretPoolId).execute()).toEqual([]);
+    expect(
+      await ts.server.store.db
+        .selectFrom('desktops')
+        .select('id')
+        .where('pool_id', '=', secretPoolId)
+        .execute(),
+    ).toEqual(before);
+    expect(
+      await ts.server.store.db
+        .selectFrom('sessions')
+        .select('id')
+        .where('user_id', '=', alice.id)
+        .where('pool_id', '=', secretPoolId)
+        .execute(),
+    ).toEqual([]);
     const mine = await alice.api.get('/api/desktops');
     expect(mine.body.map((p: { poolId: string }) => p.poolId)).not.toContain(secretPoolId);
   });
 
-  it('a user sees only their own sessions and cannot log off, disconnect or attach to someone else\'s', async () => {
+  it("a user sees only their own sessions and cannot log off, disconnect or attach to someone else's", async () => {
     const mine = await alice.api.get('/api/desktops');
-    const all = mine.body.flatMap((p: { sessions: { id: string; userId: string }[] }) => p.sessions);
+    const all = mine.body.flatMap(
+      (p: { sessions: { id: string; userId: string }[] }) => p.sessions,
+    );
     expect(all.map((s: { id: string }) => s.id)).not.toContain(bobSession.sessionId);
     expect(all.every((s: { userId: string }) => s.userId === alice.id)).toBe(true);
     // Bob sees his
     const his = await bob.api.get('/api/desktops');
-    expect(his.body.flatMap((p: { sessions: { id: string }[] }) => p.sessions.map((s) => s.id))).toEqual([bobSession.sessionId]);
+    expect(
+      his.body.flatMap((p: { sessions: { id: string }[] }) => p.sessions.map((s) => s.id)),
+    ).toEqual([bobSession.sessionId]);
 
     for (const action of ['logoff', 'disconnect']) {
       const r = await alice.api.post(`/api/sessions/${bobSession.sessionId}/${action}`);
@@ -272,13 +411,19 @@ describe('entitlements and sessions of others', () => {
 
     // nor through the viewer socket: not as a viewer, not as a shadow
     const s = await socketFor(alice.api);
-    const asViewer = await s.timeout(10_000).emitWithAck('attach', { sessionId: bobSession.sessionId });
+    const asViewer = await s
+      .timeout(10_000)
+      .emitWithAck('attach', { sessionId: bobSession.sessionId });
     expect(asViewer).toMatchObject({ ok: false, code: 'FORBIDDEN' });
-    const asShadow = await s.timeout(10_000).emitWithAck('attach', { sessionId: bobSession.sessionId, shadow: true });
+    const asShadow = await s
+      .timeout(10_000)
+      .emitWithAck('attach', { sessionId: bobSession.sessionId, shadow: true });
     expect(asShadow).toMatchObject({ ok: false, code: 'FORBIDDEN' });
     // while Bob can attach to his own
     const b = await socketFor(bob.api);
-    expect(await b.timeout(15_000).emitWithAck('attach', { sessionId: bobSession.sessionId })).toMatchObject({ ok: true, desktopId: bobSession.desktopId });
+    expect(
+      await b.timeout(15_000).emitWithAck('attach', { sessionId: bobSession.sessionId }),
+    ).toMatchObject({ ok: true, desktopId: bobSession.desktopId });
     b.close();
   });
 
@@ -287,8 +432,11 @@ describe('entitlements and sessions of others', () => {
     const groupPool = await createPool('group-pool');
     const g = await admin.post('/api/admin/groups', { name: 'staff' });
     expect(g.status).toBe(201);
-    expect((await admin.put(`/api/admin/groups/${g.body.id}/members`, { userIds: [carol.id] })).status).toBe(200);
-    const visible = async () => ((await carol.api.get('/api/desktops')).body as { poolId: string }[]).map((p) => p.poolId);
+    expect(
+      (await admin.put(`/api/admin/groups/${g.body.id}/members`, { userIds: [carol.id] })).status,
+    ).toBe(200);
+    const visible = async () =>
+      ((await carol.api.get('/api/desktops')).body as { poolId: string }[]).map((p) => p.poolId);
     expect(await visible()).not.toContain(groupPool);
     expect((await carol.api.post(`/api/pools/${groupPool}/connect`)).status).toBe(403);
 
@@ -306,7 +454,9 @@ describe('entitlements and sessions of others', () => {
     // granted again, then Carol leaves the group
     await entitle(groupPool, 'group', g.body.id as string);
     expect(await visible()).toContain(groupPool);
-    expect((await admin.put(`/api/admin/groups/${g.body.id}/members`, { userIds: [] })).status).toBe(200);
+    expect(
+      (await admin.put(`/api/admin/groups/${g.body.id}/members`, { userIds: [] })).status,
+    ).toBe(200);
     expect(await visible()).not.toContain(groupPool);
     expect((await carol.api.post(`/api/pools/${groupPool}/connect`)).status).toBe(403);
   });
@@ -321,7 +471,9 @@ describe('disabling a user', () => {
     const c = await dave.api.post(`/api/pools/${poolId}/connect`);
     expect(c.status).toBe(200);
     const s = await socketFor(dave.api);
-    expect(await s.timeout(15_000).emitWithAck('attach', { sessionId: c.body.sessionId })).toMatchObject({ ok: true });
+    expect(
+      await s.timeout(15_000).emitWithAck('attach', { sessionId: c.body.sessionId }),
+    ).toMatchObject({ ok: true });
     const closed = new Promise<void>((resolve) => s.once('disconnect', () => resolve()));
 
     const r = await admin.patch(`/api/admin/users/${dave.id}`, { disabled: true });
@@ -332,17 +484,33 @@ describe('disabling a user', () => {
     expect((await dave.api.post(`/api/pools/${poolId}/connect`)).status).toBe(401);
     await closed;
     // the desktop session itself is kept (an admin decides what happens to it), just not reachable
-    await until(async () => (await ts.server.broker.session(c.body.sessionId as string))?.state === 'disconnected', 10_000, 'the session to be disconnected');
+    await until(
+      async () =>
+        (await ts.server.broker.session(c.body.sessionId as string))?.state === 'disconnected',
+      10_000,
+      'the session to be disconnected',
+    );
 
-    const again = await new Api(ts.url).post('/api/auth/login', { username: 'dave', password: dave.password });
+    const again = await new Api(ts.url).post('/api/auth/login', {
+      username: 'dave',
+      password: dave.password,
+    });
     expect([again.status, again.body.error.code]).toEqual([401, 'BAD_CREDENTIALS']);
     // and a socket with the old cookie is refused
-    const refused = io(ts.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: oldCookie }, reconnection: false, forceNew: true });
+    const refused = io(ts.url, {
+      parser: vdiParser,
+      transports: ['websocket'],
+      extraHeaders: { cookie: oldCookie },
+      reconnection: false,
+      forceNew: true,
+    });
     sockets.push(refused);
     const err = await new Promise<Error>((resolve) => refused.once('connect_error', resolve));
     expect(err.message).toMatch(/unauthorized/);
 
-    expect((await admin.patch(`/api/admin/users/${dave.id}`, { disabled: false })).status).toBe(200);
+    expect((await admin.patch(`/api/admin/users/${dave.id}`, { disabled: false })).status).toBe(
+      200,
+    );
     const stale = new Api(ts.url);
     stale.cookie = oldCookie;
     expect((await stale.get('/api/auth/me')).status).toBe(401);
@@ -350,6 +518,10 @@ describe('disabling a user', () => {
     expect((await fresh.get('/api/auth/me')).body.username).toBe('dave');
     // back in, Dave resumes his session
     const back = await fresh.post(`/api/pools/${poolId}/connect`);
-    expect(back.body).toEqual({ sessionId: c.body.sessionId, desktopId: c.body.desktopId, resumed: true });
+    expect(back.body).toEqual({
+      sessionId: c.body.sessionId,
+      desktopId: c.body.desktopId,
+      resumed: true,
+    });
   });
 });

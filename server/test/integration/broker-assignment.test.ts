@@ -3,7 +3,15 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/index.js';
 import { XvncProvider } from '../../src/providers/xvnc.js';
-import { Api, ADMIN, startServer, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import {
+  Api,
+  ADMIN,
+  startServer,
+  tempDirs,
+  testConfig,
+  until,
+  type TestServer,
+} from '../helpers/server.js';
 
 /*
  * Assignment rules against real TigerVNC Xvnc desktops through the REST API: dedicated and
@@ -19,7 +27,13 @@ const dirs = tempDirs('vdiba');
  * between the provider's check and Xvnc's start is retried, not skipped.
  */
 const FIRST_DISPLAY = 400;
-const xvnc = (c: Config) => new XvncProvider({ runDir: c.runDir, dataDir: c.dataDir, desktopUser: c.desktopUser, firstDisplay: FIRST_DISPLAY });
+const xvnc = (c: Config) =>
+  new XvncProvider({
+    runDir: c.runDir,
+    dataDir: c.dataDir,
+    desktopUser: c.desktopUser,
+    firstDisplay: FIRST_DISPLAY,
+  });
 let ts: TestServer;
 let admin: Api;
 const pools: string[] = [];
@@ -31,7 +45,8 @@ function xvncUnder(dir: string): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir))) out.push(Number(e));
+      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
+        out.push(Number(e));
     } catch {
       /* exited while we looked */
     }
@@ -49,16 +64,29 @@ function alive(pid: number): boolean {
 }
 
 async function rows(poolId: string) {
-  return ts.server.store.db.selectFrom('desktops').selectAll().where('pool_id', '=', poolId).orderBy('created_at').execute();
+  return ts.server.store.db
+    .selectFrom('desktops')
+    .selectAll()
+    .where('pool_id', '=', poolId)
+    .orderBy('created_at')
+    .execute();
 }
 
-function handleOf(d: { handle: string | null }): { xvncPid: number; home: string; display: number } {
+function handleOf(d: { handle: string | null }): {
+  xvncPid: number;
+  home: string;
+  display: number;
+} {
   expect(d.handle).not.toBeNull();
   return JSON.parse(d.handle!) as { xvncPid: number; home: string; display: number };
 }
 
 async function createPool(body: Record<string, unknown>): Promise<string> {
-  const r = await admin.post('/api/admin/pools', { provider: 'xvnc', template: { width: 640, height: 480 }, ...body });
+  const r = await admin.post('/api/admin/pools', {
+    provider: 'xvnc',
+    template: { width: 640, height: 480 },
+    ...body,
+  });
   expect(r.status).toBe(201);
   pools.push(r.body.id as string);
   await ts.server.broker.tick();
@@ -70,12 +98,23 @@ async function newUser(name: string, ...poolIds: string[]): Promise<{ api: Api; 
   const r = await admin.post('/api/admin/users', { username: name, password });
   expect(r.status).toBe(201);
   for (const poolId of poolIds) {
-    expect((await admin.post('/api/admin/entitlements', { poolId, principalType: 'user', principalId: r.body.id })).status).toBe(201);
+    expect(
+      (
+        await admin.post('/api/admin/entitlements', {
+          poolId,
+          principalType: 'user',
+          principalId: r.body.id,
+        })
+      ).status,
+    ).toBe(201);
   }
   return { api: await new Api(ts.url).login(name, password), id: r.body.id as string };
 }
 
-async function connect(u: { api: Api }, poolId: string): Promise<{ sessionId: string; desktopId: string; resumed: boolean }> {
+async function connect(
+  u: { api: Api },
+  poolId: string,
+): Promise<{ sessionId: string; desktopId: string; resumed: boolean }> {
   const r = await u.api.post(`/api/pools/${poolId}/connect`);
   expect(r.status, JSON.stringify(r.body)).toBe(200);
   return r.body as { sessionId: string; desktopId: string; resumed: boolean };
@@ -105,7 +144,12 @@ afterAll(async () => {
 
 describe('floating pool (real Xvnc)', () => {
   it('takes a warm spare, replenishes it, destroys the desktop at log-off and returns to the spare count', async () => {
-    const poolId = await createPool({ name: 'floating', assignment: 'floating', maxSize: 3, spares: 1 });
+    const poolId = await createPool({
+      name: 'floating',
+      assignment: 'floating',
+      maxSize: 3,
+      spares: 1,
+    });
     const [spare] = await rows(poolId);
     expect(spare?.state).toBe('ready');
     const sparePid = handleOf(spare!).xvncPid;
@@ -174,7 +218,11 @@ describe('dedicated pool (real Xvnc)', () => {
       name: 'dedicated',
       assignment: 'dedicated',
       maxSize: 1,
-      template: { width: 640, height: 480, sessionCommand: 'echo started >> starts; openbox & exec xterm' },
+      template: {
+        width: 640,
+        height: 480,
+        sessionCommand: 'echo started >> starts; openbox & exec xterm',
+      },
     });
     const owner = await newUser('owner', poolId);
     const other = await newUser('other', poolId);
@@ -184,11 +232,20 @@ describe('dedicated pool (real Xvnc)', () => {
     expect(d1).toMatchObject({ id: first.desktopId, owner_user_id: owner.id, state: 'in-use' });
     const { xvncPid: pid1, home } = handleOf(d1!);
     const starts = path.join(home, 'starts');
-    await until(() => fs.readFileSync(starts, 'utf8') === 'started\n', 10_000, 'the first start to be recorded in the home');
+    await until(
+      () => fs.readFileSync(starts, 'utf8') === 'started\n',
+      10_000,
+      'the first start to be recorded in the home',
+    );
 
     expect((await owner.api.post(`/api/sessions/${first.sessionId}/logoff`)).status).toBe(204);
     const [stopped] = await rows(poolId);
-    expect(stopped).toMatchObject({ id: first.desktopId, state: 'stopped', handle: null, owner_user_id: owner.id });
+    expect(stopped).toMatchObject({
+      id: first.desktopId,
+      state: 'stopped',
+      handle: null,
+      owner_user_id: owner.id,
+    });
     expect(alive(pid1)).toBe(false);
     expect(fs.readFileSync(starts, 'utf8')).toBe('started\n');
 
@@ -209,7 +266,11 @@ describe('dedicated pool (real Xvnc)', () => {
     expect(alive(h2.xvncPid)).toBe(true);
     expect(h2.home).toBe(home);
     // the same home: the second start appended to the first one's file
-    await until(() => fs.readFileSync(starts, 'utf8') === 'started\nstarted\n', 10_000, 'the second start to be recorded in the same home');
+    await until(
+      () => fs.readFileSync(starts, 'utf8') === 'started\nstarted\n',
+      10_000,
+      'the second start to be recorded in the same home',
+    );
     expect((await owner.api.post(`/api/sessions/${second.sessionId}/logoff`)).status).toBe(204);
   });
 });
@@ -226,7 +287,11 @@ describe('pool full, drain, delete (real Xvnc)', () => {
     expect(r.body.error).toMatchObject({ code: 'POOL_FULL' });
     expect(r.body.error.message).toMatch(/full/);
     expect((await rows(poolId)).map((d) => d.id)).toEqual([c.desktopId]);
-    const bSessions = await ts.server.store.db.selectFrom('sessions').selectAll().where('user_id', '=', b.id).execute();
+    const bSessions = await ts.server.store.db
+      .selectFrom('sessions')
+      .selectAll()
+      .where('user_id', '=', b.id)
+      .execute();
     expect(bSessions).toEqual([]);
     expect(xvncUnder(dirs.runDir).sort()).toEqual(xvncBefore);
     // B's list shows no session either
@@ -278,11 +343,15 @@ describe('pool full, drain, delete (real Xvnc)', () => {
 
     expect((await admin.del(`/api/admin/pools/${poolId}?force=true`)).status).toBe(204);
     expect((await admin.get(`/api/admin/pools/${poolId}`)).status).toBe(404);
-    expect(await ts.server.broker.session(c.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'pool deleted' });
+    expect(await ts.server.broker.session(c.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'pool deleted',
+    });
     expect(await rows(poolId)).toEqual([]);
     for (const pid of pids) expect(alive(pid)).toBe(false);
     // the user no longer sees it
-    expect((await a.api.get('/api/desktops')).body.some((x: { poolId: string }) => x.poolId === poolId)).toBe(false);
+    expect(
+      (await a.api.get('/api/desktops')).body.some((x: { poolId: string }) => x.poolId === poolId),
+    ).toBe(false);
   });
 });
-

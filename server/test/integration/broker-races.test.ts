@@ -3,7 +3,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/index.js';
 import { XvncProvider } from '../../src/providers/xvnc.js';
-import { Api, ADMIN, startServer, tempDirs, testConfig, type TestServer } from '../helpers/server.js';
+import {
+  Api,
+  ADMIN,
+  startServer,
+  tempDirs,
+  testConfig,
+  type TestServer,
+} from '../helpers/server.js';
 
 /*
  * Races through the real HTTP API against real Xvnc desktops, fired with Promise.all:
@@ -18,7 +25,13 @@ const dirs = tempDirs('vdibr');
  * between the provider's check and Xvnc's start is retried, not skipped.
  */
 const FIRST_DISPLAY = 440;
-const xvnc = (c: Config) => new XvncProvider({ runDir: c.runDir, dataDir: c.dataDir, desktopUser: c.desktopUser, firstDisplay: FIRST_DISPLAY });
+const xvnc = (c: Config) =>
+  new XvncProvider({
+    runDir: c.runDir,
+    dataDir: c.dataDir,
+    desktopUser: c.desktopUser,
+    firstDisplay: FIRST_DISPLAY,
+  });
 let ts: TestServer;
 let admin: Api;
 const pools: string[] = [];
@@ -29,7 +42,8 @@ function xvncUnder(dir: string): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir))) out.push(Number(e));
+      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
+        out.push(Number(e));
     } catch {
       /* exited while we looked */
     }
@@ -38,7 +52,11 @@ function xvncUnder(dir: string): number[] {
 }
 
 async function createPool(body: Record<string, unknown>): Promise<string> {
-  const r = await admin.post('/api/admin/pools', { provider: 'xvnc', template: { width: 640, height: 480 }, ...body });
+  const r = await admin.post('/api/admin/pools', {
+    provider: 'xvnc',
+    template: { width: 640, height: 480 },
+    ...body,
+  });
   expect(r.status).toBe(201);
   pools.push(r.body.id as string);
   await ts.server.broker.tick();
@@ -49,12 +67,24 @@ async function newUser(name: string, poolId: string): Promise<Api> {
   const password = `${name}-password-1`;
   const r = await admin.post('/api/admin/users', { username: name, password });
   expect(r.status).toBe(201);
-  expect((await admin.post('/api/admin/entitlements', { poolId, principalType: 'user', principalId: r.body.id })).status).toBe(201);
+  expect(
+    (
+      await admin.post('/api/admin/entitlements', {
+        poolId,
+        principalType: 'user',
+        principalId: r.body.id,
+      })
+    ).status,
+  ).toBe(201);
   return new Api(ts.url).login(name, password);
 }
 
 async function desktops(poolId: string) {
-  return ts.server.store.db.selectFrom('desktops').selectAll().where('pool_id', '=', poolId).execute();
+  return ts.server.store.db
+    .selectFrom('desktops')
+    .selectAll()
+    .where('pool_id', '=', poolId)
+    .execute();
 }
 
 /** the store's invariant: never two live sessions on one desktop, and every live session's desktop runs */
@@ -107,7 +137,9 @@ describe('races (real Xvnc, parallel HTTP requests)', () => {
     const poolId = await createPool({ name: 'one-user', maxSize: 5 });
     const u = await newUser('clicker', poolId);
     const xvncBefore = xvncUnder(dirs.runDir).length;
-    const rs = await Promise.all(Array.from({ length: 12 }, () => u.post(`/api/pools/${poolId}/connect`)));
+    const rs = await Promise.all(
+      Array.from({ length: 12 }, () => u.post(`/api/pools/${poolId}/connect`)),
+    );
     expect(rs.map((r) => r.status)).toEqual(Array(12).fill(200));
     expect(new Set(rs.map((r) => r.body.sessionId)).size).toBe(1);
     expect(new Set(rs.map((r) => r.body.desktopId)).size).toBe(1);
@@ -129,19 +161,28 @@ describe('races (real Xvnc, parallel HTTP requests)', () => {
     expect(before.map((d) => d.state).sort()).toEqual(['in-use', 'ready']);
     const lastSpare = before.find((d) => d.state === 'ready')!;
 
-    const racers = await Promise.all(['racer1', 'racer2', 'racer3', 'racer4'].map((n) => newUser(n, poolId)));
+    const racers = await Promise.all(
+      ['racer1', 'racer2', 'racer3', 'racer4'].map((n) => newUser(n, poolId)),
+    );
     const xvncBefore = xvncUnder(dirs.runDir).sort();
     const rs = await Promise.all(racers.map((r) => r.post(`/api/pools/${poolId}/connect`)));
     const won = rs.filter((r) => r.status === 200);
     const lost = rs.filter((r) => r.status !== 200);
     expect(won).toHaveLength(1);
     expect(won[0]!.body.desktopId).toBe(lastSpare.id);
-    expect(lost.map((r) => [r.status, r.body.error.code])).toEqual(Array(3).fill([409, 'POOL_FULL']));
+    expect(lost.map((r) => [r.status, r.body.error.code])).toEqual(
+      Array(3).fill([409, 'POOL_FULL']),
+    );
 
     // nothing was created for the losers
     expect(xvncUnder(dirs.runDir).sort()).toEqual(xvncBefore);
     expect(await desktops(poolId)).toHaveLength(2);
-    const live = await ts.server.store.db.selectFrom('sessions').select(['user_id', 'desktop_id']).where('pool_id', '=', poolId).where('state', '<>', 'ended').execute();
+    const live = await ts.server.store.db
+      .selectFrom('sessions')
+      .select(['user_id', 'desktop_id'])
+      .where('pool_id', '=', poolId)
+      .where('state', '<>', 'ended')
+      .execute();
     expect(live).toHaveLength(2);
     await expectOneLiveSessionPerDesktop();
   });

@@ -8,7 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
 import type { Config } from '../../src/config/index.js';
 import { XvncProvider } from '../../src/providers/xvnc.js';
-import { Api, ADMIN, startServer, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import {
+  Api,
+  ADMIN,
+  startServer,
+  tempDirs,
+  testConfig,
+  until,
+  type TestServer,
+} from '../helpers/server.js';
 
 /*
  * Broker restart with real Xvnc desktops in every state: an active session, a disconnected
@@ -28,7 +36,13 @@ const dirs = tempDirs('vdirs');
  * between the provider's check and Xvnc's start is retried, not skipped.
  */
 const FIRST_DISPLAY = 460;
-const xvnc = (c: Config) => new XvncProvider({ runDir: c.runDir, dataDir: c.dataDir, desktopUser: c.desktopUser, firstDisplay: FIRST_DISPLAY });
+const xvnc = (c: Config) =>
+  new XvncProvider({
+    runDir: c.runDir,
+    dataDir: c.dataDir,
+    desktopUser: c.desktopUser,
+    firstDisplay: FIRST_DISPLAY,
+  });
 let config: Config;
 let first: TestServer | undefined;
 let second: TestServer | undefined;
@@ -47,7 +61,8 @@ function xvncUnder(dir: string): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir))) out.push(Number(e));
+      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
+        out.push(Number(e));
     } catch {
       /* exited while we looked */
     }
@@ -61,7 +76,11 @@ function processesUsing(dir: string): number[] {
   for (const e of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
     try {
-      if (fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(dir) || fs.readFileSync(`/proc/${e}/environ`, 'utf8').includes(dir)) out.push(Number(e));
+      if (
+        fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(dir) ||
+        fs.readFileSync(`/proc/${e}/environ`, 'utf8').includes(dir)
+      )
+        out.push(Number(e));
     } catch {
       /* exited while we looked */
     }
@@ -79,7 +98,13 @@ function alive(pid: number): boolean {
 }
 
 async function viewer(url: string, cookie: string, sessionId: string): Promise<ViewerSocket> {
-  const socket: ViewerSocket = io(url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie }, reconnection: false, forceNew: true });
+  const socket: ViewerSocket = io(url, {
+    parser: vdiParser,
+    transports: ['websocket'],
+    extraHeaders: { cookie },
+    reconnection: false,
+    forceNew: true,
+  });
   sockets.push(socket);
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve());
@@ -104,7 +129,11 @@ interface Before {
 let before: Before;
 
 async function handleOf(s: TestServer, desktopId: string): Promise<Handle> {
-  const d = await s.server.store.db.selectFrom('desktops').select('handle').where('id', '=', desktopId).executeTakeFirstOrThrow();
+  const d = await s.server.store.db
+    .selectFrom('desktops')
+    .select('handle')
+    .where('id', '=', desktopId)
+    .executeTakeFirstOrThrow();
   expect(d.handle).not.toBeNull();
   return JSON.parse(d.handle!) as Handle;
 }
@@ -114,12 +143,23 @@ beforeAll(async () => {
   first = await startServer(config, { providers: [xvnc(config)] });
   const s = first;
   const admin = await new Api(s.url).login(ADMIN.username, ADMIN.password);
-  const fl = await admin.post('/api/admin/pools', { name: 'floating', provider: 'xvnc', template: { width: 640, height: 480 }, maxSize: 6, spares: 1, disconnectedTimeoutSec: 0 });
+  const fl = await admin.post('/api/admin/pools', {
+    name: 'floating',
+    provider: 'xvnc',
+    template: { width: 640, height: 480 },
+    maxSize: 6,
+    spares: 1,
+    disconnectedTimeoutSec: 0,
+  });
   const de = await admin.post('/api/admin/pools', {
     name: 'dedicated',
     provider: 'xvnc',
     assignment: 'dedicated',
-    template: { width: 640, height: 480, sessionCommand: 'echo started >> starts; openbox & exec xterm' },
+    template: {
+      width: 640,
+      height: 480,
+      sessionCommand: 'echo started >> starts; openbox & exec xterm',
+    },
     maxSize: 4,
     disconnectedTimeoutSec: 0,
   });
@@ -132,7 +172,12 @@ beforeAll(async () => {
   for (const name of ['active', 'disc', 'rest', 'lost', 'dedLost'] as const) {
     const password = `${name}-password-1`;
     const u = await admin.post('/api/admin/users', { username: `u-${name}`, password });
-    for (const poolId of [floating, dedicated]) await admin.post('/api/admin/entitlements', { poolId, principalType: 'user', principalId: u.body.id });
+    for (const poolId of [floating, dedicated])
+      await admin.post('/api/admin/entitlements', {
+        poolId,
+        principalType: 'user',
+        principalId: u.body.id,
+      });
     apis[name] = await new Api(s.url).login(`u-${name}`, password);
     users[name] = { id: u.body.id as string, cookie: apis[name].cookie };
   }
@@ -152,17 +197,42 @@ beforeAll(async () => {
   expect((await apis.rest.post(`/api/sessions/${rest.sessionId}/logoff`)).status).toBe(204);
   const dedLost = await connect('dedLost', dedicated);
   await s.server.broker.tick(); // a warm spare for the floating pool
-  const spare = (await s.server.store.db.selectFrom('desktops').select(['id', 'state']).where('pool_id', '=', floating).where('state', '=', 'ready').execute())[0];
+  const spare = (
+    await s.server.store.db
+      .selectFrom('desktops')
+      .select(['id', 'state'])
+      .where('pool_id', '=', floating)
+      .where('state', '=', 'ready')
+      .execute()
+  )[0];
   expect(spare).toBeDefined();
 
-  const sessionState = (id: string) => s.server.store.db.selectFrom('sessions').select('state').where('id', '=', id).executeTakeFirstOrThrow();
-  await until(async () => (await sessionState(active.sessionId)).state === 'active', 10_000, 'the active session');
-  await until(async () => (await sessionState(disc.sessionId)).state === 'disconnected', 10_000, 'the disconnected session');
+  const sessionState = (id: string) =>
+    s.server.store.db
+      .selectFrom('sessions')
+      .select('state')
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+  await until(
+    async () => (await sessionState(active.sessionId)).state === 'active',
+    10_000,
+    'the active session',
+  );
+  await until(
+    async () => (await sessionState(disc.sessionId)).state === 'disconnected',
+    10_000,
+    'the disconnected session',
+  );
 
   // a desktop the provider started but the store never heard of (server died in between)
   const provider = xvnc(config);
   const leftover = (await provider.create(
-    { desktopId: randomUUID(), poolId: floating, template: { width: 640, height: 480, sessionCommand: 'openbox & exec xterm' }, persistent: false },
+    {
+      desktopId: randomUUID(),
+      poolId: floating,
+      template: { width: 640, height: 480, sessionCommand: 'openbox & exec xterm' },
+      persistent: false,
+    },
     pino({ level: 'silent' }),
   )) as unknown as Handle;
 
@@ -177,8 +247,21 @@ beforeAll(async () => {
     floating,
     dedicated,
     users,
-    sessions: { active: active.sessionId, disc: disc.sessionId, rest: rest.sessionId, lost: lost.sessionId, dedLost: dedLost.sessionId },
-    desktops: { active: active.desktopId, disc: disc.desktopId, spare: spare!.id, rest: rest.desktopId, lost: lost.desktopId, dedLost: dedLost.desktopId },
+    sessions: {
+      active: active.sessionId,
+      disc: disc.sessionId,
+      rest: rest.sessionId,
+      lost: lost.sessionId,
+      dedLost: dedLost.sessionId,
+    },
+    desktops: {
+      active: active.desktopId,
+      disc: disc.desktopId,
+      spare: spare!.id,
+      rest: rest.desktopId,
+      lost: lost.desktopId,
+      dedLost: dedLost.desktopId,
+    },
     pids: {
       active: handles.active.xvncPid,
       disc: handles.disc.xvncPid,
@@ -190,7 +273,9 @@ beforeAll(async () => {
     leftover,
   };
   // five desktops of ours plus the leftover are running
-  expect(xvncUnder(dirs.runDir)).toEqual([...Object.values(before.pids), leftover.xvncPid].sort((a, b) => a - b));
+  expect(xvncUnder(dirs.runDir)).toEqual(
+    [...Object.values(before.pids), leftover.xvncPid].sort((a, b) => a - b),
+  );
 
   await s.close();
   first = undefined;
@@ -199,7 +284,11 @@ beforeAll(async () => {
   // while it is down, two desktops die
   process.kill(before.pids.lost, 'SIGKILL');
   process.kill(before.pids.dedLost, 'SIGKILL');
-  await until(() => !alive(before.pids.lost) && !alive(before.pids.dedLost), 10_000, 'the killed Xvnc to exit');
+  await until(
+    () => !alive(before.pids.lost) && !alive(before.pids.dedLost),
+    10_000,
+    'the killed Xvnc to exit',
+  );
 
   second = await startServer(config, { providers: [xvnc(config)] });
 });
@@ -212,7 +301,8 @@ afterAll(async () => {
       const admin = await new Api(s.url).login(ADMIN.username, ADMIN.password);
       await s.server.broker.tick();
       const pools = await admin.get('/api/admin/pools');
-      for (const p of pools.body as { id: string }[]) await admin.del(`/api/admin/pools/${p.id}?force=true`);
+      for (const p of pools.body as { id: string }[])
+        await admin.del(`/api/admin/pools/${p.id}?force=true`);
       await s.close();
     }
   } finally {
@@ -226,8 +316,10 @@ afterAll(async () => {
 
 describe('broker restart (real Xvnc)', () => {
   const db = () => second!.server.store.db;
-  const desktop = (id: string) => db().selectFrom('desktops').selectAll().where('id', '=', id).executeTakeFirst();
-  const session = (id: string) => db().selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  const desktop = (id: string) =>
+    db().selectFrom('desktops').selectAll().where('id', '=', id).executeTakeFirst();
+  const session = (id: string) =>
+    db().selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
 
   it('re-adopts running desktops with the same Xvnc process', async () => {
     for (const k of ['active', 'disc', 'spare'] as const) {
@@ -245,38 +337,73 @@ describe('broker restart (real Xvnc)', () => {
   });
 
   it('keeps the dedicated desktop at rest for its owner', async () => {
-    expect(await desktop(before.desktops.rest)).toMatchObject({ state: 'stopped', handle: null, owner_user_id: before.users.rest.id });
+    expect(await desktop(before.desktops.rest)).toMatchObject({
+      state: 'stopped',
+      handle: null,
+      owner_user_id: before.users.rest.id,
+    });
     expect((await session(before.sessions.rest)).state).toBe('ended');
   });
 
   it('cleans up desktops that died while the server was down and ends their sessions with a reason', async () => {
     expect(await desktop(before.desktops.lost)).toBeUndefined();
-    expect(await session(before.sessions.lost)).toMatchObject({ state: 'ended', ended_reason: 'desktop lost while the server was down' });
+    expect(await session(before.sessions.lost)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'desktop lost while the server was down',
+    });
     expect(fs.existsSync(path.dirname(before.handles.lost.socket))).toBe(false);
     // a dedicated one is kept, stopped, with its home, for its owner
-    expect(await desktop(before.desktops.dedLost)).toMatchObject({ state: 'stopped', handle: null, owner_user_id: before.users.dedLost.id });
-    expect(await session(before.sessions.dedLost)).toMatchObject({ state: 'ended', ended_reason: 'desktop lost while the server was down' });
-    expect(fs.readFileSync(path.join(before.handles.dedLost.home, 'starts'), 'utf8')).toBe('started\n');
+    expect(await desktop(before.desktops.dedLost)).toMatchObject({
+      state: 'stopped',
+      handle: null,
+      owner_user_id: before.users.dedLost.id,
+    });
+    expect(await session(before.sessions.dedLost)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'desktop lost while the server was down',
+    });
+    expect(fs.readFileSync(path.join(before.handles.dedLost.home, 'starts'), 'utf8')).toBe(
+      'started\n',
+    );
     // their session processes (window manager, terminal, its shell) are gone too
     for (const h of [before.handles.lost, before.handles.dedLost]) {
       expect(alive(h.sessionPid)).toBe(false);
-      await until(() => processesUsing(path.dirname(h.socket)).length === 0, 10_000, `no process left using ${path.dirname(h.socket)}`);
+      await until(
+        () => processesUsing(path.dirname(h.socket)).length === 0,
+        10_000,
+        `no process left using ${path.dirname(h.socket)}`,
+      );
     }
     // and the audit log says why
     const admin = await new Api(second!.url).login(ADMIN.username, ADMIN.password);
-    const ends = await admin.get(`/api/admin/audit?action=session.end&target=${before.sessions.lost}`);
+    const ends = await admin.get(
+      `/api/admin/audit?action=session.end&target=${before.sessions.lost}`,
+    );
     expect(ends.body).toHaveLength(1);
-    expect(ends.body[0]).toMatchObject({ actor: 'system', detail: { reason: 'desktop lost while the server was down' } });
+    expect(ends.body[0]).toMatchObject({
+      actor: 'system',
+      detail: { reason: 'desktop lost while the server was down' },
+    });
   });
 
   it('stops the leftover Xvnc no row accounts for, and leaves no orphan Xvnc', async () => {
     expect(alive(before.leftover.xvncPid)).toBe(false);
     expect(alive(before.leftover.sessionPid)).toBe(false);
-    await until(() => processesUsing(path.dirname(before.leftover.socket)).length === 0, 10_000, 'no process left using the leftover desktop');
+    await until(
+      () => processesUsing(path.dirname(before.leftover.socket)).length === 0,
+      10_000,
+      'no process left using the leftover desktop',
+    );
     expect(fs.existsSync(path.dirname(before.leftover.socket))).toBe(false);
-    const rows = await db().selectFrom('desktops').select(['id', 'handle']).where('handle', 'is not', null).execute();
+    const rows = await db()
+      .selectFrom('desktops')
+      .select(['id', 'handle'])
+      .where('handle', 'is not', null)
+      .execute();
     const known = rows.map((r) => (JSON.parse(r.handle!) as Handle).xvncPid).sort((a, b) => a - b);
-    expect(known).toEqual([before.pids.active, before.pids.disc, before.pids.spare].sort((a, b) => a - b));
+    expect(known).toEqual(
+      [before.pids.active, before.pids.disc, before.pids.spare].sort((a, b) => a - b),
+    );
     expect(xvncUnder(dirs.runDir)).toEqual(known);
   });
 
@@ -287,7 +414,9 @@ describe('broker restart (real Xvnc)', () => {
       .select(['s.id', 'd.id as desktopId', 'd.handle'])
       .where('s.state', '<>', 'ended')
       .execute();
-    expect(live.map((s) => s.id).sort()).toEqual([before.sessions.active, before.sessions.disc].sort());
+    expect(live.map((s) => s.id).sort()).toEqual(
+      [before.sessions.active, before.sessions.disc].sort(),
+    );
     for (const s of live) {
       expect(s.desktopId).not.toBeNull();
       expect(alive((JSON.parse(s.handle!) as Handle).xvncPid)).toBe(true);
@@ -304,10 +433,18 @@ describe('broker restart (real Xvnc)', () => {
     for (const k of ['active', 'disc'] as const) {
       const r = await as(k).post(`/api/pools/${before.floating}/connect`);
       expect(r.status, k).toBe(200);
-      expect(r.body, k).toEqual({ sessionId: before.sessions[k], desktopId: before.desktops[k], resumed: true });
+      expect(r.body, k).toEqual({
+        sessionId: before.sessions[k],
+        desktopId: before.desktops[k],
+        resumed: true,
+      });
       // and the re-adopted desktop streams again
       await viewer(url, before.users[k].cookie, before.sessions[k]);
-      await until(async () => (await session(before.sessions[k])).state === 'active', 10_000, `${k} to be active again`);
+      await until(
+        async () => (await session(before.sessions[k])).state === 'active',
+        10_000,
+        `${k} to be active again`,
+      );
     }
     // dedicated owners get their own desktop back, started again
     for (const k of ['rest', 'dedLost'] as const) {
@@ -319,7 +456,13 @@ describe('broker restart (real Xvnc)', () => {
       expect(d?.state).toBe('in-use');
       expect(alive((JSON.parse(d!.handle!) as Handle).xvncPid)).toBe(true);
     }
-    await until(() => fs.readFileSync(path.join(before.handles.dedLost.home, 'starts'), 'utf8') === 'started\nstarted\n', 10_000, 'the dedicated desktop to start again in its kept home');
+    await until(
+      () =>
+        fs.readFileSync(path.join(before.handles.dedLost.home, 'starts'), 'utf8') ===
+        'started\nstarted\n',
+      10_000,
+      'the dedicated desktop to start again in its kept home',
+    );
     // the user whose floating desktop died gets a fresh one
     const r = await as('lost').post(`/api/pools/${before.floating}/connect`);
     expect(r.status).toBe(200);

@@ -7,7 +7,15 @@ import type { ClientToServerEvents, ServerToClientEvents, SessionStatusMsg } fro
 import { ManualClock } from '../../src/clock.js';
 import type { Config } from '../../src/config/index.js';
 import { XvncProvider } from '../../src/providers/xvnc.js';
-import { Api, ADMIN, startServer, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import {
+  Api,
+  ADMIN,
+  startServer,
+  tempDirs,
+  testConfig,
+  until,
+  type TestServer,
+} from '../helpers/server.js';
 
 /*
  * Session timeouts with a ManualClock, against real Xvnc desktops and real Socket.IO viewers:
@@ -26,7 +34,13 @@ const dirs = tempDirs('vdibt');
  * between the provider's check and Xvnc's start is retried, not skipped.
  */
 const FIRST_DISPLAY = 420;
-const xvnc = (c: Config) => new XvncProvider({ runDir: c.runDir, dataDir: c.dataDir, desktopUser: c.desktopUser, firstDisplay: FIRST_DISPLAY });
+const xvnc = (c: Config) =>
+  new XvncProvider({
+    runDir: c.runDir,
+    dataDir: c.dataDir,
+    desktopUser: c.desktopUser,
+    firstDisplay: FIRST_DISPLAY,
+  });
 // start at the real time: cookie expiry is written with real time and read with this clock
 const clock = new ManualClock(Date.now());
 let ts: TestServer;
@@ -40,7 +54,8 @@ function xvncUnder(dir: string): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir))) out.push(Number(e));
+      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
+        out.push(Number(e));
     } catch {
       /* exited while we looked */
     }
@@ -57,8 +72,17 @@ function alive(pid: number): boolean {
   }
 }
 
-async function viewer(api: Api, sessionId: string): Promise<{ socket: ViewerSocket; statuses: SessionStatusMsg[]; closed: Promise<void> }> {
-  const socket: ViewerSocket = io(ts.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+async function viewer(
+  api: Api,
+  sessionId: string,
+): Promise<{ socket: ViewerSocket; statuses: SessionStatusMsg[]; closed: Promise<void> }> {
+  const socket: ViewerSocket = io(ts.url, {
+    parser: vdiParser,
+    transports: ['websocket'],
+    extraHeaders: { cookie: api.cookie },
+    reconnection: false,
+    forceNew: true,
+  });
   sockets.push(socket);
   const statuses: SessionStatusMsg[] = [];
   socket.on('session', (m) => statuses.push(m));
@@ -73,35 +97,70 @@ async function viewer(api: Api, sessionId: string): Promise<{ socket: ViewerSock
 }
 
 async function session(id: string) {
-  return ts.server.store.db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  return ts.server.store.db
+    .selectFrom('sessions')
+    .selectAll()
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
 }
 
 async function xvncPidOf(desktopId: string): Promise<number> {
-  const d = await ts.server.store.db.selectFrom('desktops').select('handle').where('id', '=', desktopId).executeTakeFirstOrThrow();
+  const d = await ts.server.store.db
+    .selectFrom('desktops')
+    .select('handle')
+    .where('id', '=', desktopId)
+    .executeTakeFirstOrThrow();
   return (JSON.parse(d.handle!) as { xvncPid: number }).xvncPid;
 }
 
 /** a pool, a user entitled to it, their session with a viewer attached (state active) */
 async function activeSession(name: string, pool: Record<string, unknown>) {
-  const p = await admin.post('/api/admin/pools', { name, provider: 'xvnc', template: { width: 640, height: 480 }, maxSize: 2, ...pool });
+  const p = await admin.post('/api/admin/pools', {
+    name,
+    provider: 'xvnc',
+    template: { width: 640, height: 480 },
+    maxSize: 2,
+    ...pool,
+  });
   expect(p.status).toBe(201);
   pools.push(p.body.id as string);
   const password = `${name}-password-1`;
   const u = await admin.post('/api/admin/users', { username: name, password });
-  await admin.post('/api/admin/entitlements', { poolId: p.body.id, principalType: 'user', principalId: u.body.id });
+  await admin.post('/api/admin/entitlements', {
+    poolId: p.body.id,
+    principalType: 'user',
+    principalId: u.body.id,
+  });
   const api = await new Api(ts.url).login(name, password);
   const c = await api.post(`/api/pools/${p.body.id}/connect`);
   expect(c.status).toBe(200);
   const sessionId = c.body.sessionId as string;
   const v = await viewer(api, sessionId);
-  await until(async () => (await session(sessionId)).state === 'active', 10_000, 'the session to become active');
-  return { api, sessionId, desktopId: c.body.desktopId as string, pid: await xvncPidOf(c.body.desktopId as string), ...v };
+  await until(
+    async () => (await session(sessionId)).state === 'active',
+    10_000,
+    'the session to become active',
+  );
+  return {
+    api,
+    sessionId,
+    desktopId: c.body.desktopId as string,
+    pid: await xvncPidOf(c.body.desktopId as string),
+    ...v,
+  };
 }
 
 async function auditFor(sessionId: string, action: string) {
-  const r = await admin.get(`/api/admin/audit?action=${encodeURIComponent(action)}&target=${sessionId}`);
+  const r = await admin.get(
+    `/api/admin/audit?action=${encodeURIComponent(action)}&target=${sessionId}`,
+  );
   expect(r.status).toBe(200);
-  return r.body as { actor: string | null; action: string; detail: { reason?: string } | null; at: string }[];
+  return r.body as {
+    actor: string | null;
+    action: string;
+    detail: { reason?: string } | null;
+    at: string;
+  }[];
 }
 
 beforeAll(async () => {
@@ -136,7 +195,11 @@ describe('timeouts (manual clock, real Xvnc, real viewers)', () => {
     expect((await session(s.sessionId)).state).toBe('active');
 
     s.socket.close();
-    await until(async () => (await session(s.sessionId)).state === 'disconnected', 10_000, 'the session to be disconnected');
+    await until(
+      async () => (await session(s.sessionId)).state === 'disconnected',
+      10_000,
+      'the session to be disconnected',
+    );
     clock.advance(299_000);
     await ts.server.broker.tick();
     expect((await session(s.sessionId)).state).toBe('disconnected');
@@ -144,7 +207,10 @@ describe('timeouts (manual clock, real Xvnc, real viewers)', () => {
 
     clock.advance(1_000);
     await ts.server.broker.tick();
-    expect(await session(s.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'disconnected too long' });
+    expect(await session(s.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'disconnected too long',
+    });
     expect(alive(s.pid)).toBe(false);
     expect(await ts.server.broker.desktop(s.desktopId)).toBeUndefined();
 
@@ -165,7 +231,11 @@ describe('timeouts (manual clock, real Xvnc, real viewers)', () => {
     clock.advance(100_000);
     s.socket.emit('pointer', { x: 10, y: 10, buttons: 0 });
     const inputAt = new Date(clock.now()).toISOString();
-    await until(async () => (await session(s.sessionId)).last_input_at === inputAt, 10_000, 'the input time to be recorded');
+    await until(
+      async () => (await session(s.sessionId)).last_input_at === inputAt,
+      10_000,
+      'the input time to be recorded',
+    );
 
     clock.advance(100_000); // 200 s since attach, 100 s since the input
     await ts.server.broker.tick();
@@ -173,7 +243,10 @@ describe('timeouts (manual clock, real Xvnc, real viewers)', () => {
 
     clock.advance(20_000);
     await ts.server.broker.tick();
-    expect(await session(s.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'idle too long' });
+    expect(await session(s.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'idle too long',
+    });
     await s.closed;
     expect(s.statuses).toContainEqual({ state: 'ended', reason: 'idle too long' });
     expect(alive(s.pid)).toBe(false);
@@ -183,13 +256,21 @@ describe('timeouts (manual clock, real Xvnc, real viewers)', () => {
   });
 
   it('max session length: ends a busy session at its limit', async () => {
-    const s = await activeSession('maxlen', { maxSessionSec: 600, idleTimeoutSec: 60, disconnectedTimeoutSec: 0 });
+    const s = await activeSession('maxlen', {
+      maxSessionSec: 600,
+      idleTimeoutSec: 60,
+      disconnectedTimeoutSec: 0,
+    });
     // busy: input every 50 s keeps the idle-timeout away
     for (let t = 0; t < 550; t += 50) {
       clock.advance(50_000);
       s.socket.emit('pointer', { x: t % 600, y: 20, buttons: 0 });
       const at = new Date(clock.now()).toISOString();
-      await until(async () => (await session(s.sessionId)).last_input_at === at, 10_000, 'the input time to be recorded');
+      await until(
+        async () => (await session(s.sessionId)).last_input_at === at,
+        10_000,
+        'the input time to be recorded',
+      );
       await ts.server.broker.tick();
       expect((await session(s.sessionId)).state).toBe('active');
     }
@@ -198,10 +279,16 @@ describe('timeouts (manual clock, real Xvnc, real viewers)', () => {
     expect((await session(s.sessionId)).state).toBe('active');
     clock.advance(1_000);
     await ts.server.broker.tick();
-    expect(await session(s.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'maximum session length reached' });
+    expect(await session(s.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'maximum session length reached',
+    });
     await s.closed;
     expect(s.statuses).toContainEqual({ state: 'ended', reason: 'maximum session length reached' });
     expect(alive(s.pid)).toBe(false);
-    expect((await auditFor(s.sessionId, 'session.end'))[0]).toMatchObject({ actor: 'system', detail: { reason: 'maximum session length reached' } });
+    expect((await auditFor(s.sessionId, 'session.end'))[0]).toMatchObject({
+      actor: 'system',
+      detail: { reason: 'maximum session length reached' },
+    });
   });
 });

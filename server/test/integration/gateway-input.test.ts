@@ -18,7 +18,13 @@ describe('gateway input validation', () => {
     const headers: Record<string, string> = {};
     if (opts.cookie) headers.cookie = opts.cookie;
     if (opts.origin) headers.origin = opts.origin;
-    const s = io(t.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: headers, reconnection: false, forceNew: true });
+    const s = io(t.url, {
+      parser: vdiParser,
+      transports: ['websocket'],
+      extraHeaders: headers,
+      reconnection: false,
+      forceNew: true,
+    });
     sockets.push(s);
     return s;
   };
@@ -27,8 +33,12 @@ describe('gateway input validation', () => {
       s.once('connect', () => resolve());
       s.once('connect_error', (e) => reject(e));
     });
-  const nextError = (s: Socket) => new Promise<{ code: string; message: string }>((resolve) => s.once('error', resolve));
-  const attach = (s: Socket, req: unknown) => new Promise<{ ok: boolean; code?: string; message?: string }>((resolve) => s.emit('attach', req, resolve));
+  const nextError = (s: Socket) =>
+    new Promise<{ code: string; message: string }>((resolve) => s.once('error', resolve));
+  const attach = (s: Socket, req: unknown) =>
+    new Promise<{ ok: boolean; code?: string; message?: string }>((resolve) =>
+      s.emit('attach', req, resolve),
+    );
 
   beforeAll(async () => {
     t = await startServer(testConfig({ DEFAULT_GEOMETRY: '640x480' }));
@@ -59,8 +69,14 @@ describe('gateway input validation', () => {
     const s = open({ cookie });
     await connected(s);
     expect(await attach(s, { sessionId: 42 })).toMatchObject({ ok: false, code: 'BAD_EVENT' });
-    expect(await attach(s, { sessionId, extra: true })).toMatchObject({ ok: false, code: 'BAD_EVENT' });
-    expect(await attach(s, { sessionId: 'no-such-session' })).toMatchObject({ ok: false, code: 'SESSION_NOT_FOUND' });
+    expect(await attach(s, { sessionId, extra: true })).toMatchObject({
+      ok: false,
+      code: 'BAD_EVENT',
+    });
+    expect(await attach(s, { sessionId: 'no-such-session' })).toMatchObject({
+      ok: false,
+      code: 'SESSION_NOT_FOUND',
+    });
     let e = nextError(s);
     s.emit('key', { keysym: 0x61, down: true });
     expect(await e).toMatchObject({ code: 'NOT_ATTACHED' });
@@ -108,13 +124,20 @@ describe('gateway input validation', () => {
     expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
   });
 
-  it('does not let a user attach to, or shadow, someone else\'s session', async () => {
+  it("does not let a user attach to, or shadow, someone else's session", async () => {
     const a = await admin();
-    await a.post('/api/admin/users', { username: 'mallory', password: 'mallory-pass-1', role: 'user' });
+    await a.post('/api/admin/users', {
+      username: 'mallory',
+      password: 'mallory-pass-1',
+      role: 'user',
+    });
     const m = await new Api(t.url).login('mallory', 'mallory-pass-1');
     const s = open({ cookie: m.cookie });
     await connected(s);
     expect(await attach(s, { sessionId })).toMatchObject({ ok: false, code: 'FORBIDDEN' });
-    expect(await attach(s, { sessionId, shadow: true })).toMatchObject({ ok: false, code: 'FORBIDDEN' });
+    expect(await attach(s, { sessionId, shadow: true })).toMatchObject({
+      ok: false,
+      code: 'FORBIDDEN',
+    });
   });
 });

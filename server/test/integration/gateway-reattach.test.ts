@@ -17,7 +17,9 @@ describe('viewers attach again by themselves', () => {
   const frames: { seq: number; keyframe: boolean }[] = [];
   const states: string[] = [];
 
-  const xvncPid = async () => (JSON.parse((await t.server.broker.desktop(desktopId))!.handle!) as { xvncPid: number }).xvncPid;
+  const xvncPid = async () =>
+    (JSON.parse((await t.server.broker.desktop(desktopId))!.handle!) as { xvncPid: number })
+      .xvncPid;
 
   beforeAll(async () => {
     t = await startServer(testConfig({ DEFAULT_GEOMETRY: '640x480' }));
@@ -26,7 +28,13 @@ describe('viewers attach again by themselves', () => {
     const c = await api.post(`/api/pools/${pools[0]!.poolId}/connect`);
     sessionId = c.body.sessionId;
     desktopId = c.body.desktopId;
-    socket = io(t.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+    socket = io(t.url, {
+      parser: vdiParser,
+      transports: ['websocket'],
+      extraHeaders: { cookie: api.cookie },
+      reconnection: false,
+      forceNew: true,
+    });
     socket.on('frame', (buf: ArrayBuffer) => {
       const f = decodeFrame(new Uint8Array(buf));
       frames.push({ seq: f.seq, keyframe: (f.flags & 1) === 1 });
@@ -50,7 +58,11 @@ describe('viewers attach again by themselves', () => {
     const keyframes = frames.filter((f) => f.keyframe).length;
     expect((await api.post(`/api/admin/sessions/${sessionId}/reset`)).status).toBe(204);
     expect(await xvncPid()).not.toBe(pid);
-    await until(() => frames.filter((f) => f.keyframe).length > keyframes, 15_000, 'a keyframe from the new desktop');
+    await until(
+      () => frames.filter((f) => f.keyframe).length > keyframes,
+      15_000,
+      'a keyframe from the new desktop',
+    );
     expect(socket.connected).toBe(true);
     expect(states.at(-1)).toBe('active');
     expect((await t.server.broker.session(sessionId))!.state).toBe('active');

@@ -13,11 +13,25 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeFrame, type AttachResult, type ErrorResult, type SessionStatusMsg, vdiParser } from '@vdi/shared';
+import {
+  decodeFrame,
+  type AttachResult,
+  type ErrorResult,
+  type SessionStatusMsg,
+  vdiParser,
+} from '@vdi/shared';
 import type { Clock } from '../../src/clock.js';
 import type { QemuHandle } from '../../src/providers/qemu.js';
 import { freePort } from '../helpers/process-server.js';
-import { ADMIN, Api, startServer, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import {
+  ADMIN,
+  Api,
+  startServer,
+  tempDirs,
+  testConfig,
+  until,
+  type TestServer,
+} from '../helpers/server.js';
 import {
   atPrompt,
   buildGuest,
@@ -71,12 +85,18 @@ describe('qemu pools through the server', () => {
   const createPool = async (name: string, body: Record<string, unknown>): Promise<string> => {
     const r = await api.post('/api/admin/pools', { name, maxSize: 2, ...body });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
-    const e = await api.post('/api/admin/entitlements', { poolId: r.body.id, principalType: 'user', principalId: adminId });
+    const e = await api.post('/api/admin/entitlements', {
+      poolId: r.body.id,
+      principalType: 'user',
+      principalId: adminId,
+    });
     expect(e.status).toBe(201);
     return r.body.id as string;
   };
 
-  const connect = async (poolId: string): Promise<{ sessionId: string; desktopId: string; resumed: boolean }> => {
+  const connect = async (
+    poolId: string,
+  ): Promise<{ sessionId: string; desktopId: string; resumed: boolean }> => {
     const r = await api.post(`/api/pools/${poolId}/connect`);
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     return r.body;
@@ -92,7 +112,13 @@ describe('qemu pools through the server', () => {
   };
 
   const openViewer = async (sessionId: string): Promise<Viewer> => {
-    const s = io(t.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+    const s = io(t.url, {
+      parser: vdiParser,
+      transports: ['websocket'],
+      extraHeaders: { cookie: api.cookie },
+      reconnection: false,
+      forceNew: true,
+    });
     sockets.push(s);
     const v: Viewer = {
       s,
@@ -133,21 +159,32 @@ describe('qemu pools through the server', () => {
   const booted = async (h: QemuHandle, what: string) => {
     const t0 = Date.now();
     await until(() => atPrompt(h), BOOT_TIMEOUT_MS, `${what}: the guest's prompt`);
-    console.log(`${what}: guest at its prompt ${Date.now() - t0} ms after we started waiting (${h.accel})`);
+    console.log(
+      `${what}: guest at its prompt ${Date.now() - t0} ms after we started waiting (${h.accel})`,
+    );
   };
 
   /** the guest booted again (it mounted /data once more) and is back at its prompt */
   const rebooted = async (h: QemuHandle, mountsBefore: number, what: string) => {
-    await until(async () => (await mountCount(h.overlayPath)) > mountsBefore, BOOT_TIMEOUT_MS, `${what}: the guest to mount /data again`);
+    await until(
+      async () => (await mountCount(h.overlayPath)) > mountsBefore,
+      BOOT_TIMEOUT_MS,
+      `${what}: the guest to mount /data again`,
+    );
     await booted(h, what);
   };
 
-  const guestFile = (h: QemuHandle, file: string) => readGuestFile(h.overlayPath, file).then((s) => s?.trim());
+  const guestFile = (h: QemuHandle, file: string) =>
+    readGuestFile(h.overlayPath, file).then((s) => s?.trim());
 
   /** type a command that writes `file` and wait until it is on the overlay */
   const writeThroughGateway = async (v: Viewer, h: QemuHandle, file: string, content: string) => {
     await type(v, `echo ${content} > /data${file}; sync\n`);
-    await until(async () => (await guestFile(h, file)) === content, GUEST_TIMEOUT_MS, `${file} written in the guest`);
+    await until(
+      async () => (await guestFile(h, file)) === content,
+      GUEST_TIMEOUT_MS,
+      `${file} written in the guest`,
+    );
   };
 
   const alive = (pid: number) => {
@@ -197,13 +234,20 @@ describe('qemu pools through the server', () => {
     const token = `floating${randomBytes(4).toString('hex')}`;
 
     it('boots a VM from a linked clone and streams it; typing through the gateway reaches the guest', async () => {
-      poolId = await createPool('VM floating', { provider: 'qemu', assignment: 'floating', template });
+      poolId = await createPool('VM floating', {
+        provider: 'qemu',
+        assignment: 'floating',
+        template,
+      });
       const t0 = Date.now();
       ({ sessionId, desktopId } = await connect(poolId));
       vm = await vmOf(desktopId);
       expect(vm.overlayPath.startsWith(dirs.dataDir)).toBe(true);
       const { stdout } = await run('qemu-img', ['info', '-U', '--output=json', vm.overlayPath]);
-      expect(JSON.parse(stdout)).toMatchObject({ format: 'qcow2', 'backing-filename': template.image });
+      expect(JSON.parse(stdout)).toMatchObject({
+        format: 'qcow2',
+        'backing-filename': template.image,
+      });
 
       viewer = await openViewer(sessionId);
       await booted(vm, 'floating');
@@ -214,13 +258,27 @@ describe('qemu pools through the server', () => {
     });
 
     it('shows the acceleration, a thumbnail of the VM screen, and takes snapshots and power actions', async () => {
-      const sessions = (await api.get('/api/admin/sessions')).body as Array<{ id: string; provider: string; facts: Record<string, string>; viewers: number }>;
+      const sessions = (await api.get('/api/admin/sessions')).body as Array<{
+        id: string;
+        provider: string;
+        facts: Record<string, string>;
+        viewers: number;
+      }>;
       const row = sessions.find((s) => s.id === sessionId);
-      expect(row).toMatchObject({ provider: 'qemu', viewers: 1, facts: { accel, memory: '256 MiB', vcpus: '1' } });
-      const desktops = (await api.get(`/api/admin/pools/${poolId}/desktops`)).body as Array<{ id: string; facts: Record<string, string> }>;
+      expect(row).toMatchObject({
+        provider: 'qemu',
+        viewers: 1,
+        facts: { accel, memory: '256 MiB', vcpus: '1' },
+      });
+      const desktops = (await api.get(`/api/admin/pools/${poolId}/desktops`)).body as Array<{
+        id: string;
+        facts: Record<string, string>;
+      }>;
       expect(desktops.find((d) => d.id === desktopId)?.facts.accel).toBe(accel);
 
-      const thumb = await fetch(`${t.url}/api/admin/desktops/${desktopId}/thumbnail`, { headers: { cookie: api.cookie } });
+      const thumb = await fetch(`${t.url}/api/admin/desktops/${desktopId}/thumbnail`, {
+        headers: { cookie: api.cookie },
+      });
       expect(thumb.status).toBe(200);
       expect(thumb.headers.get('content-type')).toBe('image/jpeg');
       const jpeg = Buffer.from(await thumb.arrayBuffer());
@@ -231,7 +289,8 @@ describe('qemu pools through the server', () => {
       const mean = (x0: number, y0: number, w: number, h: number) => {
         const sum = [0, 0, 0];
         for (let y = y0; y < y0 + h; y++) {
-          for (let x = x0; x < x0 + w; x++) for (let c = 0; c < 3; c++) sum[c]! += data[(y * info.width + x) * info.channels + c]!;
+          for (let x = x0; x < x0 + w; x++)
+            for (let c = 0; c < 3; c++) sum[c]! += data[(y * info.width + x) * info.channels + c]!;
         }
         return sum.map((v) => v / (w * h));
       };
@@ -242,8 +301,12 @@ describe('qemu pools through the server', () => {
       // snapshot, change the disk, restore: the change is gone, the VM runs on
       const snap = await api.post(`/api/admin/desktops/${desktopId}/snapshots`, { name: 'before' });
       expect(snap.status, JSON.stringify(snap.body)).toBe(204);
-      expect((await api.get(`/api/admin/desktops/${desktopId}/snapshots`)).body).toEqual(['before']);
-      expect((await api.post(`/api/admin/desktops/${desktopId}/snapshots`, { name: 'bad name' })).status).toBe(400);
+      expect((await api.get(`/api/admin/desktops/${desktopId}/snapshots`)).body).toEqual([
+        'before',
+      ]);
+      expect(
+        (await api.post(`/api/admin/desktops/${desktopId}/snapshots`, { name: 'bad name' })).status,
+      ).toBe(400);
       await writeThroughGateway(viewer, vm, '/g', 'after-snapshot');
       const restore = await api.post(`/api/admin/desktops/${desktopId}/snapshots/before/restore`);
       expect(restore.status, JSON.stringify(restore.body)).toBe(204);
@@ -255,13 +318,21 @@ describe('qemu pools through the server', () => {
       await writeThroughGateway(viewer, vm, '/h', 'after-restore');
 
       // power: stop shows as paused, cont resumes, reset reboots the guest
-      expect((await api.post(`/api/admin/desktops/${desktopId}/power`, { action: 'stop' })).status).toBe(204);
+      expect(
+        (await api.post(`/api/admin/desktops/${desktopId}/power`, { action: 'stop' })).status,
+      ).toBe(204);
       expect(await t.server.broker.provider('qemu').health(vm)).toMatchObject({ state: 'paused' });
-      expect((await api.post(`/api/admin/desktops/${desktopId}/power`, { action: 'cont' })).status).toBe(204);
+      expect(
+        (await api.post(`/api/admin/desktops/${desktopId}/power`, { action: 'cont' })).status,
+      ).toBe(204);
       expect(await t.server.broker.provider('qemu').health(vm)).toEqual({ state: 'running' });
-      expect((await api.post(`/api/admin/desktops/${desktopId}/power`, { action: 'fly' })).status).toBe(400);
+      expect(
+        (await api.post(`/api/admin/desktops/${desktopId}/power`, { action: 'fly' })).status,
+      ).toBe(400);
       const mounts = await mountCount(vm.overlayPath);
-      expect((await api.post(`/api/admin/desktops/${desktopId}/power`, { action: 'reset' })).status).toBe(204);
+      expect(
+        (await api.post(`/api/admin/desktops/${desktopId}/power`, { action: 'reset' })).status,
+      ).toBe(204);
       await rebooted(vm, mounts, 'after power reset');
       await writeThroughGateway(viewer, vm, '/i', 'after-power-reset');
       expect(vm.pid).toBe((await vmOf(desktopId)).pid);
@@ -276,15 +347,24 @@ describe('qemu pools through the server', () => {
       expect((await vmOf(desktopId)).pid).toBe(vm.pid);
       expect(viewer.s.connected).toBe(true);
       await writeThroughGateway(viewer, vm, '/j', 'after-admin-reset');
-      const audit = (await api.get(`/api/admin/audit?action=desktop.reset&target=${desktopId}`)).body as unknown[];
+      const audit = (await api.get(`/api/admin/audit?action=desktop.reset&target=${desktopId}`))
+        .body as unknown[];
       expect(audit).toHaveLength(1);
     });
 
     it('log-off discards the overlay; connecting again gives a new, clean machine', async () => {
       const r = await api.post(`/api/sessions/${sessionId}/logoff`);
       expect(r.status).toBe(204);
-      await until(() => viewer.session.some((m) => m.state === 'ended'), 10_000, 'the viewer told the session ended');
-      await until(async () => (await desktopRow(desktopId)) === undefined, 15_000, 'the desktop record to go');
+      await until(
+        () => viewer.session.some((m) => m.state === 'ended'),
+        10_000,
+        'the viewer told the session ended',
+      );
+      await until(
+        async () => (await desktopRow(desktopId)) === undefined,
+        15_000,
+        'the desktop record to go',
+      );
       expect(alive(vm.pid)).toBe(false);
       expect(fs.existsSync(vm.overlayPath)).toBe(false);
 
@@ -299,10 +379,14 @@ describe('qemu pools through the server', () => {
       await booted(fresh, 'floating, second desktop');
       await type(v, 'ls /data > /data/ls; sync\n');
       // complete once its last name (sorted) is there; the guest may flush the file in pieces
-      const ls = await until(async () => {
-        const names = (await guestFile(fresh, '/ls'))?.split(/\s+/);
-        return names?.includes('origin') ? names : undefined;
-      }, GUEST_TIMEOUT_MS, 'ls in the new guest');
+      const ls = await until(
+        async () => {
+          const names = (await guestFile(fresh, '/ls'))?.split(/\s+/);
+          return names?.includes('origin') ? names : undefined;
+        },
+        GUEST_TIMEOUT_MS,
+        'ls in the new guest',
+      );
       expect(ls).toEqual(expect.arrayContaining(['README', 'origin', 'ls']));
       expect(ls).not.toContain('f');
 
@@ -321,7 +405,11 @@ describe('qemu pools through the server', () => {
     const token = `dedicated${randomBytes(4).toString('hex')}`;
 
     it('keeps the disk across log-off: the same desktop comes back with the file', async () => {
-      poolId = await createPool('VM dedicated', { provider: 'qemu', assignment: 'dedicated', template });
+      poolId = await createPool('VM dedicated', {
+        provider: 'qemu',
+        assignment: 'dedicated',
+        template,
+      });
       ({ sessionId, desktopId } = await connect(poolId));
       vm = await vmOf(desktopId);
       viewer = await openViewer(sessionId);
@@ -329,7 +417,11 @@ describe('qemu pools through the server', () => {
       await writeThroughGateway(viewer, vm, '/f', token);
 
       expect((await api.post(`/api/sessions/${sessionId}/logoff`)).status).toBe(204);
-      await until(async () => (await desktopRow(desktopId))?.state === 'stopped', 15_000, 'the desktop to stop');
+      await until(
+        async () => (await desktopRow(desktopId))?.state === 'stopped',
+        15_000,
+        'the desktop to stop',
+      );
       expect((await desktopRow(desktopId))?.handle).toBeNull();
       expect(alive(vm.pid)).toBe(false);
       expect(fs.existsSync(vm.overlayPath)).toBe(true);
@@ -346,7 +438,11 @@ describe('qemu pools through the server', () => {
       viewer = await openViewer(sessionId);
       await booted(vm, 'dedicated, started again');
       await type(viewer, 'cat /data/f > /data/seen; sync\n');
-      await until(async () => (await guestFile(vm, '/seen')) === token, GUEST_TIMEOUT_MS, 'the guest to read its file back');
+      await until(
+        async () => (await guestFile(vm, '/seen')) === token,
+        GUEST_TIMEOUT_MS,
+        'the guest to read its file back',
+      );
     });
 
     it('survives a server restart: the running VM is re-adopted and the user reconnects to it', async () => {
@@ -372,22 +468,33 @@ describe('qemu pools through the server', () => {
     it('a hung guest (QEMU stopped) shows as unresponsive, then active again', async () => {
       process.kill(vm.pid, 'SIGSTOP');
       try {
-        await until(async () => {
-          await healthTick();
-          return viewer.session.some((m) => m.state === 'desktop-unresponsive');
-        }, 30_000, 'the viewer told the desktop is unresponsive');
+        await until(
+          async () => {
+            await healthTick();
+            return viewer.session.some((m) => m.state === 'desktop-unresponsive');
+          },
+          30_000,
+          'the viewer told the desktop is unresponsive',
+        );
         const msg = viewer.session.find((m) => m.state === 'desktop-unresponsive');
         expect(msg?.reason).toMatch(/QMP/);
-        const admin = (await api.get('/api/admin/sessions')).body as Array<{ id: string; desktopState: string }>;
+        const admin = (await api.get('/api/admin/sessions')).body as Array<{
+          id: string;
+          desktopState: string;
+        }>;
         expect(admin.find((s) => s.id === sessionId)?.desktopState).toBe('unresponsive');
       } finally {
         process.kill(vm.pid, 'SIGCONT');
       }
       viewer.session.length = 0;
-      await until(async () => {
-        await healthTick();
-        return viewer.session.some((m) => m.state === 'active');
-      }, 30_000, 'the viewer told the desktop is back');
+      await until(
+        async () => {
+          await healthTick();
+          return viewer.session.some((m) => m.state === 'active');
+        },
+        30_000,
+        'the viewer told the desktop is back',
+      );
       await framesFlow(viewer, 'after SIGCONT');
       await writeThroughGateway(viewer, vm, '/after-hang', 'alive');
     });
@@ -395,12 +502,23 @@ describe('qemu pools through the server', () => {
     it('a crashed guest (QEMU killed) ends the session with a reason; the disk is kept', async () => {
       viewer.session.length = 0;
       process.kill(vm.pid, 'SIGKILL');
-      await until(() => viewer.session.some((m) => m.state === 'ended'), 30_000, 'the viewer told the session ended');
+      await until(
+        () => viewer.session.some((m) => m.state === 'ended'),
+        30_000,
+        'the viewer told the session ended',
+      );
       const ended = viewer.session.find((m) => m.state === 'ended');
       expect(ended?.reason).toMatch(/desktop lost/);
       const s = await t.server.broker.session(sessionId);
-      expect(s).toMatchObject({ state: 'ended', ended_reason: expect.stringMatching(/desktop lost/) });
-      await until(async () => (await desktopRow(desktopId))?.state === 'stopped', 15_000, 'the desktop to be stopped');
+      expect(s).toMatchObject({
+        state: 'ended',
+        ended_reason: expect.stringMatching(/desktop lost/),
+      });
+      await until(
+        async () => (await desktopRow(desktopId))?.state === 'stopped',
+        15_000,
+        'the desktop to be stopped',
+      );
       expect(await guestFile(vm, '/f')).toBe(token);
     });
 
@@ -415,7 +533,8 @@ describe('qemu pools through the server', () => {
     it('streams an existing Xvnc with the password from the template; log-off leaves it running', async () => {
       const port = await freePort();
       let display = 40;
-      while (fs.existsSync(`/tmp/.X11-unix/X${display}`) || fs.existsSync(`/tmp/.X${display}-lock`)) display++;
+      while (fs.existsSync(`/tmp/.X11-unix/X${display}`) || fs.existsSync(`/tmp/.X${display}-lock`))
+        display++;
       const pwFile = path.join(dirs.dataDir, 'xvnc.passwd');
       const password = 'vdi-pw1';
       const pw = spawn('vncpasswd', ['-f'], { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -426,19 +545,36 @@ describe('qemu pools through the server', () => {
       fs.writeFileSync(pwFile, Buffer.concat(chunks), { mode: 0o600 });
       xvnc = spawn(
         'Xvnc',
-        [`:${display}`, '-rfbport', String(port), '-localhost', '-SecurityTypes', 'VncAuth', '-PasswordFile', pwFile, '-geometry', '640x480', '-depth', '24'],
+        [
+          `:${display}`,
+          '-rfbport',
+          String(port),
+          '-localhost',
+          '-SecurityTypes',
+          'VncAuth',
+          '-PasswordFile',
+          pwFile,
+          '-geometry',
+          '640x480',
+          '-depth',
+          '24',
+        ],
         { stdio: 'ignore' },
       );
       const xpid = xvnc.pid!;
       const listening = async () => {
         const { stdout } = await run('ss', ['-Hltn', `sport = :${port}`]);
         // the local address column of each listening socket
-        return stdout.split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/)[3]);
+        return stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.trim().split(/\s+/)[3]);
       };
       await until(async () => (await listening()).length > 0, 15_000, 'Xvnc listening');
       // loopback only (-localhost): 127.0.0.1, and ::1 where IPv6 is up
       expect(await listening()).toEqual(expect.arrayContaining([`127.0.0.1:${port}`]));
-      for (const addr of await listening()) expect([`127.0.0.1:${port}`, `[::1]:${port}`]).toContain(addr);
+      for (const addr of await listening())
+        expect([`127.0.0.1:${port}`, `[::1]:${port}`]).toContain(addr);
 
       const poolId = await createPool('Existing machine', {
         provider: 'vnc',
@@ -448,14 +584,27 @@ describe('qemu pools through the server', () => {
       const v = await openViewer(sessionId);
       expect(v.attach).toMatchObject({ ok: true, width: 640, height: 480 });
       await until(() => v.frames.length > 0, 10_000, 'frames from the Xvnc');
-      await run('xsetroot', ['-solid', '#336699'], { env: { ...process.env, DISPLAY: `:${display}` } });
+      await run('xsetroot', ['-solid', '#336699'], {
+        env: { ...process.env, DISPLAY: `:${display}` },
+      });
       await framesFlow(v, 'after xsetroot');
-      const sessions = (await api.get('/api/admin/sessions')).body as Array<{ id: string; facts: Record<string, string> }>;
-      expect(sessions.find((s) => s.id === sessionId)?.facts).toMatchObject({ host: `127.0.0.1:${port}`, auth: 'VNC password', name: 'lab-pc' });
+      const sessions = (await api.get('/api/admin/sessions')).body as Array<{
+        id: string;
+        facts: Record<string, string>;
+      }>;
+      expect(sessions.find((s) => s.id === sessionId)?.facts).toMatchObject({
+        host: `127.0.0.1:${port}`,
+        auth: 'VNC password',
+        name: 'lab-pc',
+      });
       expect(JSON.stringify(sessions)).not.toContain(password);
 
       expect((await api.post(`/api/sessions/${sessionId}/logoff`)).status).toBe(204);
-      await until(async () => (await desktopRow(desktopId)) === undefined, 10_000, 'the desktop record to go');
+      await until(
+        async () => (await desktopRow(desktopId)) === undefined,
+        10_000,
+        'the desktop record to go',
+      );
       expect(alive(xpid)).toBe(true);
       // the machine can be used again
       const again = await connect(poolId);
@@ -465,12 +614,23 @@ describe('qemu pools through the server', () => {
       expect(alive(xpid)).toBe(true);
 
       // the password is what lets us in: a pool with a wrong one gets no picture
-      const wrongPool = await createPool('Wrong password', { provider: 'vnc', template: { hosts: [{ host: '127.0.0.1', port, password: 'nope' }] } });
+      const wrongPool = await createPool('Wrong password', {
+        provider: 'vnc',
+        template: { hosts: [{ host: '127.0.0.1', port, password: 'nope' }] },
+      });
       const wrong = await connect(wrongPool);
-      const s = io(t.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+      const s = io(t.url, {
+        parser: vdiParser,
+        transports: ['websocket'],
+        extraHeaders: { cookie: api.cookie },
+        reconnection: false,
+        forceNew: true,
+      });
       sockets.push(s);
       await new Promise<void>((r) => s.once('connect', () => r()));
-      const refused = await new Promise<AttachResult | ErrorResult>((r) => s.emit('attach', { sessionId: wrong.sessionId }, r));
+      const refused = await new Promise<AttachResult | ErrorResult>((r) =>
+        s.emit('attach', { sessionId: wrong.sessionId }, r),
+      );
       expect(refused).toMatchObject({ ok: false });
       expect((await api.post(`/api/sessions/${wrong.sessionId}/logoff`)).status).toBe(204);
       expect(alive(xpid)).toBe(true);

@@ -19,7 +19,12 @@ import {
   type QemuHandle,
   type QemuProviderOptions,
 } from '../../src/providers/qemu.js';
-import { ProviderError, type CreateSpec, type DesktopHandle, type ProviderDirs } from '../../src/providers/types.js';
+import {
+  ProviderError,
+  type CreateSpec,
+  type DesktopHandle,
+  type ProviderDirs,
+} from '../../src/providers/types.js';
 
 /*
  * A real VM from the test guest (infra/guest/build-guest.sh): busybox on the VGA console,
@@ -38,7 +43,9 @@ const kvmOpens = await fs.open('/dev/kvm', 'r+').then(
   },
   () => false,
 );
-const kvmHardware = (await fs.readdir('/sys/module').catch(() => [] as string[])).some((m) => m === 'kvm_intel' || m === 'kvm_amd');
+const kvmHardware = (await fs.readdir('/sys/module').catch(() => [] as string[])).some(
+  (m) => m === 'kvm_intel' || m === 'kvm_amd',
+);
 /** what 'auto' should choose: KVM over hardware virtualisation only (not e.g. kvm_pvm) */
 const kvmUsable = kvmOpens && kvmHardware;
 
@@ -65,7 +72,12 @@ async function sha256(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, intervalMs = 200): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs: number,
+  intervalMs = 200,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -75,7 +87,8 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>
     } catch (err) {
       last = err;
     }
-    if (Date.now() >= deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() >= deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
@@ -116,15 +129,28 @@ async function mountCount(overlay: string): Promise<number> {
  * shell, and the mount shows in the disk's superblock. Keys typed earlier could reach the
  * firmware or the kernel's keyboard probe instead of the shell.
  */
-async function waitBooted(handle: QemuHandle, mountsBefore: number, since: number): Promise<number> {
-  await waitFor('the guest to mount /data', async () => (await mountCount(handle.overlayPath)) > mountsBefore, GUEST_TIMEOUT_MS, 250);
+async function waitBooted(
+  handle: QemuHandle,
+  mountsBefore: number,
+  since: number,
+): Promise<number> {
+  await waitFor(
+    'the guest to mount /data',
+    async () => (await mountCount(handle.overlayPath)) > mountsBefore,
+    GUEST_TIMEOUT_MS,
+    250,
+  );
   const bootMs = Date.now() - since;
-  console.log(`${handle.desktopId} (${handle.accel.toUpperCase()}): create() to a booted guest took ${bootMs} ms`);
+  console.log(
+    `${handle.desktopId} (${handle.accel.toUpperCase()}): create() to a booted guest took ${bootMs} ms`,
+  );
   return bootMs;
 }
 
 async function createBooted(p: QemuProvider, s: CreateSpec): Promise<QemuHandle> {
-  const before = s.persistent ? await mountCount(path.join(dirs.dataDir, 'qemu', `${s.desktopId}.qcow2`)) : 0;
+  const before = s.persistent
+    ? await mountCount(path.join(dirs.dataDir, 'qemu', `${s.desktopId}.qcow2`))
+    : 0;
   const t0 = Date.now();
   const handle = await create(p, s);
   await waitBooted(handle, before, t0);
@@ -132,7 +158,11 @@ async function createBooted(p: QemuProvider, s: CreateSpec): Promise<QemuHandle>
 }
 
 /** Types a shell command into the guest until `done` sees its effect. */
-async function runInGuest(handle: DesktopHandle, command: string, done: () => Promise<boolean>): Promise<void> {
+async function runInGuest(
+  handle: DesktopHandle,
+  command: string,
+  done: () => Promise<boolean>,
+): Promise<void> {
   const deadline = Date.now() + GUEST_TIMEOUT_MS;
   while (Date.now() < deadline) {
     await typeText(handle, `${command}\n`, 20);
@@ -149,7 +179,11 @@ async function runInGuest(handle: DesktopHandle, command: string, done: () => Pr
 }
 
 async function writeInGuest(handle: QemuHandle, file: string, token: string): Promise<void> {
-  await runInGuest(handle, `echo ${token} > /data${file}; sync`, async () => (await readGuestFile(handle.overlayPath, file))?.trim() === token);
+  await runInGuest(
+    handle,
+    `echo ${token} > /data${file}; sync`,
+    async () => (await readGuestFile(handle.overlayPath, file))?.trim() === token,
+  );
 }
 
 async function rfbBanner(socketPath: string): Promise<string> {
@@ -174,7 +208,9 @@ function pixel(rgb: Buffer, channels: number, width: number, x: number, y: numbe
 }
 
 /** lit pixels of a screendump, split into the top two text rows and the rest */
-async function screenPixels(handle: DesktopHandle): Promise<{ width: number; height: number; top: number; below: number }> {
+async function screenPixels(
+  handle: DesktopHandle,
+): Promise<{ width: number; height: number; top: number; below: number }> {
   const file = path.join(root, 'screen.ppm');
   await screendump(handle, file);
   const img = parsePpm(await fs.readFile(file));
@@ -208,7 +244,11 @@ async function create(p: QemuProvider, s: CreateSpec): Promise<QemuHandle> {
 }
 
 beforeAll(async () => {
-  const { stdout } = await execFileAsync(path.join(repoRoot, 'infra/guest/build-guest.sh'), [guestDir], { timeout: 120_000 });
+  const { stdout } = await execFileAsync(
+    path.join(repoRoot, 'infra/guest/build-guest.sh'),
+    [guestDir],
+    { timeout: 120_000 },
+  );
   expect(stdout).toContain('image=');
   // short: unix socket paths are limited to 107 bytes
   root = await fs.mkdtemp(path.join(os.tmpdir(), 'vdi-qemu-'));
@@ -257,10 +297,17 @@ describe('QemuProvider with a real VM', () => {
     expect(status.detail).toMatch(kvmUsable ? /KVM/ : /TCG/);
     expect(() => qemu().parseTemplate({ image: '' })).toThrow();
     expect(qemu().parseTemplate({ image: '/x.qcow2' })).toMatchObject({ memoryMb: 256, vcpus: 1 });
-    await expect(qemu().create({ ...spec('bad', false), template: { ...template, image: path.join(root, 'nope.qcow2') } }, log)).rejects.toMatchObject({
+    await expect(
+      qemu().create(
+        { ...spec('bad', false), template: { ...template, image: path.join(root, 'nope.qcow2') } },
+        log,
+      ),
+    ).rejects.toMatchObject({
       code: 'QEMU_IMAGE_MISSING',
     });
-    await expect(qemu().create(spec('../escape', false), log)).rejects.toMatchObject({ code: 'QEMU_BAD_ID' });
+    await expect(qemu().create(spec('../escape', false), log)).rejects.toMatchObject({
+      code: 'QEMU_BAD_ID',
+    });
   });
 
   it('boots a linked clone of the golden image', async () => {
@@ -272,7 +319,12 @@ describe('QemuProvider with a real VM', () => {
     expect(vm.accel).toBe(kvmUsable ? 'kvm' : 'tcg');
     expect(JSON.parse(JSON.stringify(vm))).toEqual(vm);
 
-    const { stdout } = await execFileAsync('qemu-img', ['info', '-U', '--output=json', vm.overlayPath]);
+    const { stdout } = await execFileAsync('qemu-img', [
+      'info',
+      '-U',
+      '--output=json',
+      vm.overlayPath,
+    ]);
     const info = JSON.parse(stdout) as Record<string, unknown>;
     expect(info.format).toBe('qcow2');
     expect(info['backing-filename']).toBe(template.image);
@@ -292,23 +344,38 @@ describe('QemuProvider with a real VM', () => {
     expect((await fs.stat(dirs.runDir)).mode & 0o777).toBe(0o711);
 
     expect(await p.health(vm)).toEqual({ state: 'running' });
-    expect(p.endpoint(vm)).toEqual({ kind: 'unix', path: path.join(dirs.runDir, 'qemu', 'desk-1.vnc') });
+    expect(p.endpoint(vm)).toEqual({
+      kind: 'unix',
+      path: path.join(dirs.runDir, 'qemu', 'desk-1.vnc'),
+    });
     expect(await rfbBanner(vm.vncPath)).toMatch(/^RFB 003\.00\d\n$/);
-    expect(p.describe(vm)).toEqual({ accel: kvmUsable ? 'KVM' : 'TCG', memory: '256 MiB', vcpus: '1' });
-    expect(logLines.join('')).toContain(kvmUsable ? 'qemu desktop started with KVM' : 'qemu desktop started with TCG');
+    expect(p.describe(vm)).toEqual({
+      accel: kvmUsable ? 'KVM' : 'TCG',
+      memory: '256 MiB',
+      vcpus: '1',
+    });
+    expect(logLines.join('')).toContain(
+      kvmUsable ? 'qemu desktop started with KVM' : 'qemu desktop started with TCG',
+    );
 
-    await expect(p.create(spec('desk-1', true), log)).rejects.toMatchObject({ code: 'QEMU_ALREADY_RUNNING' });
+    await expect(p.create(spec('desk-1', true), log)).rejects.toMatchObject({
+      code: 'QEMU_ALREADY_RUNNING',
+    });
   });
 
   it('shows the guest console on the VGA screen, in colour', async () => {
     await waitBooted(vm, 0, createdAt);
     const ppmFile = path.join(root, 'colour.ppm');
     // the banner row is yellow on blue across all 80 columns (VGA blue is 0,0,168)
-    const ppm = await waitFor('the blue banner', async () => {
-      await screendump(vm, ppmFile);
-      const img = parsePpm(await fs.readFile(ppmFile));
-      return pixel(img.rgb, 3, img.width, 715, 8).join() === '0,0,168' ? img : undefined;
-    }, 20_000);
+    const ppm = await waitFor(
+      'the blue banner',
+      async () => {
+        await screendump(vm, ppmFile);
+        const img = parsePpm(await fs.readFile(ppmFile));
+        return pixel(img.rgb, 3, img.width, 715, 8).join() === '0,0,168' ? img : undefined;
+      },
+      20_000,
+    );
     // VGA text mode 80x25 with a 9x16 font
     expect([ppm.width, ppm.height]).toEqual([720, 400]);
 
@@ -324,23 +391,35 @@ describe('QemuProvider with a real VM', () => {
     const decoded = await sharp(png).raw().toBuffer({ resolveWithObject: true });
     expect([decoded.info.width, decoded.info.height]).toEqual([720, 400]);
     // the same colours as the PPM (upstream QEMU 7.2.0 swapped red and blue in PNGs, issue 1622)
-    for (const [x, y] of [[715, 8], [300, 8], [100, 300]] as const) {
-      expect(pixel(decoded.data, decoded.info.channels, 720, x, y)).toEqual(pixel(ppm.rgb, 3, 720, x, y));
+    for (const [x, y] of [
+      [715, 8],
+      [300, 8],
+      [100, 300],
+    ] as const) {
+      expect(pixel(decoded.data, decoded.info.channels, 720, x, y)).toEqual(
+        pixel(ppm.rgb, 3, 720, x, y),
+      );
     }
   });
 
   it('takes keys on its console and shows the output', async () => {
     await writeInGuest(vm, '/f', 'TOKEN123');
-    console.log(`guest (${vm.accel}) ran a typed command ${Date.now() - createdAt} ms after create() was called`);
+    console.log(
+      `guest (${vm.accel}) ran a typed command ${Date.now() - createdAt} ms after create() was called`,
+    );
 
     const before = await screenPixels(vm);
     expect(before.below).toBeGreaterThan(500); // banner, prompt, typed lines
     await typeText(vm, 'clear\n', 20);
     // cleared: only the prompt (and the cursor) on the first row remain
-    const after = await waitFor('a cleared screen', async () => {
-      const px = await screenPixels(vm);
-      return px.below === 0 && px.top > 0 ? px : undefined;
-    }, 20_000);
+    const after = await waitFor(
+      'a cleared screen',
+      async () => {
+        const px = await screenPixels(vm);
+        return px.below === 0 && px.top > 0 ? px : undefined;
+      },
+      20_000,
+    );
     expect(after.top).toBeGreaterThan(50);
   });
 
@@ -350,7 +429,10 @@ describe('QemuProvider with a real VM', () => {
     expect(await fresh.health(stored)).toEqual({ state: 'running' });
     expect(fresh.endpoint(stored)).toEqual({ kind: 'unix', path: vm.vncPath });
     // a handle whose pid now belongs to another process is dead, not ours
-    expect(await fresh.health({ ...stored, startTime: '1' })).toMatchObject({ state: 'dead', reason: expect.stringMatching(/another process/) });
+    expect(await fresh.health({ ...stored, startTime: '1' })).toMatchObject({
+      state: 'dead',
+      reason: expect.stringMatching(/another process/),
+    });
     expect(await fresh.health({ bogus: true })).toMatchObject({ state: 'dead' });
   });
 
@@ -359,12 +441,18 @@ describe('QemuProvider with a real VM', () => {
     process.kill(vm.pid, 'SIGSTOP');
     try {
       const started = Date.now();
-      const health = await waitFor('unresponsive', async () => {
-        const h = await p.health(vm);
-        return h.state === 'unresponsive' ? h : undefined;
-      }, 10_000);
+      const health = await waitFor(
+        'unresponsive',
+        async () => {
+          const h = await p.health(vm);
+          return h.state === 'unresponsive' ? h : undefined;
+        },
+        10_000,
+      );
       expect(Date.now() - started).toBeLessThan(HEALTH_TIMEOUT_MS * 3);
-      expect(health).toMatchObject({ reason: expect.stringMatching(/QMP did not answer.*stopped/) });
+      expect(health).toMatchObject({
+        reason: expect.stringMatching(/QMP did not answer.*stopped/),
+      });
     } finally {
       process.kill(vm.pid, 'SIGCONT');
     }
@@ -380,10 +468,14 @@ describe('QemuProvider with a real VM', () => {
 
     // -no-shutdown keeps QEMU after the guest powers off, for an admin to reset it
     await typeText(vm, 'poweroff -f\n', 20);
-    const off = await waitFor('the guest to power off', async () => {
-      const h = await p.health(vm);
-      return h.state === 'unresponsive' ? h : undefined;
-    }, 30_000);
+    const off = await waitFor(
+      'the guest to power off',
+      async () => {
+        const h = await p.health(vm);
+        return h.state === 'unresponsive' ? h : undefined;
+      },
+      30_000,
+    );
     expect(off.reason).toMatch(/shut down/);
     const mounts = await mountCount(vm.overlayPath);
     const t0 = Date.now();
@@ -394,7 +486,9 @@ describe('QemuProvider with a real VM', () => {
 
   it('takes and restores internal snapshots', async () => {
     const p = qemu();
-    await expect(p.snapshot(vm, 'bad name; quit')).rejects.toMatchObject({ code: 'QEMU_BAD_SNAPSHOT_NAME' });
+    await expect(p.snapshot(vm, 'bad name; quit')).rejects.toMatchObject({
+      code: 'QEMU_BAD_SNAPSHOT_NAME',
+    });
     await p.snapshot(vm, 'clean');
     expect(await p.listSnapshots(vm)).toEqual(['clean']);
     expect(await p.health(vm)).toEqual({ state: 'running' });
@@ -461,10 +555,14 @@ describe('QemuProvider with a real VM', () => {
   it('reports a killed QEMU as dead and still cleans up after it', async () => {
     const p = qemu();
     process.kill(-vm.pid, 'SIGKILL');
-    const health = await waitFor('dead', async () => {
-      const h = await p.health(vm);
-      return h.state === 'dead' ? h : undefined;
-    }, 10_000);
+    const health = await waitFor(
+      'dead',
+      async () => {
+        const h = await p.health(vm);
+        return h.state === 'dead' ? h : undefined;
+      },
+      10_000,
+    );
     expect(health.state).toBe('dead');
     await p.destroy(vm, log);
     await expect(fs.access(vm.overlayPath)).rejects.toThrow();

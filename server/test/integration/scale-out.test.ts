@@ -9,7 +9,15 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io, type Socket } from 'socket.io-client';
 import { decodeFrame, vdiParser } from '@vdi/shared';
-import { ADMIN, Api, startServer, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import {
+  ADMIN,
+  Api,
+  startServer,
+  tempDirs,
+  testConfig,
+  until,
+  type TestServer,
+} from '../helpers/server.js';
 
 const PG_ADMIN = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -28,7 +36,12 @@ describe('several nodes on PostgreSQL and Redis', () => {
     await admin.end();
     const dirs = tempDirs('vdi-pg');
     // both nodes share the database, the cookie secret and (here) the machine the desktops run on
-    const env = { DATABASE_URL: url, REDIS_URL: REDIS, DEFAULT_GEOMETRY: '640x480', SESSION_SECRET: randomBytes(24).toString('hex') };
+    const env = {
+      DATABASE_URL: url,
+      REDIS_URL: REDIS,
+      DEFAULT_GEOMETRY: '640x480',
+      SESSION_SECRET: randomBytes(24).toString('hex'),
+    };
     a = await startServer(testConfig(env, dirs));
     b = await startServer(testConfig(env, dirs));
   });
@@ -49,7 +62,10 @@ describe('several nodes on PostgreSQL and Redis', () => {
     // the sign-in cookie from node A works on node B (sessions live in the shared database)
     const viaB = new Api(b.url);
     viaB.cookie = viaA.cookie;
-    expect((await viaB.get('/api/auth/me')).body).toMatchObject({ username: ADMIN.username, role: 'admin' });
+    expect((await viaB.get('/api/auth/me')).body).toMatchObject({
+      username: ADMIN.username,
+      role: 'admin',
+    });
     expect((await viaA.get('/api/desktops')).body).toEqual((await viaB.get('/api/desktops')).body);
   });
 
@@ -60,10 +76,20 @@ describe('several nodes on PostgreSQL and Redis', () => {
     expect(first.status).toBe(200);
     const userB = await new Api(b.url).login(ADMIN.username, ADMIN.password);
     const again = await userB.post(`/api/pools/${pools[0]!.poolId}/connect`);
-    expect(again.body).toMatchObject({ sessionId: first.body.sessionId, desktopId: first.body.desktopId, resumed: true });
+    expect(again.body).toMatchObject({
+      sessionId: first.body.sessionId,
+      desktopId: first.body.desktopId,
+      resumed: true,
+    });
 
     // a viewer on node B
-    const s = io(b.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: userB.cookie }, reconnection: false, forceNew: true });
+    const s = io(b.url, {
+      parser: vdiParser,
+      transports: ['websocket'],
+      extraHeaders: { cookie: userB.cookie },
+      reconnection: false,
+      forceNew: true,
+    });
     sockets.push(s);
     const frames: number[] = [];
     const notices: string[] = [];
@@ -74,18 +100,31 @@ describe('several nodes on PostgreSQL and Redis', () => {
     });
     s.on('notice', (n: { text: string }) => notices.push(n.text));
     await new Promise<void>((r) => s.once('connect', () => r()));
-    const res = await new Promise<{ ok: boolean }>((r) => s.emit('attach', { sessionId: first.body.sessionId }, r));
+    const res = await new Promise<{ ok: boolean }>((r) =>
+      s.emit('attach', { sessionId: first.body.sessionId }, r),
+    );
     expect(res.ok).toBe(true);
     await until(() => frames.length > 0, 15_000, 'frames on node B');
 
     // the admin API on node A sees the session and its message reaches node B's viewer
-    const sessions = (await userA.get('/api/admin/sessions')).body as { id: string; state: string }[];
+    const sessions = (await userA.get('/api/admin/sessions')).body as {
+      id: string;
+      state: string;
+    }[];
     expect(sessions.find((x) => x.id === first.body.sessionId)?.state).toBe('active');
-    expect((await userA.post(`/api/admin/sessions/${first.body.sessionId}/message`, { text: 'hello from node A' })).status).toBe(204);
+    expect(
+      (
+        await userA.post(`/api/admin/sessions/${first.body.sessionId}/message`, {
+          text: 'hello from node A',
+        })
+      ).status,
+    ).toBe(204);
     await until(() => notices.includes('hello from node A'), 10_000, 'message across nodes');
 
     // log-off through node A ends the viewer on node B
-    const ended = new Promise<{ state: string }>((r) => s.on('session', (m: { state: string }) => m.state === 'ended' && r(m)));
+    const ended = new Promise<{ state: string }>((r) =>
+      s.on('session', (m: { state: string }) => m.state === 'ended' && r(m)),
+    );
     expect((await userA.post(`/api/sessions/${first.body.sessionId}/logoff`)).status).toBe(204);
     expect((await ended).state).toBe('ended');
   });

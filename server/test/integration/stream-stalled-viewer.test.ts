@@ -20,7 +20,13 @@ describe('a stalled viewer', () => {
   const sockets: Socket[] = [];
 
   const viewer = async (ack: boolean) => {
-    const s = io(t.url, { parser: vdiParser, transports: ['websocket'], extraHeaders: { cookie: api.cookie }, reconnection: false, forceNew: true });
+    const s = io(t.url, {
+      parser: vdiParser,
+      transports: ['websocket'],
+      extraHeaders: { cookie: api.cookie },
+      reconnection: false,
+      forceNew: true,
+    });
     sockets.push(s);
     const frames: { seq: number; bytes: number; at: number }[] = [];
     s.on('frame', (buf: ArrayBuffer) => {
@@ -64,7 +70,9 @@ describe('a stalled viewer', () => {
     let i = 0;
     while (Date.now() - started < 4000) {
       const c = (i++ * 0x0f1f2f) & 0xffffff;
-      await run('xsetroot', ['-solid', `#${c.toString(16).padStart(6, '0')}`], { env: { ...process.env, DISPLAY: `:${display}` } });
+      await run('xsetroot', ['-solid', `#${c.toString(16).padStart(6, '0')}`], {
+        env: { ...process.env, DISPLAY: `:${display}` },
+      });
     }
     const liveFrames = live.frames.length - liveBefore;
     expect(i).toBeGreaterThan(10);
@@ -78,11 +86,15 @@ describe('a stalled viewer', () => {
     const grid = viewers.map((v) => v.dirty.cells.byteLength);
     expect(Math.max(...grid)).toBeLessThanOrEqual(Math.ceil(800 / 16) * Math.ceil(600 / 16));
     // socket.io's write buffer for the stalled socket is not growing either
-    const engine = [...t.server.gateway.io.of('/').sockets.values()].map((s) => (s.conn as unknown as { writeBuffer: unknown[] }).writeBuffer.length);
+    const engine = [...t.server.gateway.io.of('/').sockets.values()].map(
+      (s) => (s.conn as unknown as { writeBuffer: unknown[] }).writeBuffer.length,
+    );
     expect(Math.max(...engine)).toBeLessThanOrEqual(4);
     if (global.gc) global.gc();
     const grown = process.memoryUsage().heapUsed - heapBefore;
     expect(grown).toBeLessThan(64 * 1024 * 1024);
-    console.log(`xsetroot changes: ${i}, live viewer frames: ${liveFrames}, stalled viewer frames: ${stalled.frames.length}, heap delta ${(grown / 1048576).toFixed(1)} MiB`);
+    console.log(
+      `xsetroot changes: ${i}, live viewer frames: ${liveFrames}, stalled viewer frames: ${stalled.frames.length}, heap delta ${(grown / 1048576).toFixed(1)} MiB`,
+    );
   });
 });

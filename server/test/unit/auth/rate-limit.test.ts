@@ -4,9 +4,16 @@ import { LoginThrottle } from '../../../src/auth/rate-limit.js';
 
 const WINDOW_MS = 300_000;
 
-function throttle(over: Partial<{ maxPerAccount: number; maxPerIp: number; maxKeys: number }> = {}) {
+function throttle(
+  over: Partial<{ maxPerAccount: number; maxPerIp: number; maxKeys: number }> = {},
+) {
   const clock = new ManualClock();
-  const t = new LoginThrottle(clock, { maxPerAccount: 3, maxPerIp: 5, windowMs: WINDOW_MS, ...over });
+  const t = new LoginThrottle(clock, {
+    maxPerAccount: 3,
+    maxPerIp: 5,
+    windowMs: WINDOW_MS,
+    ...over,
+  });
   return { clock, t };
 }
 

@@ -26,12 +26,20 @@ afterEach(async () => {
 });
 
 function data(user: string | undefined, expires?: Date): session.SessionData {
-  return { cookie: { originalMaxAge: TTL_MS, expires, httpOnly: true, path: '/' }, ...(user ? { passport: { user } } : {}) } as unknown as session.SessionData;
+  return {
+    cookie: { originalMaxAge: TTL_MS, expires, httpOnly: true, path: '/' },
+    ...(user ? { passport: { user } } : {}),
+  } as unknown as session.SessionData;
 }
 
 const get = (sid: string) =>
-  new Promise<session.SessionData | null | undefined>((resolve, reject) => sessions.get(sid, (err, s) => (err ? reject(err as Error) : resolve(s))));
-const set = (sid: string, s: session.SessionData) => new Promise<void>((resolve, reject) => sessions.set(sid, s, (err) => (err ? reject(err as Error) : resolve())));
+  new Promise<session.SessionData | null | undefined>((resolve, reject) =>
+    sessions.get(sid, (err, s) => (err ? reject(err as Error) : resolve(s))),
+  );
+const set = (sid: string, s: session.SessionData) =>
+  new Promise<void>((resolve, reject) =>
+    sessions.set(sid, s, (err) => (err ? reject(err as Error) : resolve())),
+  );
 
 describe('DbSessionStore', () => {
   it('stores, reads back and overwrites a session', async () => {

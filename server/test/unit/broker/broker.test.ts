@@ -65,7 +65,9 @@ class FakeProvider implements Provider {
     return { kind: 'unix', path: `/nonexistent/${(h as unknown as FakeHandle).fake}` };
   }
   async health(h: DesktopHandle): Promise<DesktopHealth> {
-    return this.alive.has((h as unknown as FakeHandle).fake) ? { state: 'running' } : { state: 'dead', reason: 'fake desktop killed' };
+    return this.alive.has((h as unknown as FakeHandle).fake)
+      ? { state: 'running' }
+      : { state: 'dead', reason: 'fake desktop killed' };
   }
   async destroy(h: DesktopHandle, _log: unknown, opts?: { keepDisk?: boolean }): Promise<void> {
     if (this.destroyDelayMs) await new Promise((r) => setTimeout(r, this.destroyDelayMs));
@@ -106,7 +108,9 @@ beforeEach(async () => {
   store = await openStore({ dataDir: dir });
   clock = new ManualClock();
   fake = new FakeProvider();
-  broker = new Broker(store.db, new Map<string, Provider>([['xvnc', fake]]), clock, log, { tickMs: 60_000 });
+  broker = new Broker(store.db, new Map<string, Provider>([['xvnc', fake]]), clock, log, {
+    tickMs: 60_000,
+  });
   pools = new PoolAdmin(store.db, broker, clock, log);
 });
 
@@ -121,7 +125,15 @@ async function user(name: string): Promise<Actor & { id: string }> {
   const id = randomUUID();
   await store.db
     .insertInto('users')
-    .values({ id, username: name, display_name: '', password_hash: 'x', role: 'user', disabled: 0, created_at: new Date(clock.now()).toISOString() })
+    .values({
+      id,
+      username: name,
+      display_name: '',
+      password_hash: 'x',
+      role: 'user',
+      disabled: 0,
+      created_at: new Date(clock.now()).toISOString(),
+    })
     .execute();
   return { id, name };
 }
@@ -129,18 +141,32 @@ async function user(name: string): Promise<Actor & { id: string }> {
 async function entitle(poolId: string, u: { id: string }): Promise<void> {
   await store.db
     .insertInto('entitlements')
-    .values({ id: randomUUID(), pool_id: poolId, principal_type: 'user', principal_id: u.id, created_at: new Date(clock.now()).toISOString() })
+    .values({
+      id: randomUUID(),
+      pool_id: poolId,
+      principal_type: 'user',
+      principal_id: u.id,
+      created_at: new Date(clock.now()).toISOString(),
+    })
     .execute();
 }
 
 async function pool(over: Record<string, unknown> = {}): Promise<string> {
-  const p = await pools.create(PoolCreateBody.parse({ name: `p-${randomUUID().slice(0, 8)}`, provider: 'xvnc', ...over }), ADMIN);
+  const p = await pools.create(
+    PoolCreateBody.parse({ name: `p-${randomUUID().slice(0, 8)}`, provider: 'xvnc', ...over }),
+    ADMIN,
+  );
   await broker.tick(); // the create's own tick, so the test starts from a settled pool
   return p.id;
 }
 
 async function desktops(poolId: string) {
-  return store.db.selectFrom('desktops').selectAll().where('pool_id', '=', poolId).orderBy('created_at').execute();
+  return store.db
+    .selectFrom('desktops')
+    .selectAll()
+    .where('pool_id', '=', poolId)
+    .orderBy('created_at')
+    .execute();
 }
 
 async function liveSessions(poolId?: string) {
@@ -215,7 +241,11 @@ describe('floating pools', () => {
     const c = await broker.connect(u, id);
     expect(c.desktopId).not.toBe(spare!.id);
     expect(await broker.desktop(spare!.id)).toBeUndefined();
-    expect(await broker.provider('xvnc').health((JSON.parse((await broker.desktop(c.desktopId))!.handle!) as DesktopHandle))).toEqual({ state: 'running' });
+    expect(
+      await broker
+        .provider('xvnc')
+        .health(JSON.parse((await broker.desktop(c.desktopId))!.handle!) as DesktopHandle),
+    ).toEqual({ state: 'running' });
   });
 
   it('leaves nothing behind when a desktop cannot start', async () => {
@@ -255,7 +285,7 @@ describe('dedicated pools', () => {
     expect((await broker.desktop(first.desktopId))?.state).toBe('in-use');
   });
 
-  it('never hands one user\'s desktop to another, even when the pool is full', async () => {
+  it("never hands one user's desktop to another, even when the pool is full", async () => {
     const id = await pool({ assignment: 'dedicated', maxSize: 1 });
     const alice = await user('alice');
     const bob = await user('bob');
@@ -269,7 +299,7 @@ describe('dedicated pools', () => {
     expect(await desktops(id)).toHaveLength(1);
   });
 
-  it('a warm spare becomes the owner\'s for good', async () => {
+  it("a warm spare becomes the owner's for good", async () => {
     const id = await pool({ assignment: 'dedicated', maxSize: 3, spares: 1 });
     const [spare] = await desktops(id);
     const alice = await user('alice');
@@ -282,7 +312,7 @@ describe('dedicated pools', () => {
     expect(free.map((d) => d.state)).toEqual(['ready']);
   });
 
-  it('a Connect while the owner\'s desktop is still stopping does not give them a second desktop', async () => {
+  it("a Connect while the owner's desktop is still stopping does not give them a second desktop", async () => {
     const id = await pool({ assignment: 'dedicated', maxSize: 3, idleTimeoutSec: 60 });
     const alice = await user('alice');
     await entitle(id, alice);
@@ -327,7 +357,13 @@ describe('pool size', () => {
     expect(err).toMatchObject({ code: 'POOL_FULL', status: 409 });
     expect(fake.created.length).toBe(createsBefore);
     expect(await desktops(id)).toHaveLength(2);
-    expect(await store.db.selectFrom('sessions').selectAll().where('user_id', '=', users[2]!.id).execute()).toHaveLength(0);
+    expect(
+      await store.db
+        .selectFrom('sessions')
+        .selectAll()
+        .where('user_id', '=', users[2]!.id)
+        .execute(),
+    ).toHaveLength(0);
   });
 
   it('resizing down trims idle spares but never a desktop in use', async () => {
@@ -390,10 +426,15 @@ describe('drain and delete', () => {
 
     await pools.delete(id, true, ADMIN);
     expect(await codeOf(broker.pool(id))).toBe('NOT_FOUND');
-    expect(await broker.session(c.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'pool deleted' });
+    expect(await broker.session(c.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'pool deleted',
+    });
     expect(await desktops(id)).toHaveLength(0);
     expect(fake.alive.size).toBe(0);
-    expect(await store.db.selectFrom('entitlements').selectAll().where('pool_id', '=', id).execute()).toHaveLength(0);
+    expect(
+      await store.db.selectFrom('entitlements').selectAll().where('pool_id', '=', id).execute(),
+    ).toHaveLength(0);
   });
 
   it('a pool with only spares can be deleted without force', async () => {
@@ -422,7 +463,10 @@ describe('timeouts (manual clock)', () => {
     expect((await broker.session(c.sessionId))?.state).toBe('disconnected');
     clock.advance(1_000);
     await broker.tick();
-    expect(await broker.session(c.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'disconnected too long' });
+    expect(await broker.session(c.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'disconnected too long',
+    });
     expect(await broker.desktop(c.desktopId)).toBeUndefined();
     const ends = await audit('session.end');
     expect(ends).toHaveLength(1);
@@ -448,14 +492,22 @@ describe('timeouts (manual clock)', () => {
     await broker.markActive(c.sessionId, u);
     clock.advance(100_000);
     broker.noteInput(c.sessionId);
-    await waitForDb(async () => (await broker.session(c.sessionId))?.last_input_at === new Date(clock.now()).toISOString());
+    await waitForDb(
+      async () =>
+        (await broker.session(c.sessionId))?.last_input_at === new Date(clock.now()).toISOString(),
+    );
     clock.advance(100_000); // 200 s since connect, 100 s since input
     await broker.tick();
     expect((await broker.session(c.sessionId))?.state).toBe('active');
     clock.advance(20_000);
     await broker.tick();
-    expect(await broker.session(c.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'idle too long' });
-    expect(JSON.parse((await audit('session.end'))[0]!.detail!)).toEqual({ reason: 'idle too long' });
+    expect(await broker.session(c.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'idle too long',
+    });
+    expect(JSON.parse((await audit('session.end'))[0]!.detail!)).toEqual({
+      reason: 'idle too long',
+    });
   });
 
   it('max session length ends even an active, busy session', async () => {
@@ -472,12 +524,22 @@ describe('timeouts (manual clock)', () => {
     expect((await broker.session(c.sessionId))?.state).toBe('active');
     clock.advance(60_000);
     await broker.tick();
-    expect(await broker.session(c.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'maximum session length reached' });
-    expect(JSON.parse((await audit('session.end'))[0]!.detail!)).toEqual({ reason: 'maximum session length reached' });
+    expect(await broker.session(c.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'maximum session length reached',
+    });
+    expect(JSON.parse((await audit('session.end'))[0]!.detail!)).toEqual({
+      reason: 'maximum session length reached',
+    });
   });
 
   it('zero means never', async () => {
-    const id = await pool({ maxSize: 2, disconnectedTimeoutSec: 0, idleTimeoutSec: 0, maxSessionSec: 0 });
+    const id = await pool({
+      maxSize: 2,
+      disconnectedTimeoutSec: 0,
+      idleTimeoutSec: 0,
+      maxSessionSec: 0,
+    });
     const u = await user('nat');
     await entitle(id, u);
     const c = await broker.connect(u, id);
@@ -547,7 +609,10 @@ describe('races', () => {
     const racers = await Promise.all(['t1', 't2', 't3', 't4', 't5'].map(user));
     for (const r of racers) await entitle(id, r);
     fake.createDelayMs = 10;
-    const out = await Promise.all([...racers.map((r) => codeOf(broker.connect(r, id))), broker.tick().then(() => 'tick')]);
+    const out = await Promise.all([
+      ...racers.map((r) => codeOf(broker.connect(r, id))),
+      broker.tick().then(() => 'tick'),
+    ]);
     expect(out.filter((c) => c === 'ok')).toHaveLength(4);
     await broker.tick();
     expect((await desktops(id)).length).toBeLessThanOrEqual(4);
@@ -556,17 +621,24 @@ describe('races', () => {
 });
 
 describe('admin disconnect', () => {
-  it('is audited as the admin\'s, even though closing the viewers also marks the session disconnected', async () => {
+  it("is audited as the admin's, even though closing the viewers also marks the session disconnected", async () => {
     const id = await pool({ maxSize: 2 });
     const u = await user('quinn');
     await entitle(id, u);
     const c = await broker.connect(u, id);
     await broker.markActive(c.sessionId, u);
     // what the gateway does when its sockets close: mark it disconnected as the socket's user
-    broker.on('session-disconnect', (sid) => void broker.markDisconnected(sid, u, 'transport close'));
+    broker.on(
+      'session-disconnect',
+      (sid) => void broker.markDisconnected(sid, u, 'transport close'),
+    );
     await broker.disconnect(c.sessionId, ADMIN);
     await broker.tick();
-    const rows = await store.db.selectFrom('audit_log').selectAll().where('action', '=', 'session.disconnect').execute();
+    const rows = await store.db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('action', '=', 'session.disconnect')
+      .execute();
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ actor: 'test-admin', target: c.sessionId });
     expect(JSON.parse(rows[0]!.detail!)).toEqual({ reason: 'disconnected by request' });
@@ -667,24 +739,58 @@ describe('reconcile', () => {
     const spare = (await desktops(floating)).find((d) => d.state === 'ready')!;
     // a desktop claimed for a session that was never written (the server died in between)
     const claimedId = randomUUID();
-    const h = await fake.create({ desktopId: claimedId, poolId: floating, template: {}, persistent: false });
+    const h = await fake.create({
+      desktopId: claimedId,
+      poolId: floating,
+      template: {},
+      persistent: false,
+    });
     await store.db
       .insertInto('desktops')
-      .values({ id: claimedId, pool_id: floating, name: 'x', state: 'in-use', owner_user_id: null, handle: JSON.stringify(h), slot: null, error: null, created_at: new Date(clock.now()).toISOString(), state_since: new Date(clock.now()).toISOString() })
+      .values({
+        id: claimedId,
+        pool_id: floating,
+        name: 'x',
+        state: 'in-use',
+        owner_user_id: null,
+        handle: JSON.stringify(h),
+        slot: null,
+        error: null,
+        created_at: new Date(clock.now()).toISOString(),
+        state_since: new Date(clock.now()).toISOString(),
+      })
       .execute();
     // a half-started desktop (row written, never got a handle)
     const halfId = randomUUID();
     await store.db
       .insertInto('desktops')
-      .values({ id: halfId, pool_id: floating, name: 'y', state: 'provisioning', owner_user_id: null, handle: null, slot: null, error: null, created_at: new Date(clock.now()).toISOString(), state_since: new Date(clock.now()).toISOString() })
+      .values({
+        id: halfId,
+        pool_id: floating,
+        name: 'y',
+        state: 'provisioning',
+        owner_user_id: null,
+        handle: null,
+        slot: null,
+        error: null,
+        created_at: new Date(clock.now()).toISOString(),
+        state_since: new Date(clock.now()).toISOString(),
+      })
       .execute();
     // a leftover the store knows nothing about
-    await fake.create({ desktopId: randomUUID(), poolId: floating, template: {}, persistent: false });
+    await fake.create({
+      desktopId: randomUUID(),
+      poolId: floating,
+      template: {},
+      persistent: false,
+    });
     fake.kill(dead.desktopId);
     fake.kill(dedDead.desktopId);
 
     // a new broker on the same store, as after a restart
-    const b2 = new Broker(store.db, new Map<string, Provider>([['xvnc', fake]]), clock, log, { tickMs: 60_000 });
+    const b2 = new Broker(store.db, new Map<string, Provider>([['xvnc', fake]]), clock, log, {
+      tickMs: 60_000,
+    });
     const r = await b2.reconcile();
     // the active session's desktop, the spare (and the claimed one, adopted then freed)
     expect(r.adopted).toBeGreaterThanOrEqual(2);
@@ -693,19 +799,34 @@ describe('reconcile', () => {
     expect(await b2.session(active.sessionId)).toMatchObject({ state: 'disconnected' });
     expect((await b2.desktop(active.desktopId))?.state).toBe('in-use');
     expect((await b2.desktop(spare.id))?.state).toBe('ready');
-    expect(await b2.session(dead.sessionId)).toMatchObject({ state: 'ended', ended_reason: 'desktop lost while the server was down' });
+    expect(await b2.session(dead.sessionId)).toMatchObject({
+      state: 'ended',
+      ended_reason: 'desktop lost while the server was down',
+    });
     expect(await b2.desktop(dead.desktopId)).toBeUndefined();
     // a dedicated desktop that died is kept (stopped) for its owner, with its disk
     expect(await b2.session(dedDead.sessionId)).toMatchObject({ state: 'ended' });
-    expect(await b2.desktop(dedDead.desktopId)).toMatchObject({ state: 'stopped', handle: null, owner_user_id: c!.id });
+    expect(await b2.desktop(dedDead.desktopId)).toMatchObject({
+      state: 'stopped',
+      handle: null,
+      owner_user_id: c!.id,
+    });
     expect(await b2.desktop(claimedId)).toBeUndefined();
     expect(await b2.desktop(halfId)).toBeUndefined();
     // only desktops with a row are still running
-    const rows = await store.db.selectFrom('desktops').select(['id', 'handle']).where('handle', 'is not', null).execute();
+    const rows = await store.db
+      .selectFrom('desktops')
+      .select(['id', 'handle'])
+      .where('handle', 'is not', null)
+      .execute();
     expect(new Set(fake.alive.values())).toEqual(new Set(rows.map((x) => x.id)));
 
     const resumed = await b2.connect(a!, floating);
-    expect(resumed).toEqual({ sessionId: active.sessionId, desktopId: active.desktopId, resumed: true });
+    expect(resumed).toEqual({
+      sessionId: active.sessionId,
+      desktopId: active.desktopId,
+      resumed: true,
+    });
     const back = await b2.connect(c!, dedicated);
     expect(back.desktopId).toBe(dedDead.desktopId);
   });

@@ -22,7 +22,16 @@ describe('KeyedMutex', () => {
       ),
     );
     expect(most).toBe(1);
-    expect(log).toEqual(['start 1', 'end 1', 'start 2', 'end 2', 'start 3', 'end 3', 'start 4', 'end 4']);
+    expect(log).toEqual([
+      'start 1',
+      'end 1',
+      'start 2',
+      'end 2',
+      'start 3',
+      'end 3',
+      'start 4',
+      'end 4',
+    ]);
   });
 
   it('lets different keys run at the same time', async () => {

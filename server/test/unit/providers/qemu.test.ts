@@ -59,10 +59,19 @@ describe('QemuProvider without QEMU', () => {
 
   it('reports a dead desktop for a bogus handle or a gone process', async () => {
     const p = new QemuProvider(dirs());
-    expect(await p.health({ nope: 1 })).toMatchObject({ state: 'dead', reason: expect.stringMatching(/not a qemu desktop handle/) });
-    expect(await p.health(handle())).toMatchObject({ state: 'dead', reason: expect.stringMatching(/is gone/) });
+    expect(await p.health({ nope: 1 })).toMatchObject({
+      state: 'dead',
+      reason: expect.stringMatching(/not a qemu desktop handle/),
+    });
+    expect(await p.health(handle())).toMatchObject({
+      state: 'dead',
+      reason: expect.stringMatching(/is gone/),
+    });
     // our own pid with another start time: a reused pid
-    expect(await p.health(handle({ pid: process.pid }))).toMatchObject({ state: 'dead', reason: expect.stringMatching(/another process/) });
+    expect(await p.health(handle({ pid: process.pid }))).toMatchObject({
+      state: 'dead',
+      reason: expect.stringMatching(/another process/),
+    });
   });
 
   it('describes a desktop and gives its unix endpoint', () => {
@@ -76,8 +85,12 @@ describe('QemuProvider without QEMU', () => {
   it('validates snapshot names before talking to QEMU', async () => {
     const p = new QemuProvider(dirs());
     for (const bad of ['', 'a b', 'x;quit', '../x', 'a'.repeat(65)]) {
-      await expect(p.snapshot(handle(), bad)).rejects.toMatchObject({ code: 'QEMU_BAD_SNAPSHOT_NAME' });
-      await expect(p.restore(handle(), bad)).rejects.toMatchObject({ code: 'QEMU_BAD_SNAPSHOT_NAME' });
+      await expect(p.snapshot(handle(), bad)).rejects.toMatchObject({
+        code: 'QEMU_BAD_SNAPSHOT_NAME',
+      });
+      await expect(p.restore(handle(), bad)).rejects.toMatchObject({
+        code: 'QEMU_BAD_SNAPSHOT_NAME',
+      });
     }
   });
 
@@ -92,18 +105,31 @@ describe('QemuProvider without QEMU', () => {
     const spec = { desktopId: 'd1', poolId: 'p', template: { image: golden }, persistent: false };
     await expect(p.create(spec, log)).rejects.toMatchObject({ code: 'QEMU_KVM_UNAVAILABLE' });
     expect(await fs.readdir(path.join(root, 'data', 'qemu'))).toEqual([]);
-    await expect(p.create({ ...spec, desktopId: 'a/b' }, log)).rejects.toMatchObject({ code: 'QEMU_BAD_ID' });
-    await expect(p.create({ ...spec, template: { image: path.join(root, 'missing.qcow2') } }, log)).rejects.toMatchObject({
+    await expect(p.create({ ...spec, desktopId: 'a/b' }, log)).rejects.toMatchObject({
+      code: 'QEMU_BAD_ID',
+    });
+    await expect(
+      p.create({ ...spec, template: { image: path.join(root, 'missing.qcow2') } }, log),
+    ).rejects.toMatchObject({
       code: 'QEMU_IMAGE_MISSING',
     });
-    await expect(p.create({ ...spec, template: { image: golden, memoryMb: 1 } }, log)).rejects.toThrow();
+    await expect(
+      p.create({ ...spec, template: { image: golden, memoryMb: 1 } }, log),
+    ).rejects.toThrow();
   });
 
   it('falls back to TCG in auto mode and says why', async () => {
     // /bin/true stands in for binaries that run
-    const p = new QemuProvider(dirs(), { kvmDevice: path.join(root, 'no-kvm'), qemuBinary: '/bin/true', qemuImgBinary: '/bin/true' });
+    const p = new QemuProvider(dirs(), {
+      kvmDevice: path.join(root, 'no-kvm'),
+      qemuBinary: '/bin/true',
+      qemuImgBinary: '/bin/true',
+    });
     const status = await p.status();
-    expect(status).toEqual({ ok: true, detail: expect.stringMatching(/TCG \(.*no-kvm cannot be opened read-write \(ENOENT\)\)/) });
+    expect(status).toEqual({
+      ok: true,
+      detail: expect.stringMatching(/TCG \(.*no-kvm cannot be opened read-write \(ENOENT\)\)/),
+    });
     expect((await fs.stat(path.join(root, 'run', 'qemu'))).mode & 0o777).toBe(0o700);
   });
 

@@ -3,10 +3,19 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LineSplitter, QmpClient, QmpError, qmpExecute, type QmpEvent } from '../../../src/providers/qmp.js';
+import {
+  LineSplitter,
+  QmpClient,
+  QmpError,
+  qmpExecute,
+  type QmpEvent,
+} from '../../../src/providers/qmp.js';
 
 const GREETING = {
-  QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'Debian' }, capabilities: ['oob'] },
+  QMP: {
+    version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'Debian' },
+    capabilities: ['oob'],
+  },
 };
 
 interface Command {
@@ -222,7 +231,10 @@ describe('commands', () => {
     const conn = await fake.conn(0);
     const p = client.execute('nope').catch((e: unknown) => e);
     const c = await conn.command(1);
-    conn.send({ error: { class: 'CommandNotFound', desc: "The command nope has not been found" }, id: c.id });
+    conn.send({
+      error: { class: 'CommandNotFound', desc: 'The command nope has not been found' },
+      id: c.id,
+    });
     const err = expectQmpError(await p, 'QMP_COMMAND');
     expect(err.errorClass).toBe('CommandNotFound');
     expect(err.message).toContain('nope');
@@ -258,7 +270,11 @@ describe('commands', () => {
     conn.send({ return: {}, id: c.id });
     await p;
     expect(events).toEqual([{ event: 'STOP', timestamp: { seconds: 1, microseconds: 2 } }]);
-    conn.send({ event: 'RESET', data: { guest: true }, timestamp: { seconds: 3, microseconds: 4 } });
+    conn.send({
+      event: 'RESET',
+      data: { guest: true },
+      timestamp: { seconds: 3, microseconds: 4 },
+    });
     await expect.poll(() => events.length).toBe(2);
     expect(events[1]!.data).toEqual({ guest: true });
   });
@@ -285,7 +301,12 @@ describe('commands', () => {
 });
 
 describe('bad input closes only that connection', () => {
-  async function twoClients(): Promise<{ bad: QmpClient; good: QmpClient; badConn: FakeConn; goodConn: FakeConn }> {
+  async function twoClients(): Promise<{
+    bad: QmpClient;
+    good: QmpClient;
+    badConn: FakeConn;
+    goodConn: FakeConn;
+  }> {
     await startFake();
     const bad = await connect();
     const good = await connect();
@@ -302,7 +323,11 @@ describe('bad input closes only that connection', () => {
     ['a line that is not JSON', (c) => c.raw('{"return": oops}\r\n'), /not JSON/],
     ['a JSON value that is not an object', (c) => c.raw('[1,2,3]\n'), /not a JSON object/],
     ['an unknown message shape', (c) => c.send({ hello: 1 }), /unknown QMP message/],
-    ['a malformed error answer', (c) => c.send({ error: 'bad', id: 'vdi-2' }), /malformed QMP error/],
+    [
+      'a malformed error answer',
+      (c) => c.send({ error: 'bad', id: 'vdi-2' }),
+      /malformed QMP error/,
+    ],
     ['a malformed event', (c) => c.send({ event: 'X' }), /malformed QMP event/],
     ['an answer for an id never sent', (c) => c.send({ return: {}, id: 'vdi-999' }), /unknown id/],
     ['an answer without id', (c) => c.send({ return: {} }), /without our id/],

@@ -33,7 +33,9 @@ async function closedPort(): Promise<number> {
 
 async function closeServers(): Promise<void> {
   for (const s of sockets) s.destroy();
-  await Promise.all(servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  await Promise.all(
+    servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+  );
 }
 
 afterEach(closeServers);
@@ -112,9 +114,18 @@ describe('VncProvider', () => {
     const handle = await provider.create(spec(hosts, 1), log);
     expect(handle).toEqual({ host: '127.0.0.1', port, password: SECRET, name: 'lab-pc-2' });
     expect(JSON.parse(JSON.stringify(handle))).toEqual(handle);
-    expect(provider.endpoint(handle)).toEqual({ kind: 'tcp', host: '127.0.0.1', port, password: SECRET });
+    expect(provider.endpoint(handle)).toEqual({
+      kind: 'tcp',
+      host: '127.0.0.1',
+      port,
+      password: SECRET,
+    });
     expect(await provider.health(handle)).toEqual({ state: 'running' });
-    expect(provider.describe(handle)).toEqual({ host: `127.0.0.1:${port}`, name: 'lab-pc-2', auth: 'VNC password' });
+    expect(provider.describe(handle)).toEqual({
+      host: `127.0.0.1:${port}`,
+      name: 'lab-pc-2',
+      auth: 'VNC password',
+    });
     await provider.destroy(handle, log);
     // destroy leaves the machine alone: it still answers
     expect(await provider.health(handle)).toEqual({ state: 'running' });
@@ -133,9 +144,15 @@ describe('VncProvider', () => {
   it('needs a slot inside the host list', async () => {
     const { log } = captureLog();
     const hosts = [{ host: '127.0.0.1', port: 5900 }];
-    await expect(provider.create(spec(hosts, undefined), log)).rejects.toMatchObject({ code: 'VNC_NO_SLOT' });
-    await expect(provider.create(spec(hosts, 1), log)).rejects.toMatchObject({ code: 'VNC_SLOT_OUT_OF_RANGE' });
-    await expect(provider.create(spec(hosts, -1), log)).rejects.toMatchObject({ code: 'VNC_SLOT_OUT_OF_RANGE' });
+    await expect(provider.create(spec(hosts, undefined), log)).rejects.toMatchObject({
+      code: 'VNC_NO_SLOT',
+    });
+    await expect(provider.create(spec(hosts, 1), log)).rejects.toMatchObject({
+      code: 'VNC_SLOT_OUT_OF_RANGE',
+    });
+    await expect(provider.create(spec(hosts, -1), log)).rejects.toMatchObject({
+      code: 'VNC_SLOT_OUT_OF_RANGE',
+    });
     await expect(provider.create(spec(hosts, 0.5), log)).rejects.toBeInstanceOf(ProviderError);
   });
 
@@ -161,9 +178,15 @@ describe('VncProvider', () => {
     const silent = await serve(() => undefined);
     const refused = await closedPort();
     const h = (port: number) => ({ host: '127.0.0.1', port, name: 'x' });
-    expect(await provider.health(h(garbage))).toMatchObject({ state: 'unresponsive', reason: expect.stringMatching(/not an RFB/) });
+    expect(await provider.health(h(garbage))).toMatchObject({
+      state: 'unresponsive',
+      reason: expect.stringMatching(/not an RFB/),
+    });
     const started = Date.now();
-    expect(await provider.health(h(silent))).toMatchObject({ state: 'unresponsive', reason: expect.stringMatching(/no RFB banner/) });
+    expect(await provider.health(h(silent))).toMatchObject({
+      state: 'unresponsive',
+      reason: expect.stringMatching(/no RFB banner/),
+    });
     expect(Date.now() - started).toBeLessThan(3000);
     expect(await provider.health(h(refused))).toMatchObject({ state: 'dead' });
     expect(await provider.health({ nothing: true })).toMatchObject({ state: 'dead' });

@@ -8,7 +8,15 @@ describe('DirtyGrid', () => {
       fc.property(
         fc.integer({ min: 1, max: 400 }),
         fc.integer({ min: 1, max: 300 }),
-        fc.array(fc.record({ x: fc.nat(420), y: fc.nat(320), w: fc.integer({ min: 1, max: 200 }), h: fc.integer({ min: 1, max: 200 }) }), { maxLength: 30 }),
+        fc.array(
+          fc.record({
+            x: fc.nat(420),
+            y: fc.nat(320),
+            w: fc.integer({ min: 1, max: 200 }),
+            h: fc.integer({ min: 1, max: 200 }),
+          }),
+          { maxLength: 30 },
+        ),
         (W, H, marks) => {
           const g = new DirtyGrid(W, H);
           for (const m of marks) g.mark(m);
@@ -21,12 +29,19 @@ describe('DirtyGrid', () => {
             expect(r.w).toBeGreaterThan(0);
             expect(r.h).toBeGreaterThan(0);
           }
-          const covered = (x: number, y: number) => rects.some((r) => x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h);
+          const covered = (x: number, y: number) =>
+            rects.some((r) => x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h);
           for (const m of marks) {
             const x1 = Math.min(W, m.x + m.w) - 1;
             const y1 = Math.min(H, m.y + m.h) - 1;
             if (m.x >= W || m.y >= H) continue;
-            for (const [x, y] of [[m.x, m.y], [x1, y1], [m.x, y1], [x1, m.y]] as const) expect(covered(x, y)).toBe(true);
+            for (const [x, y] of [
+              [m.x, m.y],
+              [x1, y1],
+              [m.x, y1],
+              [x1, m.y],
+            ] as const)
+              expect(covered(x, y)).toBe(true);
           }
           expect(g.empty).toBe(marks.every((m) => m.x >= W || m.y >= H));
         },
@@ -61,7 +76,8 @@ describe('DirtyGrid', () => {
   it('uses constant memory whatever the damage', () => {
     const g = new DirtyGrid(1920, 1080);
     const before = g.cells.byteLength;
-    for (let i = 0; i < 10_000; i++) g.mark({ x: (i * 37) % 1900, y: (i * 53) % 1060, w: 20, h: 20 });
+    for (let i = 0; i < 10_000; i++)
+      g.mark({ x: (i * 37) % 1900, y: (i * 53) % 1060, w: 20, h: 20 });
     expect(g.cells.byteLength).toBe(before);
   });
 });

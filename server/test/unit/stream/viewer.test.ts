@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { Codec, decodeFrame, readCopyPayload, FrameFlags, unpackIndices, type Frame } from '@vdi/shared';
+import {
+  Codec,
+  decodeFrame,
+  readCopyPayload,
+  FrameFlags,
+  unpackIndices,
+  type Frame,
+} from '@vdi/shared';
 import { ManualClock } from '../../../src/clock.js';
 import { DesktopStream } from '../../../src/stream/desktop-stream.js';
 import { Viewer } from '../../../src/stream/viewer.js';
@@ -9,11 +16,21 @@ const log = pino({ level: 'silent' });
 
 function setup(w = 256, h = 128, maxInFlight = 2) {
   const clock = new ManualClock();
-  const stream = new DesktopStream('d1', clock, log, { cursor: () => undefined, clipboard: () => undefined });
+  const stream = new DesktopStream('d1', clock, log, {
+    cursor: () => undefined,
+    clipboard: () => undefined,
+  });
   stream.resize(w, h);
   const frames: Frame[] = [];
   const errors: unknown[] = [];
-  const viewer = new Viewer('v1', stream, (b) => frames.push(decodeFrame(b)), clock, maxInFlight, (e) => errors.push(e));
+  const viewer = new Viewer(
+    'v1',
+    stream,
+    (b) => frames.push(decodeFrame(b)),
+    clock,
+    maxInFlight,
+    (e) => errors.push(e),
+  );
   stream.viewers.add(viewer);
   // encodes run on the libuv pool: wait until no new frame has appeared for a while
   const settle = async () => {
@@ -38,7 +55,9 @@ describe('Viewer pacing', () => {
     await settle();
     expect(frames).toHaveLength(1);
     expect(frames[0]!.flags & FrameFlags.Keyframe).toBeTruthy();
-    expect(frames[0]!.rects).toEqual([expect.objectContaining({ x: 0, y: 0, w: 256, h: 128, codec: Codec.Fill })]);
+    expect(frames[0]!.rects).toEqual([
+      expect.objectContaining({ x: 0, y: 0, w: 256, h: 128, codec: Codec.Fill }),
+    ]);
   });
 
   it('keeps at most maxInFlight frames unacknowledged and coalesces damage meanwhile', async () => {
@@ -109,7 +128,8 @@ describe('Viewer pacing', () => {
     const f = frames[1]!;
     expect(f.rects[0]!.codec).toBe(Codec.Copy);
     // the stale 16x16 block is re-sent where the copy put it (and where it was painted)
-    const covers = (x: number, y: number) => f.rects.slice(1).some((r) => x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h);
+    const covers = (x: number, y: number) =>
+      f.rects.slice(1).some((r) => x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h);
     expect(covers(64, 64)).toBe(true);
     expect(covers(79, 79)).toBe(true);
     expect(covers(0, 0)).toBe(true);
@@ -131,21 +151,40 @@ describe('Viewer pacing', () => {
           if (r.codec === Codec.Copy) {
             const { srcX, srcY } = readCopyPayload(r.payload);
             const tmp = Buffer.alloc(r.w * r.h * 4);
-            for (let y = 0; y < r.h; y++) canvas.copy(tmp, y * r.w * 4, ((srcY + y) * W + srcX) * 4, ((srcY + y) * W + srcX + r.w) * 4);
-            for (let y = 0; y < r.h; y++) tmp.copy(canvas, ((r.y + y) * W + r.x) * 4, y * r.w * 4, (y + 1) * r.w * 4);
+            for (let y = 0; y < r.h; y++)
+              canvas.copy(
+                tmp,
+                y * r.w * 4,
+                ((srcY + y) * W + srcX) * 4,
+                ((srcY + y) * W + srcX + r.w) * 4,
+              );
+            for (let y = 0; y < r.h; y++)
+              tmp.copy(canvas, ((r.y + y) * W + r.x) * 4, y * r.w * 4, (y + 1) * r.w * 4);
           } else if (r.codec === Codec.Fill) {
-            for (let y = 0; y < r.h; y++) for (let x = 0; x < r.w; x++) canvas.set([r.payload[0]!, r.payload[1]!, r.payload[2]!], ((r.y + y) * W + r.x + x) * 4);
+            for (let y = 0; y < r.h; y++)
+              for (let x = 0; x < r.w; x++)
+                canvas.set(
+                  [r.payload[0]!, r.payload[1]!, r.payload[2]!],
+                  ((r.y + y) * W + r.x + x) * 4,
+                );
           } else if (r.codec === Codec.DeflatePalette) {
             const n = r.payload[0]! + 1;
             const pal = r.payload.subarray(1, 1 + n * 3);
             const idx = unpackIndices(inflateRawSync(r.payload.subarray(1 + n * 3)), r.w, r.h, n);
             for (let i = 0; i < r.w * r.h; i++) {
               const k = idx[i]!;
-              canvas.set([pal[k * 3]!, pal[k * 3 + 1]!, pal[k * 3 + 2]!], ((r.y + Math.floor(i / r.w)) * W + r.x + (i % r.w)) * 4);
+              canvas.set(
+                [pal[k * 3]!, pal[k * 3 + 1]!, pal[k * 3 + 2]!],
+                ((r.y + Math.floor(i / r.w)) * W + r.x + (i % r.w)) * 4,
+              );
             }
           } else if (r.codec === Codec.DeflateRgb) {
             const rgb = inflateRawSync(r.payload);
-            for (let i = 0; i < r.w * r.h; i++) canvas.set([rgb[i * 3]!, rgb[i * 3 + 1]!, rgb[i * 3 + 2]!], ((r.y + Math.floor(i / r.w)) * W + r.x + (i % r.w)) * 4);
+            for (let i = 0; i < r.w * r.h; i++)
+              canvas.set(
+                [rgb[i * 3]!, rgb[i * 3 + 1]!, rgb[i * 3 + 2]!],
+                ((r.y + Math.floor(i / r.w)) * W + r.x + (i % r.w)) * 4,
+              );
           } else throw new Error(`codec ${r.codec} not expected here`);
         }
         viewer.ack(f.seq);
@@ -176,7 +215,11 @@ describe('Viewer pacing', () => {
       await apply();
     }
     for (let i = 0; i < W * H; i++) {
-      expect([canvas[i * 4], canvas[i * 4 + 1], canvas[i * 4 + 2]]).toEqual([stream.fb[i * 4], stream.fb[i * 4 + 1], stream.fb[i * 4 + 2]]);
+      expect([canvas[i * 4], canvas[i * 4 + 1], canvas[i * 4 + 2]]).toEqual([
+        stream.fb[i * 4],
+        stream.fb[i * 4 + 1],
+        stream.fb[i * 4 + 2],
+      ]);
     }
   });
 
@@ -214,7 +257,8 @@ describe('Viewer pacing', () => {
 
   it('copies overlapping regions in the mirror correctly', () => {
     const { stream } = setup(64, 64);
-    for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) stream.fb.set([x, y, 0, 0], (y * 64 + x) * 4);
+    for (let y = 0; y < 64; y++)
+      for (let x = 0; x < 64; x++) stream.fb.set([x, y, 0, 0], (y * 64 + x) * 4);
     stream.copyRect(0, 0, 0, 8, 64, 40); // move down by 8, overlapping
     for (let y = 8; y < 48; y++) expect(stream.fb[(y * 64 + 5) * 4 + 1]).toBe(y - 8);
     stream.copyRect(0, 20, 0, 10, 64, 20); // move up
