@@ -85,7 +85,9 @@ export function ensurePackages(pkgs) {
 export function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
   if (r.status !== 0) {
-    process.stderr.write(`\n[setup] failed: ${cmd} ${args.join(' ')} (exit ${r.status ?? r.signal})\n`);
+    process.stderr.write(
+      `\n[setup] failed: ${cmd} ${args.join(' ')} (exit ${r.status ?? r.signal})\n`,
+    );
     process.exit(r.status || 1);
   }
 }
@@ -100,14 +102,21 @@ export function ensureNodeModules() {
 }
 
 export function build() {
+  process.env.TURBO_TELEMETRY_DISABLED = '1';
   log('building');
-  run(path.join(root, 'node_modules', '.bin', 'turbo'), ['run', 'build', '--output-logs=errors-only']);
+  run(path.join(root, 'node_modules', '.bin', 'turbo'), [
+    'run',
+    'build',
+    '--output-logs=errors-only',
+  ]);
 }
 
 export function checkNode() {
   const [major, minor] = process.versions.node.split('.').map(Number);
   if (major < 20 || (major === 20 && minor < 11)) {
-    process.stderr.write(`Node ${process.versions.node} is too old: Node 20.11 or newer is needed\n`);
+    process.stderr.write(
+      `Node ${process.versions.node} is too old: Node 20.11 or newer is needed\n`,
+    );
     process.exit(1);
   }
   try {
