@@ -70,10 +70,9 @@ export function rssMiB(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** Established TCP connections whose remote end is 127.0.0.1:`port` (or ::1), from /proc/net. */
-export function tcpConnectionsTo(port) {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  let n = 0;
+/** Rows of /proc/net/tcp and tcp6: { local, remote, state } with "addr:PORT" in hex. */
+function tcpSockets() {
+  const rows = [];
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text = '';
     try {
@@ -83,13 +82,22 @@ export function tcpConnectionsTo(port) {
     }
     for (const line of text.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
-      if (cols.length < 4) continue;
-      const remote = cols[2];
-      const state = cols[3];
-      if (state === '01' && remote.endsWith(`:${hexPort}`)) n++; // 01 = ESTABLISHED
+      if (cols.length >= 4) rows.push({ local: cols[1], remote: cols[2], state: cols[3] });
     }
   }
-  return n;
+  return rows;
+}
+
+const hexPort = (port) => `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+
+/** Established TCP connections whose remote end is `port` on this machine (the clients of a server). */
+export function tcpConnectionsTo(port) {
+  return tcpSockets().filter((r) => r.state === '01' && r.remote.endsWith(hexPort(port))).length; // 01 ESTABLISHED
+}
+
+/** Whether something listens on TCP `port` (read from /proc: no connection is made). */
+export function tcpListening(port) {
+  return tcpSockets().some((r) => r.state === '0A' && r.local.endsWith(hexPort(port))); // 0A LISTEN
 }
 
 /**

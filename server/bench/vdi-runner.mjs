@@ -131,8 +131,14 @@ export async function openVdiViewer(browser, srv, size, opts = {}) {
     ATTACH_TIMEOUT_MS,
     100,
   ).catch(async (err) => {
+    const seen = await viewer.page
+      .evaluate(() => ({ state: document.body.dataset.viewer, hooks: window.__vdiViewer }))
+      .catch(() => ({}));
     await viewer.close();
-    throw new Error(`${err.message}; page errors: ${viewer.errors.join(' | ') || 'none'}`);
+    throw new Error(
+      `${err.message}; viewer state "${seen.state}", hooks ${JSON.stringify(seen.hooks)}; ` +
+        `page errors: ${viewer.errors.join(' | ') || 'none'}`,
+    );
   });
   return {
     ...viewer,
