@@ -151,7 +151,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
         );
       }
     }
-    this.heat({ x, y, w, h });
+    // moved content is not "changing": it stays lossless unless it changes in place
     for (const v of this.viewers) v.copy({ srcX, srcY, x, y, w, h });
   }
 
