@@ -103,7 +103,7 @@ export function stopAll() {
   stopping ??= (async () => {
     await runSteps(cleanups);
     await Promise.all([...children].map((c) => stop(c)));
-    await runSteps(finalSteps);
+    await runSteps(finalSteps.splice(0));
   })();
   return stopping;
 }
@@ -123,6 +123,14 @@ export function installCleanup() {
   // last resort, synchronous: whatever is still running when the process exits
   process.on('exit', () => {
     for (const c of children) signalGroup(c, 'SIGKILL');
+    // final steps that can run synchronously (removing the temp dir) still run
+    for (const fn of finalSteps.splice(0).reverse()) {
+      try {
+        fn();
+      } catch {
+        /* best effort on the way out */
+      }
+    }
   });
 }
 
