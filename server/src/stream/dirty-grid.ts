@@ -11,6 +11,12 @@ export interface Rect {
   h: number;
 }
 
+/** w×h pixels copied from (srcX, srcY) to (x, y): an RFB CopyRect, or a detected move */
+export interface CopyOp extends Rect {
+  srcX: number;
+  srcY: number;
+}
+
 /** Up to this many damage rects are kept exactly; beyond, the cell grid alone describes it. */
 const MAX_EXACT = 64;
 /** fixed per-rect overhead in pixels when merging exact rects (guacd's BASE_COST) */

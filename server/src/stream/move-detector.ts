@@ -1,13 +1,4 @@
-import type { Rect } from './dirty-grid.js';
-
-export interface MoveOp {
-  srcX: number;
-  srcY: number;
-  x: number;
-  y: number;
-  w: number;
-  h: number;
-}
+import type { CopyOp, Rect } from './dirty-grid.js';
 
 /** rows that must match at one shift before it counts as a move */
 const MIN_MOVED_ROWS = 8;
@@ -49,7 +40,7 @@ export class MoveDetector {
   }
 
   /** Split an update's rects into copies (moved rows) and plain damage. */
-  detect(fb: Buffer, rects: Rect[]): { copies: MoveOp[]; damage: Rect[] } {
+  detect(fb: Buffer, rects: Rect[]): { copies: CopyOp[]; damage: Rect[] } {
     let top = this.height;
     let bottom = 0;
     let left = this.width;
@@ -92,7 +83,7 @@ export class MoveDetector {
     if (best < MIN_MOVED_ROWS) return { copies: [], damage: rects };
     const matches = (y: number) =>
       y + dy >= 0 && y + dy < this.height && newA[y] === oldA[y + dy] && newB[y] === oldB[y + dy];
-    const copies: MoveOp[] = [];
+    const copies: CopyOp[] = [];
     const damage: Rect[] = [];
     let y = top;
     while (y < bottom) {

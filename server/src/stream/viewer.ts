@@ -1,6 +1,6 @@
 import { Codec, FrameFlags, encodeFrame, copyPayload, type FrameRect } from '@vdi/shared';
 import type { Clock } from '../clock.js';
-import { DirtyGrid, type Rect } from './dirty-grid.js';
+import { DirtyGrid, type CopyOp, type Rect } from './dirty-grid.js';
 import { extract } from './classify.js';
 import { encodeRect, type EncodedRect } from './encode.js';
 
@@ -13,15 +13,6 @@ export interface MirrorView {
   isHot(r: Rect): boolean;
   /** ms since the cells of this rect last changed */
   quietFor(r: Rect, now: number): number;
-}
-
-interface CopyOp {
-  srcX: number;
-  srcY: number;
-  x: number;
-  y: number;
-  w: number;
-  h: number;
 }
 
 export interface ViewerStats {
@@ -133,12 +124,44 @@ export class Viewer {
     const shift = (r: Rect): Rect => ({ x: r.x + dx, y: r.y + dy, w: r.w, h: r.h });
     const staleAfter = this.dirty.dirtyWithin(src).map(shift);
     const lossyAfter = this.lossy.dirtyWithin(src).map(shift);
-    this.copies.push(op);
+    this.pushCopy(op);
     // cells wholly overwritten by the copy no longer need their old damage sent
     this.dirty.clearInside(op);
     this.lossy.clearInside(op);
     for (const r of staleAfter) this.dirty.mark(r);
     for (const r of lossyAfter) this.lossy.mark(r);
+  }
+
+  /**
+   * Queue a copy, merged into the previous one when both move by the same offset, together
+   * form one rectangle, and this one's source does not read what the previous one wrote (so
+   * one copy from the earlier picture does the same as the two in order). A window drag
+   * arrives as many bands like that.
+   */
+  private pushCopy(op: CopyOp): void {
+    const last = this.copies.at(-1);
+    if (last && last.x - last.srcX === op.x - op.srcX && last.y - last.srcY === op.y - op.srcY) {
+      const srcOverlapsLastDest =
+        op.srcX < last.x + last.w &&
+        last.x < op.srcX + op.w &&
+        op.srcY < last.y + last.h &&
+        last.y < op.srcY + op.h;
+      const stacked =
+        last.x === op.x && last.w === op.w && (last.y + last.h === op.y || op.y + op.h === last.y);
+      const sideBySide =
+        last.y === op.y && last.h === op.h && (last.x + last.w === op.x || op.x + op.w === last.x);
+      if (!srcOverlapsLastDest && (stacked || sideBySide)) {
+        const x = Math.min(last.x, op.x);
+        const y = Math.min(last.y, op.y);
+        const dx = op.x - op.srcX;
+        const dy = op.y - op.srcY;
+        const w = stacked ? op.w : last.w + op.w;
+        const h = stacked ? last.h + op.h : op.h;
+        this.copies[this.copies.length - 1] = { x, y, w, h, srcX: x - dx, srcY: y - dy };
+        return;
+      }
+    }
+    this.copies.push(op);
   }
 
   ack(seq: number): void {

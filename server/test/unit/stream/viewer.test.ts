@@ -255,6 +255,50 @@ describe('Viewer pacing', () => {
     expect(pixels).toBeLessThanOrEqual(160 * 16);
   });
 
+  it('merges the bands of a window move into one copy that gives the same picture', async () => {
+    const { stream, viewer, frames, settle } = setup(128, 128, 2);
+    for (let y = 0; y < 128; y++)
+      for (let x = 0; x < 128; x++) stream.fb.set([x, y, (x * y) & 255, 0], (y * 128 + x) * 4);
+    stream.updateEnd();
+    await settle();
+    viewer.ack(frames.at(-1)!.seq);
+    const before = Buffer.from(stream.fb);
+    // a 32x32 window at (10,10) moves down by 8: the server sends the lower band first
+    stream.copyRect(10, 26, 10, 34, 32, 16);
+    stream.copyRect(10, 10, 10, 18, 32, 16);
+    stream.updateEnd();
+    await settle();
+    const f = frames.at(-1)!;
+    expect(f.rects).toHaveLength(1);
+    const c = f.rects[0]!;
+    expect(c).toMatchObject({ codec: Codec.Copy, x: 10, y: 18, w: 32, h: 32 });
+    expect(readCopyPayload(c.payload)).toEqual({ srcX: 10, srcY: 10 });
+    // one copy from the earlier picture == the two bands in order (what the mirror did)
+    for (let y = 0; y < 32; y++)
+      for (let x = 0; x < 32; x++) {
+        const from = ((10 + y) * 128 + 10 + x) * 4;
+        const to = ((18 + y) * 128 + 10 + x) * 4;
+        expect([stream.fb[to], stream.fb[to + 1], stream.fb[to + 2]]).toEqual([
+          before[from],
+          before[from + 1],
+          before[from + 2],
+        ]);
+      }
+  });
+
+  it('does not merge copies when one reads what the other wrote', async () => {
+    const { stream, viewer, frames, settle } = setup(128, 128, 2);
+    stream.updateEnd();
+    await settle();
+    viewer.ack(frames.at(-1)!.seq);
+    // top band first: the second copy's source is where the first one wrote
+    stream.copyRect(10, 10, 10, 18, 32, 16);
+    stream.copyRect(10, 26, 10, 34, 32, 16);
+    stream.updateEnd();
+    await settle();
+    expect(frames.at(-1)!.rects.filter((r) => r.codec === Codec.Copy)).toHaveLength(2);
+  });
+
   it('copies overlapping regions in the mirror correctly', () => {
     const { stream } = setup(64, 64);
     for (let y = 0; y < 64; y++)
