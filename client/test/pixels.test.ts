@@ -4,17 +4,20 @@ import {
   PixelFormatError,
   decodeDeflatePalette,
   decodeDeflateRgb,
-  inflateRaw,
   paletteToRgba,
   rgbToRgba,
 } from '../src/viewer/pixels';
+import { InflateStream } from '../src/viewer/inflate-stream';
 
-/** Raw deflate through the platform's CompressionStream (Node ≥ 20 has it globally). */
-async function deflateRaw(data: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([data as Uint8Array<ArrayBuffer>])
-    .stream()
-    .pipeThrough(new CompressionStream('deflate-raw'));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+/**
+ * One segment of a zlib stream as the server sends it: here a stored (uncompressed)
+ * non-final deflate block, which is valid deflate; the receiver appends 00 00 FF FF.
+ */
+function segment(data: Uint8Array): Uint8Array {
+  const n = data.byteLength;
+  // the trailing 0x00 is the header of the empty stored block a sync flush ends with; its
+  // LEN/NLEN (00 00 FF FF) are the four bytes the server leaves off and the viewer appends
+  return Uint8Array.of(0x00, n & 0xff, n >> 8, ~n & 0xff, (~n >> 8) & 0xff, ...data, 0x00);
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {
@@ -27,27 +30,39 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-describe('inflateRaw', () => {
-  it('round-trips', async () => {
-    const data = new Uint8Array(10_000).map((_, i) => (i * 7) & 0xff);
-    expect(await inflateRaw(await deflateRaw(data), data.byteLength)).toEqual(data);
+describe('InflateStream', () => {
+  it('inflates segments of one stream in order, to exactly the size asked', async () => {
+    const z = new InflateStream();
+    const a = new Uint8Array(1000).map((_, i) => (i * 7) & 0xff);
+    const b = Uint8Array.of(1, 2, 3);
+    const [ra, rb] = await Promise.all([
+      z.inflate(segment(a), a.byteLength),
+      z.inflate(segment(b), 3),
+    ]);
+    expect(ra).toEqual(a);
+    expect(rb).toEqual(b);
   });
 
-  it('rejects data that inflates to more than expected (no bombs)', async () => {
-    const data = new Uint8Array(100_000);
-    await expect(inflateRaw(await deflateRaw(data), 1000)).rejects.toBeInstanceOf(PixelFormatError);
+  it('rejects a segment that inflates to more than expected (no bombs), and stays broken', async () => {
+    const z = new InflateStream();
+    await expect(z.inflate(segment(new Uint8Array(100)), 10)).rejects.toBeInstanceOf(
+      PixelFormatError,
+    );
+    await expect(z.inflate(segment(new Uint8Array(4)), 4)).rejects.toBeInstanceOf(PixelFormatError);
+    z.reset(); // a keyframe: a fresh stream works again
+    expect(await z.inflate(segment(Uint8Array.of(9)), 1)).toEqual(Uint8Array.of(9));
   });
 
-  it('rejects data that inflates to less than expected', async () => {
-    await expect(inflateRaw(await deflateRaw(new Uint8Array(10)), 12)).rejects.toThrow(
-      /expected 12/,
+  it('rejects a segment that inflates to less than expected', async () => {
+    await expect(new InflateStream().inflate(segment(new Uint8Array(10)), 12)).rejects.toThrow(
+      /fewer bytes/,
     );
   });
 
   it('rejects corrupt deflate data', async () => {
-    await expect(inflateRaw(Uint8Array.of(0xff, 0xff, 0xff, 0x00), 4)).rejects.toBeInstanceOf(
-      PixelFormatError,
-    );
+    await expect(
+      new InflateStream().inflate(Uint8Array.of(0xff, 0xff, 0xff, 0x00), 4),
+    ).rejects.toBeInstanceOf(PixelFormatError);
   });
 });
 
@@ -77,7 +92,7 @@ describe('DeflateRgb', () => {
     const w = 3;
     const h = 2;
     const rgb = new Uint8Array(w * h * 3).map((_, i) => i * 10);
-    const rgba = await decodeDeflateRgb(await deflateRaw(rgb), w, h);
+    const rgba = await decodeDeflateRgb(segment(rgb), w, h, new InflateStream());
     expect(rgba).toBeInstanceOf(Uint8ClampedArray);
     expect(rgba.length).toBe(w * h * 4);
     expect([...rgba.subarray(0, 8)]).toEqual([0, 10, 20, 255, 30, 40, 50, 255]);
@@ -86,7 +101,7 @@ describe('DeflateRgb', () => {
 
   it('rejects a payload for a different rect size', async () => {
     const rgb = new Uint8Array(4 * 4 * 3);
-    await expect(decodeDeflateRgb(await deflateRaw(rgb), 4, 5)).rejects.toBeInstanceOf(
+    await expect(decodeDeflateRgb(segment(rgb), 4, 5, new InflateStream())).rejects.toBeInstanceOf(
       PixelFormatError,
     );
   });
@@ -110,9 +125,9 @@ describe('DeflatePalette', () => {
     const payload = concat(
       Uint8Array.of(palette.byteLength / 3 - 1),
       palette,
-      await deflateRaw(packIndices(indices, 3, 2, 3)),
+      segment(packIndices(indices, 3, 2, 3)),
     );
-    const rgba = await decodeDeflatePalette(payload, 3, 2);
+    const rgba = await decodeDeflatePalette(payload, 3, 2, new InflateStream());
     expect([...rgba]).toEqual([
       0x10, 0x20, 0x30, 255, 0xff, 0xff, 0xff, 255, 0x00, 0x80, 0x00, 255, 0x00, 0x80, 0x00, 255,
       0xff, 0xff, 0xff, 255, 0x10, 0x20, 0x30, 255,
@@ -123,35 +138,40 @@ describe('DeflatePalette', () => {
     const big = new Uint8Array(256 * 3).map((_, i) => Math.floor(i / 3));
     const indices = Uint8Array.of(255, 0, 128, 7);
     const rgba = await decodeDeflatePalette(
-      concat(Uint8Array.of(255), big, await deflateRaw(indices)),
+      concat(Uint8Array.of(255), big, segment(indices)),
       2,
       2,
+      new InflateStream(),
     );
     expect([...rgba]).toEqual([255, 255, 255, 255, 0, 0, 0, 255, 128, 128, 128, 255, 7, 7, 7, 255]);
   });
 
   it('rejects an index beyond the palette size', async () => {
     // three colours use two bits per index, so index 3 can be encoded but is out of range
-    const payload = concat(Uint8Array.of(2), palette, await deflateRaw(Uint8Array.of(0b00110000)));
-    await expect(decodeDeflatePalette(payload, 2, 1)).rejects.toBeInstanceOf(PixelFormatError);
+    const payload = concat(Uint8Array.of(2), palette, segment(Uint8Array.of(0b00110000)));
+    await expect(decodeDeflatePalette(payload, 2, 1, new InflateStream())).rejects.toBeInstanceOf(
+      PixelFormatError,
+    );
   });
 
   it('unpacks one bit per pixel for two-colour rects, rows byte-aligned', async () => {
     const payload = concat(
       Uint8Array.of(1),
       palette.subarray(0, 6),
-      await deflateRaw(Uint8Array.of(0b10100000, 0b01000000)),
+      segment(Uint8Array.of(0b10100000, 0b01000000)),
     );
-    const rgba = await decodeDeflatePalette(payload, 3, 2);
+    const rgba = await decodeDeflatePalette(payload, 3, 2, new InflateStream());
     const white = [0xff, 0xff, 0xff, 255];
     const dark = [0x10, 0x20, 0x30, 255];
     expect([...rgba]).toEqual([...white, ...dark, ...white, ...dark, ...white, ...dark]);
   });
 
   it('rejects a truncated palette and an empty payload', async () => {
-    await expect(decodeDeflatePalette(Uint8Array.of(3, 1, 2, 3), 1, 1)).rejects.toThrow(
-      /palette truncated/,
-    );
-    await expect(decodeDeflatePalette(new Uint8Array(0), 1, 1)).rejects.toThrow(/empty/);
+    await expect(
+      decodeDeflatePalette(Uint8Array.of(3, 1, 2, 3), 1, 1, new InflateStream()),
+    ).rejects.toThrow(/palette truncated/);
+    await expect(
+      decodeDeflatePalette(new Uint8Array(0), 1, 1, new InflateStream()),
+    ).rejects.toThrow(/empty/);
   });
 });

@@ -1,12 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { Codec, copyPayload, decodeFrame, encodeFrame, fillPayload } from '@vdi/shared';
 import { decodeRects, peekSeq } from '../src/viewer/rect-decoder';
+import { InflateStream } from '../src/viewer/inflate-stream';
 
-async function deflateRaw(data: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([data as Uint8Array<ArrayBuffer>])
-    .stream()
-    .pipeThrough(new CompressionStream('deflate-raw'));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+/** a stored deflate block: a valid segment of the viewer's zlib stream */
+function segment(data: Uint8Array): Uint8Array {
+  const n = data.byteLength;
+  // the trailing 0x00 is the header of the empty stored block a sync flush ends with; its
+  // LEN/NLEN (00 00 FF FF) are the four bytes the server leaves off and the viewer appends
+  return Uint8Array.of(0x00, n & 0xff, n >> 8, ~n & 0xff, (~n >> 8) & 0xff, ...data, 0x00);
 }
 
 describe('decodeRects', () => {
@@ -22,19 +24,19 @@ describe('decodeRects', () => {
       quality: 80,
       rects: [
         { x: 0, y: 0, w: 64, h: 32, codec: Codec.Fill, payload: fillPayload(10, 20, 30) },
-        { x: 4, y: 4, w: 2, h: 2, codec: Codec.DeflateRgb, payload: await deflateRaw(rgb) },
+        { x: 4, y: 4, w: 2, h: 2, codec: Codec.DeflateRgb, payload: segment(rgb) },
         {
           x: 8,
           y: 0,
           w: 3,
           h: 1,
           codec: Codec.DeflatePalette,
-          payload: Uint8Array.of(...palette, ...(await deflateRaw(new Uint8Array(1)))), // 3 px, 1 bit each: one byte
+          payload: Uint8Array.of(...palette, ...segment(new Uint8Array(1))), // 3 px, 1 bit each: one byte
         },
         { x: 0, y: 10, w: 16, h: 16, codec: Codec.Copy, payload: copyPayload(1, 2) },
       ],
     });
-    const frame = await decodeRects(decodeFrame(wire));
+    const frame = await decodeRects(decodeFrame(wire), new InflateStream());
     expect(frame).toMatchObject({ seq: 42, fbWidth: 64, fbHeight: 32, quality: 80, flags: 1 });
     expect(frame.rects.map((r) => r.kind)).toEqual(['fill', 'pixels', 'pixels', 'copy']);
     expect(frame.rects[0]).toMatchObject({ kind: 'fill', color: 'rgba(10,20,30,1)', opaque: true });
@@ -58,7 +60,7 @@ describe('decodeRects', () => {
         { x: 0, y: 0, w: 8, h: 8, codec: Codec.Fill, payload: fillPayload(0, 0, 0, 128) },
       ],
     });
-    const frame = await decodeRects(decodeFrame(wire));
+    const frame = await decodeRects(decodeFrame(wire), new InflateStream());
     expect(frame.rects.map((r) => r.kind)).toEqual(['failed', 'fill']);
     expect(frame.rects[1]).toMatchObject({ opaque: false });
   });

@@ -23,6 +23,11 @@
  *   payloads, concatenated in rect order
  *
  * Rects are applied in order: a copy reads the canvas as left by the rects before it.
+ *
+ * The deflate data of DeflateRgb and DeflatePalette rects is one continuous raw-deflate
+ * stream per viewer: each rect carries one segment that ended in a sync flush, with the flush's
+ * final 00 00 FF FF left off (the receiver appends it). Segments are inflated in the order the
+ * rects arrive, and both ends start a fresh stream at every Keyframe frame.
  */
 
 export const FRAME_MAGIC = 0xf7;
@@ -43,11 +48,12 @@ export const Codec = {
   Jpeg: 3,
   /** payload: a WebP image of w×h */
   Webp: 4,
-  /** payload: raw deflate (RFC 1951) of w×h×3 bytes R, G, B */
+  /** payload: a segment of the viewer's deflate stream (see above) of w×h×3 bytes R, G, B */
   DeflateRgb: 5,
   /**
-   * payload: u8 (paletteSize - 1), paletteSize × (R, G, B), then raw deflate of the w×h
-   * palette indices packed with packIndices (1/2/4/8 bits each, rows byte-aligned)
+   * payload: u8 (paletteSize - 1), paletteSize × (R, G, B), then a segment of the viewer's
+   * deflate stream of the w×h palette indices packed with packIndices (1/2/4/8 bits each,
+   * rows byte-aligned)
    */
   DeflatePalette: 6,
 } as const;

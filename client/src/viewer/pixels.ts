@@ -1,47 +1,16 @@
 /**
  * The two deflate codecs (shared/src/frame.ts): DeflateRgb and DeflatePalette → RGBA.
- * Uses the platform's DecompressionStream, which inflates off the main thread's JS.
+ * Their data comes from the viewer's zlib stream (inflate-stream.ts, on DecompressionStream).
  * Strict: the inflated size must be exactly what the rect needs (no partial tiles,
  * no decompression bombs), and palette indices must be in range.
  */
 
 import { packedSize, unpackIndices } from '@vdi/shared';
+import type { InflateStream } from './inflate-stream';
 
 export class PixelFormatError extends Error {
   readonly code = 'PIXEL_FORMAT';
   override name = 'PixelFormatError';
-}
-
-/** Inflate raw deflate (RFC 1951) data that must produce exactly `expected` bytes. */
-export async function inflateRaw(data: Uint8Array, expected: number): Promise<Uint8Array> {
-  const ds = new DecompressionStream('deflate-raw');
-  const writer = ds.writable.getWriter();
-  // Errors surface on the readable side; these only keep them from being unhandled twice.
-  writer.write(data as Uint8Array<ArrayBuffer>).catch(() => {});
-  writer.close().catch(() => {});
-  const reader = ds.readable.getReader();
-  const out = new Uint8Array(expected);
-  let filled = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (filled + value.byteLength > expected) {
-        throw new PixelFormatError(`inflated data exceeds the ${expected} bytes expected`);
-      }
-      out.set(value, filled);
-      filled += value.byteLength;
-    }
-  } catch (err) {
-    reader.cancel().catch(() => {});
-    if (err instanceof PixelFormatError) throw err;
-    throw new PixelFormatError(
-      `corrupt deflate data: ${err instanceof Error ? err.message : String(err)}`,
-    );
-  }
-  if (filled !== expected)
-    throw new PixelFormatError(`inflated ${filled} bytes, expected ${expected}`);
-  return out;
 }
 
 /** R, G, B triplets → opaque RGBA. */
@@ -84,26 +53,32 @@ export function paletteToRgba(
   return out;
 }
 
-/** DeflateRgb payload: raw deflate of w×h×3 bytes. */
+/** DeflateRgb payload: a zlib-stream segment of w×h×3 bytes. */
 export async function decodeDeflateRgb(
   payload: Uint8Array,
   w: number,
   h: number,
+  zlib: InflateStream,
 ): Promise<Uint8ClampedArray<ArrayBuffer>> {
-  const rgb = await inflateRaw(payload, w * h * 3);
+  const rgb = await zlib.inflate(payload, w * h * 3);
   return rgbToRgba(rgb, w * h);
 }
 
-/** DeflatePalette payload: u8 (size - 1), size × RGB, raw deflate of the packed w×h indices. */
+/**
+ * DeflatePalette payload: u8 (size - 1), size × RGB, a zlib-stream segment of the packed
+ * w×h indices. The segment is handed to the stream before any check that could skip it, so
+ * the stream stays in step with the server's even when the rect is refused.
+ */
 export async function decodeDeflatePalette(
   payload: Uint8Array,
   w: number,
   h: number,
+  zlib: InflateStream,
 ): Promise<Uint8ClampedArray<ArrayBuffer>> {
   if (payload.byteLength < 1) throw new PixelFormatError('palette payload is empty');
   const size = payload[0]! + 1;
   const paletteEnd = 1 + size * 3;
   if (payload.byteLength < paletteEnd) throw new PixelFormatError('palette truncated');
-  const packed = await inflateRaw(payload.subarray(paletteEnd), packedSize(w, h, size));
+  const packed = await zlib.inflate(payload.subarray(paletteEnd), packedSize(w, h, size));
   return paletteToRgba(payload.subarray(1, paletteEnd), unpackIndices(packed, w, h, size));
 }

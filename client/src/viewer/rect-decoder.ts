@@ -3,7 +3,15 @@
  * images through createImageBitmap (decoded off the main thread), deflate codecs through
  * DecompressionStream; fills and copies need no decoding.
  */
-import { Codec, FRAME_MAGIC, readCopyPayload, type Frame, type FrameRect } from '@vdi/shared';
+import {
+  Codec,
+  FRAME_MAGIC,
+  FrameFlags,
+  readCopyPayload,
+  type Frame,
+  type FrameRect,
+} from '@vdi/shared';
+import type { InflateStream } from './inflate-stream';
 import { PixelFormatError, decodeDeflatePalette, decodeDeflateRgb } from './pixels';
 
 interface Area {
@@ -36,8 +44,13 @@ const IMAGE_TYPES: Partial<Record<Codec, string>> = {
   [Codec.Webp]: 'image/webp',
 };
 
-export async function decodeRects(frame: Frame): Promise<DecodedFrame> {
-  const rects = await Promise.all(frame.rects.map(decodeRect));
+/**
+ * Decode a frame's rects. Call it in frame arrival order: the zlib-coded rects take their
+ * segments from `zlib` in order, and a keyframe starts the stream afresh.
+ */
+export async function decodeRects(frame: Frame, zlib: InflateStream): Promise<DecodedFrame> {
+  if (frame.flags & FrameFlags.Keyframe) zlib.reset();
+  const rects = await Promise.all(frame.rects.map((r) => decodeRect(r, zlib)));
   return {
     seq: frame.seq,
     fbWidth: frame.fbWidth,
@@ -48,7 +61,7 @@ export async function decodeRects(frame: Frame): Promise<DecodedFrame> {
   };
 }
 
-async function decodeRect(rect: FrameRect): Promise<DecodedRect> {
+async function decodeRect(rect: FrameRect, zlib: InflateStream): Promise<DecodedRect> {
   const area: Area = { x: rect.x, y: rect.y, w: rect.w, h: rect.h };
   try {
     switch (rect.codec) {
@@ -84,13 +97,13 @@ async function decodeRect(rect: FrameRect): Promise<DecodedRect> {
         return {
           ...area,
           kind: 'pixels',
-          rgba: await decodeDeflateRgb(rect.payload, rect.w, rect.h),
+          rgba: await decodeDeflateRgb(rect.payload, rect.w, rect.h, zlib),
         };
       case Codec.DeflatePalette:
         return {
           ...area,
           kind: 'pixels',
-          rgba: await decodeDeflatePalette(rect.payload, rect.w, rect.h),
+          rgba: await decodeDeflatePalette(rect.payload, rect.w, rect.h, zlib),
         };
       default:
         throw new PixelFormatError(`unknown codec ${String(rect.codec)}`);

@@ -25,6 +25,7 @@ import { KeyboardInput } from './keyboard-input';
 import { fitSize } from './pointer';
 import { PointerInput } from './pointer-input';
 import { decodeRects, peekSeq, releaseFrame, type DecodedFrame } from './rect-decoder';
+import { InflateStream } from './inflate-stream';
 import { ViewerStats } from './stats';
 import { installHooks } from './test-hooks';
 
@@ -209,6 +210,8 @@ export function viewerPage({ params, url }: RouteContext): Page {
     conn.refresh();
   };
 
+  /** the server's zlib stream for this viewer; restarted by every keyframe */
+  const zlib = new InflateStream();
   const queue = new FrameQueue<DecodedFrame>({
     draw(frame) {
       const w = painter.width;
@@ -305,7 +308,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
         requestRefresh(err);
         return;
       }
-      queue.push(frame.seq, decodeRects(frame));
+      queue.push(frame.seq, decodeRects(frame, zlib));
     },
     cursor(msg) {
       if (!shadow) canvas.style.cursor = cursorCss(msg);

@@ -1,10 +1,7 @@
-import zlib from 'node:zlib';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { Codec, packIndices, type FrameRect } from '@vdi/shared';
 import { analyse, type Analysis } from './classify.js';
-
-const deflateRaw = promisify(zlib.deflateRaw);
+import type { DeflateStream } from './deflate-stream.js';
 
 // One encode at a time per libvips call: our parallelism comes from encoding several rects
 // at once on the libuv pool, not from splitting one image across threads.
@@ -21,6 +18,11 @@ export interface EncodeHints {
   quality: number;
   /** lossy allowed for this rect (content is changing fast, or the viewer is behind) */
   allowLossy: boolean;
+  /**
+   * the viewer's zlib stream; segments must be taken in rect order, so encodeRect calls it
+   * before its first await
+   */
+  zlib: DeflateStream;
 }
 
 export interface EncodedRect extends FrameRect {
@@ -42,6 +44,7 @@ async function encodePalette(
   a: Extract<Analysis, { kind: 'palette' }>,
   w: number,
   h: number,
+  z: DeflateStream,
 ): Promise<Uint8Array> {
   const n = a.palette.length;
   const head = Buffer.allocUnsafe(1 + n * 3);
@@ -52,7 +55,7 @@ async function encodePalette(
     head[2 + i * 3] = (c >>> 8) & 0xff;
     head[3 + i * 3] = (c >>> 16) & 0xff;
   }
-  const body = await deflateRaw(packIndices(a.indices, w, h, n), { level: 6 });
+  const body = await z.compress(packIndices(a.indices, w, h, n));
   return Buffer.concat([head, body]);
 }
 
@@ -89,7 +92,7 @@ export async function encodeRect(
       w,
       h,
       codec: Codec.DeflatePalette,
-      payload: await encodePalette(a, w, h),
+      payload: await encodePalette(a, w, h, hints.zlib),
       lossy: false,
     };
   }
@@ -105,7 +108,7 @@ export async function encodeRect(
     return { x, y, w, h, codec: Codec.Jpeg, payload, lossy: true };
   }
   if (n <= SMALL_RECT_PIXELS) {
-    const payload = await deflateRaw(rgbFromRgbx(pixels, n), { level: 1 });
+    const payload = await hints.zlib.compress(rgbFromRgbx(pixels, n));
     return { x, y, w, h, codec: Codec.DeflateRgb, payload, lossy: false };
   }
   const payload = await sharp(pixels, { raw: { width: w, height: h, channels: 4 } })

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { DirtyGrid, type CopyOp, type Rect } from './dirty-grid.js';
 import { extract } from './classify.js';
 import { encodeRect, type EncodedRect } from './encode.js';
+import { DeflateStream } from './deflate-stream.js';
 
 /** What a viewer reads from its desktop's mirror. */
 export interface MirrorView {
@@ -61,6 +62,8 @@ export class Viewer {
   private inFlight = new Map<number, number>(); // seq → sentAt
   private building = false;
   private keyframe = true;
+  /** this viewer's zlib stream for palette and RGB rects (see deflate-stream.ts) */
+  private readonly zlib = new DeflateStream();
   private closed = false;
   private refreshTimer: NodeJS.Timeout | undefined;
   readonly stats: ViewerStats = {
@@ -183,6 +186,7 @@ export class Viewer {
   close(): void {
     this.closed = true;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.zlib.close();
   }
 
   rates(): { fps: number; kbps: number } {
@@ -210,6 +214,9 @@ export class Viewer {
       },
       (e: unknown) => {
         this.building = false;
+        // what was compressed for the lost frame is in our zlib stream but not the client's
+        this.keyframe = true;
+        this.dirty.markAll();
         this.onError(e);
       },
     );
@@ -246,6 +253,8 @@ export class Viewer {
     this.dirty.clear();
     const keyframe = this.keyframe;
     this.keyframe = false;
+    // the client restarts its inflater at a keyframe, so we restart our deflater with it
+    if (keyframe) this.zlib.reset();
     const quality = this.stats.quality;
     // Snapshot the pixels now: the mirror keeps changing while we encode. Large animated
     // rects are cut into bands that encode in parallel on the libuv pool (one sharp call
@@ -255,7 +264,7 @@ export class Viewer {
       const allowLossy = this.mirror.isHot(r);
       for (const b of allowLossy ? bands(r) : [r]) {
         const pixels = extract(fb, width, b.x, b.y, b.w, b.h);
-        jobs.push(encodeRect(b.x, b.y, b.w, b.h, pixels, { quality, allowLossy }));
+        jobs.push(encodeRect(b.x, b.y, b.w, b.h, pixels, { quality, allowLossy, zlib: this.zlib }));
       }
     }
     const encoded = await Promise.all(jobs);

@@ -1,9 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { Codec, unpackIndices } from '@vdi/shared';
 import { analyse } from '../../../src/stream/classify.js';
 import { encodeRect, JPEG_MIN_PIXELS } from '../../../src/stream/encode.js';
+import { DeflateStream, InflateSegments } from '../../../src/stream/deflate-stream.js';
+
+/** a fresh zlib stream per rect: each payload inflates on its own */
+const hints = (quality: number, allowLossy: boolean) => ({
+  quality,
+  allowLossy,
+  zlib: new DeflateStream(),
+});
+const inflate = (segment: Uint8Array) => new InflateSegments().inflate(segment);
 
 function rgbx(w: number, h: number, f: (x: number, y: number) => [number, number, number]): Buffer {
   const b = Buffer.alloc(w * h * 4);
@@ -30,7 +38,7 @@ describe('codec choice', () => {
       100,
       50,
       rgbx(100, 50, () => [10, 20, 30]),
-      { quality: 80, allowLossy: true },
+      hints(80, true),
     );
     expect(r.codec).toBe(Codec.Fill);
     expect([...r.payload]).toEqual([10, 20, 30, 255]);
@@ -38,13 +46,13 @@ describe('codec choice', () => {
 
   it('sends text-like content losslessly as a palette', async () => {
     const px = rgbx(200, 40, (x, y) => ((x * 7 + y * 3) % 5 === 0 ? [0, 0, 0] : [255, 255, 255]));
-    const r = await encodeRect(0, 0, 200, 40, px, { quality: 80, allowLossy: true });
+    const r = await encodeRect(0, 0, 200, 40, px, hints(80, true));
     expect(r.codec).toBe(Codec.DeflatePalette);
     expect(r.lossy).toBe(false);
     // decode and compare exactly
     const n = r.payload[0]! + 1;
     const pal = r.payload.subarray(1, 1 + n * 3);
-    const idx = unpackIndices(zlib.inflateRawSync(r.payload.subarray(1 + n * 3)), 200, 40, n);
+    const idx = unpackIndices(inflate(r.payload.subarray(1 + n * 3)), 200, 40, n);
     for (let i = 0; i < 200 * 40; i++) {
       const k = idx[i]!;
       expect([pal[k * 3], pal[k * 3 + 1], pal[k * 3 + 2]]).toEqual([
@@ -58,30 +66,27 @@ describe('codec choice', () => {
 
   it('sends changing photo-like content as JPEG, and quiet photo-like content losslessly', async () => {
     const px = rgbx(128, 128, noise(1));
-    const hot = await encodeRect(0, 0, 128, 128, px, { quality: 70, allowLossy: true });
+    const hot = await encodeRect(0, 0, 128, 128, px, hints(70, true));
     expect(hot.codec).toBe(Codec.Jpeg);
     expect(hot.lossy).toBe(true);
     const meta = await sharp(Buffer.from(hot.payload)).metadata();
     expect([meta.width, meta.height, meta.format]).toEqual([128, 128, 'jpeg']);
-    const quiet = await encodeRect(0, 0, 128, 128, px, { quality: 70, allowLossy: false });
+    const quiet = await encodeRect(0, 0, 128, 128, px, hints(70, false));
     expect(quiet.lossy).toBe(false);
     expect([Codec.Png, Codec.DeflateRgb]).toContain(quiet.codec);
   });
 
   it('never uses JPEG for tiny rects', async () => {
     const side = Math.floor(Math.sqrt(JPEG_MIN_PIXELS)) - 1;
-    const r = await encodeRect(0, 0, side, side, rgbx(side, side, noise(2)), {
-      quality: 70,
-      allowLossy: true,
-    });
+    const r = await encodeRect(0, 0, side, side, rgbx(side, side, noise(2)), hints(70, true));
     expect(r.codec).toBe(Codec.DeflateRgb);
-    const rgb = zlib.inflateRawSync(r.payload);
+    const rgb = inflate(r.payload);
     expect(rgb.byteLength).toBe(side * side * 3);
   });
 
   it('large lossless photo-like rects go through PNG and decode exactly', async () => {
     const px = rgbx(300, 200, noise(3));
-    const r = await encodeRect(0, 0, 300, 200, px, { quality: 70, allowLossy: false });
+    const r = await encodeRect(0, 0, 300, 200, px, hints(70, false));
     expect(r.codec).toBe(Codec.Png);
     const { data, info } = await sharp(Buffer.from(r.payload))
       .raw()
@@ -104,5 +109,37 @@ describe('codec choice', () => {
     );
     expect(a.kind).toBe('palette');
     if (a.kind === 'palette') expect(a.palette.length).toBe(64);
+  });
+});
+
+describe("the zlib stream shared by a viewer's rects", () => {
+  it('compresses a repeated glyph to a few bytes, and decodes segment by segment', async () => {
+    const z = new DeflateStream();
+    const rx = new InflateSegments();
+    const glyph = Buffer.from(
+      Array.from({ length: 200 }, (_, i) => Math.imul(i + 1, 2654435761) >>> 28),
+    );
+    const first = await z.compress(glyph);
+    const again = await z.compress(glyph);
+    expect(again.length).toBeLessThan(first.length / 3);
+    expect(rx.inflate(first)).toEqual(glyph);
+    expect(rx.inflate(again)).toEqual(glyph);
+  });
+
+  it('keeps segments in call order even when calls overlap', async () => {
+    const z = new DeflateStream();
+    const parts = Array.from({ length: 20 }, (_, i) => Buffer.alloc(50 + i * 10, i));
+    const segs = await Promise.all(parts.map((p) => z.compress(p)));
+    const rx = new InflateSegments();
+    for (let i = 0; i < parts.length; i++) expect(rx.inflate(segs[i]!)).toEqual(parts[i]);
+  });
+
+  it('starts over at reset, so the receiver can too', async () => {
+    const z = new DeflateStream();
+    const glyph = Buffer.alloc(100, 7);
+    await z.compress(glyph);
+    z.reset();
+    const seg = await z.compress(glyph);
+    expect(new InflateSegments().inflate(seg)).toEqual(glyph);
   });
 });

@@ -11,6 +11,7 @@ import {
 import { ManualClock } from '../../../src/clock.js';
 import { DesktopStream } from '../../../src/stream/desktop-stream.js';
 import { Viewer } from '../../../src/stream/viewer.js';
+import { InflateSegments } from '../../../src/stream/deflate-stream.js';
 
 const log = pino({ level: 'silent' });
 
@@ -143,10 +144,11 @@ describe('Viewer pacing', () => {
     const { stream, frames, settle, viewer } = setup(W, H, 1);
     const rnd = (n: number) => Math.floor(Math.random() * n);
     const canvas = Buffer.alloc(W * H * 4);
+    const rx = new InflateSegments();
     const apply = async () => {
       // a tiny client: applies frames in order, like the browser does
-      const { inflateRawSync } = await import('node:zlib');
       for (const f of frames.splice(0)) {
+        if (f.flags & FrameFlags.Keyframe) rx.reset();
         for (const r of f.rects) {
           if (r.codec === Codec.Copy) {
             const { srcX, srcY } = readCopyPayload(r.payload);
@@ -170,7 +172,7 @@ describe('Viewer pacing', () => {
           } else if (r.codec === Codec.DeflatePalette) {
             const n = r.payload[0]! + 1;
             const pal = r.payload.subarray(1, 1 + n * 3);
-            const idx = unpackIndices(inflateRawSync(r.payload.subarray(1 + n * 3)), r.w, r.h, n);
+            const idx = unpackIndices(rx.inflate(r.payload.subarray(1 + n * 3)), r.w, r.h, n);
             for (let i = 0; i < r.w * r.h; i++) {
               const k = idx[i]!;
               canvas.set(
@@ -179,7 +181,7 @@ describe('Viewer pacing', () => {
               );
             }
           } else if (r.codec === Codec.DeflateRgb) {
-            const rgb = inflateRawSync(r.payload);
+            const rgb = rx.inflate(r.payload);
             for (let i = 0; i < r.w * r.h; i++)
               canvas.set(
                 [rgb[i * 3]!, rgb[i * 3 + 1]!, rgb[i * 3 + 2]!],
