@@ -1,13 +1,21 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { QemuTemplate } from '@vdi/shared';
+import {
+  checkProcess,
+  killGroup,
+  probeRfb,
+  readProcStat,
+  signalProcess,
+  waitGone,
+} from './process-util.js';
 import { QmpClient, QmpError, qmpExecute } from './qmp.js';
 import {
   ProviderError,
@@ -69,7 +77,7 @@ const CONTROL_TIMEOUT_MS = 10_000;
 const QUIT_GRACE_MS = 5_000;
 const TERM_GRACE_MS = 3_000;
 const KILL_WAIT_MS = 5_000;
-/** between two readiness or exit checks */
+/** between two readiness checks */
 const POLL_INTERVAL_MS = 50;
 const QEMU_IMG_TIMEOUT_MS = 60_000;
 /** sockaddr_un.sun_path holds 108 bytes including the terminating NUL */
@@ -112,66 +120,16 @@ function parseHandle(handle: DesktopHandle): QemuHandle {
 
 // ---- processes ---------------------------------------------------------------------------
 
-interface ProcStat {
-  state: string;
-  pgrp: number;
-  startTime: string;
-}
-
-async function readProcStat(pid: number): Promise<ProcStat | undefined> {
-  let text: string;
-  try {
-    text = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
+/** Why the VM's process is not there, for health() and errors. */
+function goneReason(pid: number, why: 'gone' | 'reused' | 'exited'): string {
+  switch (why) {
+    case 'gone':
+      return `QEMU process ${pid} is gone`;
+    case 'reused':
+      return `pid ${pid} now belongs to another process`;
+    case 'exited':
+      return `QEMU process ${pid} has exited`;
   }
-  // field 2 (comm) is in parentheses and may itself contain spaces or ')'
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const [state, , pgrp] = fields;
-  const startTime = fields[19];
-  if (state === undefined || pgrp === undefined || startTime === undefined) return undefined;
-  return { state, pgrp: Number(pgrp), startTime };
-}
-
-type ProcessCheck = { alive: true; stat: ProcStat } | { alive: false; reason: string };
-
-/** Is the process of this handle (same pid and start time) still there and not a zombie? */
-async function checkProcess(h: Pick<QemuHandle, 'pid' | 'startTime'>): Promise<ProcessCheck> {
-  const stat = await readProcStat(h.pid);
-  if (!stat) return { alive: false, reason: `QEMU process ${h.pid} is gone` };
-  if (stat.startTime !== h.startTime)
-    return { alive: false, reason: `pid ${h.pid} now belongs to another process` };
-  if (stat.state === 'Z' || stat.state === 'X')
-    return { alive: false, reason: `QEMU process ${h.pid} has exited` };
-  return { alive: true, stat };
-}
-
-async function waitGone(h: Pick<QemuHandle, 'pid' | 'startTime'>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (!(await checkProcess(h)).alive) return true;
-    if (Date.now() >= deadline) return false;
-    await delay(POLL_INTERVAL_MS);
-  }
-}
-
-/** Signals the VM's process group, but only while the pid is still our QEMU. */
-async function signalVm(
-  h: Pick<QemuHandle, 'pid' | 'startTime'>,
-  signal: NodeJS.Signals,
-): Promise<void> {
-  const check = await checkProcess(h);
-  if (!check.alive) return;
-  try {
-    // spawned detached, QEMU leads its own group; signal the group so helpers go too
-    process.kill(check.stat.pgrp === h.pid ? -h.pid : h.pid, signal);
-  } catch {
-    /* exited meanwhile */
-  }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function readCmdline(pid: number): Promise<string[] | undefined> {
@@ -206,27 +164,6 @@ async function tail(file: string, bytes = 2000): Promise<string> {
   } catch {
     return '';
   }
-}
-
-/** Reads the RFB version banner from a unix socket: proof that QEMU's VNC server is up. */
-function probeVncSocket(socketPath: string, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.createConnection({ path: socketPath });
-    let got = Buffer.alloc(0);
-    const done = (ok: boolean): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    socket.on('data', (chunk: Buffer) => {
-      got = Buffer.concat([got, chunk]);
-      if (got.length >= 12)
-        done(/^RFB \d{3}\.\d{3}\n$/.test(got.subarray(0, 12).toString('latin1')));
-    });
-    socket.on('error', () => done(false));
-    socket.on('close', () => done(false));
-  });
 }
 
 async function lookupUser(name: string): Promise<{ uid: number; gid: number } | undefined> {
@@ -486,7 +423,7 @@ export class QemuProvider implements Provider {
       return { state: 'dead', reason: (err as Error).message };
     }
     const proc = await checkProcess(h);
-    if (!proc.alive) return { state: 'dead', reason: proc.reason };
+    if (!proc.alive) return { state: 'dead', reason: goneReason(h.pid, proc.why) };
     const busy = this.busy.get(h.desktopId);
     if (busy) return { state: 'paused', reason: busy };
     try {
@@ -623,11 +560,11 @@ export class QemuProvider implements Provider {
       if (!stat || stat.state === 'Z' || knownPids.has(`${pid}:${stat.startTime}`)) continue;
       const h = { pid, startTime: stat.startTime };
       log.warn({ pid, qmp: qmpArg }, 'stopping a qemu desktop no record accounts for');
-      await signalVm(h, 'SIGTERM');
-      await signalVm(h, 'SIGCONT');
-      if (!(await waitGone(h, TERM_GRACE_MS))) {
-        await signalVm(h, 'SIGKILL');
-        await waitGone(h, KILL_WAIT_MS);
+      await signalProcess(h, 'SIGTERM');
+      await signalProcess(h, 'SIGCONT');
+      if (!(await waitGone([h], TERM_GRACE_MS))) {
+        await signalProcess(h, 'SIGKILL');
+        await waitGone([h], KILL_WAIT_MS);
       }
       // its sockets and pid file; the disk stays (it may be a dedicated desktop's)
       const id = /([A-Za-z0-9_.-]+)\.qmp(?:,|$)/.exec(qmpArg.slice(prefix.length))?.[1];
@@ -885,13 +822,8 @@ export class QemuProvider implements Provider {
     try {
       return await this.waitReady(child, paths, () => exited);
     } catch (err) {
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null)
+        killGroup(child.pid, 'SIGKILL');
       const qemuLog = await tail(paths.logPath);
       for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath])
         await fs.rm(p, { force: true });
@@ -934,7 +866,8 @@ export class QemuProvider implements Provider {
       if (
         qmpUp &&
         (await exists(paths.vncPath)) &&
-        (await probeVncSocket(paths.vncPath, Math.min(left, 2_000)))
+        // the RFB version banner: proof that QEMU's VNC server is up
+        (await probeRfb({ kind: 'unix', path: paths.vncPath }, Math.min(left, 2_000))).ok
       ) {
         return child.pid;
       }
@@ -951,15 +884,15 @@ export class QemuProvider implements Provider {
       // QEMU may close the socket before its answer to quit arrives: that is success
       quitSent = err instanceof QmpError && err.code === 'QMP_CLOSED';
     }
-    if (quitSent && (await waitGone(h, QUIT_GRACE_MS))) return;
+    if (quitSent && (await waitGone([h], QUIT_GRACE_MS))) return;
     log.warn({ desktopId: h.desktopId, pid: h.pid }, 'qemu did not quit; sending SIGTERM');
-    await signalVm(h, 'SIGTERM');
+    await signalProcess(h, 'SIGTERM');
     // a stopped (SIGSTOP) process handles SIGTERM only once continued
-    await signalVm(h, 'SIGCONT');
-    if (await waitGone(h, TERM_GRACE_MS)) return;
+    await signalProcess(h, 'SIGCONT');
+    if (await waitGone([h], TERM_GRACE_MS)) return;
     log.warn({ desktopId: h.desktopId, pid: h.pid }, 'qemu ignored SIGTERM; sending SIGKILL');
-    await signalVm(h, 'SIGKILL');
-    if (!(await waitGone(h, KILL_WAIT_MS))) {
+    await signalProcess(h, 'SIGKILL');
+    if (!(await waitGone([h], KILL_WAIT_MS))) {
       throw new ProviderError('QEMU_STOP_FAILED', `QEMU process ${h.pid} survived SIGKILL`);
     }
   }
@@ -971,7 +904,10 @@ export class QemuProvider implements Provider {
   ): Promise<T> {
     const proc = await checkProcess(h);
     if (!proc.alive)
-      throw new ProviderError('QEMU_NOT_RUNNING', `desktop ${h.desktopId}: ${proc.reason}`);
+      throw new ProviderError(
+        'QEMU_NOT_RUNNING',
+        `desktop ${h.desktopId}: ${goneReason(h.pid, proc.why)}`,
+      );
     const qmp = await QmpClient.connect(h.qmpPath, {
       timeoutMs: Math.min(timeoutMs, CONTROL_TIMEOUT_MS),
       commandTimeoutMs: timeoutMs,

@@ -1,4 +1,3 @@
-import net from 'node:net';
 import type { Logger } from 'pino';
 import { VncTemplate } from '@vdi/shared';
 import {
@@ -10,6 +9,7 @@ import {
   type ProviderStatus,
   type RfbEndpoint,
 } from './types.js';
+import { probeRfb as probeRfbEndpoint, type ProbeResult } from './process-util.js';
 
 /**
  * Existing VNC servers (physical machines, VMs managed elsewhere) as desktops. The pool
@@ -33,69 +33,10 @@ export interface VncHandle {
 }
 
 const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
-/** "RFB xxx.yyy\n": the ProtocolVersion message of RFC 6143 section 7.1.1 is exactly 12 bytes */
-const RFB_BANNER_BYTES = 12;
-const RFB_BANNER = /^RFB \d{3}\.\d{3}\n$/;
 
-export type ProbeResult =
-  | { ok: true; version: string }
-  | { ok: false; kind: 'refused' | 'timeout' | 'not-rfb' | 'error'; reason: string };
-
-/**
- * Opens a TCP connection, reads the 12-byte RFB ProtocolVersion banner and hangs up
- * before answering it (so the server does not wait for authentication from us).
- */
+/** Does host:port speak RFB? The TCP form of process-util's probeRfb. */
 export function probeRfb(host: string, port: number, timeoutMs: number): Promise<ProbeResult> {
-  return new Promise<ProbeResult>((resolve) => {
-    const socket = net.createConnection({ host, port });
-    let received = Buffer.alloc(0);
-    let settled = false;
-    const finish = (result: ProbeResult): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(result);
-    };
-    const timer = setTimeout(() => {
-      finish({
-        ok: false,
-        kind: 'timeout',
-        reason:
-          received.length === 0 && socket.connecting
-            ? `no TCP connection within ${timeoutMs} ms`
-            : `no RFB banner within ${timeoutMs} ms`,
-      });
-    }, timeoutMs);
-    socket.on('data', (chunk: Buffer) => {
-      received = Buffer.concat([received, chunk]);
-      if (received.length < RFB_BANNER_BYTES) return;
-      const banner = received.subarray(0, RFB_BANNER_BYTES).toString('latin1');
-      if (RFB_BANNER.test(banner)) finish({ ok: true, version: banner.slice(4, 11) });
-      else
-        finish({
-          ok: false,
-          kind: 'not-rfb',
-          reason: `not an RFB server (banner ${JSON.stringify(banner)})`,
-        });
-    });
-    socket.on('end', () => {
-      finish({
-        ok: false,
-        kind: 'not-rfb',
-        reason: `connection closed after ${received.length} bytes, before an RFB banner`,
-      });
-    });
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      const refused =
-        err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' || err.code === 'ENETUNREACH';
-      finish({
-        ok: false,
-        kind: refused ? 'refused' : 'error',
-        reason: `${err.code ?? 'error'}: ${err.message}`,
-      });
-    });
-  });
+  return probeRfbEndpoint({ kind: 'tcp', host, port }, timeoutMs);
 }
 
 function parseHandle(handle: DesktopHandle): VncHandle {

@@ -15,10 +15,10 @@ import {
 } from './types.js';
 import { prepareHome } from './xvnc-home.js';
 import {
+  checkProcess,
   probeRfb,
   processAlive,
-  processStartTime,
-  processState,
+  readProcStat,
   stopGroups,
   waitFor,
 } from './process-util.js';
@@ -189,9 +189,9 @@ export class XvncProvider implements Provider {
           display,
           socket,
           xvncPid: started.pid,
-          xvncStart: processStartTime(started.pid),
+          xvncStart: (await readProcStat(started.pid))?.startTime,
           sessionPid: session,
-          sessionStart: processStartTime(session),
+          sessionStart: (await readProcStat(session))?.startTime,
           home,
           width: tpl.width,
           height: tpl.height,
@@ -255,9 +255,9 @@ export class XvncProvider implements Provider {
     try {
       await waitFor(
         async () => {
-          if (exited || !processAlive(pid, undefined)) throw new Error('Xvnc exited');
+          if (exited || !(await processAlive({ pid }))) throw new Error('Xvnc exited');
           if (!fs.existsSync(socket)) return undefined;
-          return (await probeRfb({ path: socket }, 1000)) === 'ok' ? true : undefined;
+          return (await probeRfb({ kind: 'unix', path: socket }, 1000)).ok ? true : undefined;
         },
         this.opts.startTimeoutMs ?? 15000,
         'Xvnc to accept connections',
@@ -320,14 +320,16 @@ export class XvncProvider implements Provider {
 
   async health(handle: DesktopHandle): Promise<DesktopHealth> {
     const h = asHandle(handle);
-    if (!processAlive(h.xvncPid, h.xvncStart))
-      return { state: 'dead', reason: 'Xvnc process is gone' };
-    if (processState(h.xvncPid) === 'T')
-      return { state: 'unresponsive', reason: 'Xvnc is stopped' };
-    const probe = await probeRfb({ path: h.socket }, 2000);
-    if (probe === 'ok') return { state: 'running' };
-    if (probe === 'refused') return { state: 'dead', reason: 'RFB socket refuses connections' };
-    return { state: 'unresponsive', reason: `RFB socket ${probe}` };
+    const xvnc = await checkProcess({ pid: h.xvncPid, startTime: h.xvncStart });
+    if (!xvnc.alive) return { state: 'dead', reason: 'Xvnc process is gone' };
+    if (xvnc.stat.state === 'T') return { state: 'unresponsive', reason: 'Xvnc is stopped' };
+    const probe = await probeRfb({ kind: 'unix', path: h.socket }, 2000);
+    if (probe.ok) return { state: 'running' };
+    if (probe.kind === 'timeout') return { state: 'unresponsive', reason: 'RFB socket silent' };
+    if (probe.kind === 'not-rfb' && probe.received > 0)
+      return { state: 'unresponsive', reason: 'RFB socket garbage' };
+    // missing, refusing, or hanging up without a byte: no Xvnc behind the socket
+    return { state: 'dead', reason: 'RFB socket refuses connections' };
   }
 
   async destroy(handle: DesktopHandle, log: Logger, opts?: { keepDisk?: boolean }): Promise<void> {
@@ -338,7 +340,7 @@ export class XvncProvider implements Provider {
     ]);
     fs.rmSync(path.dirname(h.socket), { recursive: true, force: true });
     // Xvnc removes these on a clean exit; after SIGKILL they stay and would block the display
-    if (!processAlive(h.xvncPid, h.xvncStart)) {
+    if (!(await processAlive({ pid: h.xvncPid, startTime: h.xvncStart }))) {
       fs.rmSync(`/tmp/.X${h.display}-lock`, { force: true });
       fs.rmSync(path.join(X11_SOCKET_DIR, `X${h.display}`), { force: true });
     }
