@@ -52,12 +52,7 @@ export class PoolAdmin {
       const hosts = (template as { hosts: unknown[] }).hosts.length;
       if (body.maxSize > hosts) body = { ...body, maxSize: hosts };
     }
-    const exists = await this.db
-      .selectFrom('pools')
-      .select('id')
-      .where('name', '=', body.name)
-      .executeTakeFirst();
-    if (exists) throw new BrokerError('NAME_TAKEN', `a pool named "${body.name}" exists already`);
+    await this.refuseTakenName(body.name);
     const row: PoolRow = {
       id: randomUUID(),
       name: body.name,
@@ -105,14 +100,7 @@ export class PoolAdmin {
         : pool.template,
     };
     checkSizes(next.min_size, next.max_size, next.spares);
-    if (next.name !== pool.name) {
-      const taken = await this.db
-        .selectFrom('pools')
-        .select('id')
-        .where('name', '=', next.name)
-        .executeTakeFirst();
-      if (taken) throw new BrokerError('NAME_TAKEN', `a pool named "${next.name}" exists already`);
-    }
+    if (next.name !== pool.name) await this.refuseTakenName(next.name);
     await this.db.updateTable('pools').set(next).where('id', '=', poolId).execute();
     await this.broker.audit.record({
       actor: actor.name,
@@ -178,5 +166,14 @@ export class PoolAdmin {
       ip: actor.ip ?? null,
       detail: { name: pool.name, force },
     });
+  }
+
+  private async refuseTakenName(name: string): Promise<void> {
+    const taken = await this.db
+      .selectFrom('pools')
+      .select('id')
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (taken) throw new BrokerError('NAME_TAKEN', `a pool named "${name}" exists already`);
   }
 }
