@@ -10,6 +10,7 @@ import {
   type RfbEndpoint,
 } from './types.js';
 import { probeRfb as probeRfbEndpoint, type ProbeResult } from './process-util.js';
+import { probeHandshake } from '../rfb/probe.js';
 
 /**
  * Existing VNC servers (physical machines, VMs managed elsewhere) as desktops. The pool
@@ -137,7 +138,17 @@ export class VncProvider implements Provider {
     } catch (err) {
       return { state: 'dead', reason: (err as Error).message };
     }
-    const probe = await probeRfb(h.host, h.port, this.probeTimeoutMs);
+    // a full login, not banner-and-hang-up: TigerVNC counts those as failed logins and, after
+    // a few health checks, would lock everyone from this host out (its blacklist)
+    const probe = await probeHandshake(
+      {
+        kind: 'tcp',
+        host: h.host,
+        port: h.port,
+        ...(h.password !== undefined ? { password: h.password } : {}),
+      },
+      this.probeTimeoutMs,
+    );
     if (probe.ok) return { state: 'running' };
     if (probe.kind === 'refused') return { state: 'dead', reason: `${h.name}: ${probe.reason}` };
     return { state: 'unresponsive', reason: `${h.name}: ${probe.reason}` };

@@ -24,7 +24,7 @@ import {
 } from './process-util.js';
 
 /** What the store keeps about a running Xvnc desktop; enough to re-adopt it. */
-interface XvncHandle {
+export interface XvncHandle {
   display: number;
   socket: string;
   xvncPid: number;
@@ -234,6 +234,8 @@ export class XvncProvider implements Provider {
       'tcp',
       '-SecurityTypes',
       'None',
+      // health checks read the banner and hang up; TigerVNC would count those as failed logins
+      '-UseBlacklist=0',
       '-AlwaysShared',
       '-AcceptSetDesktopSize',
       '-desktop',

@@ -4,6 +4,7 @@ import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProviderError, type CreateSpec } from '../../../src/providers/types.js';
 import { probeRfb, VncProvider } from '../../../src/providers/vnc.js';
+import { vncAuthResponse } from '../../../src/rfb/vnc-auth.js';
 
 const SECRET = 's3cr3tpw';
 const servers: net.Server[] = [];
@@ -52,6 +53,59 @@ function captureLog(): { log: Logger; text: () => string } {
 }
 
 const rfbBanner = (s: net.Socket) => s.write('RFB 003.008\n');
+
+/**
+ * A VNC server that goes through the whole login: version, VNC authentication with
+ * `password`, ClientInit, ServerInit. `logins` counts the clients that got all the way in.
+ */
+function rfbLogin(password: string, logins = { done: 0 }) {
+  return (s: net.Socket) => {
+    const challenge = Buffer.alloc(16, 7);
+    let step: 'version' | 'type' | 'response' | 'init' | 'in' = 'version';
+    let buf = Buffer.alloc(0);
+    const take = (n: number) => {
+      if (buf.length < n) return undefined;
+      const out = buf.subarray(0, n);
+      buf = buf.subarray(n);
+      return out;
+    };
+    s.write('RFB 003.008\n');
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        if (step === 'version' && take(12)) {
+          s.write(Buffer.from([1, 2])); // one security type: VNC authentication
+          step = 'type';
+        } else if (step === 'type' && take(1)) {
+          s.write(challenge);
+          step = 'response';
+        } else if (step === 'response') {
+          const r = take(16);
+          if (!r) return;
+          if (!r.equals(vncAuthResponse(challenge, password))) {
+            const reason = Buffer.from('authentication failed');
+            const len = Buffer.alloc(4);
+            len.writeUInt32BE(reason.length);
+            s.end(Buffer.concat([Buffer.from([0, 0, 0, 1]), len, reason]));
+            return;
+          }
+          s.write(Buffer.from([0, 0, 0, 0]));
+          step = 'init';
+        } else if (step === 'init' && take(1)) {
+          const init = Buffer.alloc(24 + 4);
+          init.writeUInt16BE(640, 0);
+          init.writeUInt16BE(480, 2);
+          Buffer.from([32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]).copy(init, 4);
+          init.writeUInt32BE(4, 20);
+          Buffer.from('test').copy(init, 24);
+          s.write(init);
+          logins.done++;
+          step = 'in';
+        } else return;
+      }
+    });
+  };
+}
 
 function spec(hosts: unknown[], slot: number | undefined): CreateSpec {
   return { desktopId: 'd1', poolId: 'p1', template: { hosts }, persistent: false, slot };
@@ -105,7 +159,7 @@ describe('VncProvider', () => {
   });
 
   it('creates a desktop from the slot-th host and gives a tcp endpoint with the password', async () => {
-    const port = await serve(rfbBanner);
+    const port = await serve(rfbLogin(SECRET));
     const { log, text } = captureLog();
     const hosts = [
       { host: '127.0.0.1', port: await closedPort(), name: 'other' },
@@ -173,6 +227,19 @@ describe('VncProvider', () => {
     expect(text()).not.toContain(SECRET);
   });
 
+  it('checks health with a complete login (with the password), not a hang-up after the banner', async () => {
+    const logins = { done: 0 };
+    const port = await serve(rfbLogin(SECRET, logins));
+    const ok = { host: '127.0.0.1', port, password: SECRET, name: 'pc' };
+    expect(await provider.health(ok)).toEqual({ state: 'running' });
+    expect(await provider.health(ok)).toEqual({ state: 'running' });
+    expect(logins.done).toBe(2);
+    expect(await provider.health({ ...ok, password: 'wrong' })).toMatchObject({
+      state: 'unresponsive',
+      reason: expect.stringMatching(/authentication failed/),
+    });
+  });
+
   it('reports health: unresponsive for garbage or silence, dead when refused', async () => {
     const garbage = await serve((s) => s.write('garbage garbage\n'));
     const silent = await serve(() => undefined);
@@ -180,12 +247,12 @@ describe('VncProvider', () => {
     const h = (port: number) => ({ host: '127.0.0.1', port, name: 'x' });
     expect(await provider.health(h(garbage))).toMatchObject({
       state: 'unresponsive',
-      reason: expect.stringMatching(/not an RFB/),
+      reason: expect.stringMatching(/RFB|version/i),
     });
     const started = Date.now();
     expect(await provider.health(h(silent))).toMatchObject({
       state: 'unresponsive',
-      reason: expect.stringMatching(/no RFB banner/),
+      reason: expect.stringMatching(/no complete RFB handshake/),
     });
     expect(Date.now() - started).toBeLessThan(3000);
     expect(await provider.health(h(refused))).toMatchObject({ state: 'dead' });
