@@ -11,21 +11,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import type { XvncHandle } from '../../src/providers/xvnc.js';
 import { launchChromium } from '../helpers/browser.js';
-import { ServerProcess, freePort } from '../helpers/process-server.js';
+import { alive } from '../helpers/desktops.js';
+import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
 
 const run = promisify(execFile);
-
-interface XvncHandle {
-  display: number;
-  xvncPid: number;
-  sessionPid?: number;
-  home: string;
-}
 
 /** The viewer's test hook (client/README.md). */
 type ViewerWindow = Window & {
@@ -61,17 +56,7 @@ describe('the admin console runs the live system', () => {
   /** every desktop handle this server ever recorded, so afterAll can leave nothing behind */
   const seen = new Map<string, XvncHandle>();
 
-  const db = <T>(fn: (d: Database.Database) => T): T => {
-    const d = new Database(path.join(dataDir, 'vdi.sqlite'), {
-      readonly: true,
-      fileMustExist: true,
-    });
-    try {
-      return fn(d);
-    } finally {
-      d.close();
-    }
-  };
+  const db = <T>(fn: (d: Database.Database) => T): T => readStore(dataDir, fn);
   const handles = (): Array<{ id: string; handle: XvncHandle }> =>
     db(
       (d) =>
@@ -84,15 +69,6 @@ describe('the admin console runs the live system', () => {
       seen.set(r.id, handle);
       return { id: r.id, handle };
     });
-  const alive = (pid: number | undefined): boolean => {
-    if (!pid) return false;
-    try {
-      process.kill(pid, 0);
-      return !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');
-    } catch {
-      return false;
-    }
-  };
   const x = (cmd: string, args: string[]) =>
     run(cmd, args, {
       env: { ...process.env, DISPLAY: `:${desktop!.display}` },
@@ -188,7 +164,7 @@ describe('the admin console runs the live system', () => {
     await server?.stop();
     // desktops outlive the server on purpose; this test must not leave any behind
     for (const h of seen.values()) {
-      for (const pid of [h.xvncPid, h.sessionPid]) if (alive(pid)) process.kill(-pid!, 'SIGKILL');
+      for (const pid of [h.xvncPid, h.sessionPid]) if (alive(pid)) process.kill(-pid, 'SIGKILL');
     }
     for (const dir of [dataDir, runDir])
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });

@@ -9,11 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { XvncHandle } from '../../src/providers/xvnc.js';
 import { launchChromium } from '../helpers/browser.js';
-import { ServerProcess, freePort } from '../helpers/process-server.js';
+import { alive } from '../helpers/desktops.js';
+import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
 
 const run = promisify(execFile);
@@ -21,13 +22,6 @@ const run = promisify(execFile);
 /** the viewer's test hook (client/src/viewer/test-hooks.ts) */
 interface VdiWindow {
   __vdiViewer?: { framesDrawn: number; width: number; height: number; desktopId?: string };
-}
-
-interface XvncHandle {
-  display: number;
-  xvncPid: number;
-  sessionPid: number;
-  home: string;
 }
 
 describe('a real desktop in the browser', () => {
@@ -42,31 +36,30 @@ describe('a real desktop in the browser', () => {
   const token = randomBytes(6).toString('hex');
 
   const desktop = (): { state: string; handle: XvncHandle | null } | undefined => {
-    const db = new Database(path.join(dataDir, 'vdi.sqlite'), {
-      readonly: true,
-      fileMustExist: true,
-    });
-    try {
-      const row = db.prepare('select state, handle from desktops where id = ?').get(desktopId) as
-        { state: string; handle: string | null } | undefined;
-      return (
-        row && {
-          state: row.state,
-          handle: row.handle ? (JSON.parse(row.handle) as XvncHandle) : null,
-        }
-      );
-    } finally {
-      db.close();
-    }
+    const row = readStore(
+      dataDir,
+      (db) =>
+        db.prepare('select state, handle from desktops where id = ?').get(desktopId) as
+          { state: string; handle: string | null } | undefined,
+    );
+    return (
+      row && {
+        state: row.state,
+        handle: row.handle ? (JSON.parse(row.handle) as XvncHandle) : null,
+      }
+    );
   };
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');
-    } catch {
-      return false;
-    }
-  };
+  /** the desktop of a session, from the store */
+  const desktopOf = (sessionId: string): string =>
+    readStore(
+      dataDir,
+      (db) =>
+        (
+          db.prepare('select desktop_id from sessions where id = ?').get(sessionId) as {
+            desktop_id: string;
+          }
+        ).desktop_id,
+    );
   const x = (cmd: string, args: string[]) =>
     run(cmd, args, { env: { ...process.env, DISPLAY: `:${first.display}` }, timeout: 10_000 }).then(
       (r) => r.stdout,
@@ -157,13 +150,7 @@ describe('a real desktop in the browser', () => {
     );
     if (!desktopId) {
       const sid = page.url().split('/desktop/')[1]!.split(/[?#]/)[0]!;
-      const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true });
-      desktopId = (
-        db.prepare('select desktop_id from sessions where id = ?').get(sid) as {
-          desktop_id: string;
-        }
-      ).desktop_id;
-      db.close();
+      desktopId = desktopOf(sid);
     }
     first = desktop()!.handle!;
     expect(first.display).toBeGreaterThan(0);
@@ -295,11 +282,13 @@ describe('a real desktop in the browser', () => {
     await page.close();
     await until(
       () => {
-        const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true });
-        const s = db
-          .prepare("select state from sessions where desktop_id = ? and state <> 'ended'")
-          .get(desktopId) as { state: string } | undefined;
-        db.close();
+        const s = readStore(
+          dataDir,
+          (db) =>
+            db
+              .prepare("select state from sessions where desktop_id = ? and state <> 'ended'")
+              .get(desktopId) as { state: string } | undefined,
+        );
         return s?.state === 'disconnected';
       },
       10_000,
@@ -386,11 +375,7 @@ describe('a real desktop in the browser', () => {
     await page.getByRole('button', { name: 'Connect' }).first().waitFor();
     await connect(page);
     const sid = page.url().split('/desktop/')[1]!.split(/[?#]/)[0]!;
-    const db = new Database(path.join(dataDir, 'vdi.sqlite'), { readonly: true });
-    desktopId = (
-      db.prepare('select desktop_id from sessions where id = ?').get(sid) as { desktop_id: string }
-    ).desktop_id;
-    db.close();
+    desktopId = desktopOf(sid);
     expect(desktopId).not.toBe(oldId);
     first = desktop()!.handle!;
     expect(readHome('e2e-token.txt')).toBeUndefined();

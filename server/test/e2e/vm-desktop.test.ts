@@ -10,12 +10,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { PpmImage, QemuHandle } from '../../src/providers/qemu.js';
 import { launchChromium } from '../helpers/browser.js';
-import { ServerProcess, freePort } from '../helpers/process-server.js';
+import { alive } from '../helpers/desktops.js';
+import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
 import {
   atPrompt,
@@ -104,26 +105,7 @@ describe('a VM desktop in the browser', () => {
   let poolId = '';
   let vm: QemuHandle | undefined;
 
-  const db = <T>(fn: (d: Database.Database) => T): T => {
-    const d = new Database(path.join(dataDir, 'vdi.sqlite'), {
-      readonly: true,
-      fileMustExist: true,
-    });
-    try {
-      return fn(d);
-    } finally {
-      d.close();
-    }
-  };
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return !/^\S+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-    } catch {
-      return false;
-    }
-  };
-
+  const db = <T>(fn: (d: Database.Database) => T): T => readStore(dataDir, fn);
   /** what the page shows, for failure messages */
   const viewerState = () =>
     page.evaluate(

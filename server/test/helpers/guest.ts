@@ -88,9 +88,14 @@ export async function readGuestFile(overlay: string, file: string): Promise<stri
 /**
  * How often the guest has mounted /data (the ext4 superblock's mount count), read offline:
  * it goes up by one per boot, which tells a reboot apart from a screen that only looks
- * the same.
+ * the same. 0 while the desktop has no disk yet.
  */
 export async function mountCount(overlay: string): Promise<number> {
+  try {
+    await fs.access(overlay);
+  } catch {
+    return 0;
+  }
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vdi-guest-read-'));
   const raw = path.join(dir, 'disk.raw');
   try {

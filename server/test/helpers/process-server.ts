@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { ADMIN, until } from './server.js';
 
 const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
@@ -14,6 +15,19 @@ export async function freePort(): Promise<number> {
     });
     s.on('error', reject);
   });
+}
+
+/** Runs `fn` on a read-only connection to the SQLite store of the server using `dataDir`. */
+export function readStore<T>(dataDir: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(path.join(dataDir, 'vdi.sqlite'), {
+    readonly: true,
+    fileMustExist: true,
+  });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
 }
 
 /**

@@ -109,11 +109,15 @@ export class Api {
   }
 }
 
-/** Poll until `probe` returns a value other than undefined/false, or fail after `ms`. */
+/**
+ * Poll every `intervalMs` until `probe` returns a value other than undefined/false, or fail
+ * after `ms` (with the probe's last error, if it threw).
+ */
 export async function until<T>(
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   ms = 10_000,
   what = 'condition',
+  intervalMs = 50,
 ): Promise<T> {
   const deadline = Date.now() + ms;
   let last: unknown;
@@ -128,6 +132,6 @@ export async function until<T>(
       throw new Error(
         `timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
       );
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

@@ -1,21 +1,14 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { io, type Socket } from 'socket.io-client';
-import { vdiParser } from '@vdi/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditEntry, ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
+import type { AuditEntry } from '@vdi/shared';
 import { ManualClock } from '../../src/clock.js';
-import type { Config } from '../../src/config/index.js';
-import { XvncProvider } from '../../src/providers/xvnc.js';
 import {
-  Api,
-  ADMIN,
-  startServer,
-  tempDirs,
-  testConfig,
-  until,
-  type TestServer,
-} from '../helpers/server.js';
+  deletePoolsAndClose,
+  expectNoXvncLeft,
+  PARKED_BROKER,
+  startXvncServer,
+} from '../helpers/desktops.js';
+import { Api, ADMIN, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import { Viewers } from '../helpers/viewer.js';
 
 /*
  * The audit log through GET /api/admin/audit: sign-ins, failed sign-ins, connects (REST and
@@ -24,23 +17,10 @@ import {
  * separates the two phases of the scenario so `since` has an exact boundary.
  */
 
-type ViewerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
-
 const dirs = tempDirs('vdiad');
 
-/**
- * The real Xvnc provider on its own range of X display numbers: other test suites on this
- * machine start desktops from :20 up at the same time, and a display another server grabs
- * between the provider's check and Xvnc's start is retried, not skipped.
- */
+/** this file's own range of X displays (see xvncProvider) */
 const FIRST_DISPLAY = 500;
-const xvnc = (c: Config) =>
-  new XvncProvider({
-    runDir: c.runDir,
-    dataDir: c.dataDir,
-    desktopUser: c.desktopUser,
-    firstDisplay: FIRST_DISPLAY,
-  });
 const clock = new ManualClock(Date.now());
 let ts: TestServer;
 let admin: Api;
@@ -53,44 +33,7 @@ let entitlementId: string;
 let sessionId: string;
 let secondSessionId: string;
 let phase2: string;
-const sockets: ViewerSocket[] = [];
-
-function xvncUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
-        out.push(Number(e));
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  return out;
-}
-
-async function viewer(
-  api: Api,
-  id: string,
-): Promise<{ socket: ViewerSocket; closed: Promise<void> }> {
-  const socket: ViewerSocket = io(ts.url, {
-    parser: vdiParser,
-    transports: ['websocket'],
-    extraHeaders: { cookie: api.cookie },
-    reconnection: false,
-    forceNew: true,
-  });
-  sockets.push(socket);
-  const closed = new Promise<void>((resolve) => socket.once('disconnect', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', reject);
-  });
-  const r = await socket.timeout(15_000).emitWithAck('attach', { sessionId: id });
-  if (!r.ok) throw new Error(`attach failed: ${r.code} ${r.message}`);
-  return { socket, closed };
-}
+const viewers = new Viewers();
 
 async function sessionState(id: string): Promise<string> {
   return (
@@ -109,8 +52,7 @@ async function audit(query = ''): Promise<AuditEntry[]> {
 }
 
 beforeAll(async () => {
-  const config = testConfig({ DEFAULT_POOL: 'false', BROKER_TICK_MS: '3600000' }, dirs);
-  ts = await startServer(config, { clock, providers: [xvnc(config)] });
+  ts = await startXvncServer(testConfig(PARKED_BROKER, dirs), FIRST_DISPLAY, { clock });
   // ---- phase 1: admin set-up and sign-ins
   admin = await new Api(ts.url).login(ADMIN.username, ADMIN.password);
   aliceId = (
@@ -151,7 +93,7 @@ beforeAll(async () => {
   const c = await alice.post(`/api/pools/${poolId}/connect`);
   expect(c.status).toBe(200);
   sessionId = c.body.sessionId as string;
-  const v1 = await viewer(alice, sessionId);
+  const v1 = await viewers.attached(ts.url, alice.cookie, sessionId);
   await until(async () => (await sessionState(sessionId)) === 'active', 10_000, 'active');
   v1.socket.close();
   await until(
@@ -161,7 +103,7 @@ beforeAll(async () => {
   );
   expect((await alice.post(`/api/pools/${poolId}/connect`)).body.resumed).toBe(true);
   // the admin disconnects a watched session, then logs it off
-  const v2 = await viewer(alice, sessionId);
+  const v2 = await viewers.attached(ts.url, alice.cookie, sessionId);
   await until(async () => (await sessionState(sessionId)) === 'active', 10_000, 'active again');
   expect((await admin.post(`/api/admin/sessions/${sessionId}/disconnect`)).status).toBe(204);
   await v2.closed;
@@ -179,18 +121,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    for (const s of sockets) s.close();
-    if (ts) {
-      await ts.server.broker.tick();
-      await admin.del(`/api/admin/pools/${poolId}?force=true`);
-      await ts.close();
-    }
+    viewers.closeAll();
+    if (ts) await deletePoolsAndClose(ts, admin, [poolId]);
   } finally {
-    const left = xvncUnder(dirs.runDir);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left, 'Xvnc processes left running').toEqual([]);
-    fs.rmSync(dirs.dataDir, { recursive: true, force: true });
-    fs.rmSync(dirs.runDir, { recursive: true, force: true });
+    expectNoXvncLeft(dirs);
   }
 });
 

@@ -1,20 +1,12 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { io, type Socket } from 'socket.io-client';
-import { vdiParser } from '@vdi/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
-import type { Config } from '../../src/config/index.js';
-import { XvncProvider } from '../../src/providers/xvnc.js';
 import {
-  Api,
-  ADMIN,
-  startServer,
-  tempDirs,
-  testConfig,
-  until,
-  type TestServer,
-} from '../helpers/server.js';
+  deletePoolsAndClose,
+  expectNoXvncLeft,
+  PARKED_BROKER,
+  startXvncServer,
+} from '../helpers/desktops.js';
+import { Api, ADMIN, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import { connected, Viewers, type ViewerSocket } from '../helpers/viewer.js';
 
 /*
  * Authorization through the real HTTP API, with real Xvnc desktops behind the sessions:
@@ -25,7 +17,6 @@ import {
  * sessions; disabling an account signs it out.
  */
 
-type ViewerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 interface Op {
   method: Method;
@@ -35,19 +26,8 @@ interface Op {
 
 const dirs = tempDirs('vdiaz');
 
-/**
- * The real Xvnc provider on its own range of X display numbers: other test suites on this
- * machine start desktops from :20 up at the same time, and a display another server grabs
- * between the provider's check and Xvnc's start is retried, not skipped.
- */
+/** this file's own range of X displays (see xvncProvider) */
 const FIRST_DISPLAY = 480;
-const xvnc = (c: Config) =>
-  new XvncProvider({
-    runDir: c.runDir,
-    dataDir: c.dataDir,
-    desktopUser: c.desktopUser,
-    firstDisplay: FIRST_DISPLAY,
-  });
 let ts: TestServer;
 let admin: Api;
 let alice: { api: Api; id: string };
@@ -56,23 +36,8 @@ let poolId: string;
 let secretPoolId: string;
 let bobSession: { sessionId: string; desktopId: string };
 let ops: Op[];
-const sockets: ViewerSocket[] = [];
+const viewers = new Viewers();
 const pools: string[] = [];
-
-function xvncUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
-        out.push(Number(e));
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  return out;
-}
 
 async function newUser(
   name: string,
@@ -111,18 +76,8 @@ async function createPool(name: string): Promise<string> {
 }
 
 async function socketFor(api: Api): Promise<ViewerSocket> {
-  const socket: ViewerSocket = io(ts.url, {
-    parser: vdiParser,
-    transports: ['websocket'],
-    extraHeaders: { cookie: api.cookie },
-    reconnection: false,
-    forceNew: true,
-  });
-  sockets.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', reject);
-  });
+  const socket = viewers.open(ts.url, { cookie: api.cookie });
+  await connected(socket);
   return socket;
 }
 
@@ -154,8 +109,7 @@ async function raw(
 }
 
 beforeAll(async () => {
-  const config = testConfig({ DEFAULT_POOL: 'false', BROKER_TICK_MS: '3600000' }, dirs);
-  ts = await startServer(config, { providers: [xvnc(config)] });
+  ts = await startXvncServer(testConfig(PARKED_BROKER, dirs), FIRST_DISPLAY);
   admin = await new Api(ts.url).login(ADMIN.username, ADMIN.password);
   alice = await newUser('alice');
   bob = await newUser('bob');
@@ -180,18 +134,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    for (const s of sockets) s.close();
-    if (ts) {
-      await ts.server.broker.tick();
-      for (const id of pools) await admin.del(`/api/admin/pools/${id}?force=true`);
-      await ts.close();
-    }
+    viewers.closeAll();
+    if (ts) await deletePoolsAndClose(ts, admin, pools);
   } finally {
-    const left = xvncUnder(dirs.runDir);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left, 'Xvnc processes left running').toEqual([]);
-    fs.rmSync(dirs.dataDir, { recursive: true, force: true });
-    fs.rmSync(dirs.runDir, { recursive: true, force: true });
+    expectNoXvncLeft(dirs);
   }
 });
 
@@ -497,14 +443,7 @@ describe('disabling a user', () => {
     });
     expect([again.status, again.body.error.code]).toEqual([401, 'BAD_CREDENTIALS']);
     // and a socket with the old cookie is refused
-    const refused = io(ts.url, {
-      parser: vdiParser,
-      transports: ['websocket'],
-      extraHeaders: { cookie: oldCookie },
-      reconnection: false,
-      forceNew: true,
-    });
-    sockets.push(refused);
+    const refused = viewers.open(ts.url, { cookie: oldCookie });
     const err = await new Promise<Error>((resolve) => refused.once('connect_error', resolve));
     expect(err.message).toMatch(/unauthorized/);
 

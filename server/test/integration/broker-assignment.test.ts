@@ -1,17 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config/index.js';
-import { XvncProvider } from '../../src/providers/xvnc.js';
 import {
-  Api,
-  ADMIN,
-  startServer,
-  tempDirs,
-  testConfig,
-  until,
-  type TestServer,
-} from '../helpers/server.js';
+  alive,
+  deletePoolsAndClose,
+  expectNoXvncLeft,
+  handleOf,
+  PARKED_BROKER,
+  startXvncServer,
+  xvncUnder,
+} from '../helpers/desktops.js';
+import { Api, ADMIN, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
 
 /*
  * Assignment rules against real TigerVNC Xvnc desktops through the REST API: dedicated and
@@ -20,48 +19,11 @@ import {
  */
 
 const dirs = tempDirs('vdiba');
-
-/**
- * The real Xvnc provider on its own range of X display numbers: other test suites on this
- * machine start desktops from :20 up at the same time, and a display another server grabs
- * between the provider's check and Xvnc's start is retried, not skipped.
- */
+/** this file's own range of X displays (see xvncProvider) */
 const FIRST_DISPLAY = 400;
-const xvnc = (c: Config) =>
-  new XvncProvider({
-    runDir: c.runDir,
-    dataDir: c.dataDir,
-    desktopUser: c.desktopUser,
-    firstDisplay: FIRST_DISPLAY,
-  });
 let ts: TestServer;
 let admin: Api;
 const pools: string[] = [];
-
-/** pids of Xvnc processes whose command line mentions `dir` (zombies have none) */
-function xvncUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
-        out.push(Number(e));
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '');
-  } catch {
-    return false;
-  }
-}
 
 async function rows(poolId: string) {
   return ts.server.store.db
@@ -70,15 +32,6 @@ async function rows(poolId: string) {
     .where('pool_id', '=', poolId)
     .orderBy('created_at')
     .execute();
-}
-
-function handleOf(d: { handle: string | null }): {
-  xvncPid: number;
-  home: string;
-  display: number;
-} {
-  expect(d.handle).not.toBeNull();
-  return JSON.parse(d.handle!) as { xvncPid: number; home: string; display: number };
 }
 
 async function createPool(body: Record<string, unknown>): Promise<string> {
@@ -121,24 +74,15 @@ async function connect(
 }
 
 beforeAll(async () => {
-  const config = testConfig({ DEFAULT_POOL: 'false', BROKER_TICK_MS: '3600000' }, dirs);
-  ts = await startServer(config, { providers: [xvnc(config)] });
+  ts = await startXvncServer(testConfig(PARKED_BROKER, dirs), FIRST_DISPLAY);
   admin = await new Api(ts.url).login(ADMIN.username, ADMIN.password);
 });
 
 afterAll(async () => {
   try {
-    if (ts) {
-      await ts.server.broker.tick();
-      for (const id of pools) await admin.del(`/api/admin/pools/${id}?force=true`);
-      await ts.close();
-    }
+    if (ts) await deletePoolsAndClose(ts, admin, pools);
   } finally {
-    const left = xvncUnder(dirs.runDir);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left, 'Xvnc processes left running').toEqual([]);
-    fs.rmSync(dirs.dataDir, { recursive: true, force: true });
-    fs.rmSync(dirs.runDir, { recursive: true, force: true });
+    expectNoXvncLeft(dirs);
   }
 });
 

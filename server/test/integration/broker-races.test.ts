@@ -1,16 +1,12 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config/index.js';
-import { XvncProvider } from '../../src/providers/xvnc.js';
 import {
-  Api,
-  ADMIN,
-  startServer,
-  tempDirs,
-  testConfig,
-  type TestServer,
-} from '../helpers/server.js';
+  deletePoolsAndClose,
+  expectNoXvncLeft,
+  PARKED_BROKER,
+  startXvncServer,
+  xvncUnder,
+} from '../helpers/desktops.js';
+import { Api, ADMIN, tempDirs, testConfig, type TestServer } from '../helpers/server.js';
 
 /*
  * Races through the real HTTP API against real Xvnc desktops, fired with Promise.all:
@@ -19,37 +15,11 @@ import {
 
 const dirs = tempDirs('vdibr');
 
-/**
- * The real Xvnc provider on its own range of X display numbers: other test suites on this
- * machine start desktops from :20 up at the same time, and a display another server grabs
- * between the provider's check and Xvnc's start is retried, not skipped.
- */
+/** this file's own range of X displays (see xvncProvider) */
 const FIRST_DISPLAY = 440;
-const xvnc = (c: Config) =>
-  new XvncProvider({
-    runDir: c.runDir,
-    dataDir: c.dataDir,
-    desktopUser: c.desktopUser,
-    firstDisplay: FIRST_DISPLAY,
-  });
 let ts: TestServer;
 let admin: Api;
 const pools: string[] = [];
-
-function xvncUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
-        out.push(Number(e));
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  return out;
-}
 
 async function createPool(body: Record<string, unknown>): Promise<string> {
   const r = await admin.post('/api/admin/pools', {
@@ -111,24 +81,15 @@ async function expectOneLiveSessionPerDesktop(): Promise<void> {
 }
 
 beforeAll(async () => {
-  const config = testConfig({ DEFAULT_POOL: 'false', BROKER_TICK_MS: '3600000' }, dirs);
-  ts = await startServer(config, { providers: [xvnc(config)] });
+  ts = await startXvncServer(testConfig(PARKED_BROKER, dirs), FIRST_DISPLAY);
   admin = await new Api(ts.url).login(ADMIN.username, ADMIN.password);
 });
 
 afterAll(async () => {
   try {
-    if (ts) {
-      await ts.server.broker.tick();
-      for (const id of pools) await admin.del(`/api/admin/pools/${id}?force=true`);
-      await ts.close();
-    }
+    if (ts) await deletePoolsAndClose(ts, admin, pools);
   } finally {
-    const left = xvncUnder(dirs.runDir);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left, 'Xvnc processes left running').toEqual([]);
-    fs.rmSync(dirs.dataDir, { recursive: true, force: true });
-    fs.rmSync(dirs.runDir, { recursive: true, force: true });
+    expectNoXvncLeft(dirs);
   }
 });
 

@@ -2,21 +2,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
-import { io, type Socket } from 'socket.io-client';
-import { vdiParser } from '@vdi/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
 import type { Config } from '../../src/config/index.js';
-import { XvncProvider } from '../../src/providers/xvnc.js';
+import type { XvncHandle } from '../../src/providers/xvnc.js';
 import {
-  Api,
-  ADMIN,
-  startServer,
-  tempDirs,
-  testConfig,
-  until,
-  type TestServer,
-} from '../helpers/server.js';
+  alive,
+  desktopHandle,
+  handleOf,
+  expectNoXvncLeft,
+  PARKED_BROKER,
+  startXvncServer,
+  xvncProvider,
+  xvncUnder,
+} from '../helpers/desktops.js';
+import { Api, ADMIN, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import { Viewers } from '../helpers/viewer.js';
 
 /*
  * Broker restart with real Xvnc desktops in every state: an active session, a disconnected
@@ -26,49 +26,14 @@ import {
  * the same data and run dirs, and everything must be re-adopted or cleaned up.
  */
 
-type ViewerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
-
 const dirs = tempDirs('vdirs');
 
-/**
- * The real Xvnc provider on its own range of X display numbers: other test suites on this
- * machine start desktops from :20 up at the same time, and a display another server grabs
- * between the provider's check and Xvnc's start is retried, not skipped.
- */
+/** this file's own range of X displays (see xvncProvider) */
 const FIRST_DISPLAY = 460;
-const xvnc = (c: Config) =>
-  new XvncProvider({
-    runDir: c.runDir,
-    dataDir: c.dataDir,
-    desktopUser: c.desktopUser,
-    firstDisplay: FIRST_DISPLAY,
-  });
 let config: Config;
 let first: TestServer | undefined;
 let second: TestServer | undefined;
-const sockets: ViewerSocket[] = [];
-
-interface Handle {
-  xvncPid: number;
-  sessionPid: number;
-  socket: string;
-  home: string;
-}
-
-function xvncUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
-        out.push(Number(e));
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  return out.sort((a, b) => a - b);
-}
+const viewers = new Viewers();
 
 /** pids of any process whose command line or environment mentions `dir` */
 function processesUsing(dir: string): number[] {
@@ -88,33 +53,6 @@ function processesUsing(dir: string): number[] {
   return out;
 }
 
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '');
-  } catch {
-    return false;
-  }
-}
-
-async function viewer(url: string, cookie: string, sessionId: string): Promise<ViewerSocket> {
-  const socket: ViewerSocket = io(url, {
-    parser: vdiParser,
-    transports: ['websocket'],
-    extraHeaders: { cookie },
-    reconnection: false,
-    forceNew: true,
-  });
-  sockets.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', reject);
-  });
-  const r = await socket.timeout(15_000).emitWithAck('attach', { sessionId });
-  if (!r.ok) throw new Error(`attach failed: ${r.code} ${r.message}`);
-  return socket;
-}
-
 /** what each actor of the scenario got before the restart */
 interface Before {
   floating: string;
@@ -123,24 +61,14 @@ interface Before {
   sessions: Record<'active' | 'disc' | 'rest' | 'lost' | 'dedLost', string>;
   desktops: Record<'active' | 'disc' | 'spare' | 'rest' | 'lost' | 'dedLost', string>;
   pids: Record<'active' | 'disc' | 'spare' | 'lost' | 'dedLost', number>;
-  handles: Record<'lost' | 'dedLost', Handle>;
-  leftover: Handle;
+  handles: Record<'lost' | 'dedLost', XvncHandle>;
+  leftover: XvncHandle;
 }
 let before: Before;
 
-async function handleOf(s: TestServer, desktopId: string): Promise<Handle> {
-  const d = await s.server.store.db
-    .selectFrom('desktops')
-    .select('handle')
-    .where('id', '=', desktopId)
-    .executeTakeFirstOrThrow();
-  expect(d.handle).not.toBeNull();
-  return JSON.parse(d.handle!) as Handle;
-}
-
 beforeAll(async () => {
-  config = testConfig({ DEFAULT_POOL: 'false', BROKER_TICK_MS: '3600000' }, dirs);
-  first = await startServer(config, { providers: [xvnc(config)] });
+  config = testConfig(PARKED_BROKER, dirs);
+  first = await startXvncServer(config, FIRST_DISPLAY);
   const s = first;
   const admin = await new Api(s.url).login(ADMIN.username, ADMIN.password);
   const fl = await admin.post('/api/admin/pools', {
@@ -188,10 +116,10 @@ beforeAll(async () => {
   };
 
   const active = await connect('active', floating);
-  await viewer(s.url, users.active.cookie, active.sessionId);
+  await viewers.attached(s.url, users.active.cookie, active.sessionId);
   const disc = await connect('disc', floating);
-  const discViewer = await viewer(s.url, users.disc.cookie, disc.sessionId);
-  discViewer.close();
+  const discViewer = await viewers.attached(s.url, users.disc.cookie, disc.sessionId);
+  discViewer.socket.close();
   const lost = await connect('lost', floating);
   const rest = await connect('rest', dedicated);
   expect((await apis.rest.post(`/api/sessions/${rest.sessionId}/logoff`)).status).toBe(204);
@@ -225,7 +153,7 @@ beforeAll(async () => {
   );
 
   // a desktop the provider started but the store never heard of (server died in between)
-  const provider = xvnc(config);
+  const provider = xvncProvider(config, FIRST_DISPLAY);
   const leftover = (await provider.create(
     {
       desktopId: randomUUID(),
@@ -234,14 +162,14 @@ beforeAll(async () => {
       persistent: false,
     },
     pino({ level: 'silent' }),
-  )) as unknown as Handle;
+  )) as unknown as XvncHandle;
 
   const handles = {
-    active: await handleOf(s, active.desktopId),
-    disc: await handleOf(s, disc.desktopId),
-    spare: await handleOf(s, spare!.id),
-    lost: await handleOf(s, lost.desktopId),
-    dedLost: await handleOf(s, dedLost.desktopId),
+    active: await desktopHandle(s, active.desktopId),
+    disc: await desktopHandle(s, disc.desktopId),
+    spare: await desktopHandle(s, spare!.id),
+    lost: await desktopHandle(s, lost.desktopId),
+    dedLost: await desktopHandle(s, dedLost.desktopId),
   };
   before = {
     floating,
@@ -290,12 +218,12 @@ beforeAll(async () => {
     'the killed Xvnc to exit',
   );
 
-  second = await startServer(config, { providers: [xvnc(config)] });
+  second = await startXvncServer(config, FIRST_DISPLAY);
 });
 
 afterAll(async () => {
   try {
-    for (const s of sockets) s.close();
+    viewers.closeAll();
     for (const s of [first, second]) {
       if (!s) continue;
       const admin = await new Api(s.url).login(ADMIN.username, ADMIN.password);
@@ -306,11 +234,7 @@ afterAll(async () => {
       await s.close();
     }
   } finally {
-    const left = xvncUnder(dirs.runDir);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left, 'Xvnc processes left running').toEqual([]);
-    fs.rmSync(dirs.dataDir, { recursive: true, force: true });
-    fs.rmSync(dirs.runDir, { recursive: true, force: true });
+    expectNoXvncLeft(dirs);
   }
 });
 
@@ -325,7 +249,7 @@ describe('broker restart (real Xvnc)', () => {
     for (const k of ['active', 'disc', 'spare'] as const) {
       const d = await desktop(before.desktops[k]);
       expect(d, k).toBeDefined();
-      expect((JSON.parse(d!.handle!) as Handle).xvncPid, k).toBe(before.pids[k]);
+      expect(handleOf(d!).xvncPid, k).toBe(before.pids[k]);
       expect(alive(before.pids[k]), k).toBe(true);
     }
     expect((await desktop(before.desktops.active))!.state).toBe('in-use');
@@ -400,7 +324,7 @@ describe('broker restart (real Xvnc)', () => {
       .select(['id', 'handle'])
       .where('handle', 'is not', null)
       .execute();
-    const known = rows.map((r) => (JSON.parse(r.handle!) as Handle).xvncPid).sort((a, b) => a - b);
+    const known = rows.map((r) => handleOf(r).xvncPid).sort((a, b) => a - b);
     expect(known).toEqual(
       [before.pids.active, before.pids.disc, before.pids.spare].sort((a, b) => a - b),
     );
@@ -419,7 +343,7 @@ describe('broker restart (real Xvnc)', () => {
     );
     for (const s of live) {
       expect(s.desktopId).not.toBeNull();
-      expect(alive((JSON.parse(s.handle!) as Handle).xvncPid)).toBe(true);
+      expect(alive(handleOf(s).xvncPid)).toBe(true);
     }
   });
 
@@ -439,7 +363,7 @@ describe('broker restart (real Xvnc)', () => {
         resumed: true,
       });
       // and the re-adopted desktop streams again
-      await viewer(url, before.users[k].cookie, before.sessions[k]);
+      await viewers.attached(url, before.users[k].cookie, before.sessions[k]);
       await until(
         async () => (await session(before.sessions[k])).state === 'active',
         10_000,
@@ -454,7 +378,7 @@ describe('broker restart (real Xvnc)', () => {
       expect(r.body.resumed, k).toBe(false);
       const d = await desktop(before.desktops[k]);
       expect(d?.state).toBe('in-use');
-      expect(alive((JSON.parse(d!.handle!) as Handle).xvncPid)).toBe(true);
+      expect(alive(handleOf(d!).xvncPid)).toBe(true);
     }
     await until(
       () =>

@@ -1,21 +1,15 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { io, type Socket } from 'socket.io-client';
-import { vdiParser } from '@vdi/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClientToServerEvents, ServerToClientEvents, SessionStatusMsg } from '@vdi/shared';
 import { ManualClock } from '../../src/clock.js';
-import type { Config } from '../../src/config/index.js';
-import { XvncProvider } from '../../src/providers/xvnc.js';
 import {
-  Api,
-  ADMIN,
-  startServer,
-  tempDirs,
-  testConfig,
-  until,
-  type TestServer,
-} from '../helpers/server.js';
+  alive,
+  deletePoolsAndClose,
+  desktopHandle,
+  expectNoXvncLeft,
+  PARKED_BROKER,
+  startXvncServer,
+} from '../helpers/desktops.js';
+import { Api, ADMIN, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
+import { Viewers } from '../helpers/viewer.js';
 
 /*
  * Session timeouts with a ManualClock, against real Xvnc desktops and real Socket.IO viewers:
@@ -24,77 +18,16 @@ import {
  * its reason. Time only moves when the test moves it; the broker's timer is parked.
  */
 
-type ViewerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
-
 const dirs = tempDirs('vdibt');
 
-/**
- * The real Xvnc provider on its own range of X display numbers: other test suites on this
- * machine start desktops from :20 up at the same time, and a display another server grabs
- * between the provider's check and Xvnc's start is retried, not skipped.
- */
+/** this file's own range of X displays (see xvncProvider) */
 const FIRST_DISPLAY = 420;
-const xvnc = (c: Config) =>
-  new XvncProvider({
-    runDir: c.runDir,
-    dataDir: c.dataDir,
-    desktopUser: c.desktopUser,
-    firstDisplay: FIRST_DISPLAY,
-  });
 // start at the real time: cookie expiry is written with real time and read with this clock
 const clock = new ManualClock(Date.now());
 let ts: TestServer;
 let admin: Api;
 const pools: string[] = [];
-const sockets: ViewerSocket[] = [];
-
-function xvncUnder(dir: string): number[] {
-  const out: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
-        out.push(Number(e));
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '');
-  } catch {
-    return false;
-  }
-}
-
-async function viewer(
-  api: Api,
-  sessionId: string,
-): Promise<{ socket: ViewerSocket; statuses: SessionStatusMsg[]; closed: Promise<void> }> {
-  const socket: ViewerSocket = io(ts.url, {
-    parser: vdiParser,
-    transports: ['websocket'],
-    extraHeaders: { cookie: api.cookie },
-    reconnection: false,
-    forceNew: true,
-  });
-  sockets.push(socket);
-  const statuses: SessionStatusMsg[] = [];
-  socket.on('session', (m) => statuses.push(m));
-  const closed = new Promise<void>((resolve) => socket.once('disconnect', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', reject);
-  });
-  const r = await socket.timeout(15_000).emitWithAck('attach', { sessionId });
-  if (!r.ok) throw new Error(`attach failed: ${r.code} ${r.message}`);
-  return { socket, statuses, closed };
-}
+const viewers = new Viewers();
 
 async function session(id: string) {
   return ts.server.store.db
@@ -102,15 +35,6 @@ async function session(id: string) {
     .selectAll()
     .where('id', '=', id)
     .executeTakeFirstOrThrow();
-}
-
-async function xvncPidOf(desktopId: string): Promise<number> {
-  const d = await ts.server.store.db
-    .selectFrom('desktops')
-    .select('handle')
-    .where('id', '=', desktopId)
-    .executeTakeFirstOrThrow();
-  return (JSON.parse(d.handle!) as { xvncPid: number }).xvncPid;
 }
 
 /** a pool, a user entitled to it, their session with a viewer attached (state active) */
@@ -135,7 +59,7 @@ async function activeSession(name: string, pool: Record<string, unknown>) {
   const c = await api.post(`/api/pools/${p.body.id}/connect`);
   expect(c.status).toBe(200);
   const sessionId = c.body.sessionId as string;
-  const v = await viewer(api, sessionId);
+  const v = await viewers.attached(ts.url, api.cookie, sessionId);
   await until(
     async () => (await session(sessionId)).state === 'active',
     10_000,
@@ -145,7 +69,7 @@ async function activeSession(name: string, pool: Record<string, unknown>) {
     api,
     sessionId,
     desktopId: c.body.desktopId as string,
-    pid: await xvncPidOf(c.body.desktopId as string),
+    pid: (await desktopHandle(ts, c.body.desktopId as string)).xvncPid,
     ...v,
   };
 }
@@ -164,25 +88,16 @@ async function auditFor(sessionId: string, action: string) {
 }
 
 beforeAll(async () => {
-  const config = testConfig({ DEFAULT_POOL: 'false', BROKER_TICK_MS: '3600000' }, dirs);
-  ts = await startServer(config, { clock, providers: [xvnc(config)] });
+  ts = await startXvncServer(testConfig(PARKED_BROKER, dirs), FIRST_DISPLAY, { clock });
   admin = await new Api(ts.url).login(ADMIN.username, ADMIN.password);
 });
 
 afterAll(async () => {
   try {
-    for (const s of sockets) s.close();
-    if (ts) {
-      await ts.server.broker.tick();
-      for (const id of pools) await admin.del(`/api/admin/pools/${id}?force=true`);
-      await ts.close();
-    }
+    viewers.closeAll();
+    if (ts) await deletePoolsAndClose(ts, admin, pools);
   } finally {
-    const left = xvncUnder(dirs.runDir);
-    for (const pid of left) process.kill(pid, 'SIGKILL');
-    expect(left, 'Xvnc processes left running').toEqual([]);
-    fs.rmSync(dirs.dataDir, { recursive: true, force: true });
-    fs.rmSync(dirs.runDir, { recursive: true, force: true });
+    expectNoXvncLeft(dirs);
   }
 });
 

@@ -3,42 +3,27 @@
  * the other sessions and the process keep going. Real server, real Xvnc desktops.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io, type Socket } from 'socket.io-client';
-import { decodeFrame, MAX_CLIENT_MESSAGE_BYTES, MAX_CLIPBOARD_CHARS, vdiParser } from '@vdi/shared';
+import type { Socket } from 'socket.io-client';
+import { MAX_CLIENT_MESSAGE_BYTES, MAX_CLIPBOARD_CHARS } from '@vdi/shared';
 import { ADMIN, Api, startServer, testConfig, until, type TestServer } from '../helpers/server.js';
+import { attach, connected, receiveFrames, Viewers } from '../helpers/viewer.js';
 
 describe('gateway input validation', () => {
   let t: TestServer;
   const admin = () => new Api(t.url).login(ADMIN.username, ADMIN.password);
   let cookie = '';
   let sessionId = '';
-  const sockets: Socket[] = [];
+  const viewers = new Viewers();
 
-  const open = (opts: { cookie?: string; origin?: string } = {}) => {
+  /** untyped: these tests send events and payloads the protocol does not have */
+  const open = (opts: { cookie?: string; origin?: string } = {}): Socket => {
     const headers: Record<string, string> = {};
     if (opts.cookie) headers.cookie = opts.cookie;
     if (opts.origin) headers.origin = opts.origin;
-    const s = io(t.url, {
-      parser: vdiParser,
-      transports: ['websocket'],
-      extraHeaders: headers,
-      reconnection: false,
-      forceNew: true,
-    });
-    sockets.push(s);
-    return s;
+    return viewers.open(t.url, headers);
   };
-  const connected = (s: Socket) =>
-    new Promise<void>((resolve, reject) => {
-      s.once('connect', () => resolve());
-      s.once('connect_error', (e) => reject(e));
-    });
   const nextError = (s: Socket) =>
     new Promise<{ code: string; message: string }>((resolve) => s.once('error', resolve));
-  const attach = (s: Socket, req: unknown) =>
-    new Promise<{ ok: boolean; code?: string; message?: string }>((resolve) =>
-      s.emit('attach', req, resolve),
-    );
 
   beforeAll(async () => {
     t = await startServer(testConfig({ DEFAULT_GEOMETRY: '640x480' }));
@@ -50,7 +35,7 @@ describe('gateway input validation', () => {
   });
 
   afterAll(async () => {
-    for (const s of sockets) s.close();
+    viewers.closeAll();
     const a = await admin();
     await a.post(`/api/sessions/${sessionId}/logoff`);
     await t.close();
@@ -96,14 +81,9 @@ describe('gateway input validation', () => {
   });
 
   it('closes a socket that sends an oversized message, and nothing else', async () => {
-    const good = open({ cookie });
+    const good = viewers.open(t.url, { cookie });
     await connected(good);
-    const frames: number[] = [];
-    good.on('frame', (buf: ArrayBuffer) => {
-      const f = decodeFrame(new Uint8Array(buf));
-      frames.push(f.seq);
-      good.emit('ack', { seq: f.seq });
-    });
+    const frames = receiveFrames(good);
     expect(await attach(good, { sessionId })).toMatchObject({ ok: true });
     await until(() => frames.length > 0, 10_000, 'first frame');
 

@@ -4,22 +4,28 @@
  * same browser socket is attached again by the server and frames resume, without a reload.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io, type Socket } from 'socket.io-client';
-import { decodeFrame, vdiParser, type SessionStatusMsg } from '@vdi/shared';
+import { desktopHandle } from '../helpers/desktops.js';
 import { ADMIN, Api, startServer, testConfig, until, type TestServer } from '../helpers/server.js';
+import {
+  attach,
+  connected,
+  receiveFrames,
+  Viewers,
+  type ReceivedFrame,
+  type ViewerSocket,
+} from '../helpers/viewer.js';
 
 describe('viewers attach again by themselves', () => {
   let t: TestServer;
   let api: Api;
   let sessionId = '';
   let desktopId = '';
-  let socket: Socket;
-  const frames: { seq: number; keyframe: boolean }[] = [];
+  const viewers = new Viewers();
+  let socket: ViewerSocket;
+  let frames: ReceivedFrame[] = [];
   const states: string[] = [];
 
-  const xvncPid = async () =>
-    (JSON.parse((await t.server.broker.desktop(desktopId))!.handle!) as { xvncPid: number })
-      .xvncPid;
+  const xvncPid = async () => (await desktopHandle(t, desktopId)).xvncPid;
 
   beforeAll(async () => {
     t = await startServer(testConfig({ DEFAULT_GEOMETRY: '640x480' }));
@@ -28,27 +34,17 @@ describe('viewers attach again by themselves', () => {
     const c = await api.post(`/api/pools/${pools[0]!.poolId}/connect`);
     sessionId = c.body.sessionId;
     desktopId = c.body.desktopId;
-    socket = io(t.url, {
-      parser: vdiParser,
-      transports: ['websocket'],
-      extraHeaders: { cookie: api.cookie },
-      reconnection: false,
-      forceNew: true,
-    });
-    socket.on('frame', (buf: ArrayBuffer) => {
-      const f = decodeFrame(new Uint8Array(buf));
-      frames.push({ seq: f.seq, keyframe: (f.flags & 1) === 1 });
-      socket.emit('ack', { seq: f.seq });
-    });
-    socket.on('session', (m: SessionStatusMsg) => states.push(m.state));
-    await new Promise<void>((r) => socket.once('connect', () => r()));
-    const res = await new Promise<{ ok: boolean }>((r) => socket.emit('attach', { sessionId }, r));
+    socket = viewers.open(t.url, { cookie: api.cookie });
+    frames = receiveFrames(socket);
+    socket.on('session', (m) => states.push(m.state));
+    await connected(socket);
+    const res = await attach(socket, { sessionId });
     expect(res.ok).toBe(true);
     await until(() => frames.length > 0, 10_000, 'first frame');
   });
 
   afterAll(async () => {
-    socket?.close();
+    viewers.closeAll();
     await api.post(`/api/sessions/${sessionId}/logoff`);
     await t.close();
   });

@@ -11,17 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { io, type Socket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  decodeFrame,
-  type AttachResult,
-  type ErrorResult,
-  type SessionStatusMsg,
-  vdiParser,
-} from '@vdi/shared';
+import type { AttachResult, ErrorResult, SessionStatusMsg } from '@vdi/shared';
 import type { Clock } from '../../src/clock.js';
 import type { QemuHandle } from '../../src/providers/qemu.js';
+import { alive, desktopHandle, handleOf } from '../helpers/desktops.js';
 import { freePort } from '../helpers/process-server.js';
 import {
   ADMIN,
@@ -42,6 +36,15 @@ import {
   sha256File,
   type GuestTemplate,
 } from '../helpers/guest.js';
+import {
+  attach,
+  connected,
+  disconnected,
+  receiveFrames,
+  Viewers,
+  type ReceivedFrame,
+  type ViewerSocket,
+} from '../helpers/viewer.js';
 
 const run = promisify(execFile);
 
@@ -53,9 +56,9 @@ const GUEST_TIMEOUT_MS = 30_000;
 const HEALTH_EVERY_MS = 10_000;
 
 interface Viewer {
-  s: Socket;
+  s: ViewerSocket;
   attach: AttachResult | ErrorResult;
-  frames: { seq: number; width: number; height: number }[];
+  frames: ReceivedFrame[];
   session: SessionStatusMsg[];
   closed: Promise<string>;
 }
@@ -72,7 +75,7 @@ describe('qemu pools through the server', () => {
   let template: GuestTemplate;
   let goldenSha = '';
   let accel: 'KVM' | 'TCG';
-  const sockets: Socket[] = [];
+  const viewers = new Viewers();
   /** every VM seen, killed in afterAll whatever happened */
   const vms = new Map<number, QemuHandle>();
   let xvnc: ChildProcess | undefined;
@@ -104,40 +107,23 @@ describe('qemu pools through the server', () => {
 
   const desktopRow = (id: string) => t.server.broker.desktop(id);
   const vmOf = async (desktopId: string): Promise<QemuHandle> => {
-    const d = await desktopRow(desktopId);
-    expect(d?.handle).toBeTruthy();
-    const h = JSON.parse(d!.handle!) as QemuHandle;
+    const h = await desktopHandle<QemuHandle>(t, desktopId);
     vms.set(h.pid, h);
     return h;
   };
 
   const openViewer = async (sessionId: string): Promise<Viewer> => {
-    const s = io(t.url, {
-      parser: vdiParser,
-      transports: ['websocket'],
-      extraHeaders: { cookie: api.cookie },
-      reconnection: false,
-      forceNew: true,
-    });
-    sockets.push(s);
+    const s = viewers.open(t.url, { cookie: api.cookie });
     const v: Viewer = {
       s,
       attach: { ok: false, code: 'PENDING', message: '' },
-      frames: [],
+      frames: receiveFrames(s),
       session: [],
-      closed: new Promise((r) => s.once('disconnect', r)),
+      closed: disconnected(s),
     };
-    s.on('frame', (buf: ArrayBuffer) => {
-      const f = decodeFrame(new Uint8Array(buf));
-      v.frames.push({ seq: f.seq, width: f.fbWidth, height: f.fbHeight });
-      s.emit('ack', { seq: f.seq });
-    });
-    s.on('session', (m: SessionStatusMsg) => v.session.push(m));
-    await new Promise<void>((resolve, reject) => {
-      s.once('connect', () => resolve());
-      s.once('connect_error', reject);
-    });
-    v.attach = await new Promise((r) => s.emit('attach', { sessionId }, r));
+    s.on('session', (m) => v.session.push(m));
+    await connected(s);
+    v.attach = await attach(s, { sessionId });
     expect(v.attach, JSON.stringify(v.attach)).toMatchObject({ ok: true });
     return v;
   };
@@ -187,15 +173,6 @@ describe('qemu pools through the server', () => {
     );
   };
 
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return !/^\S+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-    } catch {
-      return false;
-    }
-  };
-
   /** skip ahead to the next health check and run a broker tick */
   const healthTick = async () => {
     skippedMs += HEALTH_EVERY_MS + 1;
@@ -211,7 +188,7 @@ describe('qemu pools through the server', () => {
   });
 
   afterAll(async () => {
-    for (const s of sockets) s.close();
+    viewers.closeAll();
     await t?.close();
     for (const h of vms.values()) {
       try {
@@ -452,7 +429,7 @@ describe('qemu pools through the server', () => {
       await start();
       const d = await desktopRow(desktopId);
       expect(d?.state).toBe('in-use');
-      expect((JSON.parse(d!.handle!) as QemuHandle).pid).toBe(vm.pid);
+      expect(handleOf<QemuHandle>(d!).pid).toBe(vm.pid);
       const s = await t.server.broker.session(sessionId);
       expect(s?.state).toBe('disconnected');
 
@@ -619,18 +596,9 @@ describe('qemu pools through the server', () => {
         template: { hosts: [{ host: '127.0.0.1', port, password: 'nope' }] },
       });
       const wrong = await connect(wrongPool);
-      const s = io(t.url, {
-        parser: vdiParser,
-        transports: ['websocket'],
-        extraHeaders: { cookie: api.cookie },
-        reconnection: false,
-        forceNew: true,
-      });
-      sockets.push(s);
-      await new Promise<void>((r) => s.once('connect', () => r()));
-      const refused = await new Promise<AttachResult | ErrorResult>((r) =>
-        s.emit('attach', { sessionId: wrong.sessionId }, r),
-      );
+      const s = viewers.open(t.url, { cookie: api.cookie });
+      await connected(s);
+      const refused = await attach(s, { sessionId: wrong.sessionId });
       expect(refused).toMatchObject({ ok: false });
       expect((await api.post(`/api/sessions/${wrong.sessionId}/logoff`)).status).toBe(204);
       expect(alive(xpid)).toBe(true);

@@ -1,6 +1,4 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -25,6 +23,8 @@ import {
   type DesktopHandle,
   type ProviderDirs,
 } from '../../src/providers/types.js';
+import { GUEST_DIR, mountCount, readGuestFile, sha256File } from '../helpers/guest.js';
+import { until } from '../helpers/server.js';
 
 /*
  * A real VM from the test guest (infra/guest/build-guest.sh): busybox on the VGA console,
@@ -35,7 +35,6 @@ import {
 
 const execFileAsync = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const guestDir = path.join(repoRoot, '.cache', 'guest');
 const kvmOpens = await fs.open('/dev/kvm', 'r+').then(
   async (fh) => {
     await fh.close();
@@ -65,65 +64,6 @@ let log: Logger;
 /** every VM the tests started, to be killed in afterAll whatever happened */
 const started: QemuHandle[] = [];
 
-async function sha256(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  // the golden image is only ever opened read-only, here too
-  for await (const chunk of createReadStream(file, { flags: 'r' })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false>,
-  timeoutMs: number,
-  intervalMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/** Reads a file of the guest's /data from a qcow2 overlay without mounting anything. */
-async function readGuestFile(overlay: string, file: string): Promise<string | undefined> {
-  const raw = path.join(root, `read-${process.hrtime.bigint()}.raw`);
-  try {
-    // -U: the running VM holds the image lock
-    await execFileAsync('qemu-img', ['convert', '-U', '-O', 'raw', overlay, raw]);
-    const { stdout, stderr } = await execFileAsync('debugfs', ['-R', `cat ${file}`, raw]);
-    if (/not found/i.test(stderr)) return undefined;
-    return stdout;
-  } finally {
-    await fs.rm(raw, { force: true });
-  }
-}
-
-/** How often the guest's /data was mounted (ext4 superblock), read offline; 0 without a disk. */
-async function mountCount(overlay: string): Promise<number> {
-  try {
-    await fs.access(overlay);
-  } catch {
-    return 0;
-  }
-  const raw = path.join(root, `count-${process.hrtime.bigint()}.raw`);
-  try {
-    await execFileAsync('qemu-img', ['convert', '-U', '-O', 'raw', overlay, raw]);
-    const { stdout } = await execFileAsync('dumpe2fs', ['-h', raw]);
-    return Number(/^Mount count:\s+(\d+)/m.exec(stdout)?.[1] ?? 0);
-  } finally {
-    await fs.rm(raw, { force: true });
-  }
-}
-
 /**
  * Waits until the guest has booted: its /init mounts /data right before it starts the
  * shell, and the mount shows in the disk's superblock. Keys typed earlier could reach the
@@ -134,10 +74,10 @@ async function waitBooted(
   mountsBefore: number,
   since: number,
 ): Promise<number> {
-  await waitFor(
-    'the guest to mount /data',
+  await until(
     async () => (await mountCount(handle.overlayPath)) > mountsBefore,
     GUEST_TIMEOUT_MS,
+    'the guest to mount /data',
     250,
   );
   const bootMs = Date.now() - since;
@@ -246,7 +186,7 @@ async function create(p: QemuProvider, s: CreateSpec): Promise<QemuHandle> {
 beforeAll(async () => {
   const { stdout } = await execFileAsync(
     path.join(repoRoot, 'infra/guest/build-guest.sh'),
-    [guestDir],
+    [GUEST_DIR],
     { timeout: 120_000 },
   );
   expect(stdout).toContain('image=');
@@ -257,14 +197,14 @@ beforeAll(async () => {
   await fs.mkdir(dirs.runDir, { mode: 0o711 });
   await fs.chmod(dirs.runDir, 0o711);
   template = {
-    image: path.join(guestDir, 'golden.qcow2'),
-    kernel: path.join(guestDir, 'vmlinuz'),
-    initrd: path.join(guestDir, 'initrd.img'),
+    image: path.join(GUEST_DIR, 'golden.qcow2'),
+    kernel: path.join(GUEST_DIR, 'vmlinuz'),
+    initrd: path.join(GUEST_DIR, 'initrd.img'),
     append: 'console=tty0 quiet',
     memoryMb: 256,
     vcpus: 1,
   };
-  goldenSha = await sha256(template.image as string);
+  goldenSha = await sha256File(template.image as string);
   goldenMode = (await fs.stat(template.image as string)).mode;
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -367,14 +307,15 @@ describe('QemuProvider with a real VM', () => {
     await waitBooted(vm, 0, createdAt);
     const ppmFile = path.join(root, 'colour.ppm');
     // the banner row is yellow on blue across all 80 columns (VGA blue is 0,0,168)
-    const ppm = await waitFor(
-      'the blue banner',
+    const ppm = await until(
       async () => {
         await screendump(vm, ppmFile);
         const img = parsePpm(await fs.readFile(ppmFile));
         return pixel(img.rgb, 3, img.width, 715, 8).join() === '0,0,168' ? img : undefined;
       },
       20_000,
+      'the blue banner',
+      200,
     );
     // VGA text mode 80x25 with a 9x16 font
     expect([ppm.width, ppm.height]).toEqual([720, 400]);
@@ -412,13 +353,14 @@ describe('QemuProvider with a real VM', () => {
     expect(before.below).toBeGreaterThan(500); // banner, prompt, typed lines
     await typeText(vm, 'clear\n', 20);
     // cleared: only the prompt (and the cursor) on the first row remain
-    const after = await waitFor(
-      'a cleared screen',
+    const after = await until(
       async () => {
         const px = await screenPixels(vm);
         return px.below === 0 && px.top > 0 ? px : undefined;
       },
       20_000,
+      'a cleared screen',
+      200,
     );
     expect(after.top).toBeGreaterThan(50);
   });
@@ -441,13 +383,14 @@ describe('QemuProvider with a real VM', () => {
     process.kill(vm.pid, 'SIGSTOP');
     try {
       const started = Date.now();
-      const health = await waitFor(
-        'unresponsive',
+      const health = await until(
         async () => {
           const h = await p.health(vm);
           return h.state === 'unresponsive' ? h : undefined;
         },
         10_000,
+        'unresponsive',
+        200,
       );
       expect(Date.now() - started).toBeLessThan(HEALTH_TIMEOUT_MS * 3);
       expect(health).toMatchObject({
@@ -456,7 +399,7 @@ describe('QemuProvider with a real VM', () => {
     } finally {
       process.kill(vm.pid, 'SIGCONT');
     }
-    await waitFor('running again', async () => (await p.health(vm)).state === 'running', 15_000);
+    await until(async () => (await p.health(vm)).state === 'running', 15_000, 'running again', 200);
   });
 
   it('pauses, continues, and boots again after a guest power-off', async () => {
@@ -468,13 +411,14 @@ describe('QemuProvider with a real VM', () => {
 
     // -no-shutdown keeps QEMU after the guest powers off, for an admin to reset it
     await typeText(vm, 'poweroff -f\n', 20);
-    const off = await waitFor(
-      'the guest to power off',
+    const off = await until(
       async () => {
         const h = await p.health(vm);
         return h.state === 'unresponsive' ? h : undefined;
       },
       30_000,
+      'the guest to power off',
+      200,
     );
     expect(off.reason).toMatch(/shut down/);
     const mounts = await mountCount(vm.overlayPath);
@@ -555,13 +499,14 @@ describe('QemuProvider with a real VM', () => {
   it('reports a killed QEMU as dead and still cleans up after it', async () => {
     const p = qemu();
     process.kill(-vm.pid, 'SIGKILL');
-    const health = await waitFor(
-      'dead',
+    const health = await until(
       async () => {
         const h = await p.health(vm);
         return h.state === 'dead' ? h : undefined;
       },
       10_000,
+      'dead',
+      200,
     );
     expect(health.state).toBe('dead');
     await p.destroy(vm, log);
@@ -607,7 +552,7 @@ describe('QemuProvider with a real VM', () => {
   });
 
   it('never changed the golden image', async () => {
-    expect(await sha256(template.image as string)).toBe(goldenSha);
+    expect(await sha256File(template.image as string)).toBe(goldenSha);
     expect((await fs.stat(template.image as string)).mode).toBe(goldenMode);
   });
 });

@@ -7,8 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io, type Socket } from 'socket.io-client';
-import { decodeFrame, vdiParser } from '@vdi/shared';
 import {
   ADMIN,
   Api,
@@ -18,6 +16,7 @@ import {
   until,
   type TestServer,
 } from '../helpers/server.js';
+import { attach, connected, receiveFrames, Viewers } from '../helpers/viewer.js';
 
 const PG_ADMIN = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -27,7 +26,7 @@ describe('several nodes on PostgreSQL and Redis', () => {
   const url = PG_ADMIN.replace(/\/[^/]*$/, `/${dbName}`);
   let a: TestServer;
   let b: TestServer;
-  const sockets: Socket[] = [];
+  const viewers = new Viewers();
 
   beforeAll(async () => {
     const admin = new pg.Client({ connectionString: PG_ADMIN });
@@ -47,7 +46,7 @@ describe('several nodes on PostgreSQL and Redis', () => {
   });
 
   afterAll(async () => {
-    for (const s of sockets) s.close();
+    viewers.closeAll();
     await a?.close();
     await b?.close();
     const admin = new pg.Client({ connectionString: PG_ADMIN });
@@ -83,26 +82,12 @@ describe('several nodes on PostgreSQL and Redis', () => {
     });
 
     // a viewer on node B
-    const s = io(b.url, {
-      parser: vdiParser,
-      transports: ['websocket'],
-      extraHeaders: { cookie: userB.cookie },
-      reconnection: false,
-      forceNew: true,
-    });
-    sockets.push(s);
-    const frames: number[] = [];
+    const s = viewers.open(b.url, { cookie: userB.cookie });
+    const frames = receiveFrames(s);
     const notices: string[] = [];
-    s.on('frame', (buf: ArrayBuffer) => {
-      const f = decodeFrame(new Uint8Array(buf));
-      frames.push(f.seq);
-      s.emit('ack', { seq: f.seq });
-    });
-    s.on('notice', (n: { text: string }) => notices.push(n.text));
-    await new Promise<void>((r) => s.once('connect', () => r()));
-    const res = await new Promise<{ ok: boolean }>((r) =>
-      s.emit('attach', { sessionId: first.body.sessionId }, r),
-    );
+    s.on('notice', (n) => notices.push(n.text));
+    await connected(s);
+    const res = await attach(s, { sessionId: first.body.sessionId });
     expect(res.ok).toBe(true);
     await until(() => frames.length > 0, 15_000, 'frames on node B');
 
@@ -123,7 +108,7 @@ describe('several nodes on PostgreSQL and Redis', () => {
 
     // log-off through node A ends the viewer on node B
     const ended = new Promise<{ state: string }>((r) =>
-      s.on('session', (m: { state: string }) => m.state === 'ended' && r(m)),
+      s.on('session', (m) => m.state === 'ended' && r(m)),
     );
     expect((await userA.post(`/api/sessions/${first.body.sessionId}/logoff`)).status).toBe(204);
     expect((await ended).state).toBe('ended');

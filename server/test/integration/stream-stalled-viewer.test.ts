@@ -6,9 +6,9 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io, type Socket } from 'socket.io-client';
-import { decodeFrame, vdiParser } from '@vdi/shared';
+import { desktopHandle } from '../helpers/desktops.js';
 import { ADMIN, Api, startServer, testConfig, until, type TestServer } from '../helpers/server.js';
+import { attach, connected, receiveFrames, Viewers } from '../helpers/viewer.js';
 
 const run = promisify(execFile);
 
@@ -17,25 +17,13 @@ describe('a stalled viewer', () => {
   let api: Api;
   let sessionId = '';
   let display = 0;
-  const sockets: Socket[] = [];
+  const viewers = new Viewers();
 
   const viewer = async (ack: boolean) => {
-    const s = io(t.url, {
-      parser: vdiParser,
-      transports: ['websocket'],
-      extraHeaders: { cookie: api.cookie },
-      reconnection: false,
-      forceNew: true,
-    });
-    sockets.push(s);
-    const frames: { seq: number; bytes: number; at: number }[] = [];
-    s.on('frame', (buf: ArrayBuffer) => {
-      const f = decodeFrame(new Uint8Array(buf));
-      frames.push({ seq: f.seq, bytes: buf.byteLength, at: Date.now() });
-      if (ack) s.emit('ack', { seq: f.seq });
-    });
-    await new Promise<void>((r) => s.once('connect', () => r()));
-    const res = await new Promise<{ ok: boolean }>((r) => s.emit('attach', { sessionId }, r));
+    const s = viewers.open(t.url, { cookie: api.cookie });
+    const frames = receiveFrames(s, { ack });
+    await connected(s);
+    const res = await attach(s, { sessionId });
     expect(res.ok).toBe(true);
     return { s, frames };
   };
@@ -46,12 +34,11 @@ describe('a stalled viewer', () => {
     const pools = (await api.get('/api/desktops')).body as { poolId: string }[];
     const c = await api.post(`/api/pools/${pools[0]!.poolId}/connect`);
     sessionId = c.body.sessionId;
-    const d = await t.server.broker.desktop(c.body.desktopId);
-    display = (JSON.parse(d!.handle!) as { display: number }).display;
+    display = (await desktopHandle(t, c.body.desktopId as string)).display;
   });
 
   afterAll(async () => {
-    for (const s of sockets) s.close();
+    viewers.closeAll();
     await api.post(`/api/sessions/${sessionId}/logoff`);
     await t.close();
   });

@@ -1,0 +1,102 @@
+/**
+ * Real Xvnc desktops as the integration tests see them: a server whose Xvnc provider has its
+ * own range of X displays, the handle the store keeps for a desktop, and the processes behind
+ * it read straight from /proc (not through the provider code under test), so a file can
+ * check that no Xvnc outlives it.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { expect } from 'vitest';
+import type { ServerDeps } from '../../src/app.js';
+import type { Config } from '../../src/config/index.js';
+import { XvncProvider, type XvncHandle } from '../../src/providers/xvnc.js';
+import { Api, startServer, type TestServer } from './server.js';
+
+/** No default pool, and the broker's timer parked: each test drives `broker.tick()` itself. */
+export const PARKED_BROKER = { DEFAULT_POOL: 'false', BROKER_TICK_MS: '3600000' };
+
+/**
+ * The real Xvnc provider on its own range of X display numbers: other test suites on this
+ * machine start desktops from :20 up at the same time, and a display another server grabs
+ * between the provider's check and Xvnc's start is retried, not skipped.
+ */
+export function xvncProvider(config: Config, firstDisplay: number): XvncProvider {
+  return new XvncProvider({
+    runDir: config.runDir,
+    dataDir: config.dataDir,
+    desktopUser: config.desktopUser,
+    firstDisplay,
+  });
+}
+
+/** The whole server in-process, its desktops on Xvnc from display `firstDisplay` up. */
+export function startXvncServer(
+  config: Config,
+  firstDisplay: number,
+  deps: ServerDeps = {},
+): Promise<TestServer> {
+  return startServer(config, { ...deps, providers: [xvncProvider(config, firstDisplay)] });
+}
+
+/** Runs a last broker tick, force-deletes the pools (stopping their desktops), closes the server. */
+export async function deletePoolsAndClose(
+  ts: TestServer,
+  admin: Api,
+  poolIds: readonly string[],
+): Promise<void> {
+  await ts.server.broker.tick();
+  for (const id of poolIds) await admin.del(`/api/admin/pools/${id}?force=true`);
+  await ts.close();
+}
+
+/** pids of Xvnc processes whose command line mentions `dir`, ascending (zombies have none) */
+export function xvncUnder(dir: string): number[] {
+  const out: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
+        out.push(Number(e));
+    } catch {
+      /* exited while we looked */
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/**
+ * The end of a file that ran Xvnc desktops in `dirs`: kills any Xvnc still running there —
+ * and fails, since the server should have stopped it — then removes the directories.
+ */
+export function expectNoXvncLeft(dirs: { dataDir: string; runDir: string }): void {
+  const left = xvncUnder(dirs.runDir);
+  for (const pid of left) process.kill(pid, 'SIGKILL');
+  expect(left, 'Xvnc processes left running').toEqual([]);
+  fs.rmSync(dirs.dataDir, { recursive: true, force: true });
+  fs.rmSync(dirs.runDir, { recursive: true, force: true });
+}
+
+/** Is the process there and not a zombie? */
+export function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) may contain spaces and ')': the state follows the last ')'
+    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '');
+  } catch {
+    return false;
+  }
+}
+
+/** The provider's handle in a desktop row; fails the test when the row has none. */
+export function handleOf<H = XvncHandle>(row: { handle: string | null }): H {
+  expect(row.handle, 'the desktop has a handle').toBeTruthy();
+  return JSON.parse(row.handle!) as H;
+}
+
+/** The provider's handle the store keeps for a desktop; fails the test when it has none. */
+export async function desktopHandle<H = XvncHandle>(ts: TestServer, desktopId: string): Promise<H> {
+  const row = await ts.server.broker.desktop(desktopId);
+  expect(row, `desktop ${desktopId}`).toBeDefined();
+  return handleOf<H>(row!);
+}
