@@ -5,6 +5,7 @@ import { api } from '../http';
 import { when } from '../format';
 import type { Tab, TabContext } from './admin-page';
 import { dataTable, row } from './table';
+import { formAndList } from './tab-layout';
 
 /** Longest detail text shown in a cell; the full JSON is in the tooltip. */
 const DETAIL_CHARS = 160;
@@ -79,12 +80,5 @@ export function auditTab({ flash }: TabContext): Tab {
   });
   void load();
 
-  return {
-    el: h(
-      'div',
-      { class: 'stack' },
-      form,
-      h('div', { class: 'card' }, h('h2', null, 'Audit log'), table.el),
-    ),
-  };
+  return { el: formAndList(form, 'Audit log', table.el) };
 }

@@ -5,6 +5,7 @@ import { api, seg } from '../http';
 import type { Tab, TabContext } from './admin-page';
 import type { AdminPool } from './types';
 import { actions, busy, button, dataTable, row } from './table';
+import { createForm, formAndList } from './tab-layout';
 
 const NONE = '';
 
@@ -13,17 +14,33 @@ export function entitlementsTab({ flash }: TabContext): Tab {
   pool.required = true;
   const user = select([]);
   const group = select([]);
-  const grantBtn = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Grant');
-  const form = h(
-    'form',
-    { class: 'card form-grid' },
-    h('h2', { class: 'span-all' }, 'Grant a pool'),
-    field('Pool', pool),
-    field('User', user),
-    field('Group', group),
-    h('p', { class: 'hint span-all' }, 'Pick a user, a group, or both.'),
-    h('div', { class: 'form-actions span-all' }, grantBtn),
-  );
+  const form = createForm({
+    title: 'Grant a pool',
+    fields: [
+      field('Pool', pool),
+      field('User', user),
+      field('Group', group),
+      h('p', { class: 'hint span-all' }, 'Pick a user, a group, or both.'),
+    ],
+    submit: 'Grant',
+    run: async () => {
+      const grants: EntitlementBody[] = [];
+      if (user.value)
+        grants.push({ poolId: pool.value, principalType: 'user', principalId: user.value });
+      if (group.value)
+        grants.push({ poolId: pool.value, principalType: 'group', principalId: group.value });
+      if (!pool.value || grants.length === 0) {
+        flash.error(new Error('Choose a pool and a user or a group.'));
+        return;
+      }
+      for (const g of grants) await api.post<Entitlement>('/api/admin/entitlements', g);
+      flash.ok('Access granted.');
+      user.value = NONE;
+      group.value = NONE;
+      await load();
+    },
+    fail: (err) => flash.error(err, 'Could not grant access'),
+  });
 
   const fill = (
     el: HTMLSelectElement,
@@ -37,30 +54,6 @@ export function entitlementsTab({ flash }: TabContext): Tab {
     );
     if (items.some(([v]) => v === keep)) el.value = keep;
   };
-
-  form.addEventListener('submit', (e) => {
-    e.preventDefault();
-    const grants: EntitlementBody[] = [];
-    if (user.value)
-      grants.push({ poolId: pool.value, principalType: 'user', principalId: user.value });
-    if (group.value)
-      grants.push({ poolId: pool.value, principalType: 'group', principalId: group.value });
-    if (!pool.value || grants.length === 0) {
-      flash.error(new Error('Choose a pool and a user or a group.'));
-      return;
-    }
-    void busy(
-      grantBtn,
-      async () => {
-        for (const g of grants) await api.post<Entitlement>('/api/admin/entitlements', g);
-        flash.ok('Access granted.');
-        user.value = NONE;
-        group.value = NONE;
-        await load();
-      },
-      (err) => flash.error(err, 'Could not grant access'),
-    );
-  });
 
   const table = dataTable('Entitlements', ['Pool', 'Granted to', 'Type', 'Actions']);
   table.empty = 'No entitlements yet: nobody can use any pool.';
@@ -127,12 +120,5 @@ export function entitlementsTab({ flash }: TabContext): Tab {
   }
   void load();
 
-  return {
-    el: h(
-      'div',
-      { class: 'stack' },
-      form,
-      h('div', { class: 'card' }, h('h2', null, 'Entitlements'), table.el),
-    ),
-  };
+  return { el: formAndList(form, 'Entitlements', table.el) };
 }

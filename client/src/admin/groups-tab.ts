@@ -1,38 +1,29 @@
 /** Groups: create, delete, set members. */
 import type { Group, User } from '@vdi/shared';
-import { confirmDialog, openDialog } from '../dialog';
+import { openDialog } from '../dialog';
 import { field, h } from '../dom';
 import { api, seg } from '../http';
 import type { Tab, TabContext } from './admin-page';
-import { actions, busy, button, dataTable, row } from './table';
+import { actions, button, confirmButton, dataTable, row } from './table';
+import { createForm, formAndList } from './tab-layout';
 
 export function groupsTab({ flash }: TabContext): Tab {
   let users: User[] = [];
 
   const name = h('input', { required: true, maxLength: 128, autocomplete: 'off' });
   const description = h('input', { maxLength: 1024, autocomplete: 'off' });
-  const createBtn = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create group');
-  const form = h(
-    'form',
-    { class: 'card form-grid' },
-    h('h2', { class: 'span-all' }, 'New group'),
-    field('Name', name),
-    field('Description', description),
-    h('div', { class: 'form-actions span-all' }, createBtn),
-  );
-  form.addEventListener('submit', (e) => {
-    e.preventDefault();
-    const body = { name: name.value.trim(), description: description.value.trim() };
-    void busy(
-      createBtn,
-      async () => {
-        await api.post<Group>('/api/admin/groups', body);
-        flash.ok(`Group ${body.name} created.`);
-        form.reset();
-        await load();
-      },
-      (err) => flash.error(err, 'Could not create the group'),
-    );
+  const form = createForm({
+    title: 'New group',
+    fields: [field('Name', name), field('Description', description)],
+    submit: 'Create group',
+    run: async () => {
+      const body = { name: name.value.trim(), description: description.value.trim() };
+      await api.post<Group>('/api/admin/groups', body);
+      flash.ok(`Group ${body.name} created.`);
+      form.reset();
+      await load();
+    },
+    fail: (err) => flash.error(err, 'Could not create the group'),
   });
 
   const table = dataTable('Groups', ['Name', 'Description', 'Members', 'Actions']);
@@ -83,26 +74,19 @@ export function groupsTab({ flash }: TabContext): Tab {
             .join(', ') || '—',
           actions(
             button('Members…', () => editMembers(g)),
-            button(
+            confirmButton(
               'Delete',
-              (b) =>
-                void confirmDialog(
-                  'Delete group',
-                  `Delete the group ${g.name}? Its entitlements go with it.`,
-                  'Delete group',
-                ).then(async (ok) => {
-                  if (!ok) return;
-                  await busy(
-                    b,
-                    async () => {
-                      await api.del(`/api/admin/groups/${seg(g.id)}`);
-                      flash.ok(`Group ${g.name} deleted.`);
-                      await load();
-                    },
-                    (err) => flash.error(err, `Could not delete ${g.name}`),
-                  );
-                }),
-              'danger',
+              {
+                title: 'Delete group',
+                question: `Delete the group ${g.name}? Its entitlements go with it.`,
+                confirm: 'Delete group',
+              },
+              async () => {
+                await api.del(`/api/admin/groups/${seg(g.id)}`);
+                flash.ok(`Group ${g.name} deleted.`);
+                await load();
+              },
+              (err) => flash.error(err, `Could not delete ${g.name}`),
             ),
           ),
         ),
@@ -124,12 +108,5 @@ export function groupsTab({ flash }: TabContext): Tab {
   }
   void load();
 
-  return {
-    el: h(
-      'div',
-      { class: 'stack' },
-      form,
-      h('div', { class: 'card' }, h('h2', null, 'Groups'), table.el),
-    ),
-  };
+  return { el: formAndList(form, 'Groups', table.el) };
 }

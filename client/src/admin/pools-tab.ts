@@ -7,6 +7,7 @@ import { providerLabel, seconds } from '../format';
 import type { Tab, TabContext } from './admin-page';
 import type { AdminDesktop, AdminPool } from './types';
 import { actions, busy, button, dataTable, row } from './table';
+import { createForm, formAndList } from './tab-layout';
 
 // defaultValue (the attribute), not value: form.reset() returns to it after a create
 const numberInput = (value: number, min: number, max: number): HTMLInputElement =>
@@ -236,40 +237,33 @@ export function poolsTab({ flash }: TabContext): Tab {
   provider.addEventListener('change', showTemplate);
   showTemplate();
 
-  const createBtn = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create pool');
-  const form = h(
-    'form',
-    { class: 'card form-grid' },
-    h('h2', { class: 'span-all' }, 'New pool'),
-    field('Name', name),
-    field('Description', description),
-    field('Provider', provider),
-    field('Assignment', assignment, 'Floating: any free desktop. Dedicated: one per user, kept.'),
-    ...sizingLayout(sizing),
-    h('div', { class: 'span-all' }, templateSlot),
-    h('div', { class: 'form-actions span-all' }, createBtn),
-  );
-  form.addEventListener('submit', (e) => {
-    e.preventDefault();
-    const body = {
-      name: name.value.trim(),
-      description: description.value.trim(),
-      provider: provider.value,
-      assignment: assignment.value,
-      ...sizingValue(sizing),
-      template: template.value(),
-    } as PoolCreateBody;
-    void busy(
-      createBtn,
-      async () => {
-        await api.post<Pool>('/api/admin/pools', body);
-        flash.ok(`Pool ${body.name} created.`);
-        form.reset();
-        showTemplate();
-        await load();
-      },
-      (err) => flash.error(err, 'Could not create the pool'),
-    );
+  const form = createForm({
+    title: 'New pool',
+    fields: [
+      field('Name', name),
+      field('Description', description),
+      field('Provider', provider),
+      field('Assignment', assignment, 'Floating: any free desktop. Dedicated: one per user, kept.'),
+      ...sizingLayout(sizing),
+      h('div', { class: 'span-all' }, templateSlot),
+    ],
+    submit: 'Create pool',
+    run: async () => {
+      const body = {
+        name: name.value.trim(),
+        description: description.value.trim(),
+        provider: provider.value,
+        assignment: assignment.value,
+        ...sizingValue(sizing),
+        template: template.value(),
+      } as PoolCreateBody;
+      await api.post<Pool>('/api/admin/pools', body);
+      flash.ok(`Pool ${body.name} created.`);
+      form.reset();
+      showTemplate();
+      await load();
+    },
+    fail: (err) => flash.error(err, 'Could not create the pool'),
   });
 
   // ── list ──
@@ -454,12 +448,5 @@ export function poolsTab({ flash }: TabContext): Tab {
   }
   void load();
 
-  return {
-    el: h(
-      'div',
-      { class: 'stack' },
-      form,
-      h('div', { class: 'card' }, h('h2', null, 'Pools'), table.el),
-    ),
-  };
+  return { el: formAndList(form, 'Pools', table.el) };
 }

@@ -1,3 +1,4 @@
+import { confirmDialog } from '../dialog';
 import { h } from '../dom';
 
 type Cell = Node | string | number | null | undefined;
@@ -77,4 +78,24 @@ export async function busy(
   } finally {
     if (b) b.disabled = false;
   }
+}
+
+/**
+ * A danger button that asks first (dialog `title` with `question`, confirmed by `confirm`),
+ * then runs `run` as busy() does.
+ */
+export function confirmButton(
+  label: string,
+  ask: { title: string; question: string; confirm: string },
+  run: () => Promise<unknown>,
+  fail: (err: unknown) => void,
+): HTMLButtonElement {
+  return button(
+    label,
+    (b) =>
+      void confirmDialog(ask.title, ask.question, ask.confirm).then(async (ok) => {
+        if (ok) await busy(b, run, fail);
+      }),
+    'danger',
+  );
 }

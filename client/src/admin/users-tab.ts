@@ -1,11 +1,12 @@
 /** Users: list, create, enable/disable, role, password reset, group membership, delete. */
 import type { Group, User, UserCreateBody, UserUpdateBody } from '@vdi/shared';
-import { confirmDialog, openDialog } from '../dialog';
+import { openDialog } from '../dialog';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
 import { when } from '../format';
 import type { Tab, TabContext } from './admin-page';
-import { actions, busy, button, dataTable, row } from './table';
+import { actions, busy, button, confirmButton, dataTable, row } from './table';
+import { createForm, formAndList } from './tab-layout';
 
 export function usersTab({ me, flash }: TabContext): Tab {
   let groups: Group[] = [];
@@ -32,35 +33,28 @@ export function usersTab({ me, flash }: TabContext): Tab {
     'user',
   );
   const displayName = h('input', { maxLength: 128, autocomplete: 'off' });
-  const createBtn = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create user');
-  const form = h(
-    'form',
-    { class: 'card form-grid' },
-    h('h2', { class: 'span-all' }, 'New user'),
-    field('Username', username, 'Letters, digits and . _ @ -'),
-    field('Password', password, 'At least 8 characters'),
-    field('Role', role),
-    field('Display name', displayName),
-    h('div', { class: 'form-actions span-all' }, createBtn),
-  );
-  form.addEventListener('submit', (e) => {
-    e.preventDefault();
-    const body: UserCreateBody = {
-      username: username.value.trim(),
-      password: password.value,
-      role: role.value as UserCreateBody['role'],
-      displayName: displayName.value.trim(),
-    };
-    void busy(
-      createBtn,
-      async () => {
-        await api.post<User>('/api/admin/users', body);
-        flash.ok(`User ${body.username} created.`);
-        form.reset();
-        await load();
-      },
-      (err) => flash.error(err, 'Could not create the user'),
-    );
+  const form = createForm({
+    title: 'New user',
+    fields: [
+      field('Username', username, 'Letters, digits and . _ @ -'),
+      field('Password', password, 'At least 8 characters'),
+      field('Role', role),
+      field('Display name', displayName),
+    ],
+    submit: 'Create user',
+    run: async () => {
+      const body: UserCreateBody = {
+        username: username.value.trim(),
+        password: password.value,
+        role: role.value as UserCreateBody['role'],
+        displayName: displayName.value.trim(),
+      };
+      await api.post<User>('/api/admin/users', body);
+      flash.ok(`User ${body.username} created.`);
+      form.reset();
+      await load();
+    },
+    fail: (err) => flash.error(err, 'Could not create the user'),
   });
 
   // ── list ──
@@ -195,26 +189,19 @@ export function usersTab({ me, flash }: TabContext): Tab {
             button('Groups…', () => editGroups(u)),
             self
               ? null
-              : button(
+              : confirmButton(
                   'Delete',
-                  (b) =>
-                    void confirmDialog(
-                      'Delete user',
-                      `Delete ${u.username}? Their sessions are logged off.`,
-                      'Delete user',
-                    ).then(async (ok) => {
-                      if (!ok) return;
-                      await busy(
-                        b,
-                        async () => {
-                          await api.del(`/api/admin/users/${seg(u.id)}`);
-                          flash.ok(`${u.username} deleted.`);
-                          await load();
-                        },
-                        (err) => flash.error(err, `Could not delete ${u.username}`),
-                      );
-                    }),
-                  'danger',
+                  {
+                    title: 'Delete user',
+                    question: `Delete ${u.username}? Their sessions are logged off.`,
+                    confirm: 'Delete user',
+                  },
+                  async () => {
+                    await api.del(`/api/admin/users/${seg(u.id)}`);
+                    flash.ok(`${u.username} deleted.`);
+                    await load();
+                  },
+                  (err) => flash.error(err, `Could not delete ${u.username}`),
                 ),
           ),
         );
@@ -238,12 +225,5 @@ export function usersTab({ me, flash }: TabContext): Tab {
   }
   void load();
 
-  return {
-    el: h(
-      'div',
-      { class: 'stack' },
-      form,
-      h('div', { class: 'card' }, h('h2', null, 'Users'), table.el),
-    ),
-  };
+  return { el: formAndList(form, 'Users', table.el) };
 }
