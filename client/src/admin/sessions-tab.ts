@@ -262,11 +262,18 @@ export function sessionsTab({ flash }: TabContext): Tab {
     };
     set(v.cells.user, s.username);
     set(v.cells.pool, s.poolName);
-    set(v.cells.desktop, s.desktopName);
-    const stateClass = `state state-${s.state}`;
+    // VMs say how they run (KVM or TCG software emulation); every fact is in the tooltip
+    const facts = s.facts ?? {};
+    set(v.cells.desktop, facts.accel ? `${s.desktopName} · ${facts.accel}` : s.desktopName);
+    v.cells.desktop.title = Object.entries(facts)
+      .map(([k, val]) => `${k}: ${val}`)
+      .join('\n');
+    const unhealthy = s.desktopState && s.desktopState !== 'running' ? s.desktopState : '';
+    const stateText = unhealthy ? `${s.state} · desktop ${unhealthy}` : s.state;
+    const stateClass = `state state-${unhealthy ? 'unhealthy' : s.state}`;
     const badge = v.cells.state.firstElementChild;
-    if (!badge || badge.className !== stateClass || badge.textContent !== s.state) {
-      v.cells.state.replaceChildren(h('span', { class: stateClass }, s.state));
+    if (!badge || badge.className !== stateClass || badge.textContent !== stateText) {
+      v.cells.state.replaceChildren(h('span', { class: stateClass }, stateText));
     }
     set(v.cells.since, `${when(s.stateSince)} (${ago(s.stateSince)})`);
     set(v.cells.viewers, num(s.viewers));

@@ -15,8 +15,11 @@ export interface AdminSession extends SessionInfo {
   fps?: number;
   lastInputAt?: string | null;
   provider?: ProviderKind;
-  /** provider facts (pid, display, VM state…) */
-  desktop?: Record<string, unknown>;
+  shadows?: number;
+  /** the desktop's health: running, unresponsive, paused… */
+  desktopState?: string;
+  /** provider facts: display and pid (Xvnc), acceleration KVM/TCG, memory, vCPUs (VMs)… */
+  facts?: Record<string, string>;
 }
 
 /** GET /api/admin/pools/:id/desktops: shape owned by the server; shown as key/value rows. */

@@ -291,6 +291,22 @@ describe('a VM desktop in the browser', () => {
     );
   });
 
+  it('the admin console says how the VM runs (KVM or TCG)', async () => {
+    const admin = await page.context().newPage();
+    try {
+      await admin.goto(`${server.url}/admin/sessions`);
+      const row = admin.locator('tr', { hasText: 'Test VM' }).first();
+      await row.waitFor({ timeout: UI_MS });
+      await until(
+        async () => /· (KVM|TCG)/.test(await row.innerText()),
+        UI_MS,
+        'the acceleration in the sessions table',
+      );
+    } finally {
+      await admin.close();
+    }
+  });
+
   it('Log off stops the VM and discards its linked clone; the golden image is untouched', async () => {
     const h = vm!;
     await page.getByRole('button', { name: 'Log off' }).click();
