@@ -202,11 +202,11 @@ describe('a real desktop in the browser', () => {
     await until(() => readHome('ctrl.txt')?.trim() === 'ctrl-ok', 15_000, 'Ctrl+U and Tab');
   });
 
-  it('maps mouse buttons, position and wheel onto the desktop', async () => {
+  it('maps mouse buttons, position and wheel, and modifier combinations, onto the desktop', async () => {
     const out = path.join(first.home, 'xev.log');
     const xev = execFile(
       'sh',
-      ['-c', `exec xev -geometry 300x200+600+450 -event button > ${out}`],
+      ['-c', `exec xev -geometry 300x200+600+450 -event button -event keyboard > ${out}`],
       { env: { ...process.env, DISPLAY: `:${first.display}` } },
     );
     try {
@@ -245,6 +245,25 @@ describe('a real desktop in the browser', () => {
         },
         10_000,
         'xev to see buttons 1-5',
+      );
+      // the left click focused the xev window: Alt, Ctrl and Shift combinations reach it
+      await page.keyboard.press('Alt+x');
+      await page.keyboard.press('Control+Shift+KeyA');
+      await until(
+        () => {
+          const log = fs.readFileSync(out, 'utf8');
+          const withMod = (mask: number, keysym: string) =>
+            [...log.matchAll(/state 0x([0-9a-f]+), keycode \d+ \(keysym (0x[0-9a-f]+),/g)].some(
+              (m) => (parseInt(m[1]!, 16) & mask) === mask && m[2] === keysym,
+            );
+          return (
+            ['Alt_L', 'Control_L', 'Shift_L'].every((k) => log.includes(`, ${k})`)) &&
+            withMod(0x8, '0x78') && // Mod1 (Alt) held while x
+            withMod(0x4, '0x41') // Control held while A (Shift gives the capital)
+          );
+        },
+        10_000,
+        'xev to see Alt+x and Ctrl+Shift+A',
       );
     } finally {
       xev.kill();
