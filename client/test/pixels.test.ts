@@ -124,8 +124,7 @@ describe('DeflatePalette', () => {
     const indices = Uint8Array.of(0, 1, 2, 2, 1, 0);
     const payload = concat(
       Uint8Array.of(palette.byteLength / 3 - 1),
-      palette,
-      segment(packIndices(indices, 3, 2, 3)),
+      segment(concat(palette, packIndices(indices, 3, 2, 3))),
     );
     const rgba = await decodeDeflatePalette(payload, 3, 2, new InflateStream());
     expect([...rgba]).toEqual([
@@ -138,7 +137,7 @@ describe('DeflatePalette', () => {
     const big = new Uint8Array(256 * 3).map((_, i) => Math.floor(i / 3));
     const indices = Uint8Array.of(255, 0, 128, 7);
     const rgba = await decodeDeflatePalette(
-      concat(Uint8Array.of(255), big, segment(indices)),
+      concat(Uint8Array.of(255), segment(concat(big, indices))),
       2,
       2,
       new InflateStream(),
@@ -148,7 +147,7 @@ describe('DeflatePalette', () => {
 
   it('rejects an index beyond the palette size', async () => {
     // three colours use two bits per index, so index 3 can be encoded but is out of range
-    const payload = concat(Uint8Array.of(2), palette, segment(Uint8Array.of(0b00110000)));
+    const payload = concat(Uint8Array.of(2), segment(concat(palette, Uint8Array.of(0b00110000))));
     await expect(decodeDeflatePalette(payload, 2, 1, new InflateStream())).rejects.toBeInstanceOf(
       PixelFormatError,
     );
@@ -157,8 +156,7 @@ describe('DeflatePalette', () => {
   it('unpacks one bit per pixel for two-colour rects, rows byte-aligned', async () => {
     const payload = concat(
       Uint8Array.of(1),
-      palette.subarray(0, 6),
-      segment(Uint8Array.of(0b10100000, 0b01000000)),
+      segment(concat(palette.subarray(0, 6), Uint8Array.of(0b10100000, 0b01000000))),
     );
     const rgba = await decodeDeflatePalette(payload, 3, 2, new InflateStream());
     const white = [0xff, 0xff, 0xff, 255];
@@ -167,9 +165,15 @@ describe('DeflatePalette', () => {
   });
 
   it('rejects a truncated palette and an empty payload', async () => {
+    // four colours announced, one in the segment (and no indices)
     await expect(
-      decodeDeflatePalette(Uint8Array.of(3, 1, 2, 3), 1, 1, new InflateStream()),
-    ).rejects.toThrow(/palette truncated/);
+      decodeDeflatePalette(
+        concat(Uint8Array.of(3), segment(Uint8Array.of(1, 2, 3))),
+        1,
+        1,
+        new InflateStream(),
+      ),
+    ).rejects.toThrow(/fewer bytes/);
     await expect(
       decodeDeflatePalette(new Uint8Array(0), 1, 1, new InflateStream()),
     ).rejects.toThrow(/empty/);

@@ -31,7 +31,7 @@ describe('decodeRects', () => {
           w: 3,
           h: 1,
           codec: Codec.DeflatePalette,
-          payload: Uint8Array.of(...palette, ...segment(new Uint8Array(1))), // 3 px, 1 bit each: one byte
+          payload: Uint8Array.of(palette[0]!, ...segment(Uint8Array.of(...palette.subarray(1), 0))), // colour (1,2,3); 3 px, 1 bit each: one byte
         },
         { x: 0, y: 10, w: 16, h: 16, codec: Codec.Copy, payload: copyPayload(1, 2) },
       ],

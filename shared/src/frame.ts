@@ -51,9 +51,9 @@ export const Codec = {
   /** payload: a segment of the viewer's deflate stream (see above) of w×h×3 bytes R, G, B */
   DeflateRgb: 5,
   /**
-   * payload: u8 (paletteSize - 1), paletteSize × (R, G, B), then a segment of the viewer's
-   * deflate stream of the w×h palette indices packed with packIndices (1/2/4/8 bits each,
-   * rows byte-aligned)
+   * payload: u8 (paletteSize - 1), then a segment of the viewer's deflate stream holding
+   * paletteSize × (R, G, B) followed by the w×h palette indices packed with packIndices
+   * (1/2/4/8 bits each, rows byte-aligned)
    */
   DeflatePalette: 6,
 } as const;

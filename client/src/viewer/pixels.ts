@@ -65,9 +65,8 @@ export async function decodeDeflateRgb(
 }
 
 /**
- * DeflatePalette payload: u8 (size - 1), size × RGB, a zlib-stream segment of the packed
- * w×h indices. The segment is handed to the stream before any check that could skip it, so
- * the stream stays in step with the server's even when the rect is refused.
+ * DeflatePalette payload: u8 (size - 1), then a zlib-stream segment holding size × RGB and the
+ * packed w×h indices.
  */
 export async function decodeDeflatePalette(
   payload: Uint8Array,
@@ -77,8 +76,9 @@ export async function decodeDeflatePalette(
 ): Promise<Uint8ClampedArray<ArrayBuffer>> {
   if (payload.byteLength < 1) throw new PixelFormatError('palette payload is empty');
   const size = payload[0]! + 1;
-  const paletteEnd = 1 + size * 3;
-  if (payload.byteLength < paletteEnd) throw new PixelFormatError('palette truncated');
-  const packed = await zlib.inflate(payload.subarray(paletteEnd), packedSize(w, h, size));
-  return paletteToRgba(payload.subarray(1, paletteEnd), unpackIndices(packed, w, h, size));
+  const plain = await zlib.inflate(payload.subarray(1), size * 3 + packedSize(w, h, size));
+  return paletteToRgba(
+    plain.subarray(0, size * 3),
+    unpackIndices(plain.subarray(size * 3), w, h, size),
+  );
 }

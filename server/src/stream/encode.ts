@@ -47,16 +47,19 @@ async function encodePalette(
   z: DeflateStream,
 ): Promise<Uint8Array> {
   const n = a.palette.length;
-  const head = Buffer.allocUnsafe(1 + n * 3);
-  head[0] = n - 1;
+  const packed = packIndices(a.indices, w, h, n);
+  // the palette goes into the zlib stream too: the same few colours again (the next glyph
+  // of the same text) then cost a couple of bytes instead of 3 per colour
+  const plain = Buffer.allocUnsafe(n * 3 + packed.length);
   for (let i = 0; i < n; i++) {
     const c = a.palette[i]!;
-    head[1 + i * 3] = c & 0xff;
-    head[2 + i * 3] = (c >>> 8) & 0xff;
-    head[3 + i * 3] = (c >>> 16) & 0xff;
+    plain[i * 3] = c & 0xff;
+    plain[i * 3 + 1] = (c >>> 8) & 0xff;
+    plain[i * 3 + 2] = (c >>> 16) & 0xff;
   }
-  const body = await z.compress(packIndices(a.indices, w, h, n));
-  return Buffer.concat([head, body]);
+  plain.set(packed, n * 3);
+  const body = await z.compress(plain);
+  return Buffer.concat([Buffer.of(n - 1), body]);
 }
 
 /**

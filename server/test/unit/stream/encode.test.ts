@@ -51,8 +51,9 @@ describe('codec choice', () => {
     expect(r.lossy).toBe(false);
     // decode and compare exactly
     const n = r.payload[0]! + 1;
-    const pal = r.payload.subarray(1, 1 + n * 3);
-    const idx = unpackIndices(inflate(r.payload.subarray(1 + n * 3)), 200, 40, n);
+    const plain = inflate(r.payload.subarray(1));
+    const pal = plain.subarray(0, n * 3);
+    const idx = unpackIndices(plain.subarray(n * 3), 200, 40, n);
     for (let i = 0; i < 200 * 40; i++) {
       const k = idx[i]!;
       expect([pal[k * 3], pal[k * 3 + 1], pal[k * 3 + 2]]).toEqual([

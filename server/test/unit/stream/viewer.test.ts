@@ -171,8 +171,9 @@ describe('Viewer pacing', () => {
                 );
           } else if (r.codec === Codec.DeflatePalette) {
             const n = r.payload[0]! + 1;
-            const pal = r.payload.subarray(1, 1 + n * 3);
-            const idx = unpackIndices(rx.inflate(r.payload.subarray(1 + n * 3)), r.w, r.h, n);
+            const plain = rx.inflate(r.payload.subarray(1));
+            const pal = plain.subarray(0, n * 3);
+            const idx = unpackIndices(plain.subarray(n * 3), r.w, r.h, n);
             for (let i = 0; i < r.w * r.h; i++) {
               const k = idx[i]!;
               canvas.set(
