@@ -35,6 +35,25 @@ export function encodeSetEncodings(encodings: readonly number[]): Buffer {
   return b;
 }
 
+/** FramebufferUpdateRequest and EnableContinuousUpdates share this layout: type, flag, region. */
+function encodeRegionMessage(
+  type: number,
+  flag: boolean,
+  x: number,
+  y: number,
+  w: number,
+  h: number,
+): Buffer {
+  const b = Buffer.alloc(10);
+  b[0] = type;
+  b[1] = flag ? 1 : 0;
+  b.writeUInt16BE(x, 2);
+  b.writeUInt16BE(y, 4);
+  b.writeUInt16BE(w, 6);
+  b.writeUInt16BE(h, 8);
+  return b;
+}
+
 export function encodeFramebufferUpdateRequest(
   incremental: boolean,
   x: number,
@@ -42,14 +61,7 @@ export function encodeFramebufferUpdateRequest(
   w: number,
   h: number,
 ): Buffer {
-  const b = Buffer.alloc(10);
-  b[0] = ClientMessageType.FramebufferUpdateRequest;
-  b[1] = incremental ? 1 : 0;
-  b.writeUInt16BE(x, 2);
-  b.writeUInt16BE(y, 4);
-  b.writeUInt16BE(w, 6);
-  b.writeUInt16BE(h, 8);
-  return b;
+  return encodeRegionMessage(ClientMessageType.FramebufferUpdateRequest, incremental, x, y, w, h);
 }
 
 export function encodeKeyEvent(keysym: number, down: boolean): Buffer {
@@ -85,14 +97,7 @@ export function encodeEnableContinuousUpdates(
   w: number,
   h: number,
 ): Buffer {
-  const b = Buffer.alloc(10);
-  b[0] = ClientMessageType.EnableContinuousUpdates;
-  b[1] = enable ? 1 : 0;
-  b.writeUInt16BE(x, 2);
-  b.writeUInt16BE(y, 4);
-  b.writeUInt16BE(w, 6);
-  b.writeUInt16BE(h, 8);
-  return b;
+  return encodeRegionMessage(ClientMessageType.EnableContinuousUpdates, enable, x, y, w, h);
 }
 
 export function encodeClientFence(flags: number, payload: Uint8Array): Buffer {

@@ -24,7 +24,7 @@ import {
   type ServerInfo,
 } from '../../src/rfb/client.js';
 import type { ExtendedDesktopSizeEvent } from '../../src/rfb/decoders/extended-desktop-size.js';
-import type { FramebufferSink } from '../../src/rfb/types.js';
+import { FramebufferModel } from '../unit/rfb/helpers/sinks.js';
 
 const run = promisify(execFile);
 
@@ -33,55 +33,15 @@ const WAIT_MS = 15_000;
 const WIDTH = 640;
 const HEIGHT = 480;
 
-/** A framebuffer (R, G, B, X per pixel) built from sink calls, with damage since the last clear. */
-class TestFramebuffer implements FramebufferSink {
-  width = 0;
-  height = 0;
-  data = Buffer.alloc(0);
-  updates = 0;
-  resizes: [number, number][] = [];
-  cutTexts: string[] = [];
-  damage: { x: number; y: number; w: number; h: number }[] = [];
-  private covered = new Uint8Array(0);
+/** The unit tests' framebuffer model, also keeping the sizes it was given and a colour check. */
+class TestFramebuffer extends FramebufferModel {
+  sizes: [number, number][] = [];
 
-  resize(width: number, height: number): void {
-    this.width = width;
-    this.height = height;
-    this.data = Buffer.alloc(width * height * 4);
-    this.covered = new Uint8Array(width * height);
-    this.resizes.push([width, height]);
-  }
-  putPixels(x: number, y: number, w: number, h: number, pixels: Buffer): void {
-    for (let row = 0; row < h; row++) {
-      const at = (y + row) * this.width + x;
-      pixels.copy(this.data, at * 4, row * w * 4, (row + 1) * w * 4);
-      this.covered.fill(1, at, at + w);
-    }
-    this.damage.push({ x, y, w, h });
-  }
-  copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void {
-    const tmp = Buffer.alloc(w * h * 4);
-    for (let row = 0; row < h; row++) {
-      const from = ((srcY + row) * this.width + srcX) * 4;
-      this.data.copy(tmp, row * w * 4, from, from + w * 4);
-    }
-    this.putPixels(x, y, w, h, tmp);
-  }
-  setCursor(): void {}
-  updateEnd(): void {
-    this.updates++;
-  }
-  serverCutText(text: string): void {
-    this.cutTexts.push(text);
+  override resize(width: number, height: number): void {
+    super.resize(width, height);
+    this.sizes.push([width, height]);
   }
 
-  pixel(x: number, y: number): [number, number, number] {
-    const i = (y * this.width + x) * 4;
-    return [this.data[i] as number, this.data[i + 1] as number, this.data[i + 2] as number];
-  }
-  fullyCovered(): boolean {
-    return this.covered.length > 0 && this.covered.every((c) => c === 1);
-  }
   everyPixelIs(rgb: [number, number, number]): boolean {
     for (let i = 0; i < this.width * this.height; i++) {
       if (
@@ -260,7 +220,7 @@ describe('Xvnc with security None', () => {
       fence: true,
       extendedDesktopSize: true,
     });
-    expect(main.fb.resizes[0]).toEqual([WIDTH, HEIGHT]);
+    expect(main.fb.sizes[0]).toEqual([WIDTH, HEIGHT]);
     await waitFor(() => main.fb.fullyCovered(), 'full coverage');
   });
 
