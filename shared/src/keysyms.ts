@@ -162,10 +162,3 @@ export function keysymFromEvent(e: KeyLike): number | undefined {
   if (named !== undefined) return named;
   return keysymForChar(e.key);
 }
-
-/** Characters for which typing as a keysym sequence needs no modifier (used by paste-as-keys). */
-export function isPrintableKeysym(keysym: number): boolean {
-  return (
-    (keysym >= 0x20 && keysym <= 0x7e) || (keysym >= 0xa0 && keysym <= 0xff) || keysym > 0x01000000
-  );
-}

@@ -1041,13 +1041,4 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.log.info({ adopted, cleaned, swept }, 'reconciliation done');
     return { adopted, cleaned, swept };
   }
-
-  async desktopsInUseCount(): Promise<number> {
-    const r = await this.db
-      .selectFrom('desktops')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('state', '=', 'in-use')
-      .executeTakeFirstOrThrow();
-    return Number(r.n);
-  }
 }

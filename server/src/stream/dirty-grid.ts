@@ -46,10 +46,6 @@ export class DirtyGrid {
     return this.count === 0;
   }
 
-  get dirtyCells(): number {
-    return this.count;
-  }
-
   resize(width: number, height: number): void {
     this.width = width;
     this.height = height;

@@ -89,10 +89,6 @@ export class Viewer {
     this.dirty.markAll();
   }
 
-  get pendingCells(): number {
-    return this.dirty.dirtyCells;
-  }
-
   /** the framebuffer changed size: everything is new */
   resized(): void {
     this.dirty.resize(this.mirror.width, this.mirror.height);
