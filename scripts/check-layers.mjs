@@ -56,17 +56,14 @@ function resolveImport(from, spec) {
 
 function importsOf(file) {
   const text = fs.readFileSync(file, 'utf8');
-  const specs = [...text.matchAll(IMPORT_RE), ...text.matchAll(DYNAMIC_IMPORT_RE)].map(
-    (m) => m[1],
-  );
+  const specs = [...text.matchAll(IMPORT_RE), ...text.matchAll(DYNAMIC_IMPORT_RE)].map((m) => m[1]);
   return specs.map((s) => ({ spec: s, target: resolveImport(file, s) }));
 }
 
 export function layerOf(relToServerSrc) {
   const rel = relToServerSrc.split(path.sep).join('/');
   for (let i = 0; i < SERVER_LAYERS.length; i++)
-    if (SERVER_LAYERS[i].some((p) => (p.endsWith('/') ? rel.startsWith(p) : rel === p)))
-      return i;
+    if (SERVER_LAYERS[i].some((p) => (p.endsWith('/') ? rel.startsWith(p) : rel === p))) return i;
   return undefined;
 }
 
