@@ -136,7 +136,8 @@ export function viewerReason(err: RfbError): ViewerReason {
     case 'auth-failed':
       return {
         code: 'DESKTOP_REFUSED',
-        message: 'the desktop refused the connection (authentication); an administrator has the details',
+        message:
+          'the desktop refused the connection (authentication); an administrator has the details',
       };
     case 'handler-error':
       return { code: 'DESKTOP_UNAVAILABLE', message: 'the desktop link failed on the server' };
