@@ -155,7 +155,11 @@ describe('FramebufferUpdate', () => {
         maxHeight: 1080,
         maxPixels: 1920 * 1080,
       });
-      expectProtocolError(run.error, 'framebuffer-too-large', /at most 1920x1080 and 2\.1 megapixels/);
+      expectProtocolError(
+        run.error,
+        'framebuffer-too-large',
+        /at most 1920x1080 and 2\.1 megapixels/,
+      );
       expect((run.error as RfbProtocolError).viewerMessage).toBe(
         "the desktop's screen is 2000×100 (0.2 megapixels); this pool allows at most 1920×1080 and 2.1 megapixels",
       );
