@@ -134,6 +134,13 @@ const DEFAULT_MESSAGE_TIMEOUT_MS = 30_000;
  * replies and reads none gets at most this much of our memory (plus one message's answer).
  */
 const REPLY_HIGH_WATER_BYTES = 64 * 1024;
+/**
+ * Server messages a connection may send in a burst, and per second after it. A desktop sends
+ * tens of updates a second (TigerVNC caps itself at 60) and a few fences; a server sending
+ * thousands of empty updates or fences a second only burns our CPU, and is cut off.
+ */
+const MESSAGE_BURST = 5_000;
+const MESSAGES_PER_SEC = 1_000;
 /** After close(), unflushed writes get this long before the socket is destroyed, ms. */
 const CLOSE_FLUSH_MS = 1_000;
 /** Marks our keepalive fences (payload), so their answers are told apart. */
@@ -183,6 +190,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readPaused = false;
   /** an update ended during this parse pass: request the next one once, after the pass */
   private updateWanted = false;
+  private messageBudget = { tokens: MESSAGE_BURST, at: 0, counted: 0 };
 
   /** a FramebufferUpdateRequest awaits its update (request/response mode) */
   private updateRequested = false;
@@ -469,6 +477,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
 
   private afterParse(stop: ParseStop): void {
     const parser = this.parser as ServerMessageParser;
+    this.spendMessages(parser.messagesCompleted);
     if (stop === 'held') {
       // Backed up: read nothing more until the socket drains, so the server cannot make us
       // queue more answers (or hold more of its bytes) than we allow.
@@ -497,6 +506,21 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       );
     }, this.messageTimeoutMs);
     this.messageTimer.unref();
+  }
+
+  private spendMessages(completed: number): void {
+    const b = this.messageBudget;
+    const now = Date.now();
+    b.tokens = Math.min(MESSAGE_BURST, b.tokens + ((now - b.at) * MESSAGES_PER_SEC) / 1000);
+    b.at = now;
+    b.tokens -= completed - b.counted;
+    b.counted = completed;
+    if (b.tokens < 0) {
+      throw new RfbProtocolError(
+        'message-flood',
+        `the VNC server sent more than ${MESSAGE_BURST} messages at once (${MESSAGES_PER_SEC}/s allowed after that)`,
+      );
+    }
   }
 
   private onDrain(): void {

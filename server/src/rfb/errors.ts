@@ -19,6 +19,8 @@ export type RfbProtocolErrorCode =
   | 'framebuffer-too-large'
   /** the screen size changed more often than a desktop ever needs to */
   | 'resize-flood'
+  /** far more messages a second than a desktop ever sends (empty updates, fences) */
+  | 'message-flood'
   | 'name-too-long'
   // server messages
   | 'unknown-message-type'
@@ -105,6 +107,11 @@ export function viewerReason(err: RfbError): ViewerReason {
       return {
         code: 'DESKTOP_TOO_LARGE',
         message: own ?? "the desktop's screen is larger than this pool allows",
+      };
+    case 'message-flood':
+      return {
+        code: 'DESKTOP_PROTOCOL_ERROR',
+        message: 'the desktop sent far more messages than a desktop does and was disconnected',
       };
     case 'resize-flood':
       return {
