@@ -42,6 +42,8 @@ interface Entry {
   ready: Promise<DesktopStream>;
   linger: TimerHandle | undefined;
   endpoint: RfbEndpoint;
+  /** why the link closed, once it has */
+  closed: RfbError | undefined;
 }
 
 /** Keep a desktop's RFB connection this long after its last viewer leaves, ms. */
@@ -105,7 +107,11 @@ export class StreamManager {
     e.linger?.cancel();
     e.linger = undefined;
     try {
-      return await e.ready;
+      const stream = await e.ready;
+      // a link can fail right after its first frame (in the same read): do not hand it out
+      if (this.entries.get(desktopId) !== e)
+        throw e.closed ?? new RfbError('server-closed', 'the desktop link closed while opening');
+      return stream;
     } catch (err) {
       this.releaseEntry(desktopId, e);
       throw err;
@@ -165,6 +171,7 @@ export class StreamManager {
       refs: 0,
       linger: undefined,
       endpoint,
+      closed: undefined,
       ready: undefined as unknown as Promise<DesktopStream>,
     };
     const rfb = this.options.rfb ?? {};
@@ -185,6 +192,7 @@ export class StreamManager {
       });
       entry.client = client;
       client.on('close', (info) => {
+        entry.closed = info.error ?? new RfbError('closed', info.reason);
         entry.linger?.cancel();
         entry.linger = undefined;
         if (this.entries.get(desktopId) !== entry) return; // we closed it on purpose
