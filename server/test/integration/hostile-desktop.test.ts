@@ -41,6 +41,7 @@ import {
 
 const run = promisify(execFile);
 const HOSTILE = path.resolve(import.meta.dirname, '../helpers/hostile-vnc-server.mjs');
+const FLOODER = path.resolve(import.meta.dirname, '../helpers/clipboard-flooder.mjs');
 const MiB = 1024 * 1024;
 /** the gateway gives up on a desktop that leaves its input unread, or a message unfinished */
 const STALL_MS = 2000;
@@ -256,6 +257,9 @@ describe('a hostile desktop next to a real one', () => {
     const startedAt = Date.now();
     try {
       await body();
+      // and after the attack, the admin's viewer still gets new frames
+      const after = otherFrames.length;
+      await until(() => otherFrames.length >= after + 3, 10_000, "the admin's frames after");
     } finally {
       polling = false;
       await poller;
@@ -281,7 +285,7 @@ describe('a hostile desktop next to a real one', () => {
     };
     figures[name] = f;
     expect(f.healthzMaxMs, '/healthz answered promptly').toBeLessThan(1500);
-    expect(f.otherFrames, "the admin's viewer got frames").toBeGreaterThan(3);
+    expect(f.otherFrames, "the admin's viewer got frames").toBeGreaterThanOrEqual(3);
     expect(f.otherMaxGapMs, "the admin's viewer was never frozen").toBeLessThan(3000);
     expect(f.externalGrowthMiB, 'buffers stayed bounded').toBeLessThan(96);
     expect(f.heapGrowthMiB, 'heap stayed bounded').toBeLessThan(96);
@@ -315,26 +319,19 @@ describe('a hostile desktop next to a real one', () => {
   });
 
   it('a browser pasting 1 MB clipboards into a desktop that reads nothing', async () => {
+    let told: { errors: Record<string, number>; lost: string[] } | undefined;
     await scenario('no-read', async () => {
-      const v = await hostileViewer();
-      expect(v.attached.ok).toBe(true);
-      await new Promise((r) => setTimeout(r, 300)); // the desktop has stopped reading
-      const text = 'c'.repeat(1_000_000);
-      // 300 pastes of 1 MB, paced so that this test's own Socket.IO client (in this process)
-      // does not buffer hundreds of MB of its own
-      for (let i = 0; i < 300; i++) {
-        v.socket.emit('clipboard', { text });
-        if (i % 10 === 9) await new Promise((r) => setTimeout(r, 50));
-      }
-      // refused by the byte budget and the desktop's full buffer, then the link is dropped
-      await until(
-        () => v.errors.some((e) => e.code === 'INPUT_RATE' || e.code === 'DESKTOP_BUSY'),
-        30_000,
-        'input refused',
+      // the browser is its own process, so its buffers are not counted as the server's
+      const { stdout } = await run(
+        process.execPath,
+        [FLOODER, t.url, mallory.cookie, hostileSession, '1000', '1000000'],
+        { timeout: 120_000, maxBuffer: 1024 * 1024 },
       );
-      await lostWith(v.statuses, /stopped accepting input/);
-      v.socket.close();
+      told = JSON.parse(stdout.trim().split('\n').at(-1)!) as typeof told;
     });
+    // refused by the byte budget and the desktop's full buffer, then the link was dropped
+    expect((told!.errors.INPUT_RATE ?? 0) + (told!.errors.DESKTOP_BUSY ?? 0)).toBeGreaterThan(0);
+    expect(told!.lost.some((r) => /stopped accepting input/.test(r))).toBe(true);
   });
 
   it('30 clipboards of 10 MiB from the desktop are not passed on, nor held', async () => {
