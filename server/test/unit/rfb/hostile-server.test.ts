@@ -3,6 +3,10 @@
  * for answers, drips a message, announces huge screens, or is not who it should be. The
  * client must stay bounded in memory, end the link with a reason, and never wait forever.
  */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RfbClient, type RfbClientOptions, type RfbCloseEvent } from '../../../src/rfb/client.js';
 import { FenceFlag } from '../../../src/rfb/constants.js';
@@ -216,5 +220,57 @@ describe('who serves the socket', () => {
     expect(err.message).toMatch(new RegExp(`not the desktop's uid ${uid + 1}`));
     expect(conn.pending).toBe(0); // not even our version answer went out
     expect(viewerReason(err).code).toBe('DESKTOP_UNTRUSTED');
+  });
+});
+
+describe('a socket put in place by another account', () => {
+  const NOBODY = 65534;
+  const script = path.resolve(import.meta.dirname, '../../helpers/hostile-vnc-server.mjs');
+
+  /** The hostile server as its own process running as `nobody`, on a socket it binds itself. */
+  async function served<T>(fn: (socketPath: string) => Promise<T>): Promise<T> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rfb-nobody-'));
+    chmodSync(dir, 0o777);
+    const socketPath = path.join(dir, 'rfb.sock');
+    const child = spawn(process.execPath, [script, socketPath, 'huge-init'], {
+      uid: NOBODY,
+      gid: NOBODY,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
+        child.once('exit', (code) => reject(new Error(`hostile server exited (${code})`)));
+      });
+      return await fn(socketPath);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  const connectTo = (socketPath: string, serverUid: number) => {
+    const client = new RfbClient({
+      endpoint: { kind: 'unix', path: socketPath, serverUid },
+      sink: new FramebufferModel(),
+      keepaliveMs: 0,
+    });
+    clients.push(client);
+    return client.connect().catch((e: unknown) => e as RfbError);
+  };
+
+  it.skipIf(process.getuid!() !== 0)('is refused when the desktop is not nobody', async () => {
+    const err = await served((p) => connectTo(p, 0));
+    expect(err).toBeInstanceOf(RfbError);
+    expect((err as RfbError).code).toBe('untrusted-server');
+    expect((err as RfbError).message).toMatch(
+      /served by uid 65534 \(pid \d+\), not the desktop's uid 0/,
+    );
+  });
+
+  it.skipIf(process.getuid!() !== 0)('is let through when it is the desktop account', async () => {
+    // it gets as far as the handshake: this server then announces a screen we refuse
+    const err = await served((p) => connectTo(p, NOBODY));
+    expect((err as RfbError).code).toBe('framebuffer-too-large');
   });
 });
