@@ -6,21 +6,14 @@
  * hostile link with a reason the viewer is told, while /healthz answers promptly, the event
  * loop is not blocked, memory stays bounded and the admin's viewer keeps getting frames.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import type { Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VncTemplate, type SessionStatusMsg } from '@vdi/shared';
-import type {
-  DesktopHandle,
-  DesktopHealth,
-  Provider,
-  ProviderStatus,
-  RfbEndpoint,
-} from '../../src/providers/types.js';
+import type { SessionStatusMsg } from '@vdi/shared';
 import { desktopHandle, expectNoXvncLeft, xvncProvider } from '../helpers/desktops.js';
+import { HostileProvider, startHostileServer, type HostileServer } from '../helpers/hostile.js';
 import {
   ADMIN,
   Api,
@@ -40,35 +33,10 @@ import {
 } from '../helpers/viewer.js';
 
 const run = promisify(execFile);
-const HOSTILE = path.resolve(import.meta.dirname, '../helpers/hostile-vnc-server.mjs');
 const FLOODER = path.resolve(import.meta.dirname, '../helpers/clipboard-flooder.mjs');
 const MiB = 1024 * 1024;
 /** the gateway gives up on a desktop that leaves its input unread, or a message unfinished */
 const STALL_MS = 2000;
-
-/** "vnc" desktops that are whatever program serves one unix socket. */
-class HostileProvider implements Provider {
-  readonly kind = 'vnc' as const;
-  constructor(private readonly socketPath: string) {}
-  status(): Promise<ProviderStatus> {
-    return Promise.resolve({ ok: true, detail: 'hostile test desktops' });
-  }
-  parseTemplate(t: unknown): Record<string, unknown> {
-    return VncTemplate.parse(t);
-  }
-  create(): Promise<DesktopHandle> {
-    return Promise.resolve({ path: this.socketPath });
-  }
-  endpoint(): RfbEndpoint {
-    return { kind: 'unix', path: this.socketPath };
-  }
-  health(): Promise<DesktopHealth> {
-    return Promise.resolve({ state: 'running' });
-  }
-  destroy(_h: DesktopHandle, _log: Logger): Promise<void> {
-    return Promise.resolve();
-  }
-}
 
 interface Figures {
   healthzMaxMs: number;
@@ -94,7 +62,7 @@ describe('a hostile desktop next to a real one', () => {
   let otherFrames: ReceivedFrame[] = [];
   let changing = true;
   let changer: Promise<void> = Promise.resolve();
-  let hostile: ChildProcess | undefined;
+  let hostile: HostileServer | undefined;
   const figures: Record<string, Figures> = {};
 
   beforeAll(async () => {
@@ -180,29 +148,9 @@ describe('a hostile desktop next to a real one', () => {
     expectNoXvncLeft(dirs);
   });
 
-  let listening: Promise<boolean> = Promise.resolve(false);
-  function startHostile(scenario: string): void {
-    const child = spawn(process.execPath, [HOSTILE, socketPath, scenario], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    hostile = child;
-    listening = new Promise((resolve) => {
-      child.stdout!.on('data', (d: Buffer) => {
-        if (d.toString().includes('listening')) resolve(true);
-      });
-      child.once('exit', () => resolve(false));
-    });
-  }
-  function waitListening(): Promise<boolean> {
-    return listening;
-  }
   async function stopHostile(): Promise<void> {
-    const child = hostile;
+    await hostile?.stop();
     hostile = undefined;
-    if (!child || child.exitCode !== null) return;
-    const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await gone;
   }
 
   /** Mallory's viewer, attached or refused; records what it is told. */
@@ -229,8 +177,7 @@ describe('a hostile desktop next to a real one', () => {
    * loop, memory and the admin's viewer are measured.
    */
   async function scenario(name: string, body: () => Promise<void>): Promise<Figures> {
-    startHostile(name);
-    expect(await waitListening()).toBe(true);
+    hostile = await startHostileServer(socketPath, name);
     global.gc?.();
     const base = process.memoryUsage();
     const peak = { rss: base.rss, heap: base.heapUsed, ext: base.external + base.arrayBuffers };
