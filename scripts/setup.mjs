@@ -17,6 +17,7 @@ export const RUNTIME_PACKAGES = [
   'fonts-dejavu-core',
   'qemu-system-x86', // VM desktops
   'qemu-utils', // qemu-img: linked clones
+  'iproute2', // ss: the gateway checks which account serves a desktop's socket (rfb/peer-uid.ts)
 ];
 
 /** Extra packages for the tests: a browser, X tools, the test VM guest's parts. */

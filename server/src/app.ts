@@ -145,6 +145,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     {
       maxFramesInFlight: config.maxFramesInFlight,
       allowedOrigins: config.allowedOrigins,
+      desktopLimits: config.desktopLimits,
     },
   );
   authRoutes(api, reg, auth, broker.audit, log, (sid) => gateway.closeHttpSession(sid));

@@ -34,7 +34,41 @@ export type AssignmentType = z.infer<typeof AssignmentType>;
 /** Openbox starts the terminal once it manages windows, so the terminal is focused. */
 export const DEFAULT_SESSION_COMMAND = 'exec openbox --startup xterm';
 
+/**
+ * What a pool lets its desktops send the gateway (DESIGN.md decision 13), in every provider's
+ * template. Unset fields take the server's configured defaults (CLIPBOARD_MAX_BYTES,
+ * MAX_FRAMEBUFFER, MAX_FRAMEBUFFER_PIXELS).
+ */
+export const DesktopLimitFields = {
+  /** largest clipboard text passed between the desktop and its viewers, bytes */
+  clipboardMaxBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(64 * 1024 * 1024)
+    .optional(),
+  /** largest screen the gateway accepts from the desktop; a larger one is refused with a reason */
+  maxFramebuffer: z
+    .strictObject({
+      width: z.number().int().min(16).max(16384),
+      height: z.number().int().min(16).max(16384),
+      /** largest area, pixels (the gateway holds 4 bytes per pixel); default width × height */
+      pixels: z
+        .number()
+        .int()
+        .min(256)
+        .max(16384 * 16384)
+        .optional(),
+    })
+    .optional(),
+};
+
+/** The limit fields of any provider's template (other fields ignored). */
+export const DesktopLimits = z.object(DesktopLimitFields);
+export type DesktopLimits = z.infer<typeof DesktopLimits>;
+
 export const XvncTemplate = z.strictObject({
+  ...DesktopLimitFields,
   width: z.number().int().min(320).max(8192).default(1280),
   height: z.number().int().min(200).max(8192).default(800),
   /** shell command run in the desktop (window manager and apps) */
@@ -43,6 +77,7 @@ export const XvncTemplate = z.strictObject({
 export type XvncTemplate = z.infer<typeof XvncTemplate>;
 
 export const QemuTemplate = z.strictObject({
+  ...DesktopLimitFields,
   /** path of the golden qcow2 image on the server (read-only; desktops are linked clones) */
   image: z.string().min(1).max(4096),
   /** optional kernel + initrd for images without a boot loader */
@@ -61,6 +96,7 @@ export const VncHost = z.strictObject({
   name: z.string().max(128).optional(),
 });
 export const VncTemplate = z.strictObject({
+  ...DesktopLimitFields,
   hosts: z.array(VncHost).min(1).max(1000),
 });
 export type VncTemplate = z.infer<typeof VncTemplate>;

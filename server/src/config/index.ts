@@ -69,6 +69,41 @@ const EnvSchema = z.object({
   BROKER_TICK_MS: z.coerce.number().int().min(50).default(5000),
   /** serve the built client from this folder @default ../client/dist */
   CLIENT_DIR: z.string().optional(),
+  /** largest clipboard text between a desktop and its viewers, bytes (pools may set their own) @default 1048576 */
+  CLIPBOARD_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
+  /** largest desktop screen the gateway accepts, WIDTHxHEIGHT (pools may set their own) @default 8192x8192 */
+  MAX_FRAMEBUFFER: z
+    .string()
+    .regex(/^\d{2,5}x\d{2,5}$/)
+    .default('8192x8192'),
+  /** largest desktop screen area, pixels (4 bytes each in the gateway) @default 16777216 (4096²) */
+  MAX_FRAMEBUFFER_PIXELS: z.coerce
+    .number()
+    .int()
+    .min(256)
+    .max(16384 * 16384)
+    .default(4096 * 4096),
+  /** bytes of input (keys, pointer, clipboard) a viewer may send per second, burst the same @default 4194304 */
+  INPUT_BYTES_PER_SEC: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024)
+    .default(4 * 1024 * 1024),
+  /** most bytes waiting towards one desktop (its input, protocol replies) @default 4194304 */
+  RFB_SEND_BUFFER_BYTES: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024)
+    .default(4 * 1024 * 1024),
+  /** ms a desktop may leave what the gateway sent it unread before its link is dropped @default 15000 */
+  RFB_SEND_STALL_MS: z.coerce.number().int().min(100).default(15_000),
+  /** ms one message from a desktop may take from first to last byte before its link is dropped @default 30000 */
+  RFB_MESSAGE_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
 });
 
 export type Env = z.input<typeof EnvSchema>;
@@ -97,6 +132,15 @@ export interface Config {
   login: { maxPerAccount: number; maxPerIp: number; windowMs: number };
   brokerTickMs: number;
   clientDir: string;
+  /** what a desktop may send and be sent; pools override the first two */
+  desktopLimits: {
+    clipboardMaxBytes: number;
+    maxFramebuffer: { width: number; height: number; pixels: number };
+    inputBytesPerSec: number;
+    sendBufferBytes: number;
+    sendStallMs: number;
+    messageTimeoutMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -115,6 +159,9 @@ export function loadConfig(
   const e = parsed.data;
   const dataDir = path.resolve(cwd, e.DATA_DIR);
   const [w, h] = e.DEFAULT_GEOMETRY.split('x').map(Number) as [number, number];
+  const [fbW, fbH] = e.MAX_FRAMEBUFFER.split('x').map(Number) as [number, number];
+  if (fbW < 16 || fbH < 16 || fbW > 16384 || fbH > 16384)
+    throw new ConfigError('invalid configuration:\n  MAX_FRAMEBUFFER: each side 16 to 16384');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   // Stable per data dir (so restarts find the same sockets) and short (unix path limit).
   const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 8);
@@ -147,6 +194,14 @@ export function loadConfig(
       windowMs: e.LOGIN_WINDOW_SEC * 1000,
     },
     brokerTickMs: e.BROKER_TICK_MS,
+    desktopLimits: {
+      clipboardMaxBytes: e.CLIPBOARD_MAX_BYTES,
+      maxFramebuffer: { width: fbW, height: fbH, pixels: e.MAX_FRAMEBUFFER_PIXELS },
+      inputBytesPerSec: e.INPUT_BYTES_PER_SEC,
+      sendBufferBytes: e.RFB_SEND_BUFFER_BYTES,
+      sendStallMs: e.RFB_SEND_STALL_MS,
+      messageTimeoutMs: e.RFB_MESSAGE_TIMEOUT_MS,
+    },
     clientDir: e.CLIENT_DIR
       ? path.resolve(cwd, e.CLIENT_DIR)
       : path.resolve(import.meta.dirname, '../../../client/dist'),

@@ -19,7 +19,14 @@ import {
 import type { Clock } from '../clock.js';
 import type { Broker } from '../broker/broker.js';
 import { BrokerError } from '../broker/errors.js';
-import { StreamManager } from '../stream/stream-manager.js';
+import { StreamManager, type StreamManagerOptions } from '../stream/stream-manager.js';
+import {
+  poolRfbLimits,
+  DEFAULT_DESKTOP_LIMITS,
+  type DesktopLimitDefaults,
+} from '../stream/limits.js';
+import { RfbError, viewerReason } from '../rfb/errors.js';
+import type { RfbLimits } from '../rfb/types.js';
 import type { DesktopStream } from '../stream/desktop-stream.js';
 import { Viewer } from '../stream/viewer.js';
 import type { AuthedUser } from '../auth/index.js';
@@ -33,6 +40,8 @@ interface SocketData {
   ip: string;
   /** token bucket for input events */
   bucket: { tokens: number; at: number };
+  /** token bucket for input bytes (a few huge clipboard events must not pass for few events) */
+  byteBucket: { tokens: number; at: number };
 }
 
 /** A socket attached to a session: its viewer of the desktop's stream (this node only). */
@@ -42,6 +51,14 @@ interface Attachment {
   shadow: boolean;
   viewer: Viewer;
   stream: DesktopStream;
+  /** the pool's limits for this desktop's link */
+  limits: RfbLimits;
+}
+
+/** Desktop clipboard on its way to one viewer: at most one in the socket, the newest waiting. */
+interface ClipboardOut {
+  pending: string | undefined;
+  waitingForDrain: boolean;
 }
 
 type VdiSocket = Socket<
@@ -56,6 +73,20 @@ export interface GatewayOptions {
   allowedOrigins: string[];
   /** input events per second a socket may send (burst is the same number) @default 600 */
   inputRate?: number;
+  /**
+   * What a desktop may send and be sent (config.desktopLimits): clipboard and framebuffer
+   * defaults (pools override them), input bytes per second per viewer, the RFB links' send
+   * bound and timeouts. @default DEFAULT_DESKTOP_LIMITS and the RFB client's defaults
+   */
+  desktopLimits?: DesktopLimitDefaults &
+    Partial<{
+      inputBytesPerSec: number;
+      sendBufferBytes: number;
+      sendStallMs: number;
+      messageTimeoutMs: number;
+    }>;
+  /** the desktops' RFB links: bounds, timeouts, linger */
+  streams?: StreamManagerOptions;
 }
 
 /** Waits before each try to attach a viewer again after its desktop's stream went away, ms. */
@@ -63,6 +94,10 @@ const REATTACH_DELAYS_MS = [300, 1000, 2000, 4000, 8000];
 
 /** Input events a socket may send per second before they are dropped. */
 const DEFAULT_INPUT_RATE = 600;
+/** Input bytes a socket may send per second before events are dropped. */
+const DEFAULT_INPUT_BYTES_PER_SEC = 4 * 1024 * 1024;
+/** What an input event costs of the byte budget: the RFB message it becomes, bytes. */
+const INPUT_COST = { key: 8, pointer: 6, resize: 24, clipboardHeader: 8 } as const;
 
 /**
  * Socket.IO for viewers: attach to a session, frames out, input and acks in. Every event is
@@ -78,6 +113,7 @@ export class Gateway {
   >;
   readonly streams: StreamManager;
   private readonly attachments = new WeakMap<VdiSocket, Attachment>();
+  private readonly clipboardOut = new WeakMap<VdiSocket, ClipboardOut>();
 
   constructor(
     server: http.Server,
@@ -118,38 +154,72 @@ export class Gateway {
       socket.data.httpSessionId = req.sessionID ?? '';
       socket.data.ip = socket.handshake.address;
       socket.data.bucket = { tokens: opts.inputRate ?? DEFAULT_INPUT_RATE, at: this.clock.now() };
+      socket.data.byteBucket = {
+        tokens: this.inputBytesPerSec,
+        at: this.clock.now(),
+      };
       next();
     });
     this.io.on('connection', (s) => this.onConnection(s));
 
-    this.streams = new StreamManager(clock, log, {
-      cursor: (desktopId, shape) => {
-        this.io.to(`desktop:${desktopId}`).emit('cursor', {
-          width: shape.width,
-          height: shape.height,
-          hotX: shape.hotX,
-          hotY: shape.hotY,
-          png: shape.png,
-        });
+    const dl = opts.desktopLimits;
+    this.streams = new StreamManager(
+      clock,
+      log,
+      {
+        cursor: (desktopId, shape) => {
+          this.io.to(`desktop:${desktopId}`).emit('cursor', {
+            width: shape.width,
+            height: shape.height,
+            hotX: shape.hotX,
+            hotY: shape.hotY,
+            png: shape.png,
+          });
+        },
+        clipboard: (desktopId, text) => {
+          // only the session's own viewers get the desktop's clipboard, never shadows
+          for (const s of this.socketsOfDesktop(desktopId))
+            if (!this.attachments.get(s)!.shadow) this.sendClipboard(s, text);
+        },
+        clipboardDropped: (desktopId, length, limit) => {
+          for (const s of this.socketsOfDesktop(desktopId))
+            if (!this.attachments.get(s)!.shadow)
+              this.fail(
+                s,
+                'CLIPBOARD_TOO_LARGE',
+                `the desktop's clipboard (${length} bytes) is larger than this pool allows (${limit} bytes); it was not copied`,
+              );
+        },
+        lost: (desktopId, detail, error) => {
+          // the viewer hears our words for it, never the server's (they are in the log)
+          const reason = error
+            ? viewerReason(error).message
+            : 'the connection to the desktop closed';
+          this.log.info({ desktopId, detail }, 'desktop link lost; viewers told');
+          this.io.to(`desktop:${desktopId}`).emit('session', { state: 'desktop-lost', reason });
+          // they stay in their session's room: if the desktop is gone for good, the session
+          // ends and they hear why (a crashed VM shows first as a lost VNC connection);
+          // if it is still there, they attach again by themselves
+          for (const s of this.socketsOfDesktop(desktopId)) {
+            const a = this.attachments.get(s)!;
+            this.detach(s, 'desktop connection lost', { keepSessionRoom: true });
+            this.reattach(s, a.sessionId, a.shadow);
+          }
+          void this.broker.checkDesktopsSoon([desktopId]);
+        },
       },
-      clipboard: (desktopId, text) => {
-        // only the session's own viewers get the desktop's clipboard, never shadows
-        for (const s of this.socketsOfDesktop(desktopId))
-          if (!this.attachments.get(s)!.shadow) s.emit('clipboard', { text });
+      {
+        ...opts.streams,
+        rfb: {
+          ...(dl && {
+            sendBufferBytes: dl.sendBufferBytes,
+            sendStallMs: dl.sendStallMs,
+            messageTimeoutMs: dl.messageTimeoutMs,
+          }),
+          ...opts.streams?.rfb,
+        },
       },
-      lost: (desktopId, reason) => {
-        this.io.to(`desktop:${desktopId}`).emit('session', { state: 'desktop-lost', reason });
-        // they stay in their session's room: if the desktop is gone for good, the session
-        // ends and they hear why (a crashed VM shows first as a lost VNC connection);
-        // if it is still there, they attach again by themselves
-        for (const s of this.socketsOfDesktop(desktopId)) {
-          const a = this.attachments.get(s)!;
-          this.detach(s, 'desktop connection lost', { keepSessionRoom: true });
-          this.reattach(s, a.sessionId, a.shadow);
-        }
-        void this.broker.checkDesktopsSoon([desktopId]);
-      },
-    });
+    );
 
     // Room operations reach sockets on every node (with the Redis adapter), not only ours.
     broker.on('session-ended', (sessionId, reason) => {
@@ -243,8 +313,58 @@ export class Gateway {
     return (await this.io.in(room).fetchSockets()).length;
   }
 
-  thumbnail(desktopId: string, endpoint: RfbEndpoint): Promise<Buffer> {
-    return this.streams.thumbnail(desktopId, endpoint);
+  async thumbnail(desktopId: string, endpoint: RfbEndpoint): Promise<Buffer> {
+    // the pool's limits, so a link opened for a thumbnail accepts what its viewers would
+    const desktop = await this.broker.desktop(desktopId);
+    const pool = desktop && (await this.broker.pool(desktop.pool_id).catch(() => undefined));
+    return this.streams.thumbnail(
+      desktopId,
+      endpoint,
+      pool ? this.limitsOf(pool.template) : undefined,
+    );
+  }
+
+  private get inputBytesPerSec(): number {
+    return this.opts.desktopLimits?.inputBytesPerSec ?? DEFAULT_INPUT_BYTES_PER_SEC;
+  }
+
+  /** The RFB limits of a pool's desktops (its template's fields, else the server's defaults). */
+  private limitsOf(template: string): RfbLimits {
+    return poolRfbLimits(template, this.opts.desktopLimits ?? DEFAULT_DESKTOP_LIMITS);
+  }
+
+  /**
+   * Desktop clipboard to one viewer. A viewer whose socket has not taken the previous
+   * message yet (it does not read) gets only the newest text once it does: never more than
+   * one clipboard per viewer waits in memory, however often the desktop's clipboard changes.
+   */
+  private sendClipboard(socket: VdiSocket, text: string): void {
+    let out = this.clipboardOut.get(socket);
+    if (!out) {
+      out = { pending: undefined, waitingForDrain: false };
+      this.clipboardOut.set(socket, out);
+    }
+    out.pending = text;
+    this.flushClipboard(socket, out);
+  }
+
+  private flushClipboard(socket: VdiSocket, out: ClipboardOut): void {
+    if (out.pending === undefined || !socket.connected) return;
+    const transport = socket.conn.transport;
+    if (!transport.writable) {
+      // a send is still on its way (into a full socket, if the viewer does not read)
+      if (!out.waitingForDrain) {
+        out.waitingForDrain = true;
+        transport.once('drain', () => {
+          out.waitingForDrain = false;
+          this.flushClipboard(socket, out);
+        });
+      }
+      return;
+    }
+    const text = out.pending;
+    out.pending = undefined;
+    socket.emit('clipboard', { text });
   }
 
   private fail(socket: VdiSocket, code: string, message: string): void {
@@ -273,15 +393,23 @@ export class Gateway {
     return undefined;
   }
 
-  /** token bucket: input beyond the rate is dropped (a flood cannot starve other sessions) */
-  private allowInput(socket: VdiSocket): boolean {
+  /**
+   * Token buckets, one of events and one of bytes: input beyond either rate is dropped (a
+   * flood cannot starve other sessions, nor a few huge events pass for a few small ones).
+   */
+  private allowInput(socket: VdiSocket, bytes: number): boolean {
+    const now = this.clock.now();
     const rate = this.opts.inputRate ?? DEFAULT_INPUT_RATE;
     const b = socket.data.bucket;
-    const now = this.clock.now();
     b.tokens = Math.min(rate, b.tokens + ((now - b.at) * rate) / 1000);
     b.at = now;
-    if (b.tokens < 1) return false;
+    const byteRate = this.inputBytesPerSec;
+    const bb = socket.data.byteBucket;
+    bb.tokens = Math.min(byteRate, bb.tokens + ((now - bb.at) * byteRate) / 1000);
+    bb.at = now;
+    if (b.tokens < 1 || bb.tokens < bytes) return false;
     b.tokens--;
+    bb.tokens -= bytes;
     return true;
   }
 
@@ -303,18 +431,29 @@ export class Gateway {
       if (!parsed)
         return reply({ ok: false, code: 'BAD_EVENT', message: 'invalid attach request' });
       this.attach(socket, parsed.sessionId, parsed.shadow ?? false).then(reply, (err: unknown) => {
-        const code = err instanceof BrokerError ? err.code : 'ATTACH_FAILED';
-        const message =
-          err instanceof BrokerError ? err.message : 'the desktop could not be reached; try again';
-        if (!(err instanceof BrokerError)) this.log.error({ err }, 'attach failed');
-        reply({ ok: false, code, message });
+        if (err instanceof BrokerError) {
+          reply({ ok: false, code: err.code, message: err.message });
+        } else if (err instanceof RfbError) {
+          // the desktop's link failed before its first frame: say why, in our words
+          this.log.warn({ err, sessionId: parsed.sessionId }, 'attach failed: desktop link');
+          reply({ ok: false, ...viewerReason(err) });
+        } else {
+          this.log.error({ err }, 'attach failed');
+          reply({
+            ok: false,
+            code: 'ATTACH_FAILED',
+            message: 'the desktop could not be reached; try again',
+          });
+        }
       });
     });
 
+    /** `fn` returns false when the desktop's link refused the input (it is not reading) */
     const input = <T extends z.ZodType>(
       event: string,
       schema: T,
-      fn: (a: Attachment, msg: z.infer<T>) => void,
+      cost: (msg: z.infer<T>) => number,
+      fn: (a: Attachment, msg: z.infer<T>) => boolean,
     ) => {
       return (payload: unknown) => {
         const a = this.attachments.get(socket);
@@ -322,38 +461,79 @@ export class Gateway {
         if (msg === undefined) return;
         if (!a) return this.fail(socket, 'NOT_ATTACHED', 'attach to a session first');
         if (a.shadow) return this.fail(socket, 'VIEW_ONLY', 'this is a view-only session');
-        if (!this.allowInput(socket)) {
+        if (!this.allowInput(socket, cost(msg))) {
           gatewayMetrics.droppedInput.inc();
+          if (event === 'clipboard')
+            this.fail(socket, 'INPUT_RATE', 'too much input at once: the clipboard was not sent');
           return;
         }
         const link = a.stream.link;
         if (!link) return;
+        let sent = false;
         try {
-          fn(a, msg);
+          sent = fn(a, msg);
         } catch (err) {
           this.log.warn({ err, event }, 'input failed');
+        }
+        if (!sent) {
+          gatewayMetrics.droppedInput.inc();
+          if (event === 'clipboard')
+            this.fail(
+              socket,
+              'DESKTOP_BUSY',
+              'the desktop is not accepting input right now: the clipboard was not sent',
+            );
+          return;
         }
         this.broker.noteInput(a.sessionId);
       };
     };
     socket.on(
       'key',
-      input('key', KeyEventMsg, (a, m) => a.stream.link!.keyEvent(m.keysym, m.down)),
+      input(
+        'key',
+        KeyEventMsg,
+        () => INPUT_COST.key,
+        (a, m) => a.stream.link!.keyEvent(m.keysym, m.down),
+      ),
     );
     socket.on(
       'pointer',
-      input('pointer', PointerEventMsg, (a, m) => a.stream.link!.pointerEvent(m.x, m.y, m.buttons)),
+      input(
+        'pointer',
+        PointerEventMsg,
+        () => INPUT_COST.pointer,
+        (a, m) => a.stream.link!.pointerEvent(m.x, m.y, m.buttons),
+      ),
     );
     socket.on(
       'clipboard',
-      input('clipboard', ClipboardMsg, (a, m) => a.stream.link!.clientCutText(m.text)),
+      input(
+        'clipboard',
+        ClipboardMsg,
+        // RFB text is one byte per character: the UTF-16 length bounds it from above
+        (m) => INPUT_COST.clipboardHeader + m.text.length,
+        (a, m) => {
+          if (m.text.length > a.limits.maxCutText) {
+            this.fail(
+              socket,
+              'CLIPBOARD_TOO_LARGE',
+              `the clipboard (${m.text.length} characters) is larger than this pool allows (${a.limits.maxCutText} bytes); it was not sent`,
+            );
+            return true; // refused by policy, not by the desktop
+          }
+          return a.stream.link!.clientCutText(m.text);
+        },
+      ),
     );
     socket.on(
       'resize',
       input(
         'resize',
         ResizeRequest,
-        (a, m) => void a.stream.link!.setDesktopSize(m.width, m.height),
+        () => INPUT_COST.resize,
+        // a size the desktop cannot take is not a busy desktop
+        (a, m) => (a.stream.link!.setDesktopSize(m.width, m.height), true),
       ),
     );
     socket.on('ack', (payload) => {
@@ -371,9 +551,10 @@ export class Gateway {
     if (this.attachments.get(socket)) this.detach(socket, 'reattach');
     const user = socket.data.user;
     const info = await this.broker.attachInfo(sessionId, user, shadow);
-    const stream = await this.streams.acquire(info.desktop.id, info.endpoint);
+    const limits = this.limitsOf(info.pool.template);
+    const stream = await this.streams.acquire(info.desktop.id, info.endpoint, limits);
     if (!socket.connected) {
-      this.streams.release(info.desktop.id);
+      this.streams.release(info.desktop.id, stream);
       throw new BrokerError('GONE', 'socket closed during attach');
     }
     const viewer = new Viewer(
@@ -388,7 +569,14 @@ export class Gateway {
       this.opts.maxFramesInFlight,
       (err) => this.log.error({ err, sessionId }, 'frame build failed'),
     );
-    this.attachments.set(socket, { sessionId, desktopId: info.desktop.id, shadow, viewer, stream });
+    this.attachments.set(socket, {
+      sessionId,
+      desktopId: info.desktop.id,
+      shadow,
+      viewer,
+      stream,
+      limits,
+    });
     stream.viewers.add(viewer);
     await socket.join([
       `session:${sessionId}`,
@@ -466,7 +654,7 @@ export class Gateway {
       ...(opts.keepSessionRoom ? [] : [`session:${a.sessionId}`]),
     ];
     for (const room of rooms) void socket.leave(room);
-    this.streams.release(a.desktopId);
+    this.streams.release(a.desktopId, a.stream);
     const rest = this.socketsOfSession(a.sessionId);
     const user = socket.data.user;
     if (a.shadow) {

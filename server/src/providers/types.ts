@@ -3,7 +3,16 @@ import type { ProviderKind } from '@vdi/shared';
 
 /** Where the gateway's RFB client connects to reach a desktop. */
 export type RfbEndpoint =
-  | { kind: 'unix'; path: string; password?: string }
+  | {
+      kind: 'unix';
+      path: string;
+      password?: string;
+      /**
+       * The account that must serve the socket. When set, the RFB client checks the peer
+       * process's uid after connecting and refuses any other (someone replaced the socket).
+       */
+      serverUid?: number;
+    }
   | { kind: 'tcp'; host: string; port: number; password?: string };
 
 /**

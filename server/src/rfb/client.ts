@@ -30,7 +30,8 @@ import { Encoding, FenceFlag } from './constants.js';
 import type { ExtendedDesktopSizeEvent, Screen } from './decoders/extended-desktop-size.js';
 import { RfbError, RfbProtocolError } from './errors.js';
 import { Handshake, type HandshakeResult, type RfbSecurity, type RfbVersion } from './handshake.js';
-import { ServerMessageParser } from './parser.js';
+import { ServerMessageParser, type ParseStop } from './parser.js';
+import { peerProcesses } from './peer-uid.js';
 import { DEFAULT_RFB_LIMITS, type FramebufferSink, type RfbLimits } from './types.js';
 
 export interface RfbClientOptions {
@@ -67,6 +68,26 @@ export interface RfbClientOptions {
    * @default true
    */
   continuousUpdates?: boolean;
+  /**
+   * Most bytes waiting in the socket towards the server (its input, our protocol replies),
+   * bytes. Input beyond it is refused; protocol replies stop well before it (we stop reading
+   * the server's messages, so it cannot make us answer more).
+   * @default 1 MiB
+   */
+  sendBufferBytes?: number;
+  /**
+   * How long the server may leave what we sent unread (the send buffer backed up) before the
+   * connection is closed ('send-stalled'), ms.
+   * @default 15_000
+   */
+  sendStallMs?: number;
+  /**
+   * How long one server message (a whole FramebufferUpdate, a clipboard) may take from its
+   * first byte to its last before the connection is closed ('message-timeout'), ms. Catches a
+   * server that stalls mid-message or drips bytes.
+   * @default 30_000
+   */
+  messageTimeoutMs?: number;
 }
 
 /** What connect() resolves with; `client.info` keeps it current. */
@@ -104,6 +125,22 @@ export type RfbClientPhase =
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_KEEPALIVE_MS = 30_000;
+const DEFAULT_SEND_BUFFER_BYTES = 1024 * 1024;
+const DEFAULT_SEND_STALL_MS = 15_000;
+const DEFAULT_MESSAGE_TIMEOUT_MS = 30_000;
+/**
+ * Unsent protocol replies (update requests, fence answers) at which we stop reading the
+ * server's messages until the socket drains, bytes. A server that floods requests for
+ * replies and reads none gets at most this much of our memory (plus one message's answer).
+ */
+const REPLY_HIGH_WATER_BYTES = 64 * 1024;
+/**
+ * Server messages a connection may send in a burst, and per second after it. A desktop sends
+ * tens of updates a second (TigerVNC caps itself at 60) and a few fences; a server sending
+ * thousands of empty updates or fences a second only burns our CPU, and is cut off.
+ */
+const MESSAGE_BURST = 5_000;
+const MESSAGES_PER_SEC = 1_000;
 /** After close(), unflushed writes get this long before the socket is destroyed, ms. */
 const CLOSE_FLUSH_MS = 1_000;
 /** Marks our keepalive fences (payload), so their answers are told apart. */
@@ -140,6 +177,20 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     { resolve: (info: ServerInfo) => void; reject: (err: Error) => void } | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private keepaliveTimer: NodeJS.Timeout | undefined;
+  private readonly sendBufferBytes: number;
+  private readonly sendStallMs: number;
+  private readonly messageTimeoutMs: number;
+  /** runs while the send buffer is backed up; cleared when the socket drains */
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** runs while a server message is incomplete */
+  private messageTimer: NodeJS.Timeout | undefined;
+  /** parser.messagesCompleted when messageTimer was started */
+  private messageMark = -1;
+  /** we stopped reading the socket until it drains */
+  private readPaused = false;
+  /** an update ended during this parse pass: request the next one once, after the pass */
+  private updateWanted = false;
+  private messageBudget = { tokens: MESSAGE_BURST, at: 0, counted: 0 };
 
   /** a FramebufferUpdateRequest awaits its update (request/response mode) */
   private updateRequested = false;
@@ -162,6 +213,12 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     this.keepaliveMs = options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS;
     this.shared = options.shared ?? true;
     this.offerContinuousUpdates = options.continuousUpdates ?? true;
+    this.sendBufferBytes = Math.max(
+      REPLY_HIGH_WATER_BYTES,
+      options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
+    );
+    this.sendStallMs = options.sendStallMs ?? DEFAULT_SEND_STALL_MS;
+    this.messageTimeoutMs = options.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS;
     this.log = (options.logger ?? pino({ level: 'silent' })).child({
       rfb: describeEndpoint(this.endpoint),
     });
@@ -210,14 +267,15 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     }
     socket.on('connect', () => {
       if (this.phaseValue !== 'connecting') return;
-      this.phaseValue = 'handshake';
-      this.handshake = new Handshake(
-        { password: ep.password, shared: this.shared, limits: this.limits },
-        (b) => this.write(b),
-      );
       this.log.debug('socket connected');
+      if (ep.kind === 'unix' && ep.serverUid !== undefined) {
+        // not a byte of the server's is read before we know who it is
+        socket.pause();
+        void this.checkServer(socket, ep.serverUid);
+      } else this.startHandshake();
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.onDrain());
     socket.on('error', (err) => {
       this.fail(
         new RfbError('socket-error', `${describeEndpoint(ep)}: ${err.message}`, { cause: err }),
@@ -227,31 +285,37 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     return promise;
   }
 
-  /** X keysym press or release. false if not connected. */
+  /** X keysym press or release. false if not connected or the server is not reading. */
   keyEvent(keysym: number, down: boolean): boolean {
     if (!this.canSend()) return false;
-    this.write(encodeKeyEvent(keysym, down));
-    return true;
+    return this.writeInput(encodeKeyEvent(keysym, down));
   }
 
-  /** Pointer at (x, y), clamped to the framebuffer; bit n of buttonMask = button n+1 down. */
+  /**
+   * Pointer at (x, y), clamped to the framebuffer; bit n of buttonMask = button n+1 down.
+   * false if not connected or the server is not reading.
+   */
   pointerEvent(x: number, y: number, buttonMask: number): boolean {
     const parser = this.parser;
     if (!this.canSend() || parser === undefined) return false;
-    this.write(
+    return this.writeInput(
       encodePointerEvent(clamp(x, parser.width - 1), clamp(y, parser.height - 1), buttonMask),
     );
-    return true;
   }
 
   /**
    * Put text in the desktop's clipboard. RFB carries Latin-1 only: other characters
-   * become '?'; the text is cut at limits.maxCutText bytes.
+   * become '?'; the text is cut at limits.maxCutText bytes. false if not connected or the
+   * server is not reading (nothing is sent then).
    */
   clientCutText(text: string): boolean {
     if (!this.canSend()) return false;
-    this.write(encodeClientCutText(encodeLatin1(text, this.limits.maxCutText)));
-    return true;
+    return this.writeInput(encodeClientCutText(encodeLatin1(text, this.limits.maxCutText)));
+  }
+
+  /** Bytes waiting in the socket towards the server (ours to bound). */
+  get sendBuffered(): number {
+    return this.socket?.writableLength ?? 0;
   }
 
   /** Ask for the whole screen (non-incremental), e.g. when a viewer attaches. */
@@ -266,19 +330,20 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   /**
    * Ask the server to resize the desktop (SetDesktopSize, one screen covering it all).
    * Returns false, sending nothing, when the server has not shown ExtendedDesktopSize
-   * support or the size is outside 1..limits.maxDimension. The outcome arrives as a
+   * support or the size is outside the limits (width, height, area). The outcome arrives as a
    * 'desktop-size' event (reason 'this-client') and, if applied, a sink.resize.
    */
   setDesktopSize(width: number, height: number): boolean {
     if (!this.canSend() || this.serverInfo?.extendedDesktopSize !== true) return false;
-    const max = Math.min(this.limits.maxDimension, 0xffff);
+    // never ask for a size we would refuse when the server applies it
     if (
       !Number.isInteger(width) ||
       !Number.isInteger(height) ||
       width < 1 ||
       height < 1 ||
-      width > max ||
-      height > max
+      width > Math.min(this.limits.maxWidth, 0xffff) ||
+      height > Math.min(this.limits.maxHeight, 0xffff) ||
+      width * height > this.limits.maxPixels
     ) {
       return false;
     }
@@ -291,8 +356,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       height,
       flags: first?.flags ?? 0,
     };
-    this.write(encodeSetDesktopSize(width, height, [screen]));
-    return true;
+    return this.writeInput(encodeSetDesktopSize(width, height, [screen]));
   }
 
   /**
@@ -334,17 +398,70 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     this.emit('close', { reason });
   }
 
+  /** Check who serves the socket, then start the handshake (or fail). */
+  private async checkServer(socket: net.Socket, expected: number): Promise<void> {
+    let error: RfbError | undefined;
+    try {
+      const peers = await peerProcesses(socket);
+      const strangers = peers.filter((p) => p.uid !== expected);
+      if (strangers.length > 0) {
+        error = new RfbError(
+          'untrusted-server',
+          `the socket is served by uid ${strangers.map((p) => `${p.uid} (pid ${p.pid})`).join(', ')}, not the desktop's uid ${expected}; refused`,
+        );
+      }
+    } catch (err) {
+      error = new RfbError(
+        'untrusted-server',
+        `could not tell who serves the socket (${(err as Error).message}); refused`,
+        { cause: err },
+      );
+    }
+    if (this.phaseValue !== 'connecting' || this.socket !== socket) return;
+    if (error !== undefined) {
+      this.fail(error);
+      return;
+    }
+    this.log.debug({ uid: expected }, 'socket served by the expected account');
+    this.startHandshake();
+    socket.resume();
+    this.process();
+  }
+
+  private startHandshake(): void {
+    this.phaseValue = 'handshake';
+    this.handshake = new Handshake(
+      { password: this.endpoint.password, shared: this.shared, limits: this.limits },
+      (b) => this.write(b),
+    );
+  }
+
   private onData(chunk: Buffer): void {
     if (this.phaseValue === 'closed') return;
     this.lastReceived = Date.now();
     this.queue.push(chunk);
+    this.process();
+  }
+
+  /** Handle what is queued, as far as the send buffer lets us answer. */
+  private process(): void {
+    const socket = this.socket;
+    if (socket === undefined || this.phaseValue === 'closed' || this.phaseValue === 'connecting')
+      return;
+    // replies made while handling one chunk go out in one write
+    socket.cork();
     try {
       if (this.handshake !== undefined) {
         const result = this.handshake.advance(this.queue);
         if (result === undefined) return;
         this.onServerInit(result);
       }
-      this.parser?.parse();
+      const stop = this.parser?.parse();
+      if (this.updateWanted) {
+        this.updateWanted = false;
+        this.requestIncrementalUpdate();
+      }
+      if (stop !== undefined) this.afterParse(stop);
     } catch (err) {
       this.fail(
         err instanceof RfbError
@@ -353,7 +470,86 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
               cause: err,
             }),
       );
+    } finally {
+      socket.uncork();
     }
+  }
+
+  private afterParse(stop: ParseStop): void {
+    const parser = this.parser as ServerMessageParser;
+    this.spendMessages(parser.messagesCompleted);
+    if (stop === 'held') {
+      // Backed up: read nothing more until the socket drains, so the server cannot make us
+      // queue more answers (or hold more of its bytes) than we allow.
+      if (!this.readPaused) {
+        this.readPaused = true;
+        this.socket?.pause();
+        this.log.debug({ buffered: this.sendBuffered }, 'send buffer full: reading paused');
+      }
+      this.startStallTimer();
+    }
+    if (stop !== 'partial') {
+      clearTimeout(this.messageTimer);
+      this.messageTimer = undefined;
+      return;
+    }
+    // a message is incomplete: it gets messageTimeoutMs from its first byte
+    if (this.messageTimer !== undefined && this.messageMark === parser.messagesCompleted) return;
+    clearTimeout(this.messageTimer);
+    this.messageMark = parser.messagesCompleted;
+    this.messageTimer = setTimeout(() => {
+      this.fail(
+        new RfbError(
+          'message-timeout',
+          `the VNC server started a message and did not finish it within ${this.messageTimeoutMs} ms`,
+        ),
+      );
+    }, this.messageTimeoutMs);
+    this.messageTimer.unref();
+  }
+
+  private spendMessages(completed: number): void {
+    const b = this.messageBudget;
+    const now = Date.now();
+    b.tokens = Math.min(MESSAGE_BURST, b.tokens + ((now - b.at) * MESSAGES_PER_SEC) / 1000);
+    b.at = now;
+    b.tokens -= completed - b.counted;
+    b.counted = completed;
+    if (b.tokens < 0) {
+      throw new RfbProtocolError(
+        'message-flood',
+        `the VNC server sent more than ${MESSAGE_BURST} messages at once (${MESSAGES_PER_SEC}/s allowed after that)`,
+      );
+    }
+  }
+
+  private onDrain(): void {
+    if (this.phaseValue === 'closed') return;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    if (this.readPaused) {
+      this.readPaused = false;
+      this.socket?.resume();
+      this.process(); // what was held back
+    }
+  }
+
+  private startStallTimer(): void {
+    if (this.stallTimer !== undefined) return;
+    this.stallTimer = setTimeout(() => {
+      this.fail(
+        new RfbError(
+          'send-stalled',
+          `the VNC server has not read what was sent to it for ${this.sendStallMs} ms (${this.sendBuffered} bytes waiting)`,
+        ),
+      );
+    }, this.sendStallMs);
+    this.stallTimer.unref();
+  }
+
+  /** Is the send buffer too full to answer another server message? */
+  private backedUp(): boolean {
+    return this.sendBuffered >= REPLY_HIGH_WATER_BYTES;
   }
 
   private onServerInit(result: HandshakeResult): void {
@@ -385,6 +581,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       height: result.height,
       limits: this.limits,
       queue: this.queue,
+      holdBack: () => this.backedUp(),
       events: {
         updateEnd: (pixels) => this.onUpdateEnd(pixels),
         resized: (w, h) => this.onResized(w, h),
@@ -405,7 +602,9 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
 
   private onUpdateEnd(pixels: boolean): void {
     this.updateRequested = false;
-    this.requestIncrementalUpdate();
+    // one request after the pass, however many updates it held (a flood of empty updates
+    // costs one answer per chunk read, not one per update)
+    this.updateWanted = true;
     // TigerVNC answers the first request with an update holding only the screen layout
     // (ExtendedDesktopSize) and sends the pixels in the next one: wait for those.
     if (this.phaseValue === 'initialising' && pixels) {
@@ -574,18 +773,35 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private stopTimers(): void {
     clearTimeout(this.connectTimer);
     clearInterval(this.keepaliveTimer);
+    clearTimeout(this.stallTimer);
+    clearTimeout(this.messageTimer);
     this.connectTimer = undefined;
     this.keepaliveTimer = undefined;
+    this.stallTimer = undefined;
+    this.messageTimer = undefined;
   }
 
   private canSend(): boolean {
     return this.phaseValue === 'initialising' || this.phaseValue === 'ready';
   }
 
+  /** Protocol traffic of ours; bounded by reading no more server messages while backed up. */
   private write(bytes: Buffer): void {
     const socket = this.socket;
     if (socket === undefined || socket.destroyed) return;
     socket.write(bytes);
+  }
+
+  /** Input for the desktop: refused (false) when it would overfill the send buffer. */
+  private writeInput(bytes: Buffer): boolean {
+    const socket = this.socket;
+    if (socket === undefined || socket.destroyed) return false;
+    if (socket.writableLength + bytes.length > this.sendBufferBytes) {
+      this.startStallTimer();
+      return false;
+    }
+    socket.write(bytes);
+    return true;
   }
 }
 

@@ -57,13 +57,25 @@ export interface ServerMessageParserOptions {
   events?: ServerMessageEvents;
   /** share a queue with the handshake so bytes after ServerInit carry over */
   queue?: ByteQueue;
+  /**
+   * Asked before each new message: true makes parse() stop there and leave the rest in the
+   * queue (the connection is backed up and must not answer more messages yet).
+   */
+  holdBack?: () => boolean;
 }
+
+/**
+ * Where parse() stopped: everything consumed ('idle'), inside a message that needs more
+ * bytes ('partial'), or before a message because holdBack said so ('held').
+ */
+export type ParseStop = 'idle' | 'partial' | 'held';
 
 type ParserState =
   | { kind: 'message' }
   | { kind: 'rect-header'; rectsLeft: number }
   | { kind: 'rect-body'; rectsLeft: number; encoding: number; decoder: RectDecoder }
   | { kind: 'cut-text'; length: number }
+  | { kind: 'skip-cut-text'; left: number }
   | { kind: 'failed'; error: RfbProtocolError | Error };
 
 export class ServerMessageParser {
@@ -75,14 +87,19 @@ export class ServerMessageParser {
   private readonly limits: RfbLimits;
   private readonly events: ServerMessageEvents;
   private readonly ctx: DecodeContext;
+  private readonly holdBack: () => boolean;
   /** the current update has had a Raw or CopyRect rectangle */
   private updateHasPixels = false;
+  /** the last step() stopped because holdBack() said so */
+  private held = false;
+  private completed = 0;
 
   constructor(options: ServerMessageParserOptions) {
     this.queue = options.queue ?? new ByteQueue();
     this.sink = options.sink;
     this.limits = options.limits ?? DEFAULT_RFB_LIMITS;
     this.events = options.events ?? {};
+    this.holdBack = options.holdBack ?? (() => false);
     const fb = { width: options.width, height: options.height };
     this.fb = fb;
     this.ctx = {
@@ -107,32 +124,41 @@ export class ServerMessageParser {
     return this.fb.height;
   }
 
+  /** server messages completed so far (a whole FramebufferUpdate counts once) */
+  get messagesCompleted(): number {
+    return this.completed;
+  }
+
   /** true while a FramebufferUpdate has started but not ended */
   get inUpdate(): boolean {
     return this.state.kind === 'rect-header' || this.state.kind === 'rect-body';
   }
 
   /** Append bytes and decode what they complete. */
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array): ParseStop {
     this.queue.push(chunk);
-    this.parse();
+    return this.parse();
   }
 
   /**
-   * Decode everything complete in the queue. Throws RfbProtocolError on bad input, and
-   * rethrows whatever the sink or an event handler throws; either way the parser is then
-   * failed and every later call throws the same error.
+   * Decode everything complete in the queue, and tell where it stopped. Throws
+   * RfbProtocolError on bad input, and rethrows whatever the sink or an event handler
+   * throws; either way the parser is then failed and every later call throws the same error.
    */
-  parse(): void {
+  parse(): ParseStop {
     if (this.state.kind === 'failed') throw this.state.error;
     try {
+      this.held = false;
       while (this.step()) {
         // each step consumed something; go on until one has to wait
       }
+      this.sink.idle?.();
     } catch (err) {
       this.state = { kind: 'failed', error: err instanceof Error ? err : new Error(String(err)) };
       throw err;
     }
+    if (this.held) return 'held';
+    return this.state.kind === 'message' && this.queue.available === 0 ? 'idle' : 'partial';
   }
 
   /** One transition; false when it has to wait for more bytes. */
@@ -141,7 +167,12 @@ export class ServerMessageParser {
     const state = this.state;
     switch (state.kind) {
       case 'message':
-        return q.available > 0 && this.readMessage();
+        if (q.available === 0) return false;
+        if (this.holdBack()) {
+          this.held = true;
+          return false;
+        }
+        return this.readMessage();
       case 'rect-header':
         return this.readRectHeader(state.rectsLeft);
       case 'rect-body':
@@ -150,9 +181,18 @@ export class ServerMessageParser {
         return true;
       case 'cut-text':
         if (q.available < state.length) return false;
-        this.state = { kind: 'message' };
+        this.messageDone();
         this.sink.serverCutText(q.read(state.length).toString('latin1'));
         return true;
+      case 'skip-cut-text': {
+        // dropped as it arrives: an oversized clipboard costs no memory, only time
+        const n = Math.min(q.available, state.left);
+        if (n === 0) return false;
+        q.skip(n);
+        if (n === state.left) this.messageDone();
+        else this.state = { kind: 'skip-cut-text', left: state.left - n };
+        return true;
+      }
       case 'failed':
         throw state.error;
     }
@@ -177,24 +217,23 @@ export class ServerMessageParser {
         );
       case ServerMessageType.Bell:
         q.skip(1);
+        this.completed++;
         this.sink.bell?.();
         return true;
       case ServerMessageType.ServerCutText: {
         if (q.available < CUT_TEXT_HEADER_LENGTH) return false;
         const length = q.peekU32(4);
-        // checked before waiting for (or allocating) the text
-        if (length > this.limits.maxCutText) {
-          throw new RfbProtocolError(
-            'cut-text-too-long',
-            `ServerCutText of ${length} bytes exceeds the ${this.limits.maxCutText}-byte limit`,
-          );
-        }
         q.skip(CUT_TEXT_HEADER_LENGTH);
-        this.state = { kind: 'cut-text', length };
+        // checked before waiting for (or allocating) the text: a longer one is skipped
+        if (length > this.limits.maxCutText) {
+          this.sink.serverCutTextDropped?.(length, this.limits.maxCutText);
+          this.state = { kind: 'skip-cut-text', left: length };
+        } else this.state = { kind: 'cut-text', length };
         return true;
       }
       case ServerMessageType.EndOfContinuousUpdates:
         q.skip(1);
+        this.completed++;
         this.events.endOfContinuousUpdates?.();
         return true;
       case ServerMessageType.ServerFence: {
@@ -210,6 +249,7 @@ export class ServerMessageParser {
         const flags = q.peekU32(4);
         q.skip(FENCE_HEADER_LENGTH);
         const payload = Buffer.from(q.read(length));
+        this.completed++;
         this.events.fence?.(flags, payload);
         return true;
       }
@@ -259,8 +299,13 @@ export class ServerMessageParser {
     else this.state = { kind: 'rect-header', rectsLeft: rectsLeft - 1 };
   }
 
-  private updateDone(): void {
+  private messageDone(): void {
     this.state = { kind: 'message' };
+    this.completed++;
+  }
+
+  private updateDone(): void {
+    this.messageDone();
     const pixels = this.updateHasPixels;
     this.updateHasPixels = false;
     this.sink.updateEnd();

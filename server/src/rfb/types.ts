@@ -19,23 +19,43 @@ export interface FramebufferSink {
   updateEnd(): void;
   /** ServerCutText, decoded from Latin-1 */
   serverCutText(text: string): void;
+  /**
+   * A ServerCutText longer than limits.maxCutText arrived: its bytes were skipped as they
+   * came, never held, and the text is not delivered.
+   */
+  serverCutTextDropped?(length: number, limit: number): void;
+  /**
+   * The parser has consumed what arrived and waits for more bytes. A sink that defers work
+   * (the stream coalesces resizes) does it here at the latest.
+   */
+  idle?(): void;
   bell?(): void;
 }
 
 export interface RfbLimits {
-  /** largest framebuffer side accepted from a server, pixels */
-  maxDimension: number;
+  /** widest framebuffer accepted from a server, pixels */
+  maxWidth: number;
+  /** tallest framebuffer accepted from a server, pixels */
+  maxHeight: number;
+  /** largest framebuffer area accepted from a server, pixels (the mirror costs 4 bytes each) */
+  maxPixels: number;
   /** largest cursor side, pixels */
   maxCursor: number;
-  /** largest ServerCutText, bytes */
+  /**
+   * largest clipboard text in either direction, bytes: a longer ServerCutText is skipped
+   * (not held, not delivered); a longer ClientCutText is cut
+   */
   maxCutText: number;
   /** largest desktop name, bytes */
   maxNameLength: number;
 }
 
 export const DEFAULT_RFB_LIMITS: RfbLimits = {
-  maxDimension: 16384,
+  maxWidth: 8192,
+  maxHeight: 8192,
+  // 16 Mpx: a 64 MiB mirror; two 4K monitors side by side (7680×2160) fit
+  maxPixels: 4096 * 4096,
   maxCursor: 256,
-  maxCutText: 10 * 1024 * 1024,
+  maxCutText: 1024 * 1024,
   maxNameLength: 4096,
 };

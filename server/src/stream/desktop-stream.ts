@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
+import { RfbProtocolError } from '../rfb/errors.js';
 import type { FramebufferSink } from '../rfb/types.js';
 import { CELL, type Rect } from './dirty-grid.js';
 import { Viewer, type MirrorView } from './viewer.js';
@@ -8,9 +9,10 @@ import { MoveDetector } from './move-detector.js';
 
 /** The RFB connection a stream drives; implemented by rfb/client.ts. */
 export interface RfbLink {
-  keyEvent(keysym: number, down: boolean): void;
-  pointerEvent(x: number, y: number, buttons: number): void;
-  clientCutText(text: string): void;
+  /** the input methods return false when the input was not sent (the desktop does not read) */
+  keyEvent(keysym: number, down: boolean): boolean;
+  pointerEvent(x: number, y: number, buttons: number): boolean;
+  clientCutText(text: string): boolean;
   requestFullUpdate(): void;
   setDesktopSize(width: number, height: number): boolean;
   close(reason?: string): void;
@@ -27,12 +29,21 @@ export interface CursorShape {
 export interface StreamEvents {
   cursor(shape: CursorShape): void;
   clipboard(text: string): void;
+  /** the desktop's clipboard held more than the pool allows; it was not passed on */
+  clipboardDropped?(length: number, limit: number): void;
 }
 
 /** rate (updates/s, decayed) at which a cell counts as "hot" (animated) */
 const HOT_RATE = 3;
 /** half-life of a cell's update rate, ms */
 const RATE_HALF_LIFE_MS = 500;
+/**
+ * Framebuffer reallocations (each costs O(area)) a desktop may cause in a burst, and per
+ * second after it. Resizes are coalesced first (see resize()), so only a server that
+ * alternates sizes with pixels in between spends these; a real desktop needs a few.
+ */
+const RESIZE_BURST = 20;
+const RESIZES_PER_SEC = 5;
 
 /**
  * One framebuffer mirror per desktop (DESIGN.md decision 4): the RFB client writes into it,
@@ -56,6 +67,11 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   private firstUpdate: Promise<void>;
   private resolveFirst!: () => void;
   updates = 0;
+  /** a size announced by the server and not yet applied to the mirror */
+  private pendingSize: { width: number; height: number } | undefined;
+  private resizeBudget = { tokens: RESIZE_BURST, at: 0 };
+  /** mirror reallocations so far (resizes applied, after coalescing) */
+  reallocations = 0;
 
   constructor(
     readonly desktopId: string,
@@ -72,7 +88,28 @@ export class DesktopStream implements FramebufferSink, MirrorView {
 
   // ---- FramebufferSink (called by the RFB client) ----
 
+  /**
+   * The server announced a new size. Applying it costs O(area) (a new mirror, the overlap
+   * copied, every viewer's grid), so it waits until pixels arrive for it or the parser has
+   * read all it has: a burst of resizes costs one reallocation, not one each.
+   */
   resize(width: number, height: number): void {
+    this.pendingSize =
+      width === this.width && height === this.height ? undefined : { width, height };
+  }
+
+  /** the parser has read what arrived: apply a pending size and let viewers catch up */
+  idle(): void {
+    if (this.applyResize()) for (const v of this.viewers) v.flush();
+  }
+
+  private applyResize(): boolean {
+    const size = this.pendingSize;
+    if (size === undefined) return false;
+    this.pendingSize = undefined;
+    this.spendResize();
+    this.reallocations++;
+    const { width, height } = size;
     const old = this.fb;
     const oldW = this.width;
     const oldH = this.height;
@@ -89,9 +126,25 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.rate = new Float32Array(this.cols * this.rows);
     if (this.moves) this.detectMoves(true);
     for (const v of this.viewers) v.resized();
+    return true;
+  }
+
+  private spendResize(): void {
+    const b = this.resizeBudget;
+    const now = this.clock.now();
+    b.tokens = Math.min(RESIZE_BURST, b.tokens + ((now - b.at) * RESIZES_PER_SEC) / 1000);
+    b.at = now;
+    if (b.tokens < 1) {
+      throw new RfbProtocolError(
+        'resize-flood',
+        `the desktop changed its framebuffer size with pixels in between more than ${RESIZE_BURST} times in a burst (${RESIZES_PER_SEC}/s allowed after it)`,
+      );
+    }
+    b.tokens--;
   }
 
   putPixels(x: number, y: number, w: number, h: number, pixels: Buffer): void {
+    this.applyResize();
     const rowBytes = w * 4;
     for (let row = 0; row < h; row++) {
       pixels.copy(
@@ -128,6 +181,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   }
 
   copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void {
+    this.applyResize();
     this.flushMoves(); // pixels before this copy belong before it
     const rowBytes = w * 4;
     const stride = this.width * 4;
@@ -176,11 +230,17 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.flushMoves();
     this.updates++;
     if (this.updates === 1) this.resolveFirst();
-    for (const v of this.viewers) v.flush();
+    // with a size pending, a frame now would be of the old size: idle() flushes instead
+    if (this.pendingSize === undefined) for (const v of this.viewers) v.flush();
   }
 
   serverCutText(text: string): void {
     this.events.clipboard(text);
+  }
+
+  serverCutTextDropped(length: number, limit: number): void {
+    this.log.warn({ length, limit }, 'clipboard from the desktop over the limit: not passed on');
+    this.events.clipboardDropped?.(length, limit);
   }
 
   // ---- MirrorView (read by viewers) ----

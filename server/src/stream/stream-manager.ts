@@ -1,14 +1,38 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { RfbEndpoint } from '../providers/types.js';
-import { RfbClient } from '../rfb/client.js';
+import { RfbClient, type RfbClientOptions } from '../rfb/client.js';
+import { RfbError } from '../rfb/errors.js';
+import { DEFAULT_RFB_LIMITS, type RfbLimits } from '../rfb/types.js';
 import { DesktopStream, type CursorShape } from './desktop-stream.js';
 
 export interface StreamHooks {
   cursor(desktopId: string, shape: CursorShape): void;
   clipboard(desktopId: string, text: string): void;
-  /** the RFB connection to a desktop closed unexpectedly (viewers are told; the broker checks health) */
-  lost(desktopId: string, reason: string): void;
+  /** the desktop's clipboard was over the pool's limit and was not passed on */
+  clipboardDropped?(desktopId: string, length: number, limit: number): void;
+  /**
+   * the RFB connection to a desktop closed unexpectedly (viewers are told; the broker checks
+   * health); `error` says why, when it failed rather than being closed
+   */
+  lost(desktopId: string, reason: string, error?: RfbError): void;
+}
+
+/** A scheduled callback that can be called off. */
+export interface TimerHandle {
+  cancel(): void;
+}
+
+export interface StreamManagerOptions {
+  /** Keep a desktop's RFB connection this long after its last viewer leaves, ms. @default LINGER_MS */
+  lingerMs?: number;
+  /** Schedules the linger timers; tests pass one they fire by hand. @default setTimeout */
+  setTimer?: (fn: () => void, ms: number) => TimerHandle;
+  /** Timeouts and bounds of each RFB connection (see RfbClientOptions). */
+  rfb?: Pick<
+    RfbClientOptions,
+    'connectTimeoutMs' | 'keepaliveMs' | 'sendBufferBytes' | 'sendStallMs' | 'messageTimeoutMs'
+  >;
 }
 
 interface Entry {
@@ -16,64 +40,98 @@ interface Entry {
   client: RfbClient | undefined;
   refs: number;
   ready: Promise<DesktopStream>;
-  linger: NodeJS.Timeout | undefined;
+  linger: TimerHandle | undefined;
   endpoint: RfbEndpoint;
+  /** why the link closed, once it has */
+  closed: RfbError | undefined;
 }
 
 /** Keep a desktop's RFB connection this long after its last viewer leaves, ms. */
 export const LINGER_MS = 15_000;
 /** Give up connecting to a desktop after this long, ms. */
 const CONNECT_TIMEOUT_MS = 10_000;
+/** Most bytes waiting towards one desktop unless configured, bytes. */
+const DEFAULT_SEND_BUFFER_BYTES = 4 * 1024 * 1024;
+
+const realTimer = (fn: () => void, ms: number): TimerHandle => {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return { cancel: () => clearTimeout(t) };
+};
 
 /**
  * One RFB connection and mirror per desktop, shared by all its viewers (and by thumbnails).
  * Opened on first use, closed a while after the last viewer leaves.
+ *
+ * A desktop's connection can be replaced (lost and opened again, moved): every reference and
+ * timer belongs to one connection (`Entry`), and acts on that one only, never on whichever
+ * connection the desktop has by then.
  */
 export class StreamManager {
   private readonly entries = new Map<string, Entry>();
+  private readonly lingerMs: number;
+  private readonly setTimer: (fn: () => void, ms: number) => TimerHandle;
 
   constructor(
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly hooks: StreamHooks,
-  ) {}
+    private readonly options: StreamManagerOptions = {},
+  ) {
+    this.lingerMs = options.lingerMs ?? LINGER_MS;
+    this.setTimer = options.setTimer ?? realTimer;
+  }
 
   get(desktopId: string): DesktopStream | undefined {
     return this.entries.get(desktopId)?.stream;
   }
 
-  /** Get (or open) the stream of a desktop and hold a reference to it. */
-  async acquire(desktopId: string, endpoint: RfbEndpoint): Promise<DesktopStream> {
+  /**
+   * Get (or open) the stream of a desktop and hold a reference to it; give it back with
+   * release(desktopId, stream). `limits` apply when this call opens the connection.
+   * Rejects with an RfbError when the desktop cannot be reached or refuses.
+   */
+  async acquire(
+    desktopId: string,
+    endpoint: RfbEndpoint,
+    limits: RfbLimits = DEFAULT_RFB_LIMITS,
+  ): Promise<DesktopStream> {
     let e = this.entries.get(desktopId);
     if (e && !sameEndpoint(e.endpoint, endpoint)) {
       // the desktop was restarted somewhere else: drop the old connection
       this.drop(desktopId, 'desktop moved');
       e = undefined;
     }
-    if (!e) e = this.open(desktopId, endpoint);
+    if (!e) e = this.open(desktopId, endpoint, limits);
     e.refs++;
-    if (e.linger) {
-      clearTimeout(e.linger);
-      e.linger = undefined;
-    }
+    e.linger?.cancel();
+    e.linger = undefined;
     try {
-      return await e.ready;
+      const stream = await e.ready;
+      // a link can fail right after its first frame (in the same read): do not hand it out
+      if (this.entries.get(desktopId) !== e)
+        throw e.closed ?? new RfbError('server-closed', 'the desktop link closed while opening');
+      return stream;
     } catch (err) {
-      this.release(desktopId);
+      this.releaseEntry(desktopId, e);
       throw err;
     }
   }
 
-  release(desktopId: string): void {
+  /** Give back a reference taken by acquire(); a stale one (of a replaced connection) is a no-op. */
+  release(desktopId: string, stream: DesktopStream): void {
     const e = this.entries.get(desktopId);
-    if (!e) return;
+    if (e?.stream === stream) this.releaseEntry(desktopId, e);
+  }
+
+  private releaseEntry(desktopId: string, e: Entry): void {
     e.refs = Math.max(0, e.refs - 1);
-    if (e.refs === 0 && !e.linger) {
-      e.linger = setTimeout(() => {
-        if (e.refs === 0) this.drop(desktopId, 'no viewers');
-      }, LINGER_MS);
-      e.linger.unref();
-    }
+    if (e.refs > 0 || e.linger || this.entries.get(desktopId) !== e) return;
+    e.linger = this.setTimer(() => {
+      e.linger = undefined;
+      // this connection only: the desktop may have another one by now
+      if (e.refs === 0 && this.entries.get(desktopId) === e) this.drop(desktopId, 'no viewers');
+    }, this.lingerMs);
   }
 
   /** Close a desktop's connection now (desktop stopped or reset). */
@@ -81,7 +139,8 @@ export class StreamManager {
     const e = this.entries.get(desktopId);
     if (!e) return;
     this.entries.delete(desktopId);
-    if (e.linger) clearTimeout(e.linger);
+    e.linger?.cancel();
+    e.linger = undefined;
     e.client?.close(reason);
   }
 
@@ -90,20 +149,21 @@ export class StreamManager {
   }
 
   /** A small JPEG of a desktop, opening a short-lived connection when nobody is watching. */
-  async thumbnail(desktopId: string, endpoint: RfbEndpoint): Promise<Buffer> {
-    const stream = await this.acquire(desktopId, endpoint);
+  async thumbnail(desktopId: string, endpoint: RfbEndpoint, limits?: RfbLimits): Promise<Buffer> {
+    const stream = await this.acquire(desktopId, endpoint, limits);
     try {
       return await stream.thumbnail();
     } finally {
-      this.release(desktopId);
+      this.release(desktopId, stream);
     }
   }
 
-  private open(desktopId: string, endpoint: RfbEndpoint): Entry {
+  private open(desktopId: string, endpoint: RfbEndpoint, limits: RfbLimits): Entry {
     const log = this.log.child({ desktopId });
     const stream = new DesktopStream(desktopId, this.clock, log, {
       cursor: (shape) => this.hooks.cursor(desktopId, shape),
       clipboard: (text) => this.hooks.clipboard(desktopId, text),
+      clipboardDropped: (length, limit) => this.hooks.clipboardDropped?.(desktopId, length, limit),
     });
     const entry: Entry = {
       stream,
@@ -111,28 +171,41 @@ export class StreamManager {
       refs: 0,
       linger: undefined,
       endpoint,
+      closed: undefined,
       ready: undefined as unknown as Promise<DesktopStream>,
     };
+    const rfb = this.options.rfb ?? {};
+    const connectTimeoutMs = rfb.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     entry.ready = (async () => {
       const client = new RfbClient({
         endpoint,
         sink: stream,
         logger: log,
-        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        limits,
+        ...rfb,
+        connectTimeoutMs,
+        // room for the largest clipboard the pool lets a viewer paste, and some input after it
+        sendBufferBytes: Math.max(
+          rfb.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
+          limits.maxCutText + 64 * 1024,
+        ),
       });
       entry.client = client;
-      client.on('close', (info: { reason: string }) => {
+      client.on('close', (info) => {
+        entry.closed = info.error ?? new RfbError('closed', info.reason);
+        entry.linger?.cancel();
+        entry.linger = undefined;
         if (this.entries.get(desktopId) !== entry) return; // we closed it on purpose
         this.entries.delete(desktopId);
         log.warn({ reason: info.reason }, 'RFB connection to desktop lost');
-        this.hooks.lost(desktopId, info.reason);
+        this.hooks.lost(desktopId, info.reason, info.error);
       });
       client.on('error', (err: Error) => log.warn({ err }, 'RFB error'));
       const info = await client.connect();
       // servers without continuous updates (QEMU) send no CopyRect either: find moves ourselves
       stream.detectMoves(!info.continuousUpdates);
       stream.link = client;
-      await withTimeout(stream.whenFirstUpdate(), CONNECT_TIMEOUT_MS, 'first framebuffer update');
+      await withTimeout(stream.whenFirstUpdate(), connectTimeoutMs, 'first framebuffer update');
       return stream;
     })();
     entry.ready.catch(() => {
@@ -145,13 +218,16 @@ export class StreamManager {
 
 function sameEndpoint(a: RfbEndpoint, b: RfbEndpoint): boolean {
   return a.kind === 'unix'
-    ? b.kind === 'unix' && a.path === b.path
+    ? b.kind === 'unix' && a.path === b.path && a.serverUid === b.serverUid
     : b.kind === 'tcp' && a.host === b.host && a.port === b.port;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+    const t = setTimeout(
+      () => reject(new RfbError('connect-timeout', `timed out waiting for ${what}`)),
+      ms,
+    );
     p.then(
       (v) => {
         clearTimeout(t);

@@ -16,11 +16,24 @@ export function assertFramebufferSize(
   limits: RfbLimits,
   what: string,
 ): void {
-  const max = limits.maxDimension;
-  if (width === 0 || height === 0 || width > max || height > max) {
+  if (width === 0 || height === 0) {
     throw new RfbProtocolError(
       'bad-framebuffer-size',
-      `${what} announces a ${width}x${height} framebuffer; accepted sizes are 1x1 to ${max}x${max}`,
+      `${what} announces a ${width}x${height} framebuffer, which has no pixels`,
     );
   }
+  if (width > limits.maxWidth || height > limits.maxHeight || width * height > limits.maxPixels) {
+    const allowed = `at most ${limits.maxWidth}x${limits.maxHeight} and ${megapixels(limits.maxPixels)} megapixels`;
+    throw new RfbProtocolError(
+      'framebuffer-too-large',
+      `${what} announces a ${width}x${height} framebuffer; this pool accepts ${allowed}`,
+      {
+        viewerMessage: `the desktop's screen is ${width}×${height} (${megapixels(width * height)} megapixels); this pool allows ${allowed.replace('x', '×')}`,
+      },
+    );
+  }
+}
+
+function megapixels(px: number): string {
+  return (px / 1e6).toFixed(1);
 }

@@ -247,9 +247,20 @@ describe('ServerInit', () => {
   it.each([
     [0, 768],
     [1024, 0],
-    [16385, 768],
   ])('rejects a %ix%i framebuffer', (width, height) => {
     expectProtocolError(run([prefix, w.serverInit(width, height)]).error, 'bad-framebuffer-size');
+  });
+
+  it.each([
+    [16385, 768],
+    [16384, 16384],
+    [8192, 8192],
+  ])('refuses a %ix%i framebuffer as too large', (width, height) => {
+    expectProtocolError(
+      run([prefix, w.serverInit(width, height)]).error,
+      'framebuffer-too-large',
+      /this pool accepts at most 8192x8192 and 16\.8 megapixels/,
+    );
   });
 
   it('rejects an over-long name from the header alone', () => {

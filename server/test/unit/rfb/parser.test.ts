@@ -6,7 +6,7 @@ import { RfbProtocolError } from '../../../src/rfb/errors.js';
 import { DEFAULT_RFB_LIMITS } from '../../../src/rfb/types.js';
 import { bytewise, makeParser, runParser } from './helpers/run-parser.js';
 import * as w from './helpers/server-wire.js';
-import { FramebufferModel } from './helpers/sinks.js';
+import { FramebufferModel, RecordingSink } from './helpers/sinks.js';
 
 function expectProtocolError(err: unknown, code: string, text?: RegExp): void {
   expect(err).toBeInstanceOf(RfbProtocolError);
@@ -131,19 +131,47 @@ describe('FramebufferUpdate', () => {
     it.each([
       [0, 10],
       [10, 0],
-      [DEFAULT_RFB_LIMITS.maxDimension + 1, 10],
     ])('rejects a %ix%i framebuffer', (fw, fh) => {
       const run = runParser([w.update([w.desktopSize(fw, fh)])]);
       expectProtocolError(run.error, 'bad-framebuffer-size');
       expect(run.calls).toEqual([]);
     });
 
-    it('honours a smaller maxDimension', () => {
+    it.each([
+      ['too wide', DEFAULT_RFB_LIMITS.maxWidth + 1, 10],
+      ['too tall', 10, DEFAULT_RFB_LIMITS.maxHeight + 1],
+      ['too many pixels', 8192, 8192],
+      ['16384x16384', 16384, 16384],
+    ])('refuses a framebuffer %s, before allocating it', (_what, fw, fh) => {
+      const run = runParser([w.update([w.desktopSize(fw, fh)])]);
+      expectProtocolError(run.error, 'framebuffer-too-large', new RegExp(`${fw}x${fh}`));
+      expect(run.calls).toEqual([]);
+    });
+
+    it("honours the pool's smaller limits, and words the refusal for the viewer", () => {
       const run = runParser([w.update([w.desktopSize(2000, 100)])], 64, 48, {
         ...DEFAULT_RFB_LIMITS,
-        maxDimension: 1920,
+        maxWidth: 1920,
+        maxHeight: 1080,
+        maxPixels: 1920 * 1080,
       });
-      expectProtocolError(run.error, 'bad-framebuffer-size', /1x1 to 1920x1920/);
+      expectProtocolError(
+        run.error,
+        'framebuffer-too-large',
+        /at most 1920x1080 and 2\.1 megapixels/,
+      );
+      expect((run.error as RfbProtocolError).viewerMessage).toBe(
+        "the desktop's screen is 2000×100 (0.2 megapixels); this pool allows at most 1920×1080 and 2.1 megapixels",
+      );
+    });
+
+    it('checks the area as well as the sides', () => {
+      const limits = { ...DEFAULT_RFB_LIMITS, maxPixels: 1000 };
+      expect(runParser([w.update([w.desktopSize(40, 25)])], 64, 48, limits).error).toBeUndefined();
+      expectProtocolError(
+        runParser([w.update([w.desktopSize(40, 26)])], 64, 48, limits).error,
+        'framebuffer-too-large',
+      );
     });
   });
 
@@ -200,7 +228,7 @@ describe('FramebufferUpdate', () => {
       const run = runParser([
         w.update([w.extendedDesktopSize(0, 0, 20000, 48, [{ id: 1, x: 0, y: 0, w: 64, h: 48 }])]),
       ]);
-      expectProtocolError(run.error, 'bad-framebuffer-size');
+      expectProtocolError(run.error, 'framebuffer-too-large');
     });
   });
 
@@ -302,18 +330,26 @@ describe('ServerCutText', () => {
     expect(run.calls).toEqual([{ op: 'serverCutText', text: 'hé\nÿ' }]);
   });
 
-  it('rejects a length over maxCutText from the header alone, before any text arrives', () => {
-    const run = runParser([w.cat(w.u8(3), w.pad(3), w.u32(0xffff_fff0))]);
-    expectProtocolError(run.error, 'cut-text-too-long', /4294967280 bytes exceeds/);
-    expect(run.calls).toEqual([]);
+  it('skips a text over maxCutText as it arrives, holding none of it, and goes on', () => {
+    const limits = { ...DEFAULT_RFB_LIMITS, maxCutText: 10 };
+    const { parser, sink } = makeParser(64, 48, limits);
+    const dropped: number[] = [];
+    sink.serverCutTextDropped = (length) => dropped.push(length);
+    // the header says 1 MiB; the body comes in 64 KiB pieces and none of it stays queued
+    expect(parser.push(w.cat(w.u8(3), w.pad(3), w.u32(1024 * 1024)))).toBe('partial');
+    expect(dropped).toEqual([1024 * 1024]);
+    for (let i = 0; i < 16; i++) {
+      parser.push(Buffer.alloc(64 * 1024, 0x41));
+      expect(parser.queue.available).toBe(0);
+    }
+    expect(parser.push(w.serverCutText('ok'))).toBe('idle');
+    expect((sink as RecordingSink).calls).toEqual([{ op: 'serverCutText', text: 'ok' }]);
   });
 
-  it('honours a smaller maxCutText', () => {
-    const run = runParser([w.serverCutText('x'.repeat(11))], 64, 48, {
-      ...DEFAULT_RFB_LIMITS,
-      maxCutText: 10,
-    });
-    expectProtocolError(run.error, 'cut-text-too-long');
+  it('skips a length near 2^32 from the header alone', () => {
+    const run = runParser([w.cat(w.u8(3), w.pad(3), w.u32(0xffff_fff0))]);
+    expect(run.error).toBeUndefined();
+    expect(run.calls).toEqual([]);
   });
 });
 

@@ -22,6 +22,7 @@ function setup(w = 256, h = 128, maxInFlight = 2) {
     clipboard: () => undefined,
   });
   stream.resize(w, h);
+  stream.idle(); // the parser applies a size once it has read what arrived
   const frames: Frame[] = [];
   const errors: unknown[] = [];
   const viewer = new Viewer(

@@ -1,0 +1,92 @@
+/**
+ * The mirror's resizes: a burst of size changes costs one reallocation, and a server that
+ * forces one reallocation after another (a size, a pixel, another size…) is cut off.
+ */
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../../src/clock.js';
+import { RfbProtocolError } from '../../../src/rfb/errors.js';
+import { DesktopStream } from '../../../src/stream/desktop-stream.js';
+import { Viewer } from '../../../src/stream/viewer.js';
+
+function setup() {
+  const clock = new ManualClock();
+  const stream = new DesktopStream('d1', clock, pino({ level: 'silent' }), {
+    cursor: () => undefined,
+    clipboard: () => undefined,
+  });
+  stream.resize(640, 480);
+  stream.idle();
+  const frames: Uint8Array[] = [];
+  const viewer = new Viewer(
+    'v',
+    stream,
+    (f) => frames.push(f),
+    clock,
+    2,
+    () => undefined,
+  );
+  stream.viewers.add(viewer);
+  return { clock, stream, viewer, frames };
+}
+
+const pixel = Buffer.alloc(4, 0x80);
+
+describe('DesktopStream resizes', () => {
+  it('applies 200 resizes in a row as one reallocation, when the parser idles', () => {
+    const { stream, viewer } = setup();
+    const before = stream.reallocations;
+    const started = performance.now();
+    for (let i = 0; i < 200; i++) {
+      stream.resize(i % 2 ? 2048 : 2047, 2048);
+      stream.updateEnd();
+    }
+    stream.idle();
+    const ms = performance.now() - started;
+    expect(stream.reallocations - before).toBe(1);
+    expect([stream.width, stream.height]).toEqual([2048, 2048]); // the last one
+    expect(stream.fb.length).toBe(2048 * 2048 * 4);
+    expect(viewer.dirty.width).toBe(2048);
+    expect(ms).toBeLessThan(500);
+  });
+
+  it('applies a pending size before pixels for it are written', () => {
+    const { stream } = setup();
+    stream.resize(800, 600);
+    expect(stream.width).toBe(640); // not yet
+    stream.putPixels(799, 599, 1, 1, pixel);
+    expect([stream.width, stream.height]).toEqual([800, 600]);
+    expect(stream.fb.readUInt32LE((599 * 800 + 799) * 4)).toBe(0x80808080);
+  });
+
+  it('keeps what overlaps across a resize', () => {
+    const { stream } = setup();
+    stream.putPixels(10, 10, 1, 1, pixel);
+    stream.resize(100, 100);
+    stream.idle();
+    expect(stream.fb.readUInt32LE((10 * 100 + 10) * 4)).toBe(0x80808080);
+  });
+
+  it('cuts off a server that forces a reallocation per pixel', () => {
+    const { stream } = setup();
+    let applied = 0;
+    const churn = () => {
+      for (let i = 0; i < 200; i++) {
+        stream.resize(i % 2 ? 2048 : 2047, 1024);
+        stream.putPixels(0, 0, 1, 1, pixel);
+        applied++;
+      }
+    };
+    expect(churn).toThrow(RfbProtocolError);
+    expect(applied).toBeLessThanOrEqual(20);
+    expect(stream.reallocations).toBeLessThanOrEqual(21);
+    // a desktop that resizes now and then is fine
+    const { stream: calm, clock: calmClock } = setup();
+    for (let i = 0; i < 50; i++) {
+      calmClock.advance(1000);
+      calm.resize(i % 2 ? 1024 : 1000, 768);
+      calm.putPixels(0, 0, 1, 1, pixel);
+    }
+    expect(calm.width).toBe(1024);
+  });
+});
