@@ -59,8 +59,10 @@ const EnvSchema = z.object({
   QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /** frames a viewer may have unacknowledged before its damage is coalesced @default 2 */
   MAX_FRAMES_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(2),
-  /** sign-in attempts per account per window before a lockout @default 5 */
+  /** failed sign-ins for one account from one client IP per window before that IP is locked out of it @default 5 */
   LOGIN_MAX_PER_ACCOUNT: z.coerce.number().int().min(1).default(5),
+  /** failed sign-ins for one account from all IPs per window before it is locked for everyone @default 50 */
+  LOGIN_MAX_PER_ACCOUNT_TOTAL: z.coerce.number().int().min(1).default(50),
   /** sign-in attempts per client IP per window @default 30 */
   LOGIN_MAX_PER_IP: z.coerce.number().int().min(1).default(30),
   /** rate-limit window in seconds @default 300 */
@@ -94,7 +96,7 @@ export interface Config {
   desktopUser: string;
   qemuAccel: 'auto' | 'kvm' | 'tcg';
   maxFramesInFlight: number;
-  login: { maxPerAccount: number; maxPerIp: number; windowMs: number };
+  login: { maxPerAccount: number; maxPerAccountTotal: number; maxPerIp: number; windowMs: number };
   brokerTickMs: number;
   clientDir: string;
 }
@@ -143,6 +145,7 @@ export function loadConfig(
     maxFramesInFlight: e.MAX_FRAMES_IN_FLIGHT,
     login: {
       maxPerAccount: e.LOGIN_MAX_PER_ACCOUNT,
+      maxPerAccountTotal: e.LOGIN_MAX_PER_ACCOUNT_TOTAL,
       maxPerIp: e.LOGIN_MAX_PER_IP,
       windowMs: e.LOGIN_WINDOW_SEC * 1000,
     },
