@@ -13,7 +13,7 @@ import { ensureAdmin } from './auth/users.js';
 import { Broker, SYSTEM } from './broker/broker.js';
 import { PoolAdmin } from './broker/pools.js';
 import { ApiRegistry } from './api/registry.js';
-import { errorHandler, sendError } from './api/http-error.js';
+import { errorHandler, HttpError, sendError } from './api/http-error.js';
 import { userRoutes } from './api/user-routes.js';
 import { adminRoutes } from './api/admin-routes.js';
 import { Gateway } from './gateway/gateway.js';
@@ -159,13 +159,37 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       sessionStats: (id) => gateway.sessionStats(id),
       sendMessage: (id, text, from) => gateway.sendMessage(id, text, from),
       thumbnail: async (desktopId) => {
+        // the desktop can go away between the route's lookup and here: that is a 404 with a
+        // reason, and one that cannot be reached is a 503, never an unexplained 500
         const d = await broker.desktop(desktopId);
-        const pool = d && (await broker.pool(d.pool_id));
-        if (!d?.handle || !pool) throw new Error('desktop not running');
-        return gateway.thumbnail(
-          desktopId,
-          broker.provider(pool.provider).endpoint(JSON.parse(d.handle) as DesktopHandle),
-        );
+        const pool = d && (await broker.pool(d.pool_id).catch(() => undefined));
+        if (!d || !pool) throw new HttpError(404, 'NOT_FOUND', 'no such desktop (it was removed)');
+        if (!d.handle)
+          throw new HttpError(409, 'DESKTOP_NOT_RUNNING', 'the desktop is not running');
+        const provider = broker.provider(pool.provider);
+        const handle = JSON.parse(d.handle) as DesktopHandle;
+        try {
+          return await gateway.thumbnail(desktopId, provider.endpoint(handle));
+        } catch (err) {
+          const why = err instanceof Error ? err.message : String(err);
+          const health = await provider
+            .health(handle)
+            .catch((e: unknown) => ({ state: 'unresponsive' as const, reason: String(e) }));
+          log.warn({ err, desktopId, health }, 'thumbnail failed');
+          if (health.state === 'dead') {
+            void broker.checkDesktopsSoon([desktopId]);
+            throw new HttpError(
+              404,
+              'DESKTOP_GONE',
+              `the desktop is no longer running${health.reason ? ` (${health.reason})` : ''}`,
+            );
+          }
+          throw new HttpError(
+            503,
+            'DESKTOP_UNREACHABLE',
+            `the desktop could not be reached: ${why}`,
+          );
+        }
       },
     },
     onUserDisabled: async (userId) => {
