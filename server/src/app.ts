@@ -16,7 +16,7 @@ import { ApiRegistry } from './api/registry.js';
 import { errorHandler, HttpError, sendError } from './api/http-error.js';
 import { userRoutes } from './api/user-routes.js';
 import { adminRoutes } from './api/admin-routes.js';
-import { Gateway } from './gateway/gateway.js';
+import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
 import type { DesktopHandle, Provider } from './providers/types.js';
 import { XvncProvider } from './providers/xvnc.js';
@@ -28,6 +28,8 @@ export interface ServerDeps {
   logger?: Logger;
   /** replace the provider set (tests) */
   providers?: Provider[];
+  /** gateway timings (tests shorten reattach backoff, RFB link timeouts, viewer liveness) */
+  gateway?: Partial<Omit<GatewayOptions, 'maxFramesInFlight' | 'allowedOrigins'>>;
 }
 
 export interface VdiServer {
@@ -143,6 +145,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     log.child({ part: 'gateway' }),
     [auth.sessionMiddleware, auth.passportInit, auth.passportSession],
     {
+      ...deps.gateway,
       maxFramesInFlight: config.maxFramesInFlight,
       allowedOrigins: config.allowedOrigins,
     },

@@ -80,6 +80,11 @@ export interface CursorMsg {
 export interface SessionStatusMsg {
   state: SessionState | 'desktop-lost' | 'desktop-unresponsive';
   reason?: string;
+  /**
+   * With desktop-unresponsive: the gateway lost its link to the desktop and keeps trying to
+   * attach this viewer again; `attempt` tries have failed, the next is in `inMs` ms.
+   */
+  retry?: { attempt: number; inMs: number };
 }
 
 export interface ShadowMsg {

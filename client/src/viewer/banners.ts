@@ -1,12 +1,13 @@
 /** The strip of messages over the top of the desktop: watched badge, desktop health, notices. */
 import { h } from '../dom';
 
-export type DesktopCondition = 'starting' | 'unresponsive' | 'lost';
+export type DesktopCondition = 'starting' | 'unresponsive' | 'retrying' | 'lost';
 
 const CONDITION_TEXT: Record<DesktopCondition, string> = {
   starting: 'Your desktop is starting…',
   unresponsive:
     'The desktop is not responding. Input may be delayed; the picture will update when it recovers.',
+  retrying: 'The desktop is not responding. Retrying…',
   lost: 'The connection to the desktop was lost. Trying to restore it…',
 };
 

@@ -19,7 +19,7 @@ import {
 import type { Clock } from '../clock.js';
 import type { Broker } from '../broker/broker.js';
 import { BrokerError } from '../broker/errors.js';
-import { StreamManager } from '../stream/stream-manager.js';
+import { StreamManager, type StreamLinkOptions } from '../stream/stream-manager.js';
 import type { DesktopStream } from '../stream/desktop-stream.js';
 import { Viewer } from '../stream/viewer.js';
 import type { AuthedUser } from '../auth/index.js';
@@ -44,6 +44,15 @@ interface Attachment {
   stream: DesktopStream;
 }
 
+/** A socket whose desktop's stream went away, trying to attach to its session again. */
+interface Waiting {
+  sessionId: string;
+  shadow: boolean;
+  /** tries that have failed so far */
+  attempt: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
 type VdiSocket = Socket<
   ClientToServerEvents,
   ServerToClientEvents,
@@ -56,10 +65,31 @@ export interface GatewayOptions {
   allowedOrigins: string[];
   /** input events per second a socket may send (burst is the same number) @default 600 */
   inputRate?: number;
+  /**
+   * Waits before each try to attach a viewer again after its desktop's stream went away, ms;
+   * the last one repeats for as long as the session lives and the viewer stays.
+   * @default REATTACH_DELAYS_MS
+   */
+  reattachDelaysMs?: readonly number[];
+  /** how RFB links to desktops are opened and watched @default the stream manager's */
+  link?: StreamLinkOptions;
 }
 
-/** Waits before each try to attach a viewer again after its desktop's stream went away, ms. */
-const REATTACH_DELAYS_MS = [300, 1000, 2000, 4000, 8000];
+/**
+ * Waits before each try to attach a viewer again after its desktop's stream went away, ms.
+ * The last repeats without end (capped backoff): a desktop that stopped answering (a frozen
+ * Xvnc, a paused VM) may come back at any time, and while its process lives the broker keeps
+ * it; when it dies, the broker ends the session and the retries end with it.
+ */
+export const REATTACH_DELAYS_MS: readonly number[] = [300, 1000, 2000, 4000, 8000, 15_000];
+
+/** Attach refusals after which trying again cannot help. */
+const FINAL_ATTACH_CODES = new Set([
+  'SESSION_ENDED',
+  'SESSION_NOT_FOUND',
+  'FORBIDDEN',
+  'NOT_ENTITLED',
+]);
 
 /** Input events a socket may send per second before they are dropped. */
 const DEFAULT_INPUT_RATE = 600;
@@ -78,6 +108,8 @@ export class Gateway {
   >;
   readonly streams: StreamManager;
   private readonly attachments = new WeakMap<VdiSocket, Attachment>();
+  /** sockets trying to attach again; they count as viewers, so their session stays active */
+  private readonly waiting = new Map<VdiSocket, Waiting>();
 
   constructor(
     server: http.Server,
@@ -144,12 +176,13 @@ export class Gateway {
         // if it is still there, they attach again by themselves
         for (const s of this.socketsOfDesktop(desktopId)) {
           const a = this.attachments.get(s)!;
-          this.detach(s, 'desktop connection lost', { keepSessionRoom: true });
+          this.detach(s, 'desktop connection lost', { keepSessionRoom: true, reattaching: true });
           this.reattach(s, a.sessionId, a.shadow);
         }
         void this.broker.checkDesktopsSoon([desktopId]);
       },
     });
+    if (opts.link) this.streams.linkOptions = opts.link;
 
     // Room operations reach sockets on every node (with the Redis adapter), not only ours.
     broker.on('session-ended', (sessionId, reason) => {
@@ -178,7 +211,7 @@ export class Gateway {
       );
       this.streams.drop(desktopId, 'desktop restarting');
       for (const [s, a] of sockets) {
-        this.detach(s, 'desktop restarted', { keepSessionRoom: true });
+        this.detach(s, 'desktop restarted', { keepSessionRoom: true, reattaching: true });
         this.reattach(s, a.sessionId, a.shadow);
       }
     });
@@ -363,6 +396,11 @@ export class Gateway {
     socket.on('refresh', () => this.attachments.get(socket)?.viewer.requestKeyframe());
     socket.on('disconnect', (reason) => {
       gatewayMetrics.sockets.dec();
+      const w = this.waiting.get(socket);
+      if (w) {
+        this.stopWaiting(socket);
+        this.leftSession(socket, w.sessionId, w.shadow, reason);
+      }
       this.detach(socket, reason);
     });
   }
@@ -389,6 +427,8 @@ export class Gateway {
       (err) => this.log.error({ err, sessionId }, 'frame build failed'),
     );
     this.attachments.set(socket, { sessionId, desktopId: info.desktop.id, shadow, viewer, stream });
+    // attached (by itself or by a retry of ours): no need to keep trying for it
+    this.stopWaiting(socket);
     stream.viewers.add(viewer);
     await socket.join([
       `session:${sessionId}`,
@@ -425,35 +465,99 @@ export class Gateway {
   }
 
   /**
-   * Attach a socket again after its desktop's stream went away (restart, lost RFB link),
-   * with backoff. Gives up when the session has ended (the viewer is told) or the socket left.
+   * Attach a socket again after its desktop's stream went away (restart, lost or frozen RFB
+   * link), with capped backoff, for as long as the socket stays and the session lives. The
+   * viewer hears of every failed try; the session stays active meanwhile, since someone is
+   * watching and waiting. Ends when the session has ended (the viewer is told why), when the
+   * socket leaves, or when the viewer attaches by itself.
    */
-  private reattach(socket: VdiSocket, sessionId: string, shadow: boolean, attempt = 0): void {
-    const delay = REATTACH_DELAYS_MS[attempt];
-    if (delay === undefined) return;
-    const timer = setTimeout(() => {
-      if (!socket.connected || this.attachments.has(socket)) return;
-      this.attach(socket, sessionId, shadow).then(
-        () => socket.emit('session', { state: 'active' }),
-        (err: unknown) => {
-          if (
-            err instanceof BrokerError &&
-            ['SESSION_ENDED', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'NOT_ENTITLED'].includes(err.code)
-          ) {
-            socket.emit('session', { state: 'ended', reason: err.message });
-            return;
-          }
-          this.reattach(socket, sessionId, shadow, attempt + 1);
-        },
-      );
-    }, delay);
-    timer.unref();
+  private reattach(socket: VdiSocket, sessionId: string, shadow: boolean): void {
+    this.stopWaiting(socket);
+    const w: Waiting = { sessionId, shadow, attempt: 0, timer: undefined };
+    this.waiting.set(socket, w);
+    this.scheduleReattach(socket, w);
   }
 
+  private reattachDelay(attempt: number): number {
+    const delays = this.opts.reattachDelaysMs ?? REATTACH_DELAYS_MS;
+    return delays[Math.min(attempt, delays.length - 1)] ?? 1000;
+  }
+
+  private scheduleReattach(socket: VdiSocket, w: Waiting): void {
+    w.timer = setTimeout(() => {
+      w.timer = undefined;
+      if (this.waiting.get(socket) !== w) return;
+      if (!socket.connected) return this.stopWaiting(socket);
+      this.attach(socket, w.sessionId, w.shadow).then(
+        () => {
+          if (this.waiting.get(socket) === w) this.waiting.delete(socket);
+          if (w.attempt > 0)
+            this.log.info(
+              { sessionId: w.sessionId, tries: w.attempt + 1 },
+              'viewer attached again',
+            );
+          socket.emit('session', { state: 'active' });
+        },
+        (err: unknown) => {
+          if (this.waiting.get(socket) !== w) return; // it attached by itself, or left
+          if (err instanceof BrokerError && FINAL_ATTACH_CODES.has(err.code)) {
+            this.waiting.delete(socket);
+            socket.emit('session', { state: 'ended', reason: err.message });
+            this.leftSession(socket, w.sessionId, w.shadow, `cannot attach again: ${err.message}`);
+            return;
+          }
+          w.attempt++;
+          const inMs = this.reattachDelay(w.attempt);
+          const why = err instanceof Error ? err.message : String(err);
+          this.log.warn(
+            { sessionId: w.sessionId, attempt: w.attempt, nextInMs: inMs, reason: why },
+            'viewer could not attach again; retrying',
+          );
+          socket.emit('session', {
+            state: 'desktop-unresponsive',
+            reason: why,
+            retry: { attempt: w.attempt, inMs },
+          });
+          this.scheduleReattach(socket, w);
+        },
+      );
+    }, this.reattachDelay(w.attempt));
+    w.timer.unref();
+  }
+
+  private stopWaiting(socket: VdiSocket): void {
+    const w = this.waiting.get(socket);
+    if (!w) return;
+    clearTimeout(w.timer);
+    this.waiting.delete(socket);
+  }
+
+  /** Does anyone but `except` view this session (attached, or waiting to attach again)? */
+  private hasOtherViewer(sessionId: string, except: VdiSocket): boolean {
+    for (const s of this.socketsOfSession(sessionId))
+      if (s !== except && !this.attachments.get(s)!.shadow) return true;
+    for (const [s, w] of this.waiting)
+      if (s !== except && w.sessionId === sessionId && !w.shadow && s.connected) return true;
+    return false;
+  }
+
+  /** A viewer stopped viewing a session: the last one leaving marks it disconnected. */
+  private leftSession(socket: VdiSocket, sessionId: string, shadow: boolean, reason: string): void {
+    if (shadow || this.hasOtherViewer(sessionId, socket)) return;
+    const user = socket.data.user;
+    void this.broker
+      .markDisconnected(sessionId, { id: user.id, name: user.username, ip: socket.data.ip }, reason)
+      .catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
+  }
+
+  /**
+   * Let go of a socket's attachment. `reattaching`: the socket is about to wait for its
+   * desktop to come back (see reattach); it still views the session, which stays active.
+   */
   private detach(
     socket: VdiSocket,
     reason: string,
-    opts: { keepSessionRoom?: boolean } = {},
+    opts: { keepSessionRoom?: boolean; reattaching?: boolean } = {},
   ): void {
     const a = this.attachments.get(socket);
     if (!a) return;
@@ -478,14 +582,8 @@ export class Gateway {
         target: a.sessionId,
         ip: socket.data.ip,
       });
-    } else if (!rest.some((s) => !this.attachments.get(s)!.shadow)) {
-      void this.broker
-        .markDisconnected(
-          a.sessionId,
-          { id: user.id, name: user.username, ip: socket.data.ip },
-          reason,
-        )
-        .catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
+    } else if (!opts.reattaching) {
+      this.leftSession(socket, a.sessionId, false, reason);
     }
   }
 

@@ -25,6 +25,14 @@ export const LINGER_MS = 15_000;
 /** Give up connecting to a desktop after this long, ms. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
+/** How RFB links to desktops are opened and watched (tests shorten them). */
+export interface StreamLinkOptions {
+  /** from connect to the first framebuffer update, ms @default 10_000 */
+  connectTimeoutMs?: number;
+  /** silence before a keepalive fence, and as long again before the link is dropped, ms @default the RFB client's */
+  keepaliveMs?: number;
+}
+
 /**
  * One RFB connection and mirror per desktop, shared by all its viewers (and by thumbnails).
  * Opened on first use, closed a while after the last viewer leaves.
@@ -37,6 +45,9 @@ export class StreamManager {
     private readonly log: Logger,
     private readonly hooks: StreamHooks,
   ) {}
+
+  /** timings of the links opened from now on */
+  linkOptions: StreamLinkOptions = {};
 
   get(desktopId: string): DesktopStream | undefined {
     return this.entries.get(desktopId)?.stream;
@@ -114,11 +125,15 @@ export class StreamManager {
       ready: undefined as unknown as Promise<DesktopStream>,
     };
     entry.ready = (async () => {
+      const connectTimeoutMs = this.linkOptions.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
       const client = new RfbClient({
         endpoint,
         sink: stream,
         logger: log,
-        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        connectTimeoutMs,
+        ...(this.linkOptions.keepaliveMs !== undefined
+          ? { keepaliveMs: this.linkOptions.keepaliveMs }
+          : {}),
       });
       entry.client = client;
       client.on('close', (info: { reason: string }) => {
@@ -132,7 +147,7 @@ export class StreamManager {
       // servers without continuous updates (QEMU) send no CopyRect either: find moves ourselves
       stream.detectMoves(!info.continuousUpdates);
       stream.link = client;
-      await withTimeout(stream.whenFirstUpdate(), CONNECT_TIMEOUT_MS, 'first framebuffer update');
+      await withTimeout(stream.whenFirstUpdate(), connectTimeoutMs, 'first framebuffer update');
       return stream;
     })();
     entry.ready.catch(() => {
