@@ -42,8 +42,13 @@ export interface VdiServer {
   /** bound port (after listen) */
   port(): number;
   listen(): Promise<number>;
-  /** stop serving; desktops keep running (they outlive the process) */
-  close(): Promise<void>;
+  /**
+   * Stop serving; desktops keep running (they outlive the process). At once: /readyz answers
+   * 503, new viewers are refused and connected ones are told the server is restarting (they
+   * reconnect by themselves). Then, after `drainMs` (time for a load balancer to see the 503
+   * and for requests in flight to finish), everything closes.
+   */
+  close(opts?: { drainMs?: number }): Promise<void>;
 }
 
 /** The session-cookie secret: from config, else generated once and kept in the data dir. */
@@ -243,8 +248,14 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
           resolve(self.port());
         });
       }),
-    close: async () => {
+    close: async (opts = {}) => {
       draining = true;
+      gateway.drain();
+      const drainMs = opts.drainMs ?? 0;
+      if (drainMs > 0) {
+        log.info({ drainMs }, 'draining before shutdown');
+        await new Promise((r) => setTimeout(r, drainMs));
+      }
       await broker.stop();
       clearInterval(pruner);
       await gateway.close();

@@ -23,10 +23,22 @@ export class Banners {
     hidden: true,
     attrs: { role: 'alert' },
   });
+  /** the network between this browser and the server, apart from the desktop's own health */
+  private readonly network = h('div', {
+    class: 'banner banner-warn banner-network',
+    hidden: true,
+    attrs: { role: 'status', 'aria-live': 'polite' },
+  });
   private current: DesktopCondition | null = null;
 
   constructor() {
-    this.el.append(this.watched, this.condition);
+    this.el.append(this.watched, this.network, this.condition);
+  }
+
+  /** "Connection unstable" while nothing comes from the server (see HEARTBEAT). */
+  setUnstable(message: string | null): void {
+    this.network.hidden = message === null;
+    this.network.textContent = message ?? '';
   }
 
   /** "An administrator is watching this session" while watched. */

@@ -254,6 +254,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
             ? 'The connection was interrupted.'
             : ''));
     endPanel.hidden = !(state === 'ended' || state === 'disconnected');
+    // unstable: the picture stays (it is only late), with a note over it
+    banners.setUnstable(
+      state === 'unstable'
+        ? (detail.message ?? 'Connection unstable. Waiting for the network…')
+        : null,
+    );
     if (state === 'ended') {
       endTitle.textContent =
         detail.code && detail.code !== 'SESSION_ENDED'

@@ -67,6 +67,8 @@ const EnvSchema = z.object({
   LOGIN_MAX_PER_IP: z.coerce.number().int().min(1).default(30),
   /** rate-limit window in seconds @default 300 */
   LOGIN_WINDOW_SEC: z.coerce.number().int().min(1).default(300),
+  /** after SIGTERM: /readyz is 503 and viewers are told to reconnect, then this long before the process closes, ms @default 3000 */
+  SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(20_000).default(3000),
   /** how often the broker checks timeouts, spares and desktop health, ms @default 5000 */
   BROKER_TICK_MS: z.coerce.number().int().min(50).default(5000),
   /** serve the built client from this folder @default ../client/dist */
@@ -98,6 +100,7 @@ export interface Config {
   maxFramesInFlight: number;
   login: { maxPerAccount: number; maxPerAccountTotal: number; maxPerIp: number; windowMs: number };
   brokerTickMs: number;
+  shutdownDrainMs: number;
   clientDir: string;
 }
 
@@ -150,6 +153,7 @@ export function loadConfig(
       windowMs: e.LOGIN_WINDOW_SEC * 1000,
     },
     brokerTickMs: e.BROKER_TICK_MS,
+    shutdownDrainMs: e.SHUTDOWN_DRAIN_MS,
     clientDir: e.CLIENT_DIR
       ? path.resolve(cwd, e.CLIENT_DIR)
       : path.resolve(import.meta.dirname, '../../../client/dist'),

@@ -73,7 +73,21 @@ export interface GatewayOptions {
   reattachDelaysMs?: readonly number[];
   /** how RFB links to desktops are opened and watched @default the stream manager's */
   link?: StreamLinkOptions;
+  /**
+   * A viewer heard nothing from (no ack, input, heartbeat or Socket.IO pong) for this long is
+   * dropped, ms; the drop comes between this and 1.25 times this. Socket.IO pings every
+   * quarter of it, so an idle viewer that is alive always answers in time.
+   * @default VIEWER_TIMEOUT_MS
+   */
+  viewerTimeoutMs?: number;
+  /** after SIGTERM, viewers wait between these before reconnecting, ms (spreads the herd) @default [1000, 3000] */
+  restartRetryMs?: readonly [number, number];
 }
+
+/** See GatewayOptions.viewerTimeoutMs. Socket.IO alone notices a silent peer after ~45 s. */
+export const VIEWER_TIMEOUT_MS = 20_000;
+/** Liveness checks per viewer timeout: a viewer is dropped after this many silent periods. */
+const LIVENESS_PERIODS = 4;
 
 /**
  * Waits before each try to attach a viewer again after its desktop's stream went away, ms.
@@ -110,6 +124,11 @@ export class Gateway {
   private readonly attachments = new WeakMap<VdiSocket, Attachment>();
   /** sockets trying to attach again; they count as viewers, so their session stays active */
   private readonly waiting = new Map<VdiSocket, Waiting>();
+  /** per socket: heard from since the last liveness check, and checks in a row without */
+  private readonly liveness = new WeakMap<VdiSocket, { heard: boolean; silent: number }>();
+  private readonly livenessTimer: NodeJS.Timeout;
+  /** SIGTERM: no new viewers; the ones here were told to come back */
+  private draining = false;
 
   constructor(
     server: http.Server,
@@ -126,9 +145,17 @@ export class Gateway {
       perMessageDeflate: false,
       maxHttpBufferSize: MAX_CLIENT_MESSAGE_BYTES,
       serveClient: false,
+      // a live viewer answers a ping in every liveness period (see checkLiveness)
+      pingInterval: Math.min(
+        25_000,
+        Math.floor((opts.viewerTimeoutMs ?? VIEWER_TIMEOUT_MS) / LIVENESS_PERIODS),
+      ),
       // No connection-state recovery: it would buffer every frame and skip auth on reconnect.
       // A reconnect attaches afresh and gets a keyframe.
       allowRequest: (req, cb) => {
+        // refused while draining: the browser's reconnect backoff brings it to the next
+        // server process (or another node) instead
+        if (this.draining) return cb('the server is restarting', false);
         const ok = this.originAllowed(req.headers.origin, req.headers.host);
         if (!ok)
           this.log.warn(
@@ -153,6 +180,12 @@ export class Gateway {
       next();
     });
     this.io.on('connection', (s) => this.onConnection(s));
+    const viewerTimeoutMs = opts.viewerTimeoutMs ?? VIEWER_TIMEOUT_MS;
+    this.livenessTimer = setInterval(
+      () => this.checkLiveness(viewerTimeoutMs),
+      viewerTimeoutMs / LIVENESS_PERIODS,
+    );
+    this.livenessTimer.unref();
 
     this.streams = new StreamManager(clock, log, {
       cursor: (desktopId, shape) => {
@@ -322,7 +355,16 @@ export class Gateway {
     gatewayMetrics.sockets.inc();
     void socket.join([`user:${socket.data.user.id}`, `http:${socket.data.httpSessionId}`]);
     socket.on('error', (err) => this.log.warn({ err }, 'socket error'));
-    const known = new Set(['attach', 'key', 'pointer', 'clipboard', 'ack', 'resize', 'refresh']);
+    const known = new Set([
+      'attach',
+      'key',
+      'pointer',
+      'clipboard',
+      'ack',
+      'resize',
+      'refresh',
+      'heartbeat',
+    ]);
     socket.onAny((event: string) => {
       if (!known.has(event)) {
         gatewayMetrics.badEvents.inc({ event: 'unknown' });
@@ -394,6 +436,16 @@ export class Gateway {
       if (m) this.attachments.get(socket)?.viewer.ack(m.seq);
     });
     socket.on('refresh', () => this.attachments.get(socket)?.viewer.requestKeyframe());
+    socket.on('heartbeat', (cb: unknown) => {
+      if (typeof cb === 'function') (cb as () => void)();
+      else this.fail(socket, 'BAD_EVENT', 'a heartbeat needs an acknowledgement callback');
+    });
+    // anything from the viewer (acks, input, heartbeats, Socket.IO's pongs) shows it is there
+    const live = { heard: true, silent: 0 };
+    this.liveness.set(socket, live);
+    socket.conn.on('packet', () => {
+      live.heard = true;
+    });
     socket.on('disconnect', (reason) => {
       gatewayMetrics.sockets.dec();
       const w = this.waiting.get(socket);
@@ -587,9 +639,57 @@ export class Gateway {
     }
   }
 
+  /**
+   * Drop viewers not heard from for `timeoutMs` (a silent network black hole, a frozen
+   * tab): counted in check periods rather than clock readings, so the bound holds however
+   * the clock is moved.
+   */
+  private checkLiveness(timeoutMs: number): void {
+    for (const s of this.sockets()) {
+      const live = this.liveness.get(s);
+      if (!live) continue;
+      if (live.heard) {
+        live.heard = false;
+        live.silent = 0;
+        continue;
+      }
+      if (++live.silent < LIVENESS_PERIODS) continue;
+      gatewayMetrics.silentViewers.inc();
+      this.log.warn(
+        { user: s.data.user.username, sessionId: this.attachments.get(s)?.sessionId, timeoutMs },
+        'viewer not heard from; dropping it',
+      );
+      // close the transport without a disconnect packet: should the network come back, the
+      // viewer sees a dropped connection and reconnects, not "closed on purpose"
+      s.conn.close(true);
+    }
+  }
+
+  /**
+   * This process is going away (SIGTERM): refuse new viewers and tell each one here that the
+   * server is restarting, with a jittered wait so they do not all come back at once. They let
+   * go and reconnect by themselves with backoff, to the next process or another node.
+   */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    const [lo, hi] = this.opts.restartRetryMs ?? [1000, 3000];
+    const sockets = this.sockets();
+    for (const s of sockets)
+      s.emit('server', {
+        state: 'restarting',
+        retryAfterMs: Math.round(lo + Math.random() * Math.max(0, hi - lo)),
+      });
+    this.log.info({ viewers: sockets.length }, 'draining: viewers told to reconnect');
+  }
+
   async close(): Promise<void> {
-    this.io.disconnectSockets(true);
+    clearInterval(this.livenessTimer);
+    for (const s of this.waiting.keys()) this.stopWaiting(s);
     this.streams.closeAll();
+    // No disconnect packet: a viewer that still holds a connection sees the transport close,
+    // as after a crash, and reconnects by itself (a disconnect packet would mean "closed on
+    // purpose, stay away" to it).
     await new Promise<void>((r) => this.io.close(() => r()));
   }
 }
