@@ -577,11 +577,13 @@ export class Gateway {
     w.timer.unref();
   }
 
+  /** No longer waiting; it leaves the viewers' room (attach joins it again when it is in). */
   private stopWaiting(socket: VdiSocket): void {
     const w = this.waiting.get(socket);
     if (!w) return;
     clearTimeout(w.timer);
     this.waiting.delete(socket);
+    void socket.leave(`viewers:${w.sessionId}`);
   }
 
   /** Does anyone but `except` view this session (attached, or waiting to attach again)? */
@@ -618,7 +620,9 @@ export class Gateway {
     a.stream.viewers.delete(a.viewer);
     const rooms = [
       `desktop:${a.desktopId}`,
-      `viewers:${a.sessionId}`,
+      // a viewer waiting to attach again is still the session's viewer: an administrator's
+      // message or Disconnect reaches it (see stopWaiting for when it leaves)
+      ...(opts.reattaching ? [] : [`viewers:${a.sessionId}`]),
       ...(opts.keepSessionRoom ? [] : [`session:${a.sessionId}`]),
     ];
     for (const room of rooms) void socket.leave(room);

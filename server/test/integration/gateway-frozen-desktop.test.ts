@@ -156,6 +156,32 @@ describe('a frozen desktop (SIGSTOP) comes back by itself', () => {
     }
   });
 
+  it("an administrator's Disconnect and messages reach a viewer that is waiting", async () => {
+    const v = await watch();
+    const notices: string[] = [];
+    v.socket.on('notice', (m) => notices.push(m.text));
+    const { xvncPid } = await desktopHandle(ts, desktopId);
+    process.kill(xvncPid, 'SIGSTOP');
+    try {
+      await until(() => retries(v).length > 0, 20_000, 'retrying');
+      const m = await api.post(`/api/admin/sessions/${sessionId}/message`, {
+        text: 'maintenance soon',
+      });
+      expect(m.status, JSON.stringify(m.body)).toBeLessThan(300);
+      await until(() => notices.includes('maintenance soon'), 5000, 'the notice');
+      const closed = new Promise<string>((r) => v.socket.once('disconnect', r));
+      expect((await api.post(`/api/admin/sessions/${sessionId}/disconnect`)).status).toBe(204);
+      expect(await closed).toBe('io server disconnect');
+      expect(await sessionState()).toBe('disconnected');
+      // and it does not come back by itself behind the administrator's back
+      const n = retries(v).length;
+      expect(v.socket.connected).toBe(false);
+      expect(retries(v).length).toBe(n);
+    } finally {
+      process.kill(xvncPid, 'SIGCONT');
+    }
+  });
+
   it('a frozen desktop that dies ends the tries: the viewer hears the session ended', async () => {
     const v = await watch();
     const { xvncPid } = await desktopHandle(ts, desktopId);
