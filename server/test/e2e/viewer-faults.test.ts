@@ -5,6 +5,7 @@
  * - a short black hole: the viewer says "Connection unstable" within a few seconds (Socket.IO
  *   alone noticed after ~45 s) and recovers by itself on the same connection;
  * - a black hole that lasts: the viewer gives the connection up and reconnects by itself;
+ * - a frozen desktop (SIGSTOP): the viewer says so, and recovers after SIGCONT;
  * - SIGTERM: /readyz answers 503 at once, the viewer says the server is restarting (never
  *   "Disconnected … [Reconnect]"), the process exits 0, and after the restart the viewer is
  *   back on the same desktop by itself.
@@ -151,6 +152,24 @@ describe('viewer faults in the browser: black hole and SIGTERM', () => {
     );
     expect(await states()).toContain('reconnecting');
     proxy.restore();
+  });
+
+  it('a frozen desktop: the viewer says it is not responding, and the picture comes back after SIGCONT', async () => {
+    const h = handle()!;
+    process.kill(h.xvncPid, 'SIGSTOP');
+    try {
+      await page
+        .getByText(/desktop is not responding/i)
+        .waitFor({ state: 'visible', timeout: 30_000 });
+      // the connection to the server is fine: only the desktop is stuck
+      expect(await viewerState()).toBe('connected');
+    } finally {
+      process.kill(h.xvncPid, 'SIGCONT');
+    }
+    await page
+      .getByText(/desktop is not responding/i)
+      .waitFor({ state: 'hidden', timeout: 30_000 });
+    expect(await viewerState()).toBe('connected');
   });
 
   it('SIGTERM: readyz 503 at once, the viewer says the server is restarting and comes back by itself', async () => {
