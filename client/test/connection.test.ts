@@ -23,7 +23,17 @@ class FakeSocket {
   attaches: Array<{ req: unknown; cb: AttachCallback }> = [];
   private handlers = new Map<string, Handler[]>();
   private ioHandlers = new Map<string, Handler[]>();
-  io = { on: (event: string, fn: Handler) => void this.add(this.ioHandlers, event, fn) };
+  engineClosed = 0;
+  io = {
+    on: (event: string, fn: Handler) => void this.add(this.ioHandlers, event, fn),
+    // closing the engine looks to the socket like a dropped transport
+    engine: {
+      close: () => {
+        this.engineClosed++;
+        this.drop('forced close');
+      },
+    },
+  };
 
   on(event: string, fn: Handler): this {
     this.add(this.handlers, event, fn);
@@ -90,7 +100,9 @@ const OK: AttachResult = {
   name: 'Desk 1',
 };
 
-function setup(shadow = false) {
+const TIMINGS = { pingAfterMs: 1000, unstableMs: 3000, lostMs: 15_000 };
+
+function setup(shadow = false, opts: ConstructorParameters<typeof ViewerConnection>[3] = {}) {
   const socket = new FakeSocket();
   const states: Array<[ViewerState, string | undefined]> = [];
   const events: string[] = [];
@@ -110,6 +122,7 @@ function setup(shadow = false) {
     socket as unknown as ViewerSocket,
     shadow ? { sessionId: 's1', shadow: true } : { sessionId: 's1' },
     listener,
+    opts,
   );
   conn.start();
   return { socket, conn, states, events, last: () => states.at(-1)?.[0] };
@@ -293,5 +306,122 @@ describe('ViewerConnection: ended from the page', () => {
     u.conn.ended('You logged off.');
     expect(u.states.at(-1)).toEqual(['ended', 'You logged off.']);
     expect(u.socket.active).toBe(false);
+  });
+});
+
+describe('ViewerConnection: liveness (app-level heartbeat)', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  const connected = () => {
+    const t = setup(false, { heartbeat: TIMINGS, now: () => Date.now() });
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    expect(t.last()).toBe('connected');
+    return t;
+  };
+
+  it('sends a heartbeat after a second of silence, not while the server is heard', () => {
+    const t = connected();
+    for (let i = 0; i < 10; i++) {
+      vi.advanceTimersByTime(400);
+      t.socket.fireIo('packet', { type: 2 });
+    }
+    expect(t.socket.sent('heartbeat')).toHaveLength(0);
+    vi.advanceTimersByTime(TIMINGS.pingAfterMs + 500);
+    expect(t.socket.sent('heartbeat')).toHaveLength(1);
+    // its answer arrives: heard, no second heartbeat for another second
+    (t.socket.sent('heartbeat')[0] as () => void)();
+    vi.advanceTimersByTime(500);
+    expect(t.socket.sent('heartbeat')).toHaveLength(1);
+  });
+
+  it('says unstable after 3 s of silence and connected again when traffic flows', () => {
+    const t = connected();
+    vi.advanceTimersByTime(TIMINGS.unstableMs - 600);
+    expect(t.last()).toBe('connected');
+    vi.advanceTimersByTime(1000);
+    expect(t.states.at(-1)).toEqual(['unstable', 'Connection unstable. Waiting for the network…']);
+    // still attached: the picture stays and nothing was detached
+    expect(t.events).not.toContain('detached');
+    expect(t.conn.interactive).toBe(true);
+    // heartbeats went out once a second meanwhile
+    expect(t.socket.sent('heartbeat').length).toBeGreaterThanOrEqual(2);
+    t.socket.fireIo('ping');
+    expect(t.last()).toBe('connected');
+    expect(t.socket.engineClosed).toBe(0);
+  });
+
+  it('gives the connection up after 15 s of silence and reconnects by itself', () => {
+    const t = connected();
+    vi.advanceTimersByTime(TIMINGS.lostMs - 600);
+    expect(t.last()).toBe('unstable');
+    expect(t.socket.engineClosed).toBe(0);
+    vi.advanceTimersByTime(1000);
+    expect(t.socket.engineClosed).toBe(1);
+    expect(t.last()).toBe('reconnecting');
+    expect(t.events.at(-1)).toBe('detached');
+    // the next connection attaches afresh and the clock starts over
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    expect(t.last()).toBe('connected');
+    vi.advanceTimersByTime(TIMINGS.unstableMs - 600);
+    expect(t.last()).toBe('connected');
+  });
+
+  it('checks nothing once closed', () => {
+    const t = connected();
+    t.conn.close();
+    vi.advanceTimersByTime(TIMINGS.lostMs * 2);
+    expect(t.socket.sent('heartbeat')).toHaveLength(0);
+    expect(t.socket.engineClosed).toBe(0);
+  });
+});
+
+describe('ViewerConnection: the server restarts', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('lets go, says the server is restarting, and reconnects by itself after the asked wait', () => {
+    const t = setup();
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    t.socket.fire('server', { state: 'restarting', retryAfterMs: 1800 });
+    expect(t.states.at(-1)).toEqual([
+      'reconnecting',
+      'The server is restarting. Reconnecting by itself…',
+    ]);
+    expect(t.socket.connected).toBe(false);
+    expect(t.socket.active).toBe(false);
+    expect(t.conn.interactive).toBe(false);
+    vi.advanceTimersByTime(1700);
+    expect(t.socket.active).toBe(false);
+    vi.advanceTimersByTime(200);
+    expect(t.socket.active).toBe(true); // connect() called; Socket.IO's backoff goes on from here
+    // while the server is still away, the message stays
+    t.socket.fire('connect_error', new Error('xhr poll error'));
+    expect(t.states.at(-1)).toEqual([
+      'reconnecting',
+      'The server is restarting. Reconnecting by itself…',
+    ]);
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    expect(t.last()).toBe('connected');
+    // a later transport failure is an ordinary one again
+    t.socket.drop();
+    t.socket.fire('connect_error', new Error('xhr poll error'));
+    expect(t.states.at(-1)).toEqual(['reconnecting', 'Cannot reach the server.']);
+  });
+
+  it('caps an absurd wait and ignores malformed server events', () => {
+    const t = setup();
+    t.socket.serverAccepts();
+    t.socket.answerAttach(OK);
+    t.socket.fire('server', { state: 'exploding' });
+    t.socket.fire('server', undefined);
+    expect(t.last()).toBe('connected');
+    t.socket.fire('server', { state: 'restarting', retryAfterMs: 1e12 });
+    vi.advanceTimersByTime(30_000);
+    expect(t.socket.active).toBe(true);
   });
 });

@@ -13,10 +13,10 @@ import { ensureAdmin } from './auth/users.js';
 import { Broker, SYSTEM } from './broker/broker.js';
 import { PoolAdmin } from './broker/pools.js';
 import { ApiRegistry } from './api/registry.js';
-import { errorHandler, sendError } from './api/http-error.js';
+import { errorHandler, HttpError, sendError } from './api/http-error.js';
 import { userRoutes } from './api/user-routes.js';
 import { adminRoutes } from './api/admin-routes.js';
-import { Gateway } from './gateway/gateway.js';
+import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
 import type { DesktopHandle, Provider } from './providers/types.js';
 import { XvncProvider } from './providers/xvnc.js';
@@ -28,6 +28,8 @@ export interface ServerDeps {
   logger?: Logger;
   /** replace the provider set (tests) */
   providers?: Provider[];
+  /** gateway timings (tests shorten reattach backoff, RFB link timeouts, viewer liveness) */
+  gateway?: Partial<Omit<GatewayOptions, 'maxFramesInFlight' | 'allowedOrigins'>>;
 }
 
 export interface VdiServer {
@@ -40,8 +42,13 @@ export interface VdiServer {
   /** bound port (after listen) */
   port(): number;
   listen(): Promise<number>;
-  /** stop serving; desktops keep running (they outlive the process) */
-  close(): Promise<void>;
+  /**
+   * Stop serving; desktops keep running (they outlive the process). At once: /readyz answers
+   * 503, new viewers are refused and connected ones are told the server is restarting (they
+   * reconnect by themselves). Then, after `drainMs` (time for a load balancer to see the 503
+   * and for requests in flight to finish), everything closes.
+   */
+  close(opts?: { drainMs?: number }): Promise<void>;
 }
 
 /** The session-cookie secret: from config, else generated once and kept in the data dir. */
@@ -143,6 +150,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     log.child({ part: 'gateway' }),
     [auth.sessionMiddleware, auth.passportInit, auth.passportSession],
     {
+      ...deps.gateway,
       maxFramesInFlight: config.maxFramesInFlight,
       allowedOrigins: config.allowedOrigins,
       desktopLimits: config.desktopLimits,
@@ -160,13 +168,37 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       sessionStats: (id) => gateway.sessionStats(id),
       sendMessage: (id, text, from) => gateway.sendMessage(id, text, from),
       thumbnail: async (desktopId) => {
+        // the desktop can go away between the route's lookup and here: that is a 404 with a
+        // reason, and one that cannot be reached is a 503, never an unexplained 500
         const d = await broker.desktop(desktopId);
-        const pool = d && (await broker.pool(d.pool_id));
-        if (!d?.handle || !pool) throw new Error('desktop not running');
-        return gateway.thumbnail(
-          desktopId,
-          broker.provider(pool.provider).endpoint(JSON.parse(d.handle) as DesktopHandle),
-        );
+        const pool = d && (await broker.pool(d.pool_id).catch(() => undefined));
+        if (!d || !pool) throw new HttpError(404, 'NOT_FOUND', 'no such desktop (it was removed)');
+        if (!d.handle)
+          throw new HttpError(409, 'DESKTOP_NOT_RUNNING', 'the desktop is not running');
+        const provider = broker.provider(pool.provider);
+        const handle = JSON.parse(d.handle) as DesktopHandle;
+        try {
+          return await gateway.thumbnail(desktopId, provider.endpoint(handle));
+        } catch (err) {
+          const why = err instanceof Error ? err.message : String(err);
+          const health = await provider
+            .health(handle)
+            .catch((e: unknown) => ({ state: 'unresponsive' as const, reason: String(e) }));
+          log.warn({ err, desktopId, health }, 'thumbnail failed');
+          if (health.state === 'dead') {
+            void broker.checkDesktopsSoon([desktopId]);
+            throw new HttpError(
+              404,
+              'DESKTOP_GONE',
+              `the desktop is no longer running${health.reason ? ` (${health.reason})` : ''}`,
+            );
+          }
+          throw new HttpError(
+            503,
+            'DESKTOP_UNREACHABLE',
+            `the desktop could not be reached: ${why}`,
+          );
+        }
       },
     },
     onUserDisabled: async (userId) => {
@@ -217,8 +249,14 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
           resolve(self.port());
         });
       }),
-    close: async () => {
+    close: async (opts = {}) => {
       draining = true;
+      gateway.drain();
+      const drainMs = opts.drainMs ?? 0;
+      if (drainMs > 0) {
+        log.info({ drainMs }, 'draining before shutdown');
+        await new Promise((r) => setTimeout(r, drainMs));
+      }
       await broker.stop();
       clearInterval(pruner);
       await gateway.close();

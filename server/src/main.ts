@@ -24,9 +24,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down; desktops keep running');
-    const hard = setTimeout(() => process.exit(1), 25_000);
+    // the drain window plus time to close; Kubernetes' default grace before SIGKILL is 30 s
+    const hard = setTimeout(() => process.exit(1), config.shutdownDrainMs + 20_000);
     hard.unref();
-    server.close().then(
+    server.close({ drainMs: config.shutdownDrainMs }).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');

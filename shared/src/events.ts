@@ -80,7 +80,36 @@ export interface CursorMsg {
 export interface SessionStatusMsg {
   state: SessionState | 'desktop-lost' | 'desktop-unresponsive';
   reason?: string;
+  /**
+   * With desktop-unresponsive: the gateway lost its link to the desktop and keeps trying to
+   * attach this viewer again; `attempt` tries have failed, the next is in `inMs` ms.
+   */
+  retry?: { attempt: number; inMs: number };
 }
+
+/** The server process itself (not one session): it is going away and coming back. */
+export interface ServerStatusMsg {
+  /** restarting: this server stops (SIGTERM, a deploy); reconnect after `retryAfterMs` */
+  state: 'restarting';
+  /** how long to wait before the first reconnect try, ms (jittered per viewer) */
+  retryAfterMs: number;
+}
+
+/**
+ * Liveness (an app-level heartbeat besides Socket.IO's own ping): a viewer that has heard
+ * nothing from the server for `pingAfterMs` sends a `heartbeat`, which the server answers at
+ * once; frames and every other message count as heard too. Nothing heard for `unstableMs`
+ * → the viewer shows "connection unstable"; for `lostMs` → it drops the connection and
+ * reconnects. Socket.IO's defaults notice a silent network only after ~45 s.
+ */
+export const HEARTBEAT = {
+  /** ms of silence from the server before the viewer sends a heartbeat */
+  pingAfterMs: 1000,
+  /** ms of silence before the viewer says the connection is unstable */
+  unstableMs: 3000,
+  /** ms of silence before the viewer gives the connection up and reconnects */
+  lostMs: 15_000,
+} as const;
 
 export interface ShadowMsg {
   /** true while an admin watches this session */
@@ -97,6 +126,8 @@ export interface ServerToClientEvents {
   /** a message from an administrator */
   notice: (msg: { text: string; from: string }) => void;
   shadow: (msg: ShadowMsg) => void;
+  /** about the server process: it is restarting */
+  server: (msg: ServerStatusMsg) => void;
   error: (msg: { code: string; message: string }) => void;
 }
 
@@ -109,4 +140,6 @@ export interface ClientToServerEvents {
   resize: (msg: ResizeRequest) => void;
   /** ask for a full repaint (the client lost its canvas) */
   refresh: () => void;
+  /** are you there? The server calls `cb` at once (see HEARTBEAT) */
+  heartbeat: (cb: () => void) => void;
 }

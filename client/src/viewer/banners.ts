@@ -1,12 +1,13 @@
 /** The strip of messages over the top of the desktop: watched badge, desktop health, notices. */
 import { h } from '../dom';
 
-export type DesktopCondition = 'starting' | 'unresponsive' | 'lost';
+export type DesktopCondition = 'starting' | 'unresponsive' | 'retrying' | 'lost';
 
 const CONDITION_TEXT: Record<DesktopCondition, string> = {
   starting: 'Your desktop is starting…',
   unresponsive:
     'The desktop is not responding. Input may be delayed; the picture will update when it recovers.',
+  retrying: 'The desktop is not responding. Retrying…',
   lost: 'The connection to the desktop was lost. Trying to restore it…',
 };
 
@@ -22,10 +23,22 @@ export class Banners {
     hidden: true,
     attrs: { role: 'alert' },
   });
+  /** the network between this browser and the server, apart from the desktop's own health */
+  private readonly network = h('div', {
+    class: 'banner banner-warn banner-network',
+    hidden: true,
+    attrs: { role: 'status', 'aria-live': 'polite' },
+  });
   private current: DesktopCondition | null = null;
 
   constructor() {
-    this.el.append(this.watched, this.condition);
+    this.el.append(this.watched, this.network, this.condition);
+  }
+
+  /** "Connection unstable" while nothing comes from the server (see HEARTBEAT). */
+  setUnstable(message: string | null): void {
+    this.network.hidden = message === null;
+    this.network.textContent = message ?? '';
   }
 
   /** "An administrator is watching this session" while watched. */

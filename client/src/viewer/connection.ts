@@ -9,18 +9,42 @@ import type {
   ClientToServerEvents,
   CursorMsg,
   ErrorResult,
+  ServerStatusMsg,
   ServerToClientEvents,
   SessionStatusMsg,
   ShadowMsg,
 } from '@vdi/shared';
+import { HEARTBEAT } from '@vdi/shared';
 import type { ManagerOptions, Socket, SocketOptions } from 'socket.io-client';
 import { toBytes } from './cursor';
 import { vdiParser } from '@vdi/shared';
 
 export type ViewerSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-/** `document.body.dataset.viewer` values. 'disconnected': the server closed us on purpose. */
-export type ViewerState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'ended';
+/**
+ * `document.body.dataset.viewer` values. 'unstable': connected, but nothing has come from the
+ * server for a while (see HEARTBEAT); 'disconnected': the server closed us on purpose.
+ */
+export type ViewerState =
+  'connecting' | 'connected' | 'unstable' | 'reconnecting' | 'disconnected' | 'ended';
+
+/** Liveness timings, ms (see HEARTBEAT in the protocol package). */
+export interface HeartbeatTimings {
+  pingAfterMs: number;
+  unstableMs: number;
+  lostMs: number;
+}
+
+export interface ConnectionOptions {
+  /** @default HEARTBEAT */
+  heartbeat?: HeartbeatTimings;
+  /** a monotonic ms clock @default performance.now */
+  now?: () => number;
+}
+
+/** Longest wait the server may ask for before reconnecting after a restart, ms. */
+const MAX_RESTART_WAIT_MS = 30_000;
+const RESTARTING_MESSAGE = 'The server is restarting. Reconnecting by itself…';
 
 export interface StateDetail {
   /** what to tell the user */
@@ -81,20 +105,41 @@ export class ViewerConnection {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private lastSessionReason: string | undefined;
   private current: ViewerState = 'connecting';
+  private readonly heartbeat: HeartbeatTimings;
+  private readonly now: () => number;
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  /** when anything last came from the server, and when we last asked */
+  private lastHeard = 0;
+  private lastPing = 0;
+  /** the server said it is restarting: say so until we are back */
+  private serverRestarting = false;
 
   constructor(
     private readonly socket: ViewerSocket,
     private readonly request: AttachRequest,
     private readonly on: ConnectionListener,
+    opts: ConnectionOptions = {},
   ) {
     this.viewOnly = request.shadow === true;
-    socket.on('connect', () => this.attach());
+    this.heartbeat = opts.heartbeat ?? HEARTBEAT;
+    this.now = opts.now ?? (() => performance.now());
+    socket.on('connect', () => {
+      this.startHeartbeat();
+      this.attach();
+    });
     socket.on('disconnect', (reason) => this.onDisconnect(reason));
     socket.on('connect_error', (err) => this.onConnectError(err));
     socket.io.on('reconnect_attempt', (attempt) => {
       if (!this.finished)
-        this.setState(this.everAttached ? 'reconnecting' : 'connecting', { attempt });
+        this.setState(this.everAttached ? 'reconnecting' : 'connecting', {
+          attempt,
+          ...(this.serverRestarting ? { message: RESTARTING_MESSAGE } : {}),
+        });
     });
+    // every packet from the server (frames, answers, Socket.IO's pings) shows the link works
+    socket.io.on('packet', () => this.heard());
+    socket.io.on('ping', () => this.heard());
+    socket.on('server', (msg) => this.onServer(msg));
     // Frames count from the moment attach is sent: the first keyframe may overtake the
     // attach answer, and every frame must be acknowledged for flow control to go on.
     socket.on('frame', (data) => {
@@ -135,6 +180,7 @@ export class ViewerConnection {
   close(): void {
     this.finished = true;
     clearTimeout(this.retryTimer);
+    this.stopHeartbeat();
     this.socket.disconnect();
   }
 
@@ -189,6 +235,7 @@ export class ViewerConnection {
       if (res.ok) {
         this.attachedNow = true;
         this.everAttached = true;
+        this.serverRestarting = false;
         this.viewOnly = res.viewOnly || this.request.shadow === true;
         this.on.attached(res);
         this.setState('connected', {});
@@ -225,6 +272,7 @@ export class ViewerConnection {
 
   private onDisconnect(reason: string): void {
     this.generation++;
+    this.stopHeartbeat();
     this.detach();
     if (this.finished || reason === 'io client disconnect') return;
     if (reason === 'io server disconnect') {
@@ -245,7 +293,7 @@ export class ViewerConnection {
     if (this.socket.active) {
       // transport trouble: the manager retries with backoff
       this.setState(this.everAttached ? 'reconnecting' : 'connecting', {
-        message: 'Cannot reach the server.',
+        message: this.serverRestarting ? RESTARTING_MESSAGE : 'Cannot reach the server.',
       });
       return;
     }
@@ -274,6 +322,71 @@ export class ViewerConnection {
     this.on.session(msg);
   }
 
+  /**
+   * The server is going away (SIGTERM, a deploy). Let go now and come back after the wait it
+   * asked for (jittered per viewer, so a restart is not met by every viewer at once); if it
+   * is not back yet, Socket.IO's reconnect backoff carries on from there.
+   */
+  private onServer(msg: ServerStatusMsg): void {
+    if (this.finished || msg?.state !== 'restarting') return;
+    const wait = Math.min(MAX_RESTART_WAIT_MS, Math.max(0, Number(msg.retryAfterMs) || 0));
+    this.serverRestarting = true;
+    this.generation++;
+    this.stopHeartbeat();
+    this.detach();
+    this.setState(this.everAttached ? 'reconnecting' : 'connecting', {
+      code: 'SERVER_RESTARTING',
+      message: RESTARTING_MESSAGE,
+    });
+    this.socket.disconnect();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      if (!this.finished) this.socket.connect();
+    }, wait);
+  }
+
+  // ── liveness ──
+
+  private heard(): void {
+    this.lastHeard = this.now();
+    if (this.current === 'unstable' && !this.finished) this.setState('connected', {});
+  }
+
+  private startHeartbeat(): void {
+    this.stopHeartbeat();
+    this.lastHeard = this.now();
+    this.lastPing = this.lastHeard;
+    const period = Math.max(50, Math.min(500, this.heartbeat.pingAfterMs / 2));
+    this.heartbeatTimer = setInterval(() => this.checkHeartbeat(), period);
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
+  private checkHeartbeat(): void {
+    if (this.finished || !this.socket.connected) return;
+    const now = this.now();
+    const silent = now - this.lastHeard;
+    if (silent >= this.heartbeat.lostMs) {
+      // a black hole: Socket.IO would notice only after its own ping timeout (~45 s). Drop
+      // the connection; the manager reconnects with backoff and we attach afresh.
+      this.stopHeartbeat();
+      this.socket.io.engine?.close();
+      return;
+    }
+    if (silent >= this.heartbeat.unstableMs && this.current === 'connected') {
+      this.setState('unstable', {
+        message: 'Connection unstable. Waiting for the network…',
+      });
+    }
+    if (silent >= this.heartbeat.pingAfterMs && now - this.lastPing >= this.heartbeat.pingAfterMs) {
+      this.lastPing = now;
+      this.socket.emit('heartbeat', () => this.heard());
+    }
+  }
+
   private detach(): void {
     this.attachedNow = false;
     this.on.detached();
@@ -287,6 +400,7 @@ export class ViewerConnection {
 
   private finish(): void {
     this.finished = true;
+    this.stopHeartbeat();
     this.generation++;
     clearTimeout(this.retryTimer);
     this.detach();

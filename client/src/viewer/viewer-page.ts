@@ -254,6 +254,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
             ? 'The connection was interrupted.'
             : ''));
     endPanel.hidden = !(state === 'ended' || state === 'disconnected');
+    // unstable: the picture stays (it is only late), with a note over it
+    banners.setUnstable(
+      state === 'unstable'
+        ? (detail.message ?? 'Connection unstable. Waiting for the network…')
+        : null,
+    );
     if (state === 'ended') {
       endTitle.textContent =
         detail.code && detail.code !== 'SESSION_ENDED'
@@ -286,7 +292,8 @@ export function viewerPage({ params, url }: RouteContext): Page {
       if (painter.resize(res.width, res.height)) fitCanvas();
       hooks.width = painter.width;
       hooks.height = painter.height;
-      if (banners.activeCondition === 'lost') banners.setCondition(null);
+      if (banners.activeCondition === 'lost' || banners.activeCondition === 'retrying')
+        banners.setCondition(null);
       if (!root.contains(document.activeElement) || document.activeElement === document.body) {
         canvas.focus({ preventScroll: true });
       }
@@ -318,7 +325,13 @@ export function viewerPage({ params, url }: RouteContext): Page {
       if (!shadow) clipboard.fromDesktop(text);
     },
     session(msg) {
-      if (msg.state === 'desktop-unresponsive') banners.setCondition('unresponsive', msg.reason);
+      if (msg.state === 'desktop-unresponsive' && msg.retry)
+        banners.setCondition(
+          'retrying',
+          `attempt ${msg.retry.attempt}, next in ${Math.max(1, Math.round(msg.retry.inMs / 1000))} s`,
+        );
+      else if (msg.state === 'desktop-unresponsive')
+        banners.setCondition('unresponsive', msg.reason);
       else if (msg.state === 'desktop-lost') banners.setCondition('lost', msg.reason);
       else if (msg.state === 'starting') banners.setCondition('starting');
       else if (msg.state === 'active') banners.setCondition(null);

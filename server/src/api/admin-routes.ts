@@ -21,6 +21,7 @@ import {
   UserUpdateBody,
 } from '@vdi/shared';
 import type { Db } from '../store/db.js';
+import { isUniqueViolation } from '../store/unique-violation.js';
 import type { Clock } from '../clock.js';
 import type { Broker, Actor } from '../broker/broker.js';
 import { poolFromRow, type PoolAdmin } from '../broker/pools.js';
@@ -147,7 +148,13 @@ export function adminRoutes(
       ) {
         throw new HttpError(409, 'NAME_TAKEN', `user "${b.username}" exists already`);
       }
-      const row = await createUser(db, clock, b);
+      // the check above is for the usual case; two creates at once both pass it, and the
+      // UNIQUE constraint decides which one wins
+      const row = await createUser(db, clock, b).catch((err: unknown) => {
+        if (isUniqueViolation(err))
+          throw new HttpError(409, 'NAME_TAKEN', `user "${b.username}" exists already`);
+        throw err;
+      });
       await audit(req, 'user.create', row.id, { username: b.username, role: b.role });
       res.status(201);
       return userView(db, row);
@@ -289,7 +296,15 @@ export function adminRoutes(
         description: b.description,
         created_at: new Date(clock.now()).toISOString(),
       };
-      await db.insertInto('groups').values(g).execute();
+      await db
+        .insertInto('groups')
+        .values(g)
+        .execute()
+        .catch((err: unknown) => {
+          if (isUniqueViolation(err))
+            throw new HttpError(409, 'NAME_TAKEN', `group "${b.name}" exists already`);
+          throw err;
+        });
       await audit(req, 'group.create', g.id, { name: g.name });
       res.status(201);
       return groupView(g);
@@ -576,13 +591,15 @@ export function adminRoutes(
               .where('id', '=', b.principalId)
               .executeTakeFirst();
       if (!principal) throw new HttpError(404, 'NOT_FOUND', `no such ${b.principalType}`);
-      const dup = await db
-        .selectFrom('entitlements')
-        .selectAll()
-        .where('pool_id', '=', b.poolId)
-        .where('principal_type', '=', b.principalType)
-        .where('principal_id', '=', b.principalId)
-        .executeTakeFirst();
+      const existing = () =>
+        db
+          .selectFrom('entitlements')
+          .selectAll()
+          .where('pool_id', '=', b.poolId)
+          .where('principal_type', '=', b.principalType)
+          .where('principal_id', '=', b.principalId)
+          .executeTakeFirst();
+      const dup = await existing();
       if (dup) return entView(dup);
       const row = {
         id: randomUUID(),
@@ -591,7 +608,14 @@ export function adminRoutes(
         principal_id: b.principalId,
         created_at: new Date(clock.now()).toISOString(),
       };
-      await db.insertInto('entitlements').values(row).execute();
+      try {
+        await db.insertInto('entitlements').values(row).execute();
+      } catch (err) {
+        // granted by a concurrent request: granting is idempotent, answer with that grant
+        const won = isUniqueViolation(err) ? await existing() : undefined;
+        if (won) return entView(won);
+        throw err;
+      }
       await audit(req, 'entitlement.grant', row.id, b);
       res.status(201);
       return entView(row);

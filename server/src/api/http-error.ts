@@ -3,6 +3,7 @@ import { ZodError } from 'zod';
 import type { Logger } from 'pino';
 import { BrokerError } from '../broker/errors.js';
 import { ProviderError } from '../providers/types.js';
+import { isUniqueViolation } from '../store/unique-violation.js';
 
 export class HttpError extends Error {
   constructor(
@@ -58,6 +59,16 @@ export function errorHandler(log: Logger) {
       const status = PROVIDER_ERROR_STATUS[err.code] ?? 503;
       if (status >= 500) log.error({ err, path: req.path }, 'provider error');
       return sendError(res, status, err.code, err.message.split('\n')[0] ?? 'provider error');
+    }
+    if (isUniqueViolation(err)) {
+      // a concurrent request created the same thing between a route's check and its insert
+      log.warn({ err, path: req.path, method: req.method }, 'unique constraint hit');
+      return sendError(
+        res,
+        409,
+        'CONFLICT',
+        'that exists already (another request created it at the same time)',
+      );
     }
     const e = err as { type?: string; status?: number; message?: string };
     // body-parser: malformed JSON, too large

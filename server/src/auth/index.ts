@@ -11,7 +11,7 @@ import { DbSessionStore } from '../store/session-store.js';
 import type { AuditLog } from '../broker/audit.js';
 import { sendError } from '../api/http-error.js';
 import type { ApiRegistry } from '../api/registry.js';
-import { LoginThrottle } from './rate-limit.js';
+import { LoginThrottle, type LoginThrottleOptions } from './rate-limit.js';
 import { dummyHash, verifyPassword } from './passwords.js';
 
 export interface AuthedUser {
@@ -35,7 +35,7 @@ export interface AuthOptions {
   secret: string;
   maxAgeMs: number;
   secure: 'auto' | boolean;
-  login: { maxPerAccount: number; maxPerIp: number; windowMs: number };
+  login: LoginThrottleOptions;
 }
 
 export interface Auth {
@@ -178,7 +178,7 @@ export function authRoutes(
         await audit.record({ actor: username, action: 'auth.failed', ip });
         return sendError(res, 401, 'BAD_CREDENTIALS', 'wrong username or password');
       }
-      auth.throttle.succeed(username);
+      auth.throttle.succeed(ip, username);
       // req.login regenerates the session id (passport ≥ 0.6): no session fixation
       await new Promise<void>((resolve, reject) =>
         req.login(user, (err) => (err ? reject(err as Error) : resolve())),

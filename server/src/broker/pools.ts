@@ -6,6 +6,7 @@ import type { PoolRow } from '../store/schema.js';
 import type { Clock } from '../clock.js';
 import type { Actor, Broker } from './broker.js';
 import { BrokerError } from './errors.js';
+import { isUniqueViolation } from '../store/unique-violation.js';
 
 export function poolFromRow(r: PoolRow): Pool {
   return {
@@ -70,7 +71,11 @@ export class PoolAdmin {
       draining: 0,
       created_at: new Date(this.clock.now()).toISOString(),
     };
-    await this.db.insertInto('pools').values(row).execute();
+    await this.db
+      .insertInto('pools')
+      .values(row)
+      .execute()
+      .catch((err: unknown) => this.nameTaken(err, row.name));
     await this.broker.audit.record({
       actor: actor.name,
       action: 'pool.create',
@@ -101,7 +106,12 @@ export class PoolAdmin {
     };
     checkSizes(next.min_size, next.max_size, next.spares);
     if (next.name !== pool.name) await this.refuseTakenName(next.name);
-    await this.db.updateTable('pools').set(next).where('id', '=', poolId).execute();
+    await this.db
+      .updateTable('pools')
+      .set(next)
+      .where('id', '=', poolId)
+      .execute()
+      .catch((err: unknown) => this.nameTaken(err, next.name));
     await this.broker.audit.record({
       actor: actor.name,
       action:
@@ -166,6 +176,13 @@ export class PoolAdmin {
       ip: actor.ip ?? null,
       detail: { name: pool.name, force },
     });
+  }
+
+  /** a concurrent create or rename took the name between refuseTakenName and the write */
+  private nameTaken(err: unknown, name: string): never {
+    if (isUniqueViolation(err))
+      throw new BrokerError('NAME_TAKEN', `a pool named "${name}" exists already`);
+    throw err;
   }
 
   private async refuseTakenName(name: string): Promise<void> {

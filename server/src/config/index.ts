@@ -59,12 +59,16 @@ const EnvSchema = z.object({
   QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /** frames a viewer may have unacknowledged before its damage is coalesced @default 2 */
   MAX_FRAMES_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(2),
-  /** sign-in attempts per account per window before a lockout @default 5 */
+  /** failed sign-ins for one account from one client IP per window before that IP is locked out of it @default 5 */
   LOGIN_MAX_PER_ACCOUNT: z.coerce.number().int().min(1).default(5),
+  /** failed sign-ins for one account from all IPs per window before it is locked for everyone @default 50 */
+  LOGIN_MAX_PER_ACCOUNT_TOTAL: z.coerce.number().int().min(1).default(50),
   /** sign-in attempts per client IP per window @default 30 */
   LOGIN_MAX_PER_IP: z.coerce.number().int().min(1).default(30),
   /** rate-limit window in seconds @default 300 */
   LOGIN_WINDOW_SEC: z.coerce.number().int().min(1).default(300),
+  /** after SIGTERM: /readyz is 503 and viewers are told to reconnect, then this long before the process closes, ms @default 3000 */
+  SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(20_000).default(3000),
   /** how often the broker checks timeouts, spares and desktop health, ms @default 5000 */
   BROKER_TICK_MS: z.coerce.number().int().min(50).default(5000),
   /** serve the built client from this folder @default ../client/dist */
@@ -129,8 +133,9 @@ export interface Config {
   desktopUser: string;
   qemuAccel: 'auto' | 'kvm' | 'tcg';
   maxFramesInFlight: number;
-  login: { maxPerAccount: number; maxPerIp: number; windowMs: number };
+  login: { maxPerAccount: number; maxPerAccountTotal: number; maxPerIp: number; windowMs: number };
   brokerTickMs: number;
+  shutdownDrainMs: number;
   clientDir: string;
   /** what a desktop may send and be sent; pools override the first two */
   desktopLimits: {
@@ -190,6 +195,7 @@ export function loadConfig(
     maxFramesInFlight: e.MAX_FRAMES_IN_FLIGHT,
     login: {
       maxPerAccount: e.LOGIN_MAX_PER_ACCOUNT,
+      maxPerAccountTotal: e.LOGIN_MAX_PER_ACCOUNT_TOTAL,
       maxPerIp: e.LOGIN_MAX_PER_IP,
       windowMs: e.LOGIN_WINDOW_SEC * 1000,
     },
@@ -202,6 +208,7 @@ export function loadConfig(
       sendStallMs: e.RFB_SEND_STALL_MS,
       messageTimeoutMs: e.RFB_MESSAGE_TIMEOUT_MS,
     },
+    shutdownDrainMs: e.SHUTDOWN_DRAIN_MS,
     clientDir: e.CLIENT_DIR
       ? path.resolve(cwd, e.CLIENT_DIR)
       : path.resolve(import.meta.dirname, '../../../client/dist'),

@@ -61,6 +61,15 @@ interface ClipboardOut {
   waitingForDrain: boolean;
 }
 
+/** A socket whose desktop's stream went away, trying to attach to its session again. */
+interface Waiting {
+  sessionId: string;
+  shadow: boolean;
+  /** tries that have failed so far */
+  attempt: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
 type VdiSocket = Socket<
   ClientToServerEvents,
   ServerToClientEvents,
@@ -87,10 +96,43 @@ export interface GatewayOptions {
     }>;
   /** the desktops' RFB links: bounds, timeouts, linger */
   streams?: StreamManagerOptions;
+  /**
+   * Waits before each try to attach a viewer again after its desktop's stream went away, ms;
+   * the last one repeats for as long as the session lives and the viewer stays.
+   * @default REATTACH_DELAYS_MS
+   */
+  reattachDelaysMs?: readonly number[];
+  /**
+   * A viewer heard nothing from (no ack, input, heartbeat or Socket.IO pong) for this long is
+   * dropped, ms; the drop comes between this and 1.25 times this. Socket.IO pings every
+   * quarter of it, so an idle viewer that is alive always answers in time.
+   * @default VIEWER_TIMEOUT_MS
+   */
+  viewerTimeoutMs?: number;
+  /** after SIGTERM, viewers wait between these before reconnecting, ms (spreads the herd) @default [1000, 3000] */
+  restartRetryMs?: readonly [number, number];
 }
 
-/** Waits before each try to attach a viewer again after its desktop's stream went away, ms. */
-const REATTACH_DELAYS_MS = [300, 1000, 2000, 4000, 8000];
+/** See GatewayOptions.viewerTimeoutMs. Socket.IO alone notices a silent peer after ~45 s. */
+export const VIEWER_TIMEOUT_MS = 20_000;
+/** Liveness checks per viewer timeout: a viewer is dropped after this many silent periods. */
+const LIVENESS_PERIODS = 4;
+
+/**
+ * Waits before each try to attach a viewer again after its desktop's stream went away, ms.
+ * The last repeats without end (capped backoff): a desktop that stopped answering (a frozen
+ * Xvnc, a paused VM) may come back at any time, and while its process lives the broker keeps
+ * it; when it dies, the broker ends the session and the retries end with it.
+ */
+export const REATTACH_DELAYS_MS: readonly number[] = [300, 1000, 2000, 4000, 8000, 15_000];
+
+/** Attach refusals after which trying again cannot help. */
+const FINAL_ATTACH_CODES = new Set([
+  'SESSION_ENDED',
+  'SESSION_NOT_FOUND',
+  'FORBIDDEN',
+  'NOT_ENTITLED',
+]);
 
 /** Input events a socket may send per second before they are dropped. */
 const DEFAULT_INPUT_RATE = 600;
@@ -114,6 +156,13 @@ export class Gateway {
   readonly streams: StreamManager;
   private readonly attachments = new WeakMap<VdiSocket, Attachment>();
   private readonly clipboardOut = new WeakMap<VdiSocket, ClipboardOut>();
+  /** sockets trying to attach again; they count as viewers, so their session stays active */
+  private readonly waiting = new Map<VdiSocket, Waiting>();
+  /** per socket: heard from since the last liveness check, and checks in a row without */
+  private readonly liveness = new WeakMap<VdiSocket, { heard: boolean; silent: number }>();
+  private readonly livenessTimer: NodeJS.Timeout;
+  /** SIGTERM: no new viewers; the ones here were told to come back */
+  private draining = false;
 
   constructor(
     server: http.Server,
@@ -130,9 +179,17 @@ export class Gateway {
       perMessageDeflate: false,
       maxHttpBufferSize: MAX_CLIENT_MESSAGE_BYTES,
       serveClient: false,
+      // a live viewer answers a ping in every liveness period (see checkLiveness)
+      pingInterval: Math.min(
+        25_000,
+        Math.floor((opts.viewerTimeoutMs ?? VIEWER_TIMEOUT_MS) / LIVENESS_PERIODS),
+      ),
       // No connection-state recovery: it would buffer every frame and skip auth on reconnect.
       // A reconnect attaches afresh and gets a keyframe.
       allowRequest: (req, cb) => {
+        // refused while draining: the browser's reconnect backoff brings it to the next
+        // server process (or another node) instead
+        if (this.draining) return cb('the server is restarting', false);
         const ok = this.originAllowed(req.headers.origin, req.headers.host);
         if (!ok)
           this.log.warn(
@@ -161,6 +218,12 @@ export class Gateway {
       next();
     });
     this.io.on('connection', (s) => this.onConnection(s));
+    const viewerTimeoutMs = opts.viewerTimeoutMs ?? VIEWER_TIMEOUT_MS;
+    this.livenessTimer = setInterval(
+      () => this.checkLiveness(viewerTimeoutMs),
+      viewerTimeoutMs / LIVENESS_PERIODS,
+    );
+    this.livenessTimer.unref();
 
     const dl = opts.desktopLimits;
     this.streams = new StreamManager(
@@ -202,7 +265,7 @@ export class Gateway {
           // if it is still there, they attach again by themselves
           for (const s of this.socketsOfDesktop(desktopId)) {
             const a = this.attachments.get(s)!;
-            this.detach(s, 'desktop connection lost', { keepSessionRoom: true });
+            this.detach(s, 'desktop connection lost', { keepSessionRoom: true, reattaching: true });
             this.reattach(s, a.sessionId, a.shadow);
           }
           void this.broker.checkDesktopsSoon([desktopId]);
@@ -248,7 +311,7 @@ export class Gateway {
       );
       this.streams.drop(desktopId, 'desktop restarting');
       for (const [s, a] of sockets) {
-        this.detach(s, 'desktop restarted', { keepSessionRoom: true });
+        this.detach(s, 'desktop restarted', { keepSessionRoom: true, reattaching: true });
         this.reattach(s, a.sessionId, a.shadow);
       }
     });
@@ -417,7 +480,16 @@ export class Gateway {
     gatewayMetrics.sockets.inc();
     void socket.join([`user:${socket.data.user.id}`, `http:${socket.data.httpSessionId}`]);
     socket.on('error', (err) => this.log.warn({ err }, 'socket error'));
-    const known = new Set(['attach', 'key', 'pointer', 'clipboard', 'ack', 'resize', 'refresh']);
+    const known = new Set([
+      'attach',
+      'key',
+      'pointer',
+      'clipboard',
+      'ack',
+      'resize',
+      'refresh',
+      'heartbeat',
+    ]);
     socket.onAny((event: string) => {
       if (!known.has(event)) {
         gatewayMetrics.badEvents.inc({ event: 'unknown' });
@@ -541,8 +613,23 @@ export class Gateway {
       if (m) this.attachments.get(socket)?.viewer.ack(m.seq);
     });
     socket.on('refresh', () => this.attachments.get(socket)?.viewer.requestKeyframe());
+    socket.on('heartbeat', (cb: unknown) => {
+      if (typeof cb === 'function') (cb as () => void)();
+      else this.fail(socket, 'BAD_EVENT', 'a heartbeat needs an acknowledgement callback');
+    });
+    // anything from the viewer (acks, input, heartbeats, Socket.IO's pongs) shows it is there
+    const live = { heard: true, silent: 0 };
+    this.liveness.set(socket, live);
+    socket.conn.on('packet', () => {
+      live.heard = true;
+    });
     socket.on('disconnect', (reason) => {
       gatewayMetrics.sockets.dec();
+      const w = this.waiting.get(socket);
+      if (w) {
+        this.stopWaiting(socket);
+        this.leftSession(socket, w.sessionId, w.shadow, reason);
+      }
       this.detach(socket, reason);
     });
   }
@@ -577,6 +664,8 @@ export class Gateway {
       stream,
       limits,
     });
+    // attached (by itself or by a retry of ours): no need to keep trying for it
+    this.stopWaiting(socket);
     stream.viewers.add(viewer);
     await socket.join([
       `session:${sessionId}`,
@@ -613,35 +702,101 @@ export class Gateway {
   }
 
   /**
-   * Attach a socket again after its desktop's stream went away (restart, lost RFB link),
-   * with backoff. Gives up when the session has ended (the viewer is told) or the socket left.
+   * Attach a socket again after its desktop's stream went away (restart, lost or frozen RFB
+   * link), with capped backoff, for as long as the socket stays and the session lives. The
+   * viewer hears of every failed try; the session stays active meanwhile, since someone is
+   * watching and waiting. Ends when the session has ended (the viewer is told why), when the
+   * socket leaves, or when the viewer attaches by itself.
    */
-  private reattach(socket: VdiSocket, sessionId: string, shadow: boolean, attempt = 0): void {
-    const delay = REATTACH_DELAYS_MS[attempt];
-    if (delay === undefined) return;
-    const timer = setTimeout(() => {
-      if (!socket.connected || this.attachments.has(socket)) return;
-      this.attach(socket, sessionId, shadow).then(
-        () => socket.emit('session', { state: 'active' }),
-        (err: unknown) => {
-          if (
-            err instanceof BrokerError &&
-            ['SESSION_ENDED', 'SESSION_NOT_FOUND', 'FORBIDDEN', 'NOT_ENTITLED'].includes(err.code)
-          ) {
-            socket.emit('session', { state: 'ended', reason: err.message });
-            return;
-          }
-          this.reattach(socket, sessionId, shadow, attempt + 1);
-        },
-      );
-    }, delay);
-    timer.unref();
+  private reattach(socket: VdiSocket, sessionId: string, shadow: boolean): void {
+    this.stopWaiting(socket);
+    const w: Waiting = { sessionId, shadow, attempt: 0, timer: undefined };
+    this.waiting.set(socket, w);
+    this.scheduleReattach(socket, w);
   }
 
+  private reattachDelay(attempt: number): number {
+    const delays = this.opts.reattachDelaysMs ?? REATTACH_DELAYS_MS;
+    return delays[Math.min(attempt, delays.length - 1)] ?? 1000;
+  }
+
+  private scheduleReattach(socket: VdiSocket, w: Waiting): void {
+    w.timer = setTimeout(() => {
+      w.timer = undefined;
+      if (this.waiting.get(socket) !== w) return;
+      if (!socket.connected) return this.stopWaiting(socket);
+      this.attach(socket, w.sessionId, w.shadow).then(
+        () => {
+          if (this.waiting.get(socket) === w) this.waiting.delete(socket);
+          if (w.attempt > 0)
+            this.log.info(
+              { sessionId: w.sessionId, tries: w.attempt + 1 },
+              'viewer attached again',
+            );
+          socket.emit('session', { state: 'active' });
+        },
+        (err: unknown) => {
+          if (this.waiting.get(socket) !== w) return; // it attached by itself, or left
+          if (err instanceof BrokerError && FINAL_ATTACH_CODES.has(err.code)) {
+            this.waiting.delete(socket);
+            socket.emit('session', { state: 'ended', reason: err.message });
+            this.leftSession(socket, w.sessionId, w.shadow, `cannot attach again: ${err.message}`);
+            return;
+          }
+          w.attempt++;
+          const inMs = this.reattachDelay(w.attempt);
+          const why = err instanceof Error ? err.message : String(err);
+          this.log.warn(
+            { sessionId: w.sessionId, attempt: w.attempt, nextInMs: inMs, reason: why },
+            'viewer could not attach again; retrying',
+          );
+          socket.emit('session', {
+            state: 'desktop-unresponsive',
+            reason: why,
+            retry: { attempt: w.attempt, inMs },
+          });
+          this.scheduleReattach(socket, w);
+        },
+      );
+    }, this.reattachDelay(w.attempt));
+    w.timer.unref();
+  }
+
+  /** No longer waiting; it leaves the viewers' room (attach joins it again when it is in). */
+  private stopWaiting(socket: VdiSocket): void {
+    const w = this.waiting.get(socket);
+    if (!w) return;
+    clearTimeout(w.timer);
+    this.waiting.delete(socket);
+    void socket.leave(`viewers:${w.sessionId}`);
+  }
+
+  /** Does anyone but `except` view this session (attached, or waiting to attach again)? */
+  private hasOtherViewer(sessionId: string, except: VdiSocket): boolean {
+    for (const s of this.socketsOfSession(sessionId))
+      if (s !== except && !this.attachments.get(s)!.shadow) return true;
+    for (const [s, w] of this.waiting)
+      if (s !== except && w.sessionId === sessionId && !w.shadow && s.connected) return true;
+    return false;
+  }
+
+  /** A viewer stopped viewing a session: the last one leaving marks it disconnected. */
+  private leftSession(socket: VdiSocket, sessionId: string, shadow: boolean, reason: string): void {
+    if (shadow || this.hasOtherViewer(sessionId, socket)) return;
+    const user = socket.data.user;
+    void this.broker
+      .markDisconnected(sessionId, { id: user.id, name: user.username, ip: socket.data.ip }, reason)
+      .catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
+  }
+
+  /**
+   * Let go of a socket's attachment. `reattaching`: the socket is about to wait for its
+   * desktop to come back (see reattach); it still views the session, which stays active.
+   */
   private detach(
     socket: VdiSocket,
     reason: string,
-    opts: { keepSessionRoom?: boolean } = {},
+    opts: { keepSessionRoom?: boolean; reattaching?: boolean } = {},
   ): void {
     const a = this.attachments.get(socket);
     if (!a) return;
@@ -650,7 +805,9 @@ export class Gateway {
     a.stream.viewers.delete(a.viewer);
     const rooms = [
       `desktop:${a.desktopId}`,
-      `viewers:${a.sessionId}`,
+      // a viewer waiting to attach again is still the session's viewer: an administrator's
+      // message or Disconnect reaches it (see stopWaiting for when it leaves)
+      ...(opts.reattaching ? [] : [`viewers:${a.sessionId}`]),
       ...(opts.keepSessionRoom ? [] : [`session:${a.sessionId}`]),
     ];
     for (const room of rooms) void socket.leave(room);
@@ -666,20 +823,62 @@ export class Gateway {
         target: a.sessionId,
         ip: socket.data.ip,
       });
-    } else if (!rest.some((s) => !this.attachments.get(s)!.shadow)) {
-      void this.broker
-        .markDisconnected(
-          a.sessionId,
-          { id: user.id, name: user.username, ip: socket.data.ip },
-          reason,
-        )
-        .catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
+    } else if (!opts.reattaching) {
+      this.leftSession(socket, a.sessionId, false, reason);
     }
   }
 
+  /**
+   * Drop viewers not heard from for `timeoutMs` (a silent network black hole, a frozen
+   * tab): counted in check periods rather than clock readings, so the bound holds however
+   * the clock is moved.
+   */
+  private checkLiveness(timeoutMs: number): void {
+    for (const s of this.sockets()) {
+      const live = this.liveness.get(s);
+      if (!live) continue;
+      if (live.heard) {
+        live.heard = false;
+        live.silent = 0;
+        continue;
+      }
+      if (++live.silent < LIVENESS_PERIODS) continue;
+      gatewayMetrics.silentViewers.inc();
+      this.log.warn(
+        { user: s.data.user.username, sessionId: this.attachments.get(s)?.sessionId, timeoutMs },
+        'viewer not heard from; dropping it',
+      );
+      // close the transport without a disconnect packet: should the network come back, the
+      // viewer sees a dropped connection and reconnects, not "closed on purpose"
+      s.conn.close(true);
+    }
+  }
+
+  /**
+   * This process is going away (SIGTERM): refuse new viewers and tell each one here that the
+   * server is restarting, with a jittered wait so they do not all come back at once. They let
+   * go and reconnect by themselves with backoff, to the next process or another node.
+   */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    const [lo, hi] = this.opts.restartRetryMs ?? [1000, 3000];
+    const sockets = this.sockets();
+    for (const s of sockets)
+      s.emit('server', {
+        state: 'restarting',
+        retryAfterMs: Math.round(lo + Math.random() * Math.max(0, hi - lo)),
+      });
+    this.log.info({ viewers: sockets.length }, 'draining: viewers told to reconnect');
+  }
+
   async close(): Promise<void> {
-    this.io.disconnectSockets(true);
+    clearInterval(this.livenessTimer);
+    for (const s of this.waiting.keys()) this.stopWaiting(s);
     this.streams.closeAll();
+    // No disconnect packet: a viewer that still holds a connection sees the transport close,
+    // as after a crash, and reconnects by itself (a disconnect packet would mean "closed on
+    // purpose, stay away" to it).
     await new Promise<void>((r) => this.io.close(() => r()));
   }
 }

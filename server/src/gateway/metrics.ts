@@ -30,4 +30,9 @@ export const gatewayMetrics = {
     help: 'Input events dropped by the rate limit',
     registers: [registry],
   }),
+  silentViewers: new client.Counter({
+    name: 'vdi_silent_viewers_dropped_total',
+    help: 'Viewer sockets dropped because nothing was heard from them for the viewer timeout',
+    registers: [registry],
+  }),
 };

@@ -82,6 +82,7 @@ beforeAll(async () => {
       {
         DEFAULT_POOL: 'false',
         LOGIN_MAX_PER_ACCOUNT: '3',
+        LOGIN_MAX_PER_ACCOUNT_TOTAL: '6',
         LOGIN_MAX_PER_IP: '5',
         LOGIN_WINDOW_SEC: String(WINDOW_SEC),
       },
@@ -179,11 +180,11 @@ describe('sign-in answers', () => {
 });
 
 describe('sign-in rate limits', () => {
-  it('per account: after 3 failures from anywhere, even the right password gets 429 with Retry-After', async () => {
-    for (const ip of ['10.1.0.1', '10.1.0.2', '10.1.0.3'])
-      expect((await login('erin', 'wrong-password', ip)).status).toBe(401);
+  it('per account and address: 3 failures lock that address out of the account with 429 and Retry-After', async () => {
+    for (let i = 0; i < 3; i++)
+      expect((await login('erin', 'wrong-password', '10.1.0.1')).status).toBe(401);
     const throttledBefore = await auditCount('auth.throttled');
-    const r = await login('erin', 'erin-password-1', '10.1.0.4');
+    const r = await login('erin', 'erin-password-1', '10.1.0.1');
     expect(r.status).toBe(429);
     expect(r.body?.error?.code).toBe('RATE_LIMITED');
     expect(r.cookie).toBeUndefined();
@@ -193,14 +194,35 @@ describe('sign-in rate limits', () => {
     expect(retry).toBeLessThanOrEqual(WINDOW_SEC);
     expect(r.body?.error?.message).toContain(`${retry} s`);
     expect(await auditCount('auth.throttled')).toBe(throttledBefore + 1);
-    // the lock is on that account, not on the address
-    expect((await login('frank', 'frank-password-1', '10.1.0.4')).status).toBe(200);
+    // the lock is on that account from that address: another account from there is fine ...
+    expect((await login('frank', 'frank-password-1', '10.1.0.1')).status).toBe(200);
+    // ... and so is the owner with the right password from an address that has not failed
+    expect((await login('erin', 'erin-password-1', '10.1.0.2')).status).toBe(200);
+  });
+
+  it('nobody can lock another user out: failures from one address leave the owner signing in', async () => {
+    // an attacker keeps hammering gwen's account from one address
+    for (let i = 0; i < 10; i++)
+      expect([401, 429]).toContain((await login('gwen', 'guess-password', '10.4.0.1')).status);
+    expect((await login('gwen', 'gwen-password-1', '10.4.0.1')).status).toBe(429);
+    expect((await login('gwen', 'gwen-password-1', '10.4.0.2')).status).toBe(200);
+  });
+
+  it('per account overall: 6 failures spread over addresses lock the account for everyone', async () => {
+    for (let i = 1; i <= 6; i++)
+      expect((await login('hugo', 'wrong-password', `10.5.0.${i}`)).status).toBe(401);
+    const r = await login('hugo', 'hugo-password-1', '10.5.1.1');
+    expect(r.status).toBe(429);
+    expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
   it('unknown accounts lock the same way (the lockout does not reveal which names exist)', async () => {
-    for (const ip of ['10.3.0.1', '10.3.0.2', '10.3.0.3'])
-      expect((await login('ghost', 'x-password', ip)).status).toBe(401);
-    expect((await login('ghost', 'x-password', '10.3.0.4')).status).toBe(429);
+    for (let i = 0; i < 3; i++)
+      expect((await login('ghost', 'x-password', '10.3.0.1')).status).toBe(401);
+    expect((await login('ghost', 'x-password', '10.3.0.1')).status).toBe(429);
+    for (let i = 2; i <= 4; i++)
+      expect((await login('ghost', 'x-password', `10.3.0.${i}`)).status).toBe(401);
+    expect((await login('ghost', 'x-password', '10.3.0.9')).status).toBe(429);
   });
 
   it('per address: 5 failures on any accounts block that address for every account', async () => {

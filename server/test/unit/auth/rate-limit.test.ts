@@ -5,11 +5,17 @@ import { LoginThrottle } from '../../../src/auth/rate-limit.js';
 const WINDOW_MS = 300_000;
 
 function throttle(
-  over: Partial<{ maxPerAccount: number; maxPerIp: number; maxKeys: number }> = {},
+  over: Partial<{
+    maxPerAccount: number;
+    maxPerAccountTotal: number;
+    maxPerIp: number;
+    maxKeys: number;
+  }> = {},
 ) {
   const clock = new ManualClock();
   const t = new LoginThrottle(clock, {
     maxPerAccount: 3,
+    maxPerAccountTotal: 6,
     maxPerIp: 5,
     windowMs: WINDOW_MS,
     ...over,
@@ -25,20 +31,29 @@ function failOnce(t: LoginThrottle, ip: string, user: string): number {
 }
 
 describe('LoginThrottle', () => {
-  it('locks an account after maxPerAccount failures, from any address', () => {
+  it('locks an account for an address after maxPerAccount failures from it; other addresses still get in', () => {
     const { t } = throttle();
     expect(failOnce(t, '10.0.0.1', 'alice')).toBe(0);
-    expect(failOnce(t, '10.0.0.2', 'alice')).toBe(0);
-    expect(failOnce(t, '10.0.0.3', 'alice')).toBe(0);
-    expect(t.check('10.0.0.4', 'alice')).toBe(WINDOW_MS);
-    // another account from the same address is not affected
-    expect(t.check('10.0.0.4', 'bob')).toBe(0);
+    expect(failOnce(t, '10.0.0.1', 'alice')).toBe(0);
+    expect(failOnce(t, '10.0.0.1', 'alice')).toBe(0);
+    expect(t.check('10.0.0.1', 'alice')).toBe(WINDOW_MS);
+    // the owner, from an address that has not failed, is not locked out
+    expect(t.check('10.0.0.4', 'alice')).toBe(0);
+    // another account from the failing address is not affected either
+    expect(t.check('10.0.0.1', 'bob')).toBe(0);
+  });
+
+  it('locks an account for everyone after maxPerAccountTotal failures spread over addresses', () => {
+    const { t } = throttle();
+    for (let i = 0; i < 6; i++) expect(failOnce(t, `10.0.1.${i}`, 'alice')).toBe(0);
+    expect(t.check('10.0.9.9', 'alice')).toBe(WINDOW_MS);
+    expect(t.check('10.0.9.9', 'bob')).toBe(0);
   });
 
   it('treats user names case-insensitively', () => {
     const { t } = throttle();
-    for (const u of ['Alice', 'ALICE', 'alice']) failOnce(t, `10.0.0.${u.length}`, u);
-    expect(t.check('10.9.9.9', 'aLiCe')).toBeGreaterThan(0);
+    for (const u of ['Alice', 'ALICE', 'alice']) failOnce(t, '10.0.0.1', u);
+    expect(t.check('10.0.0.1', 'aLiCe')).toBeGreaterThan(0);
   });
 
   it('limits one address across many accounts', () => {
@@ -59,16 +74,26 @@ describe('LoginThrottle', () => {
     expect(t.check('10.0.0.1', 'alice')).toBe(0);
   });
 
-  it('a successful sign-in clears the account counter but not the address counter', () => {
-    const { t } = throttle({ maxPerIp: 4 });
+  it('a successful sign-in clears that address’s account counter, not the address or account-wide ones', () => {
+    const { t } = throttle({ maxPerIp: 4, maxPerAccountTotal: 5 });
     failOnce(t, '10.0.0.1', 'alice');
     failOnce(t, '10.0.0.1', 'alice');
-    t.succeed('alice');
+    t.succeed('10.0.0.1', 'alice');
     failOnce(t, '10.0.0.1', 'alice');
     failOnce(t, '10.0.0.1', 'alice');
-    // two failures since the success: the account is fine, but the address has used all 4
+    // two failures since the success: alice from there is fine, but the address has used all 4
     expect(t.check('10.0.0.2', 'alice')).toBe(0);
     expect(t.check('10.0.0.1', 'bob')).toBeGreaterThan(0);
+    // the account-wide count kept all four: one more anywhere locks alice for everyone
+    failOnce(t, '10.0.0.3', 'alice');
+    expect(t.check('10.0.0.9', 'alice')).toBeGreaterThan(0);
+  });
+
+  it('keeps an account and an address apart even when the name contains the separator', () => {
+    const { t } = throttle({ maxPerAccount: 1 });
+    failOnce(t, '10.0.0.1', 'a:b');
+    expect(t.check('10.0.0.1', 'a:b')).toBeGreaterThan(0);
+    expect(t.check('b:10.0.0.1', 'a')).toBe(0);
   });
 
   it('keeps a bounded number of keys', () => {
@@ -82,7 +107,7 @@ describe('LoginThrottle', () => {
 describe('LoginThrottle under a flood of names', () => {
   it('refused attempts do not take room in the table, so they cannot push a locked account out of it', () => {
     const { t } = throttle({ maxKeys: 50, maxPerIp: 5 });
-    for (let i = 0; i < 3; i++) failOnce(t, `10.0.0.${i}`, 'victim');
+    for (let i = 0; i < 6; i++) failOnce(t, `10.0.0.${i}`, 'victim');
     expect(t.check('10.0.1.1', 'victim')).toBeGreaterThan(0);
     // one address, thousands of made-up names: after its 5 failures everything is refused
     let allowed = 0;
