@@ -3,7 +3,16 @@ import type { ProviderKind } from '@vdi/shared';
 
 /** Where the gateway's RFB client connects to reach a desktop. */
 export type RfbEndpoint =
-  | { kind: 'unix'; path: string; password?: string }
+  | {
+      kind: 'unix';
+      path: string;
+      password?: string;
+      /**
+       * the uid that must serve this socket (the desktop's own account): anything else behind
+       * it is not the desktop, e.g. a socket another account put in its place
+       */
+      serverUid?: number;
+    }
   | { kind: 'tcp'; host: string; port: number; password?: string };
 
 /**

@@ -24,7 +24,10 @@ export function xvncProvider(config: Config, firstDisplay: number): XvncProvider
   return new XvncProvider({
     runDir: config.runDir,
     dataDir: config.dataDir,
-    desktopUser: config.desktopUser,
+    isolation: config.desktopIsolation,
+    uidRange: config.desktopUids,
+    uidLockDir: config.desktopUids.lockDir,
+    cgroupParent: config.cgroupParent,
     firstDisplay,
   });
 }
