@@ -17,6 +17,10 @@ export const RUNTIME_PACKAGES = [
   'fonts-dejavu-core',
   'qemu-system-x86', // VM desktops
   'qemu-utils', // qemu-img: linked clones
+  'bubblewrap', // a sandbox (namespaces, private /tmp) per desktop
+  'slirp4netns', // 'outbound' desktop networks: the outside, not the host's loopback
+  'util-linux', // setpriv: desktops drop to their own account; mount for home quotas
+  'e2fsprogs', // mkfs.ext4: per-home file systems where a pool sets a disk quota
 ];
 
 /** Extra packages for the tests: a browser, X tools, the test VM guest's parts. */
