@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import type { XvncHandle } from '../../src/providers/xvnc.js';
 import { launchChromium } from '../helpers/browser.js';
-import { alive } from '../helpers/desktops.js';
+import { alive, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
 
@@ -69,11 +69,10 @@ describe('the admin console runs the live system', () => {
       seen.set(r.id, handle);
       return { id: r.id, handle };
     });
-  const x = (cmd: string, args: string[]) =>
-    run(cmd, args, {
-      env: { ...process.env, DISPLAY: `:${desktop!.display}` },
-      timeout: 10_000,
-    }).then((r) => r.stdout);
+  const x = (cmd: string, args: string[]) => {
+    const inv = xInvocation(desktop!, [cmd, ...args]);
+    return run(inv.file, inv.args, { env: inv.env, timeout: 10_000 }).then((r) => r.stdout);
+  };
   const readHome = (name: string): string | undefined => {
     const f = path.join(desktop!.home, name);
     return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : undefined;
