@@ -30,6 +30,7 @@ export const TEST_PACKAGES = [
   'xdotool',
   'x11-apps', // xwd
   'xclip',
+  'socat', // the isolation suite tries unix and abstract sockets from inside a desktop
   'busybox-static',
   'cpio',
   'e2fsprogs',
