@@ -46,8 +46,8 @@ interface Hierarchy {
   parent: string;
   /** v1: the controllers mounted here; v2: the controllers this parent can enable */
   controllers: Set<string>;
-  /** v2: where the hierarchy is mounted (the controllers are enabled from here down) */
-  mountPoint?: string;
+  /** where the hierarchy is mounted (v2: the controllers are enabled from here down) */
+  mountPoint: string;
 }
 
 /** the CFS period we write with a quota, µs (the kernel's default) */
@@ -223,6 +223,7 @@ export class Cgroups {
           version: 1,
           parent,
           controllers: new Set(m.superOptions.filter((o) => !o.includes('='))),
+          mountPoint: m.mountPoint,
         };
         all.push(h);
       }
@@ -292,7 +293,7 @@ export class Cgroups {
   /** v2: every level from the mount down to the parent must hand cpu, memory and pids down */
   private enableControllers(h: Hierarchy): void {
     const wanted = ['cpu', 'memory', 'pids'].filter((c) => h.controllers.has(c));
-    if (wanted.length === 0 || h.mountPoint === undefined) return; // a tracking-only tree
+    if (wanted.length === 0) return; // a tracking-only tree (hybrid layout)
     const chain: string[] = [];
     for (let d = h.parent; d.startsWith(h.mountPoint); d = path.dirname(d)) {
       chain.unshift(d);
@@ -316,11 +317,13 @@ export class Cgroups {
     }
   }
 
+  /** the desktop's directory in the hierarchy of `h` (found by mount, whatever the parent) */
+  private dirIn(ref: CgroupRef, h: Hierarchy | undefined): string | undefined {
+    return h ? ref.dirs.find((d) => d.startsWith(`${h.mountPoint}/`)) : undefined;
+  }
+
   applyLimits(ref: CgroupRef, limits: CgroupLimits): void {
-    const dirOfCtl = (c: Controller) => {
-      const h = this.byController.get(c);
-      return h ? ref.dirs.find((d) => path.dirname(d) === h.parent) : undefined;
-    };
+    const dirOfCtl = (c: Controller) => this.dirIn(ref, this.byController.get(c));
     const cpu = dirOfCtl('cpu');
     const mem = dirOfCtl('memory');
     const pids = dirOfCtl('pids');
@@ -378,14 +381,14 @@ export class Cgroups {
   }
 
   private trackerDir(ref: CgroupRef): string | undefined {
-    return ref.dirs.find((d) => path.dirname(d) === this.tracker.parent) ?? ref.dirs[0];
+    return this.dirIn(ref, this.tracker) ?? ref.dirs[0];
   }
 
   /** Current CPU, memory and task count; undefined when the cgroup is gone. */
   usage(ref: CgroupRef): CgroupUsage | undefined {
     const at = (c: Controller) => {
       const h = this.byController.get(c);
-      const d = h ? ref.dirs.find((x) => path.dirname(x) === h.parent) : undefined;
+      const d = this.dirIn(ref, h);
       return d && exists(d) ? { dir: d, v2: h!.version === 2 } : undefined;
     };
     const mem = at('memory');
@@ -414,7 +417,7 @@ export class Cgroups {
   /** how many processes the memory controller has OOM-killed in this cgroup */
   oomKills(ref: CgroupRef): number {
     const h = this.byController.get('memory')!;
-    const dir = ref.dirs.find((d) => path.dirname(d) === h.parent);
+    const dir = this.dirIn(ref, h);
     if (!dir) return 0;
     try {
       const file = h.version === 2 ? 'memory.events' : 'memory.oom_control';
@@ -445,10 +448,7 @@ export class Cgroups {
     if (!tracker || !exists(tracker)) return;
     const killFile = path.join(tracker, 'cgroup.kill');
     const freezerH = this.byController.get('freezer');
-    const freezer =
-      freezerH?.version === 1
-        ? ref.dirs.find((d) => path.dirname(d) === freezerH.parent)
-        : undefined;
+    const freezer = freezerH?.version === 1 ? this.dirIn(ref, freezerH) : undefined;
     const deadline = Date.now() + KILL_TIMEOUT_MS;
     for (;;) {
       if (readPids(tracker).length === 0) break;
