@@ -234,7 +234,7 @@ export class XvncProvider implements Provider {
   }
 
   /** Free display numbers for desktops sharing the host's /tmp. */
-  private displayInUse(n: number, abstract: Set<number>): boolean {
+  protected displayInUse(n: number, abstract: Set<number>): boolean {
     return (
       this.reserved.has(n) ||
       abstract.has(n) ||

@@ -287,16 +287,16 @@ describe('the admin console runs the live system', () => {
       .poll(() => row.textContent(), { timeout: UI_MS })
       .toMatch(new RegExp(`${user.username}.*${poolName}.*active`, 's'));
     // the desktop's own account and its live CPU and memory against the pool's limit
-    expect(desktop.account, 'a desktop account (the suite runs as root)').toBeDefined();
+    expect(desktop!.account, 'a desktop account (the suite runs as root)').toBeDefined();
     await expect
       .poll(() => row.textContent(), { timeout: UI_MS })
       .toMatch(
         new RegExp(
-          `${desktop.account!.name} · CPU \\d+(\\.\\d)?( s|%) · \\d+ MiB of 2\\.0 GiB · \\d+ tasks`,
+          `${desktop!.account!.name} · CPU \\d+(\\.\\d)?( s|%) · \\d+ MiB of 2\\.0 GiB · \\d+ tasks`,
         ),
       );
-    const tip = await row.locator('td', { hasText: desktop.account!.name }).getAttribute('title');
-    expect(tip).toContain(`uid ${desktop.account!.uid}`);
+    const tip = await row.locator('td', { hasText: desktop!.account!.name }).getAttribute('title');
+    expect(tip).toContain(`uid ${desktop!.account!.uid}`);
     expect(tip).toContain('network: outbound');
     expect(tip).toContain('memory 2048 MiB; 512 tasks');
     const thumb = row.locator('img.thumb');
