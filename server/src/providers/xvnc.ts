@@ -161,7 +161,7 @@ export class XvncProvider implements Provider {
   private readonly cgroups: Cgroups | undefined;
   /** why limits are not enforced, when they are not */
   readonly cgroupProblem: string | undefined;
-  /** prefix of this server's cgroup names: run dirs are unique per server on a host */
+  /** prefix of this server's cgroup names (run dirs are unique per server on a host) */
   private readonly tag: string;
   private readonly disks: HomeDisks;
 
@@ -174,6 +174,7 @@ export class XvncProvider implements Provider {
       this.uids = new UidAllocator(
         opts.uidRange ?? DEFAULT_UID_RANGE,
         path.resolve(opts.runDir),
+        'xvnc',
         opts.uidLockDir,
       );
       const cg = Cgroups.detect({ parent: opts.cgroupParent ?? 'vdi' });
@@ -311,7 +312,7 @@ export class XvncProvider implements Provider {
         fs.chownSync(desk, account.uid, account.gid);
       }
       if (this.cgroups && account) {
-        cgroup = this.cgroups.create(`${this.tag}-${spec.desktopId}`, tpl.limits);
+        cgroup = this.cgroups.create(`${this.tag}.x.${spec.desktopId}`, tpl.limits);
         checkCgroupPaths(this.cgroups.procsFiles(cgroup));
       }
       const handle = sandboxed
@@ -740,7 +741,7 @@ export class XvncProvider implements Provider {
     // cgroups of desktops that died half-made (their run dir went first)
     if (this.cgroups) {
       const knownCgroups = new Set(handles.flatMap((h) => h.cgroup?.dirs ?? []));
-      for (const ref of this.cgroups.list(`${this.tag}-`)) {
+      for (const ref of this.cgroups.list(`${this.tag}.x.`)) {
         if (ref.dirs.some((d) => knownCgroups.has(d))) continue;
         await this.cgroups.remove(ref);
         log.warn({ cgroup: ref.dirs[0] }, 'removed a desktop cgroup no record accounts for');

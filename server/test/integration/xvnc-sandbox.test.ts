@@ -256,8 +256,8 @@ describe('accounts', () => {
   it("reclaims the lock of a server whose run directory is gone, not a live server's", () => {
     const range = { base: 410_900, count: 1 };
     const goneRun = fs.mkdtempSync(path.join(os.tmpdir(), 'vdisbx-gone-'));
-    const gone = new UidAllocator(range, goneRun, lockDir);
-    const live = new UidAllocator(range, dirs.runDir, lockDir);
+    const gone = new UidAllocator(range, goneRun, 'xvnc', lockDir);
+    const live = new UidAllocator(range, dirs.runDir, 'xvnc', lockDir);
     expect(gone.allocate('d-gone').uid).toBe(410_900);
     expect(() => live.allocate('d-live')).toThrow(/in use/);
     fs.rmSync(goneRun, { recursive: true });

@@ -30,6 +30,8 @@ export interface UidRange {
 /** What a lock file holds: whose the uid is. */
 interface LockOwner {
   runDir: string;
+  /** which provider of that server (xvnc and qemu share a run directory) */
+  scope: string;
   desktopId: string;
   /** random per allocation: tells a lock we judged stale apart from a fresh one */
   nonce: string;
@@ -102,6 +104,8 @@ export class UidAllocator {
     private readonly range: UidRange,
     /** the allocating server's run directory: names it as the owner of its locks */
     private readonly runDir: string,
+    /** the provider within that server ('xvnc', 'qemu'): each sweeps only its own locks */
+    private readonly scope: string,
     private readonly lockDir = DEFAULT_LOCK_DIR,
   ) {}
 
@@ -162,6 +166,7 @@ export class UidAllocator {
   private tryLock(uid: number, desktopId: string): boolean {
     const owner: LockOwner = {
       runDir: this.runDir,
+      scope: this.scope,
       desktopId,
       nonce: randomBytes(8).toString('hex'),
     };
@@ -217,17 +222,20 @@ export class UidAllocator {
     return true;
   }
 
+  private mine(lock: LockOwner): boolean {
+    return lock.runDir === this.runDir && lock.scope === this.scope;
+  }
+
   /** Releases `uid` if this server holds it for `desktopId`. */
   release(uid: number, desktopId: string): void {
     const lock = this.readLock(uid);
-    if (lock && lock.runDir === this.runDir && lock.desktopId === desktopId)
-      this.dropLock(uid, lock);
+    if (lock && this.mine(lock) && lock.desktopId === desktopId) this.dropLock(uid, lock);
   }
 
   /** Does this server hold `uid` for `desktopId`? */
   holds(uid: number, desktopId: string): boolean {
     const lock = this.readLock(uid);
-    return lock?.runDir === this.runDir && lock.desktopId === desktopId;
+    return lock !== undefined && this.mine(lock) && lock.desktopId === desktopId;
   }
 
   /**
@@ -246,7 +254,7 @@ export class UidAllocator {
       if (!/^\d+$/.test(n)) continue;
       const uid = Number(n);
       const lock = this.readLock(uid);
-      if (!lock || lock.runDir !== this.runDir || knownDesktopIds.has(lock.desktopId)) continue;
+      if (!lock || !this.mine(lock) || knownDesktopIds.has(lock.desktopId)) continue;
       if (processesOf(uid).length > 0) continue;
       if (this.dropLock(uid, lock)) released.push(uid);
     }

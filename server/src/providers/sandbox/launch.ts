@@ -129,6 +129,20 @@ for f in $procs; do echo $$ >"$f" || exit 124; done
 exec "$@"
 `;
 
+/** argv that joins the cgroups (the procs files) and then becomes `command`, same pid */
+export function joinCgroupsArgv(procs: string[], command: string[]): string[] {
+  checkCgroupPaths(procs);
+  return [
+    '/usr/bin/env',
+    `VDI_CGROUP_PROCS=${procs.join(' ')}`,
+    '/bin/bash',
+    '-c',
+    JOIN_CGROUPS,
+    'vdi-desktop',
+    ...command,
+  ];
+}
+
 function dropPrivileges(account: DesktopAccount, groups: number[] = []): string[] {
   return [
     'setpriv',
