@@ -75,7 +75,12 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       uidLockDir: config.desktopUids.lockDir,
       cgroupParent: config.cgroupParent,
     }),
-    new QemuProvider(dirs, { accel: config.qemuAccel }),
+    new QemuProvider(dirs, {
+      accel: config.qemuAccel,
+      uidRange: config.desktopUids,
+      uidLockDir: config.desktopUids.lockDir,
+      cgroupParent: config.cgroupParent,
+    }),
     new VncProvider(),
   ];
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
