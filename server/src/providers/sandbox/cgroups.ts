@@ -69,9 +69,9 @@ interface MountInfo {
   superOptions: string[];
 }
 
-function readMounts(): MountInfo[] {
+function readMounts(mountinfo: string): MountInfo[] {
   const out: MountInfo[] = [];
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+  for (const line of mountinfo.split('\n')) {
     const sep = line.indexOf(' - ');
     if (sep < 0) continue;
     const pre = line.slice(0, sep).split(' ');
@@ -94,9 +94,9 @@ function unescapeMount(s: string): string {
 }
 
 /** the server's own cgroup per hierarchy: key '' for v2, else each v1 controller name */
-function ownCgroups(): Map<string, string> {
+function ownCgroups(procSelfCgroup: string): Map<string, string> {
   const own = new Map<string, string>();
-  for (const line of fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
+  for (const line of procSelfCgroup.split('\n')) {
     const m = /^\d+:([^:]*):(.*)$/.exec(line);
     if (!m) continue;
     const [, ctrls, p] = m as unknown as [string, string, string];
@@ -154,6 +154,10 @@ export interface CgroupsOptions {
    * paths are taken below the server's own cgroup. @default 'vdi'
    */
   parent?: string;
+  /** tests: this text instead of /proc/self/mountinfo (cgroup trees laid out in a temp dir) */
+  mountinfo?: string;
+  /** tests: this text instead of /proc/self/cgroup */
+  procSelfCgroup?: string;
 }
 
 /**
@@ -172,12 +176,13 @@ export class Cgroups {
 
   /** Finds the hierarchies; the reason why not when this process cannot manage cgroups. */
   static detect(opts: CgroupsOptions = {}): Cgroups | string {
-    if (process.getuid?.() !== 0) return 'the server does not run as root';
+    if (opts.mountinfo === undefined && process.getuid?.() !== 0)
+      return 'the server does not run as root';
     let mounts: MountInfo[];
     let own: Map<string, string>;
     try {
-      mounts = readMounts();
-      own = ownCgroups();
+      mounts = readMounts(opts.mountinfo ?? fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+      own = ownCgroups(opts.procSelfCgroup ?? fs.readFileSync('/proc/self/cgroup', 'utf8'));
     } catch (err) {
       return `cannot read the cgroup mounts (${(err as Error).message})`;
     }
@@ -301,10 +306,11 @@ export class Cgroups {
     }
     for (const dir of chain) {
       const ctl = path.join(dir, 'cgroup.subtree_control');
-      const enabled = fs.readFileSync(ctl, 'utf8').trim().split(/\s+/);
-      const missing = wanted.filter((c) => !enabled.includes(c));
-      if (missing.length === 0) continue;
+      let missing = wanted;
       try {
+        const enabled = fs.readFileSync(ctl, 'utf8').trim().split(/\s+/);
+        missing = wanted.filter((c) => !enabled.includes(c));
+        if (missing.length === 0) continue;
         fs.writeFileSync(ctl, missing.map((c) => `+${c}`).join(' '));
       } catch (err) {
         throw new CgroupError(
