@@ -43,6 +43,11 @@ export const NetworkMode = z.enum(['none', 'outbound', 'host']);
 export type NetworkMode = z.infer<typeof NetworkMode>;
 
 const MAX_MEMORY_MB = 4 * 1024 * 1024;
+/** below these a desktop's X server, window manager and terminal cannot start */
+const MIN_MEMORY_MB = 64;
+const MIN_PIDS = 16;
+/** what QEMU needs beside the guest's RAM, at the least */
+const MIN_QEMU_OVERHEAD_MB = 64;
 
 /** Resource limits of each desktop of a pool (one cgroup per desktop). 0 = no limit. */
 function limitsSchema(defaults: { memoryMb: number; pids: number }) {
@@ -52,9 +57,25 @@ function limitsSchema(defaults: { memoryMb: number; pids: number }) {
     /** at most this many CPUs' worth of time (e.g. 1.5); 0 = no cap */
     cpuMax: z.number().min(0).max(1024).default(0),
     /** memory the desktop's processes may hold, MiB; beyond it the kernel kills one of them */
-    memoryMb: z.number().int().min(0).max(MAX_MEMORY_MB).default(defaults.memoryMb),
+    memoryMb: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_MEMORY_MB)
+      .refine((v) => v === 0 || v >= MIN_MEMORY_MB, {
+        message: `0 (no limit) or at least ${MIN_MEMORY_MB} MiB: less cannot run a desktop`,
+      })
+      .default(defaults.memoryMb),
     /** processes and threads at once (caps a fork bomb) */
-    pids: z.number().int().min(0).max(4_194_304).default(defaults.pids),
+    pids: z
+      .number()
+      .int()
+      .min(0)
+      .max(4_194_304)
+      .refine((v) => v === 0 || v >= MIN_PIDS, {
+        message: `0 (no limit) or at least ${MIN_PIDS}: less cannot run a desktop`,
+      })
+      .default(defaults.pids),
     /** disk space of the home, MiB (a file system of its own); 0 = no quota */
     diskMb: z.number().int().min(0).max(MAX_MEMORY_MB).default(0),
   });
@@ -76,17 +97,25 @@ export const XvncTemplate = z.strictObject({
 });
 export type XvncTemplate = z.infer<typeof XvncTemplate>;
 
-export const QemuTemplate = z.strictObject({
-  /** path of the golden qcow2 image on the server (read-only; desktops are linked clones) */
-  image: z.string().min(1).max(4096),
-  /** optional kernel + initrd for images without a boot loader */
-  kernel: z.string().max(4096).optional(),
-  initrd: z.string().max(4096).optional(),
-  append: z.string().max(4096).optional(),
-  memoryMb: z.number().int().min(64).max(65536).default(256),
-  vcpus: z.number().int().min(1).max(64).default(1),
-  limits: QemuLimits.prefault({}),
-});
+export const QemuTemplate = z
+  .strictObject({
+    /** path of the golden qcow2 image on the server (read-only; desktops are linked clones) */
+    image: z.string().min(1).max(4096),
+    /** optional kernel + initrd for images without a boot loader */
+    kernel: z.string().max(4096).optional(),
+    initrd: z.string().max(4096).optional(),
+    append: z.string().max(4096).optional(),
+    memoryMb: z.number().int().min(64).max(65536).default(256),
+    vcpus: z.number().int().min(1).max(64).default(1),
+    limits: QemuLimits.prefault({}),
+  })
+  .refine(
+    (t) => t.limits.memoryMb === 0 || t.limits.memoryMb >= t.memoryMb + MIN_QEMU_OVERHEAD_MB,
+    {
+      message: `limits.memoryMb must leave QEMU at least ${MIN_QEMU_OVERHEAD_MB} MiB beyond the VM's memory (or be 0 = automatic)`,
+      path: ['limits', 'memoryMb'],
+    },
+  );
 export type QemuTemplate = z.infer<typeof QemuTemplate>;
 
 export const VncHost = z.strictObject({
