@@ -7,7 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { QemuTemplate, type QemuLimits } from '@vdi/shared';
+import { QemuTemplate } from '@vdi/shared';
 import { createHash } from 'node:crypto';
 import {
   checkProcess,
