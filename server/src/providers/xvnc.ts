@@ -34,7 +34,14 @@ import {
   SUPERVISOR_EXIT,
   type Isolation,
 } from './sandbox/launch.js';
-import { childrenOf, commOf, hostPidOf, readUntrustedSmallFile, uidOf } from './sandbox/proc.js';
+import {
+  childrenOf,
+  commOf,
+  hostPidOf,
+  pidNamespaceOf,
+  readUntrustedSmallFile,
+  uidOf,
+} from './sandbox/proc.js';
 import { writeXauthority } from './sandbox/xauth.js';
 import { HomeDisks } from './sandbox/home-disk.js';
 
@@ -304,10 +311,12 @@ export class XvncProvider implements Provider {
           log,
         );
       }
-      prepareHome(home);
-      if (account) {
-        // a dedicated desktop's kept home may carry the uid of its previous run
+      if (account && fs.statSync(home).uid !== account.uid) {
+        // a new home, or a dedicated desktop's kept one from a run under another uid
         execFileSync('chown', ['-R', '--no-dereference', `${account.uid}:${account.gid}`, home]);
+      }
+      prepareHome(home, account);
+      if (account) {
         fs.chmodSync(home, 0o700);
         fs.chownSync(desk, account.uid, account.gid);
       }
@@ -732,6 +741,11 @@ export class XvncProvider implements Provider {
       if (recorded) {
         await this.destroy(recorded as unknown as DesktopHandle, log, { keepDisk: true });
       } else {
+        // died while starting: bwrap may have reported its sandbox, whose first process
+        // takes every other one with it (the cgroup sweep below catches the rest)
+        const info = readSandboxInfo(dir);
+        if (info && pidNamespaceOf(info.childPid) === info.pidNamespace)
+          process.kill(info.childPid, 'SIGKILL');
         await this.sweepLegacy(dir);
       }
       fs.rmSync(dir, { recursive: true, force: true });
