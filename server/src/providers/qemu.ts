@@ -820,7 +820,8 @@ export class QemuProvider implements Provider {
       const flag = await this.getRunAsFlag();
       args.push(flag, flag === '-run-with' ? `user=${optValue(o.runAs)}` : o.runAs);
     }
-    if (process.getuid?.() === 0) args.push('-sandbox', SECCOMP);
+    // without -runas nothing legitimately changes uid: deny that too
+    args.push('-sandbox', o.runAs ? SECCOMP : `${SECCOMP},elevateprivileges=deny`);
     return args;
   }
 
