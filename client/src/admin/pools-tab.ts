@@ -405,25 +405,28 @@ export function poolsTab({ flash }: TabContext): Tab {
           body.replaceChildren(h('p', { class: 'muted' }, 'No desktops.'));
           return;
         }
-        // the isolation object as readable columns: account and usage, and the limits
+        // the isolation object as one readable column (account and usage; the rest in its
+        // tooltip), next to the desktop's name and state so it shows without scrolling
+        const tips = new Map<string, string>();
         list = list.map((d) => {
-          const { isolation, ...rest } = d as AdminDesktop & {
+          const { isolation, name, state, health, ...rest } = d as AdminDesktop & {
             isolation?: DesktopIsolation | null;
           };
-          return isolation === undefined
-            ? rest
-            : { ...rest, account: isolationText(isolation), limits: isolationDetails(isolation) };
+          if (isolation === undefined) return d;
+          const account = isolationText(isolation);
+          tips.set(account, isolationDetails(isolation));
+          return { name, state, health, account, ...rest };
         });
         const keys = [...new Set(list.flatMap((d) => Object.keys(d)))].filter((k) => {
           const v = list[0]?.[k];
           return v === null || typeof v !== 'object';
         });
         const t = dataTable('Desktops', keys);
-        t.setRows(
-          list.map((d) =>
-            row(...keys.map((k) => (d[k] === null || d[k] === undefined ? '—' : String(d[k])))),
-          ),
-        );
+        const cell = (k: string, v: unknown) => {
+          const text = v === null || v === undefined ? '—' : String(v);
+          return k === 'account' ? h('span', { title: tips.get(text) ?? '' }, text) : text;
+        };
+        t.setRows(list.map((d) => row(...keys.map((k) => cell(k, d[k])))));
         body.replaceChildren(t.el);
       })
       .catch((err: unknown) =>
