@@ -117,7 +117,7 @@ exit $status
 export const SUPERVISOR_EXIT: Record<number, string> = {
   124: 'could not join the desktop cgroup',
   125: 'could not prepare the supervisor directory',
-  126: 'bubblewrap exited before it made the sandbox',
+  126: 'bubblewrap could not make the sandbox (where namespaces are not allowed, e.g. in an unprivileged container, set DESKTOP_ISOLATION=account)',
   127: 'slirp4netns failed to set up the network',
 };
 
