@@ -18,6 +18,10 @@ export const RUNTIME_PACKAGES = [
   'qemu-system-x86', // VM desktops
   'qemu-utils', // qemu-img: linked clones
   'iproute2', // ss: the gateway checks which account serves a desktop's socket (rfb/peer-uid.ts)
+  'bubblewrap', // a sandbox (namespaces, private /tmp) per desktop
+  'slirp4netns', // 'outbound' desktop networks: the outside, not the host's loopback
+  'util-linux', // setpriv: desktops drop to their own account; mount for home quotas
+  'e2fsprogs', // mkfs.ext4: per-home file systems where a pool sets a disk quota
 ];
 
 /** Extra packages for the tests: a browser, X tools, the test VM guest's parts. */
@@ -27,6 +31,7 @@ export const TEST_PACKAGES = [
   'xdotool',
   'x11-apps', // xwd
   'xclip',
+  'socat', // the isolation suite tries unix and abstract sockets from inside a desktop
   'busybox-static',
   'cpio',
   'e2fsprogs',

@@ -75,8 +75,19 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
 
   const dirs = { runDir: config.runDir, dataDir: config.dataDir };
   const providers = deps.providers ?? [
-    new XvncProvider({ ...dirs, desktopUser: config.desktopUser }),
-    new QemuProvider(dirs, { accel: config.qemuAccel }),
+    new XvncProvider({
+      ...dirs,
+      isolation: config.desktopIsolation,
+      uidRange: config.desktopUids,
+      uidLockDir: config.desktopUids.lockDir,
+      cgroupParent: config.cgroupParent,
+    }),
+    new QemuProvider(dirs, {
+      accel: config.qemuAccel,
+      uidRange: config.desktopUids,
+      uidLockDir: config.desktopUids.lockDir,
+      cgroupParent: config.cgroupParent,
+    }),
     new VncProvider(),
   ];
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));

@@ -67,26 +67,90 @@ export const DesktopLimitFields = {
 export const DesktopLimits = z.object(DesktopLimitFields);
 export type DesktopLimits = z.infer<typeof DesktopLimits>;
 
+/**
+ * A desktop's network: `none` = loopback only; `outbound` = its own network namespace with a
+ * user-mode stack (slirp4netns) that reaches the outside but not the host's loopback services;
+ * `host` = the host's network, for trusted pools only.
+ */
+export const NetworkMode = z.enum(['none', 'outbound', 'host']);
+export type NetworkMode = z.infer<typeof NetworkMode>;
+
+const MAX_MEMORY_MB = 4 * 1024 * 1024;
+/** below these a desktop's X server, window manager and terminal cannot start */
+const MIN_MEMORY_MB = 64;
+const MIN_PIDS = 16;
+/** what QEMU needs beside the guest's RAM, at the least */
+const MIN_QEMU_OVERHEAD_MB = 64;
+
+/** Resource limits of each desktop of a pool (one cgroup per desktop). 0 = no limit. */
+function limitsSchema(defaults: { memoryMb: number; pids: number }) {
+  return z.strictObject({
+    /** CPU share against other desktops when the CPUs are busy; 100 = a normal share */
+    cpuWeight: z.number().int().min(1).max(10000).default(100),
+    /** at most this many CPUs' worth of time (e.g. 1.5); 0 = no cap */
+    cpuMax: z.number().min(0).max(1024).default(0),
+    /** memory the desktop's processes may hold, MiB; beyond it the kernel kills one of them */
+    memoryMb: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_MEMORY_MB)
+      .refine((v) => v === 0 || v >= MIN_MEMORY_MB, {
+        message: `0 (no limit) or at least ${MIN_MEMORY_MB} MiB: less cannot run a desktop`,
+      })
+      .default(defaults.memoryMb),
+    /** processes and threads at once (caps a fork bomb) */
+    pids: z
+      .number()
+      .int()
+      .min(0)
+      .max(4_194_304)
+      .refine((v) => v === 0 || v >= MIN_PIDS, {
+        message: `0 (no limit) or at least ${MIN_PIDS}: less cannot run a desktop`,
+      })
+      .default(defaults.pids),
+    /** disk space of the home, MiB (a file system of its own); 0 = no quota */
+    diskMb: z.number().int().min(0).max(MAX_MEMORY_MB).default(0),
+  });
+}
+
+export const XvncLimits = limitsSchema({ memoryMb: 4096, pids: 1024 });
+export type XvncLimits = z.infer<typeof XvncLimits>;
+/** memoryMb 0 for a VM: its RAM plus QEMU's own overhead (see the qemu provider) */
+export const QemuLimits = limitsSchema({ memoryMb: 0, pids: 256 });
+export type QemuLimits = z.infer<typeof QemuLimits>;
+
 export const XvncTemplate = z.strictObject({
   ...DesktopLimitFields,
   width: z.number().int().min(320).max(8192).default(1280),
   height: z.number().int().min(200).max(8192).default(800),
   /** shell command run in the desktop (window manager and apps) */
   sessionCommand: z.string().min(1).max(4096).default(DEFAULT_SESSION_COMMAND),
+  network: NetworkMode.default('outbound'),
+  limits: XvncLimits.prefault({}),
 });
 export type XvncTemplate = z.infer<typeof XvncTemplate>;
 
-export const QemuTemplate = z.strictObject({
-  ...DesktopLimitFields,
-  /** path of the golden qcow2 image on the server (read-only; desktops are linked clones) */
-  image: z.string().min(1).max(4096),
-  /** optional kernel + initrd for images without a boot loader */
-  kernel: z.string().max(4096).optional(),
-  initrd: z.string().max(4096).optional(),
-  append: z.string().max(4096).optional(),
-  memoryMb: z.number().int().min(64).max(65536).default(256),
-  vcpus: z.number().int().min(1).max(64).default(1),
-});
+export const QemuTemplate = z
+  .strictObject({
+    ...DesktopLimitFields,
+    /** path of the golden qcow2 image on the server (read-only; desktops are linked clones) */
+    image: z.string().min(1).max(4096),
+    /** optional kernel + initrd for images without a boot loader */
+    kernel: z.string().max(4096).optional(),
+    initrd: z.string().max(4096).optional(),
+    append: z.string().max(4096).optional(),
+    memoryMb: z.number().int().min(64).max(65536).default(256),
+    vcpus: z.number().int().min(1).max(64).default(1),
+    limits: QemuLimits.prefault({}),
+  })
+  .refine(
+    (t) => t.limits.memoryMb === 0 || t.limits.memoryMb >= t.memoryMb + MIN_QEMU_OVERHEAD_MB,
+    {
+      message: `limits.memoryMb must leave QEMU at least ${MIN_QEMU_OVERHEAD_MB} MiB beyond the VM's memory (or be 0 = automatic)`,
+      path: ['limits', 'memoryMb'],
+    },
+  );
 export type QemuTemplate = z.infer<typeof QemuTemplate>;
 
 export const VncHost = z.strictObject({
@@ -192,6 +256,47 @@ export const Pool = z.object({
   createdAt: z.string(),
 });
 export type Pool = z.infer<typeof Pool>;
+
+/**
+ * How a desktop is isolated and what it uses now, for the admin console (sessions and the
+ * pool's desktops). Null for desktops the server does not run itself (the vnc provider).
+ */
+export const DesktopIsolation = z.object({
+  /**
+   * sandbox: own account, namespaces and cgroup; account: own account and cgroup, the host's
+   * namespaces; vm: a VM in QEMU as its own account under seccomp and a cgroup; none: runs as
+   * the server's account (the server is not root), nothing isolated
+   */
+  mode: z.enum(['sandbox', 'account', 'vm', 'none']),
+  uid: z.number().int().nullable(),
+  account: z.string().nullable(),
+  network: NetworkMode.nullable(),
+  /** the limits in force (0 = none); null when nothing is enforced */
+  limits: z
+    .object({
+      cpuWeight: z.number(),
+      cpuMax: z.number(),
+      memoryMb: z.number(),
+      pids: z.number(),
+      diskMb: z.number(),
+    })
+    .nullable(),
+  /** live figures from the desktop's cgroup; null when it has none or it is gone */
+  usage: z
+    .object({
+      cpuSeconds: z.number(),
+      /** CPU use since the previous look, in % of one CPU; null on the first look */
+      cpuPercent: z.number().nullable(),
+      memoryBytes: z.number(),
+      tasks: z.number(),
+      /** processes the memory limit has killed so far */
+      oomKills: z.number(),
+    })
+    .nullable(),
+  /** what an admin should know, e.g. why nothing is isolated */
+  note: z.string().nullable(),
+});
+export type DesktopIsolation = z.infer<typeof DesktopIsolation>;
 
 export const SessionInfo = z.object({
   id: z.string(),

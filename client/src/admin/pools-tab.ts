@@ -1,5 +1,11 @@
 /** Pools: list with counts; create (per-provider template form); edit/resize; drain; delete. */
-import type { Pool, PoolCreateBody, PoolUpdateBody, ProviderKind } from '@vdi/shared';
+import type {
+  DesktopIsolation,
+  Pool,
+  PoolCreateBody,
+  PoolUpdateBody,
+  ProviderKind,
+} from '@vdi/shared';
 import { openDialog } from '../dialog';
 import { clear, field, h, select } from '../dom';
 import { ApiError, api, seg } from '../http';
@@ -8,6 +14,7 @@ import type { Tab, TabContext } from './admin-page';
 import type { AdminDesktop, AdminPool } from './types';
 import { actions, busy, button, dataTable, row } from './table';
 import { createForm, formAndList } from './tab-layout';
+import { isolationDetails, isolationText, limitsForm } from './isolation';
 
 // defaultValue (the attribute), not value: form.reset() returns to it after a create
 const numberInput = (value: number, min: number, max: number): HTMLInputElement =>
@@ -40,6 +47,7 @@ function xvncTemplate(): TemplateForm {
     spellcheck: false,
     placeholder: 'Server default: Openbox with a terminal',
   });
+  const limits = limitsForm('xvnc');
   return {
     el: h(
       'div',
@@ -51,8 +59,14 @@ function xvncTemplate(): TemplateForm {
         command,
         'Shell command run in the desktop: window manager and apps. Empty for the default.',
       ),
+      ...limits.el,
     ),
-    value: () => ({ width: int(width), height: int(height), sessionCommand: optional(command) }),
+    value: () => ({
+      width: int(width),
+      height: int(height),
+      sessionCommand: optional(command),
+      ...limits.value(),
+    }),
   };
 }
 
@@ -72,6 +86,7 @@ function qemuTemplate(): TemplateForm {
   });
   const memory = numberInput(256, 64, 65536);
   const vcpus = numberInput(1, 1, 64);
+  const limits = limitsForm('qemu');
   return {
     el: h(
       'div',
@@ -82,6 +97,7 @@ function qemuTemplate(): TemplateForm {
       field('Kernel arguments', append),
       field('Memory (MB)', memory),
       field('vCPUs', vcpus),
+      ...limits.el,
     ),
     value: () => ({
       image: image.value.trim(),
@@ -90,6 +106,7 @@ function qemuTemplate(): TemplateForm {
       append: optional(append),
       memoryMb: int(memory),
       vcpus: int(vcpus),
+      ...limits.value(),
     }),
   };
 }
@@ -206,6 +223,22 @@ function countsText(p: AdminPool): string {
   return parts.join(' · ') || '—';
 }
 
+/** "outbound · 4096 MiB · 1024 tasks" for the pool list */
+function limitsSummary(p: Pool): string {
+  const t = p.template as { network?: string; limits?: Record<string, number> };
+  if (!t.limits) return '';
+  const l = t.limits;
+  return [
+    t.network,
+    l.memoryMb ? `${l.memoryMb} MiB` : null,
+    l.cpuMax ? `${l.cpuMax} CPU` : null,
+    l.pids ? `${l.pids} tasks` : null,
+    l.diskMb ? `${l.diskMb} MiB disk` : null,
+  ]
+    .filter(Boolean)
+    .join(' · ');
+}
+
 export function poolsTab({ flash }: TabContext): Tab {
   // ── create ──
   const name = h('input', { required: true, maxLength: 128, autocomplete: 'off' });
@@ -287,6 +320,11 @@ export function poolsTab({ flash }: TabContext): Tab {
       spellcheck: false,
       value: JSON.stringify(p.template, null, 2),
     });
+    // network and limits as fields of their own; they override the JSON's
+    const limits =
+      p.provider === 'xvnc' || p.provider === 'qemu'
+        ? limitsForm(p.provider, p.template)
+        : undefined;
     openDialog({
       title: `Edit pool ${p.name}`,
       body: [
@@ -296,6 +334,7 @@ export function poolsTab({ flash }: TabContext): Tab {
           field('Name', editName),
           field('Description', editDescription),
           ...sizingLayout(s),
+          ...(limits?.el ?? []),
           h(
             'div',
             { class: 'span-all' },
@@ -314,6 +353,7 @@ export function poolsTab({ flash }: TabContext): Tab {
             } catch {
               throw new Error('The template is not valid JSON.');
             }
+            if (limits) templ = { ...templ, ...limits.value() };
             const body: PoolUpdateBody = {
               name: editName.value.trim(),
               description: editDescription.value.trim(),
@@ -359,21 +399,34 @@ export function poolsTab({ flash }: TabContext): Tab {
     openDialog({ title: `Desktops of ${p.name}`, body: [body], actions: [] });
     void api
       .get<AdminDesktop[]>(`/api/admin/pools/${seg(p.id)}/desktops`)
-      .then((list) => {
+      .then((desktops) => {
+        let list = desktops;
         if (list.length === 0) {
           body.replaceChildren(h('p', { class: 'muted' }, 'No desktops.'));
           return;
         }
+        // the isolation object as one readable column (account and usage; the rest in its
+        // tooltip), next to the desktop's name and state so it shows without scrolling
+        const tips = new Map<string, string>();
+        list = list.map((d) => {
+          const { isolation, name, state, health, ...rest } = d as AdminDesktop & {
+            isolation?: DesktopIsolation | null;
+          };
+          if (isolation === undefined) return d;
+          const account = isolationText(isolation);
+          tips.set(account, isolationDetails(isolation));
+          return { name, state, health, account, ...rest };
+        });
         const keys = [...new Set(list.flatMap((d) => Object.keys(d)))].filter((k) => {
           const v = list[0]?.[k];
           return v === null || typeof v !== 'object';
         });
         const t = dataTable('Desktops', keys);
-        t.setRows(
-          list.map((d) =>
-            row(...keys.map((k) => (d[k] === null || d[k] === undefined ? '—' : String(d[k])))),
-          ),
-        );
+        const cell = (k: string, v: unknown) => {
+          const text = v === null || v === undefined ? '—' : String(v);
+          return k === 'account' ? h('span', { title: tips.get(text) ?? '' }, text) : text;
+        };
+        t.setRows(list.map((d) => row(...keys.map((k) => cell(k, d[k])))));
         body.replaceChildren(t.el);
       })
       .catch((err: unknown) =>
@@ -396,7 +449,12 @@ export function poolsTab({ flash }: TabContext): Tab {
             h('strong', null, p.name),
             p.description ? h('div', { class: 'muted small' }, p.description) : null,
           ),
-          providerLabel[p.provider] ?? p.provider,
+          h(
+            'div',
+            null,
+            providerLabel[p.provider] ?? p.provider,
+            limitsSummary(p) ? h('div', { class: 'muted small' }, limitsSummary(p)) : null,
+          ),
           p.assignment === 'dedicated' ? 'Dedicated' : 'Floating',
           `${p.minSize}–${p.maxSize}, ${p.spares} spare${p.spares === 1 ? '' : 's'}, ${p.maxPerUser}/user`,
           h(

@@ -10,6 +10,7 @@ import { ago, kbps, num, when } from '../format';
 import type { Tab, TabContext } from './admin-page';
 import type { AdminPool, AdminSession } from './types';
 import { busy, button, dataTable } from './table';
+import { isolationDetails, isolationText } from './isolation';
 
 /** Table refresh period, ms. */
 const REFRESH_MS = 2000;
@@ -22,7 +23,7 @@ interface RowView {
   tr: HTMLTableRowElement;
   thumb: HTMLImageElement;
   cells: Record<
-    'user' | 'pool' | 'desktop' | 'state' | 'since' | 'viewers' | 'kbps' | 'fps',
+    'user' | 'pool' | 'desktop' | 'account' | 'state' | 'since' | 'viewers' | 'kbps' | 'fps',
     HTMLTableCellElement
   >;
   actions: HTMLElement;
@@ -36,6 +37,7 @@ export function sessionsTab({ flash }: TabContext): Tab {
     'User',
     'Pool',
     'Desktop',
+    'Account & usage',
     'State',
     'Since',
     'Viewers',
@@ -231,6 +233,7 @@ export function sessionsTab({ flash }: TabContext): Tab {
       user: td(),
       pool: td(),
       desktop: td(),
+      account: td(),
       state: td(),
       since: td(),
       viewers: td(),
@@ -245,6 +248,7 @@ export function sessionsTab({ flash }: TabContext): Tab {
       cells.user,
       cells.pool,
       cells.desktop,
+      cells.account,
       cells.state,
       cells.since,
       cells.viewers,
@@ -268,6 +272,9 @@ export function sessionsTab({ flash }: TabContext): Tab {
     v.cells.desktop.title = Object.entries(facts)
       .map(([k, val]) => `${k}: ${val}`)
       .join('\n');
+    set(v.cells.account, isolationText(s.isolation));
+    v.cells.account.title = isolationDetails(s.isolation);
+    v.cells.account.classList.toggle('form-error', s.isolation?.mode === 'none');
     const unhealthy = s.desktopState && s.desktopState !== 'running' ? s.desktopState : '';
     const stateText = unhealthy ? `${s.state} · desktop ${unhealthy}` : s.state;
     const stateClass = `state state-${unhealthy ? 'unhealthy' : s.state}`;

@@ -2,7 +2,7 @@
  * Admin list items: the shared types plus the fields the admin endpoints add. Extra fields
  * are optional, so an older or newer server still renders.
  */
-import type { ProviderKind, Pool, SessionInfo } from '@vdi/shared';
+import type { DesktopIsolation, ProviderKind, Pool, SessionInfo } from '@vdi/shared';
 
 export interface AdminPool extends Pool {
   /** desktops and sessions by state, e.g. { desktops: 3, ready: 1, active: 2 } */
@@ -20,6 +20,8 @@ export interface AdminSession extends SessionInfo {
   desktopState?: string;
   /** provider facts: display and pid (Xvnc), acceleration KVM/TCG, memory, vCPUs (VMs)… */
   facts?: Record<string, string>;
+  /** the desktop's account, network, limits and current CPU/memory */
+  isolation?: DesktopIsolation | null;
 }
 
 /** GET /api/admin/pools/:id/desktops: shape owned by the server; shown as key/value rows. */

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import {
   AuditEntry,
   AuditQuery,
+  DesktopIsolation,
   Entitlement,
   EntitlementBody,
   Group,
@@ -29,6 +30,7 @@ import type { Auth } from '../auth/index.js';
 import { createUser, userView } from '../auth/users.js';
 import { hashPassword } from '../auth/passwords.js';
 import type { DesktopHandle } from '../providers/types.js';
+import { IsolationFacts } from '../providers/sandbox/facts.js';
 import { HttpError } from './http-error.js';
 import type { ApiRegistry } from './registry.js';
 
@@ -51,6 +53,8 @@ export const AdminSession = SessionInfo.extend({
   provider: z.string(),
   desktopState: z.string(),
   facts: z.record(z.string(), z.string()),
+  /** the desktop's account, network, limits and current CPU/memory */
+  isolation: DesktopIsolation.nullable(),
 });
 
 export const AdminPool = Pool.extend({
@@ -70,6 +74,8 @@ export const AdminDesktop = z.object({
   error: z.string().nullable(),
   stateSince: z.string(),
   facts: z.record(z.string(), z.string()),
+  /** the desktop's account, network, limits and current CPU/memory */
+  isolation: DesktopIsolation.nullable(),
 });
 
 export function adminRoutes(
@@ -86,6 +92,7 @@ export function adminRoutes(
   },
 ): void {
   const { db, clock, auth, broker, pools, live } = deps;
+  const isolation = new IsolationFacts();
   const guard = auth.requireAdmin;
   const P = '/api/admin';
   const actor = (req: { user?: Express.User; ip?: string | undefined }): Actor => ({
@@ -503,6 +510,11 @@ export function adminRoutes(
             d.handle && provider.describe
               ? provider.describe(JSON.parse(d.handle) as DesktopHandle)
               : {},
+          isolation: isolation.of(
+            pool.provider,
+            d.handle ? (JSON.parse(d.handle) as DesktopHandle) : undefined,
+            clock.now(),
+          ),
         })),
       );
     },
@@ -696,6 +708,13 @@ export function adminRoutes(
               d?.handle && provider?.describe
                 ? provider.describe(JSON.parse(d.handle) as DesktopHandle)
                 : {},
+            isolation: pool
+              ? isolation.of(
+                  pool.provider,
+                  d?.handle ? (JSON.parse(d.handle) as DesktopHandle) : undefined,
+                  clock.now(),
+                )
+              : null,
           };
         }),
       );

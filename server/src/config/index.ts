@@ -53,8 +53,31 @@ const EnvSchema = z.object({
     .default('1280x800'),
   /** seconds a disconnected session in the default pool lives before log-off @default 3600 */
   DEFAULT_DISCONNECTED_TIMEOUT: z.coerce.number().int().min(0).default(3600),
-  /** unprivileged account desktops run as when the server runs as root @default vdi-desktop */
-  DESKTOP_USER: z.string().default('vdi-desktop'),
+  /**
+   * how desktops are isolated when the server runs as root: sandbox = own account, namespaces
+   * (bubblewrap) and cgroup; account = own account and cgroup, the host's namespaces. A server
+   * that is not root cannot isolate desktops and runs them as itself. @default sandbox
+   */
+  DESKTOP_ISOLATION: z.enum(['sandbox', 'account']).default('sandbox'),
+  /** first uid of the desktop accounts (one per running desktop; no passwd entries needed) @default 400000 */
+  DESKTOP_UID_BASE: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .max(2 ** 31 - 2)
+    .default(400_000),
+  /** how many desktop accounts the range holds: at most this many desktops run at once @default 1000 */
+  DESKTOP_UID_COUNT: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  /** host-wide directory of desktop uid locks, shared by every server on the host @default /run/vdi-uids */
+  DESKTOP_UID_LOCK_DIR: z.string().default('/run/vdi-uids'),
+  /**
+   * cgroup under which each desktop gets its own (limits, usage, kill-all); relative = below
+   * the server's own cgroup, absolute = from the hierarchy's root @default vdi
+   */
+  CGROUP_PARENT: z
+    .string()
+    .regex(/^[A-Za-z0-9_./@:-]+$/)
+    .default('vdi'),
   /** QEMU acceleration: auto = KVM when /dev/kvm is usable, else TCG */
   QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /** frames a viewer may have unacknowledged before its damage is coalesced @default 2 */
@@ -130,7 +153,9 @@ export interface Config {
   defaultPool: boolean;
   defaultGeometry: { width: number; height: number };
   defaultDisconnectedTimeoutSec: number;
-  desktopUser: string;
+  desktopIsolation: 'sandbox' | 'account';
+  desktopUids: { base: number; count: number; lockDir: string };
+  cgroupParent: string;
   qemuAccel: 'auto' | 'kvm' | 'tcg';
   maxFramesInFlight: number;
   login: { maxPerAccount: number; maxPerAccountTotal: number; maxPerIp: number; windowMs: number };
@@ -190,7 +215,13 @@ export function loadConfig(
     defaultPool: e.DEFAULT_POOL,
     defaultGeometry: { width: w, height: h },
     defaultDisconnectedTimeoutSec: e.DEFAULT_DISCONNECTED_TIMEOUT,
-    desktopUser: e.DESKTOP_USER,
+    desktopIsolation: e.DESKTOP_ISOLATION,
+    desktopUids: {
+      base: e.DESKTOP_UID_BASE,
+      count: e.DESKTOP_UID_COUNT,
+      lockDir: path.resolve(cwd, e.DESKTOP_UID_LOCK_DIR),
+    },
+    cgroupParent: e.CGROUP_PARENT,
     qemuAccel: e.QEMU_ACCEL,
     maxFramesInFlight: e.MAX_FRAMES_IN_FLIGHT,
     login: {

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { QemuTemplate } from '@vdi/shared';
+import { createHash } from 'node:crypto';
 import {
   checkProcess,
   killGroup,
@@ -17,6 +18,9 @@ import {
   waitGone,
 } from './process-util.js';
 import { QmpClient, QmpError, qmpExecute } from './qmp.js';
+import { UidAllocator, type UidRange } from './sandbox/accounts.js';
+import { Cgroups, type CgroupRef } from './sandbox/cgroups.js';
+import { checkCgroupPaths, joinCgroupsArgv } from './sandbox/launch.js';
 import {
   ProviderError,
   type CreateSpec,
@@ -48,11 +52,18 @@ export interface QemuProviderOptions {
   /** 'auto' uses KVM when /dev/kvm opens read-write, TCG (software emulation) otherwise @default 'auto' */
   accel?: 'auto' | 'kvm' | 'tcg';
   /**
-   * When the server runs as root, QEMU drops to this user once it has opened its files
-   * (`-runas`), so a compromised VM holds only the descriptors it was given. null: never.
-   * @default 'nobody' (if that user exists)
+   * When the server runs as root, QEMU drops to an account once it has opened its files
+   * (`-runas`), so a compromised VM holds only the descriptors it was given. 'per-desktop':
+   * each VM its own uid from `uidRange` (no passwd entry needed); a user name: that account for
+   * every VM; null: never. @default 'per-desktop'
    */
-  runAs?: string | null;
+  runAs?: 'per-desktop' | string | null;
+  /** uids of per-desktop accounts (shared with the xvnc provider's range and locks) */
+  uidRange?: UidRange;
+  /** host-wide directory of uid locks @default '/run/vdi-uids' */
+  uidLockDir?: string;
+  /** cgroup parent of the VMs, as for the xvnc provider @default 'vdi' */
+  cgroupParent?: string;
   /** how long QEMU may take to open its QMP and VNC sockets, in ms @default 30000 */
   startTimeoutMs?: number;
   /** QMP answer budget for health(), in ms; longer means unresponsive @default 3000 */
@@ -85,6 +96,18 @@ const MAX_UNIX_PATH_BYTES = 107;
 /** the drive id, also how query-block names the desktop's disk */
 const DISK_ID = 'disk0';
 const DESKTOP_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/**
+ * QEMU's own memory beside the guest's RAM (TCG's translation cache, device emulation, the
+ * VNC server's framebuffer copies), added when a pool leaves the VM's memory limit at 0
+ */
+const QEMU_OVERHEAD_MB = 512;
+/**
+ * seccomp (`-sandbox on`): no obsolete syscalls, no spawning (fork/exec), no scheduler or
+ * resource-limit changes. elevateprivileges stays allowed: QEMU itself calls setuid for
+ * -runas after the filter is in place; once it runs as the desktop's account there is no
+ * privilege to regain (and spawn=deny keeps it from executing setuid programs).
+ */
+const SECCOMP = 'on,obsolete=deny,spawn=deny,resourcecontrol=deny';
 /** snapshot names go into an HMP command line: no spaces or quotes, ever */
 const SNAPSHOT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -104,6 +127,21 @@ const Handle = z.object({
   vcpus: z.number().int().positive(),
   /** the user QEMU dropped to, when it did */
   runAs: z.object({ user: z.string(), uid: z.number().int(), gid: z.number().int() }).optional(),
+  /** the VM's cgroup (limits, usage, kill-all) */
+  cgroup: z.object({ dirs: z.array(z.string()) }).optional(),
+  limits: z
+    .object({
+      cpuWeight: z.number(),
+      cpuMax: z.number(),
+      memoryMb: z.number(),
+      pids: z.number(),
+      diskMb: z.number(),
+    })
+    .optional(),
+  /** the memory limit written to the cgroup: the pool's, or RAM + QEMU's overhead */
+  memoryLimitMb: z.number().optional(),
+  /** whether the account is this VM's own (its uid lock is released at destroy) */
+  ownAccount: z.boolean().optional(),
 });
 export type QemuHandle = z.infer<typeof Handle>;
 
@@ -215,6 +253,10 @@ export class QemuProvider implements Provider {
   private readonly qemuImgBinary: string;
   private readonly accelOption: 'auto' | 'kvm' | 'tcg';
   private readonly runAsOption: string | null;
+  private readonly uids: UidAllocator | undefined;
+  private readonly cgroups: Cgroups | undefined;
+  /** prefix of this server's VM cgroup names */
+  private readonly tag: string;
   private readonly startTimeoutMs: number;
   private readonly healthTimeoutMs: number;
   private readonly snapshotTimeoutMs: number;
@@ -236,7 +278,18 @@ export class QemuProvider implements Provider {
     this.qemuBinary = opts.qemuBinary ?? 'qemu-system-x86_64';
     this.qemuImgBinary = opts.qemuImgBinary ?? 'qemu-img';
     this.accelOption = opts.accel ?? 'auto';
-    this.runAsOption = opts.runAs === undefined ? 'nobody' : opts.runAs;
+    this.runAsOption = opts.runAs === undefined ? 'per-desktop' : opts.runAs;
+    const root = process.getuid?.() === 0;
+    this.tag = createHash('sha256').update(path.resolve(dirs.runDir)).digest('hex').slice(0, 8);
+    if (root && this.runAsOption === 'per-desktop')
+      this.uids = new UidAllocator(
+        opts.uidRange ?? { base: 400_000, count: 1000 },
+        path.resolve(dirs.runDir),
+        'qemu',
+        opts.uidLockDir,
+      );
+    const cg = root ? Cgroups.detect({ parent: opts.cgroupParent ?? 'vdi' }) : undefined;
+    this.cgroups = typeof cg === 'object' ? cg : undefined;
     this.startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     this.healthTimeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
     this.snapshotTimeoutMs = opts.snapshotTimeoutMs ?? DEFAULT_SNAPSHOT_TIMEOUT_MS;
@@ -328,14 +381,30 @@ export class QemuProvider implements Provider {
     await this.refuseIfRunning(desktopId, paths);
 
     const { accel, why: noKvm } = await this.resolveAccel();
-    const runAs = await this.resolveRunAs();
-    const createdOverlay = await this.prepareOverlay(
-      spec.persistent,
-      goldenPath,
-      paths.overlayPath,
-      log,
-    );
+    const runAs = await this.resolveRunAs(desktopId);
+    const ownAccount = runAs !== undefined && this.uids !== undefined;
+    const memoryLimitMb =
+      template.limits.memoryMb > 0
+        ? template.limits.memoryMb
+        : template.memoryMb + QEMU_OVERHEAD_MB;
+    let cgroup: CgroupRef | undefined;
+    let createdOverlay = false;
     try {
+      createdOverlay = await this.prepareOverlay(
+        spec.persistent,
+        goldenPath,
+        paths.overlayPath,
+        log,
+      );
+      // the VM's account owns its disk (QEMU opens it before dropping to that account)
+      if (runAs) await fs.chown(paths.overlayPath, runAs.uid, runAs.gid);
+      if (this.cgroups) {
+        cgroup = this.cgroups.create(`${this.tag}.q.${desktopId}`, {
+          ...template.limits,
+          memoryMb: memoryLimitMb,
+        });
+        checkCgroupPaths(this.cgroups.procsFiles(cgroup));
+      }
       const cpus =
         accel === 'kvm'
           ? this.kvmCpuLearned
@@ -351,11 +420,12 @@ export class QemuProvider implements Provider {
           initrd,
           accel,
           cpu,
-          runAs: runAs?.user,
+          // a per-desktop account has no passwd entry: QEMU takes "uid:gid"
+          runAs: runAs ? (ownAccount ? `${runAs.uid}:${runAs.gid}` : runAs.user) : undefined,
           ...paths,
         });
         try {
-          pid = await this.startQemu(desktopId, args, paths, log);
+          pid = await this.startQemu(desktopId, args, paths, log, cgroup);
           if (cpu !== undefined) this.kvmCpuLearned = cpu;
           break;
         } catch (err) {
@@ -387,7 +457,8 @@ export class QemuProvider implements Provider {
         accel,
         memoryMb: template.memoryMb,
         vcpus: template.vcpus,
-        ...(runAs ? { runAs } : {}),
+        ...(runAs ? { runAs, ownAccount } : {}),
+        ...(cgroup ? { cgroup, limits: template.limits, memoryLimitMb } : {}),
       };
       log.info(
         {
@@ -406,6 +477,8 @@ export class QemuProvider implements Provider {
       return { ...handle };
     } catch (err) {
       if (createdOverlay) await fs.rm(paths.overlayPath, { force: true });
+      if (cgroup && this.cgroups) await this.cgroups.remove(cgroup).catch(() => undefined);
+      if (ownAccount) this.uids?.release(runAs.uid, desktopId);
       log.error({ desktopId, err }, 'qemu desktop failed to start');
       throw err;
     }
@@ -461,6 +534,8 @@ export class QemuProvider implements Provider {
   ): Promise<void> {
     const h = parseHandle(handle);
     await this.stopVm(h, log);
+    if (h.cgroup && this.cgroups) await this.cgroups.remove(h.cgroup);
+    if (h.runAs && h.ownAccount) this.uids?.release(h.runAs.uid, h.desktopId);
     for (const p of [h.qmpPath, h.vncPath, h.pidPath, h.logPath]) await fs.rm(p, { force: true });
     if (!opts.keepDisk) await fs.rm(h.overlayPath, { force: true });
     log.info(
@@ -526,6 +601,7 @@ export class QemuProvider implements Provider {
       accel: h.accel === 'kvm' ? 'KVM' : 'TCG',
       memory: `${h.memoryMb} MiB`,
       vcpus: String(h.vcpus),
+      ...(h.runAs ? { account: `${h.runAs.user} (uid ${h.runAs.uid})` } : {}),
     };
   }
 
@@ -574,6 +650,26 @@ export class QemuProvider implements Provider {
           await fs.rm(p, { force: true });
       }
       removed++;
+    }
+    if (this.cgroups) {
+      const knownCgroups = new Set<string>();
+      for (const k of known) {
+        const parsed = Handle.safeParse(k);
+        for (const d of parsed.success ? (parsed.data.cgroup?.dirs ?? []) : []) knownCgroups.add(d);
+      }
+      for (const ref of this.cgroups.list(`${this.tag}.q.`)) {
+        if (ref.dirs.some((d) => knownCgroups.has(d))) continue;
+        await this.cgroups.remove(ref);
+        log.warn({ cgroup: ref.dirs[0] }, 'removed a VM cgroup no record accounts for');
+      }
+    }
+    if (this.uids) {
+      const ids = new Set<string>();
+      for (const k of known) {
+        const parsed = Handle.safeParse(k);
+        if (parsed.success) ids.add(parsed.data.desktopId);
+      }
+      this.uids.reclaim(ids);
     }
     return removed;
   }
@@ -646,8 +742,14 @@ export class QemuProvider implements Provider {
     return `${this.kvmDevice} is not backed by kvm_intel or kvm_amd${others.length > 0 ? ` (found ${others.join(', ')})` : ''}; set accel 'kvm' to use it anyway`;
   }
 
-  private async resolveRunAs(): Promise<{ user: string; uid: number; gid: number } | undefined> {
+  private async resolveRunAs(
+    desktopId: string,
+  ): Promise<{ user: string; uid: number; gid: number } | undefined> {
     if (this.runAsOption === null || process.getuid?.() !== 0) return undefined;
+    if (this.uids) {
+      const acct = this.uids.allocate(desktopId);
+      return { user: acct.name, uid: acct.uid, gid: acct.gid };
+    }
     const ids = await lookupUser(this.runAsOption);
     if (!ids) {
       throw new ProviderError(
@@ -718,6 +820,8 @@ export class QemuProvider implements Provider {
       const flag = await this.getRunAsFlag();
       args.push(flag, flag === '-run-with' ? `user=${optValue(o.runAs)}` : o.runAs);
     }
+    // without -runas nothing legitimately changes uid: deny that too
+    args.push('-sandbox', o.runAs ? SECCOMP : `${SECCOMP},elevateprivileges=deny`);
     return args;
   }
 
@@ -795,6 +899,7 @@ export class QemuProvider implements Provider {
     args: string[],
     paths: Paths,
     log: Logger,
+    cgroup?: CgroupRef,
   ): Promise<number> {
     for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
     const logFile = await fs.open(paths.logPath, 'w', 0o600);
@@ -802,7 +907,12 @@ export class QemuProvider implements Provider {
     try {
       // Detached: own process group and session, so the VM survives the server and a
       // signal to the server's group does not reach it.
-      child = spawn(this.qemuBinary, args, {
+      // with a cgroup, a shell joins it first and then becomes QEMU (same pid)
+      const [cmd, ...argv] =
+        cgroup && this.cgroups
+          ? joinCgroupsArgv(this.cgroups.procsFiles(cgroup), [this.qemuBinary, ...args])
+          : [this.qemuBinary, ...args];
+      child = spawn(cmd!, argv, {
         detached: true,
         stdio: ['ignore', logFile.fd, logFile.fd],
         cwd: this.runDir,

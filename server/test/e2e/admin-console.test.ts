@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import type { XvncHandle } from '../../src/providers/xvnc.js';
 import { launchChromium } from '../helpers/browser.js';
-import { alive } from '../helpers/desktops.js';
+import { alive, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
 
@@ -69,11 +69,10 @@ describe('the admin console runs the live system', () => {
       seen.set(r.id, handle);
       return { id: r.id, handle };
     });
-  const x = (cmd: string, args: string[]) =>
-    run(cmd, args, {
-      env: { ...process.env, DISPLAY: `:${desktop!.display}` },
-      timeout: 10_000,
-    }).then((r) => r.stdout);
+  const x = (cmd: string, args: string[]) => {
+    const inv = xInvocation(desktop!, [cmd, ...args]);
+    return run(inv.file, inv.args, { env: inv.env, timeout: 10_000 }).then((r) => r.stdout);
+  };
   const readHome = (name: string): string | undefined => {
     const f = path.join(desktop!.home, name);
     return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : undefined;
@@ -187,11 +186,16 @@ describe('the admin console runs the live system', () => {
     await form.getByLabel('Max size').fill('2');
     await form.getByLabel('Width').fill('1024');
     await form.getByLabel('Height').fill('768');
+    // each desktop's network and limits
+    await form.getByLabel('Network').selectOption('outbound');
+    await form.getByLabel('Memory limit (MiB)').fill('2048');
+    await form.getByLabel('Process limit').fill('512');
     await form.getByRole('button', { name: 'Create pool' }).click();
     await flashOk(`Pool ${poolName} created.`).waitFor({ timeout: UI_MS });
     const row = admin.getByRole('row').filter({ hasText: poolName });
     await expect.poll(() => row.textContent()).toMatch(/Floating/);
     expect(await row.textContent()).toContain('0–2');
+    expect(await row.textContent()).toContain('outbound · 2048 MiB · 512 tasks');
   });
 
   it('creates a user', async () => {
@@ -282,6 +286,19 @@ describe('the admin console runs the live system', () => {
     await expect
       .poll(() => row.textContent(), { timeout: UI_MS })
       .toMatch(new RegExp(`${user.username}.*${poolName}.*active`, 's'));
+    // the desktop's own account and its live CPU and memory against the pool's limit
+    expect(desktop!.account, 'a desktop account (the suite runs as root)').toBeDefined();
+    await expect
+      .poll(() => row.textContent(), { timeout: UI_MS })
+      .toMatch(
+        new RegExp(
+          `${desktop!.account!.name} · CPU \\d+(\\.\\d)?( s|%) · \\d+ MiB of 2\\.0 GiB · \\d+ tasks`,
+        ),
+      );
+    const tip = await row.locator('td', { hasText: desktop!.account!.name }).getAttribute('title');
+    expect(tip).toContain(`uid ${desktop!.account!.uid}`);
+    expect(tip).toContain('network: outbound');
+    expect(tip).toContain('memory 2048 MiB; 512 tasks');
     const thumb = row.locator('img.thumb');
     const loaded = () =>
       thumb.evaluate((img: HTMLImageElement) =>

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { XvncHandle } from '../../src/providers/xvnc.js';
 import { launchChromium } from '../helpers/browser.js';
-import { alive } from '../helpers/desktops.js';
+import { alive, homeInside, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
 
@@ -60,14 +60,15 @@ describe('a real desktop in the browser', () => {
           }
         ).desktop_id,
     );
-  const x = (cmd: string, args: string[]) =>
-    run(cmd, args, { env: { ...process.env, DISPLAY: `:${first.display}` }, timeout: 10_000 }).then(
-      (r) => r.stdout,
-    );
+  const x = (cmd: string, args: string[]) => {
+    const inv = xInvocation(first, [cmd, ...args]);
+    return run(inv.file, inv.args, { env: inv.env, timeout: 10_000 }).then((r) => r.stdout);
+  };
   /** xclip keeps serving the selection until it has been pasted `loops` times */
   const setDesktopClipboard = (text: string) => {
-    const c = spawn('xclip', ['-selection', 'clipboard', '-loops', '2'], {
-      env: { ...process.env, DISPLAY: `:${first.display}` },
+    const inv = xInvocation(first, ['xclip', '-selection', 'clipboard', '-loops', '2']);
+    const c = spawn(inv.file, inv.args, {
+      env: inv.env,
       stdio: ['pipe', 'ignore', 'ignore'],
     });
     c.stdin.end(text);
@@ -204,11 +205,12 @@ describe('a real desktop in the browser', () => {
 
   it('maps mouse buttons, position and wheel, and modifier combinations, onto the desktop', async () => {
     const out = path.join(first.home, 'xev.log');
-    const xev = execFile(
+    const inv = xInvocation(first, [
       'sh',
-      ['-c', `exec xev -geometry 300x200+600+450 -event button -event keyboard > ${out}`],
-      { env: { ...process.env, DISPLAY: `:${first.display}` } },
-    );
+      '-c',
+      `exec xev -geometry 300x200+600+450 -event button -event keyboard > ${path.join(homeInside(first), 'xev.log')}`,
+    ]);
+    const xev = execFile(inv.file, inv.args, { env: inv.env });
     try {
       await until(
         async () =>

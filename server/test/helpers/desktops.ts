@@ -24,7 +24,10 @@ export function xvncProvider(config: Config, firstDisplay: number): XvncProvider
   return new XvncProvider({
     runDir: config.runDir,
     dataDir: config.dataDir,
-    desktopUser: config.desktopUser,
+    isolation: config.desktopIsolation,
+    uidRange: config.desktopUids,
+    uidLockDir: config.desktopUids.lockDir,
+    cgroupParent: config.cgroupParent,
     firstDisplay,
   });
 }
@@ -49,20 +52,87 @@ export async function deletePoolsAndClose(
   await ts.close();
 }
 
-/** pids of Xvnc processes whose command line mentions `dir`, ascending (zombies have none) */
+/** the parent pid of a process, from /proc */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Does the process, or one of its near ancestors, mention `dir` in its command line or
+ * environment? A sandboxed Xvnc sees only its own paths; its root supervisor, three levels up,
+ * names the desktop's run directory in its environment.
+ */
+function startedUnder(pid: number, dir: string): boolean {
+  for (let p: number | undefined = pid, depth = 0; p && p > 1 && depth < 4; depth++) {
+    try {
+      if (
+        fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir) ||
+        fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(dir)
+      )
+        return true;
+    } catch {
+      return false;
+    }
+    p = parentOf(p);
+  }
+  return false;
+}
+
+/** pids of Xvnc processes started under `dir`, ascending (zombies have none) */
 export function xvncUnder(dir: string): number[] {
   const out: number[] = [];
   for (const e of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
       const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (path.basename(argv[0] ?? '') === 'Xvnc' && argv.some((a) => a.includes(dir)))
+      if (path.basename(argv[0] ?? '') === 'Xvnc' && startedUnder(Number(e), dir))
         out.push(Number(e));
     } catch {
       /* exited while we looked */
     }
   }
   return out.sort((a, b) => a - b);
+}
+
+/**
+ * How root on the host runs an X client on a desktop: with the desktop's cookie, and for a
+ * sandboxed desktop inside its mount and network namespaces (its X socket is in its private
+ * /tmp). Paths the client opens are the desktop's: use `homeInside` for its home.
+ */
+export function xInvocation(
+  h: XvncHandle,
+  argv: string[],
+): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
+  const xEnv = h.xEnv ?? { DISPLAY: `:${h.display}`, XAUTHORITY: '' };
+  if (h.isolation === 'sandbox') {
+    return {
+      file: 'nsenter',
+      args: [
+        '-t',
+        String(h.xvncPid),
+        '-m',
+        '-n',
+        '--',
+        'env',
+        `DISPLAY=${xEnv.DISPLAY}`,
+        `XAUTHORITY=${xEnv.XAUTHORITY}`,
+        ...argv,
+      ],
+      env: process.env,
+    };
+  }
+  const [file, ...args] = argv;
+  return { file: file!, args, env: { ...process.env, ...xEnv } };
+}
+
+/** the desktop's home as its own programs (and xInvocation's clients) see it */
+export function homeInside(h: XvncHandle): string {
+  return h.isolation === 'sandbox' && h.account ? `/home/${h.account.name}` : h.home;
 }
 
 /**

@@ -276,8 +276,17 @@ describe('QemuProvider with a real VM', () => {
     expect(argv).toContain('-nic');
     if (process.getuid?.() === 0) {
       const status = await fs.readFile(`/proc/${vm.pid}/status`, 'utf8');
-      expect(/^Uid:\s+(\d+)/m.exec(status)?.[1]).not.toBe('0');
-      expect(vm.runAs?.user).toBe('nobody');
+      // its own account (no passwd entry), under seccomp, in its own cgroup
+      expect(vm.runAs?.user).toMatch(/^vdi-\d+$/);
+      expect(/^Uid:\s+(\d+)/m.exec(status)?.[1]).toBe(String(vm.runAs!.uid));
+      expect(/^Seccomp:\s+(\d+)/m.exec(status)?.[1]).toBe('2');
+      expect(argv.join(' ')).toContain('-sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny');
+      expect(vm.cgroup?.dirs.length).toBeGreaterThan(0);
+      const procs = await fs.readFile(path.join(vm.cgroup!.dirs[0]!, 'cgroup.procs'), 'utf8');
+      expect(procs.split('\n')).toContain(String(vm.pid));
+      // the pool's RAM plus QEMU's own overhead, when the pool sets no memory limit
+      expect(vm.memoryLimitMb).toBe(256 + 512);
+      expect((await fs.stat(vm.overlayPath)).uid).toBe(vm.runAs!.uid);
     }
     // sockets in a private directory; the shared run dir keeps the mode others gave it
     expect((await fs.stat(path.join(dirs.runDir, 'qemu'))).mode & 0o777).toBe(0o700);
@@ -293,6 +302,7 @@ describe('QemuProvider with a real VM', () => {
       accel: kvmUsable ? 'KVM' : 'TCG',
       memory: '256 MiB',
       vcpus: '1',
+      ...(vm.runAs ? { account: `${vm.runAs.user} (uid ${vm.runAs.uid})` } : {}),
     });
     expect(logLines.join('')).toContain(
       kvmUsable ? 'qemu desktop started with KVM' : 'qemu desktop started with TCG',

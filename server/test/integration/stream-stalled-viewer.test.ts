@@ -6,7 +6,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { desktopHandle } from '../helpers/desktops.js';
+import { desktopHandle, xInvocation } from '../helpers/desktops.js';
+import type { XvncHandle } from '../../src/providers/xvnc.js';
 import { ADMIN, Api, startServer, testConfig, until, type TestServer } from '../helpers/server.js';
 import { attach, connected, receiveFrames, Viewers } from '../helpers/viewer.js';
 
@@ -16,7 +17,7 @@ describe('a stalled viewer', () => {
   let t: TestServer;
   let api: Api;
   let sessionId = '';
-  let display = 0;
+  let desktop: XvncHandle;
   const viewers = new Viewers();
 
   const viewer = async (ack: boolean) => {
@@ -34,7 +35,7 @@ describe('a stalled viewer', () => {
     const pools = (await api.get('/api/desktops')).body as { poolId: string }[];
     const c = await api.post(`/api/pools/${pools[0]!.poolId}/connect`);
     sessionId = c.body.sessionId;
-    display = (await desktopHandle(t, c.body.desktopId as string)).display;
+    desktop = await desktopHandle(t, c.body.desktopId as string);
   });
 
   afterAll(async () => {
@@ -57,9 +58,8 @@ describe('a stalled viewer', () => {
     let i = 0;
     while (Date.now() - started < 4000) {
       const c = (i++ * 0x0f1f2f) & 0xffffff;
-      await run('xsetroot', ['-solid', `#${c.toString(16).padStart(6, '0')}`], {
-        env: { ...process.env, DISPLAY: `:${display}` },
-      });
+      const x = xInvocation(desktop, ['xsetroot', '-solid', `#${c.toString(16).padStart(6, '0')}`]);
+      await run(x.file, x.args, { env: x.env });
     }
     const liveFrames = live.frames.length - liveBefore;
     expect(i).toBeGreaterThan(10);
