@@ -40,7 +40,10 @@ describe('viewer liveness and drain', () => {
     sessionId = c.body.sessionId as string;
     desktopId = c.body.desktopId as string;
     const h = await desktopHandle(ts, desktopId);
-    pids.push(h.xvncPid, h.sessionPid);
+    // the sandbox's supervisor and its PID namespace's first process: killing them ends it all
+    pids.push(
+      ...[h.supervisorPid, h.initPid, h.xvncPid].filter((p): p is number => p !== undefined),
+    );
     proxy = new TcpProxy(Number(new URL(ts.url).port));
     await proxy.listen();
   });
@@ -50,7 +53,7 @@ describe('viewer liveness and drain', () => {
     await proxy?.close();
     await ts?.close();
     // the drain test leaves the desktop running on purpose (desktops outlive the server)
-    for (const pid of pids) if (alive(pid)) process.kill(-pid, 'SIGKILL');
+    for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
     await until(() => pids.every((p) => !alive(p)), 10_000, 'desktop processes gone');
     expectNoXvncLeft(dirs);
   });

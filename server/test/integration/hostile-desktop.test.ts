@@ -12,7 +12,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionStatusMsg } from '@vdi/shared';
-import { desktopHandle, expectNoXvncLeft, xvncProvider } from '../helpers/desktops.js';
+import { desktopHandle, expectNoXvncLeft, xInvocation, xvncProvider } from '../helpers/desktops.js';
 import { HostileProvider, startHostileServer, type HostileServer } from '../helpers/hostile.js';
 import {
   ADMIN,
@@ -57,7 +57,6 @@ describe('a hostile desktop next to a real one', () => {
   let otherSession = '';
   let hostileSession = '';
   let hostileDesktop = '';
-  let display = 0;
   const viewers = new Viewers();
   let otherFrames: ReceivedFrame[] = [];
   let changing = true;
@@ -82,7 +81,7 @@ describe('a hostile desktop next to a real one', () => {
     const pools = (await admin.get('/api/desktops')).body as { poolId: string }[];
     const c = await admin.post(`/api/pools/${pools[0]!.poolId}/connect`);
     otherSession = c.body.sessionId;
-    display = (await desktopHandle(t, c.body.desktopId as string)).display;
+    const handle = await desktopHandle(t, c.body.desktopId as string);
     const other = viewers.open(t.url, { cookie: admin.cookie });
     otherFrames = receiveFrames(other);
     await connected(other);
@@ -90,9 +89,8 @@ describe('a hostile desktop next to a real one', () => {
     changer = (async () => {
       for (let i = 0; changing; i++) {
         const colour = ((i * 0x0f1f2f) & 0xffffff).toString(16).padStart(6, '0');
-        await run('xsetroot', ['-solid', `#${colour}`], {
-          env: { ...process.env, DISPLAY: `:${display}` },
-        }).catch(() => undefined);
+        const x = xInvocation(handle, ['xsetroot', '-solid', `#${colour}`]);
+        await run(x.file, x.args, { env: x.env }).catch(() => undefined);
         await new Promise((r) => setTimeout(r, 30));
       }
     })();
