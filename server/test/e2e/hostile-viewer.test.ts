@@ -77,8 +77,8 @@ describe('a hostile desktop in the browser', () => {
     await page.goto(t.url + '/');
     await page.getByRole('button', { name: 'Connect' }).first().click();
     await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
-    const banner = page.locator('.banner-warn');
-    await banner.filter({ hasText: '16384×16384' }).waitFor({ timeout: 30_000 });
+    const banner = page.locator('.banner-warn').filter({ hasText: '16384×16384' });
+    await banner.waitFor({ timeout: 30_000 });
     expect(await banner.textContent()).toContain(
       "The connection to the desktop was lost. Trying to restore it… (the desktop's screen is 16384×16384",
     );

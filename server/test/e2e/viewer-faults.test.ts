@@ -98,8 +98,9 @@ describe('viewer faults in the browser: black hole and SIGTERM', () => {
     const h = desktopId ? handle() : undefined;
     await server?.stop();
     await proxy?.close();
-    for (const pid of [h?.xvncPid, h?.sessionPid])
-      if (pid && alive(pid)) process.kill(-pid, 'SIGKILL');
+    // the sandbox's supervisor and its PID namespace's first process: killing them ends it all
+    for (const pid of [h?.supervisorPid, h?.initPid, h?.xvncPid])
+      if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
     await until(() => xvncUnder(runDir).length === 0, 10_000, 'no Xvnc left');
     fs.rmSync(dataDir, { recursive: true, force: true });
     fs.rmSync(runDir, { recursive: true, force: true });
