@@ -4,7 +4,7 @@
  * client must stay bounded in memory, end the link with a reason, and never wait forever.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -232,7 +232,11 @@ describe('a socket put in place by another account', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'rfb-nobody-'));
     chmodSync(dir, 0o777);
     const socketPath = path.join(dir, 'rfb.sock');
-    const child = spawn(process.execPath, [script, socketPath, 'huge-init'], {
+    // nobody may not be able to read the checkout (a clone under a 0700 directory): run a copy
+    const copy = path.join(dir, path.basename(script));
+    copyFileSync(script, copy);
+    chmodSync(copy, 0o644);
+    const child = spawn(process.execPath, [copy, socketPath, 'huge-init'], {
       uid: NOBODY,
       gid: NOBODY,
       stdio: ['ignore', 'pipe', 'inherit'],
