@@ -4,7 +4,8 @@ import type { RfbEndpoint } from '../providers/types.js';
 import { RfbClient, type RfbClientOptions } from '../rfb/client.js';
 import { RfbError } from '../rfb/errors.js';
 import { DEFAULT_RFB_LIMITS, type RfbLimits } from '../rfb/types.js';
-import { DesktopStream, type CursorShape } from './desktop-stream.js';
+import { DesktopStream } from './desktop-stream.js';
+import type { CursorShape } from './cursor-encoder.js';
 
 export interface StreamHooks {
   cursor(desktopId: string, shape: CursorShape): void;
