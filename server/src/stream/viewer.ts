@@ -1,9 +1,9 @@
-import { Codec, FrameFlags, encodeFrame, copyPayload, type FrameRect } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import { DirtyGrid, type CopyOp, type Rect } from './dirty-grid.js';
-import { extract } from './classify.js';
-import { encodeRect, type EncodedRect } from './encode.js';
+import { encodeJobs } from './encode.js';
 import { DeflateStream } from './deflate-stream.js';
+import { planFrame } from './frame-plan.js';
+import { writeFrame } from './frame-writer.js';
 
 /** What a viewer reads from its desktop's mirror. */
 export interface MirrorView {
@@ -31,26 +31,14 @@ export const LOSSLESS_REFRESH_MS = 150;
 const MAX_PENDING_COPIES = 32;
 /** Lossy quality for animated content when the viewer keeps up; quiet areas go lossless. */
 const MAX_QUALITY = 70;
-/** Animated rects above this many pixels are encoded as several bands in parallel. */
-const BAND_PIXELS = 256 * 1024;
-/** Band heights are multiples of the JPEG block row (16 px with 4:2:0), so seams stay clean. */
-const BAND_ALIGN = 16;
-
-function bands(r: Rect): Rect[] {
-  const n = Math.ceil((r.w * r.h) / BAND_PIXELS);
-  if (n <= 1) return [r];
-  const step = Math.max(BAND_ALIGN, Math.ceil(r.h / n / BAND_ALIGN) * BAND_ALIGN);
-  const out: Rect[] = [];
-  for (let y = 0; y < r.h; y += step)
-    out.push({ x: r.x, y: r.y + y, w: r.w, h: Math.min(step, r.h - y) });
-  return out;
-}
+/** Lossy quality when the viewer lags far behind. */
 const MIN_QUALITY = 30;
 
 /**
  * One browser viewing one desktop. Holds only its pending damage (a cell grid) and pending
  * copies, never frames: at most `maxInFlight` frames are unacknowledged; while it is behind,
- * damage accumulates and the next frame carries the newest pixels (DESIGN.md decision 5).
+ * damage accumulates and the next frame carries the newest pixels (docs/architecture.md,
+ * decision 5).
  */
 export class Viewer {
   readonly dirty: DirtyGrid;
@@ -241,41 +229,21 @@ export class Viewer {
     this.scheduleRefresh();
   }
 
+  /** Plan, encode and send one frame of everything pending (see frame-plan.ts). */
   private async build(): Promise<void> {
     const { width, height, fb } = this.mirror;
-    const copies = this.copies;
+    const plan = planFrame(this.copies, this.dirty.toRects(), (r) => this.mirror.isHot(r));
     this.copies = [];
-    const rects = this.dirty.toRects();
     this.dirty.clear();
     const keyframe = this.keyframe;
     this.keyframe = false;
     // the client restarts its inflater at a keyframe, so we restart our deflater with it
     if (keyframe) this.zlib.reset();
     const quality = this.stats.quality;
-    // Snapshot the pixels now: the mirror keeps changing while we encode. Large animated
-    // rects are cut into bands that encode in parallel on the libuv pool (one sharp call
-    // uses one core), which roughly halves a full-screen frame's latency on two cores.
-    const jobs: Promise<EncodedRect>[] = [];
-    for (const r of rects) {
-      const allowLossy = this.mirror.isHot(r);
-      for (const b of allowLossy ? bands(r) : [r]) {
-        const pixels = extract(fb, width, b.x, b.y, b.w, b.h);
-        jobs.push(encodeRect(b.x, b.y, b.w, b.h, pixels, { quality, allowLossy, zlib: this.zlib }));
-      }
-    }
-    const encoded = await Promise.all(jobs);
+    const encoded = await encodeJobs(plan.jobs, fb, width, { quality, zlib: this.zlib });
     if (this.closed) return;
-    const out: FrameRect[] = copies.map((c) => ({
-      x: c.x,
-      y: c.y,
-      w: c.w,
-      h: c.h,
-      codec: Codec.Copy,
-      payload: copyPayload(c.srcX, c.srcY),
-    }));
     let anyLossy = false;
     for (const e of encoded) {
-      out.push(e);
       if (e.lossy) {
         this.lossy.mark(e);
         anyLossy = true;
@@ -284,16 +252,16 @@ export class Viewer {
     if (width !== this.mirror.width || height !== this.mirror.height) return; // resized meanwhile; a keyframe follows
     const seq = ++this.seq >>> 0;
     const sentAt = this.clock.now();
-    const bytes = encodeFrame({
+    const bytes = writeFrame({
       seq,
       fbWidth: width,
       fbHeight: height,
       sentAt,
-      flags:
-        (keyframe ? FrameFlags.Keyframe : 0) |
-        (anyLossy || !this.lossy.empty ? 0 : FrameFlags.Lossless),
-      quality: anyLossy ? quality : 0,
-      rects: out,
+      keyframe,
+      copies: plan.copies,
+      rects: encoded,
+      quality,
+      lossless: this.lossy.empty,
     });
     this.inFlight.set(seq, sentAt);
     this.stats.inFlight = this.inFlight.size;
