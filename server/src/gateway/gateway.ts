@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { RequestHandler } from 'express';
 import { Server, type Socket } from 'socket.io';
@@ -27,8 +26,8 @@ import {
 } from '../stream/limits.js';
 import { RfbError, viewerReason } from '../rfb/errors.js';
 import type { RfbLimits } from '../rfb/types.js';
-import type { DesktopStream } from '../stream/desktop-stream.js';
-import { Viewer } from '../stream/viewer.js';
+import type { DesktopInput, DesktopStream } from '../stream/desktop-stream.js';
+import type { Viewer } from '../stream/viewer.js';
 import type { AuthedUser } from '../auth/index.js';
 import type { RfbEndpoint } from '../providers/types.js';
 import { gatewayMetrics } from './metrics.js';
@@ -520,12 +519,14 @@ export class Gateway {
       });
     });
 
-    /** `fn` returns false when the desktop's link refused the input (it is not reading) */
+    /** `toDesktop` is the input for the desktop, or true when policy refused it (already told) */
     const input = <T extends z.ZodType>(
       event: string,
       schema: T,
       cost: (msg: z.infer<T>) => number,
-      fn: (a: Attachment, msg: z.infer<T>) => boolean,
+      toDesktop: (a: Attachment, msg: z.infer<T>) => DesktopInput | true,
+      /** a desktop that did not take it is not busy (the resize it cannot do) */
+      refusalIsFine = false,
     ) => {
       return (payload: unknown) => {
         const a = this.attachments.get(socket);
@@ -539,11 +540,10 @@ export class Gateway {
             this.fail(socket, 'INPUT_RATE', 'too much input at once: the clipboard was not sent');
           return;
         }
-        const link = a.stream.link;
-        if (!link) return;
         let sent = false;
         try {
-          sent = fn(a, msg);
+          const ev = toDesktop(a, msg);
+          sent = ev === true || a.stream.input(ev) || refusalIsFine;
         } catch (err) {
           this.log.warn({ err, event }, 'input failed');
         }
@@ -566,7 +566,7 @@ export class Gateway {
         'key',
         KeyEventMsg,
         () => INPUT_COST.key,
-        (a, m) => a.stream.link!.keyEvent(m.keysym, m.down),
+        (_a, m) => ({ kind: 'key', ...m }),
       ),
     );
     socket.on(
@@ -575,7 +575,7 @@ export class Gateway {
         'pointer',
         PointerEventMsg,
         () => INPUT_COST.pointer,
-        (a, m) => a.stream.link!.pointerEvent(m.x, m.y, m.buttons),
+        (_a, m) => ({ kind: 'pointer', ...m }),
       ),
     );
     socket.on(
@@ -594,7 +594,7 @@ export class Gateway {
             );
             return true; // refused by policy, not by the desktop
           }
-          return a.stream.link!.clientCutText(m.text);
+          return { kind: 'clipboard', text: m.text };
         },
       ),
     );
@@ -604,8 +604,8 @@ export class Gateway {
         'resize',
         ResizeRequest,
         () => INPUT_COST.resize,
-        // a size the desktop cannot take is not a busy desktop
-        (a, m) => (a.stream.link!.setDesktopSize(m.width, m.height), true),
+        (_a, m) => ({ kind: 'resize', ...m }),
+        true,
       ),
     );
     socket.on('ack', (payload) => {
@@ -644,18 +644,15 @@ export class Gateway {
       this.streams.release(info.desktop.id, stream);
       throw new BrokerError('GONE', 'socket closed during attach');
     }
-    const viewer = new Viewer(
-      randomUUID(),
-      stream,
-      (frame) => {
+    const viewer = stream.attach({
+      send: (frame) => {
         gatewayMetrics.frames.inc();
         gatewayMetrics.bytes.inc(frame.byteLength);
         socket.emit('frame', frame);
       },
-      this.clock,
-      this.opts.maxFramesInFlight,
-      (err) => this.log.error({ err, sessionId }, 'frame build failed'),
-    );
+      maxInFlight: this.opts.maxFramesInFlight,
+      onError: (err) => this.log.error({ err, sessionId }, 'frame build failed'),
+    });
     this.attachments.set(socket, {
       sessionId,
       desktopId: info.desktop.id,
@@ -666,7 +663,6 @@ export class Gateway {
     });
     // attached (by itself or by a retry of ours): no need to keep trying for it
     this.stopWaiting(socket);
-    stream.viewers.add(viewer);
     await socket.join([
       `session:${sessionId}`,
       `desktop:${info.desktop.id}`,
@@ -801,8 +797,7 @@ export class Gateway {
     const a = this.attachments.get(socket);
     if (!a) return;
     this.attachments.delete(socket);
-    a.viewer.close();
-    a.stream.viewers.delete(a.viewer);
+    a.stream.detach(a.viewer);
     const rooms = [
       `desktop:${a.desktopId}`,
       // a viewer waiting to attach again is still the session's viewer: an administrator's

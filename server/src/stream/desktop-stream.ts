@@ -3,22 +3,28 @@ import type { Clock } from '../clock.js';
 import { RfbProtocolError } from '../rfb/errors.js';
 import type { FramebufferSink } from '../rfb/types.js';
 import type { Rect } from './dirty-grid.js';
-import { Viewer, type MirrorView } from './viewer.js';
+import { Viewer, type MirrorView, type ViewerOptions } from './viewer.js';
 import { MoveDetector } from './move-detector.js';
 import { HeatMap } from './heat-map.js';
 import { CursorEncoder, type CursorShape } from './cursor-encoder.js';
 import { encodeThumbnail } from './thumbnail.js';
 
-/** The RFB connection a stream drives; implemented by rfb/client.ts. */
+/** The input half of the RFB connection that fills a stream; implemented by rfb/client.ts. */
 export interface RfbLink {
-  /** the input methods return false when the input was not sent (the desktop does not read) */
+  /** each returns false when the input was not sent (the desktop does not read) */
   keyEvent(keysym: number, down: boolean): boolean;
   pointerEvent(x: number, y: number, buttons: number): boolean;
   clientCutText(text: string): boolean;
-  requestFullUpdate(): void;
+  /** false also when the desktop cannot be resized, or not to that size */
   setDesktopSize(width: number, height: number): boolean;
-  close(reason?: string): void;
 }
+
+/** Input from a viewer, on its way to the desktop. */
+export type DesktopInput =
+  | { kind: 'key'; keysym: number; down: boolean }
+  | { kind: 'pointer'; x: number; y: number; buttons: number }
+  | { kind: 'clipboard'; text: string }
+  | { kind: 'resize'; width: number; height: number };
 
 export interface StreamEvents {
   cursor(shape: CursorShape): void;
@@ -46,8 +52,8 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   fb: Buffer = Buffer.alloc(0);
   private readonly heat: HeatMap;
   private readonly cursorEncoder: CursorEncoder;
-  readonly viewers = new Set<Viewer>();
-  link: RfbLink | undefined;
+  private readonly attached = new Set<Viewer>();
+  private link: RfbLink | undefined;
   private moves: MoveDetector | undefined;
   /** resolves when the first full framebuffer has arrived */
   private firstUpdate: Promise<void>;
@@ -79,6 +85,49 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     return this.firstUpdate;
   }
 
+  /** the RFB connection is up: input goes to it from now on */
+  connected(link: RfbLink): void {
+    this.link = link;
+  }
+
+  // ---- viewers and their input ----
+
+  /** the viewers reading this mirror */
+  get viewers(): ReadonlySet<Viewer> {
+    return this.attached;
+  }
+
+  /** A new viewer of this desktop; its first frame is a keyframe. Let it go with detach(). */
+  attach(opts: ViewerOptions): Viewer {
+    const viewer = new Viewer(this, this.clock, opts);
+    this.attached.add(viewer);
+    return viewer;
+  }
+
+  detach(viewer: Viewer): void {
+    viewer.close();
+    this.attached.delete(viewer);
+  }
+
+  /**
+   * Pass a viewer's input to the desktop. False when it was not sent: no connection yet, the
+   * desktop is not reading (its send buffer is full), or it refused a resize.
+   */
+  input(ev: DesktopInput): boolean {
+    const link = this.link;
+    if (!link) return false;
+    switch (ev.kind) {
+      case 'key':
+        return link.keyEvent(ev.keysym, ev.down);
+      case 'pointer':
+        return link.pointerEvent(ev.x, ev.y, ev.buttons);
+      case 'clipboard':
+        return link.clientCutText(ev.text);
+      case 'resize':
+        return link.setDesktopSize(ev.width, ev.height);
+    }
+  }
+
   // ---- FramebufferSink (called by the RFB client) ----
 
   /**
@@ -93,7 +142,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
 
   /** the parser has read what arrived: apply a pending size and let viewers catch up */
   idle(): void {
-    if (this.applyResize()) for (const v of this.viewers) v.flush();
+    if (this.applyResize()) for (const v of this.attached) v.flush();
   }
 
   private applyResize(): boolean {
@@ -115,7 +164,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
       old.copy(this.fb, y * width * 4, y * oldW * 4, y * oldW * 4 + w * 4);
     this.heat.resize(width, height);
     if (this.moves) this.detectMoves(true);
-    for (const v of this.viewers) v.resized();
+    for (const v of this.attached) v.resized();
     return true;
   }
 
@@ -166,8 +215,8 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     const pending = m.pending;
     m.pending = [];
     const found = m.detect(this.fb, pending);
-    for (const op of found.copies) for (const v of this.viewers) v.copy(op);
-    for (const r of found.damage) for (const v of this.viewers) v.damage(r);
+    for (const op of found.copies) for (const v of this.attached) v.copy(op);
+    for (const r of found.damage) for (const v of this.attached) v.damage(r);
   }
 
   copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void {
@@ -196,7 +245,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
       }
     }
     // moved content is not "changing": it stays lossless unless it changes in place
-    for (const v of this.viewers) v.copy({ srcX, srcY, x, y, w, h });
+    for (const v of this.attached) v.copy({ srcX, srcY, x, y, w, h });
   }
 
   setCursor(hotX: number, hotY: number, w: number, h: number, rgba: Buffer): void {
@@ -208,7 +257,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.updates++;
     if (this.updates === 1) this.resolveFirst();
     // with a size pending, a frame now would be of the old size: idle() flushes instead
-    if (this.pendingSize === undefined) for (const v of this.viewers) v.flush();
+    if (this.pendingSize === undefined) for (const v of this.attached) v.flush();
   }
 
   serverCutText(text: string): void {
@@ -224,7 +273,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
 
   private touched(r: Rect): void {
     this.heat.touch(r);
-    for (const v of this.viewers) v.damage(r);
+    for (const v of this.attached) v.damage(r);
   }
 
   isHot(r: Rect): boolean {

@@ -4,6 +4,7 @@ import { encodeJobs } from './encode.js';
 import { DeflateStream } from './deflate-stream.js';
 import { planFrame } from './frame-plan.js';
 import { writeFrame } from './frame-writer.js';
+import { realTimer, type SetTimer, type TimerHandle } from './timer.js';
 
 /** What a viewer reads from its desktop's mirror. */
 export interface MirrorView {
@@ -23,6 +24,18 @@ export interface ViewerStats {
   lagMs: number;
   quality: number;
   inFlight: number;
+}
+
+/** How a viewer sends and paces its frames. */
+export interface ViewerOptions {
+  /** sends one binary frame to the browser */
+  send(frame: Uint8Array): void;
+  /** frames sent and not yet acknowledged before the viewer waits (config.maxFramesInFlight) */
+  maxInFlight: number;
+  /** a frame could not be built; the next frame is a keyframe */
+  onError(e: unknown): void;
+  /** schedules the lossless refresh @default realTimer */
+  setTimer?: SetTimer;
 }
 
 /** A lossy rect that has been quiet this long is re-sent losslessly. @default 150 ms */
@@ -53,7 +66,7 @@ export class Viewer {
   /** this viewer's zlib stream for palette and RGB rects (see deflate-stream.ts) */
   private readonly zlib = new DeflateStream();
   private closed = false;
-  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshTimer: TimerHandle | undefined;
   readonly stats: ViewerStats = {
     frames: 0,
     bytes: 0,
@@ -64,14 +77,20 @@ export class Viewer {
   /** frames and bytes over the last second, for the admin console */
   private window = { at: 0, frames: 0, bytes: 0, fps: 0, kbps: 0 };
 
+  private readonly send: (frame: Uint8Array) => void;
+  private readonly maxInFlight: number;
+  private readonly onError: (e: unknown) => void;
+  private readonly setTimer: SetTimer;
+
   constructor(
-    readonly id: string,
     private readonly mirror: MirrorView,
-    private readonly send: (frame: Uint8Array) => void,
     private readonly clock: Clock,
-    private readonly maxInFlight: number,
-    private readonly onError: (e: unknown) => void,
+    opts: ViewerOptions,
   ) {
+    this.send = opts.send;
+    this.maxInFlight = opts.maxInFlight;
+    this.onError = opts.onError;
+    this.setTimer = opts.setTimer ?? realTimer;
     this.dirty = new DirtyGrid(mirror.width, mirror.height);
     this.lossy = new DirtyGrid(mirror.width, mirror.height);
     this.dirty.markAll();
@@ -169,7 +188,7 @@ export class Viewer {
 
   close(): void {
     this.closed = true;
-    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer?.cancel();
     this.zlib.close();
   }
 
@@ -184,6 +203,11 @@ export class Viewer {
       this.window.bytes = 0;
     }
     return { fps: Math.round(this.window.fps * 10) / 10, kbps: Math.round(this.window.kbps) };
+  }
+
+  /** a frame is being encoded (it is sent when done, and the next one started if due) */
+  get encoding(): boolean {
+    return this.building;
   }
 
   /** Send a frame now if there is something to send and room in flight. */
@@ -208,11 +232,10 @@ export class Viewer {
 
   private scheduleRefresh(): void {
     if (this.refreshTimer || this.lossy.empty || this.closed) return;
-    this.refreshTimer = setTimeout(() => {
+    this.refreshTimer = this.setTimer(() => {
       this.refreshTimer = undefined;
       this.refreshLossy();
     }, LOSSLESS_REFRESH_MS);
-    this.refreshTimer.unref();
   }
 
   /** move quiet lossy cells into the damage, to be re-sent losslessly */
