@@ -39,7 +39,10 @@ export type ClipboardMsg = z.infer<typeof ClipboardMsg>;
 
 export const AckMsg = z.strictObject({
   seq: z.number().int().min(0).max(0xffffffff),
-  /** ms the client spent decoding and drawing this frame */
+  /**
+   * ms from the frame's arrival to its pixels on screen (decode and draw); the server keeps
+   * these as a metric (vdi_frame_render_seconds), apart from the lag it paces by
+   */
   renderMs: z.number().min(0).max(600_000).optional(),
 });
 export type AckMsg = z.infer<typeof AckMsg>;

@@ -177,7 +177,11 @@ export class Gateway {
     });
     socket.on('ack', (payload) => {
       const m = valid(socket, this.log, 'ack', payload);
-      if (m) this.attachments.of(socket)?.viewer.ack(m.seq);
+      if (!m) return;
+      const acked = this.attachments.of(socket)?.viewer.ack(m.seq);
+      // only for frames this viewer was sent: made-up acks do not skew the figures
+      if (acked && m.renderMs !== undefined)
+        gatewayMetrics.renderSeconds.observe(m.renderMs / 1000);
     });
     socket.on('refresh', () => this.attachments.of(socket)?.viewer.requestKeyframe());
     socket.on('heartbeat', (cb: unknown) => {

@@ -170,9 +170,10 @@ export class Viewer {
     this.copies.push(op);
   }
 
-  ack(seq: number): void {
+  /** The browser has drawn frame `seq` (and every one before it); false if no such frame is in flight. */
+  ack(seq: number): boolean {
     const sentAt = this.inFlight.get(seq);
-    if (sentAt === undefined) return; // unknown or duplicate ack: ignore
+    if (sentAt === undefined) return false; // unknown or duplicate ack: ignore
     // acks are in order; anything older than seq is acknowledged too
     for (const s of this.inFlight.keys()) if (s <= seq) this.inFlight.delete(s);
     const lag = this.clock.now() - sentAt;
@@ -184,6 +185,7 @@ export class Viewer {
     );
     this.stats.inFlight = this.inFlight.size;
     this.flush();
+    return true;
   }
 
   close(): void {

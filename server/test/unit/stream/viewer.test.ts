@@ -80,13 +80,13 @@ describe('Viewer pacing', () => {
     const { stream, viewer, frames, settle, paint } = setup(64, 64, 1);
     stream.updateEnd();
     await settle();
-    viewer.ack(999);
+    expect(viewer.ack(999)).toBe(false);
     paint(0, 0, 8, 8, [1, 2, 3]);
     stream.updateEnd();
     await settle();
     expect(frames).toHaveLength(1);
-    viewer.ack(frames[0]!.seq);
-    viewer.ack(frames[0]!.seq);
+    expect(viewer.ack(frames[0]!.seq)).toBe(true);
+    expect(viewer.ack(frames[0]!.seq)).toBe(false);
     await settle();
     expect(frames).toHaveLength(2);
   });
