@@ -32,10 +32,7 @@ export class HeatMap {
   /** the pixels of `r` changed now */
   touch(r: Rect): void {
     const now = this.clock.now();
-    const c0 = Math.floor(r.x / CELL);
-    const c1 = Math.ceil((r.x + r.w) / CELL);
-    const r0 = Math.floor(r.y / CELL);
-    const r1 = Math.ceil((r.y + r.h) / CELL);
+    const { c0, c1, r0, r1 } = cellSpan(r);
     for (let row = r0; row < r1; row++) {
       for (let c = c0; c < c1; c++) {
         const i = row * this.cols + c;
@@ -49,10 +46,7 @@ export class HeatMap {
   /** is most of this rect changing several times a second? */
   isHot(r: Rect): boolean {
     const now = this.clock.now();
-    const c0 = Math.floor(r.x / CELL);
-    const c1 = Math.ceil((r.x + r.w) / CELL);
-    const r0 = Math.floor(r.y / CELL);
-    const r1 = Math.ceil((r.y + r.h) / CELL);
+    const { c0, c1, r0, r1 } = cellSpan(r);
     let hot = 0;
     let total = 0;
     for (let row = r0; row < r1; row++) {
@@ -69,14 +63,21 @@ export class HeatMap {
   /** ms from the latest change of any cell of `r` to `now` */
   quietFor(r: Rect, now: number): number {
     let latest = 0;
-    const c0 = Math.floor(r.x / CELL);
-    const c1 = Math.ceil((r.x + r.w) / CELL);
-    const r0 = Math.floor(r.y / CELL);
-    const r1 = Math.ceil((r.y + r.h) / CELL);
+    const { c0, c1, r0, r1 } = cellSpan(r);
     for (let row = r0; row < r1; row++) {
       for (let c = c0; c < c1; c++)
         latest = Math.max(latest, this.lastChange[row * this.cols + c]!);
     }
     return now - latest;
   }
+}
+
+/** The cells a rect touches: columns c0 until c1, rows r0 until r1. */
+function cellSpan(r: Rect): { c0: number; c1: number; r0: number; r1: number } {
+  return {
+    c0: Math.floor(r.x / CELL),
+    c1: Math.ceil((r.x + r.w) / CELL),
+    r0: Math.floor(r.y / CELL),
+    r1: Math.ceil((r.y + r.h) / CELL),
+  };
 }
