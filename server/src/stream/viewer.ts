@@ -77,20 +77,11 @@ export class Viewer {
   /** frames and bytes over the last second, for the admin console */
   private window = { at: 0, frames: 0, bytes: 0, fps: 0, kbps: 0 };
 
-  private readonly send: (frame: Uint8Array) => void;
-  private readonly maxInFlight: number;
-  private readonly onError: (e: unknown) => void;
-  private readonly setTimer: SetTimer;
-
   constructor(
     private readonly mirror: MirrorView,
     private readonly clock: Clock,
-    opts: ViewerOptions,
+    private readonly opts: ViewerOptions,
   ) {
-    this.send = opts.send;
-    this.maxInFlight = opts.maxInFlight;
-    this.onError = opts.onError;
-    this.setTimer = opts.setTimer ?? realTimer;
     this.dirty = new DirtyGrid(mirror.width, mirror.height);
     this.lossy = new DirtyGrid(mirror.width, mirror.height);
     this.dirty.markAll();
@@ -214,7 +205,7 @@ export class Viewer {
 
   /** Send a frame now if there is something to send and room in flight. */
   flush(): void {
-    if (this.closed || this.building || this.inFlight.size >= this.maxInFlight) return;
+    if (this.closed || this.building || this.inFlight.size >= this.opts.maxInFlight) return;
     if (this.dirty.empty && this.copies.length === 0) return;
     this.building = true;
     this.build().then(
@@ -227,14 +218,14 @@ export class Viewer {
         // what was compressed for the lost frame is in our zlib stream but not the client's
         this.keyframe = true;
         this.dirty.markAll();
-        this.onError(e);
+        this.opts.onError(e);
       },
     );
   }
 
   private scheduleRefresh(): void {
     if (this.refreshTimer || this.lossy.empty || this.closed) return;
-    this.refreshTimer = this.setTimer(() => {
+    this.refreshTimer = (this.opts.setTimer ?? realTimer)(() => {
       this.refreshTimer = undefined;
       this.refreshLossy();
     }, LOSSLESS_REFRESH_MS);
@@ -294,7 +285,7 @@ export class Viewer {
     this.stats.bytes += bytes.byteLength;
     this.window.frames++;
     this.window.bytes += bytes.byteLength;
-    this.send(bytes);
+    this.opts.send(bytes);
     if (anyLossy) this.scheduleRefresh();
   }
 }
