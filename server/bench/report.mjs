@@ -118,7 +118,7 @@ export function renderMarkdown(run) {
     lines.push(
       "This server's frames in the measured phase, by codec (payload KiB / rects):",
       '',
-      `| workload | frames | ${codecs.join(' | ')} | mean JPEG/WebP quality |`,
+      `| workload | frames | ${codecs.join(' | ')} | mean JPEG quality |`,
       `|---|---:|${codecs.map(() => '---:').join('|')}|---:|`,
     );
     for (const r of ours) {

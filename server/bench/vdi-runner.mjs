@@ -175,7 +175,7 @@ function count(tally, buf) {
   tally.frames++;
   if (frame.flags & FrameFlags.Keyframe) tally.keyframes++;
   if (frame.flags & FrameFlags.Lossless) tally.losslessFrames++;
-  if (frame.rects.some((r) => r.codec === Codec.Jpeg || r.codec === Codec.Webp)) {
+  if (frame.rects.some((r) => r.codec === Codec.Jpeg)) {
     tally.lossyFrames++;
     tally.qualitySum += frame.quality;
   }

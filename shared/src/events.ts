@@ -39,7 +39,10 @@ export type ClipboardMsg = z.infer<typeof ClipboardMsg>;
 
 export const AckMsg = z.strictObject({
   seq: z.number().int().min(0).max(0xffffffff),
-  /** ms the client spent decoding and drawing this frame */
+  /**
+   * ms from the frame's arrival to its pixels on screen (decode and draw); the server keeps
+   * these as a metric (vdi_frame_render_seconds), apart from the lag it paces by
+   */
   renderMs: z.number().min(0).max(600_000).optional(),
 });
 export type AckMsg = z.infer<typeof AckMsg>;
@@ -143,3 +146,30 @@ export interface ClientToServerEvents {
   /** are you there? The server calls `cb` at once (see HEARTBEAT) */
   heartbeat: (cb: () => void) => void;
 }
+
+/**
+ * What the gateway validates each client → server event's payload with. `null`: nothing to
+ * validate (`refresh` has no payload; `heartbeat` carries only its acknowledgement callback).
+ * Keyed by ClientToServerEvents: an event in one and not the other fails the build.
+ */
+export type ClientEventSchemaMap = {
+  [E in keyof ClientToServerEvents]: Parameters<ClientToServerEvents[E]> extends []
+    ? null
+    : z.ZodType<Parameters<ClientToServerEvents[E]>[0]> | null;
+};
+
+export const ClientEventSchemas = {
+  attach: AttachRequest,
+  key: KeyEventMsg,
+  pointer: PointerEventMsg,
+  clipboard: ClipboardMsg,
+  ack: AckMsg,
+  resize: ResizeRequest,
+  refresh: null,
+  heartbeat: null,
+} as const satisfies ClientEventSchemaMap;
+
+export type ClientEventName = keyof ClientToServerEvents;
+
+/** Every event a client may send; anything else is answered with UNKNOWN_EVENT. */
+export const CLIENT_EVENT_NAMES = Object.keys(ClientEventSchemas) as readonly ClientEventName[];

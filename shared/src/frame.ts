@@ -1,5 +1,6 @@
 /**
- * Binary frame layout: one Socket.IO binary message per frame (DESIGN.md decision 7).
+ * Binary frame layout: one Socket.IO binary message per frame (docs/architecture.md,
+ * decision 7).
  *
  * All integers little-endian.
  *
@@ -46,8 +47,7 @@ export const Codec = {
   Png: 2,
   /** payload: a JPEG image of w×h */
   Jpeg: 3,
-  /** payload: a WebP image of w×h */
-  Webp: 4,
+  // 4 is unassigned (decoders refuse it)
   /** payload: a segment of the viewer's deflate stream (see above) of w×h×3 bytes R, G, B */
   DeflateRgb: 5,
   /**

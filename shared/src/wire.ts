@@ -8,8 +8,8 @@ import {
 import { FRAME_MAGIC } from './frame.js';
 
 /**
- * Socket.IO parser that sends each frame as ONE binary WebSocket message (DESIGN.md decision
- * 7). The default parser sends a binary event as a JSON header message with a placeholder
+ * Socket.IO parser that sends each frame as ONE binary WebSocket message
+ * (docs/architecture.md, decision 7). The default parser sends a binary event as a JSON header message with a placeholder
  * plus a second message with the bytes: ~45 bytes and one more message per frame, which is a
  * third of a small typing update. Here a `frame` event's bytes go out alone; the receiver
  * knows them by the frame magic byte. Every other packet uses the default encoding.

@@ -96,6 +96,8 @@ describe('frame layout', () => {
     const badCodec = encodeFrame(good);
     badCodec[FRAME_HEADER_BYTES + 8] = 200;
     expect(() => decodeFrame(badCodec)).toThrow(/unknown codec/);
+    badCodec[FRAME_HEADER_BYTES + 8] = 4; // unassigned (no server ever sent it)
+    expect(() => decodeFrame(badCodec)).toThrow(/unknown codec 4/);
   });
 
   it('reads copy payloads', () => {

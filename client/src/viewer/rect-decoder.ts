@@ -41,7 +41,6 @@ export interface DecodedFrame {
 const IMAGE_TYPES: Partial<Record<Codec, string>> = {
   [Codec.Png]: 'image/png',
   [Codec.Jpeg]: 'image/jpeg',
-  [Codec.Webp]: 'image/webp',
 };
 
 /**
@@ -81,8 +80,7 @@ async function decodeRect(rect: FrameRect, zlib: InflateStream): Promise<Decoded
         return { ...area, kind: 'copy', srcX, srcY };
       }
       case Codec.Png:
-      case Codec.Jpeg:
-      case Codec.Webp: {
+      case Codec.Jpeg: {
         const blob = new Blob([rect.payload as Uint8Array<ArrayBuffer>], {
           type: IMAGE_TYPES[rect.codec],
         });

@@ -37,8 +37,11 @@ import type { ApiRegistry } from './registry.js';
 const IdParam = z.object({ id: Id });
 const SnapshotName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits and _ . - only');
 
-/** What the gateway knows about live viewers, for the sessions table. */
-export interface LiveStats {
+/**
+ * What the admin routes ask of the viewer gateway: a session's viewer figures (the sessions
+ * table), a desktop's thumbnail, a message to a session's viewers.
+ */
+export interface ViewerGateway {
   sessionStats(sessionId: string): { viewers: number; shadows: number; kbps: number; fps: number };
   thumbnail(desktopId: string): Promise<Buffer>;
   sendMessage(sessionId: string, text: string, from: string): Promise<number>;
@@ -87,7 +90,7 @@ export function adminRoutes(
     auth: Auth;
     broker: Broker;
     pools: PoolAdmin;
-    live: LiveStats;
+    live: ViewerGateway;
     onUserDisabled: (userId: string) => Promise<void>;
   },
 ): void {

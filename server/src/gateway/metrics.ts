@@ -30,6 +30,12 @@ export const gatewayMetrics = {
     help: 'Input events dropped by the rate limit',
     registers: [registry],
   }),
+  renderSeconds: new client.Histogram({
+    name: 'vdi_frame_render_seconds',
+    help: "Time from a frame's arrival in the browser to its pixels on screen (decode and draw), as viewers report it with their acks",
+    buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  }),
   silentViewers: new client.Counter({
     name: 'vdi_silent_viewers_dropped_total',
     help: 'Viewer sockets dropped because nothing was heard from them for the viewer timeout',

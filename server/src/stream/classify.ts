@@ -1,6 +1,7 @@
 /**
- * Content analysis of one rectangle of RGBX pixels, to pick its codec (DESIGN.md decision 6):
- * one colour → a fill; few colours (text, UI) → lossless palette; many colours → photo-like.
+ * Content analysis of one rectangle of RGBX pixels, to pick its codec (docs/architecture.md,
+ * decision 6): one colour → a fill; few colours (text, UI) → lossless palette; many colours →
+ * photo-like.
  */
 export const MAX_PALETTE = 256;
 

@@ -1,30 +1,30 @@
-import sharp from 'sharp';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { RfbProtocolError } from '../rfb/errors.js';
 import type { FramebufferSink } from '../rfb/types.js';
-import { CELL, type Rect } from './dirty-grid.js';
-import { Viewer, type MirrorView } from './viewer.js';
+import type { Rect } from './dirty-grid.js';
+import { Viewer, type MirrorView, type ViewerOptions } from './viewer.js';
 import { MoveDetector } from './move-detector.js';
+import { HeatMap } from './heat-map.js';
+import { CursorEncoder, type CursorShape } from './cursor-encoder.js';
+import { encodeThumbnail } from './thumbnail.js';
 
-/** The RFB connection a stream drives; implemented by rfb/client.ts. */
+/** The input half of the RFB connection that fills a stream; implemented by rfb/client.ts. */
 export interface RfbLink {
-  /** the input methods return false when the input was not sent (the desktop does not read) */
+  /** each returns false when the input was not sent (the desktop does not read) */
   keyEvent(keysym: number, down: boolean): boolean;
   pointerEvent(x: number, y: number, buttons: number): boolean;
   clientCutText(text: string): boolean;
-  requestFullUpdate(): void;
+  /** false also when the desktop cannot be resized, or not to that size */
   setDesktopSize(width: number, height: number): boolean;
-  close(reason?: string): void;
 }
 
-export interface CursorShape {
-  width: number;
-  height: number;
-  hotX: number;
-  hotY: number;
-  png: Buffer;
-}
+/** Input from a viewer, on its way to the desktop. */
+export type DesktopInput =
+  | { kind: 'key'; keysym: number; down: boolean }
+  | { kind: 'pointer'; x: number; y: number; buttons: number }
+  | { kind: 'clipboard'; text: string }
+  | { kind: 'resize'; width: number; height: number };
 
 export interface StreamEvents {
   cursor(shape: CursorShape): void;
@@ -33,10 +33,6 @@ export interface StreamEvents {
   clipboardDropped?(length: number, limit: number): void;
 }
 
-/** rate (updates/s, decayed) at which a cell counts as "hot" (animated) */
-const HOT_RATE = 3;
-/** half-life of a cell's update rate, ms */
-const RATE_HALF_LIFE_MS = 500;
 /**
  * Framebuffer reallocations (each costs O(area)) a desktop may cause in a burst, and per
  * second after it. Resizes are coalesced first (see resize()), so only a server that
@@ -46,22 +42,18 @@ const RESIZE_BURST = 20;
 const RESIZES_PER_SEC = 5;
 
 /**
- * One framebuffer mirror per desktop (DESIGN.md decision 4): the RFB client writes into it,
- * every viewer of the desktop reads from it. Also tracks per-cell change rate ("heat") so
- * animated regions go lossy and quiet ones lossless.
+ * One framebuffer mirror per desktop (docs/architecture.md, decision 4): the RFB client writes
+ * into it, every viewer of the desktop reads from it. Its heat map (how often each cell
+ * changes) tells viewers which regions may go lossy.
  */
 export class DesktopStream implements FramebufferSink, MirrorView {
   width = 0;
   height = 0;
   fb: Buffer = Buffer.alloc(0);
-  private cols = 0;
-  private rows = 0;
-  private lastChange = new Float64Array(0);
-  private rate = new Float32Array(0);
-  readonly viewers = new Set<Viewer>();
-  cursor: CursorShape | undefined;
-  private cursorSeq = 0;
-  link: RfbLink | undefined;
+  private readonly heat: HeatMap;
+  private readonly cursorEncoder: CursorEncoder;
+  private readonly attached = new Set<Viewer>();
+  private link: RfbLink | undefined;
   private moves: MoveDetector | undefined;
   /** resolves when the first full framebuffer has arrived */
   private firstUpdate: Promise<void>;
@@ -80,10 +72,60 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     private readonly events: StreamEvents,
   ) {
     this.firstUpdate = new Promise((r) => (this.resolveFirst = r));
+    this.heat = new HeatMap(clock);
+    this.cursorEncoder = new CursorEncoder(log, (shape) => events.cursor(shape));
+  }
+
+  /** the desktop's current cursor shape, once it has sent one */
+  get cursor(): CursorShape | undefined {
+    return this.cursorEncoder.current;
   }
 
   whenFirstUpdate(): Promise<void> {
     return this.firstUpdate;
+  }
+
+  /** the RFB connection is up: input goes to it from now on */
+  connected(link: RfbLink): void {
+    this.link = link;
+  }
+
+  // ---- viewers and their input ----
+
+  /** the viewers reading this mirror */
+  get viewers(): ReadonlySet<Viewer> {
+    return this.attached;
+  }
+
+  /** A new viewer of this desktop; its first frame is a keyframe. Let it go with detach(). */
+  attach(opts: ViewerOptions): Viewer {
+    const viewer = new Viewer(this, this.clock, opts);
+    this.attached.add(viewer);
+    return viewer;
+  }
+
+  detach(viewer: Viewer): void {
+    viewer.close();
+    this.attached.delete(viewer);
+  }
+
+  /**
+   * Pass a viewer's input to the desktop. False when it was not sent: no connection yet, the
+   * desktop is not reading (its send buffer is full), or it refused a resize.
+   */
+  input(ev: DesktopInput): boolean {
+    const link = this.link;
+    if (!link) return false;
+    switch (ev.kind) {
+      case 'key':
+        return link.keyEvent(ev.keysym, ev.down);
+      case 'pointer':
+        return link.pointerEvent(ev.x, ev.y, ev.buttons);
+      case 'clipboard':
+        return link.clientCutText(ev.text);
+      case 'resize':
+        return link.setDesktopSize(ev.width, ev.height);
+    }
   }
 
   // ---- FramebufferSink (called by the RFB client) ----
@@ -100,7 +142,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
 
   /** the parser has read what arrived: apply a pending size and let viewers catch up */
   idle(): void {
-    if (this.applyResize()) for (const v of this.viewers) v.flush();
+    if (this.applyResize()) for (const v of this.attached) v.flush();
   }
 
   private applyResize(): boolean {
@@ -120,12 +162,9 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     const w = Math.min(width, oldW);
     for (let y = 0; y < Math.min(height, oldH); y++)
       old.copy(this.fb, y * width * 4, y * oldW * 4, y * oldW * 4 + w * 4);
-    this.cols = Math.ceil(width / CELL);
-    this.rows = Math.ceil(height / CELL);
-    this.lastChange = new Float64Array(this.cols * this.rows);
-    this.rate = new Float32Array(this.cols * this.rows);
+    this.heat.resize(width, height);
     if (this.moves) this.detectMoves(true);
-    for (const v of this.viewers) v.resized();
+    for (const v of this.attached) v.resized();
     return true;
   }
 
@@ -156,7 +195,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     }
     if (this.moves) {
       // held back until the update ends: some of it may turn out to be moved content
-      this.heat({ x, y, w, h });
+      this.heat.touch({ x, y, w, h });
       this.moves.pending.push({ x, y, w, h });
     } else this.touched({ x, y, w, h });
   }
@@ -176,8 +215,8 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     const pending = m.pending;
     m.pending = [];
     const found = m.detect(this.fb, pending);
-    for (const op of found.copies) for (const v of this.viewers) v.copy(op);
-    for (const r of found.damage) for (const v of this.viewers) v.damage(r);
+    for (const op of found.copies) for (const v of this.attached) v.copy(op);
+    for (const r of found.damage) for (const v of this.attached) v.damage(r);
   }
 
   copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void {
@@ -206,24 +245,11 @@ export class DesktopStream implements FramebufferSink, MirrorView {
       }
     }
     // moved content is not "changing": it stays lossless unless it changes in place
-    for (const v of this.viewers) v.copy({ srcX, srcY, x, y, w, h });
+    for (const v of this.attached) v.copy({ srcX, srcY, x, y, w, h });
   }
 
   setCursor(hotX: number, hotY: number, w: number, h: number, rgba: Buffer): void {
-    const seq = ++this.cursorSeq;
-    const done = (png: Buffer) => {
-      if (seq !== this.cursorSeq) return; // a newer shape arrived while encoding
-      this.cursor = { width: w, height: h, hotX, hotY, png };
-      this.events.cursor(this.cursor);
-    };
-    if (w === 0 || h === 0) {
-      done(Buffer.alloc(0));
-      return;
-    }
-    sharp(Buffer.from(rgba), { raw: { width: w, height: h, channels: 4 } })
-      .png()
-      .toBuffer()
-      .then(done, (e: unknown) => this.log.warn({ err: e }, 'cursor encode failed'));
+    this.cursorEncoder.set(hotX, hotY, w, h, rgba);
   }
 
   updateEnd(): void {
@@ -231,7 +257,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.updates++;
     if (this.updates === 1) this.resolveFirst();
     // with a size pending, a frame now would be of the old size: idle() flushes instead
-    if (this.pendingSize === undefined) for (const v of this.viewers) v.flush();
+    if (this.pendingSize === undefined) for (const v of this.attached) v.flush();
   }
 
   serverCutText(text: string): void {
@@ -246,72 +272,21 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   // ---- MirrorView (read by viewers) ----
 
   private touched(r: Rect): void {
-    this.heat(r);
-    for (const v of this.viewers) v.damage(r);
-  }
-
-  private heat(r: Rect): void {
-    const now = this.clock.now();
-    const c0 = Math.floor(r.x / CELL);
-    const c1 = Math.ceil((r.x + r.w) / CELL);
-    const r0 = Math.floor(r.y / CELL);
-    const r1 = Math.ceil((r.y + r.h) / CELL);
-    for (let row = r0; row < r1; row++) {
-      for (let c = c0; c < c1; c++) {
-        const i = row * this.cols + c;
-        const dt = now - this.lastChange[i]!;
-        this.rate[i] = this.rate[i]! * Math.pow(0.5, dt / RATE_HALF_LIFE_MS) + 1;
-        this.lastChange[i] = now;
-      }
-    }
+    this.heat.touch(r);
+    for (const v of this.attached) v.damage(r);
   }
 
   isHot(r: Rect): boolean {
-    const now = this.clock.now();
-    const c0 = Math.floor(r.x / CELL);
-    const c1 = Math.ceil((r.x + r.w) / CELL);
-    const r0 = Math.floor(r.y / CELL);
-    const r1 = Math.ceil((r.y + r.h) / CELL);
-    let hot = 0;
-    let total = 0;
-    for (let row = r0; row < r1; row++) {
-      for (let c = c0; c < c1; c++) {
-        const i = row * this.cols + c;
-        total++;
-        const rate = this.rate[i]! * Math.pow(0.5, (now - this.lastChange[i]!) / RATE_HALF_LIFE_MS);
-        if (rate >= HOT_RATE) hot++;
-      }
-    }
-    return total > 0 && hot * 2 >= total;
+    return this.heat.isHot(r);
   }
 
   quietFor(r: Rect, now: number): number {
-    let latest = 0;
-    const c0 = Math.floor(r.x / CELL);
-    const c1 = Math.ceil((r.x + r.w) / CELL);
-    const r0 = Math.floor(r.y / CELL);
-    const r1 = Math.ceil((r.y + r.h) / CELL);
-    for (let row = r0; row < r1; row++) {
-      for (let c = c0; c < c1; c++)
-        latest = Math.max(latest, this.lastChange[row * this.cols + c]!);
-    }
-    return now - latest;
+    return this.heat.quietFor(r, now);
   }
 
   /** a small JPEG of the whole desktop for the admin console */
   async thumbnail(width = 240): Promise<Buffer> {
     if (this.width === 0) throw new Error('no framebuffer yet');
-    // The 4th byte of the mirror is undefined (RFB padding), not alpha. Drop it in a pass of
-    // its own: sharp resizes before it removes alpha, and would premultiply by that byte.
-    const rgb = await sharp(this.fb, {
-      raw: { width: this.width, height: this.height, channels: 4 },
-    })
-      .removeAlpha()
-      .raw()
-      .toBuffer();
-    return sharp(rgb, { raw: { width: this.width, height: this.height, channels: 3 } })
-      .resize({ width: Math.min(width, this.width) })
-      .jpeg({ quality: 70 })
-      .toBuffer();
+    return encodeThumbnail(this.fb, this.width, this.height, width);
   }
 }

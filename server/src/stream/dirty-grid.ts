@@ -1,6 +1,7 @@
 /**
  * A region kept as a grid of CELL×CELL cells: constant memory per viewer whatever the damage
- * (DESIGN.md decision 5: a viewer that falls behind accumulates a region, never a queue).
+ * (docs/architecture.md, decision 5: a viewer that falls behind accumulates a region, never a
+ * queue).
  */
 export const CELL = 16; // pixels per cell side
 

@@ -1,7 +1,8 @@
 import sharp from 'sharp';
 import { Codec, packIndices, type FrameRect } from '@vdi/shared';
-import { analyse, type Analysis } from './classify.js';
+import { analyse, extract, type Analysis } from './classify.js';
 import type { DeflateStream } from './deflate-stream.js';
+import type { EncodeJob } from './frame-plan.js';
 
 // One encode at a time per libvips call: our parallelism comes from encoding several rects
 // at once on the libuv pool, not from splitting one image across threads.
@@ -119,4 +120,25 @@ export async function encodeRect(
     .png({ compressionLevel: 1, adaptiveFiltering: false })
     .toBuffer();
   return { x, y, w, h, codec: Codec.Png, payload, lossy: false };
+}
+
+/**
+ * Encode a frame plan's rects from a framebuffer (RGBX, stride fbWidth*4), in parallel. The
+ * pixels are copied out before this returns (the mirror keeps changing while they encode),
+ * and the zlib segments are taken in job order, as the client inflates them.
+ */
+export function encodeJobs(
+  jobs: readonly EncodeJob[],
+  fb: Buffer,
+  fbWidth: number,
+  hints: Omit<EncodeHints, 'allowLossy'>,
+): Promise<EncodedRect[]> {
+  return Promise.all(
+    jobs.map((j) =>
+      encodeRect(j.x, j.y, j.w, j.h, extract(fb, fbWidth, j.x, j.y, j.w, j.h), {
+        ...hints,
+        allowLossy: j.allowLossy,
+      }),
+    ),
+  );
 }

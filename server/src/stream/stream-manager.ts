@@ -4,7 +4,9 @@ import type { RfbEndpoint } from '../providers/types.js';
 import { RfbClient, type RfbClientOptions } from '../rfb/client.js';
 import { RfbError } from '../rfb/errors.js';
 import { DEFAULT_RFB_LIMITS, type RfbLimits } from '../rfb/types.js';
-import { DesktopStream, type CursorShape } from './desktop-stream.js';
+import { DesktopStream } from './desktop-stream.js';
+import type { CursorShape } from './cursor-encoder.js';
+import { realTimer, type SetTimer } from './timer.js';
 
 export interface StreamHooks {
   cursor(desktopId: string, shape: CursorShape): void;
@@ -18,16 +20,11 @@ export interface StreamHooks {
   lost(desktopId: string, reason: string, error?: RfbError): void;
 }
 
-/** A scheduled callback that can be called off. */
-export interface TimerHandle {
-  cancel(): void;
-}
-
 export interface StreamManagerOptions {
   /** Keep a desktop's RFB connection this long after its last viewer leaves, ms. @default LINGER_MS */
   lingerMs?: number;
   /** Schedules the linger timers; tests pass one they fire by hand. @default setTimeout */
-  setTimer?: (fn: () => void, ms: number) => TimerHandle;
+  setTimer?: SetTimer;
   /** Timeouts and bounds of each RFB connection (see RfbClientOptions). */
   rfb?: Pick<
     RfbClientOptions,
@@ -40,7 +37,7 @@ interface Entry {
   client: RfbClient | undefined;
   refs: number;
   ready: Promise<DesktopStream>;
-  linger: TimerHandle | undefined;
+  linger: ReturnType<SetTimer> | undefined;
   endpoint: RfbEndpoint;
   /** why the link closed, once it has */
   closed: RfbError | undefined;
@@ -53,12 +50,6 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** Most bytes waiting towards one desktop unless configured, bytes. */
 const DEFAULT_SEND_BUFFER_BYTES = 4 * 1024 * 1024;
 
-const realTimer = (fn: () => void, ms: number): TimerHandle => {
-  const t = setTimeout(fn, ms);
-  t.unref();
-  return { cancel: () => clearTimeout(t) };
-};
-
 /**
  * One RFB connection and mirror per desktop, shared by all its viewers (and by thumbnails).
  * Opened on first use, closed a while after the last viewer leaves.
@@ -70,7 +61,7 @@ const realTimer = (fn: () => void, ms: number): TimerHandle => {
 export class StreamManager {
   private readonly entries = new Map<string, Entry>();
   private readonly lingerMs: number;
-  private readonly setTimer: (fn: () => void, ms: number) => TimerHandle;
+  private readonly setTimer: SetTimer;
 
   constructor(
     private readonly clock: Clock,
@@ -204,7 +195,7 @@ export class StreamManager {
       const info = await client.connect();
       // servers without continuous updates (QEMU) send no CopyRect either: find moves ourselves
       stream.detectMoves(!info.continuousUpdates);
-      stream.link = client;
+      stream.connected(client);
       await withTimeout(stream.whenFirstUpdate(), connectTimeoutMs, 'first framebuffer update');
       return stream;
     })();

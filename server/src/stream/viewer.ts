@@ -1,9 +1,10 @@
-import { Codec, FrameFlags, encodeFrame, copyPayload, type FrameRect } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import { DirtyGrid, type CopyOp, type Rect } from './dirty-grid.js';
-import { extract } from './classify.js';
-import { encodeRect, type EncodedRect } from './encode.js';
+import { encodeJobs } from './encode.js';
 import { DeflateStream } from './deflate-stream.js';
+import { planFrame } from './frame-plan.js';
+import { writeFrame } from './frame-writer.js';
+import { realTimer, type SetTimer, type TimerHandle } from './timer.js';
 
 /** What a viewer reads from its desktop's mirror. */
 export interface MirrorView {
@@ -25,32 +26,32 @@ export interface ViewerStats {
   inFlight: number;
 }
 
+/** How a viewer sends and paces its frames. */
+export interface ViewerOptions {
+  /** sends one binary frame to the browser */
+  send(frame: Uint8Array): void;
+  /** frames sent and not yet acknowledged before the viewer waits (config.maxFramesInFlight) */
+  maxInFlight: number;
+  /** a frame could not be built; the next frame is a keyframe */
+  onError(e: unknown): void;
+  /** schedules the lossless refresh @default realTimer */
+  setTimer?: SetTimer;
+}
+
 /** A lossy rect that has been quiet this long is re-sent losslessly. @default 150 ms */
 export const LOSSLESS_REFRESH_MS = 150;
 /** At most this many pending copies; beyond that they are sent as pixels. */
 const MAX_PENDING_COPIES = 32;
 /** Lossy quality for animated content when the viewer keeps up; quiet areas go lossless. */
 const MAX_QUALITY = 70;
-/** Animated rects above this many pixels are encoded as several bands in parallel. */
-const BAND_PIXELS = 256 * 1024;
-/** Band heights are multiples of the JPEG block row (16 px with 4:2:0), so seams stay clean. */
-const BAND_ALIGN = 16;
-
-function bands(r: Rect): Rect[] {
-  const n = Math.ceil((r.w * r.h) / BAND_PIXELS);
-  if (n <= 1) return [r];
-  const step = Math.max(BAND_ALIGN, Math.ceil(r.h / n / BAND_ALIGN) * BAND_ALIGN);
-  const out: Rect[] = [];
-  for (let y = 0; y < r.h; y += step)
-    out.push({ x: r.x, y: r.y + y, w: r.w, h: Math.min(step, r.h - y) });
-  return out;
-}
+/** Lossy quality when the viewer lags far behind. */
 const MIN_QUALITY = 30;
 
 /**
  * One browser viewing one desktop. Holds only its pending damage (a cell grid) and pending
  * copies, never frames: at most `maxInFlight` frames are unacknowledged; while it is behind,
- * damage accumulates and the next frame carries the newest pixels (DESIGN.md decision 5).
+ * damage accumulates and the next frame carries the newest pixels (docs/architecture.md,
+ * decision 5).
  */
 export class Viewer {
   readonly dirty: DirtyGrid;
@@ -65,7 +66,7 @@ export class Viewer {
   /** this viewer's zlib stream for palette and RGB rects (see deflate-stream.ts) */
   private readonly zlib = new DeflateStream();
   private closed = false;
-  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshTimer: TimerHandle | undefined;
   readonly stats: ViewerStats = {
     frames: 0,
     bytes: 0,
@@ -77,12 +78,9 @@ export class Viewer {
   private window = { at: 0, frames: 0, bytes: 0, fps: 0, kbps: 0 };
 
   constructor(
-    readonly id: string,
     private readonly mirror: MirrorView,
-    private readonly send: (frame: Uint8Array) => void,
     private readonly clock: Clock,
-    private readonly maxInFlight: number,
-    private readonly onError: (e: unknown) => void,
+    private readonly opts: ViewerOptions,
   ) {
     this.dirty = new DirtyGrid(mirror.width, mirror.height);
     this.lossy = new DirtyGrid(mirror.width, mirror.height);
@@ -163,9 +161,10 @@ export class Viewer {
     this.copies.push(op);
   }
 
-  ack(seq: number): void {
+  /** The browser has drawn frame `seq` (and every one before it); false if no such frame is in flight. */
+  ack(seq: number): boolean {
     const sentAt = this.inFlight.get(seq);
-    if (sentAt === undefined) return; // unknown or duplicate ack: ignore
+    if (sentAt === undefined) return false; // unknown or duplicate ack: ignore
     // acks are in order; anything older than seq is acknowledged too
     for (const s of this.inFlight.keys()) if (s <= seq) this.inFlight.delete(s);
     const lag = this.clock.now() - sentAt;
@@ -177,11 +176,12 @@ export class Viewer {
     );
     this.stats.inFlight = this.inFlight.size;
     this.flush();
+    return true;
   }
 
   close(): void {
     this.closed = true;
-    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer?.cancel();
     this.zlib.close();
   }
 
@@ -198,9 +198,14 @@ export class Viewer {
     return { fps: Math.round(this.window.fps * 10) / 10, kbps: Math.round(this.window.kbps) };
   }
 
+  /** a frame is being encoded (it is sent when done, and the next one started if due) */
+  get encoding(): boolean {
+    return this.building;
+  }
+
   /** Send a frame now if there is something to send and room in flight. */
   flush(): void {
-    if (this.closed || this.building || this.inFlight.size >= this.maxInFlight) return;
+    if (this.closed || this.building || this.inFlight.size >= this.opts.maxInFlight) return;
     if (this.dirty.empty && this.copies.length === 0) return;
     this.building = true;
     this.build().then(
@@ -213,18 +218,17 @@ export class Viewer {
         // what was compressed for the lost frame is in our zlib stream but not the client's
         this.keyframe = true;
         this.dirty.markAll();
-        this.onError(e);
+        this.opts.onError(e);
       },
     );
   }
 
   private scheduleRefresh(): void {
     if (this.refreshTimer || this.lossy.empty || this.closed) return;
-    this.refreshTimer = setTimeout(() => {
+    this.refreshTimer = (this.opts.setTimer ?? realTimer)(() => {
       this.refreshTimer = undefined;
       this.refreshLossy();
     }, LOSSLESS_REFRESH_MS);
-    this.refreshTimer.unref();
   }
 
   /** move quiet lossy cells into the damage, to be re-sent losslessly */
@@ -241,41 +245,21 @@ export class Viewer {
     this.scheduleRefresh();
   }
 
+  /** Plan, encode and send one frame of everything pending (see frame-plan.ts). */
   private async build(): Promise<void> {
     const { width, height, fb } = this.mirror;
-    const copies = this.copies;
+    const plan = planFrame(this.copies, this.dirty.toRects(), (r) => this.mirror.isHot(r));
     this.copies = [];
-    const rects = this.dirty.toRects();
     this.dirty.clear();
     const keyframe = this.keyframe;
     this.keyframe = false;
     // the client restarts its inflater at a keyframe, so we restart our deflater with it
     if (keyframe) this.zlib.reset();
     const quality = this.stats.quality;
-    // Snapshot the pixels now: the mirror keeps changing while we encode. Large animated
-    // rects are cut into bands that encode in parallel on the libuv pool (one sharp call
-    // uses one core), which roughly halves a full-screen frame's latency on two cores.
-    const jobs: Promise<EncodedRect>[] = [];
-    for (const r of rects) {
-      const allowLossy = this.mirror.isHot(r);
-      for (const b of allowLossy ? bands(r) : [r]) {
-        const pixels = extract(fb, width, b.x, b.y, b.w, b.h);
-        jobs.push(encodeRect(b.x, b.y, b.w, b.h, pixels, { quality, allowLossy, zlib: this.zlib }));
-      }
-    }
-    const encoded = await Promise.all(jobs);
+    const encoded = await encodeJobs(plan.jobs, fb, width, { quality, zlib: this.zlib });
     if (this.closed) return;
-    const out: FrameRect[] = copies.map((c) => ({
-      x: c.x,
-      y: c.y,
-      w: c.w,
-      h: c.h,
-      codec: Codec.Copy,
-      payload: copyPayload(c.srcX, c.srcY),
-    }));
     let anyLossy = false;
     for (const e of encoded) {
-      out.push(e);
       if (e.lossy) {
         this.lossy.mark(e);
         anyLossy = true;
@@ -284,16 +268,16 @@ export class Viewer {
     if (width !== this.mirror.width || height !== this.mirror.height) return; // resized meanwhile; a keyframe follows
     const seq = ++this.seq >>> 0;
     const sentAt = this.clock.now();
-    const bytes = encodeFrame({
+    const bytes = writeFrame({
       seq,
       fbWidth: width,
       fbHeight: height,
       sentAt,
-      flags:
-        (keyframe ? FrameFlags.Keyframe : 0) |
-        (anyLossy || !this.lossy.empty ? 0 : FrameFlags.Lossless),
-      quality: anyLossy ? quality : 0,
-      rects: out,
+      keyframe,
+      copies: plan.copies,
+      rects: encoded,
+      quality,
+      lossless: this.lossy.empty,
     });
     this.inFlight.set(seq, sentAt);
     this.stats.inFlight = this.inFlight.size;
@@ -301,7 +285,7 @@ export class Viewer {
     this.stats.bytes += bytes.byteLength;
     this.window.frames++;
     this.window.bytes += bytes.byteLength;
-    this.send(bytes);
+    this.opts.send(bytes);
     if (anyLossy) this.scheduleRefresh();
   }
 }

@@ -104,6 +104,28 @@ describe('gateway input validation', () => {
     expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
   });
 
+  it('keeps the draw times viewers report with their acks, for frames they were sent', async () => {
+    const renderCount = async () => {
+      const text = await (await fetch(`${t.url}/metrics`)).text();
+      return Number(/^vdi_frame_render_seconds_count (\d+)$/m.exec(text)?.[1] ?? NaN);
+    };
+    const s = open({ cookie });
+    await connected(s);
+    const frames = receiveFrames(s, { ack: false });
+    expect(await attach(s, { sessionId })).toMatchObject({ ok: true });
+    await until(() => frames.length > 0, 10_000, 'first frame');
+    const before = await renderCount();
+    s.emit('ack', { seq: (frames[0]!.seq + 1000) >>> 0, renderMs: 5 }); // never sent
+    s.emit('ack', { seq: frames[0]!.seq, renderMs: 12.5 });
+    s.emit('ack', { seq: frames[0]!.seq, renderMs: 12.5 }); // again: already acknowledged
+    await until(async () => (await renderCount()) > before, 5000, 'the draw time counted');
+    // the ack after them all has been handled too: only the real one counted
+    const e = nextError(s);
+    s.emit('launch-missiles');
+    await e;
+    expect(await renderCount()).toBe(before + 1);
+  });
+
   it("does not let a user attach to, or shadow, someone else's session", async () => {
     const a = await admin();
     await a.post('/api/admin/users', {

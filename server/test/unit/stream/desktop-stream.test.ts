@@ -7,7 +7,6 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
 import { RfbProtocolError } from '../../../src/rfb/errors.js';
 import { DesktopStream } from '../../../src/stream/desktop-stream.js';
-import { Viewer } from '../../../src/stream/viewer.js';
 
 function setup() {
   const clock = new ManualClock();
@@ -18,15 +17,11 @@ function setup() {
   stream.resize(640, 480);
   stream.idle();
   const frames: Uint8Array[] = [];
-  const viewer = new Viewer(
-    'v',
-    stream,
-    (f) => frames.push(f),
-    clock,
-    2,
-    () => undefined,
-  );
-  stream.viewers.add(viewer);
+  const viewer = stream.attach({
+    send: (f) => frames.push(f),
+    maxInFlight: 2,
+    onError: () => undefined,
+  });
   return { clock, stream, viewer, frames };
 }
 
@@ -88,5 +83,48 @@ describe('DesktopStream resizes', () => {
       calm.putPixels(0, 0, 1, 1, pixel);
     }
     expect(calm.width).toBe(1024);
+  });
+});
+
+describe('DesktopStream viewers and input', () => {
+  it('a detached viewer is no longer fed damage', () => {
+    const { stream, viewer } = setup();
+    expect([...stream.viewers]).toEqual([viewer]);
+    stream.detach(viewer);
+    expect(stream.viewers.size).toBe(0);
+    viewer.dirty.clear();
+    stream.putPixels(0, 0, 1, 1, pixel);
+    expect(viewer.dirty.empty).toBe(true);
+  });
+
+  it('routes each kind of input to the link and says whether it was sent', () => {
+    const { stream } = setup();
+    expect(stream.input({ kind: 'key', keysym: 0x61, down: true })).toBe(false); // no link yet
+    const calls: unknown[][] = [];
+    let reading = true;
+    const record =
+      (name: string) =>
+      (...args: unknown[]) => {
+        calls.push([name, ...args]);
+        return reading;
+      };
+    stream.connected({
+      keyEvent: record('key'),
+      pointerEvent: record('pointer'),
+      clientCutText: record('clipboard'),
+      setDesktopSize: record('resize'),
+    });
+    expect(stream.input({ kind: 'key', keysym: 0x61, down: true })).toBe(true);
+    expect(stream.input({ kind: 'pointer', x: 3, y: 4, buttons: 1 })).toBe(true);
+    expect(stream.input({ kind: 'clipboard', text: 'hi' })).toBe(true);
+    expect(stream.input({ kind: 'resize', width: 800, height: 600 })).toBe(true);
+    expect(calls).toEqual([
+      ['key', 0x61, true],
+      ['pointer', 3, 4, 1],
+      ['clipboard', 'hi'],
+      ['resize', 800, 600],
+    ]);
+    reading = false; // the desktop stopped reading
+    expect(stream.input({ kind: 'key', keysym: 0x61, down: false })).toBe(false);
   });
 });

@@ -6,28 +6,10 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
-import { StreamManager, type TimerHandle } from '../../../src/stream/stream-manager.js';
+import { StreamManager } from '../../../src/stream/stream-manager.js';
 import { FakeRfbServer, waitFor, type FakeConnection } from '../rfb/helpers/fake-server.js';
 import * as w from '../rfb/helpers/server-wire.js';
-
-/** Timers that run only when the test says so. */
-class ManualTimers {
-  private readonly pending = new Set<{ fn: () => void }>();
-  readonly schedule = (fn: () => void): TimerHandle => {
-    const t = { fn };
-    this.pending.add(t);
-    return { cancel: () => this.pending.delete(t) };
-  };
-  get count(): number {
-    return this.pending.size;
-  }
-  fireAll(): void {
-    for (const t of [...this.pending]) {
-      this.pending.delete(t);
-      t.fn();
-    }
-  }
-}
+import { ManualTimers } from './helpers/manual-timers.js';
 
 let server: FakeRfbServer;
 let timers: ManualTimers;
@@ -80,7 +62,7 @@ describe('a replaced desktop link', () => {
 
     expect(manager.get('d1')).toBe(second.stream);
     // the new link still carries input and pixels
-    expect(second.stream.link!.keyEvent(0x61, true)).toBe(true);
+    expect(second.stream.input({ kind: 'key', keysym: 0x61, down: true })).toBe(true);
     const key = await second.conn.readUntil('KeyEvent');
     expect(key.message).toMatchObject({ keysym: 0x61, down: true });
     expect(second.conn.socket.destroyed).toBe(false);

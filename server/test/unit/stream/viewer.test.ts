@@ -10,8 +10,8 @@ import {
 } from '@vdi/shared';
 import { ManualClock } from '../../../src/clock.js';
 import { DesktopStream } from '../../../src/stream/desktop-stream.js';
-import { Viewer } from '../../../src/stream/viewer.js';
 import { InflateSegments } from '../../../src/stream/deflate-stream.js';
+import { ManualTimers } from './helpers/manual-timers.js';
 
 const log = pino({ level: 'silent' });
 
@@ -25,29 +25,23 @@ function setup(w = 256, h = 128, maxInFlight = 2) {
   stream.idle(); // the parser applies a size once it has read what arrived
   const frames: Frame[] = [];
   const errors: unknown[] = [];
-  const viewer = new Viewer(
-    'v1',
-    stream,
-    (b) => frames.push(decodeFrame(b)),
-    clock,
+  const timers = new ManualTimers();
+  const viewer = stream.attach({
+    send: (b) => frames.push(decodeFrame(b)),
     maxInFlight,
-    (e) => errors.push(e),
-  );
-  stream.viewers.add(viewer);
-  // encodes run on the libuv pool: wait until no new frame has appeared for a while
+    onError: (e) => errors.push(e),
+    setTimer: timers.schedule,
+  });
+  // encodes run on the libuv pool: wait until the viewer has sent what it can
   const settle = async () => {
-    let n = -1;
-    while (n !== frames.length) {
-      n = frames.length;
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    while (viewer.encoding) await new Promise((r) => setTimeout(r, 1));
   };
   const paint = (x: number, y: number, pw: number, ph: number, rgb: [number, number, number]) => {
     const px = Buffer.alloc(pw * ph * 4);
     for (let i = 0; i < pw * ph; i++) px.set([...rgb, 0], i * 4);
     stream.putPixels(x, y, pw, ph, px);
   };
-  return { clock, stream, viewer, frames, errors, settle, paint };
+  return { clock, timers, stream, viewer, frames, errors, settle, paint };
 }
 
 describe('Viewer pacing', () => {
@@ -86,13 +80,13 @@ describe('Viewer pacing', () => {
     const { stream, viewer, frames, settle, paint } = setup(64, 64, 1);
     stream.updateEnd();
     await settle();
-    viewer.ack(999);
+    expect(viewer.ack(999)).toBe(false);
     paint(0, 0, 8, 8, [1, 2, 3]);
     stream.updateEnd();
     await settle();
     expect(frames).toHaveLength(1);
-    viewer.ack(frames[0]!.seq);
-    viewer.ack(frames[0]!.seq);
+    expect(viewer.ack(frames[0]!.seq)).toBe(true);
+    expect(viewer.ack(frames[0]!.seq)).toBe(false);
     await settle();
     expect(frames).toHaveLength(2);
   });
@@ -314,7 +308,7 @@ describe('Viewer pacing', () => {
   });
 
   it('re-sends a lossy region losslessly once it stops changing', async () => {
-    const { clock, stream, viewer, frames, settle } = setup(256, 256, 4);
+    const { clock, timers, stream, viewer, frames, settle } = setup(256, 256, 4);
     stream.updateEnd();
     await settle();
     viewer.ack(frames[0]!.seq);
@@ -334,7 +328,7 @@ describe('Viewer pacing', () => {
     expect(frames.some((f) => f.rects.some((r) => r.codec === Codec.Jpeg))).toBe(true);
     // quiet for a while: the refresh timer re-sends it losslessly
     clock.advance(2000);
-    await new Promise((r) => setTimeout(r, 400));
+    timers.fireAll();
     await settle();
     const last = frames.at(-1)!;
     expect(last.rects.every((r) => r.codec !== Codec.Jpeg)).toBe(true);

@@ -1,0 +1,272 @@
+import type { Logger } from 'pino';
+import type { AttachRequest, AttachResult, ErrorResult } from '@vdi/shared';
+import type { Broker } from '../broker/broker.js';
+import { BrokerError } from '../broker/errors.js';
+import { RfbError, viewerReason } from '../rfb/errors.js';
+import type { RfbLimits } from '../rfb/types.js';
+import type { DesktopStream } from '../stream/desktop-stream.js';
+import type { StreamManager } from '../stream/stream-manager.js';
+import type { Viewer } from '../stream/viewer.js';
+import { gatewayMetrics } from './metrics.js';
+import { Reattacher } from './reattach.js';
+import { rooms, type VdiServer, type VdiSocket } from './viewer-socket.js';
+
+/** A socket attached to a session: its viewer of the desktop's stream (this node only). */
+export interface Attachment {
+  sessionId: string;
+  desktopId: string;
+  shadow: boolean;
+  viewer: Viewer;
+  stream: DesktopStream;
+  /** the pool's limits for this desktop's link */
+  limits: RfbLimits;
+}
+
+export interface AttachmentsOptions {
+  io: VdiServer;
+  broker: Broker;
+  streams: StreamManager;
+  log: Logger;
+  /** unacknowledged frames per viewer (config.maxFramesInFlight) */
+  maxFramesInFlight: number;
+  /** the RFB limits of a pool's desktops, from its template */
+  limitsOf(template: string): RfbLimits;
+  /** see GatewayOptions.reattachDelaysMs */
+  reattachDelaysMs?: readonly number[];
+}
+
+/**
+ * Which socket views which session on this node, and the session's presence: attaching a
+ * socket (a viewer of the desktop's stream, the rooms, shadow notices, the session marked
+ * active), letting go of it, attaching again after the desktop's stream went away, and marking
+ * the session disconnected when its last viewer leaves (docs/architecture.md, decision 3).
+ */
+export class Attachments {
+  private readonly bySocket = new WeakMap<VdiSocket, Attachment>();
+  private readonly reattacher: Reattacher;
+  private readonly io: VdiServer;
+  private readonly broker: Broker;
+  private readonly streams: StreamManager;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: AttachmentsOptions) {
+    ({ io: this.io, broker: this.broker, streams: this.streams, log: this.log } = opts);
+    this.reattacher = new Reattacher(
+      {
+        attach: (socket, sessionId, shadow) => this.attach(socket, sessionId, shadow),
+        left: (socket, sessionId, shadow, reason) =>
+          this.leftSession(socket, sessionId, shadow, reason),
+      },
+      opts.log,
+      opts.reattachDelaysMs,
+    );
+  }
+
+  of(socket: VdiSocket): Attachment | undefined {
+    return this.bySocket.get(socket);
+  }
+
+  /** every socket connected to this node */
+  sockets(): VdiSocket[] {
+    return [...this.io.of('/').sockets.values()];
+  }
+
+  ofSession(sessionId: string): VdiSocket[] {
+    return this.sockets().filter((s) => this.bySocket.get(s)?.sessionId === sessionId);
+  }
+
+  ofDesktop(desktopId: string): VdiSocket[] {
+    return this.sockets().filter((s) => this.bySocket.get(s)?.desktopId === desktopId);
+  }
+
+  /** Answer a socket's `attach` event: the attach result, or why not in the viewer's words. */
+  request(
+    socket: VdiSocket,
+    req: AttachRequest,
+    reply: (res: AttachResult | ErrorResult) => void,
+  ): void {
+    this.attach(socket, req.sessionId, req.shadow ?? false).then(reply, (err: unknown) => {
+      if (err instanceof BrokerError) {
+        reply({ ok: false, code: err.code, message: err.message });
+      } else if (err instanceof RfbError) {
+        // the desktop's link failed before its first frame: say why, in our words
+        this.log.warn({ err, sessionId: req.sessionId }, 'attach failed: desktop link');
+        reply({ ok: false, ...viewerReason(err) });
+      } else {
+        this.log.error({ err }, 'attach failed');
+        reply({
+          ok: false,
+          code: 'ATTACH_FAILED',
+          message: 'the desktop could not be reached; try again',
+        });
+      }
+    });
+  }
+
+  private async attach(
+    socket: VdiSocket,
+    sessionId: string,
+    shadow: boolean,
+  ): Promise<AttachResult> {
+    if (this.bySocket.get(socket)) this.detach(socket, 'reattach');
+    const user = socket.data.user;
+    const info = await this.broker.attachInfo(sessionId, user, shadow);
+    const limits = this.opts.limitsOf(info.pool.template);
+    const stream = await this.streams.acquire(info.desktop.id, info.endpoint, limits);
+    if (!socket.connected) {
+      this.streams.release(info.desktop.id, stream);
+      throw new BrokerError('GONE', 'socket closed during attach');
+    }
+    const viewer = stream.attach({
+      send: (frame) => {
+        gatewayMetrics.frames.inc();
+        gatewayMetrics.bytes.inc(frame.byteLength);
+        socket.emit('frame', frame);
+      },
+      maxInFlight: this.opts.maxFramesInFlight,
+      onError: (err) => this.log.error({ err, sessionId }, 'frame build failed'),
+    });
+    this.bySocket.set(socket, {
+      sessionId,
+      desktopId: info.desktop.id,
+      shadow,
+      viewer,
+      stream,
+      limits,
+    });
+    // attached (by itself or by a retry of ours): no need to keep trying for it
+    this.reattacher.stop(socket);
+    await socket.join([
+      rooms.session(sessionId),
+      rooms.desktop(info.desktop.id),
+      ...(shadow ? [] : [rooms.viewers(sessionId)]),
+    ]);
+    if (stream.cursor) socket.emit('cursor', { ...stream.cursor, png: stream.cursor.png });
+    const actor = { id: user.id, name: user.username, ip: socket.data.ip };
+    if (shadow) {
+      // the user's viewers are told; shadows are not (they would read "an administrator is watching")
+      this.io.to(rooms.viewers(sessionId)).emit('shadow', { watched: true, by: user.username });
+      await this.broker.audit.record({
+        actor: user.username,
+        action: 'session.shadow.start',
+        target: sessionId,
+        ip: socket.data.ip,
+      });
+    } else {
+      await this.broker.markActive(sessionId, actor);
+      const watcher = this.ofSession(sessionId).find((s) => this.bySocket.get(s)!.shadow);
+      if (watcher) socket.emit('shadow', { watched: true, by: watcher.data.user.username });
+    }
+    viewer.flush();
+    this.log.info({ sessionId, user: user.username, shadow }, 'viewer attached');
+    return {
+      ok: true as const,
+      sessionId,
+      desktopId: info.desktop.id,
+      width: stream.width,
+      height: stream.height,
+      viewOnly: shadow,
+      name: info.desktop.name,
+    };
+  }
+
+  /**
+   * The socket's desktop stream went away (restart, lost or frozen link): let go of it and
+   * attach again, with backoff, once the desktop is back. It stays in its session's rooms
+   * meanwhile: if the desktop is gone for good the session ends and it hears why.
+   */
+  waitForDesktop(socket: VdiSocket, reason: string): void {
+    const a = this.bySocket.get(socket);
+    if (!a) return;
+    this.detach(socket, reason, { keepSessionRoom: true, reattaching: true });
+    this.reattacher.start(socket, a.sessionId, a.shadow);
+  }
+
+  /** The socket disconnected: it no longer views or waits for anything. */
+  disconnected(socket: VdiSocket, reason: string): void {
+    const w = this.reattacher.of(socket);
+    if (w) {
+      this.reattacher.stop(socket);
+      this.leftSession(socket, w.sessionId, w.shadow, reason);
+    }
+    this.detach(socket, reason);
+  }
+
+  /** Does anyone but `except` view this session (attached, or waiting to attach again)? */
+  private hasOtherViewer(sessionId: string, except: VdiSocket): boolean {
+    for (const s of this.ofSession(sessionId))
+      if (s !== except && !this.bySocket.get(s)!.shadow) return true;
+    return this.reattacher.hasViewerWaiting(sessionId, except);
+  }
+
+  /** A viewer stopped viewing a session: the last one leaving marks it disconnected. */
+  private leftSession(socket: VdiSocket, sessionId: string, shadow: boolean, reason: string): void {
+    if (shadow || this.hasOtherViewer(sessionId, socket)) return;
+    const user = socket.data.user;
+    void this.broker
+      .markDisconnected(sessionId, { id: user.id, name: user.username, ip: socket.data.ip }, reason)
+      .catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
+  }
+
+  /**
+   * Let go of a socket's attachment. `reattaching`: the socket is about to wait for its
+   * desktop to come back (see waitForDesktop); it still views the session, which stays active.
+   */
+  private detach(
+    socket: VdiSocket,
+    reason: string,
+    opts: { keepSessionRoom?: boolean; reattaching?: boolean } = {},
+  ): void {
+    const a = this.bySocket.get(socket);
+    if (!a) return;
+    this.bySocket.delete(socket);
+    a.stream.detach(a.viewer);
+    const left = [
+      rooms.desktop(a.desktopId),
+      // a viewer waiting to attach again is still the session's viewer: an administrator's
+      // message or Disconnect reaches it (see Reattacher.stop for when it leaves)
+      ...(opts.reattaching ? [] : [rooms.viewers(a.sessionId)]),
+      ...(opts.keepSessionRoom ? [] : [rooms.session(a.sessionId)]),
+    ];
+    for (const room of left) void socket.leave(room);
+    this.streams.release(a.desktopId, a.stream);
+    const rest = this.ofSession(a.sessionId);
+    const user = socket.data.user;
+    if (a.shadow) {
+      if (!rest.some((s) => this.bySocket.get(s)!.shadow))
+        this.io.to(rooms.viewers(a.sessionId)).emit('shadow', { watched: false });
+      void this.broker.audit.record({
+        actor: user.username,
+        action: 'session.shadow.end',
+        target: a.sessionId,
+        ip: socket.data.ip,
+      });
+    } else if (!opts.reattaching) {
+      this.leftSession(socket, a.sessionId, false, reason);
+    }
+  }
+
+  /** viewer counts, bandwidth and frame rate of this node's viewers of a session */
+  sessionStats(sessionId: string): { viewers: number; shadows: number; kbps: number; fps: number } {
+    let viewers = 0;
+    let shadows = 0;
+    let kbps = 0;
+    let fps = 0;
+    for (const s of this.ofSession(sessionId)) {
+      const a = this.bySocket.get(s)!;
+      if (a.shadow) shadows++;
+      else {
+        viewers++;
+        const r = a.viewer.rates();
+        kbps += r.kbps;
+        fps = Math.max(fps, r.fps);
+      }
+    }
+    return { viewers, shadows, kbps, fps };
+  }
+
+  /** stop every retry (the gateway closes) */
+  close(): void {
+    this.reattacher.stopAll();
+  }
+}
