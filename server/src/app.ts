@@ -18,7 +18,7 @@ import { userRoutes } from './api/user-routes.js';
 import { adminRoutes } from './api/admin-routes.js';
 import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
-import type { DesktopHandle, Provider } from './providers/types.js';
+import type { Provider } from './providers/types.js';
 import { XvncProvider } from './providers/xvnc.js';
 import { QemuProvider } from './providers/qemu.js';
 import { VncProvider } from './providers/vnc.js';
@@ -187,7 +187,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
         if (!d.handle)
           throw new HttpError(409, 'DESKTOP_NOT_RUNNING', 'the desktop is not running');
         const provider = broker.provider(pool.provider);
-        const handle = JSON.parse(d.handle) as DesktopHandle;
+        const handle = d.handle;
         try {
           return await gateway.thumbnail(desktopId, provider.endpoint(handle));
         } catch (err) {

@@ -23,13 +23,13 @@ import {
 } from '@vdi/shared';
 import type { Db } from '../store/db.js';
 import { isUniqueViolation } from '../store/unique-violation.js';
+import { desktopRow } from '../store/rows.js';
 import type { Clock } from '../clock.js';
 import type { Broker, Actor } from '../broker/broker.js';
 import { poolFromRow, type PoolAdmin } from '../broker/pools.js';
 import type { Auth } from '../auth/index.js';
 import { createUser, userView } from '../auth/users.js';
 import { hashPassword } from '../auth/passwords.js';
-import type { DesktopHandle } from '../providers/types.js';
 import { IsolationFacts } from '../providers/sandbox/facts.js';
 import { HttpError } from './http-error.js';
 import type { ApiRegistry } from './registry.js';
@@ -491,12 +491,14 @@ export function adminRoutes(
     async (req) => {
       const pool = await broker.pool(IdParam.parse(req.params).id);
       const provider = broker.provider(pool.provider);
-      const rows = await db
-        .selectFrom('desktops')
-        .selectAll()
-        .where('pool_id', '=', pool.id)
-        .orderBy('created_at')
-        .execute();
+      const rows = (
+        await db
+          .selectFrom('desktops')
+          .selectAll()
+          .where('pool_id', '=', pool.id)
+          .orderBy('created_at')
+          .execute()
+      ).map(desktopRow);
       return Promise.all(
         rows.map(async (d) => ({
           id: d.id,
@@ -506,15 +508,8 @@ export function adminRoutes(
           health: d.handle ? await broker.desktopHealth(d.id) : 'stopped',
           error: d.error,
           stateSince: d.state_since,
-          facts:
-            d.handle && provider.describe
-              ? provider.describe(JSON.parse(d.handle) as DesktopHandle)
-              : {},
-          isolation: isolation.of(
-            pool.provider,
-            d.handle ? (JSON.parse(d.handle) as DesktopHandle) : undefined,
-            clock.now(),
-          ),
+          facts: d.handle && provider.describe ? provider.describe(d.handle) : {},
+          isolation: isolation.of(pool.provider, d.handle ?? undefined, clock.now()),
         })),
       );
     },
@@ -704,16 +699,9 @@ export function adminRoutes(
             lastInputAt: row?.last_input_at ?? null,
             provider: pool?.provider ?? '?',
             desktopState: d ? (d.handle ? await broker.desktopHealth(d.id) : d.state) : 'gone',
-            facts:
-              d?.handle && provider?.describe
-                ? provider.describe(JSON.parse(d.handle) as DesktopHandle)
-                : {},
+            facts: d?.handle && provider?.describe ? provider.describe(d.handle) : {},
             isolation: pool
-              ? isolation.of(
-                  pool.provider,
-                  d?.handle ? (JSON.parse(d.handle) as DesktopHandle) : undefined,
-                  clock.now(),
-                )
+              ? isolation.of(pool.provider, d?.handle ?? undefined, clock.now())
               : null,
           };
         }),
@@ -797,7 +785,7 @@ export function adminRoutes(
     const pool = await broker.pool(d.pool_id);
     return {
       d,
-      handle: JSON.parse(d.handle) as DesktopHandle,
+      handle: d.handle,
       provider: broker.provider(pool.provider),
     };
   };

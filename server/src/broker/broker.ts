@@ -5,6 +5,7 @@ import type { MyDesktop, SessionInfo } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
+import { desktopRow, jsonColumn, poolRow } from '../store/rows.js';
 import type { DesktopHandle, Provider, RfbEndpoint } from '../providers/types.js';
 import { AuditLog } from './audit.js';
 import { BrokerError } from './errors.js';
@@ -99,7 +100,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .where('id', '=', poolId)
       .executeTakeFirst();
     if (!pool) throw new BrokerError('NOT_FOUND', 'no such pool', 404);
-    return pool;
+    return poolRow(pool);
   }
 
   async isEntitled(userId: string, poolId: string): Promise<boolean> {
@@ -138,12 +139,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
           eb.and([eb('e.principal_type', '=', 'group'), eb('e.principal_id', 'in', groups)]),
         ]),
       );
-    return this.db
+    const rows = await this.db
       .selectFrom('pools')
       .selectAll()
       .where('id', 'in', poolIds)
       .orderBy('name')
       .execute();
+    return rows.map(poolRow);
   }
 
   /** Session rows joined with names, as the API shows them. */
@@ -212,11 +214,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   async desktop(desktopId: string): Promise<DesktopRow | undefined> {
-    return this.db
+    const row = await this.db
       .selectFrom('desktops')
       .selectAll()
       .where('id', '=', desktopId)
       .executeTakeFirst();
+    return row && desktopRow(row);
   }
 
   // --------------------------------------------------------------- assignment
@@ -312,7 +315,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         .where('state', '<>', 'failed')
         .executeTakeFirst();
       // the owner's desktop in any state: a user never gets a second one while theirs stops
-      if (own) return this.claimOwned(pool, own);
+      if (own) return this.claimOwned(pool, desktopRow(own));
     }
     // a warm spare: the conditional update is what makes two racers unable to share one
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -338,12 +341,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
         .executeTakeFirst();
       if (Number(claimed.numUpdatedRows) === 1) {
         // a spare may have died while it waited; do not hand out a dead desktop
-        const handle = spare.handle ? (JSON.parse(spare.handle) as DesktopHandle) : undefined;
-        const health = handle
-          ? await this.provider(pool.provider).health(handle)
+        const claimedSpare = desktopRow(spare);
+        const health = claimedSpare.handle
+          ? await this.provider(pool.provider).health(claimedSpare.handle)
           : { state: 'dead' as const };
-        if (health.state === 'running') return { ...spare, state: 'in-use' };
-        await this.cleanupDesktop(spare, pool, 'spare found dead at assignment');
+        if (health.state === 'running') return { ...claimedSpare, state: 'in-use' };
+        await this.cleanupDesktop(claimedSpare, pool, 'spare found dead at assignment');
       }
     }
     return this.poolLock.run(pool.id, async () => {
@@ -384,14 +387,14 @@ export class Broker extends EventEmitter<BrokerEvents> {
         await this.db
           .updateTable('desktops')
           .set({
-            handle: JSON.stringify(handle),
+            handle: jsonColumn(handle),
             state: 'in-use',
             state_since: this.nowIso(),
             error: null,
           })
           .where('id', '=', fresh.id)
           .execute();
-        return { ...fresh, handle: JSON.stringify(handle), state: 'in-use' };
+        return { ...fresh, handle, state: 'in-use' };
       } catch (e) {
         await this.db
           .updateTable('desktops')
@@ -429,7 +432,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .where('pool_id', '=', pool.id)
       .execute();
     const taken = new Set(used.map((u) => u.slot));
-    const hosts = (JSON.parse(pool.template) as { hosts?: unknown[] }).hosts ?? [];
+    const hosts = (pool.template as { hosts?: unknown[] }).hosts ?? [];
     for (let i = 0; i < hosts.length; i++) if (!taken.has(i)) return i;
     throw new BrokerError('POOL_FULL', `pool "${pool.name}" has no free machine`);
   }
@@ -439,7 +442,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       {
         desktopId: d.id,
         poolId: pool.id,
-        template: JSON.parse(pool.template) as Record<string, unknown>,
+        template: pool.template,
         persistent: pool.assignment === 'dedicated',
         ...(d.slot !== null ? { slot: d.slot } : {}),
       },
@@ -470,16 +473,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
       created_at: now,
       state_since: now,
     };
-    await this.db.insertInto('desktops').values(row).execute();
+    await this.db
+      .insertInto('desktops')
+      .values({ ...row, handle: null })
+      .execute();
     try {
       const handle = await this.startDesktop(pool, row);
       await this.db
         .updateTable('desktops')
-        .set({ handle: JSON.stringify(handle), state: o.state, state_since: this.nowIso() })
+        .set({ handle: jsonColumn(handle), state: o.state, state_since: this.nowIso() })
         .where('id', '=', id)
         .execute();
       this.log.info({ desktopId: id, pool: pool.name }, 'desktop provisioned');
-      return { ...row, handle: JSON.stringify(handle), state: o.state };
+      return { ...row, handle, state: o.state };
     } catch (e) {
       await this.db.deleteFrom('desktops').where('id', '=', id).execute();
       this.log.error({ err: e, pool: pool.name }, 'desktop provisioning failed');
@@ -532,9 +538,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         503,
       );
     const pool = await this.pool(session.pool_id);
-    const endpoint = this.provider(pool.provider).endpoint(
-      JSON.parse(desktop.handle) as DesktopHandle,
-    );
+    const endpoint = this.provider(pool.provider).endpoint(desktop.handle);
     return { session, desktop, pool, endpoint };
   }
 
@@ -631,7 +635,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .selectAll()
       .where('id', '=', s.pool_id)
       .executeTakeFirst();
-    if (pool) await this.releaseDesktop(s.desktop_id, pool, reason);
+    if (pool) await this.releaseDesktop(s.desktop_id, poolRow(pool), reason);
     else await this.db.deleteFrom('desktops').where('id', '=', s.desktop_id).execute();
   }
 
@@ -640,7 +644,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const d = await this.desktop(desktopId);
       if (!d) return;
       const provider = this.provider(pool.provider);
-      const handle = d.handle ? (JSON.parse(d.handle) as DesktopHandle) : undefined;
+      const handle = d.handle;
       const log = this.log.child({ desktopId });
       await this.setDesktopState(d.id, 'stopping');
       try {
@@ -689,7 +693,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const d = await this.desktop(s.desktop_id);
       if (!d?.handle)
         throw new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
-      const handle = JSON.parse(d.handle) as DesktopHandle;
+      const handle = d.handle;
       if (provider.powerAction) {
         // A VM reboots behind the same VNC server: viewers stay attached and watch it boot.
         await provider.powerAction(handle, 'reset');
@@ -703,7 +707,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         const fresh = await this.startDesktop(pool, d);
         await this.db
           .updateTable('desktops')
-          .set({ handle: JSON.stringify(fresh), state_since: this.nowIso() })
+          .set({ handle: jsonColumn(fresh), state_since: this.nowIso() })
           .where('id', '=', d.id)
           .execute();
       } finally {
@@ -828,15 +832,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /** Keep `spares` ready desktops and at least `minSize` desktops; trim spares above that. */
   private async maintainPools(): Promise<void> {
-    const pools = await this.db.selectFrom('pools').selectAll().execute();
+    const pools = (await this.db.selectFrom('pools').selectAll().execute()).map(poolRow);
     for (const pool of pools) {
       if (!this.providers.has(pool.provider)) continue;
       await this.poolLock.run(pool.id, async () => {
-        const desktops = await this.db
-          .selectFrom('desktops')
-          .selectAll()
-          .where('pool_id', '=', pool.id)
-          .execute();
+        const desktops = (
+          await this.db.selectFrom('desktops').selectAll().where('pool_id', '=', pool.id).execute()
+        ).map(desktopRow);
         const alive = desktops.filter((d) => d.state !== 'failed');
         const free = alive.filter(
           (d) => (d.state === 'ready' || d.state === 'provisioning') && d.owner_user_id === null,
@@ -894,12 +896,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
       .where('d.handle', 'is not', null)
       .where('d.state', 'in', ['ready', 'in-use']);
     if (only) q = q.where('d.id', 'in', only);
-    const rows = (await q.execute()).filter((d) => !this.restarting.has(d.id));
+    const rows = (await q.execute()).map(desktopRow).filter((d) => !this.restarting.has(d.id));
     for (const d of rows) {
       const provider = this.providers.get(d.provider);
       if (!provider) continue;
       const h = await provider
-        .health(JSON.parse(d.handle!) as DesktopHandle)
+        .health(d.handle!)
         .catch((e: unknown) => ({ state: 'unresponsive' as const, reason: String(e) }));
       const prev = this.unhealthy.get(d.id);
       if (h.state === 'running') {
@@ -936,16 +938,17 @@ export class Broker extends EventEmitter<BrokerEvents> {
   async reconcile(): Promise<{ adopted: number; cleaned: number; swept: number }> {
     let adopted = 0;
     let cleaned = 0;
-    const rows = await this.db.selectFrom('desktops').selectAll().execute();
+    const rows = (await this.db.selectFrom('desktops').selectAll().execute()).map(desktopRow);
     const known = new Map<string, DesktopHandle[]>();
     for (const d of rows) {
       const pool = await this.db
         .selectFrom('pools')
         .selectAll()
         .where('id', '=', d.pool_id)
-        .executeTakeFirst();
+        .executeTakeFirst()
+        .then((p) => p && poolRow(p));
       const provider = pool ? this.providers.get(pool.provider) : undefined;
-      const handle = d.handle ? (JSON.parse(d.handle) as DesktopHandle) : undefined;
+      const handle = d.handle ?? undefined;
       const log = this.log.child({ desktopId: d.id });
       if (!pool || !provider) {
         log.warn('desktop of a missing pool or provider: removing the record');
