@@ -5,7 +5,8 @@ import type { Db } from '../store/db.js';
 import type { PoolRow } from '../store/schema.js';
 import { desktopRow, jsonColumn, poolRow } from '../store/rows.js';
 import type { Clock } from '../clock.js';
-import type { Actor, Broker } from './broker.js';
+import type { Actor } from './actor.js';
+import type { Broker } from './broker.js';
 import { BrokerError } from './errors.js';
 import { isUniqueViolation } from '../store/unique-violation.js';
 

@@ -7,7 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PoolCreateBody, XvncTemplate } from '@vdi/shared';
 import { ManualClock } from '../../../src/clock.js';
 import { openStore, type Store } from '../../../src/store/db.js';
-import { Broker, type Actor } from '../../../src/broker/broker.js';
+import { Broker } from '../../../src/broker/broker.js';
+import type { Actor } from '../../../src/broker/actor.js';
 import { BrokerError } from '../../../src/broker/errors.js';
 import { PoolAdmin } from '../../../src/broker/pools.js';
 import {

@@ -1,0 +1,191 @@
+import { randomUUID } from 'node:crypto';
+import type { DesktopRow, PoolRow } from '../store/schema.js';
+import { jsonColumn } from '../store/rows.js';
+import type { DesktopHandle } from '../providers/types.js';
+import { BrokerPart, type BrokerContext } from './context.js';
+import { BrokerError } from './errors.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import type { BrokerQueries } from './queries.js';
+
+/**
+ * Desktops through their providers: start, provision, stop, restart in place. Whatever
+ * changes a running desktop happens here, under that desktop's lock, so a log-off, a reset
+ * and a health clean-up never act on one desktop at once.
+ */
+export class Desktops extends BrokerPart {
+  private readonly poolLock = new KeyedMutex();
+  private readonly desktopLock = new KeyedMutex();
+  /** desktops being restarted in place (admin reset): health checks leave them alone */
+  private readonly restarting = new Set<string>();
+
+  constructor(
+    ctx: BrokerContext,
+    private readonly queries: BrokerQueries,
+  ) {
+    super(ctx);
+  }
+
+  /** Run `fn` alone for this desktop (against other changes to the same desktop). */
+  withDesktop<T>(desktopId: string, fn: () => Promise<T>): Promise<T> {
+    return this.desktopLock.run(desktopId, fn);
+  }
+
+  /** Run `fn` alone for this pool: counting its desktops and adding one is one step. */
+  withPool<T>(poolId: string, fn: () => Promise<T>): Promise<T> {
+    return this.poolLock.run(poolId, fn);
+  }
+
+  /** Is this desktop being restarted in place (its link and health are expected to fail)? */
+  isRestarting(desktopId: string): boolean {
+    return this.restarting.has(desktopId);
+  }
+
+  async count(poolId: string): Promise<number> {
+    const r = await this.db
+      .selectFrom('desktops')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('pool_id', '=', poolId)
+      .where('state', '<>', 'failed')
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  private async nextSlot(pool: PoolRow): Promise<number | null> {
+    if (pool.provider !== 'vnc') return null;
+    const used = await this.db
+      .selectFrom('desktops')
+      .select('slot')
+      .where('pool_id', '=', pool.id)
+      .execute();
+    const taken = new Set(used.map((u) => u.slot));
+    const hosts = (pool.template as { hosts?: unknown[] }).hosts ?? [];
+    for (let i = 0; i < hosts.length; i++) if (!taken.has(i)) return i;
+    throw new BrokerError('POOL_FULL', `pool "${pool.name}" has no free machine`);
+  }
+
+  async start(pool: PoolRow, d: DesktopRow): Promise<DesktopHandle> {
+    return this.provider(pool.provider).create(
+      {
+        desktopId: d.id,
+        poolId: pool.id,
+        template: pool.template,
+        persistent: pool.assignment === 'dedicated',
+        ...(d.slot !== null ? { slot: d.slot } : {}),
+      },
+      this.log.child({ desktopId: d.id }),
+    );
+  }
+
+  /**
+   * Insert a desktop row first (so a crash mid-start leaves a trace reconciliation can clean),
+   * start it, then record its handle. On failure nothing is left behind.
+   */
+  async provision(
+    pool: PoolRow,
+    o: { owner: string | null; state: 'in-use' | 'ready' },
+  ): Promise<DesktopRow> {
+    const id = randomUUID();
+    const now = this.nowIso();
+    const slot = await this.nextSlot(pool);
+    const row: DesktopRow = {
+      id,
+      pool_id: pool.id,
+      name: `${pool.name}-${id.slice(0, 6)}`,
+      state: 'provisioning',
+      owner_user_id: o.owner,
+      handle: null,
+      slot,
+      error: null,
+      created_at: now,
+      state_since: now,
+    };
+    await this.db
+      .insertInto('desktops')
+      .values({ ...row, handle: null })
+      .execute();
+    try {
+      const handle = await this.start(pool, row);
+      await this.db
+        .updateTable('desktops')
+        .set({ handle: jsonColumn(handle), state: o.state, state_since: this.nowIso() })
+        .where('id', '=', id)
+        .execute();
+      this.log.info({ desktopId: id, pool: pool.name }, 'desktop provisioned');
+      return { ...row, handle, state: o.state };
+    } catch (e) {
+      await this.db.deleteFrom('desktops').where('id', '=', id).execute();
+      this.log.error({ err: e, pool: pool.name }, 'desktop provisioning failed');
+      const msg = (e as Error).message.split('\n')[0] ?? 'unknown error';
+      throw new BrokerError('DESKTOP_START_FAILED', `a desktop could not be started: ${msg}`, 503);
+    }
+  }
+
+  async setState(id: string, state: DesktopRow['state']): Promise<void> {
+    await this.db
+      .updateTable('desktops')
+      .set({ state, state_since: this.nowIso() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async release(desktopId: string, pool: PoolRow, reason: string): Promise<void> {
+    await this.desktopLock.run(desktopId, async () => {
+      const d = await this.queries.desktop(desktopId);
+      if (!d) return;
+      const provider = this.provider(pool.provider);
+      const handle = d.handle;
+      const log = this.log.child({ desktopId });
+      await this.setState(d.id, 'stopping');
+      try {
+        if (handle)
+          await provider.destroy(handle, log, { keepDisk: pool.assignment === 'dedicated' });
+      } catch (err) {
+        log.error({ err }, 'desktop stop failed');
+      }
+      if (pool.assignment === 'dedicated' && d.owner_user_id) {
+        await this.db
+          .updateTable('desktops')
+          .set({ state: 'stopped', handle: null, state_since: this.nowIso() })
+          .where('id', '=', d.id)
+          .execute();
+      } else {
+        await this.db.deleteFrom('desktops').where('id', '=', d.id).execute();
+      }
+      log.info({ reason }, 'desktop released');
+    });
+  }
+
+  /**
+   * Admin "reset desktop": restart it in place (Xvnc) or power-reset it (VM). Resolves true
+   * when it was restarted (its viewers must attach again), false for a VM's power reset.
+   */
+  async reset(desktopId: string, pool: PoolRow): Promise<boolean> {
+    const provider = this.provider(pool.provider);
+    return this.desktopLock.run(desktopId, async () => {
+      const d = await this.queries.desktop(desktopId);
+      if (!d?.handle)
+        throw new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
+      const handle = d.handle;
+      if (provider.powerAction) {
+        // A VM reboots behind the same VNC server: viewers stay attached and watch it boot.
+        await provider.powerAction(handle, 'reset');
+        return false;
+      }
+      // while it restarts, a lost connection or a failed health check is expected, not a loss
+      this.restarting.add(d.id);
+      try {
+        this.emit('desktop-restarting', d.id);
+        await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
+        const fresh = await this.start(pool, d);
+        await this.db
+          .updateTable('desktops')
+          .set({ handle: jsonColumn(fresh), state_since: this.nowIso() })
+          .where('id', '=', d.id)
+          .execute();
+      } finally {
+        this.restarting.delete(d.id);
+      }
+      return true;
+    });
+  }
+}
