@@ -32,6 +32,7 @@ import type { Auth } from '../auth/index.js';
 import { createUser, userView } from '../auth/users.js';
 import { hashPassword } from '../auth/passwords.js';
 import { IsolationFacts } from '../providers/sandbox/facts.js';
+import type { RfbEndpoint } from '../providers/types.js';
 import { HttpError } from './http-error.js';
 import type { ApiRegistry } from './registry.js';
 
@@ -41,7 +42,7 @@ const SnapshotName = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits
 /** What the gateway knows about live viewers, for the sessions table. */
 export interface LiveStats {
   sessionStats(sessionId: string): { viewers: number; shadows: number; kbps: number; fps: number };
-  thumbnail(desktopId: string): Promise<Buffer>;
+  thumbnail(desktopId: string, endpoint: RfbEndpoint): Promise<Buffer>;
   sendMessage(sessionId: string, text: string, from: string): Promise<number>;
 }
 
@@ -220,36 +221,7 @@ export function adminRoutes(
       const row = await getUser(id);
       if (id === req.user!.id)
         throw new HttpError(409, 'SELF_LOCKOUT', 'you cannot delete your own account');
-      const live = await db
-        .selectFrom('sessions')
-        .select('id')
-        .where('user_id', '=', id)
-        .where('state', '<>', 'ended')
-        .execute();
-      for (const s of live) await broker.logoff(s.id, actor(req), 'user deleted');
-      await deps.onUserDisabled(id);
-      await db
-        .deleteFrom('entitlements')
-        .where('principal_type', '=', 'user')
-        .where('principal_id', '=', id)
-        .execute();
-      await db.deleteFrom('group_members').where('user_id', '=', id).execute();
-      await db
-        .updateTable('desktops')
-        .set({ owner_user_id: null })
-        .where('owner_user_id', '=', id)
-        .where('state', '<>', 'stopped')
-        .execute();
-      const stopped = await db
-        .selectFrom('desktops as d')
-        .innerJoin('pools as p', 'p.id', 'd.pool_id')
-        .select(['d.id', 'p.provider'])
-        .where('d.owner_user_id', '=', id)
-        .execute();
-      for (const d of stopped) await broker.provider(d.provider).purge?.(d.id);
-      await db.deleteFrom('desktops').where('owner_user_id', '=', id).execute();
-      await db.deleteFrom('users').where('id', '=', id).execute();
-      await audit(req, 'user.delete', id, { username: row.username });
+      await broker.removeUser(row, actor(req), () => deps.onUserDisabled(id));
     },
   );
 
@@ -779,17 +751,6 @@ export function adminRoutes(
   );
 
   // ------------------------------------------------------------- desktops
-  const runningDesktop = async (id: string) => {
-    const d = await broker.desktop(id);
-    if (!d) throw new HttpError(404, 'NOT_FOUND', 'no such desktop');
-    if (!d.handle) throw new HttpError(409, 'DESKTOP_NOT_RUNNING', 'the desktop is not running');
-    const pool = await broker.pool(d.pool_id);
-    return {
-      d,
-      handle: d.handle,
-      provider: broker.provider(pool.provider),
-    };
-  };
 
   reg.add(
     router,
@@ -803,8 +764,8 @@ export function adminRoutes(
     },
     guard,
     async (req, res) => {
-      const { d } = await runningDesktop(IdParam.parse(req.params).id);
-      const jpeg = await live.thumbnail(d.id);
+      const { id } = IdParam.parse(req.params);
+      const jpeg = await broker.viewDesktop(id, (endpoint) => live.thumbnail(id, endpoint));
       res.setHeader('Content-Type', 'image/jpeg');
       res.setHeader('Cache-Control', 'no-store');
       res.end(jpeg);
@@ -824,15 +785,7 @@ export function adminRoutes(
     },
     guard,
     async (req) => {
-      const { d, handle, provider } = await runningDesktop(IdParam.parse(req.params).id);
-      if (!provider.powerAction)
-        throw new HttpError(
-          409,
-          'NOT_SUPPORTED',
-          `${provider.kind} desktops have no power actions`,
-        );
-      await provider.powerAction(handle, req.parsedBody.action);
-      await audit(req, `desktop.power.${req.parsedBody.action}`, d.id);
+      await broker.power(IdParam.parse(req.params).id, req.parsedBody.action, actor(req));
     },
   );
 
@@ -848,10 +801,7 @@ export function adminRoutes(
     },
     guard,
     async (req) => {
-      const { handle, provider } = await runningDesktop(IdParam.parse(req.params).id);
-      if (!provider.listSnapshots)
-        throw new HttpError(409, 'NOT_SUPPORTED', `${provider.kind} desktops have no snapshots`);
-      return provider.listSnapshots(handle);
+      return broker.snapshots(IdParam.parse(req.params).id);
     },
   );
 
@@ -867,11 +817,7 @@ export function adminRoutes(
     },
     guard,
     async (req) => {
-      const { d, handle, provider } = await runningDesktop(IdParam.parse(req.params).id);
-      if (!provider.snapshot)
-        throw new HttpError(409, 'NOT_SUPPORTED', `${provider.kind} desktops have no snapshots`);
-      await provider.snapshot(handle, req.parsedBody.name);
-      await audit(req, 'desktop.snapshot', d.id, { name: req.parsedBody.name });
+      await broker.takeSnapshot(IdParam.parse(req.params).id, req.parsedBody.name, actor(req));
     },
   );
 
@@ -886,12 +832,8 @@ export function adminRoutes(
     },
     guard,
     async (req) => {
-      const { d, handle, provider } = await runningDesktop(IdParam.parse(req.params).id);
-      const name = SnapshotName.parse(req.params.name);
-      if (!provider.restore)
-        throw new HttpError(409, 'NOT_SUPPORTED', `${provider.kind} desktops have no snapshots`);
-      await provider.restore(handle, name);
-      await audit(req, 'desktop.restore', d.id, { name });
+      const { id } = IdParam.parse(req.params);
+      await broker.restoreSnapshot(id, SnapshotName.parse(req.params.name), actor(req));
     },
   );
 

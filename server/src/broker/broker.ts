@@ -4,17 +4,19 @@ import type { MyDesktop, SessionInfo } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
-import type { Provider } from '../providers/types.js';
+import type { Provider, RfbEndpoint } from '../providers/types.js';
 import type { Actor } from './actor.js';
 import { Assignment } from './assignment.js';
 import { AuditLog } from './audit.js';
 import type { BrokerContext } from './context.js';
-import { Desktops } from './desktops.js';
+import { Desktops, type PowerAction } from './desktops.js';
+import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
 import { BrokerQueries } from './queries.js';
 import { Reconciler } from './reconcile.js';
 import { SessionLifecycle, type AttachInfo } from './sessions.js';
 import { BrokerTick, type TickOptions } from './tick.js';
+import { UserRemoval } from './user-removal.js';
 
 /**
  * Pools, assignment and the session lifecycle (active → disconnected → ended), desktop
@@ -34,6 +36,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly assignment: Assignment;
   private readonly ticker: BrokerTick;
   private readonly reconciler: Reconciler;
+  private readonly users: UserRemoval;
+  private readonly log: Logger;
 
   constructor(
     db: Db,
@@ -43,6 +47,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     opts: TickOptions,
   ) {
     super();
+    this.log = log;
     this.audit = new AuditLog(db, clock, log);
     const ctx: BrokerContext = {
       db,
@@ -61,6 +66,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.assignment = new Assignment(ctx, this.queries, this.desktops, this.sessions);
     this.ticker = new BrokerTick(ctx, this.queries, this.desktops, this.sessions, opts);
     this.reconciler = new Reconciler(ctx, this.queries, this.desktops, this.sessions);
+    this.users = new UserRemoval(ctx, this.desktops, this.sessions);
   }
 
   /** The provider of a kind; PROVIDER_UNAVAILABLE (503) when this server does not have it. */
@@ -150,6 +156,71 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Admin "reset desktop": restart it in place (Xvnc) or power-reset it (VM). */
   resetDesktop(sessionId: string, actor: Actor): Promise<void> {
     return this.sessions.resetDesktop(sessionId, actor);
+  }
+
+  // -------------------------------------------------- an administrator's desktop actions
+  // Whatever changes a desktop runs under its lock (desktops.ts); reads look it up the same way.
+
+  /** A power action on a VM desktop; NOT_SUPPORTED (409) for desktops without them. */
+  power(desktopId: string, action: PowerAction, actor: Actor): Promise<void> {
+    return this.desktops.power(desktopId, action, actor);
+  }
+
+  /** The snapshots of a VM desktop. */
+  snapshots(desktopId: string): Promise<string[]> {
+    return this.desktops.snapshots(desktopId);
+  }
+
+  takeSnapshot(desktopId: string, name: string, actor: Actor): Promise<void> {
+    return this.desktops.snapshot(desktopId, name, actor);
+  }
+
+  restoreSnapshot(desktopId: string, name: string, actor: Actor): Promise<void> {
+    return this.desktops.restore(desktopId, name, actor);
+  }
+
+  /**
+   * Look at a running desktop's screen (a thumbnail): `look` reaches it at its RFB endpoint.
+   * When that fails, its provider tells a desktop that is gone (404 DESKTOP_GONE; it is
+   * cleaned up at once) from one that does not answer (503 DESKTOP_UNREACHABLE).
+   */
+  async viewDesktop<T>(desktopId: string, look: (endpoint: RfbEndpoint) => Promise<T>): Promise<T> {
+    const { provider, handle } = await this.queries.runningDesktop(desktopId);
+    try {
+      return await look(provider.endpoint(handle));
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      const health = await provider
+        .health(handle)
+        .catch((e: unknown) => ({ state: 'unresponsive' as const, reason: String(e) }));
+      this.log.warn({ err, desktopId, health }, 'desktop could not be viewed');
+      if (health.state === 'dead') {
+        void this.checkDesktopsSoon([desktopId]);
+        throw new BrokerError(
+          'DESKTOP_GONE',
+          `the desktop is no longer running${health.reason ? ` (${health.reason})` : ''}`,
+          404,
+        );
+      }
+      throw new BrokerError('DESKTOP_UNREACHABLE', `the desktop could not be reached: ${why}`, 503);
+    }
+  }
+
+  /** Remove every desktop of a pool being deleted: stopped, disks purged, rows gone. */
+  removePoolDesktops(poolId: string): Promise<void> {
+    return this.desktops.purgePool(poolId);
+  }
+
+  /**
+   * Delete a user account with what hangs on it: sessions, grants, memberships, owned
+   * desktops. `signOut` closes their sign-ins and sockets once their sessions have ended.
+   */
+  removeUser(
+    user: { id: string; username: string },
+    actor: Actor,
+    signOut: () => Promise<void>,
+  ): Promise<void> {
+    return this.users.remove(user, actor, signOut);
   }
 
   // --------------------------------------------------------------- the tick

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { DesktopRow, PoolRow } from '../store/schema.js';
 import { jsonColumn } from '../store/rows.js';
 import type { DesktopHandle } from '../providers/types.js';
+import type { Actor } from './actor.js';
 import { BrokerPart, type BrokerContext } from './context.js';
 import { BrokerError } from './errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -159,13 +160,14 @@ export class Desktops extends BrokerPart {
    * Admin "reset desktop": restart it in place (Xvnc) or power-reset it (VM). Resolves true
    * when it was restarted (its viewers must attach again), false for a VM's power reset.
    */
-  async reset(desktopId: string, pool: PoolRow): Promise<boolean> {
-    const provider = this.provider(pool.provider);
+  async reset(desktopId: string): Promise<boolean> {
     return this.desktopLock.run(desktopId, async () => {
-      const d = await this.queries.desktop(desktopId);
-      if (!d?.handle)
-        throw new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
-      const handle = d.handle;
+      const {
+        desktop: d,
+        pool,
+        provider,
+        handle,
+      } = await this.queries.runningDesktop(desktopId, notRunning);
       if (provider.powerAction) {
         // A VM reboots behind the same VNC server: viewers stay attached and watch it boot.
         await provider.powerAction(handle, 'reset');
@@ -188,4 +190,98 @@ export class Desktops extends BrokerPart {
       return true;
     });
   }
+
+  /** An administrator's power action on a VM (reset, powerdown, stop, cont). */
+  async power(desktopId: string, action: PowerAction, actor: Actor): Promise<void> {
+    await this.desktopLock.run(desktopId, async () => {
+      const { provider, handle } = await this.queries.runningDesktop(desktopId);
+      if (!provider.powerAction)
+        throw notSupported(`${provider.kind} desktops have no power actions`);
+      await provider.powerAction(handle, action);
+    });
+    await this.record(actor, `desktop.power.${action}`, desktopId);
+  }
+
+  /** The snapshots of a VM. A read: it takes no lock, like a thumbnail. */
+  async snapshots(desktopId: string): Promise<string[]> {
+    const { provider, handle } = await this.queries.runningDesktop(desktopId);
+    if (!provider.listSnapshots) throw noSnapshots(provider.kind);
+    return provider.listSnapshots(handle);
+  }
+
+  /** Take a snapshot of a VM under its name. */
+  async snapshot(desktopId: string, name: string, actor: Actor): Promise<void> {
+    await this.desktopLock.run(desktopId, async () => {
+      const { provider, handle } = await this.queries.runningDesktop(desktopId);
+      if (!provider.snapshot) throw noSnapshots(provider.kind);
+      await provider.snapshot(handle, name);
+    });
+    await this.record(actor, 'desktop.snapshot', desktopId, { name });
+  }
+
+  /** Put a VM back to a snapshot. */
+  async restore(desktopId: string, name: string, actor: Actor): Promise<void> {
+    await this.desktopLock.run(desktopId, async () => {
+      const { provider, handle } = await this.queries.runningDesktop(desktopId);
+      if (!provider.restore) throw noSnapshots(provider.kind);
+      await provider.restore(handle, name);
+    });
+    await this.record(actor, 'desktop.restore', desktopId, { name });
+  }
+
+  /**
+   * Remove a desktop for good (its pool or its owner is being deleted): stop it, remove its
+   * kept disk, drop its row. A failure to stop or purge is logged; the row goes regardless.
+   */
+  async purge(desktopId: string): Promise<void> {
+    await this.desktopLock.run(desktopId, async () => {
+      const d = await this.queries.desktop(desktopId);
+      if (!d) return;
+      // a desktop of a pool that is gone has no provider to ask (reconciliation removes such
+      // records too): only its row is left to drop
+      const pool = await this.queries.pool(d.pool_id).catch(() => undefined);
+      if (pool) {
+        const provider = this.provider(pool.provider);
+        const log = this.log.child({ desktopId });
+        if (d.handle) {
+          await provider
+            .destroy(d.handle, log, { keepDisk: false })
+            .catch((err: unknown) => log.error({ err }, 'destroy failed'));
+        }
+        await provider
+          .purge?.(desktopId)
+          .catch((err: unknown) => log.error({ err }, 'purge failed'));
+      }
+      await this.db.deleteFrom('desktops').where('id', '=', desktopId).execute();
+    });
+  }
+
+  /** Remove every desktop of a pool that is being deleted (see purge). */
+  async purgePool(poolId: string): Promise<void> {
+    const rows = await this.db
+      .selectFrom('desktops')
+      .select('id')
+      .where('pool_id', '=', poolId)
+      .execute();
+    for (const d of rows) await this.purge(d.id);
+    // one a tick was starting while the pool was being drained
+    await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
+  }
+
+  private async record(actor: Actor, action: string, desktopId: string, detail?: unknown) {
+    await this.audit.record({
+      actor: actor.name,
+      action,
+      target: desktopId,
+      ip: actor.ip ?? null,
+      detail,
+    });
+  }
 }
+
+export type PowerAction = 'reset' | 'powerdown' | 'stop' | 'cont';
+
+/** a reset finds the session's desktop not running: the same answer whether its row is there */
+const notRunning = () => new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
+const notSupported = (message: string) => new BrokerError('NOT_SUPPORTED', message, 409);
+const noSnapshots = (kind: string) => notSupported(`${kind} desktops have no snapshots`);

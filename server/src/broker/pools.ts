@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Pool, PoolCreateBody, PoolUpdateBody } from '@vdi/shared';
 import type { Db } from '../store/db.js';
 import type { PoolRow } from '../store/schema.js';
-import { desktopRow, jsonColumn, poolRow } from '../store/rows.js';
+import { jsonColumn, poolRow } from '../store/rows.js';
 import type { Clock } from '../clock.js';
 import type { Actor } from './actor.js';
 import type { Broker } from './broker.js';
@@ -152,21 +152,7 @@ export class PoolAdmin {
       .where('id', '=', poolId)
       .execute();
     for (const s of live) await this.broker.logoff(s.id, actor, 'pool deleted');
-    const desktops = (
-      await this.db.selectFrom('desktops').selectAll().where('pool_id', '=', poolId).execute()
-    ).map(desktopRow);
-    const provider = this.broker.provider(pool.provider);
-    for (const d of desktops) {
-      if (d.handle) {
-        await provider
-          .destroy(d.handle, this.log, { keepDisk: false })
-          .catch((err: unknown) => this.log.error({ err, desktopId: d.id }, 'destroy failed'));
-      }
-      await provider
-        .purge?.(d.id)
-        .catch((err: unknown) => this.log.error({ err, desktopId: d.id }, 'purge failed'));
-    }
-    await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
+    await this.broker.removePoolDesktops(poolId);
     await this.db.deleteFrom('entitlements').where('pool_id', '=', poolId).execute();
     await this.db.deleteFrom('pools').where('id', '=', poolId).execute();
     await this.broker.audit.record({

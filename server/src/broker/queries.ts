@@ -1,8 +1,17 @@
 import type { MyDesktop, SessionInfo } from '@vdi/shared';
-import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
+import type { DesktopRow, JsonObject, PoolRow, SessionRow } from '../store/schema.js';
+import type { Provider } from '../providers/types.js';
 import { desktopRow, poolRow } from '../store/rows.js';
 import { BrokerPart, LIVE } from './context.js';
 import { BrokerError } from './errors.js';
+
+/** A desktop that runs: its row, its pool, the provider that runs it and its handle. */
+export interface RunningDesktop {
+  desktop: DesktopRow;
+  pool: PoolRow;
+  provider: Provider;
+  handle: JsonObject;
+}
 
 /** Lookups: pools, entitlements, sessions and desktops as the broker and the API see them. */
 export class BrokerQueries extends BrokerPart {
@@ -133,5 +142,21 @@ export class BrokerQueries extends BrokerPart {
       .where('id', '=', desktopId)
       .executeTakeFirst();
     return row && desktopRow(row);
+  }
+
+  /**
+   * The one lookup of a running desktop. NOT_FOUND (404) when there is no such desktop,
+   * DESKTOP_NOT_RUNNING (409) when it is not running; a caller for whom either means something
+   * else (a viewer: try again later) gives its own error.
+   */
+  async runningDesktop(desktopId: string, notRunning?: () => BrokerError): Promise<RunningDesktop> {
+    const desktop = await this.desktop(desktopId);
+    if (!desktop?.handle) {
+      if (notRunning) throw notRunning();
+      if (!desktop) throw new BrokerError('NOT_FOUND', 'no such desktop', 404);
+      throw new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
+    }
+    const pool = await this.pool(desktop.pool_id);
+    return { desktop, pool, provider: this.provider(pool.provider), handle: desktop.handle };
   }
 }

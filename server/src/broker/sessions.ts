@@ -55,16 +55,13 @@ export class SessionLifecycle extends BrokerPart {
         410,
       );
     }
-    const desktop = await this.queries.desktop(session.desktop_id);
-    if (!desktop?.handle)
-      throw new BrokerError(
-        'DESKTOP_NOT_RUNNING',
-        'the desktop of this session is not running',
-        503,
-      );
-    const pool = await this.queries.pool(session.pool_id);
-    const endpoint = this.provider(pool.provider).endpoint(desktop.handle);
-    return { session, desktop, pool, endpoint };
+    // for a viewer, a desktop that is not running may be back soon: a 503, not a 404 or 409
+    const { desktop, pool, provider, handle } = await this.queries.runningDesktop(
+      session.desktop_id,
+      () =>
+        new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop of this session is not running', 503),
+    );
+    return { session, desktop, pool, endpoint: provider.endpoint(handle) };
   }
 
   /** first viewer attached → active */
@@ -185,8 +182,7 @@ export class SessionLifecycle extends BrokerPart {
     const s = await this.queries.session(sessionId);
     if (!s || s.state === 'ended')
       throw new BrokerError('SESSION_NOT_FOUND', 'no live session with that id', 404);
-    const pool = await this.queries.pool(s.pool_id);
-    const restarted = await this.desktops.reset(s.desktop_id, pool);
+    const restarted = await this.desktops.reset(s.desktop_id);
     await this.audit.record({
       actor: actor.name,
       action: 'desktop.reset',
