@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { MyDesktop, SessionInfo } from '@vdi/shared';
+import type { MyDesktop, PowerAction, SessionInfo } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
@@ -9,7 +9,7 @@ import type { Actor } from './actor.js';
 import { Assignment } from './assignment.js';
 import { AuditLog } from './audit.js';
 import type { BrokerContext } from './context.js';
-import { Desktops, type PowerAction } from './desktops.js';
+import { Desktops } from './desktops.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
 import { BrokerQueries } from './queries.js';

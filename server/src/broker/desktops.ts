@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { PowerAction } from '@vdi/shared';
 import type { DesktopRow, PoolRow } from '../store/schema.js';
 import { jsonColumn } from '../store/rows.js';
 import type { DesktopHandle } from '../providers/types.js';
@@ -278,8 +279,6 @@ export class Desktops extends BrokerPart {
     });
   }
 }
-
-export type PowerAction = 'reset' | 'powerdown' | 'stop' | 'cont';
 
 /** a reset finds the session's desktop not running: the same answer whether its row is there */
 const notRunning = () => new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);

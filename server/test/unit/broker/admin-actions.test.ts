@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { DesktopHandle } from '../../../src/providers/types.js';
-import type { PowerAction } from '../../../src/broker/desktops.js';
+import type { PowerAction } from '@vdi/shared';
 import { ADMIN, brokerHelpers, codeOf, useBroker } from './fixture.js';
 
 /*
