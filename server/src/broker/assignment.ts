@@ -53,13 +53,7 @@ export class Assignment extends BrokerPart {
         );
       }
       if (existing && !opts.newSession) {
-        await this.audit.record({
-          actor: actor.name,
-          action: 'session.resume',
-          target: existing.id,
-          ip: actor.ip ?? null,
-          detail: { poolId },
-        });
+        await this.record(actor, 'session.resume', existing.id, { poolId });
         return { sessionId: existing.id, desktopId: existing.desktop_id, resumed: true };
       }
       if (pool.draining)
@@ -91,12 +85,10 @@ export class Assignment extends BrokerPart {
         await this.desktops.release(desktop.id, pool, 'session insert failed');
         throw e;
       }
-      await this.audit.record({
-        actor: actor.name,
-        action: 'session.start',
-        target: sessionId,
-        ip: actor.ip ?? null,
-        detail: { poolId, pool: pool.name, desktopId: desktop.id },
+      await this.record(actor, 'session.start', sessionId, {
+        poolId,
+        pool: pool.name,
+        desktopId: desktop.id,
       });
       this.log.info({ sessionId, userId, poolId, desktopId: desktop.id }, 'session started');
       return { sessionId, desktopId: desktop.id, resumed: false };

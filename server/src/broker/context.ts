@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Db } from '../store/db.js';
 import type { Provider } from '../providers/types.js';
+import type { Actor } from './actor.js';
 import type { AuditLog } from './audit.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
@@ -38,6 +39,11 @@ export abstract class BrokerPart {
 
   protected emit<E extends keyof BrokerEvents>(event: E, ...args: BrokerEvents[E]): void {
     this.ctx.emit(event, ...args);
+  }
+
+  /** Record what an actor did to a session, desktop or account in the audit log. */
+  protected record(actor: Actor, action: string, target: string, detail?: unknown): Promise<void> {
+    return this.audit.record({ actor: actor.name, action, target, ip: actor.ip ?? null, detail });
   }
 
   protected nowIso(): string {

@@ -7,7 +7,7 @@ import type { Actor } from './actor.js';
 import { BrokerPart, type BrokerContext } from './context.js';
 import { BrokerError } from './errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
-import type { BrokerQueries } from './queries.js';
+import type { BrokerQueries, RunningDesktop } from './queries.js';
 
 /**
  * Desktops through their providers: start, provision, stop, restart in place. Whatever
@@ -193,14 +193,18 @@ export class Desktops extends BrokerPart {
   }
 
   /** An administrator's power action on a VM (reset, powerdown, stop, cont). */
-  async power(desktopId: string, action: PowerAction, actor: Actor): Promise<void> {
-    await this.desktopLock.run(desktopId, async () => {
-      const { provider, handle } = await this.queries.runningDesktop(desktopId);
-      if (!provider.powerAction)
-        throw notSupported(`${provider.kind} desktops have no power actions`);
-      await provider.powerAction(handle, action);
-    });
-    await this.record(actor, `desktop.power.${action}`, desktopId);
+  power(desktopId: string, action: PowerAction, actor: Actor): Promise<void> {
+    return this.act(
+      desktopId,
+      actor,
+      `desktop.power.${action}`,
+      undefined,
+      ({ provider, handle }) => {
+        if (!provider.powerAction)
+          throw notSupported(`${provider.kind} desktops have no power actions`);
+        return provider.powerAction(handle, action);
+      },
+    );
   }
 
   /** The snapshots of a VM. A read: it takes no lock, like a thumbnail. */
@@ -211,23 +215,33 @@ export class Desktops extends BrokerPart {
   }
 
   /** Take a snapshot of a VM under its name. */
-  async snapshot(desktopId: string, name: string, actor: Actor): Promise<void> {
-    await this.desktopLock.run(desktopId, async () => {
-      const { provider, handle } = await this.queries.runningDesktop(desktopId);
+  snapshot(desktopId: string, name: string, actor: Actor): Promise<void> {
+    return this.act(desktopId, actor, 'desktop.snapshot', { name }, ({ provider, handle }) => {
       if (!provider.snapshot) throw noSnapshots(provider.kind);
-      await provider.snapshot(handle, name);
+      return provider.snapshot(handle, name);
     });
-    await this.record(actor, 'desktop.snapshot', desktopId, { name });
   }
 
   /** Put a VM back to a snapshot. */
-  async restore(desktopId: string, name: string, actor: Actor): Promise<void> {
-    await this.desktopLock.run(desktopId, async () => {
-      const { provider, handle } = await this.queries.runningDesktop(desktopId);
+  restore(desktopId: string, name: string, actor: Actor): Promise<void> {
+    return this.act(desktopId, actor, 'desktop.restore', { name }, ({ provider, handle }) => {
       if (!provider.restore) throw noSnapshots(provider.kind);
-      await provider.restore(handle, name);
+      return provider.restore(handle, name);
     });
-    await this.record(actor, 'desktop.restore', desktopId, { name });
+  }
+
+  /** An administrator's action on a running desktop: under its lock, then audited. */
+  private async act(
+    desktopId: string,
+    actor: Actor,
+    action: string,
+    detail: unknown,
+    run: (desktop: RunningDesktop) => Promise<void>,
+  ): Promise<void> {
+    await this.desktopLock.run(desktopId, async () =>
+      run(await this.queries.runningDesktop(desktopId)),
+    );
+    await this.record(actor, action, desktopId, detail);
   }
 
   /**
@@ -267,16 +281,6 @@ export class Desktops extends BrokerPart {
     for (const d of rows) await this.purge(d.id);
     // one a tick was starting while the pool was being drained
     await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
-  }
-
-  private async record(actor: Actor, action: string, desktopId: string, detail?: unknown) {
-    await this.audit.record({
-      actor: actor.name,
-      action,
-      target: desktopId,
-      ip: actor.ip ?? null,
-      detail,
-    });
   }
 }
 

@@ -73,12 +73,7 @@ export class SessionLifecycle extends BrokerPart {
       .where('state', 'in', ['starting', 'disconnected'])
       .executeTakeFirst();
     if (Number(r.numUpdatedRows)) {
-      await this.audit.record({
-        actor: actor.name,
-        action: 'session.connect',
-        target: sessionId,
-        ip: actor.ip ?? null,
-      });
+      await this.record(actor, 'session.connect', sessionId);
     }
   }
 
@@ -91,13 +86,7 @@ export class SessionLifecycle extends BrokerPart {
       .where('state', '=', 'active')
       .executeTakeFirst();
     if (Number(r.numUpdatedRows)) {
-      await this.audit.record({
-        actor: actor.name,
-        action: 'session.disconnect',
-        target: sessionId,
-        ip: actor.ip ?? null,
-        detail: { reason },
-      });
+      await this.record(actor, 'session.disconnect', sessionId, { reason });
     }
   }
 
@@ -143,13 +132,7 @@ export class SessionLifecycle extends BrokerPart {
       .executeTakeFirst();
     if (!Number(r.numUpdatedRows)) return; // someone else ended it first
     this.lastInputWrite.delete(sessionId);
-    await this.audit.record({
-      actor: actor.name,
-      action: 'session.end',
-      target: sessionId,
-      ip: actor.ip ?? null,
-      detail: { reason },
-    });
+    await this.record(actor, 'session.end', sessionId, { reason });
     this.log.info({ sessionId, reason }, 'session ended');
     this.emit('session-ended', sessionId, reason);
     const pool = await this.db
@@ -183,13 +166,7 @@ export class SessionLifecycle extends BrokerPart {
     if (!s || s.state === 'ended')
       throw new BrokerError('SESSION_NOT_FOUND', 'no live session with that id', 404);
     const restarted = await this.desktops.reset(s.desktop_id);
-    await this.audit.record({
-      actor: actor.name,
-      action: 'desktop.reset',
-      target: s.desktop_id,
-      ip: actor.ip ?? null,
-      detail: { sessionId },
-    });
+    await this.record(actor, 'desktop.reset', s.desktop_id, { sessionId });
     if (restarted) this.emit('desktop-restarted', s.desktop_id);
   }
 }

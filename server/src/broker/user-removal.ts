@@ -53,12 +53,6 @@ export class UserRemoval extends BrokerPart {
       .execute();
     for (const d of stopped) await this.desktops.purge(d.id);
     await this.db.deleteFrom('users').where('id', '=', id).execute();
-    await this.audit.record({
-      actor: actor.name,
-      action: 'user.delete',
-      target: id,
-      ip: actor.ip ?? null,
-      detail: { username: user.username },
-    });
+    await this.record(actor, 'user.delete', id, { username: user.username });
   }
 }
