@@ -26,7 +26,8 @@ import { UserRemoval } from './user-removal.js';
  *
  * This class is the broker's one surface (the gateway, the API and the tests use it); each
  * part lives in its own file: queries.ts, assignment.ts, sessions.ts (the lifecycle),
- * desktops.ts (start, stop, restart under the per-desktop lock), tick.ts, reconcile.ts.
+ * desktops.ts (start, stop, restart, an administrator's actions, all under the per-desktop
+ * lock), tick.ts, reconcile.ts, user-removal.ts.
  */
 export class Broker extends EventEmitter<BrokerEvents> {
   readonly audit: AuditLog;
