@@ -10,15 +10,16 @@ import { systemClock, type Clock } from './clock.js';
 import { openStore, type Store } from './store/db.js';
 import { createAuth, authRoutes } from './auth/index.js';
 import { ensureAdmin } from './auth/users.js';
-import { Broker, SYSTEM } from './broker/broker.js';
+import { Broker } from './broker/broker.js';
+import { SYSTEM } from './broker/actor.js';
 import { PoolAdmin } from './broker/pools.js';
 import { ApiRegistry } from './api/registry.js';
-import { errorHandler, HttpError, sendError } from './api/http-error.js';
+import { errorHandler, sendError } from './api/http-error.js';
 import { userRoutes } from './api/user-routes.js';
 import { adminRoutes } from './api/admin-routes.js';
 import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
-import type { DesktopHandle, Provider } from './providers/types.js';
+import type { Provider } from './providers/types.js';
 import { XvncProvider } from './providers/xvnc.js';
 import { QemuProvider } from './providers/qemu.js';
 import { VncProvider } from './providers/vnc.js';
@@ -97,7 +98,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 
   await ensureAdmin(db, clock, log, { username: config.adminUser, password: config.adminPassword });
-  if (config.defaultPool) await ensureDefaultPool(db, pools, config);
+  if (config.defaultPool) await ensureDefaultPool(db, clock, pools, config);
 
   const app = express();
   app.disable('x-powered-by');
@@ -178,39 +179,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     live: {
       sessionStats: (id) => gateway.sessionStats(id),
       sendMessage: (id, text, from) => gateway.sendMessage(id, text, from),
-      thumbnail: async (desktopId) => {
-        // the desktop can go away between the route's lookup and here: that is a 404 with a
-        // reason, and one that cannot be reached is a 503, never an unexplained 500
-        const d = await broker.desktop(desktopId);
-        const pool = d && (await broker.pool(d.pool_id).catch(() => undefined));
-        if (!d || !pool) throw new HttpError(404, 'NOT_FOUND', 'no such desktop (it was removed)');
-        if (!d.handle)
-          throw new HttpError(409, 'DESKTOP_NOT_RUNNING', 'the desktop is not running');
-        const provider = broker.provider(pool.provider);
-        const handle = JSON.parse(d.handle) as DesktopHandle;
-        try {
-          return await gateway.thumbnail(desktopId, provider.endpoint(handle));
-        } catch (err) {
-          const why = err instanceof Error ? err.message : String(err);
-          const health = await provider
-            .health(handle)
-            .catch((e: unknown) => ({ state: 'unresponsive' as const, reason: String(e) }));
-          log.warn({ err, desktopId, health }, 'thumbnail failed');
-          if (health.state === 'dead') {
-            void broker.checkDesktopsSoon([desktopId]);
-            throw new HttpError(
-              404,
-              'DESKTOP_GONE',
-              `the desktop is no longer running${health.reason ? ` (${health.reason})` : ''}`,
-            );
-          }
-          throw new HttpError(
-            503,
-            'DESKTOP_UNREACHABLE',
-            `the desktop could not be reached: ${why}`,
-          );
-        }
-      },
+      thumbnail: (desktopId, endpoint) => gateway.thumbnail(desktopId, endpoint),
     },
     onUserDisabled: async (userId) => {
       await auth.store.destroyForUser(userId);
@@ -279,7 +248,12 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   return self;
 }
 
-async function ensureDefaultPool(db: Store['db'], pools: PoolAdmin, config: Config): Promise<void> {
+async function ensureDefaultPool(
+  db: Store['db'],
+  clock: Clock,
+  pools: PoolAdmin,
+  config: Config,
+): Promise<void> {
   const marker = await db
     .selectFrom('settings')
     .select('value')
@@ -316,7 +290,7 @@ async function ensureDefaultPool(db: Store['db'], pools: PoolAdmin, config: Conf
         pool_id: pool.id,
         principal_type: 'user',
         principal_id: a.id,
-        created_at: new Date().toISOString(),
+        created_at: new Date(clock.now()).toISOString(),
       })
       .execute();
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NetworkMode, QemuTemplate, VncTemplate, XvncTemplate } from './templates.js';
 
 /**
  * REST bodies and answers under /api. The server validates every body with these schemas
@@ -25,145 +26,14 @@ export const Me = z.object({
   role: Role,
 });
 export type Me = z.infer<typeof Me>;
+/** The answer to a sign-in. */
+export const LoginAnswer = z.object({ user: Me });
+export type LoginAnswer = z.infer<typeof LoginAnswer>;
 
 export const ProviderKind = z.enum(['xvnc', 'qemu', 'vnc']);
 export type ProviderKind = z.infer<typeof ProviderKind>;
 export const AssignmentType = z.enum(['dedicated', 'floating']);
 export type AssignmentType = z.infer<typeof AssignmentType>;
-
-/** Openbox starts the terminal once it manages windows, so the terminal is focused. */
-export const DEFAULT_SESSION_COMMAND = 'exec openbox --startup xterm';
-
-/**
- * What a pool lets its desktops send the gateway (DESIGN.md decision 13), in every provider's
- * template. Unset fields take the server's configured defaults (CLIPBOARD_MAX_BYTES,
- * MAX_FRAMEBUFFER, MAX_FRAMEBUFFER_PIXELS).
- */
-export const DesktopLimitFields = {
-  /** largest clipboard text passed between the desktop and its viewers, bytes */
-  clipboardMaxBytes: z
-    .number()
-    .int()
-    .min(0)
-    .max(64 * 1024 * 1024)
-    .optional(),
-  /** largest screen the gateway accepts from the desktop; a larger one is refused with a reason */
-  maxFramebuffer: z
-    .strictObject({
-      width: z.number().int().min(16).max(16384),
-      height: z.number().int().min(16).max(16384),
-      /** largest area, pixels (the gateway holds 4 bytes per pixel); default width × height */
-      pixels: z
-        .number()
-        .int()
-        .min(256)
-        .max(16384 * 16384)
-        .optional(),
-    })
-    .optional(),
-};
-
-/** The limit fields of any provider's template (other fields ignored). */
-export const DesktopLimits = z.object(DesktopLimitFields);
-export type DesktopLimits = z.infer<typeof DesktopLimits>;
-
-/**
- * A desktop's network: `none` = loopback only; `outbound` = its own network namespace with a
- * user-mode stack (slirp4netns) that reaches the outside but not the host's loopback services;
- * `host` = the host's network, for trusted pools only.
- */
-export const NetworkMode = z.enum(['none', 'outbound', 'host']);
-export type NetworkMode = z.infer<typeof NetworkMode>;
-
-const MAX_MEMORY_MB = 4 * 1024 * 1024;
-/** below these a desktop's X server, window manager and terminal cannot start */
-const MIN_MEMORY_MB = 64;
-const MIN_PIDS = 16;
-/** what QEMU needs beside the guest's RAM, at the least */
-const MIN_QEMU_OVERHEAD_MB = 64;
-
-/** Resource limits of each desktop of a pool (one cgroup per desktop). 0 = no limit. */
-function limitsSchema(defaults: { memoryMb: number; pids: number }) {
-  return z.strictObject({
-    /** CPU share against other desktops when the CPUs are busy; 100 = a normal share */
-    cpuWeight: z.number().int().min(1).max(10000).default(100),
-    /** at most this many CPUs' worth of time (e.g. 1.5); 0 = no cap */
-    cpuMax: z.number().min(0).max(1024).default(0),
-    /** memory the desktop's processes may hold, MiB; beyond it the kernel kills one of them */
-    memoryMb: z
-      .number()
-      .int()
-      .min(0)
-      .max(MAX_MEMORY_MB)
-      .refine((v) => v === 0 || v >= MIN_MEMORY_MB, {
-        message: `0 (no limit) or at least ${MIN_MEMORY_MB} MiB: less cannot run a desktop`,
-      })
-      .default(defaults.memoryMb),
-    /** processes and threads at once (caps a fork bomb) */
-    pids: z
-      .number()
-      .int()
-      .min(0)
-      .max(4_194_304)
-      .refine((v) => v === 0 || v >= MIN_PIDS, {
-        message: `0 (no limit) or at least ${MIN_PIDS}: less cannot run a desktop`,
-      })
-      .default(defaults.pids),
-    /** disk space of the home, MiB (a file system of its own); 0 = no quota */
-    diskMb: z.number().int().min(0).max(MAX_MEMORY_MB).default(0),
-  });
-}
-
-export const XvncLimits = limitsSchema({ memoryMb: 4096, pids: 1024 });
-export type XvncLimits = z.infer<typeof XvncLimits>;
-/** memoryMb 0 for a VM: its RAM plus QEMU's own overhead (see the qemu provider) */
-export const QemuLimits = limitsSchema({ memoryMb: 0, pids: 256 });
-export type QemuLimits = z.infer<typeof QemuLimits>;
-
-export const XvncTemplate = z.strictObject({
-  ...DesktopLimitFields,
-  width: z.number().int().min(320).max(8192).default(1280),
-  height: z.number().int().min(200).max(8192).default(800),
-  /** shell command run in the desktop (window manager and apps) */
-  sessionCommand: z.string().min(1).max(4096).default(DEFAULT_SESSION_COMMAND),
-  network: NetworkMode.default('outbound'),
-  limits: XvncLimits.prefault({}),
-});
-export type XvncTemplate = z.infer<typeof XvncTemplate>;
-
-export const QemuTemplate = z
-  .strictObject({
-    ...DesktopLimitFields,
-    /** path of the golden qcow2 image on the server (read-only; desktops are linked clones) */
-    image: z.string().min(1).max(4096),
-    /** optional kernel + initrd for images without a boot loader */
-    kernel: z.string().max(4096).optional(),
-    initrd: z.string().max(4096).optional(),
-    append: z.string().max(4096).optional(),
-    memoryMb: z.number().int().min(64).max(65536).default(256),
-    vcpus: z.number().int().min(1).max(64).default(1),
-    limits: QemuLimits.prefault({}),
-  })
-  .refine(
-    (t) => t.limits.memoryMb === 0 || t.limits.memoryMb >= t.memoryMb + MIN_QEMU_OVERHEAD_MB,
-    {
-      message: `limits.memoryMb must leave QEMU at least ${MIN_QEMU_OVERHEAD_MB} MiB beyond the VM's memory (or be 0 = automatic)`,
-      path: ['limits', 'memoryMb'],
-    },
-  );
-export type QemuTemplate = z.infer<typeof QemuTemplate>;
-
-export const VncHost = z.strictObject({
-  host: z.string().min(1).max(255),
-  port: z.number().int().min(1).max(65535),
-  password: z.string().max(8).optional(),
-  name: z.string().max(128).optional(),
-});
-export const VncTemplate = z.strictObject({
-  ...DesktopLimitFields,
-  hosts: z.array(VncHost).min(1).max(1000),
-});
-export type VncTemplate = z.infer<typeof VncTemplate>;
 
 const PoolFields = {
   name: z.string().min(1).max(128),
@@ -396,6 +266,15 @@ export type Entitlement = z.infer<typeof Entitlement>;
 
 export const MessageBody = z.strictObject({ text: z.string().min(1).max(2000) });
 
+/** What an administrator may do to a VM's power: reset, ACPI power-down, pause, resume. */
+export const PowerAction = z.enum(['reset', 'powerdown', 'stop', 'cont']);
+export type PowerAction = z.infer<typeof PowerAction>;
+export const PowerBody = z.strictObject({ action: PowerAction });
+/** A snapshot's name: also part of a URL path */
+export const SnapshotName = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits and _ . - only');
+
 export const AuditEntry = z.object({
   id: z.number(),
   at: z.string(),
@@ -415,3 +294,57 @@ export const AuditQuery = z.strictObject({
   until: z.iso.datetime().optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(200),
 });
+
+/*
+ * Admin answers: what the admin console's tables show, built by the server's admin routes
+ * (server/src/api/admin/) and read by the console (client/src/admin/).
+ */
+
+/** GET /api/admin/pools: a pool with its desktops and live sessions counted. */
+export const AdminPool = Pool.extend({
+  /** desktops that run or are starting or stopping (all but the stopped ones) */
+  desktops: z.number(),
+  /** running without a session: warm spares */
+  ready: z.number(),
+  inUse: z.number(),
+  /** dedicated desktops at rest, disk kept for their owner */
+  stopped: z.number(),
+  /** sessions not ended */
+  sessions: z.number(),
+});
+export type AdminPool = z.infer<typeof AdminPool>;
+
+/** GET /api/admin/sessions: a session with its viewers and its desktop. */
+export const AdminSession = SessionInfo.extend({
+  /** this node's viewers of the session, view-only shadows apart */
+  viewers: z.number(),
+  shadows: z.number(),
+  kbps: z.number(),
+  fps: z.number(),
+  lastInputAt: z.string().nullable(),
+  /** the pool's provider ('?' when the pool is gone) */
+  provider: z.string(),
+  /** the desktop's health: running, unresponsive, paused…; its state when it does not run */
+  desktopState: z.string(),
+  /** provider facts: display and pid (Xvnc), acceleration KVM/TCG, memory, vCPUs (VMs)… */
+  facts: z.record(z.string(), z.string()),
+  /** the desktop's account, network, limits and current CPU/memory */
+  isolation: DesktopIsolation.nullable(),
+});
+export type AdminSession = z.infer<typeof AdminSession>;
+
+/** GET /api/admin/pools/:id/desktops: one desktop of a pool. */
+export const AdminDesktop = z.object({
+  id: z.string(),
+  name: z.string(),
+  state: z.string(),
+  ownerUserId: z.string().nullable(),
+  /** running, unresponsive, paused…; 'stopped' when it does not run */
+  health: z.string(),
+  error: z.string().nullable(),
+  stateSince: z.string(),
+  facts: z.record(z.string(), z.string()),
+  /** the desktop's account, network, limits and current CPU/memory */
+  isolation: DesktopIsolation.nullable(),
+});
+export type AdminDesktop = z.infer<typeof AdminDesktop>;

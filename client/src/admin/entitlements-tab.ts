@@ -1,9 +1,8 @@
 /** Entitlements: grant a pool to a user or a group; revoke. */
-import type { Entitlement, EntitlementBody, Group, User } from '@vdi/shared';
+import type { AdminPool, Entitlement, EntitlementBody, Group, User } from '@vdi/shared';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
 import type { Tab, TabContext } from './admin-page';
-import type { AdminPool } from './types';
 import { actions, busy, button, dataTable, row } from './table';
 import { createForm, formAndList } from './tab-layout';
 

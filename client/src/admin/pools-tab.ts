@@ -1,6 +1,7 @@
 /** Pools: list with counts; create (per-provider template form); edit/resize; drain; delete. */
 import type {
-  DesktopIsolation,
+  AdminDesktop,
+  AdminPool,
   Pool,
   PoolCreateBody,
   PoolUpdateBody,
@@ -11,7 +12,6 @@ import { clear, field, h, select } from '../dom';
 import { ApiError, api, seg } from '../http';
 import { providerLabel, seconds } from '../format';
 import type { Tab, TabContext } from './admin-page';
-import type { AdminDesktop, AdminPool } from './types';
 import { actions, busy, button, dataTable, row } from './table';
 import { createForm, formAndList } from './tab-layout';
 import { isolationDetails, isolationText, limitsForm } from './isolation';
@@ -204,23 +204,15 @@ function sizingValue(s: Sizing) {
   };
 }
 
-/** Counts as "3 desktops · 2 active", from whatever count fields the server sends. */
+/** Counts as "3 desktops · 1 ready · 2 in use · 0 stopped · 2 sessions". */
 function countsText(p: AdminPool): string {
-  const counts: Record<string, unknown> = { ...(p.counts ?? {}) };
-  const known = new Set([
-    'minSize',
-    'maxSize',
-    'spares',
-    'disconnectedTimeoutSec',
-    'idleTimeoutSec',
-    'maxSessionSec',
-    'maxPerUser',
-  ]);
-  for (const [k, v] of Object.entries(p)) if (typeof v === 'number' && !known.has(k)) counts[k] = v;
-  const parts = Object.entries(counts)
-    .filter(([, v]) => typeof v === 'number')
-    .map(([k, v]) => `${String(v)} ${k.replace(/([A-Z])/g, ' $1').toLowerCase()}`);
-  return parts.join(' · ') || '—';
+  return [
+    `${p.desktops} desktops`,
+    `${p.ready} ready`,
+    `${p.inUse} in use`,
+    `${p.stopped} stopped`,
+    `${p.sessions} sessions`,
+  ].join(' · ');
 }
 
 /** "outbound · 4096 MiB · 1024 tasks" for the pool list */
@@ -400,23 +392,20 @@ export function poolsTab({ flash }: TabContext): Tab {
     void api
       .get<AdminDesktop[]>(`/api/admin/pools/${seg(p.id)}/desktops`)
       .then((desktops) => {
-        let list = desktops;
-        if (list.length === 0) {
+        if (desktops.length === 0) {
           body.replaceChildren(h('p', { class: 'muted' }, 'No desktops.'));
           return;
         }
         // the isolation object as one readable column (account and usage; the rest in its
         // tooltip), next to the desktop's name and state so it shows without scrolling
         const tips = new Map<string, string>();
-        list = list.map((d) => {
-          const { isolation, name, state, health, ...rest } = d as AdminDesktop & {
-            isolation?: DesktopIsolation | null;
-          };
-          if (isolation === undefined) return d;
-          const account = isolationText(isolation);
-          tips.set(account, isolationDetails(isolation));
-          return { name, state, health, account, ...rest };
-        });
+        const list: Record<string, unknown>[] = desktops.map(
+          ({ isolation, name, state, health, ...rest }) => {
+            const account = isolationText(isolation);
+            tips.set(account, isolationDetails(isolation));
+            return { name, state, health, account, ...rest };
+          },
+        );
         const keys = [...new Set(list.flatMap((d) => Object.keys(d)))].filter((k) => {
           const v = list[0]?.[k];
           return v === null || typeof v !== 'object';

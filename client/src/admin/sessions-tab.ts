@@ -2,13 +2,12 @@
  * Live sessions, refreshed every 2 s. Rows are keyed by session id and updated in place,
  * so buttons stay put under the pointer (and under a test's click) between refreshes.
  */
-import type { ProviderKind } from '@vdi/shared';
+import type { AdminPool, AdminSession, ProviderKind } from '@vdi/shared';
 import { openDialog } from '../dialog';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
 import { ago, kbps, num, when } from '../format';
 import type { Tab, TabContext } from './admin-page';
-import type { AdminPool, AdminSession } from './types';
 import { busy, button, dataTable } from './table';
 import { isolationDetails, isolationText } from './isolation';
 

@@ -16,10 +16,19 @@ export interface RouteDoc {
   produces?: string;
 }
 
-export type Handler<B> = (
+/**
+ * A route's handler: its answer has the type of the route's response schema (shared/), or is
+ * undefined when the handler answered itself (an error, a JPEG) or the route answers 204.
+ */
+export type Handler<B, O> = (
   req: Request & { parsedBody: B },
   res: Response,
-) => Promise<unknown> | unknown;
+) => Promise<O | void> | O | void;
+
+/** The body a schema validates, or undefined without one. */
+export type In<S> = S extends z.ZodType ? z.infer<S> : undefined;
+/** The answer a response schema describes; routes without one answer nothing (204). */
+export type Out<R> = R extends z.ZodType ? z.infer<R> : undefined;
 
 /**
  * Routes are declared with their schemas so one declaration both validates the body and
@@ -28,12 +37,12 @@ export type Handler<B> = (
 export class ApiRegistry {
   readonly routes: RouteDoc[] = [];
 
-  add<S extends z.ZodType | undefined>(
+  add<S extends z.ZodType | undefined, R extends z.ZodType | undefined = undefined>(
     router: Router,
     prefix: string,
-    doc: Omit<RouteDoc, 'body'> & { body?: S },
+    doc: Omit<RouteDoc, 'body' | 'response'> & { body?: S; response?: R },
     guard: (req: Request, res: Response, next: NextFunction) => void,
-    handler: Handler<S extends z.ZodType ? z.infer<S> : undefined>,
+    handler: Handler<In<S>, Out<R>>,
   ): void {
     const full = prefix + doc.path;
     this.routes.push({ ...doc, path: full } as RouteDoc);
@@ -42,10 +51,7 @@ export class ApiRegistry {
         const r = req as Request & { parsedBody: unknown };
         r.parsedBody = doc.body ? doc.body.parse(req.body ?? {}) : undefined;
         if (doc.query) doc.query.parse(req.query);
-        const out = await handler(
-          r as Request & { parsedBody: S extends z.ZodType ? z.infer<S> : undefined },
-          res,
-        );
+        const out = await handler(r as Request & { parsedBody: In<S> }, res);
         if (res.headersSent) return;
         if (out === undefined) res.status(204).end();
         else res.json(out);

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ConnectResult, Id, MyDesktop } from '@vdi/shared';
 import type { Broker } from '../broker/broker.js';
 import type { Auth } from '../auth/index.js';
+import { actorOf } from './actor.js';
 import { HttpError } from './http-error.js';
 import type { ApiRegistry } from './registry.js';
 
@@ -12,12 +13,6 @@ const ConnectBody = z.strictObject({ newSession: z.boolean().optional() });
 
 /** What a signed-in user can do: list their desktops, connect, log off, disconnect. */
 export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker: Broker): void {
-  const actor = (req: { user?: Express.User; ip?: string | undefined }) => ({
-    id: req.user!.id,
-    name: req.user!.username,
-    ip: req.ip ?? null,
-  });
-
   reg.add(
     router,
     '/api',
@@ -47,7 +42,9 @@ export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker:
     auth.requireUser,
     async (req) => {
       const { poolId } = PoolParam.parse(req.params);
-      return broker.connect(actor(req), poolId, { newSession: req.parsedBody.newSession ?? false });
+      return broker.connect(actorOf(req), poolId, {
+        newSession: req.parsedBody.newSession ?? false,
+      });
     },
   );
 
@@ -71,7 +68,7 @@ export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker:
     auth.requireUser,
     async (req) => {
       const s = await ownSession(req);
-      await broker.logoff(s.id, actor(req), 'logged off by user');
+      await broker.logoff(s.id, actorOf(req), 'logged off by user');
     },
   );
 
@@ -87,7 +84,7 @@ export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker:
     auth.requireUser,
     async (req) => {
       const s = await ownSession(req);
-      await broker.disconnect(s.id, actor(req));
+      await broker.disconnect(s.id, actorOf(req));
     },
   );
 }

@@ -3,7 +3,7 @@ import session from 'express-session';
 import passport from 'passport';
 import { Strategy as LocalStrategy } from 'passport-local';
 import type { Logger } from 'pino';
-import { LoginBody, Me } from '@vdi/shared';
+import { LoginAnswer, LoginBody, Me } from '@vdi/shared';
 import type { Db } from '../store/db.js';
 import type { UserRow } from '../store/schema.js';
 import type { Clock } from '../clock.js';
@@ -151,7 +151,7 @@ export function authRoutes(
       summary: 'Sign in',
       access: 'public',
       body: LoginBody,
-      response: Me,
+      response: LoginAnswer,
     },
     open,
     async (req, res) => {

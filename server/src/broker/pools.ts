@@ -3,8 +3,10 @@ import type { Logger } from 'pino';
 import type { Pool, PoolCreateBody, PoolUpdateBody } from '@vdi/shared';
 import type { Db } from '../store/db.js';
 import type { PoolRow } from '../store/schema.js';
+import { jsonColumn, poolRow } from '../store/rows.js';
 import type { Clock } from '../clock.js';
-import type { Actor, Broker } from './broker.js';
+import type { Actor } from './actor.js';
+import type { Broker } from './broker.js';
 import { BrokerError } from './errors.js';
 import { isUniqueViolation } from '../store/unique-violation.js';
 
@@ -15,7 +17,7 @@ export function poolFromRow(r: PoolRow): Pool {
     description: r.description,
     provider: r.provider,
     assignment: r.assignment,
-    template: JSON.parse(r.template) as Record<string, unknown>,
+    template: r.template,
     minSize: r.min_size,
     maxSize: r.max_size,
     spares: r.spares,
@@ -43,7 +45,7 @@ export class PoolAdmin {
   ) {}
 
   async list(): Promise<PoolRow[]> {
-    return this.db.selectFrom('pools').selectAll().orderBy('name').execute();
+    return (await this.db.selectFrom('pools').selectAll().orderBy('name').execute()).map(poolRow);
   }
 
   async create(body: PoolCreateBody, actor: Actor): Promise<Pool> {
@@ -60,7 +62,7 @@ export class PoolAdmin {
       description: body.description,
       provider: body.provider,
       assignment: body.assignment,
-      template: JSON.stringify(template),
+      template,
       min_size: body.minSize,
       max_size: body.maxSize,
       spares: body.spares,
@@ -73,7 +75,7 @@ export class PoolAdmin {
     };
     await this.db
       .insertInto('pools')
-      .values(row)
+      .values({ ...row, template: jsonColumn(row.template) })
       .execute()
       .catch((err: unknown) => this.nameTaken(err, row.name));
     await this.broker.audit.record({
@@ -101,14 +103,14 @@ export class PoolAdmin {
       max_per_user: body.maxPerUser ?? pool.max_per_user,
       draining: body.draining === undefined ? pool.draining : body.draining ? 1 : 0,
       template: body.template
-        ? JSON.stringify(this.broker.provider(pool.provider).parseTemplate(body.template))
+        ? this.broker.provider(pool.provider).parseTemplate(body.template)
         : pool.template,
     };
     checkSizes(next.min_size, next.max_size, next.spares);
     if (next.name !== pool.name) await this.refuseTakenName(next.name);
     await this.db
       .updateTable('pools')
-      .set(next)
+      .set({ ...next, template: jsonColumn(next.template) })
       .where('id', '=', poolId)
       .execute()
       .catch((err: unknown) => this.nameTaken(err, next.name));
@@ -150,23 +152,7 @@ export class PoolAdmin {
       .where('id', '=', poolId)
       .execute();
     for (const s of live) await this.broker.logoff(s.id, actor, 'pool deleted');
-    const desktops = await this.db
-      .selectFrom('desktops')
-      .selectAll()
-      .where('pool_id', '=', poolId)
-      .execute();
-    const provider = this.broker.provider(pool.provider);
-    for (const d of desktops) {
-      if (d.handle) {
-        await provider
-          .destroy(JSON.parse(d.handle) as Record<string, unknown>, this.log, { keepDisk: false })
-          .catch((err: unknown) => this.log.error({ err, desktopId: d.id }, 'destroy failed'));
-      }
-      await provider
-        .purge?.(d.id)
-        .catch((err: unknown) => this.log.error({ err, desktopId: d.id }, 'purge failed'));
-    }
-    await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
+    await this.broker.removePoolDesktops(poolId);
     await this.db.deleteFrom('entitlements').where('pool_id', '=', poolId).execute();
     await this.db.deleteFrom('pools').where('id', '=', poolId).execute();
     await this.broker.audit.record({

@@ -30,7 +30,7 @@ export interface AttachmentsOptions {
   /** unacknowledged frames per viewer (config.maxFramesInFlight) */
   maxFramesInFlight: number;
   /** the RFB limits of a pool's desktops, from its template */
-  limitsOf(template: string): RfbLimits;
+  limitsOf(template: Record<string, unknown>): RfbLimits;
   /** see GatewayOptions.reattachDelaysMs */
   reattachDelaysMs?: readonly number[];
 }

@@ -236,7 +236,7 @@ export class Gateway {
   }
 
   /** The RFB limits of a pool's desktops (its template's fields, else the server's defaults). */
-  private limitsOf(template: string): RfbLimits {
+  private limitsOf(template: Record<string, unknown>): RfbLimits {
     return poolRfbLimits(template, this.opts.desktopLimits ?? DEFAULT_DESKTOP_LIMITS);
   }
 

@@ -1,4 +1,4 @@
-import type { Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { Generated, Selectable } from 'kysely';
 
 /**
  * Table types. Portable across SQLite and PostgreSQL: times are ISO-8601 text, booleans are
@@ -32,6 +32,7 @@ export interface PoolsTable {
   description: string;
   provider: 'xvnc' | 'qemu' | 'vnc';
   assignment: 'dedicated' | 'floating';
+  /** the provider's template for the pool's desktops (JSON text, see rows.ts) */
   template: string;
   min_size: number;
   max_size: number;
@@ -66,7 +67,7 @@ export interface DesktopsTable {
   state: DesktopState;
   /** dedicated pools: the user this desktop belongs to */
   owner_user_id: string | null;
-  /** provider's record of the running desktop (JSON); null while not running */
+  /** provider's record of the running desktop (JSON text, see rows.ts); null while not running */
   handle: string | null;
   slot: number | null;
   error: string | null;
@@ -124,9 +125,15 @@ export interface Database {
   settings: SettingsTable;
 }
 
+/** A JSON object kept in a text column: a desktop's handle, a pool's template. */
+export type JsonObject = Record<string, unknown>;
+
 export type UserRow = Selectable<UsersTable>;
-export type PoolRow = Selectable<PoolsTable>;
-export type DesktopRow = Selectable<DesktopsTable>;
 export type SessionRow = Selectable<SessionsTable>;
-export type NewDesktop = Insertable<DesktopsTable>;
-export type DesktopUpdate = Updateable<DesktopsTable>;
+/**
+ * A pools row as the server uses it: the template parsed. Only store/rows.ts turns the
+ * column's text into the object and back; everything else reads this type.
+ */
+export type PoolRow = Omit<Selectable<PoolsTable>, 'template'> & { template: JsonObject };
+/** A desktops row as the server uses it: the handle parsed (store/rows.ts). */
+export type DesktopRow = Omit<Selectable<DesktopsTable>, 'handle'> & { handle: JsonObject | null };

@@ -22,18 +22,10 @@ export const DEFAULT_DESKTOP_LIMITS: DesktopLimitDefaults = {
  * gets the defaults.
  */
 export function poolRfbLimits(
-  template: string | Record<string, unknown>,
+  template: Record<string, unknown>,
   defaults: DesktopLimitDefaults = DEFAULT_DESKTOP_LIMITS,
 ): RfbLimits {
-  let raw: unknown = template;
-  if (typeof template === 'string') {
-    try {
-      raw = JSON.parse(template);
-    } catch {
-      raw = {};
-    }
-  }
-  const parsed = DesktopLimits.safeParse(raw);
+  const parsed = DesktopLimits.safeParse(template);
   const pool = parsed.success ? parsed.data : {};
   const fb = pool.maxFramebuffer;
   return {

@@ -158,10 +158,15 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** The provider's handle in a desktop row; fails the test when the row has none. */
-export function handleOf<H = XvncHandle>(row: { handle: string | null }): H {
+/**
+ * The provider's handle in a desktop row, as the broker gives it (parsed) or as a test reads it
+ * from the table (JSON text); fails the test when the row has none.
+ */
+export function handleOf<H = XvncHandle>(row: {
+  handle: string | Record<string, unknown> | null;
+}): H {
   expect(row.handle, 'the desktop has a handle').toBeTruthy();
-  return JSON.parse(row.handle!) as H;
+  return (typeof row.handle === 'string' ? JSON.parse(row.handle) : row.handle) as H;
 }
 
 /** The provider's handle the store keeps for a desktop; fails the test when it has none. */

@@ -2,8 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
+import { ApiError } from '@vdi/shared';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { createServer, type ServerDeps, type VdiServer } from '../../src/app.js';
+import type { AnswerOf, Method } from './answers.js';
 
 export const ADMIN = { username: 'admin', password: 'admin-password-1' };
 
@@ -50,21 +52,28 @@ export async function startServer(
   };
 }
 
-/** A REST answer; the body is parsed JSON of whichever shape the route returns. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON answers of many shapes
-export type ApiAnswer = { status: number; body: any; headers: Headers };
+/**
+ * A REST answer. `body` is the parsed JSON of the route's answer, typed from shared/ (see
+ * answers.ts) for a call that succeeded; when it failed, `error` holds the error answer.
+ */
+export interface ApiAnswer<T = unknown> {
+  status: number;
+  body: T;
+  error: ApiError['error'] | undefined;
+  headers: Headers;
+}
 
 /** A tiny cookie-keeping REST client. */
 export class Api {
   cookie = '';
   constructor(readonly base: string) {}
 
-  async call(
-    method: string,
-    p: string,
+  async call<M extends Method, P extends string>(
+    method: M,
+    p: P,
     body?: unknown,
     extraHeaders: Record<string, string> = {},
-  ): Promise<ApiAnswer> {
+  ): Promise<ApiAnswer<AnswerOf<M, P>>> {
     const headers: Record<string, string> = { 'x-requested-with': 'vdi', ...extraHeaders };
     if (this.cookie) headers.cookie = this.cookie;
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -82,22 +91,28 @@ export class Api {
     } catch {
       /* not JSON */
     }
-    return { status: r.status, body: parsed, headers: r.headers };
+    const failed = r.status >= 400 ? ApiError.safeParse(parsed) : undefined;
+    return {
+      status: r.status,
+      body: parsed as AnswerOf<M, P>,
+      error: failed?.success ? failed.data.error : undefined,
+      headers: r.headers,
+    };
   }
 
-  get(p: string) {
+  get<P extends string>(p: P) {
     return this.call('GET', p);
   }
-  post(p: string, body?: unknown) {
+  post<P extends string>(p: P, body?: unknown) {
     return this.call('POST', p, body);
   }
-  patch(p: string, body?: unknown) {
+  patch<P extends string>(p: P, body?: unknown) {
     return this.call('PATCH', p, body);
   }
-  put(p: string, body?: unknown) {
+  put<P extends string>(p: P, body?: unknown) {
     return this.call('PUT', p, body);
   }
-  del(p: string) {
+  del<P extends string>(p: P) {
     return this.call('DELETE', p);
   }
 

@@ -7,6 +7,7 @@ import {
 } from '../helpers/desktops.js';
 import { Api, ADMIN, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
 import { connected, Viewers, type ViewerSocket } from '../helpers/viewer.js';
+import type { Method as HttpMethod } from '../helpers/answers.js';
 
 /*
  * Authorization through the real HTTP API, with real Xvnc desktops behind the sessions:
@@ -125,7 +126,7 @@ beforeAll(async () => {
   expect(spec.status).toBe(200);
   ops = [];
   for (const [p, byMethod] of Object.entries(
-    spec.body.paths as Record<string, Record<string, { tags: string[] }>>,
+    (spec.body as { paths: Record<string, Record<string, { tags: string[] }>> }).paths,
   )) {
     for (const [method, op] of Object.entries(byMethod))
       ops.push({ method: method as Method, path: p, tag: op.tags[0]! });
@@ -193,25 +194,24 @@ describe('admin routes', () => {
       const p = fill(o.path, ids);
       const body = o.method === 'get' || o.method === 'delete' ? undefined : {};
       const asUser = await alice.api.call(
-        o.method.toUpperCase(),
+        o.method.toUpperCase() as HttpMethod,
         p + (o.method === 'delete' ? '?force=true' : ''),
         body,
       );
-      expect([asUser.status, asUser.body?.error?.code], `${o.method} ${p} as a user`).toEqual([
+      expect([asUser.status, asUser.error?.code], `${o.method} ${p} as a user`).toEqual([
         403,
         'FORBIDDEN',
       ]);
-      const asNobody = await anonymous.call(o.method.toUpperCase(), p, body);
-      expect(
-        [asNobody.status, asNobody.body?.error?.code],
-        `${o.method} ${p} without a session`,
-      ).toEqual([401, 'UNAUTHENTICATED']);
+      const asNobody = await anonymous.call(o.method.toUpperCase() as HttpMethod, p, body);
+      expect([asNobody.status, asNobody.error?.code], `${o.method} ${p} without a session`).toEqual(
+        [401, 'UNAUTHENTICATED'],
+      );
     }
     // the admin reaches every one of those routes (none is a dead path in the document)
     for (const o of adminOps.filter((x) => x.method === 'get')) {
       const r = await admin.get(fill(o.path, ids));
       expect([401, 403], `${o.method} ${o.path} as admin`).not.toContain(r.status);
-      expect(r.body?.error?.message ?? '', `${o.method} ${o.path} as admin`).not.toBe(
+      expect(r.error?.message ?? '', `${o.method} ${o.path} as admin`).not.toBe(
         'no such API route',
       );
     }
@@ -316,7 +316,7 @@ describe('entitlements and sessions of others', () => {
       .execute();
     const r = await alice.api.post(`/api/pools/${secretPoolId}/connect`);
     expect(r.status).toBe(403);
-    expect(r.body.error.code).toBe('NOT_ENTITLED');
+    expect(r.error?.code).toBe('NOT_ENTITLED');
     expect(
       await ts.server.store.db
         .selectFrom('desktops')
@@ -351,7 +351,7 @@ describe('entitlements and sessions of others', () => {
 
     for (const action of ['logoff', 'disconnect']) {
       const r = await alice.api.post(`/api/sessions/${bobSession.sessionId}/${action}`);
-      expect([r.status, r.body.error.code], action).toEqual([404, 'SESSION_NOT_FOUND']);
+      expect([r.status, r.error?.code], action).toEqual([404, 'SESSION_NOT_FOUND']);
     }
     expect((await ts.server.broker.session(bobSession.sessionId))?.state).not.toBe('ended');
 
@@ -395,7 +395,7 @@ describe('entitlements and sessions of others', () => {
     expect((await admin.del(`/api/admin/entitlements/${ent}`)).status).toBe(204);
     expect(await visible()).not.toContain(groupPool);
     const refused = await carol.api.post(`/api/pools/${groupPool}/connect`);
-    expect([refused.status, refused.body.error.code]).toEqual([403, 'NOT_ENTITLED']);
+    expect([refused.status, refused.error?.code]).toEqual([403, 'NOT_ENTITLED']);
 
     // granted again, then Carol leaves the group
     await entitle(groupPool, 'group', g.body.id as string);
@@ -426,7 +426,7 @@ describe('disabling a user', () => {
     expect(r.status).toBe(200);
     expect(r.body.disabled).toBe(true);
     const me = await dave.api.get('/api/auth/me');
-    expect([me.status, me.body.error.code]).toEqual([401, 'UNAUTHENTICATED']);
+    expect([me.status, me.error?.code]).toEqual([401, 'UNAUTHENTICATED']);
     expect((await dave.api.post(`/api/pools/${poolId}/connect`)).status).toBe(401);
     await closed;
     // the desktop session itself is kept (an admin decides what happens to it), just not reachable
@@ -441,7 +441,7 @@ describe('disabling a user', () => {
       username: 'dave',
       password: dave.password,
     });
-    expect([again.status, again.body.error.code]).toEqual([401, 'BAD_CREDENTIALS']);
+    expect([again.status, again.error?.code]).toEqual([401, 'BAD_CREDENTIALS']);
     // and a socket with the old cookie is refused
     const refused = viewers.open(ts.url, { cookie: oldCookie });
     const err = await new Promise<Error>((resolve) => refused.once('connect_error', resolve));

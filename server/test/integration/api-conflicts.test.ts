@@ -29,19 +29,19 @@ const FIRST_DISPLAY = 620;
 const AT_ONCE = 8;
 
 /** fires `n` copies of a request together and resolves with every answer */
-function together(n: number, fn: (i: number) => Promise<ApiAnswer>): Promise<ApiAnswer[]> {
+function together<T>(n: number, fn: (i: number) => Promise<ApiAnswer<T>>): Promise<ApiAnswer<T>[]> {
   return Promise.all(Array.from({ length: n }, (_, i) => fn(i)));
 }
 
-function oneWinner(answers: ApiAnswer[], code: string, message: RegExp): void {
+function oneWinner(answers: ApiAnswer<unknown>[], code: string, message: RegExp): void {
   const statuses = answers.map((a) => a.status).sort();
   expect(statuses, JSON.stringify(answers.map((a) => a.body))).toEqual([
     201,
     ...Array<number>(answers.length - 1).fill(409),
   ]);
   for (const a of answers.filter((x) => x.status === 409)) {
-    expect(a.body.error.code).toBe(code);
-    expect(a.body.error.message).toMatch(message);
+    expect(a.error?.code).toBe(code);
+    expect(a.error?.message).toMatch(message);
   }
 }
 
@@ -121,7 +121,7 @@ function conflictSuite(store: 'SQLite' | 'PostgreSQL') {
         }),
       );
       for (const g of grants) expect([200, 201]).toContain(g.status);
-      expect(new Set(grants.map((g) => g.body.id as string)).size).toBe(1);
+      expect(new Set(grants.map((g) => g.body.id)).size).toBe(1);
       expect((await admin.del(`/api/admin/pools/${mine[0]!.id}?force=true`)).status).toBe(204);
     });
   });
@@ -182,7 +182,7 @@ describe('the thumbnail of a desktop that is gone or does not answer', () => {
     expect(jpeg.subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
     const none = await admin.get('/api/admin/desktops/no-such-desktop/thumbnail');
     expect(none.status).toBe(404);
-    expect(none.body.error.code).toBe('NOT_FOUND');
+    expect(none.error?.code).toBe('NOT_FOUND');
     await admin.post(`/api/sessions/${sessionId}/logoff`);
   });
 
@@ -194,9 +194,9 @@ describe('the thumbnail of a desktop that is gone or does not answer', () => {
     const r = await admin.get(`/api/admin/desktops/${desktopId}/thumbnail`);
     // the broker may have cleaned the record up already (404 NOT_FOUND); either way it is gone
     expect(r.status, JSON.stringify(r.body)).toBe(404);
-    expect(['DESKTOP_GONE', 'NOT_FOUND']).toContain(r.body.error.code);
-    if (r.body.error.code === 'DESKTOP_GONE')
-      expect(r.body.error.message).toMatch(/no longer running \(.+\)/);
+    expect(['DESKTOP_GONE', 'NOT_FOUND']).toContain(r.error?.code);
+    if (r.error?.code === 'DESKTOP_GONE')
+      expect(r.error?.message).toMatch(/no longer running \(.+\)/);
     // the failure made the broker look: the session ends with the reason
     await until(
       async () => (await ts.server.broker.session(sessionId))?.state === 'ended',
@@ -212,8 +212,8 @@ describe('the thumbnail of a desktop that is gone or does not answer', () => {
     try {
       const r = await admin.get(`/api/admin/desktops/${desktopId}/thumbnail`);
       expect(r.status, JSON.stringify(r.body)).toBe(503);
-      expect(r.body.error.code).toBe('DESKTOP_UNREACHABLE');
-      expect(r.body.error.message).toMatch(/could not be reached: .+/);
+      expect(r.error?.code).toBe('DESKTOP_UNREACHABLE');
+      expect(r.error?.message).toMatch(/could not be reached: .+/);
     } finally {
       process.kill(h.xvncPid, 'SIGCONT');
     }

@@ -81,7 +81,7 @@ describe('a frozen desktop (SIGSTOP) comes back by itself', () => {
     if (ts) {
       const h = await ts.server.broker.desktop(desktopId);
       if (h?.handle) {
-        const pid = (JSON.parse(h.handle) as { xvncPid: number }).xvncPid;
+        const pid = (h.handle as { xvncPid: number }).xvncPid;
         if (alive(pid)) process.kill(pid, 'SIGCONT');
       }
       await api.post(`/api/sessions/${sessionId}/logoff`);

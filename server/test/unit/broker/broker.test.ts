@@ -1,189 +1,27 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PoolCreateBody, XvncTemplate } from '@vdi/shared';
-import { ManualClock } from '../../../src/clock.js';
-import { openStore, type Store } from '../../../src/store/db.js';
-import { Broker, type Actor } from '../../../src/broker/broker.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { ManualClock } from '../../../src/clock.js';
+import type { Store } from '../../../src/store/db.js';
+import { Broker } from '../../../src/broker/broker.js';
 import { BrokerError } from '../../../src/broker/errors.js';
-import { PoolAdmin } from '../../../src/broker/pools.js';
-import {
-  ProviderError,
-  type CreateSpec,
-  type DesktopHandle,
-  type DesktopHealth,
-  type Provider,
-  type ProviderStatus,
-  type RfbEndpoint,
-} from '../../../src/providers/types.js';
+import type { PoolAdmin } from '../../../src/broker/pools.js';
+import type { DesktopHandle, Provider } from '../../../src/providers/types.js';
+import { ADMIN, brokerHelpers, codeOf, log, useBroker, type FakeProvider } from './fixture.js';
 
 /*
- * Assignment logic against a real SQLite store and an in-test provider whose desktops are
- * entries in a map: fast and deterministic, so every rule can be checked at its edges. The
- * same rules run against real Xvnc desktops in test/integration/broker-*.test.ts.
+ * Assignment, lifecycle, tick and reconciliation against a real SQLite store and the fake
+ * provider of fixture.ts. The same rules run against real Xvnc desktops in
+ * test/integration/broker-*.test.ts.
  */
 
-interface FakeHandle {
-  fake: number;
-  desktopId: string;
-}
-
-class FakeProvider implements Provider {
-  readonly kind = 'xvnc' as const;
-  /** running desktops by handle number */
-  readonly alive = new Map<number, string>();
-  readonly created: CreateSpec[] = [];
-  readonly destroyed: { desktopId: string; keepDisk: boolean }[] = [];
-  swept: DesktopHandle[][] = [];
-  /** ms each create/destroy takes (widens race windows) */
-  createDelayMs = 0;
-  destroyDelayMs = 0;
-  failCreates = 0;
-  private seq = 0;
-
-  async status(): Promise<ProviderStatus> {
-    return { ok: true, detail: 'fake' };
-  }
-  parseTemplate(t: unknown): Record<string, unknown> {
-    return XvncTemplate.parse(t ?? {});
-  }
-  async create(spec: CreateSpec): Promise<DesktopHandle> {
-    this.created.push(spec);
-    if (this.createDelayMs) await new Promise((r) => setTimeout(r, this.createDelayMs));
-    if (this.failCreates > 0) {
-      this.failCreates--;
-      throw new ProviderError('XVNC_START_FAILED', 'fake start failure');
-    }
-    const h: FakeHandle = { fake: ++this.seq, desktopId: spec.desktopId };
-    this.alive.set(h.fake, spec.desktopId);
-    return h as unknown as DesktopHandle;
-  }
-  endpoint(h: DesktopHandle): RfbEndpoint {
-    return { kind: 'unix', path: `/nonexistent/${(h as unknown as FakeHandle).fake}` };
-  }
-  async health(h: DesktopHandle): Promise<DesktopHealth> {
-    return this.alive.has((h as unknown as FakeHandle).fake)
-      ? { state: 'running' }
-      : { state: 'dead', reason: 'fake desktop killed' };
-  }
-  async destroy(h: DesktopHandle, _log: unknown, opts?: { keepDisk?: boolean }): Promise<void> {
-    if (this.destroyDelayMs) await new Promise((r) => setTimeout(r, this.destroyDelayMs));
-    const fh = h as unknown as FakeHandle;
-    this.alive.delete(fh.fake);
-    this.destroyed.push({ desktopId: fh.desktopId, keepDisk: opts?.keepDisk ?? false });
-  }
-  async sweep(known: DesktopHandle[]): Promise<number> {
-    this.swept.push(known);
-    const keep = new Set(known.map((h) => (h as unknown as FakeHandle).fake));
-    let n = 0;
-    for (const k of [...this.alive.keys()]) {
-      if (!keep.has(k)) {
-        this.alive.delete(k);
-        n++;
-      }
-    }
-    return n;
-  }
-  /** kill the running desktop of a desktop row (as if its process died) */
-  kill(desktopId: string): void {
-    for (const [k, v] of this.alive) if (v === desktopId) this.alive.delete(k);
-  }
-}
-
-const log = pino({ level: 'silent' });
-const ADMIN: Actor = { id: null, name: 'test-admin' };
-
-let dir: string;
+const env = useBroker();
+const { user, entitle, pool, desktops, liveSessions } = brokerHelpers(env);
 let store: Store;
 let clock: ManualClock;
 let fake: FakeProvider;
 let broker: Broker;
 let pools: PoolAdmin;
-
-beforeEach(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vdi-broker-unit-'));
-  store = await openStore({ dataDir: dir });
-  clock = new ManualClock();
-  fake = new FakeProvider();
-  broker = new Broker(store.db, new Map<string, Provider>([['xvnc', fake]]), clock, log, {
-    tickMs: 60_000,
-  });
-  pools = new PoolAdmin(store.db, broker, clock, log);
-});
-
-afterEach(async () => {
-  // a pool change fires a background tick: let it finish before the store goes away
-  await broker.tick();
-  await store.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-async function user(name: string): Promise<Actor & { id: string }> {
-  const id = randomUUID();
-  await store.db
-    .insertInto('users')
-    .values({
-      id,
-      username: name,
-      display_name: '',
-      password_hash: 'x',
-      role: 'user',
-      disabled: 0,
-      created_at: new Date(clock.now()).toISOString(),
-    })
-    .execute();
-  return { id, name };
-}
-
-async function entitle(poolId: string, u: { id: string }): Promise<void> {
-  await store.db
-    .insertInto('entitlements')
-    .values({
-      id: randomUUID(),
-      pool_id: poolId,
-      principal_type: 'user',
-      principal_id: u.id,
-      created_at: new Date(clock.now()).toISOString(),
-    })
-    .execute();
-}
-
-async function pool(over: Record<string, unknown> = {}): Promise<string> {
-  const p = await pools.create(
-    PoolCreateBody.parse({ name: `p-${randomUUID().slice(0, 8)}`, provider: 'xvnc', ...over }),
-    ADMIN,
-  );
-  await broker.tick(); // the create's own tick, so the test starts from a settled pool
-  return p.id;
-}
-
-async function desktops(poolId: string) {
-  return store.db
-    .selectFrom('desktops')
-    .selectAll()
-    .where('pool_id', '=', poolId)
-    .orderBy('created_at')
-    .execute();
-}
-
-async function liveSessions(poolId?: string) {
-  let q = store.db.selectFrom('sessions').selectAll().where('state', '<>', 'ended');
-  if (poolId) q = q.where('pool_id', '=', poolId);
-  return q.execute();
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    if (e instanceof BrokerError) return e.code;
-    throw e;
-  }
-}
+beforeEach(() => ({ store, clock, fake, broker, pools } = env));
 
 describe('floating pools', () => {
   it('hands out a warm spare, resumes the same session, destroys the desktop at log-off and refills spares', async () => {
@@ -242,9 +80,7 @@ describe('floating pools', () => {
     expect(c.desktopId).not.toBe(spare!.id);
     expect(await broker.desktop(spare!.id)).toBeUndefined();
     expect(
-      await broker
-        .provider('xvnc')
-        .health(JSON.parse((await broker.desktop(c.desktopId))!.handle!) as DesktopHandle),
+      await broker.provider('xvnc').health((await broker.desktop(c.desktopId))!.handle!),
     ).toEqual({ state: 'running' });
   });
 
@@ -717,7 +553,7 @@ describe('admin reset', () => {
     broker.on('desktop-restarted', (d) => restarted.push(d));
     await broker.resetDesktop(c.sessionId, ADMIN);
     expect(fake.destroyed).toEqual([{ desktopId: c.desktopId, keepDisk: false }]);
-    expect((await broker.desktop(c.desktopId))!.handle).not.toBe(before);
+    expect((await broker.desktop(c.desktopId))!.handle).not.toEqual(before);
     expect(restarted).toEqual([c.desktopId]);
   });
 });

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { PowerBody, SnapshotName } from '@vdi/shared';
+import { actorOf } from '../actor.js';
+import { IdParam, type AdminScope } from './scope.js';
+
+/** One desktop: its thumbnail, a VM's power actions and snapshots (all through the broker). */
+export function adminDesktopRoutes(admin: AdminScope): void {
+  const { broker, live } = admin.deps;
+
+  admin.route(
+    {
+      method: 'get',
+      path: '/desktops/:id/thumbnail',
+      summary: 'A small JPEG of the desktop',
+      produces: 'image/jpeg',
+    },
+    async (req, res) => {
+      const { id } = IdParam.parse(req.params);
+      const jpeg = await broker.viewDesktop(id, (endpoint) => live.thumbnail(id, endpoint));
+      res.setHeader('Content-Type', 'image/jpeg');
+      res.setHeader('Cache-Control', 'no-store');
+      res.end(jpeg);
+    },
+  );
+
+  admin.route(
+    {
+      method: 'post',
+      path: '/desktops/:id/power',
+      summary: 'Power action on a VM desktop',
+      body: PowerBody,
+    },
+    async (req) => {
+      await broker.power(IdParam.parse(req.params).id, req.parsedBody.action, actorOf(req));
+    },
+  );
+
+  admin.route(
+    {
+      method: 'get',
+      path: '/desktops/:id/snapshots',
+      summary: 'Snapshots of a VM desktop',
+      response: z.array(z.string()),
+    },
+    async (req) => broker.snapshots(IdParam.parse(req.params).id),
+  );
+
+  admin.route(
+    {
+      method: 'post',
+      path: '/desktops/:id/snapshots',
+      summary: 'Take a snapshot',
+      body: z.strictObject({ name: SnapshotName }),
+    },
+    async (req) => {
+      await broker.takeSnapshot(IdParam.parse(req.params).id, req.parsedBody.name, actorOf(req));
+    },
+  );
+
+  admin.route(
+    {
+      method: 'post',
+      path: '/desktops/:id/snapshots/:name/restore',
+      summary: 'Restore a snapshot',
+    },
+    async (req) => {
+      const { id } = IdParam.parse(req.params);
+      await broker.restoreSnapshot(id, SnapshotName.parse(req.params.name), actorOf(req));
+    },
+  );
+}

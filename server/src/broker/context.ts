@@ -1,0 +1,64 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { Db } from '../store/db.js';
+import type { Provider } from '../providers/types.js';
+import type { Actor } from './actor.js';
+import type { AuditLog } from './audit.js';
+import { BrokerError } from './errors.js';
+import type { BrokerEvents } from './events.js';
+
+/** Session states that hold a desktop. */
+export const LIVE = ['starting', 'active', 'disconnected'] as const;
+
+/** What every part of the broker works with; the Broker builds it once and hands it round. */
+export interface BrokerContext {
+  readonly db: Db;
+  readonly providers: Map<string, Provider>;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly audit: AuditLog;
+  /** tell the gateway (the Broker's own events) */
+  emit<E extends keyof BrokerEvents>(event: E, ...args: BrokerEvents[E]): void;
+}
+
+/** The plumbing the broker's parts share: the context's fields, a provider by kind, now. */
+export abstract class BrokerPart {
+  protected readonly db: Db;
+  protected readonly providers: Map<string, Provider>;
+  protected readonly clock: Clock;
+  protected readonly log: Logger;
+  protected readonly audit: AuditLog;
+
+  constructor(protected readonly ctx: BrokerContext) {
+    this.db = ctx.db;
+    this.providers = ctx.providers;
+    this.clock = ctx.clock;
+    this.log = ctx.log;
+    this.audit = ctx.audit;
+  }
+
+  protected emit<E extends keyof BrokerEvents>(event: E, ...args: BrokerEvents[E]): void {
+    this.ctx.emit(event, ...args);
+  }
+
+  /** Record what an actor did to a session, desktop or account in the audit log. */
+  protected record(actor: Actor, action: string, target: string, detail?: unknown): Promise<void> {
+    return this.audit.record({ actor: actor.name, action, target, ip: actor.ip ?? null, detail });
+  }
+
+  protected nowIso(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+
+  /** The provider of a kind; PROVIDER_UNAVAILABLE when this server does not have it. */
+  provider(kind: string): Provider {
+    const p = this.providers.get(kind);
+    if (!p)
+      throw new BrokerError(
+        'PROVIDER_UNAVAILABLE',
+        `provider ${kind} is not available on this server`,
+        503,
+      );
+    return p;
+  }
+}

@@ -1,0 +1,290 @@
+import { randomUUID } from 'node:crypto';
+import type { PowerAction } from '@vdi/shared';
+import type { DesktopRow, PoolRow } from '../store/schema.js';
+import { jsonColumn } from '../store/rows.js';
+import type { DesktopHandle } from '../providers/types.js';
+import type { Actor } from './actor.js';
+import { BrokerPart, type BrokerContext } from './context.js';
+import { BrokerError } from './errors.js';
+import { KeyedMutex } from './keyed-mutex.js';
+import type { BrokerQueries, RunningDesktop } from './queries.js';
+
+/**
+ * Desktops through their providers: start, provision, stop, restart in place. Whatever
+ * changes a running desktop happens here, under that desktop's lock, so a log-off, a reset
+ * and a health clean-up never act on one desktop at once.
+ */
+export class Desktops extends BrokerPart {
+  private readonly poolLock = new KeyedMutex();
+  private readonly desktopLock = new KeyedMutex();
+  /** desktops being restarted in place (admin reset): health checks leave them alone */
+  private readonly restarting = new Set<string>();
+
+  constructor(
+    ctx: BrokerContext,
+    private readonly queries: BrokerQueries,
+  ) {
+    super(ctx);
+  }
+
+  /** Run `fn` alone for this desktop (against other changes to the same desktop). */
+  withDesktop<T>(desktopId: string, fn: () => Promise<T>): Promise<T> {
+    return this.desktopLock.run(desktopId, fn);
+  }
+
+  /** Run `fn` alone for this pool: counting its desktops and adding one is one step. */
+  withPool<T>(poolId: string, fn: () => Promise<T>): Promise<T> {
+    return this.poolLock.run(poolId, fn);
+  }
+
+  /** Is this desktop being restarted in place (its link and health are expected to fail)? */
+  isRestarting(desktopId: string): boolean {
+    return this.restarting.has(desktopId);
+  }
+
+  async count(poolId: string): Promise<number> {
+    const r = await this.db
+      .selectFrom('desktops')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('pool_id', '=', poolId)
+      .where('state', '<>', 'failed')
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  private async nextSlot(pool: PoolRow): Promise<number | null> {
+    if (pool.provider !== 'vnc') return null;
+    const used = await this.db
+      .selectFrom('desktops')
+      .select('slot')
+      .where('pool_id', '=', pool.id)
+      .execute();
+    const taken = new Set(used.map((u) => u.slot));
+    const hosts = (pool.template as { hosts?: unknown[] }).hosts ?? [];
+    for (let i = 0; i < hosts.length; i++) if (!taken.has(i)) return i;
+    throw new BrokerError('POOL_FULL', `pool "${pool.name}" has no free machine`);
+  }
+
+  async start(pool: PoolRow, d: DesktopRow): Promise<DesktopHandle> {
+    return this.provider(pool.provider).create(
+      {
+        desktopId: d.id,
+        poolId: pool.id,
+        template: pool.template,
+        persistent: pool.assignment === 'dedicated',
+        ...(d.slot !== null ? { slot: d.slot } : {}),
+      },
+      this.log.child({ desktopId: d.id }),
+    );
+  }
+
+  /**
+   * Insert a desktop row first (so a crash mid-start leaves a trace reconciliation can clean),
+   * start it, then record its handle. On failure nothing is left behind.
+   */
+  async provision(
+    pool: PoolRow,
+    o: { owner: string | null; state: 'in-use' | 'ready' },
+  ): Promise<DesktopRow> {
+    const id = randomUUID();
+    const now = this.nowIso();
+    const slot = await this.nextSlot(pool);
+    const row: DesktopRow = {
+      id,
+      pool_id: pool.id,
+      name: `${pool.name}-${id.slice(0, 6)}`,
+      state: 'provisioning',
+      owner_user_id: o.owner,
+      handle: null,
+      slot,
+      error: null,
+      created_at: now,
+      state_since: now,
+    };
+    await this.db
+      .insertInto('desktops')
+      .values({ ...row, handle: null })
+      .execute();
+    try {
+      const handle = await this.start(pool, row);
+      await this.db
+        .updateTable('desktops')
+        .set({ handle: jsonColumn(handle), state: o.state, state_since: this.nowIso() })
+        .where('id', '=', id)
+        .execute();
+      this.log.info({ desktopId: id, pool: pool.name }, 'desktop provisioned');
+      return { ...row, handle, state: o.state };
+    } catch (e) {
+      await this.db.deleteFrom('desktops').where('id', '=', id).execute();
+      this.log.error({ err: e, pool: pool.name }, 'desktop provisioning failed');
+      const msg = (e as Error).message.split('\n')[0] ?? 'unknown error';
+      throw new BrokerError('DESKTOP_START_FAILED', `a desktop could not be started: ${msg}`, 503);
+    }
+  }
+
+  async setState(id: string, state: DesktopRow['state']): Promise<void> {
+    await this.db
+      .updateTable('desktops')
+      .set({ state, state_since: this.nowIso() })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async release(desktopId: string, pool: PoolRow, reason: string): Promise<void> {
+    await this.desktopLock.run(desktopId, async () => {
+      const d = await this.queries.desktop(desktopId);
+      if (!d) return;
+      const provider = this.provider(pool.provider);
+      const handle = d.handle;
+      const log = this.log.child({ desktopId });
+      await this.setState(d.id, 'stopping');
+      try {
+        if (handle)
+          await provider.destroy(handle, log, { keepDisk: pool.assignment === 'dedicated' });
+      } catch (err) {
+        log.error({ err }, 'desktop stop failed');
+      }
+      if (pool.assignment === 'dedicated' && d.owner_user_id) {
+        await this.db
+          .updateTable('desktops')
+          .set({ state: 'stopped', handle: null, state_since: this.nowIso() })
+          .where('id', '=', d.id)
+          .execute();
+      } else {
+        await this.db.deleteFrom('desktops').where('id', '=', d.id).execute();
+      }
+      log.info({ reason }, 'desktop released');
+    });
+  }
+
+  /**
+   * Admin "reset desktop": restart it in place (Xvnc) or power-reset it (VM). Resolves true
+   * when it was restarted (its viewers must attach again), false for a VM's power reset.
+   */
+  async reset(desktopId: string): Promise<boolean> {
+    return this.desktopLock.run(desktopId, async () => {
+      const {
+        desktop: d,
+        pool,
+        provider,
+        handle,
+      } = await this.queries.runningDesktop(desktopId, notRunning);
+      if (provider.powerAction) {
+        // A VM reboots behind the same VNC server: viewers stay attached and watch it boot.
+        await provider.powerAction(handle, 'reset');
+        return false;
+      }
+      // while it restarts, a lost connection or a failed health check is expected, not a loss
+      this.restarting.add(d.id);
+      try {
+        this.emit('desktop-restarting', d.id);
+        await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
+        const fresh = await this.start(pool, d);
+        await this.db
+          .updateTable('desktops')
+          .set({ handle: jsonColumn(fresh), state_since: this.nowIso() })
+          .where('id', '=', d.id)
+          .execute();
+      } finally {
+        this.restarting.delete(d.id);
+      }
+      return true;
+    });
+  }
+
+  /** An administrator's power action on a VM (reset, powerdown, stop, cont). */
+  power(desktopId: string, action: PowerAction, actor: Actor): Promise<void> {
+    return this.act(
+      desktopId,
+      actor,
+      `desktop.power.${action}`,
+      undefined,
+      ({ provider, handle }) => {
+        if (!provider.powerAction)
+          throw notSupported(`${provider.kind} desktops have no power actions`);
+        return provider.powerAction(handle, action);
+      },
+    );
+  }
+
+  /** The snapshots of a VM. A read: it takes no lock, like a thumbnail. */
+  async snapshots(desktopId: string): Promise<string[]> {
+    const { provider, handle } = await this.queries.runningDesktop(desktopId);
+    if (!provider.listSnapshots) throw noSnapshots(provider.kind);
+    return provider.listSnapshots(handle);
+  }
+
+  /** Take a snapshot of a VM under its name. */
+  snapshot(desktopId: string, name: string, actor: Actor): Promise<void> {
+    return this.act(desktopId, actor, 'desktop.snapshot', { name }, ({ provider, handle }) => {
+      if (!provider.snapshot) throw noSnapshots(provider.kind);
+      return provider.snapshot(handle, name);
+    });
+  }
+
+  /** Put a VM back to a snapshot. */
+  restore(desktopId: string, name: string, actor: Actor): Promise<void> {
+    return this.act(desktopId, actor, 'desktop.restore', { name }, ({ provider, handle }) => {
+      if (!provider.restore) throw noSnapshots(provider.kind);
+      return provider.restore(handle, name);
+    });
+  }
+
+  /** An administrator's action on a running desktop: under its lock, then audited. */
+  private async act(
+    desktopId: string,
+    actor: Actor,
+    action: string,
+    detail: unknown,
+    run: (desktop: RunningDesktop) => Promise<void>,
+  ): Promise<void> {
+    await this.desktopLock.run(desktopId, async () =>
+      run(await this.queries.runningDesktop(desktopId)),
+    );
+    await this.record(actor, action, desktopId, detail);
+  }
+
+  /**
+   * Remove a desktop for good (its pool or its owner is being deleted): stop it, remove its
+   * kept disk, drop its row. A failure to stop or purge is logged; the row goes regardless.
+   */
+  async purge(desktopId: string): Promise<void> {
+    await this.desktopLock.run(desktopId, async () => {
+      const d = await this.queries.desktop(desktopId);
+      if (!d) return;
+      // a desktop of a pool that is gone has no provider to ask (reconciliation removes such
+      // records too): only its row is left to drop
+      const pool = await this.queries.pool(d.pool_id).catch(() => undefined);
+      if (pool) {
+        const provider = this.provider(pool.provider);
+        const log = this.log.child({ desktopId });
+        if (d.handle) {
+          await provider
+            .destroy(d.handle, log, { keepDisk: false })
+            .catch((err: unknown) => log.error({ err }, 'destroy failed'));
+        }
+        await provider
+          .purge?.(desktopId)
+          .catch((err: unknown) => log.error({ err }, 'purge failed'));
+      }
+      await this.db.deleteFrom('desktops').where('id', '=', desktopId).execute();
+    });
+  }
+
+  /** Remove every desktop of a pool that is being deleted (see purge). */
+  async purgePool(poolId: string): Promise<void> {
+    const rows = await this.db
+      .selectFrom('desktops')
+      .select('id')
+      .where('pool_id', '=', poolId)
+      .execute();
+    for (const d of rows) await this.purge(d.id);
+    // one a tick was starting while the pool was being drained
+    await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
+  }
+}
+
+/** a reset finds the session's desktop not running: the same answer whether its row is there */
+const notRunning = () => new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
+const notSupported = (message: string) => new BrokerError('NOT_SUPPORTED', message, 409);
+const noSnapshots = (kind: string) => notSupported(`${kind} desktops have no snapshots`);

@@ -1,0 +1,239 @@
+import { desktopRow, poolRow } from '../store/rows.js';
+import { SYSTEM } from './actor.js';
+import { BrokerPart, LIVE, type BrokerContext } from './context.js';
+import type { Desktops } from './desktops.js';
+import type { BrokerQueries } from './queries.js';
+import type { SessionLifecycle } from './sessions.js';
+
+export interface TickOptions {
+  /** how often the tick runs, ms */
+  tickMs: number;
+  /** how often every running desktop's health is checked, ms (default 10 s) */
+  healthEveryMs?: number;
+}
+
+/**
+ * The periodic tick: session timeouts, warm spares and minimum sizes, desktop health. Ticks
+ * never overlap; a desktop found dead has its sessions ended and what is left removed.
+ */
+export class BrokerTick extends BrokerPart {
+  private timer: NodeJS.Timeout | undefined;
+  /** the tick in progress, and at most one queued behind it (see tick()) */
+  private running: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+  private lastHealthCheck = 0;
+  private stopped = false;
+
+  constructor(
+    ctx: BrokerContext,
+    private readonly queries: BrokerQueries,
+    private readonly desktops: Desktops,
+    private readonly sessions: SessionLifecycle,
+    private readonly opts: TickOptions,
+  ) {
+    super(ctx);
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.tick(), this.opts.tickMs);
+    this.timer.unref();
+  }
+
+  /** Stop ticking; resolves once a tick in progress (which may be starting a spare) is done. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running?.catch(() => undefined);
+  }
+
+  /**
+   * Timeouts, warm spares and min size, desktop health. Safe to call at any time: ticks never
+   * overlap, and the promise settles once a whole tick that started after this call is done
+   * (callers during a tick share one queued rerun), so a change made before calling is seen.
+   */
+  tick(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (!this.running) {
+      this.running = this.runTick().finally(() => (this.running = undefined));
+      return this.running;
+    }
+    this.queued ??= this.running.then(() => {
+      this.queued = undefined;
+      return this.tick();
+    });
+    return this.queued;
+  }
+
+  /**
+   * Check these desktops' health now rather than at the next health round: the gateway lost
+   * its RFB connection to them, which is how a crashed VM or Xvnc first shows. Resolves
+   * after the tick that did it.
+   */
+  checkDesktopsSoon(desktopIds: string[]): Promise<void> {
+    for (const id of desktopIds) this.healthDue.add(id);
+    return this.tick();
+  }
+
+  private async runTick(): Promise<void> {
+    try {
+      await this.enforceTimeouts();
+      await this.maintainPools();
+      const every = this.opts.healthEveryMs ?? 10_000;
+      if (this.clock.now() - this.lastHealthCheck >= every) {
+        this.lastHealthCheck = this.clock.now();
+        this.healthDue.clear();
+        await this.checkHealth();
+      } else if (this.healthDue.size > 0) {
+        const due = [...this.healthDue];
+        this.healthDue.clear();
+        await this.checkHealth(due);
+      }
+    } catch (err) {
+      this.log.error({ err }, 'broker tick failed');
+    }
+  }
+
+  private async enforceTimeouts(): Promise<void> {
+    const now = this.clock.now();
+    const rows = await this.db
+      .selectFrom('sessions as s')
+      .innerJoin('pools as p', 'p.id', 's.pool_id')
+      .select([
+        's.id',
+        's.state',
+        's.state_since',
+        's.created_at',
+        's.last_input_at',
+        'p.disconnected_timeout_sec',
+        'p.idle_timeout_sec',
+        'p.max_session_sec',
+      ])
+      .where('s.state', 'in', LIVE)
+      .execute();
+    for (const r of rows) {
+      let reason: string | undefined;
+      const since = Date.parse(r.state_since);
+      if (
+        (r.state === 'disconnected' || r.state === 'starting') &&
+        r.disconnected_timeout_sec > 0 &&
+        now - since >= r.disconnected_timeout_sec * 1000
+      ) {
+        reason = 'disconnected too long';
+      } else if (
+        r.state === 'active' &&
+        r.idle_timeout_sec > 0 &&
+        now - Date.parse(r.last_input_at ?? r.state_since) >= r.idle_timeout_sec * 1000
+      ) {
+        reason = 'idle too long';
+      } else if (
+        r.max_session_sec > 0 &&
+        now - Date.parse(r.created_at) >= r.max_session_sec * 1000
+      ) {
+        reason = 'maximum session length reached';
+      }
+      if (reason) await this.sessions.logoff(r.id, SYSTEM, reason);
+    }
+  }
+
+  /** Keep `spares` ready desktops and at least `minSize` desktops; trim spares above that. */
+  private async maintainPools(): Promise<void> {
+    const pools = (await this.db.selectFrom('pools').selectAll().execute()).map(poolRow);
+    for (const pool of pools) {
+      if (!this.providers.has(pool.provider)) continue;
+      await this.desktops.withPool(pool.id, async () => {
+        const desktops = (
+          await this.db.selectFrom('desktops').selectAll().where('pool_id', '=', pool.id).execute()
+        ).map(desktopRow);
+        const alive = desktops.filter((d) => d.state !== 'failed');
+        const free = alive.filter(
+          (d) => (d.state === 'ready' || d.state === 'provisioning') && d.owner_user_id === null,
+        );
+        const wantSpares = pool.draining ? 0 : pool.spares;
+        let need = Math.max(
+          wantSpares - free.length,
+          pool.draining ? 0 : pool.min_size - alive.length,
+        );
+        need = Math.min(need, pool.max_size - alive.length);
+        for (let i = 0; i < need; i++) {
+          try {
+            await this.desktops.provision(pool, { owner: null, state: 'ready' });
+          } catch (err) {
+            this.log.warn({ err, pool: pool.name }, 'could not start a spare desktop');
+            break;
+          }
+        }
+        // too many idle desktops (after a shrink or when draining): stop the extra ones,
+        // down to the spare count and to max size, never below min size
+        const idle = free.filter((d) => d.state === 'ready').length;
+        let extra = Math.min(
+          Math.max(idle - wantSpares, alive.length - pool.max_size),
+          alive.length - (pool.draining ? 0 : pool.min_size),
+        );
+        for (const d of free) {
+          if (extra <= 0) break;
+          if (d.state !== 'ready') continue;
+          const claimed = await this.db
+            .updateTable('desktops')
+            .set({ state: 'stopping', state_since: this.nowIso() })
+            .where('id', '=', d.id)
+            .where('state', '=', 'ready')
+            .executeTakeFirst();
+          if (Number(claimed.numUpdatedRows)) {
+            await this.desktops.release(d.id, pool, 'pool shrunk');
+            extra--;
+          }
+        }
+      });
+    }
+  }
+
+  private readonly unhealthy = new Map<string, string>();
+
+  /** desktops to check at the next tick whatever the cadence (see checkDesktopsSoon) */
+  private readonly healthDue = new Set<string>();
+
+  private async checkHealth(only?: string[]): Promise<void> {
+    let q = this.db
+      .selectFrom('desktops as d')
+      .innerJoin('pools as p', 'p.id', 'd.pool_id')
+      .selectAll('d')
+      .select(['p.provider'])
+      .where('d.handle', 'is not', null)
+      .where('d.state', 'in', ['ready', 'in-use']);
+    if (only) q = q.where('d.id', 'in', only);
+    const rows = (await q.execute())
+      .map(desktopRow)
+      .filter((d) => !this.desktops.isRestarting(d.id));
+    for (const d of rows) {
+      const provider = this.providers.get(d.provider);
+      if (!provider) continue;
+      const h = await provider
+        .health(d.handle!)
+        .catch((e: unknown) => ({ state: 'unresponsive' as const, reason: String(e) }));
+      const prev = this.unhealthy.get(d.id);
+      if (h.state === 'running') {
+        if (prev) {
+          this.unhealthy.delete(d.id);
+          this.emit('desktop-health', d.id, 'running');
+        }
+      } else if (h.state === 'dead') {
+        this.unhealthy.delete(d.id);
+        this.log.warn({ desktopId: d.id, reason: h.reason }, 'desktop lost');
+        this.emit('desktop-health', d.id, 'dead', h.reason);
+        const pool = await this.queries.pool(d.pool_id);
+        await this.sessions.cleanupDesktop(d, pool, `desktop lost: ${h.reason}`);
+      } else if (prev !== h.state) {
+        this.unhealthy.set(d.id, h.state);
+        this.log.warn({ desktopId: d.id, state: h.state, reason: h.reason }, 'desktop unhealthy');
+        this.emit('desktop-health', d.id, h.state, h.reason);
+      }
+    }
+  }
+
+  /** Health of one desktop now (admin console, gateway). */
+  async desktopHealth(desktopId: string): Promise<string> {
+    return this.unhealthy.get(desktopId) ?? 'running';
+  }
+}

@@ -1,0 +1,141 @@
+import { z } from 'zod';
+
+/**
+ * Pool templates: what each provider needs to start a pool's desktops, with the limits and
+ * network every desktop of the pool gets. Validated by the server when a pool is created or
+ * changed, and by the admin console's forms.
+ */
+
+/** Openbox starts the terminal once it manages windows, so the terminal is focused. */
+export const DEFAULT_SESSION_COMMAND = 'exec openbox --startup xterm';
+
+/**
+ * What a pool lets its desktops send the gateway (docs/architecture.md, decision 13), in every provider's
+ * template. Unset fields take the server's configured defaults (CLIPBOARD_MAX_BYTES,
+ * MAX_FRAMEBUFFER, MAX_FRAMEBUFFER_PIXELS).
+ */
+export const DesktopLimitFields = {
+  /** largest clipboard text passed between the desktop and its viewers, bytes */
+  clipboardMaxBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(64 * 1024 * 1024)
+    .optional(),
+  /** largest screen the gateway accepts from the desktop; a larger one is refused with a reason */
+  maxFramebuffer: z
+    .strictObject({
+      width: z.number().int().min(16).max(16384),
+      height: z.number().int().min(16).max(16384),
+      /** largest area, pixels (the gateway holds 4 bytes per pixel); default width × height */
+      pixels: z
+        .number()
+        .int()
+        .min(256)
+        .max(16384 * 16384)
+        .optional(),
+    })
+    .optional(),
+};
+
+/** The limit fields of any provider's template (other fields ignored). */
+export const DesktopLimits = z.object(DesktopLimitFields);
+export type DesktopLimits = z.infer<typeof DesktopLimits>;
+
+/**
+ * A desktop's network: `none` = loopback only; `outbound` = its own network namespace with a
+ * user-mode stack (slirp4netns) that reaches the outside but not the host's loopback services;
+ * `host` = the host's network, for trusted pools only.
+ */
+export const NetworkMode = z.enum(['none', 'outbound', 'host']);
+export type NetworkMode = z.infer<typeof NetworkMode>;
+
+const MAX_MEMORY_MB = 4 * 1024 * 1024;
+/** below these a desktop's X server, window manager and terminal cannot start */
+const MIN_MEMORY_MB = 64;
+const MIN_PIDS = 16;
+/** what QEMU needs beside the guest's RAM, at the least */
+const MIN_QEMU_OVERHEAD_MB = 64;
+
+/** Resource limits of each desktop of a pool (one cgroup per desktop). 0 = no limit. */
+function limitsSchema(defaults: { memoryMb: number; pids: number }) {
+  return z.strictObject({
+    /** CPU share against other desktops when the CPUs are busy; 100 = a normal share */
+    cpuWeight: z.number().int().min(1).max(10000).default(100),
+    /** at most this many CPUs' worth of time (e.g. 1.5); 0 = no cap */
+    cpuMax: z.number().min(0).max(1024).default(0),
+    /** memory the desktop's processes may hold, MiB; beyond it the kernel kills one of them */
+    memoryMb: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_MEMORY_MB)
+      .refine((v) => v === 0 || v >= MIN_MEMORY_MB, {
+        message: `0 (no limit) or at least ${MIN_MEMORY_MB} MiB: less cannot run a desktop`,
+      })
+      .default(defaults.memoryMb),
+    /** processes and threads at once (caps a fork bomb) */
+    pids: z
+      .number()
+      .int()
+      .min(0)
+      .max(4_194_304)
+      .refine((v) => v === 0 || v >= MIN_PIDS, {
+        message: `0 (no limit) or at least ${MIN_PIDS}: less cannot run a desktop`,
+      })
+      .default(defaults.pids),
+    /** disk space of the home, MiB (a file system of its own); 0 = no quota */
+    diskMb: z.number().int().min(0).max(MAX_MEMORY_MB).default(0),
+  });
+}
+
+export const XvncLimits = limitsSchema({ memoryMb: 4096, pids: 1024 });
+export type XvncLimits = z.infer<typeof XvncLimits>;
+/** memoryMb 0 for a VM: its RAM plus QEMU's own overhead (see the qemu provider) */
+export const QemuLimits = limitsSchema({ memoryMb: 0, pids: 256 });
+export type QemuLimits = z.infer<typeof QemuLimits>;
+
+export const XvncTemplate = z.strictObject({
+  ...DesktopLimitFields,
+  width: z.number().int().min(320).max(8192).default(1280),
+  height: z.number().int().min(200).max(8192).default(800),
+  /** shell command run in the desktop (window manager and apps) */
+  sessionCommand: z.string().min(1).max(4096).default(DEFAULT_SESSION_COMMAND),
+  network: NetworkMode.default('outbound'),
+  limits: XvncLimits.prefault({}),
+});
+export type XvncTemplate = z.infer<typeof XvncTemplate>;
+
+export const QemuTemplate = z
+  .strictObject({
+    ...DesktopLimitFields,
+    /** path of the golden qcow2 image on the server (read-only; desktops are linked clones) */
+    image: z.string().min(1).max(4096),
+    /** optional kernel + initrd for images without a boot loader */
+    kernel: z.string().max(4096).optional(),
+    initrd: z.string().max(4096).optional(),
+    append: z.string().max(4096).optional(),
+    memoryMb: z.number().int().min(64).max(65536).default(256),
+    vcpus: z.number().int().min(1).max(64).default(1),
+    limits: QemuLimits.prefault({}),
+  })
+  .refine(
+    (t) => t.limits.memoryMb === 0 || t.limits.memoryMb >= t.memoryMb + MIN_QEMU_OVERHEAD_MB,
+    {
+      message: `limits.memoryMb must leave QEMU at least ${MIN_QEMU_OVERHEAD_MB} MiB beyond the VM's memory (or be 0 = automatic)`,
+      path: ['limits', 'memoryMb'],
+    },
+  );
+export type QemuTemplate = z.infer<typeof QemuTemplate>;
+
+export const VncHost = z.strictObject({
+  host: z.string().min(1).max(255),
+  port: z.number().int().min(1).max(65535),
+  password: z.string().max(8).optional(),
+  name: z.string().max(128).optional(),
+});
+export const VncTemplate = z.strictObject({
+  ...DesktopLimitFields,
+  hosts: z.array(VncHost).min(1).max(1000),
+});
+export type VncTemplate = z.infer<typeof VncTemplate>;
