@@ -30,7 +30,7 @@ import type { RfbLimits } from '../rfb/types.js';
 import type { DesktopStream } from '../stream/desktop-stream.js';
 import { Viewer } from '../stream/viewer.js';
 import type { AuthedUser } from '../auth/index.js';
-import type { RfbEndpoint } from '../providers/types.js';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
 import { gatewayMetrics } from './metrics.js';
 
 /** What travels with a socket. Plain data only: the Redis adapter serialises it across nodes. */

@@ -9,14 +9,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { QemuTemplate } from '@vdi/shared';
 import { createHash } from 'node:crypto';
-import {
-  checkProcess,
-  killGroup,
-  probeRfb,
-  readProcStat,
-  signalProcess,
-  waitGone,
-} from './process-util.js';
+import { checkProcess, killGroup, readProcStat, signalProcess, waitGone } from './process-util.js';
 import { QmpClient, QmpError, qmpExecute } from './qmp.js';
 import { UidAllocator, type UidRange } from './sandbox/accounts.js';
 import { Cgroups, type CgroupRef } from './sandbox/cgroups.js';
@@ -29,8 +22,9 @@ import {
   type Provider,
   type ProviderDirs,
   type ProviderStatus,
-  type RfbEndpoint,
 } from './types.js';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
+import { probeBanner } from '../rfb/probe.js';
 
 /**
  * QEMU virtual machines as desktops. Each desktop boots from its own qcow2 overlay (a
@@ -977,7 +971,7 @@ export class QemuProvider implements Provider {
         qmpUp &&
         (await exists(paths.vncPath)) &&
         // the RFB version banner: proof that QEMU's VNC server is up
-        (await probeRfb({ kind: 'unix', path: paths.vncPath }, Math.min(left, 2_000))).ok
+        (await probeBanner({ kind: 'unix', path: paths.vncPath }, Math.min(left, 2_000))).ok
       ) {
         return child.pid;
       }

@@ -1,19 +1,6 @@
 import type { Logger } from 'pino';
 import type { ProviderKind } from '@vdi/shared';
-
-/** Where the gateway's RFB client connects to reach a desktop. */
-export type RfbEndpoint =
-  | {
-      kind: 'unix';
-      path: string;
-      password?: string;
-      /**
-       * The account that must serve the socket. When set, the RFB client checks the peer
-       * process's uid after connecting and refuses any other (someone replaced the socket).
-       */
-      serverUid?: number;
-    }
-  | { kind: 'tcp'; host: string; port: number; password?: string };
+import type { RfbEndpoint } from '../rfb/endpoint.js';
 
 /**
  * What the store keeps about a running desktop: enough to find it again after the server

@@ -11,13 +11,13 @@ import {
   type Provider,
   type ProviderDirs,
   type ProviderStatus,
-  type RfbEndpoint,
   ProviderError,
 } from './types.js';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
+import { probeBanner } from '../rfb/probe.js';
 import { prepareHome } from './xvnc-home.js';
 import {
   checkProcess,
-  probeRfb,
   processAlive,
   readProcStat,
   stopGroups,
@@ -466,7 +466,7 @@ export class XvncProvider implements Provider {
           if (!info) return undefined;
           const xvnc = childrenOf(info.childPid).find((p) => commOf(p) === 'Xvnc');
           if (xvnc === undefined || !fs.existsSync(socket)) return undefined;
-          if (!(await probeRfb({ kind: 'unix', path: socket }, 1000)).ok) return undefined;
+          if (!(await probeBanner({ kind: 'unix', path: socket }, 1000)).ok) return undefined;
           const nsSession = Number(
             readUntrustedSmallFile(path.join(d.desk, 'session.pid'))?.trim(),
           );
@@ -575,7 +575,7 @@ export class XvncProvider implements Provider {
               if (xvnc.exited() || !(await processAlive({ pid: xvnc.pid })))
                 throw new Error(`Xvnc exited${exitReason(xvnc.code())}`);
               if (!fs.existsSync(socket)) return undefined;
-              if (!(await probeRfb({ kind: 'unix', path: socket }, 1000)).ok) return undefined;
+              if (!(await probeBanner({ kind: 'unix', path: socket }, 1000)).ok) return undefined;
               const pid = Number(readUntrustedSmallFile(path.join(d.desk, 'session.pid'))?.trim());
               return Number.isInteger(pid) && pid > 0 ? pid : undefined;
             },
@@ -637,7 +637,7 @@ export class XvncProvider implements Provider {
     // cheap: the desktop's X server must still be its own account's (not a recycled pid)
     if (h.account && uidOf(h.xvncPid) !== h.account.uid)
       return { state: 'dead', reason: `Xvnc no longer runs as uid ${h.account.uid}` };
-    const probe = await probeRfb({ kind: 'unix', path: h.socket }, 2000);
+    const probe = await probeBanner({ kind: 'unix', path: h.socket }, 2000);
     if (probe.ok) return { state: 'running' };
     if (probe.kind === 'timeout') return { state: 'unresponsive', reason: 'RFB socket silent' };
     if (probe.kind === 'not-rfb' && probe.received > 0)

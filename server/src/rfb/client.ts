@@ -10,10 +10,10 @@
  * nothing here touches any other connection.
  */
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
+import type net from 'node:net';
 import { pino, type Logger } from 'pino';
-import type { RfbEndpoint } from '../providers/types.js';
 import { ByteQueue } from './byte-queue.js';
+import { connectEndpoint, describeEndpoint, type RfbEndpoint } from './endpoint.js';
 import {
   encodeClientCutText,
   encodeClientFence,
@@ -256,10 +256,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     }, this.connectTimeoutMs);
 
     const ep = this.endpoint;
-    const socket =
-      ep.kind === 'unix'
-        ? net.connect({ path: ep.path })
-        : net.connect({ host: ep.host, port: ep.port });
+    const socket = connectEndpoint(ep);
     this.socket = socket;
     if (ep.kind === 'tcp') {
       socket.setNoDelay(true); // input events are tiny and latency-sensitive
@@ -803,10 +800,6 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     socket.write(bytes);
     return true;
   }
-}
-
-export function describeEndpoint(ep: RfbEndpoint): string {
-  return ep.kind === 'unix' ? `unix:${ep.path}` : `tcp:${ep.host}:${ep.port}`;
 }
 
 /** Round and clamp to 0..max; NaN becomes 0. */

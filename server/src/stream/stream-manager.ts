@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { RfbEndpoint } from '../providers/types.js';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
 import { RfbClient, type RfbClientOptions } from '../rfb/client.js';
 import { RfbError } from '../rfb/errors.js';
 import { DEFAULT_RFB_LIMITS, type RfbLimits } from '../rfb/types.js';
