@@ -27,7 +27,7 @@ import {
   encodeSetPixelFormat,
 } from './client-messages.js';
 import { Encoding, FenceFlag } from './constants.js';
-import type { ExtendedDesktopSizeEvent, Screen } from './decoders/extended-desktop-size.js';
+import type { ExtendedDesktopSizeEvent, Screen } from './framebuffer-size.js';
 import { RfbError, RfbProtocolError } from './errors.js';
 import { Handshake, type HandshakeResult, type RfbSecurity, type RfbVersion } from './handshake.js';
 import { ServerMessageParser, type ParseStop } from './parser.js';

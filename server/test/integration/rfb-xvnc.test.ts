@@ -23,7 +23,7 @@ import {
   type RfbCloseEvent,
   type ServerInfo,
 } from '../../src/rfb/client.js';
-import type { ExtendedDesktopSizeEvent } from '../../src/rfb/decoders/extended-desktop-size.js';
+import type { ExtendedDesktopSizeEvent } from '../../src/rfb/framebuffer-size.js';
 import { FramebufferModel } from '../unit/rfb/helpers/sinks.js';
 
 const run = promisify(execFile);
