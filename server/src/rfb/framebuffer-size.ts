@@ -59,6 +59,26 @@ export function assertFramebufferSize(
   }
 }
 
+/**
+ * May we ask a server for a width×height framebuffer (SetDesktopSize)? Only for a size we
+ * would accept when it applies it: whole, non-zero, within the limits and the wire's U16.
+ */
+export function canRequestFramebufferSize(
+  width: number,
+  height: number,
+  limits: RfbLimits,
+): boolean {
+  return (
+    Number.isInteger(width) &&
+    Number.isInteger(height) &&
+    width >= 1 &&
+    height >= 1 &&
+    width <= Math.min(limits.maxWidth, 0xffff) &&
+    height <= Math.min(limits.maxHeight, 0xffff) &&
+    width * height <= limits.maxPixels
+  );
+}
+
 function megapixels(px: number): string {
   return (px / 1e6).toFixed(1);
 }
