@@ -8,7 +8,7 @@ import type { Db } from '../store/db.js';
 import type { UserRow } from '../store/schema.js';
 import type { Clock } from '../clock.js';
 import { DbSessionStore } from '../store/session-store.js';
-import type { AuditLog } from '../broker/audit.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { sendError } from '../api/http-error.js';
 import type { ApiRegistry } from '../api/registry.js';
 import { LoginThrottle, type LoginThrottleOptions } from './rate-limit.js';

@@ -7,7 +7,7 @@ import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
 import type { DesktopHandle, Provider } from '../providers/types.js';
 import type { RfbEndpoint } from '../rfb/endpoint.js';
-import { AuditLog } from './audit.js';
+import { AuditLog } from '../audit/audit-log.js';
 import { BrokerError } from './errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
 
