@@ -538,12 +538,6 @@ export class QemuProvider implements Provider {
     );
   }
 
-  /** A clean machine for the next user: stop, throw the overlay away, clone again, boot. */
-  async reset(handle: DesktopHandle, spec: CreateSpec, log: Logger): Promise<DesktopHandle> {
-    await this.destroy(handle, log, { keepDisk: false });
-    return this.create({ ...spec, persistent: false }, log);
-  }
-
   async powerAction(
     handle: DesktopHandle,
     action: 'reset' | 'powerdown' | 'stop' | 'cont',

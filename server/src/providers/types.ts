@@ -57,13 +57,12 @@ export interface Provider {
   endpoint(handle: DesktopHandle): RfbEndpoint;
   /** is the desktop described by this handle still running (used at start-up and by polling)? */
   health(handle: DesktopHandle): Promise<DesktopHealth>;
-  /** stop the desktop and remove what it owns (sockets, overlays unless kept) */
-  destroy(handle: DesktopHandle, log: Logger, opts?: { keepDisk?: boolean }): Promise<void>;
   /**
-   * Return the desktop to a clean state for the next user (floating pools). Providers that
-   * cannot reset return undefined and the broker destroys and recreates instead.
+   * Stop the desktop and remove what it owns (sockets, overlays unless kept). A floating
+   * desktop is never reused: the broker destroys it at log-off and creates a fresh one for the
+   * next user, so a provider needs no "reset to clean" of its own.
    */
-  reset?(handle: DesktopHandle, spec: CreateSpec, log: Logger): Promise<DesktopHandle>;
+  destroy(handle: DesktopHandle, log: Logger, opts?: { keepDisk?: boolean }): Promise<void>;
   /** power actions an admin may take, where the provider supports them */
   powerAction?(
     handle: DesktopHandle,

@@ -486,11 +486,13 @@ describe('QemuProvider with a real VM', () => {
     expect(await p.sweep([vm], log)).toBe(0);
   });
 
-  it('gives a floating desktop a clean machine on reset', async () => {
+  it('gives the next user of a floating pool a clean machine (destroy, then create)', async () => {
     const p = qemu();
     const old = vm;
     const t0 = Date.now();
-    vm = (await p.reset(vm, spec('desk-1', false), log)) as QemuHandle;
+    // what the broker does at log-off and at the next connect
+    await p.destroy(vm, log, { keepDisk: false });
+    vm = (await p.create(spec('desk-1', false), log)) as QemuHandle;
     started.push(vm);
     expect(vm.pid).not.toBe(old.pid);
     expect(await qemu().health(old)).toMatchObject({ state: 'dead' });
