@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { spawn, execFileSync } from 'node:child_process';
@@ -108,6 +109,11 @@ const X11_SOCKET_DIR = '/tmp/.X11-unix';
 const SANDBOX_DISPLAY_BASE = 1000;
 /** where a sandboxed desktop sees its runtime directory (sockets, XAUTHORITY) */
 const runtimeInside = (uid: number) => `/run/user/${uid}`;
+/**
+ * The PATH of a desktop's programs, and so of its launch chain too: bwrap, setpriv and
+ * slirp4netns are found on it, which is why status() looks for them here.
+ */
+const DESKTOP_PATH = '/usr/local/bin:/usr/bin:/bin';
 /** how long Xvnc and the session get to exit after SIGTERM at destroy, ms */
 const STOP_GRACE_MS = 3000;
 /** the memory-hungry session, not Xvnc, should be what the OOM killer picks: see INIT */
@@ -365,7 +371,7 @@ export class XvncProvider implements Provider {
       USER: o.user,
       LOGNAME: o.user,
       SHELL: '/bin/bash',
-      PATH: '/usr/local/bin:/usr/bin:/bin',
+      PATH: DESKTOP_PATH,
       LANG: 'C.UTF-8',
       TERM: 'xterm',
       XDG_RUNTIME_DIR: o.runtime,
@@ -548,7 +554,7 @@ export class XvncProvider implements Provider {
           display,
           home: d.home,
           runtime: d.desk,
-          user: d.account?.name ?? process.env.USER ?? 'user',
+          user: d.account?.name ?? serverAccountName(),
           session: tpl.sessionCommand,
         });
         const launch = buildLaunch({
@@ -816,9 +822,16 @@ export class XvncProvider implements Provider {
 }
 
 function onPath(bin: string): boolean {
-  return (process.env.PATH ?? '/usr/bin:/bin')
-    .split(':')
-    .some((d) => d && fs.existsSync(path.join(d, bin)));
+  return DESKTOP_PATH.split(':').some((d) => fs.existsSync(path.join(d, bin)));
+}
+
+/** The account the server runs as: a desktop that is not isolated runs as it, too. */
+function serverAccountName(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return 'user'; // a uid with no passwd entry
+  }
 }
 
 function readOr(file: string, fallback: string): string {
