@@ -21,7 +21,7 @@ import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
 import type { DesktopHandle, Provider } from './providers/types.js';
 import { XvncProvider } from './providers/xvnc.js';
-import { QemuProvider } from './providers/qemu.js';
+import { QemuProvider } from './providers/qemu/provider.js';
 import { VncProvider } from './providers/vnc.js';
 
 export interface ServerDeps {

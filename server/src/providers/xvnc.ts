@@ -24,7 +24,7 @@ import {
   stopGroups,
   waitFor,
   waitGone,
-} from './process-util.js';
+} from './processes.js';
 import { UidAllocator, type DesktopAccount, type UidRange } from './sandbox/accounts.js';
 import { Cgroups, type CgroupRef } from './sandbox/cgroups.js';
 import {

@@ -9,14 +9,8 @@ import { promisify } from 'node:util';
 import { pino, type Logger } from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  parsePpm,
-  QemuProvider,
-  screendump,
-  typeText,
-  type QemuHandle,
-  type QemuProviderOptions,
-} from '../../src/providers/qemu.js';
+import type { QemuHandle } from '../../src/providers/qemu/handle.js';
+import { QemuProvider, type QemuProviderOptions } from '../../src/providers/qemu/provider.js';
 import {
   ProviderError,
   type CreateSpec,
@@ -24,6 +18,7 @@ import {
   type ProviderDirs,
 } from '../../src/providers/types.js';
 import { GUEST_DIR, mountCount, readGuestFile, sha256File } from '../helpers/guest.js';
+import { parsePpm, screendump, typeText } from '../helpers/qemu-console.js';
 import { until } from '../helpers/server.js';
 
 /*

@@ -1,7 +1,11 @@
 import fs from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
-// ---- processes -------------------------------------------------------------------------
+/**
+ * The desktops' processes on this host, as the providers see them: their state from /proc,
+ * a pid told apart from a reused one by its start time, signals to a whole process group,
+ * and waiting for processes to go or for something to be ready.
+ */
 
 /** between two checks whether a process has exited */
 const EXIT_POLL_MS = 50;
