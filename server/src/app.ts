@@ -20,7 +20,7 @@ import { adminRoutes } from './api/admin-routes.js';
 import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
 import type { DesktopHandle, Provider } from './providers/types.js';
-import { XvncProvider } from './providers/xvnc.js';
+import { XvncProvider } from './providers/xvnc/provider.js';
 import { QemuProvider } from './providers/qemu/provider.js';
 import { VncProvider } from './providers/vnc.js';
 
