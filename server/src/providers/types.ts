@@ -4,7 +4,8 @@ import type { RfbEndpoint } from '../rfb/endpoint.js';
 
 /**
  * What the store keeps about a running desktop: enough to find it again after the server
- * restarts (DESIGN.md decision 2). JSON-serialisable; each provider defines its own fields.
+ * restarts (docs/architecture.md, decision 2). JSON-serialisable; each provider defines its own
+ * fields.
  */
 export type DesktopHandle = Record<string, unknown>;
 
