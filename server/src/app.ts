@@ -8,20 +8,21 @@ import { XvncTemplate } from '@vdi/shared';
 import type { Config } from './config/index.js';
 import { systemClock, type Clock } from './clock.js';
 import { openStore, type Store } from './store/db.js';
-import { createAuth, authRoutes } from './auth/index.js';
+import { createAuth } from './auth/index.js';
 import { ensureAdmin } from './auth/users.js';
 import { Broker } from './broker/broker.js';
 import { SYSTEM } from './broker/actor.js';
 import { PoolAdmin } from './broker/pools.js';
 import { ApiRegistry } from './api/registry.js';
+import { authRoutes } from './api/auth-routes.js';
 import { errorHandler, sendError } from './api/http-error.js';
 import { userRoutes } from './api/user-routes.js';
 import { adminRoutes } from './api/admin-routes.js';
 import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
 import type { Provider } from './providers/types.js';
-import { XvncProvider } from './providers/xvnc.js';
-import { QemuProvider } from './providers/qemu.js';
+import { XvncProvider } from './providers/xvnc/provider.js';
+import { QemuProvider } from './providers/qemu/provider.js';
 import { VncProvider } from './providers/vnc.js';
 
 export interface ServerDeps {

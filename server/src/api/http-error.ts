@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import { ZodError } from 'zod';
 import type { Logger } from 'pino';
+import { AuthError } from '../auth/auth-error.js';
 import { BrokerError } from '../broker/errors.js';
 import { ProviderError } from '../providers/types.js';
 import { isUniqueViolation } from '../store/unique-violation.js';
@@ -45,7 +46,8 @@ export function errorHandler(log: Logger) {
     if (res.headersSent) return;
     if (err instanceof HttpError)
       return sendError(res, err.status, err.code, err.message, err.details);
-    if (err instanceof BrokerError) return sendError(res, err.status, err.code, err.message);
+    if (err instanceof BrokerError || err instanceof AuthError)
+      return sendError(res, err.status, err.code, err.message);
     if (err instanceof ZodError) {
       return sendError(
         res,

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Db } from '../store/db.js';
 import type { Provider } from '../providers/types.js';
 import type { Actor } from './actor.js';
-import type { AuditLog } from './audit.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
 

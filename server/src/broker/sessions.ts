@@ -1,6 +1,6 @@
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
 import { poolRow } from '../store/rows.js';
-import type { RfbEndpoint } from '../providers/types.js';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
 import { SYSTEM, type Actor } from './actor.js';
 import { BrokerPart, LIVE, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';

@@ -12,7 +12,7 @@ import {
   type DesktopLimitDefaults,
 } from '../stream/limits.js';
 import type { RfbLimits } from '../rfb/types.js';
-import type { RfbEndpoint } from '../providers/types.js';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
 import { Attachments } from './attachments.js';
 import { ClipboardOut } from './clipboard-out.js';
 import { relayBrokerEvents, streamHooks } from './desktop-events.js';

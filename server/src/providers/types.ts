@@ -1,23 +1,11 @@
 import type { Logger } from 'pino';
 import type { ProviderKind } from '@vdi/shared';
-
-/** Where the gateway's RFB client connects to reach a desktop. */
-export type RfbEndpoint =
-  | {
-      kind: 'unix';
-      path: string;
-      password?: string;
-      /**
-       * The account that must serve the socket. When set, the RFB client checks the peer
-       * process's uid after connecting and refuses any other (someone replaced the socket).
-       */
-      serverUid?: number;
-    }
-  | { kind: 'tcp'; host: string; port: number; password?: string };
+import type { RfbEndpoint } from '../rfb/endpoint.js';
 
 /**
  * What the store keeps about a running desktop: enough to find it again after the server
- * restarts (DESIGN.md decision 2). JSON-serialisable; each provider defines its own fields.
+ * restarts (docs/architecture.md, decision 2). JSON-serialisable; each provider defines its own
+ * fields.
  */
 export type DesktopHandle = Record<string, unknown>;
 
@@ -70,13 +58,12 @@ export interface Provider {
   endpoint(handle: DesktopHandle): RfbEndpoint;
   /** is the desktop described by this handle still running (used at start-up and by polling)? */
   health(handle: DesktopHandle): Promise<DesktopHealth>;
-  /** stop the desktop and remove what it owns (sockets, overlays unless kept) */
-  destroy(handle: DesktopHandle, log: Logger, opts?: { keepDisk?: boolean }): Promise<void>;
   /**
-   * Return the desktop to a clean state for the next user (floating pools). Providers that
-   * cannot reset return undefined and the broker destroys and recreates instead.
+   * Stop the desktop and remove what it owns (sockets, overlays unless kept). A floating
+   * desktop is never reused: the broker destroys it at log-off and creates a fresh one for the
+   * next user, so a provider needs no "reset to clean" of its own.
    */
-  reset?(handle: DesktopHandle, spec: CreateSpec, log: Logger): Promise<DesktopHandle>;
+  destroy(handle: DesktopHandle, log: Logger, opts?: { keepDisk?: boolean }): Promise<void>;
   /** power actions an admin may take, where the provider supports them */
   powerAction?(
     handle: DesktopHandle,

@@ -7,10 +7,9 @@ import {
   type DesktopHealth,
   type Provider,
   type ProviderStatus,
-  type RfbEndpoint,
 } from './types.js';
-import { probeRfb as probeRfbEndpoint, type ProbeResult } from './process-util.js';
-import { probeHandshake } from '../rfb/probe.js';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
+import { probeBanner, probeHandshake } from '../rfb/probe.js';
 
 /**
  * Existing VNC servers (physical machines, VMs managed elsewhere) as desktops. The pool
@@ -34,11 +33,6 @@ export interface VncHandle {
 }
 
 const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
-
-/** Does host:port speak RFB? The TCP form of process-util's probeRfb. */
-export function probeRfb(host: string, port: number, timeoutMs: number): Promise<ProbeResult> {
-  return probeRfbEndpoint({ kind: 'tcp', host, port }, timeoutMs);
-}
 
 function parseHandle(handle: DesktopHandle): VncHandle {
   const { host, port, password, name } = handle;
@@ -95,7 +89,10 @@ export class VncProvider implements Provider {
       );
     }
     const name = host.name ?? `${host.host}:${host.port}`;
-    const probe = await probeRfb(host.host, host.port, this.probeTimeoutMs);
+    const probe = await probeBanner(
+      { kind: 'tcp', host: host.host, port: host.port },
+      this.probeTimeoutMs,
+    );
     if (!probe.ok) {
       log.warn(
         { desktopId: spec.desktopId, host: host.host, port: host.port, reason: probe.reason },

@@ -3,7 +3,7 @@
  * for socket.write. Callers pass values already in range (the client clamps them).
  */
 import { ClientMessageType, MAX_FENCE_PAYLOAD } from './constants.js';
-import type { Screen } from './decoders/extended-desktop-size.js';
+import type { Screen } from './framebuffer-size.js';
 
 /**
  * SetPixelFormat for what the sink expects: 32 bpp, depth 24, little-endian, true colour,

@@ -7,7 +7,7 @@
  */
 import type { ByteQueue } from './byte-queue.js';
 import { MAX_REASON_LENGTH, SecurityType } from './constants.js';
-import { assertFramebufferSize } from './decoders/desktop-size.js';
+import { assertFramebufferSize } from './framebuffer-size.js';
 import { RfbError, RfbProtocolError } from './errors.js';
 import { DEFAULT_RFB_LIMITS, type RfbLimits } from './types.js';
 import { VNC_CHALLENGE_LENGTH, vncAuthResponse } from './vnc-auth.js';

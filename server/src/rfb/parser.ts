@@ -10,12 +10,10 @@ import { copyRectDecoder } from './decoders/copy-rect.js';
 import { cursorDecoder } from './decoders/cursor.js';
 import type { DecodeContext, RectDecoder, RectDecoderFactory } from './decoders/decoder.js';
 import { desktopSizeDecoder } from './decoders/desktop-size.js';
-import {
-  extendedDesktopSizeDecoder,
-  type ExtendedDesktopSizeEvent,
-} from './decoders/extended-desktop-size.js';
+import { extendedDesktopSizeDecoder } from './decoders/extended-desktop-size.js';
 import { rawDecoder } from './decoders/raw.js';
 import { RfbProtocolError } from './errors.js';
+import type { ExtendedDesktopSizeEvent } from './framebuffer-size.js';
 import { RECT_HEADER_LENGTH } from './rect.js';
 import { DEFAULT_RFB_LIMITS, type FramebufferSink, type RfbLimits } from './types.js';
 

@@ -1,7 +1,8 @@
 /**
  * Who serves the unix socket a connection reached: the accounts (uids) of the processes
  * holding the other end. The gateway checks it before it trusts a desktop's socket, so a
- * program that put its own socket at a desktop's path is refused (DESIGN.md decision 10).
+ * program that put its own socket at a desktop's path is refused (docs/architecture.md,
+ * decision 10).
  *
  * Node has no SO_PEERCRED. The kernel names our socket's peer in its socket diagnostics,
  * which `ss` (iproute2) prints as inode pairs; /proc then names the processes holding the
@@ -12,6 +13,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import type net from 'node:net';
+import { RfbError } from './errors.js';
 
 export interface PeerProcess {
   pid: number;
@@ -26,6 +28,30 @@ export class PeerUidError extends Error {
 const ACCEPT_RETRIES = 40;
 const ACCEPT_RETRY_MS = 25;
 const SS_TIMEOUT_MS = 5_000;
+
+/**
+ * Why the server at the other end of this unix socket is not to be trusted, or undefined when
+ * every process holding it runs as `expected`. Not being able to tell is a reason too.
+ */
+export async function untrustedServer(
+  socket: net.Socket,
+  expected: number,
+): Promise<RfbError | undefined> {
+  try {
+    const strangers = (await peerProcesses(socket)).filter((p) => p.uid !== expected);
+    if (strangers.length === 0) return undefined;
+    return new RfbError(
+      'untrusted-server',
+      `the socket is served by uid ${strangers.map((p) => `${p.uid} (pid ${p.pid})`).join(', ')}, not the desktop's uid ${expected}; refused`,
+    );
+  } catch (err) {
+    return new RfbError(
+      'untrusted-server',
+      `could not tell who serves the socket (${(err as Error).message}); refused`,
+      { cause: err },
+    );
+  }
+}
 
 /** The processes holding the other end of a connected unix socket. Throws PeerUidError. */
 export async function peerProcesses(socket: net.Socket): Promise<PeerProcess[]> {

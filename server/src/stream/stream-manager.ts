@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { RfbEndpoint } from '../providers/types.js';
-import { RfbClient, type RfbClientOptions } from '../rfb/client.js';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
+import { RfbClient } from '../rfb/client.js';
+import type { RfbClientOptions } from '../rfb/client-api.js';
 import { RfbError } from '../rfb/errors.js';
 import { DEFAULT_RFB_LIMITS, type RfbLimits } from '../rfb/types.js';
 import { DesktopStream } from './desktop-stream.js';

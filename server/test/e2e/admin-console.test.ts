@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
-import type { XvncHandle } from '../../src/providers/xvnc.js';
+import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium } from '../helpers/browser.js';
 import { alive, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import type { XvncHandle } from '../../src/providers/xvnc.js';
+import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium } from '../helpers/browser.js';
 import { alive, homeInside, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { HEARTBEAT } from '@vdi/shared';
-import type { XvncHandle } from '../../src/providers/xvnc.js';
+import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium } from '../helpers/browser.js';
 import { alive, xvncUnder } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { expect } from 'vitest';
 import type { ServerDeps } from '../../src/app.js';
 import type { Config } from '../../src/config/index.js';
-import { XvncProvider, type XvncHandle } from '../../src/providers/xvnc.js';
+import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
+import { XvncProvider } from '../../src/providers/xvnc/provider.js';
 import { Api, startServer, type TestServer } from './server.js';
 
 /** No default pool, and the broker's timer parked: each test drives `broker.tick()` itself. */

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { XK } from '@vdi/shared';
-import { parsePpm, screendump, type PpmImage } from '../../src/providers/qemu.js';
+import { parsePpm, screendump, type PpmImage } from './qemu-console.js';
 import type { DesktopHandle } from '../../src/providers/types.js';
 
 const run = promisify(execFile);

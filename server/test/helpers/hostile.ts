@@ -11,8 +11,8 @@ import type {
   DesktopHealth,
   Provider,
   ProviderStatus,
-  RfbEndpoint,
 } from '../../src/providers/types.js';
+import type { RfbEndpoint } from '../../src/rfb/endpoint.js';
 
 const SCRIPT = path.resolve(import.meta.dirname, 'hostile-vnc-server.mjs');
 

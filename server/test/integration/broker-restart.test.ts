@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/index.js';
-import type { XvncHandle } from '../../src/providers/xvnc.js';
+import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import {
   alive,
   desktopHandle,

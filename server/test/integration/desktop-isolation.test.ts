@@ -1,12 +1,12 @@
 /**
- * Every desktop a sealed tenant (DESIGN.md decision 10), tried from inside: the real server
- * (as root) runs two sandboxed Xvnc desktops for two users; commands typed into desktop A's
- * terminal through its own viewer (keysyms through the gateway) try to reach desktop B's
- * screen, windows, clipboard, home, /tmp, processes and sockets, the server's data, and the
- * host's loopback services. Every attempt must fail, while the same attempts on A's own
- * things (the controls) succeed, so the test can fail. Then a memory hog and a fork bomb in
- * A meet A's limits while A and B keep streaming, and A's log off leaves nothing of A's
- * account running.
+ * Every desktop a sealed tenant (docs/architecture.md, decision 10), tried from inside: the
+ * real server (as root) runs two sandboxed Xvnc desktops for two users; commands typed into
+ * desktop A's terminal through its own viewer (keysyms through the gateway) try to reach
+ * desktop B's screen, windows, clipboard, home, /tmp, processes and sockets, the server's
+ * data, and the host's loopback services. Every attempt must fail, while the same attempts on
+ * A's own things (the controls) succeed, so the test can fail. Then a memory hog and a fork
+ * bomb in A meet A's limits while A and B keep streaming, and A's log off leaves nothing of
+ * A's account running.
  */
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { XvncHandle } from '../../src/providers/xvnc.js';
+import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import {
   alive,
   desktopHandle,

@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AttachResult, ErrorResult, SessionStatusMsg } from '@vdi/shared';
 import type { Clock } from '../../src/clock.js';
-import type { QemuHandle } from '../../src/providers/qemu.js';
+import type { QemuHandle } from '../../src/providers/qemu/handle.js';
 import { alive, desktopHandle, handleOf } from '../helpers/desktops.js';
 import { freePort } from '../helpers/process-server.js';
 import {

@@ -9,14 +9,8 @@ import { promisify } from 'node:util';
 import { pino, type Logger } from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  parsePpm,
-  QemuProvider,
-  screendump,
-  typeText,
-  type QemuHandle,
-  type QemuProviderOptions,
-} from '../../src/providers/qemu.js';
+import type { QemuHandle } from '../../src/providers/qemu/handle.js';
+import { QemuProvider, type QemuProviderOptions } from '../../src/providers/qemu/provider.js';
 import {
   ProviderError,
   type CreateSpec,
@@ -24,6 +18,7 @@ import {
   type ProviderDirs,
 } from '../../src/providers/types.js';
 import { GUEST_DIR, mountCount, readGuestFile, sha256File } from '../helpers/guest.js';
+import { parsePpm, screendump, typeText } from '../helpers/qemu-console.js';
 import { until } from '../helpers/server.js';
 
 /*
@@ -486,11 +481,13 @@ describe('QemuProvider with a real VM', () => {
     expect(await p.sweep([vm], log)).toBe(0);
   });
 
-  it('gives a floating desktop a clean machine on reset', async () => {
+  it('gives the next user of a floating pool a clean machine (destroy, then create)', async () => {
     const p = qemu();
     const old = vm;
     const t0 = Date.now();
-    vm = (await p.reset(vm, spec('desk-1', false), log)) as QemuHandle;
+    // what the broker does at log-off and at the next connect
+    await p.destroy(vm, log, { keepDisk: false });
+    vm = (await p.create(spec('desk-1', false), log)) as QemuHandle;
     started.push(vm);
     expect(vm.pid).not.toBe(old.pid);
     expect(await qemu().health(old)).toMatchObject({ state: 'dead' });

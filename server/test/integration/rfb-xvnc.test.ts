@@ -17,13 +17,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  RfbClient,
-  type RfbClientOptions,
-  type RfbCloseEvent,
-  type ServerInfo,
-} from '../../src/rfb/client.js';
-import type { ExtendedDesktopSizeEvent } from '../../src/rfb/decoders/extended-desktop-size.js';
+import { RfbClient } from '../../src/rfb/client.js';
+import type { RfbClientOptions, RfbCloseEvent, ServerInfo } from '../../src/rfb/client-api.js';
+import type { ExtendedDesktopSizeEvent } from '../../src/rfb/framebuffer-size.js';
 import { FramebufferModel } from '../unit/rfb/helpers/sinks.js';
 
 const run = promisify(execFile);

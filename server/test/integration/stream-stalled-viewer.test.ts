@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { desktopHandle, xInvocation } from '../helpers/desktops.js';
-import type { XvncHandle } from '../../src/providers/xvnc.js';
+import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { ADMIN, Api, startServer, testConfig, until, type TestServer } from '../helpers/server.js';
 import { attach, connected, receiveFrames, Viewers } from '../helpers/viewer.js';
 

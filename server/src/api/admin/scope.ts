@@ -7,7 +7,7 @@ import type { Broker } from '../../broker/broker.js';
 import type { PoolAdmin } from '../../broker/pools.js';
 import type { Auth } from '../../auth/index.js';
 import { IsolationFacts } from '../../providers/sandbox/facts.js';
-import type { RfbEndpoint } from '../../providers/types.js';
+import type { RfbEndpoint } from '../../rfb/endpoint.js';
 import type { ApiRegistry, Handler, In, Out, RouteDoc } from '../registry.js';
 
 /**

@@ -4,7 +4,7 @@ import type { NetworkMode } from '@vdi/shared';
 import type { DesktopAccount } from './accounts.js';
 
 /**
- * How a desktop's processes are started (DESIGN.md decision 10):
+ * How a desktop's processes are started (docs/architecture.md, decision 10):
  *
  * - `sandbox` (the server is root): a small root supervisor joins the desktop's cgroups, then
  *   starts bubblewrap, which makes the desktop's namespaces (PID, IPC, UTS, mount, and network

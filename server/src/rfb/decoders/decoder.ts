@@ -1,7 +1,7 @@
 import type { ByteQueue } from '../byte-queue.js';
 import type { RfbLimits, FramebufferSink } from '../types.js';
 import type { RectHeader } from '../rect.js';
-import type { ExtendedDesktopSizeEvent } from './extended-desktop-size.js';
+import type { ExtendedDesktopSizeEvent } from '../framebuffer-size.js';
 
 /** What a rectangle decoder may see and change while it decodes. */
 export interface DecodeContext {

@@ -3,36 +3,12 @@ import { RfbProtocolError } from '../errors.js';
 import type { ByteQueue } from '../byte-queue.js';
 import { assertInFramebuffer, type RectHeader } from '../rect.js';
 import type { DecodeContext, RectDecoder, RectDecoderFactory } from './decoder.js';
-import { assertFramebufferSize } from './desktop-size.js';
-
-/** One screen (monitor) of the server's layout: a viewport into the framebuffer. */
-export interface Screen {
-  id: number;
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-  /** unused by the spec; preserved when sent back */
-  flags: number;
-}
-
-export type DesktopSizeReasonName = 'server' | 'this-client' | 'other-client';
-export type DesktopSizeStatusName =
-  'ok' | 'prohibited' | 'out-of-resources' | 'invalid-layout' | 'unknown-error';
-
-/** An ExtendedDesktopSize rectangle, decoded. */
-export interface ExtendedDesktopSizeEvent {
-  reason: DesktopSizeReasonName;
-  status: DesktopSizeStatusName;
-  /**
-   * false for a refused SetDesktopSize of ours: the spec leaves size and layout undefined
-   * then, so they are reported as received and not applied.
-   */
-  applied: boolean;
-  width: number;
-  height: number;
-  screens: Screen[];
-}
+import {
+  assertFramebufferSize,
+  type DesktopSizeReasonName,
+  type DesktopSizeStatusName,
+  type Screen,
+} from '../framebuffer-size.js';
 
 /** Body header: U8 number-of-screens, 3 bytes padding. */
 const BODY_HEADER_LENGTH = 4;

@@ -18,8 +18,8 @@ import {
   type DesktopHealth,
   type Provider,
   type ProviderStatus,
-  type RfbEndpoint,
 } from '../../../src/providers/types.js';
+import type { RfbEndpoint } from '../../../src/rfb/endpoint.js';
 
 /*
  * Assignment logic against a real SQLite store and an in-test provider whose desktops are

@@ -3,13 +3,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  LineSplitter,
-  QmpClient,
-  QmpError,
-  qmpExecute,
-  type QmpEvent,
-} from '../../../src/providers/qmp.js';
+import { QmpClient, qmpExecute } from '../../../src/providers/qemu/qmp-client.js';
+import { LineSplitter, QmpError, type QmpEvent } from '../../../src/providers/qemu/qmp-wire.js';
 
 const GREETING = {
   QMP: {

@@ -3,43 +3,15 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProviderError, type CreateSpec } from '../../../src/providers/types.js';
-import { probeRfb, VncProvider } from '../../../src/providers/vnc.js';
+import { VncProvider } from '../../../src/providers/vnc.js';
 import { vncAuthResponse } from '../../../src/rfb/vnc-auth.js';
+import { closedPort, LoopbackServers } from '../../helpers/loopback-servers.js';
 
 const SECRET = 's3cr3tpw';
-const servers: net.Server[] = [];
-const sockets = new Set<net.Socket>();
+const servers = new LoopbackServers();
+const serve = (onConn: (s: net.Socket) => void) => servers.serve(onConn);
 
-/** A TCP server on 127.0.0.1, port 0, that does `onConn` with each connection. */
-async function serve(onConn: (s: net.Socket) => void): Promise<number> {
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    onConn(s);
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as net.AddressInfo).port;
-}
-
-/** a port that nothing listens on: bind, note it, close */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function closeServers(): Promise<void> {
-  for (const s of sockets) s.destroy();
-  await Promise.all(
-    servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
-  );
-}
-
-afterEach(closeServers);
+afterEach(() => servers.close());
 
 function captureLog(): { log: Logger; text: () => string } {
   const lines: string[] = [];
@@ -110,42 +82,6 @@ function rfbLogin(password: string, logins = { done: 0 }) {
 function spec(hosts: unknown[], slot: number | undefined): CreateSpec {
   return { desktopId: 'd1', poolId: 'p1', template: { hosts }, persistent: false, slot };
 }
-
-describe('probeRfb', () => {
-  it('accepts an RFB banner, even one sent byte by byte', async () => {
-    const port = await serve((s) => {
-      const bytes = Buffer.from('RFB 003.003\n');
-      let i = 0;
-      const t = setInterval(() => {
-        if (i >= bytes.length || s.destroyed) clearInterval(t);
-        else s.write(bytes.subarray(i, ++i));
-      }, 2);
-    });
-    expect(await probeRfb('127.0.0.1', port, 2000)).toEqual({ ok: true, version: '003.003' });
-  });
-
-  it('rejects garbage', async () => {
-    const port = await serve((s) => s.write('HTTP/1.1 400 Bad Request\r\n\r\n'));
-    const r = await probeRfb('127.0.0.1', port, 2000);
-    expect(r).toMatchObject({ ok: false, kind: 'not-rfb' });
-  });
-
-  it('times out on a silent server', async () => {
-    const port = await serve(() => undefined);
-    const r = await probeRfb('127.0.0.1', port, 150);
-    expect(r).toMatchObject({ ok: false, kind: 'timeout' });
-  });
-
-  it('reports a refused connection', async () => {
-    const r = await probeRfb('127.0.0.1', await closedPort(), 2000);
-    expect(r).toMatchObject({ ok: false, kind: 'refused' });
-  });
-
-  it('reports a server that hangs up before the banner', async () => {
-    const port = await serve((s) => s.end('RFB'));
-    expect(await probeRfb('127.0.0.1', port, 2000)).toMatchObject({ ok: false, kind: 'not-rfb' });
-  });
-});
 
 describe('VncProvider', () => {
   const provider = new VncProvider({ probeTimeoutMs: 300 });
@@ -263,7 +199,7 @@ describe('VncProvider', () => {
     const port = await serve(rfbBanner);
     const { log } = captureLog();
     const handle = await provider.create(spec([{ host: '127.0.0.1', port }], 0), log);
-    await closeServers();
+    await servers.close();
     expect(await provider.health(handle)).toMatchObject({ state: 'dead' });
   });
 });

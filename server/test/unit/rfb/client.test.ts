@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RfbClient, type RfbClientOptions, type RfbCloseEvent } from '../../../src/rfb/client.js';
+import { RfbClient } from '../../../src/rfb/client.js';
+import type { RfbClientOptions, RfbCloseEvent } from '../../../src/rfb/client-api.js';
 import { Encoding, FenceFlag } from '../../../src/rfb/constants.js';
 import { RfbError } from '../../../src/rfb/errors.js';
 import { DEFAULT_RFB_LIMITS } from '../../../src/rfb/types.js';

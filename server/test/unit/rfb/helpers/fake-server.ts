@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { RfbEndpoint } from '../../../../src/providers/types.js';
+import type { RfbEndpoint } from '../../../../src/rfb/endpoint.js';
 import * as wire from './server-wire.js';
 
 export type ClientMessage =

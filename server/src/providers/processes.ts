@@ -1,9 +1,11 @@
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { RfbEndpoint } from './types.js';
 
-// ---- processes -------------------------------------------------------------------------
+/**
+ * The desktops' processes on this host, as the providers see them: their state from /proc,
+ * a pid told apart from a reused one by its start time, signals to a whole process group,
+ * and waiting for processes to go or for something to be ready.
+ */
 
 /** between two checks whether a process has exited */
 const EXIT_POLL_MS = 50;
@@ -118,74 +120,4 @@ export async function waitFor<T>(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await delay(intervalMs);
   }
-}
-
-// ---- RFB endpoints -----------------------------------------------------------------------
-
-/** "RFB xxx.yyy\n": the ProtocolVersion message of RFC 6143 section 7.1.1 is exactly 12 bytes */
-const RFB_BANNER_BYTES = 12;
-const RFB_BANNER = /^RFB \d{3}\.\d{3}\n$/;
-/** connect errors that mean nothing listens there (rather than a fault on the way) */
-const REFUSED_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
-
-export type ProbeResult =
-  | { ok: true; version: string }
-  | {
-      ok: false;
-      /**
-       * refused: nothing listens; error: any other socket error (a missing unix socket is
-       * ENOENT); timeout: no banner in time; not-rfb: a wrong banner, or a hang-up before one
-       */
-      kind: 'refused' | 'timeout' | 'not-rfb' | 'error';
-      reason: string;
-      /** bytes the endpoint sent before the probe gave up */
-      received: number;
-    };
-
-/**
- * Connects, reads the 12-byte RFB ProtocolVersion banner and hangs up before answering it
- * (so the server does not wait for authentication from us).
- */
-export function probeRfb(endpoint: RfbEndpoint, timeoutMs: number): Promise<ProbeResult> {
-  return new Promise<ProbeResult>((resolve) => {
-    const socket =
-      endpoint.kind === 'unix'
-        ? net.createConnection({ path: endpoint.path })
-        : net.createConnection({ host: endpoint.host, port: endpoint.port });
-    let received = Buffer.alloc(0);
-    let settled = false;
-    const finish = (result: ProbeResult): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(result);
-    };
-    const fail = (kind: 'refused' | 'timeout' | 'not-rfb' | 'error', reason: string): void =>
-      finish({ ok: false, kind, reason, received: received.length });
-    const timer = setTimeout(() => {
-      fail(
-        'timeout',
-        received.length === 0 && socket.connecting
-          ? `no ${endpoint.kind === 'tcp' ? 'TCP ' : ''}connection within ${timeoutMs} ms`
-          : `no RFB banner within ${timeoutMs} ms`,
-      );
-    }, timeoutMs);
-    socket.on('data', (chunk: Buffer) => {
-      received = Buffer.concat([received, chunk]);
-      if (received.length < RFB_BANNER_BYTES) return;
-      const banner = received.subarray(0, RFB_BANNER_BYTES).toString('latin1');
-      if (RFB_BANNER.test(banner)) finish({ ok: true, version: banner.slice(4, 11) });
-      else fail('not-rfb', `not an RFB server (banner ${JSON.stringify(banner)})`);
-    });
-    socket.on('end', () => {
-      fail('not-rfb', `connection closed after ${received.length} bytes, before an RFB banner`);
-    });
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      fail(
-        err.code !== undefined && REFUSED_CODES.has(err.code) ? 'refused' : 'error',
-        `${err.code ?? 'error'}: ${err.message}`,
-      );
-    });
-  });
 }
