@@ -285,8 +285,11 @@ export class XvncProvider implements Provider {
     if (probe.kind === 'timeout') return { state: 'unresponsive', reason: 'RFB socket silent' };
     if (probe.kind === 'not-rfb' && probe.received > 0)
       return { state: 'unresponsive', reason: 'RFB socket garbage' };
-    // missing, refusing, or hanging up without a byte: no Xvnc behind the socket
-    return { state: 'dead', reason: 'RFB socket refuses connections' };
+    // Xvnc lives (its pid, start time and account checked above) but its socket refuses or
+    // hangs up: a full listen backlog after a freeze (probes and viewers piled up while it was
+    // stopped), or the desktop's own user removed their socket. Not dead while the process
+    // lives: the viewers keep trying, and an admin can reset it.
+    return { state: 'unresponsive', reason: 'RFB socket refuses connections' };
   }
 
   async destroy(handle: DesktopHandle, log: Logger, opts?: { keepDisk?: boolean }): Promise<void> {
