@@ -1,5 +1,4 @@
-import { sql, type Kysely } from 'kysely';
-import type { Migration, MigrationProvider } from 'kysely/migration';
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
 /** Migrations live in code (no files to find at run time). Each works on SQLite and PostgreSQL. */
 export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
