@@ -23,7 +23,10 @@ const step = (title, cmd, args) => {
   run(cmd, args);
 };
 step('format', bin('prettier'), ['--check', '.']);
+step('import structure (layers, circles)', process.execPath, [
+  path.join(root, 'scripts', 'check-layers.mjs'),
+]);
 step('lint and typecheck', bin('turbo'), ['run', 'lint', 'typecheck', '--output-logs=errors-only']);
 step('unit and integration tests', bin('turbo'), ['run', 'test', '--concurrency=1']);
-step('end-to-end tests (Chromium)', bin('vitest'), ['run', '--root', 'server', '--project', 'e2e']);
+step('end-to-end tests (Chromium)', bin('turbo'), ['run', 'test:e2e', '--concurrency=1']);
 process.stdout.write(`\nall tests passed in ${Math.round((Date.now() - started) / 1000)} s\n`);
