@@ -137,7 +137,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       checks.store = { ok: false, detail: (e as Error).message };
     }
     for (const p of providers) checks[`provider:${p.kind}`] = await p.status();
-    const ok = ready && !draining && checks.store!.ok && (checks['provider:xvnc']?.ok ?? true);
+    const ok = ready && !draining && checks.store.ok && (checks['provider:xvnc']?.ok ?? true);
     res.status(ok ? 200 : 503).json({ ok, draining, checks });
   });
   app.get('/metrics', async (_req, res) => {

@@ -1,4 +1,4 @@
-import type { NextFunction, Request, Response, Router } from 'express';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import type { Logger } from 'pino';
 import { LoginAnswer, LoginBody, Me } from '@vdi/shared';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -45,9 +45,13 @@ export function authRoutes(
         );
       }
       const user = await new Promise<Express.User | false>((resolve, reject) => {
-        pp.authenticate('local', { session: false }, (err: unknown, u: Express.User | false) =>
-          err ? reject(err) : resolve(u),
-        )(req, res, () => undefined);
+        const authenticate = pp.authenticate(
+          'local',
+          { session: false },
+          (err: unknown, u: Express.User | false) =>
+            err ? reject(err instanceof Error ? err : new Error('sign-in failed')) : resolve(u),
+        ) as RequestHandler;
+        void authenticate(req, res, () => undefined);
       });
       if (!user) {
         auth.throttle.fail(ip, username);

@@ -45,7 +45,7 @@ export class ApiRegistry {
     handler: Handler<In<S>, Out<R>>,
   ): void {
     const full = prefix + doc.path;
-    this.routes.push({ ...doc, path: full } as RouteDoc);
+    this.routes.push({ ...doc, path: full });
     router[doc.method](full, guard, async (req: Request, res: Response, next: NextFunction) => {
       try {
         const r = req as Request & { parsedBody: unknown };

@@ -119,7 +119,7 @@ export function createAuth(db: Db, clock: Clock, opts: AuthOptions): Auth {
   return {
     sessionMiddleware,
     passportInit: pp.initialize(),
-    passportSession: pp.session(),
+    passportSession: pp.session() as RequestHandler,
     store,
     requireUser,
     requireAdmin,

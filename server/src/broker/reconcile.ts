@@ -101,10 +101,11 @@ export class Reconciler extends BrokerPart {
       .selectFrom('desktops as d')
       .selectAll('d')
       .where('d.state', '=', 'in-use')
-      .where(({ not, exists, selectFrom }) =>
-        not(
-          exists(
-            selectFrom('sessions as s')
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('sessions as s')
               .select('s.id')
               .whereRef('s.desktop_id', '=', 'd.id')
               .where('s.state', 'in', LIVE),

@@ -265,6 +265,6 @@ export class Gateway {
     // No disconnect packet: a viewer that still holds a connection sees the transport close,
     // as after a crash, and reconnects by itself (a disconnect packet would mean "closed on
     // purpose, stay away" to it).
-    await new Promise<void>((r) => this.io.close(() => r()));
+    await this.io.close();
   }
 }

@@ -49,7 +49,7 @@ export async function startHostileServer(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       if (d.toString().includes('listening')) resolve();
     });
     child.once('exit', (code) => reject(new Error(`hostile VNC server exited (${code})`)));

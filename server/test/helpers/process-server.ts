@@ -62,8 +62,8 @@ export class ServerProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
-    child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (this.output += d.toString()));
     await until(
       async () => {
         if (child.exitCode !== null) throw new Error(`server exited: ${this.output.slice(-2000)}`);

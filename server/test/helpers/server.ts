@@ -145,7 +145,7 @@ export async function until<T>(
     }
     if (Date.now() > deadline)
       throw new Error(
-        `timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+        `timed out after ${ms} ms waiting for ${what}${last ? `: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}`,
       );
     await new Promise((r) => setTimeout(r, intervalMs));
   }

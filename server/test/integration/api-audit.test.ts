@@ -48,7 +48,7 @@ async function sessionState(id: string): Promise<string> {
 async function audit(query = ''): Promise<AuditEntry[]> {
   const r = await admin.get(`/api/admin/audit?limit=1000${query ? `&${query}` : ''}`);
   expect(r.status, JSON.stringify(r.body)).toBe(200);
-  return r.body as AuditEntry[];
+  return r.body;
 }
 
 beforeAll(async () => {
@@ -57,10 +57,10 @@ beforeAll(async () => {
   admin = await new Api(ts.url).login(ADMIN.username, ADMIN.password);
   aliceId = (
     await admin.post('/api/admin/users', { username: 'alice', password: 'alice-password-1' })
-  ).body.id as string;
+  ).body.id;
   bobId = (await admin.post('/api/admin/users', { username: 'bob', password: 'bob-password-1' }))
-    .body.id as string;
-  groupId = (await admin.post('/api/admin/groups', { name: 'staff' })).body.id as string;
+    .body.id;
+  groupId = (await admin.post('/api/admin/groups', { name: 'staff' })).body.id;
   await admin.put(`/api/admin/groups/${groupId}/members`, { userIds: [aliceId] });
   poolId = (
     await admin.post('/api/admin/pools', {
@@ -69,14 +69,14 @@ beforeAll(async () => {
       template: { width: 640, height: 480 },
       maxSize: 2,
     })
-  ).body.id as string;
+  ).body.id;
   entitlementId = (
     await admin.post('/api/admin/entitlements', {
       poolId,
       principalType: 'group',
       principalId: groupId,
     })
-  ).body.id as string;
+  ).body.id;
   expect(
     (
       await new Api(ts.url).post('/api/auth/login', {
@@ -92,7 +92,7 @@ beforeAll(async () => {
   phase2 = new Date(clock.now()).toISOString();
   const c = await alice.post(`/api/pools/${poolId}/connect`);
   expect(c.status).toBe(200);
-  sessionId = c.body.sessionId as string;
+  sessionId = c.body.sessionId;
   const v1 = await viewers.attached(ts.url, alice.cookie, sessionId);
   await until(async () => (await sessionState(sessionId)) === 'active', 10_000, 'active');
   v1.socket.close();
@@ -110,7 +110,7 @@ beforeAll(async () => {
   expect((await admin.post(`/api/admin/sessions/${sessionId}/logoff`)).status).toBe(204);
   // a second session that the user logs off herself
   const c2 = await alice.post(`/api/pools/${poolId}/connect`);
-  secondSessionId = c2.body.sessionId as string;
+  secondSessionId = c2.body.sessionId;
   expect((await alice.post(`/api/sessions/${secondSessionId}/logoff`)).status).toBe(204);
   await admin.patch(`/api/admin/pools/${poolId}`, { draining: true });
   await admin.patch(`/api/admin/pools/${poolId}`, { maxSize: 3, description: 'resized' });
@@ -246,6 +246,6 @@ describe('audit filters', () => {
     const ids = all.map((e) => e.id);
     expect(ids).toEqual([...ids].sort((a, b) => b - a));
     const two = await admin.get('/api/admin/audit?limit=2');
-    expect((two.body as AuditEntry[]).map((e) => e.id)).toEqual(ids.slice(0, 2));
+    expect(two.body.map((e) => e.id)).toEqual(ids.slice(0, 2));
   });
 });

@@ -101,7 +101,7 @@ beforeAll(async () => {
     maxSize: 2,
   });
   expect(p.status).toBe(201);
-  poolId = p.body.id as string;
+  poolId = p.body.id;
 });
 
 afterAll(async () => {

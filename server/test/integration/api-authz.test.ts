@@ -47,7 +47,7 @@ async function newUser(
   const password = `${name}-password-1`;
   const r = await admin.post('/api/admin/users', { username: name, password, role });
   expect(r.status).toBe(201);
-  return { api: await new Api(ts.url).login(name, password), id: r.body.id as string, password };
+  return { api: await new Api(ts.url).login(name, password), id: r.body.id, password };
 }
 
 async function entitle(
@@ -61,7 +61,7 @@ async function entitle(
     principalId,
   });
   expect(r.status).toBe(201);
-  return r.body.id as string;
+  return r.body.id;
 }
 
 async function createPool(name: string): Promise<string> {
@@ -72,8 +72,8 @@ async function createPool(name: string): Promise<string> {
     maxSize: 3,
   });
   expect(r.status).toBe(201);
-  pools.push(r.body.id as string);
-  return r.body.id as string;
+  pools.push(r.body.id);
+  return r.body.id;
 }
 
 async function socketFor(api: Api): Promise<ViewerSocket> {
@@ -120,7 +120,7 @@ beforeAll(async () => {
   await entitle(poolId, 'user', bob.id);
   const c = await bob.api.post(`/api/pools/${poolId}/connect`);
   expect(c.status).toBe(200);
-  bobSession = c.body as typeof bobSession;
+  bobSession = c.body;
 
   const spec = await admin.get('/api/openapi.json');
   expect(spec.status).toBe(200);
@@ -149,7 +149,7 @@ describe('admin routes', () => {
     const ents = await admin.get('/api/admin/entitlements');
     return {
       users: bob.id,
-      groups: g.body.id as string,
+      groups: g.body.id,
       pools: poolId,
       entitlements: (ents.body as { id: string }[])[0]!.id,
       sessions: bobSession.sessionId,
@@ -187,7 +187,7 @@ describe('admin routes', () => {
 
   it('every admin route answers 403 to a signed-in user and 401 without a session, and changes nothing', async () => {
     const ids = await realIds();
-    const auditBefore = (await admin.get('/api/admin/audit?limit=1000')).body.length as number;
+    const auditBefore = (await admin.get('/api/admin/audit?limit=1000')).body.length;
     const anonymous = new Api(ts.url);
     const adminOps = ops.filter((o) => o.tag === 'admin');
     for (const o of adminOps) {
@@ -386,7 +386,7 @@ describe('entitlements and sessions of others', () => {
     expect(await visible()).not.toContain(groupPool);
     expect((await carol.api.post(`/api/pools/${groupPool}/connect`)).status).toBe(403);
 
-    const ent = await entitle(groupPool, 'group', g.body.id as string);
+    const ent = await entitle(groupPool, 'group', g.body.id);
     expect(await visible()).toContain(groupPool);
     const c = await carol.api.post(`/api/pools/${groupPool}/connect`);
     expect(c.status).toBe(200);
@@ -398,7 +398,7 @@ describe('entitlements and sessions of others', () => {
     expect([refused.status, refused.error?.code]).toEqual([403, 'NOT_ENTITLED']);
 
     // granted again, then Carol leaves the group
-    await entitle(groupPool, 'group', g.body.id as string);
+    await entitle(groupPool, 'group', g.body.id);
     expect(await visible()).toContain(groupPool);
     expect(
       (await admin.put(`/api/admin/groups/${g.body.id}/members`, { userIds: [] })).status,
@@ -431,8 +431,7 @@ describe('disabling a user', () => {
     await closed;
     // the desktop session itself is kept (an admin decides what happens to it), just not reachable
     await until(
-      async () =>
-        (await ts.server.broker.session(c.body.sessionId as string))?.state === 'disconnected',
+      async () => (await ts.server.broker.session(c.body.sessionId))?.state === 'disconnected',
       10_000,
       'the session to be disconnected',
     );

@@ -139,7 +139,7 @@ describe('the thumbnail of a desktop that is gone or does not answer', () => {
   const startDesktop = async (): Promise<{ sessionId: string; desktopId: string }> => {
     const c = await admin.post(`/api/pools/${poolId}/connect`);
     expect(c.status, JSON.stringify(c.body)).toBe(200);
-    return { sessionId: c.body.sessionId as string, desktopId: c.body.desktopId as string };
+    return { sessionId: c.body.sessionId, desktopId: c.body.desktopId };
   };
 
   beforeAll(async () => {
@@ -152,7 +152,7 @@ describe('the thumbnail of a desktop that is gone or does not answer', () => {
       template: { width: 320, height: 240 },
     });
     expect(p.status, JSON.stringify(p.body)).toBe(201);
-    poolId = p.body.id as string;
+    poolId = p.body.id;
     const me = (await admin.get('/api/auth/me')).body as { id: string };
     const g = await admin.post('/api/admin/entitlements', {
       poolId,

@@ -41,9 +41,9 @@ async function createPool(body: Record<string, unknown>): Promise<string> {
     ...body,
   });
   expect(r.status).toBe(201);
-  pools.push(r.body.id as string);
+  pools.push(r.body.id);
   await ts.server.broker.tick();
-  return r.body.id as string;
+  return r.body.id;
 }
 
 async function newUser(name: string, ...poolIds: string[]): Promise<{ api: Api; id: string }> {
@@ -61,7 +61,7 @@ async function newUser(name: string, ...poolIds: string[]): Promise<{ api: Api; 
       ).status,
     ).toBe(201);
   }
-  return { api: await new Api(ts.url).login(name, password), id: r.body.id as string };
+  return { api: await new Api(ts.url).login(name, password), id: r.body.id };
 }
 
 async function connect(
@@ -70,7 +70,7 @@ async function connect(
 ): Promise<{ sessionId: string; desktopId: string; resumed: boolean }> {
   const r = await u.api.post(`/api/pools/${poolId}/connect`);
   expect(r.status, JSON.stringify(r.body)).toBe(200);
-  return r.body as { sessionId: string; desktopId: string; resumed: boolean };
+  return r.body;
 }
 
 beforeAll(async () => {

@@ -28,9 +28,9 @@ async function createPool(body: Record<string, unknown>): Promise<string> {
     ...body,
   });
   expect(r.status).toBe(201);
-  pools.push(r.body.id as string);
+  pools.push(r.body.id);
   await ts.server.broker.tick();
-  return r.body.id as string;
+  return r.body.id;
 }
 
 async function newUser(name: string, poolId: string): Promise<Api> {

@@ -92,8 +92,8 @@ beforeAll(async () => {
     disconnectedTimeoutSec: 0,
   });
   expect([fl.status, de.status]).toEqual([201, 201]);
-  const floating = fl.body.id as string;
-  const dedicated = de.body.id as string;
+  const floating = fl.body.id;
+  const dedicated = de.body.id;
 
   const users = {} as Before['users'];
   const apis = {} as Record<keyof Before['users'], Api>;
@@ -107,7 +107,7 @@ beforeAll(async () => {
         principalId: u.body.id,
       });
     apis[name] = await new Api(s.url).login(`u-${name}`, password);
-    users[name] = { id: u.body.id as string, cookie: apis[name].cookie };
+    users[name] = { id: u.body.id, cookie: apis[name].cookie };
   }
   const connect = async (who: keyof Before['users'], poolId: string) => {
     const r = await apis[who].post(`/api/pools/${poolId}/connect`);

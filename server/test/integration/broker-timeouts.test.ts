@@ -47,7 +47,7 @@ async function activeSession(name: string, pool: Record<string, unknown>) {
     ...pool,
   });
   expect(p.status).toBe(201);
-  pools.push(p.body.id as string);
+  pools.push(p.body.id);
   const password = `${name}-password-1`;
   const u = await admin.post('/api/admin/users', { username: name, password });
   await admin.post('/api/admin/entitlements', {
@@ -58,7 +58,7 @@ async function activeSession(name: string, pool: Record<string, unknown>) {
   const api = await new Api(ts.url).login(name, password);
   const c = await api.post(`/api/pools/${p.body.id}/connect`);
   expect(c.status).toBe(200);
-  const sessionId = c.body.sessionId as string;
+  const sessionId = c.body.sessionId;
   const v = await viewers.attached(ts.url, api.cookie, sessionId);
   await until(
     async () => (await session(sessionId)).state === 'active',
@@ -68,8 +68,8 @@ async function activeSession(name: string, pool: Record<string, unknown>) {
   return {
     api,
     sessionId,
-    desktopId: c.body.desktopId as string,
-    pid: (await desktopHandle(ts, c.body.desktopId as string)).xvncPid,
+    desktopId: c.body.desktopId,
+    pid: (await desktopHandle(ts, c.body.desktopId)).xvncPid,
     ...v,
   };
 }

@@ -158,7 +158,7 @@ async function newDesk(name: string): Promise<Desk> {
   expect(c.status, JSON.stringify(c.body)).toBe(200);
   const viewer = await viewers.attached(ts.url, api.cookie, c.body.sessionId);
   const frames = receiveFrames(viewer.socket);
-  const h = await desktopHandle(ts, c.body.desktopId as string);
+  const h = await desktopHandle(ts, c.body.desktopId);
   const d: Desk = {
     user: { name, api },
     sessionId: c.body.sessionId,

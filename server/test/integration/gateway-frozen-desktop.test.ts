@@ -72,8 +72,8 @@ describe('a frozen desktop (SIGSTOP) comes back by itself', () => {
     const pools = (await api.get('/api/desktops')).body as { poolId: string }[];
     const c = await api.post(`/api/pools/${pools[0]!.poolId}/connect`);
     expect(c.status, JSON.stringify(c.body)).toBe(200);
-    sessionId = c.body.sessionId as string;
-    desktopId = c.body.desktopId as string;
+    sessionId = c.body.sessionId;
+    desktopId = c.body.desktopId;
   });
 
   afterAll(async () => {

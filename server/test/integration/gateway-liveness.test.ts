@@ -37,8 +37,8 @@ describe('viewer liveness and drain', () => {
     const pools = (await api.get('/api/desktops')).body as { poolId: string }[];
     const c = await api.post(`/api/pools/${pools[0]!.poolId}/connect`);
     expect(c.status, JSON.stringify(c.body)).toBe(200);
-    sessionId = c.body.sessionId as string;
-    desktopId = c.body.desktopId as string;
+    sessionId = c.body.sessionId;
+    desktopId = c.body.desktopId;
     const h = await desktopHandle(ts, desktopId);
     // the sandbox's supervisor and its PID namespace's first process: killing them ends it all
     pids.push(

@@ -81,7 +81,7 @@ describe('a hostile desktop next to a real one', () => {
     const pools = (await admin.get('/api/desktops')).body as { poolId: string }[];
     const c = await admin.post(`/api/pools/${pools[0]!.poolId}/connect`);
     otherSession = c.body.sessionId;
-    const handle = await desktopHandle(t, c.body.desktopId as string);
+    const handle = await desktopHandle(t, c.body.desktopId);
     const other = viewers.open(t.url, { cookie: admin.cookie });
     otherFrames = receiveFrames(other);
     await connected(other);

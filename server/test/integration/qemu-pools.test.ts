@@ -94,7 +94,7 @@ describe('qemu pools through the server', () => {
       principalId: adminId,
     });
     expect(e.status).toBe(201);
-    return r.body.id as string;
+    return r.body.id;
   };
 
   const connect = async (

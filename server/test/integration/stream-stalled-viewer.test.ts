@@ -35,7 +35,7 @@ describe('a stalled viewer', () => {
     const pools = (await api.get('/api/desktops')).body as { poolId: string }[];
     const c = await api.post(`/api/pools/${pools[0]!.poolId}/connect`);
     sessionId = c.body.sessionId;
-    desktop = await desktopHandle(t, c.body.desktopId as string);
+    desktop = await desktopHandle(t, c.body.desktopId);
   });
 
   afterAll(async () => {

@@ -62,7 +62,7 @@ export interface QemuProviderOptions {
    * each VM its own uid from `uidRange` (no passwd entry needed); a user name: that account for
    * every VM; null: never. @default 'per-desktop'
    */
-  runAs?: 'per-desktop' | string | null;
+  runAs?: string | null;
   /** uids of per-desktop accounts (shared with the xvnc provider's range and locks) */
   uidRange?: UidRange;
   /** host-wide directory of uid locks @default '/run/vdi-uids' */

@@ -103,7 +103,7 @@ export class QmpClient {
             clearTimeout(timer);
             unsubscribe();
             client.close();
-            reject(err);
+            reject(err instanceof Error ? err : new Error(String(err)));
           });
       };
     });

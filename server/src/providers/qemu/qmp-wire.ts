@@ -79,7 +79,7 @@ export function classifyQmpMessage(msg: unknown): Incoming {
         kind: 'greeting',
         greeting: {
           version: { qemu: q.version.qemu, package: q.version.package },
-          capabilities: q.capabilities as string[],
+          capabilities: q.capabilities,
         },
       };
     }
@@ -106,7 +106,7 @@ export function classifyQmpMessage(msg: unknown): Incoming {
         event: msg.event,
         timestamp: { seconds: ts.seconds, microseconds: ts.microseconds },
       };
-      if (msg.data !== undefined) event.data = msg.data as Record<string, unknown>;
+      if (msg.data !== undefined) event.data = msg.data;
       return { kind: 'event', event };
     }
     throw new QmpError('QMP_PROTOCOL', 'malformed QMP event');

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { stopGroups } from '../processes.js';
+import type { DesktopHandle } from '../types.js';
 import { readSandboxInfo } from '../sandbox/launch.js';
 import { pidNamespaceOf } from '../sandbox/proc.js';
 import { asHandle, type XvncHandle } from './handle.js';
@@ -35,7 +36,9 @@ export async function sweepRunDirs(
     if (sockets.some((s) => keep.has(s))) continue;
     let recorded: XvncHandle | undefined;
     try {
-      recorded = asHandle(JSON.parse(fs.readFileSync(path.join(dir, 'handle.json'), 'utf8')));
+      recorded = asHandle(
+        JSON.parse(fs.readFileSync(path.join(dir, 'handle.json'), 'utf8')) as DesktopHandle,
+      );
     } catch {
       /* started but never finished starting, or from an older version */
     }

@@ -29,16 +29,17 @@ function data(user: string | undefined, expires?: Date): session.SessionData {
   return {
     cookie: { originalMaxAge: TTL_MS, expires, httpOnly: true, path: '/' },
     ...(user ? { passport: { user } } : {}),
-  } as unknown as session.SessionData;
+  };
 }
 
+const asError = (e: unknown) => (e instanceof Error ? e : new Error('session store failed'));
 const get = (sid: string) =>
   new Promise<session.SessionData | null | undefined>((resolve, reject) =>
-    sessions.get(sid, (err, s) => (err ? reject(err as Error) : resolve(s))),
+    sessions.get(sid, (err, s) => (err ? reject(asError(err)) : resolve(s))),
   );
 const set = (sid: string, s: session.SessionData) =>
   new Promise<void>((resolve, reject) =>
-    sessions.set(sid, s, (err) => (err ? reject(err as Error) : resolve())),
+    sessions.set(sid, s, (err) => (err ? reject(asError(err)) : resolve())),
   );
 
 describe('DbSessionStore', () => {

@@ -163,7 +163,7 @@ describe('dedicated pools', () => {
     await ticking;
     const own = (await desktops(id)).filter((d) => d.owner_user_id === alice.id);
     expect(own).toHaveLength(1);
-    const r = results[0]!;
+    const r = results[0];
     if (r.status === 'fulfilled') expect(r.value.desktopId).toBe(a.desktopId);
     else expect((r.reason as BrokerError).code).toBe('DESKTOP_BUSY');
     // once it has stopped, Connect restarts the same desktop

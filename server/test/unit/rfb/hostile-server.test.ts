@@ -244,7 +244,7 @@ describe('a socket put in place by another account', () => {
     });
     try {
       await new Promise<void>((resolve, reject) => {
-        child.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
+        child.stdout.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
         child.once('exit', (code) => reject(new Error(`hostile server exited (${code})`)));
       });
       return await fn(socketPath);
