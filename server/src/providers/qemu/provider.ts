@@ -9,7 +9,8 @@
  * This file is the Provider; its parts live beside it: the accelerator (accelerator.ts), the
  * command line (command-line.ts), the account QEMU drops to (run-as.ts), the disks
  * (overlays.ts), the process (vm-process.ts), QMP control of a running VM (control.ts, over
- * qmp-client.ts and qmp-wire.ts) and the handle (handle.ts).
+ * qmp-client.ts and qmp-wire.ts) and the handle (handle.ts). What stays (a little over the
+ * house's ~400 lines) is the Provider interface itself, one method per lifecycle step.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';

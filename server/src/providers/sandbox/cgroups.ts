@@ -15,6 +15,10 @@ import {
  * under a `vdi` parent (by default below the server's own cgroup, so the desktops stay inside
  * whatever the host allotted to the server), carries the pool's limits, reports its usage,
  * and is emptied (every process killed) and removed when the desktop goes.
+ *
+ * Finding the hierarchies is in cgroup-hierarchies.ts; the rest stays here (a little over the
+ * house's ~400 lines) because each operation — create, limit, read usage, kill, remove — has a
+ * v1 and a v2 branch that are easiest to check against each other side by side.
  */
 
 /** CPU, memory and process limits of one desktop; 0 means "no limit" where allowed. */
