@@ -1,7 +1,7 @@
 import { packIndices } from '@vdi/shared';
 import { describe, expect, it } from 'vitest';
+import { PixelFormatError } from '../src/viewer/pixel-format-error';
 import {
-  PixelFormatError,
   decodeDeflatePalette,
   decodeDeflateRgb,
   paletteToRgba,

@@ -6,7 +6,7 @@
  * must inflate to exactly the size its rect needs, or the stream is broken until the next
  * keyframe (the viewer asks for one).
  */
-import { PixelFormatError } from './pixels';
+import { PixelFormatError } from './pixel-format-error';
 
 const SYNC_TAIL = Uint8Array.of(0x00, 0x00, 0xff, 0xff);
 /** A segment whose output stops short would otherwise wait for more input forever, ms. */
