@@ -10,7 +10,7 @@ import { openDialog } from '../dialog';
 import { clear, field, h, select } from '../dom';
 import { ApiError, api, seg } from '../http';
 import { providerLabel, seconds } from '../format';
-import type { Tab, TabContext } from './admin-page';
+import type { Tab, TabContext } from './tab';
 import type { AdminDesktop, AdminPool } from './types';
 import { actions, busy, button, dataTable, row } from './table';
 import { createForm, formAndList } from './tab-layout';

@@ -7,7 +7,7 @@ import { openDialog } from '../dialog';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
 import { ago, kbps, num, when } from '../format';
-import type { Tab, TabContext } from './admin-page';
+import type { Tab, TabContext } from './tab';
 import type { AdminPool, AdminSession } from './types';
 import { busy, button, dataTable } from './table';
 import { isolationDetails, isolationText } from './isolation';
