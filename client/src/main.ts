@@ -1,4 +1,12 @@
-import './styles.css';
+// One stylesheet in the build, in this order (later files build on the tokens in base.css).
+import './styles/base.css';
+import './styles/controls.css';
+import './styles/layout.css';
+import './styles/sign-in.css';
+import './styles/desktops.css';
+import './styles/admin.css';
+import './styles/dialogs.css';
+import './styles/viewer.css';
 import { setUnauthorizedHandler } from './http';
 import { loginPage } from './pages/login';
 import { desktopsPage } from './pages/desktops';

@@ -1,70 +1,15 @@
 import { packIndices } from '@vdi/shared';
 import { describe, expect, it } from 'vitest';
+import { PixelFormatError } from '../src/viewer/pixel-format-error';
 import {
-  PixelFormatError,
   decodeDeflatePalette,
   decodeDeflateRgb,
   paletteToRgba,
   rgbToRgba,
 } from '../src/viewer/pixels';
-import { InflateStream } from '../src/viewer/inflate-stream';
-
-/**
- * One segment of a zlib stream as the server sends it: here a stored (uncompressed)
- * non-final deflate block, which is valid deflate; the receiver appends 00 00 FF FF.
- */
-function segment(data: Uint8Array): Uint8Array {
-  const n = data.byteLength;
-  // the trailing 0x00 is the header of the empty stored block a sync flush ends with; its
-  // LEN/NLEN (00 00 FF FF) are the four bytes the server leaves off and the viewer appends
-  return Uint8Array.of(0x00, n & 0xff, n >> 8, ~n & 0xff, (~n >> 8) & 0xff, ...data, 0x00);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  return out;
-}
-
-describe('InflateStream', () => {
-  it('inflates segments of one stream in order, to exactly the size asked', async () => {
-    const z = new InflateStream();
-    const a = new Uint8Array(1000).map((_, i) => (i * 7) & 0xff);
-    const b = Uint8Array.of(1, 2, 3);
-    const [ra, rb] = await Promise.all([
-      z.inflate(segment(a), a.byteLength),
-      z.inflate(segment(b), 3),
-    ]);
-    expect(ra).toEqual(a);
-    expect(rb).toEqual(b);
-  });
-
-  it('rejects a segment that inflates to more than expected (no bombs), and stays broken', async () => {
-    const z = new InflateStream();
-    await expect(z.inflate(segment(new Uint8Array(100)), 10)).rejects.toBeInstanceOf(
-      PixelFormatError,
-    );
-    await expect(z.inflate(segment(new Uint8Array(4)), 4)).rejects.toBeInstanceOf(PixelFormatError);
-    z.reset(); // a keyframe: a fresh stream works again
-    expect(await z.inflate(segment(Uint8Array.of(9)), 1)).toEqual(Uint8Array.of(9));
-  });
-
-  it('rejects a segment that inflates to less than expected', async () => {
-    await expect(new InflateStream().inflate(segment(new Uint8Array(10)), 12)).rejects.toThrow(
-      /fewer bytes/,
-    );
-  });
-
-  it('rejects corrupt deflate data', async () => {
-    await expect(
-      new InflateStream().inflate(Uint8Array.of(0xff, 0xff, 0xff, 0x00), 4),
-    ).rejects.toBeInstanceOf(PixelFormatError);
-  });
-});
+import { InflateStream, SHORT_OUTPUT_TIMEOUT_MS } from '../src/viewer/inflate-stream';
+import { concat, segment } from './helpers/deflate-segment';
+import { ManualClock } from './helpers/manual-clock';
 
 describe('rgbToRgba / paletteToRgba', () => {
   it('expands RGB to opaque RGBA', () => {
@@ -101,9 +46,13 @@ describe('DeflateRgb', () => {
 
   it('rejects a payload for a different rect size', async () => {
     const rgb = new Uint8Array(4 * 4 * 3);
-    await expect(decodeDeflateRgb(segment(rgb), 4, 5, new InflateStream())).rejects.toBeInstanceOf(
-      PixelFormatError,
-    );
+    const clock = new ManualClock();
+    await expect(
+      clock.settle(
+        decodeDeflateRgb(segment(rgb), 4, 5, new InflateStream(clock)),
+        SHORT_OUTPUT_TIMEOUT_MS,
+      ),
+    ).rejects.toBeInstanceOf(PixelFormatError);
   });
 });
 
@@ -166,12 +115,16 @@ describe('DeflatePalette', () => {
 
   it('rejects a truncated palette and an empty payload', async () => {
     // four colours announced, one in the segment (and no indices)
+    const clock = new ManualClock();
     await expect(
-      decodeDeflatePalette(
-        concat(Uint8Array.of(3), segment(Uint8Array.of(1, 2, 3))),
-        1,
-        1,
-        new InflateStream(),
+      clock.settle(
+        decodeDeflatePalette(
+          concat(Uint8Array.of(3), segment(Uint8Array.of(1, 2, 3))),
+          1,
+          1,
+          new InflateStream(clock),
+        ),
+        SHORT_OUTPUT_TIMEOUT_MS,
       ),
     ).rejects.toThrow(/fewer bytes/);
     await expect(

@@ -10,22 +10,8 @@ import { groupsTab } from './groups-tab';
 import { poolsTab } from './pools-tab';
 import { sessionsTab } from './sessions-tab';
 import { usersTab } from './users-tab';
-
-export interface Flash {
-  ok(message: string): void;
-  error(err: unknown, prefix?: string): void;
-  clear(): void;
-}
-
-export interface TabContext {
-  me: Me;
-  flash: Flash;
-}
-
-export interface Tab {
-  el: HTMLElement;
-  dispose?(): void;
-}
+import { makeFlash } from './flash';
+import type { Tab } from './tab';
 
 const TABS = [
   { key: 'users', label: 'Users', open: usersTab },
@@ -35,36 +21,6 @@ const TABS = [
   { key: 'sessions', label: 'Sessions', open: sessionsTab },
   { key: 'audit', label: 'Audit', open: auditTab },
 ] as const;
-
-function makeFlash(): { el: HTMLElement; flash: Flash } {
-  const okLine = h('p', {
-    class: 'flash flash-ok',
-    hidden: true,
-    attrs: { 'aria-live': 'polite' },
-  });
-  const errLine = h('p', { class: 'flash flash-error', hidden: true, attrs: { role: 'alert' } });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const flash: Flash = {
-    ok(message) {
-      errLine.hidden = true;
-      okLine.textContent = message;
-      okLine.hidden = false;
-      clearTimeout(timer);
-      timer = setTimeout(() => (okLine.hidden = true), 4000);
-    },
-    error(err, prefix) {
-      if (err instanceof ApiError && err.status === 401) return; // on the way to the sign-in page
-      okLine.hidden = true;
-      errLine.textContent = prefix ? `${prefix}: ${errorMessage(err)}` : errorMessage(err);
-      errLine.hidden = false;
-    },
-    clear() {
-      okLine.hidden = true;
-      errLine.hidden = true;
-    },
-  };
-  return { el: h('div', { class: 'flash-area' }, okLine, errLine), flash };
-}
 
 export function adminPage({ params }: RouteContext): Page {
   const active = TABS.find((t) => t.key === params.tab) ?? TABS[0];

@@ -3,7 +3,7 @@ import type { AuditEntry } from '@vdi/shared';
 import { field, h } from '../dom';
 import { api } from '../http';
 import { when } from '../format';
-import type { Tab, TabContext } from './admin-page';
+import type { Tab, TabContext } from './tab';
 import { dataTable, row } from './table';
 import { formAndList } from './tab-layout';
 

@@ -2,7 +2,7 @@
 import type { AdminPool, Entitlement, EntitlementBody, Group, User } from '@vdi/shared';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
-import type { Tab, TabContext } from './admin-page';
+import type { Tab, TabContext } from './tab';
 import { actions, busy, button, dataTable, row } from './table';
 import { createForm, formAndList } from './tab-layout';
 

@@ -3,7 +3,7 @@ import type { Group, User } from '@vdi/shared';
 import { openDialog } from '../dialog';
 import { field, h } from '../dom';
 import { api, seg } from '../http';
-import type { Tab, TabContext } from './admin-page';
+import type { Tab, TabContext } from './tab';
 import { actions, button, confirmButton, dataTable, row } from './table';
 import { createForm, formAndList } from './tab-layout';
 

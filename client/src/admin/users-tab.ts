@@ -4,7 +4,7 @@ import { openDialog } from '../dialog';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
 import { when } from '../format';
-import type { Tab, TabContext } from './admin-page';
+import type { Tab, TabContext } from './tab';
 import { actions, busy, button, confirmButton, dataTable, row } from './table';
 import { createForm, formAndList } from './tab-layout';
 

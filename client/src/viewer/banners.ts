@@ -1,4 +1,5 @@
 /** The strip of messages over the top of the desktop: watched badge, desktop health, notices. */
+import type { SessionStatusMsg } from '@vdi/shared';
 import { h } from '../dom';
 
 export type DesktopCondition = 'starting' | 'unresponsive' | 'retrying' | 'lost';
@@ -58,8 +59,27 @@ export class Banners {
     this.condition.classList.toggle('banner-info', condition === 'starting');
   }
 
-  get activeCondition(): DesktopCondition | null {
-    return this.current;
+  /** The desktop's health as the server reports it (`session` events). */
+  sessionStatus(msg: SessionStatusMsg): void {
+    if (msg.state === 'desktop-unresponsive' && msg.retry)
+      this.setCondition(
+        'retrying',
+        `attempt ${msg.retry.attempt}, next in ${Math.max(1, Math.round(msg.retry.inMs / 1000))} s`,
+      );
+    else if (msg.state === 'desktop-unresponsive') this.setCondition('unresponsive', msg.reason);
+    else if (msg.state === 'desktop-lost') this.setCondition('lost', msg.reason);
+    else if (msg.state === 'starting') this.setCondition('starting');
+    else if (msg.state === 'active') this.setCondition(null);
+  }
+
+  /** A frame was drawn: the desktop has started and answers again. */
+  frameDrawn(): void {
+    if (this.current === 'unresponsive' || this.current === 'starting') this.setCondition(null);
+  }
+
+  /** Attached (again): the link to the desktop is back. */
+  attached(): void {
+    if (this.current === 'lost' || this.current === 'retrying') this.setCondition(null);
   }
 
   /** A dismissible message (an administrator's notice, an error of ours). */

@@ -4,7 +4,7 @@
  * Every frame starts decoding the moment it arrives (its rects concurrently, and frames
  * concurrently with each other), but a frame is drawn only after the one before it, and
  * acknowledged only after it is drawn: the server's flow control counts a frame as in
- * flight until the pixels are on screen (DESIGN.md decision 5).
+ * flight until the pixels are on screen (docs/architecture.md, decision 5).
  */
 
 export interface FrameSink<T> {

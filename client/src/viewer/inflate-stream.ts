@@ -6,22 +6,12 @@
  * must inflate to exactly the size its rect needs, or the stream is broken until the next
  * keyframe (the viewer asks for one).
  */
-import { PixelFormatError } from './pixels';
+import { browserClock, type Clock } from '../clock';
+import { PixelFormatError } from './pixel-format-error';
 
 const SYNC_TAIL = Uint8Array.of(0x00, 0x00, 0xff, 0xff);
 /** A segment whose output stops short would otherwise wait for more input forever, ms. */
-const SHORT_OUTPUT_TIMEOUT_MS = 3000;
-
-function readWithin<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new PixelFormatError('segment inflated to fewer bytes than its rect needs')),
-      ms,
-    );
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
+export const SHORT_OUTPUT_TIMEOUT_MS = 3000;
 
 interface Generation {
   writer: WritableStreamDefaultWriter<BufferSource>;
@@ -32,6 +22,8 @@ interface Generation {
 
 export class InflateStream {
   private gen: Generation = this.open();
+
+  constructor(private readonly clock: Clock = browserClock) {}
 
   private open(): Generation {
     const ds = new DecompressionStream('deflate-raw');
@@ -69,7 +61,7 @@ export class InflateStream {
     let filled = 0;
     try {
       while (filled < expected) {
-        const { done, value } = await readWithin(gen.reader.read(), SHORT_OUTPUT_TIMEOUT_MS);
+        const { done, value } = await this.readWithin(gen.reader.read());
         if (done) throw new PixelFormatError('zlib stream ended early');
         if (filled + value.byteLength > expected) {
           throw new PixelFormatError(`inflated data exceeds the ${expected} bytes expected`);
@@ -87,5 +79,16 @@ export class InflateStream {
       throw gen.broken;
     }
     return out;
+  }
+
+  /** One read of the inflated output, given up after SHORT_OUTPUT_TIMEOUT_MS. */
+  private readWithin<T>(read: Promise<T>): Promise<T> {
+    let cancel = (): void => {};
+    const late = new Promise<never>((_, reject) => {
+      cancel = this.clock.after(SHORT_OUTPUT_TIMEOUT_MS, () =>
+        reject(new PixelFormatError('segment inflated to fewer bytes than its rect needs')),
+      );
+    });
+    return Promise.race([read, late]).finally(cancel);
   }
 }

@@ -7,11 +7,7 @@
 
 import { packedSize, unpackIndices } from '@vdi/shared';
 import type { InflateStream } from './inflate-stream';
-
-export class PixelFormatError extends Error {
-  readonly code = 'PIXEL_FORMAT';
-  override name = 'PixelFormatError';
-}
+import { PixelFormatError } from './pixel-format-error';
 
 /** R, G, B triplets → opaque RGBA. */
 export function rgbToRgba(rgb: Uint8Array, pixels: number): Uint8ClampedArray<ArrayBuffer> {

@@ -12,7 +12,8 @@ import {
   type FrameRect,
 } from '@vdi/shared';
 import type { InflateStream } from './inflate-stream';
-import { PixelFormatError, decodeDeflatePalette, decodeDeflateRgb } from './pixels';
+import { PixelFormatError } from './pixel-format-error';
+import { decodeDeflatePalette, decodeDeflateRgb } from './pixels';
 
 interface Area {
   x: number;

@@ -4,6 +4,14 @@
  * user; the user (a second browser context) sees exactly that pool, connects and types; the
  * admin watches the live session (thumbnail, shadow), messages the user and logs the
  * session off; the user's viewer ends and the desktop's Xvnc is gone; the audit log has it.
+ *
+ * Each test sets up what it needs, so any one of them runs alone (`-t 'name'`): what a test
+ * is not about (the admin's sign-in, a pool, a user, a grant, the user's live session, a
+ * shadow viewer) comes through the REST API or a plain URL. What a test makes through the UI
+ * it hands on while it lasts, as a user of the console would go on: the sign-in test's page
+ * is the console of the tests after it; the session the user connects is the one the admin
+ * watches, shadows, messages and logs off; the audit test reads what happened to it (run
+ * alone, each takes its own: a desktop costs seconds, so the whole file starts only one).
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,11 +22,12 @@ import { randomBytes } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import type { AuditEntry, ConnectResult, Pool, User } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium } from '../helpers/browser.js';
 import { alive, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
-import { ADMIN, until } from '../helpers/server.js';
+import { ADMIN, Api, until } from '../helpers/server.js';
 
 const run = promisify(execFile);
 
@@ -35,24 +44,47 @@ type ViewerWindow = Window & {
 
 /** Time a browser-side condition may take (a page load, a 2 s table refresh, a frame). */
 const UI_MS = 15_000;
+/** The header the API asks of state-changing calls (its CSRF guard). */
+const API_HEADERS = { 'x-requested-with': 'vdi' };
+
+interface Account {
+  id: string;
+  username: string;
+  password: string;
+}
+
+/** A user's session with a running desktop and the user's viewer drawing it. */
+interface LiveSession {
+  user: Account;
+  pool: Pool;
+  sessionId: string;
+  desktop: XvncHandle;
+  userCtx: BrowserContext;
+  userPage: Page;
+  /** what the admin did to it so far, for the audit test */
+  shadowed?: boolean;
+  messaged?: boolean;
+}
 
 describe('the admin console runs the live system', () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vdi-adm-'));
   const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vadm-'));
   const token = randomBytes(4).toString('hex');
-  const poolName = `e2e-pool-${token}`;
-  const user = { username: `alice-${token}`, password: `pw-${token}-secret` };
+  let made = 0;
+  /** the pools made through the API, force-deleted at the end */
+  const pools: string[] = [];
+  /** a name no other test uses */
+  const unique = (what: string) => `${what}-${token}-${++made}`;
   const notice = `Saving your work is a good idea (${token})`;
 
   let server: ServerProcess;
   let browser: Browser;
-  let adminCtx: BrowserContext;
-  let userCtx: BrowserContext;
-  let admin: Page;
-  let userPage: Page;
-  let shadowPage: Page | undefined;
-  let sessionId = '';
-  let desktop: XvncHandle | undefined;
+  let api: Api | undefined;
+  let consoleAdmin: { ctx: BrowserContext; page: Page } | undefined;
+  let live: LiveSession | undefined;
+  let shadow: { sessionId: string; page: Page } | undefined;
+  /** the session the log-off test ended, for the audit test */
+  let loggedOff: LiveSession | undefined;
   /** every desktop handle this server ever recorded, so afterAll can leave nothing behind */
   const seen = new Map<string, XvncHandle>();
 
@@ -69,12 +101,23 @@ describe('the admin console runs the live system', () => {
       seen.set(r.id, handle);
       return { id: r.id, handle };
     });
-  const x = (cmd: string, args: string[]) => {
-    const inv = xInvocation(desktop!, [cmd, ...args]);
+  const desktopOf = (sessionId: string): XvncHandle => {
+    const desktopId = db(
+      (d) =>
+        (
+          d.prepare('select desktop_id from sessions where id = ?').get(sessionId) as {
+            desktop_id: string;
+          }
+        ).desktop_id,
+    );
+    return handles().find((r) => r.id === desktopId)!.handle;
+  };
+  const x = (desktop: XvncHandle, cmd: string, args: string[]) => {
+    const inv = xInvocation(desktop, [cmd, ...args]);
     return run(inv.file, inv.args, { env: inv.env, timeout: 10_000 }).then((r) => r.stdout);
   };
-  const readHome = (name: string): string | undefined => {
-    const f = path.join(desktop!.home, name);
+  const readHome = (desktop: XvncHandle, name: string): string | undefined => {
+    const f = path.join(desktop.home, name);
     return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : undefined;
   };
   const viewerState = (p: Page) => p.evaluate(() => document.body.dataset.viewer);
@@ -118,6 +161,160 @@ describe('the admin console runs the live system', () => {
       return n;
     }, key);
 
+  // ── set-up through the REST API ──
+
+  const adminApi = async (): Promise<Api> =>
+    (api ??= await new Api(server.url).login(ADMIN.username, ADMIN.password));
+
+  /** A floating xvnc pool of at most 2 desktops, each with outbound network and limits. */
+  async function makePool(): Promise<Pool> {
+    const r = await (
+      await adminApi()
+    ).post('/api/admin/pools', {
+      name: unique('e2e-pool'),
+      description: 'made by the admin e2e test',
+      provider: 'xvnc',
+      assignment: 'floating',
+      maxSize: 2,
+      template: {
+        width: 1024,
+        height: 768,
+        network: 'outbound',
+        limits: { memoryMb: 2048, pids: 512 },
+      },
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const pool = r.body as Pool;
+    pools.push(pool.id);
+    return pool;
+  }
+
+  async function makeUser(): Promise<Account> {
+    const account = { username: unique('alice'), password: `pw-${token}-secret` };
+    const r = await (
+      await adminApi()
+    ).post('/api/admin/users', { ...account, role: 'user', displayName: 'Alice E2E' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    return { ...account, id: (r.body as User).id };
+  }
+
+  async function entitle(pool: Pool, user: Account): Promise<void> {
+    const r = await (
+      await adminApi()
+    ).post('/api/admin/entitlements', {
+      poolId: pool.id,
+      principalType: 'user',
+      principalId: user.id,
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+  }
+
+  /** A browser context signed in as `who` (the cookie comes from the API, not the form). */
+  async function signedInContext(
+    who: { username: string; password: string },
+    viewport: { width: number; height: number },
+  ): Promise<BrowserContext> {
+    const ctx = await browser.newContext({ viewport });
+    const r = await ctx.request.post(`${server.url}/api/auth/login`, {
+      data: { username: who.username, password: who.password },
+      headers: API_HEADERS,
+    });
+    expect(r.status()).toBe(200);
+    return ctx;
+  }
+
+  /** The admin's console: the page the sign-in test opened, or one signed in through the API. */
+  async function adminConsole(): Promise<Page> {
+    if (!consoleAdmin) {
+      const ctx = await signedInContext(ADMIN, { width: 1400, height: 900 });
+      consoleAdmin = { ctx, page: await ctx.newPage() };
+    }
+    return consoleAdmin.page;
+  }
+
+  /** The user's viewer is drawing and the desktop's terminal has the keyboard focus. */
+  async function desktopReady(userPage: Page, desktop: XvncHandle): Promise<void> {
+    await drawing(userPage);
+    expect(desktop.display).toBeGreaterThan(0);
+    expect(alive(desktop.xvncPid)).toBe(true);
+    await userPage.locator('#screen').focus();
+    await until(
+      async () => /xterm/i.test(await x(desktop, 'xdotool', ['getwindowfocus', 'getwindowname'])),
+      UI_MS,
+      'a focused terminal in the new pool',
+    );
+  }
+
+  /**
+   * The live session the tests about sessions use: the one the UI test connected, while it
+   * lasts, or else a new one (pool, user and grant through the API, the viewer by its URL),
+   * drawing in the user's viewer. A test that types waits for the terminal (desktopReady).
+   */
+  async function liveSession(): Promise<LiveSession> {
+    if (live) return live;
+    const pool = await makePool();
+    const user = await makeUser();
+    await entitle(pool, user);
+    const userCtx = await signedInContext(user, { width: 1280, height: 900 });
+    const r = await userCtx.request.post(`${server.url}/api/pools/${pool.id}/connect`, {
+      data: {},
+      headers: API_HEADERS,
+    });
+    expect(r.status()).toBe(200);
+    const { sessionId } = (await r.json()) as ConnectResult;
+    const userPage = await userCtx.newPage();
+    await userPage.goto(`${server.url}/desktop/${sessionId}`);
+    await drawing(userPage);
+    live = { user, pool, sessionId, desktop: desktopOf(sessionId), userCtx, userPage };
+    return live;
+  }
+
+  /** An administrator's view-only viewer of `s` (the Shadow button's, or one opened by URL). */
+  async function shadowViewer(s: LiveSession): Promise<Page> {
+    if (shadow?.sessionId === s.sessionId) return shadow.page;
+    await adminConsole();
+    const page = await consoleAdmin!.ctx.newPage();
+    await page.goto(`${server.url}/desktop/${s.sessionId}?shadow=1`);
+    await drawing(page);
+    shadow = { sessionId: s.sessionId, page };
+    s.shadowed = true;
+    return page;
+  }
+
+  /** The session is over: the next test that needs one gets a new one. */
+  async function retire(s: LiveSession): Promise<void> {
+    if (shadow?.sessionId === s.sessionId) {
+      await shadow.page.close();
+      shadow = undefined;
+    }
+    if (live === s) live = undefined;
+    await s.userCtx.close();
+  }
+
+  /**
+   * A session that was connected, shadowed, messaged and then logged off by the admin: the
+   * one the log-off test ended, when it went through all that, or else one taken through it
+   * here (the message and the log-off through the API).
+   */
+  async function sessionThroughItsLife(): Promise<LiveSession> {
+    if (loggedOff?.shadowed && loggedOff.messaged) return loggedOff;
+    const s = await liveSession();
+    const shadowPage = await shadowViewer(s);
+    const rest = await adminApi();
+    const message = await rest.post(`/api/admin/sessions/${s.sessionId}/message`, {
+      text: notice,
+    });
+    expect(message.status).toBe(204);
+    s.messaged = true;
+    expect((await rest.post(`/api/admin/sessions/${s.sessionId}/logoff`)).status).toBe(204);
+    await expect.poll(() => viewerState(shadowPage), { timeout: UI_MS }).toBe('ended');
+    await retire(s);
+    loggedOff = s;
+    return s;
+  }
+
+  // ── the UI ──
+
   async function signIn(p: Page, who: { username: string; password: string }, next = '/') {
     await p.goto(server.url + next);
     await p.waitForURL(/\/login/);
@@ -127,16 +324,32 @@ describe('the admin console runs the live system', () => {
     await p.waitForURL((u) => !u.pathname.startsWith('/login'));
   }
 
-  async function openTab(label: string) {
+  /** The console's tab `label`: by its link when the console is open, else by its URL. */
+  async function openTab(admin: Page, label: string) {
+    const tab = label.toLowerCase();
+    if (!new URL(admin.url(), server.url).pathname.startsWith('/admin')) {
+      await admin.goto(`${server.url}/admin/${tab}`);
+      await admin.getByRole('heading', { name: 'Admin console' }).waitFor({ timeout: UI_MS });
+      return;
+    }
     await admin
       .getByRole('navigation', { name: 'Admin sections' })
       .getByRole('link', { name: label, exact: true })
       .click();
-    await admin.waitForURL(new RegExp(`/admin/${label.toLowerCase()}$`));
+    await admin.waitForURL(new RegExp(`/admin/${tab}$`));
   }
 
-  const flashOk = (text: string | RegExp) => admin.locator('.flash-ok').filter({ hasText: text });
-  const sessionRow = (): Locator => admin.locator(`tr[data-session-id="${sessionId}"]`);
+  /** The sessions tab with the row of `s` in it. */
+  async function sessionsTabWith(s: LiveSession): Promise<{ admin: Page; row: Locator }> {
+    const admin = await adminConsole();
+    await openTab(admin, 'Sessions');
+    const row = admin.locator(`tr[data-session-id="${s.sessionId}"]`);
+    await row.waitFor({ timeout: UI_MS });
+    return { admin, row };
+  }
+
+  const flashOk = (admin: Page, text: string | RegExp) =>
+    admin.locator('.flash-ok').filter({ hasText: text });
 
   beforeAll(async () => {
     server = new ServerProcess(await freePort(), {
@@ -147,35 +360,57 @@ describe('the admin console runs the live system', () => {
     });
     await server.start();
     browser = await launchChromium();
-    adminCtx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-    userCtx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    admin = await adminCtx.newPage();
-    userPage = await userCtx.newPage();
   });
 
   afterAll(async () => {
     await browser?.close();
+    // what still runs (a test run alone keeps its session) is ended by the server itself:
+    // force-deleting a pool stops its desktops the way they were started (sandbox, cgroup)
+    if (api) for (const id of pools) await api.del(`/api/admin/pools/${id}?force=true`);
     try {
       handles();
+      await until(
+        () => [...seen.values()].every((h) => !alive(h.xvncPid) && !alive(h.sessionPid)),
+        UI_MS,
+        'the desktops to stop',
+      );
     } catch {
-      /* no database yet */
+      /* no database yet, or a desktop that would not stop: ended below */
     }
     await server?.stop();
     // desktops outlive the server on purpose; this test must not leave any behind
+    const kill = (target: number): boolean => {
+      try {
+        process.kill(target, 'SIGKILL');
+        return true;
+      } catch {
+        return false;
+      }
+    };
     for (const h of seen.values()) {
-      for (const pid of [h.xvncPid, h.sessionPid]) if (alive(pid)) process.kill(-pid, 'SIGKILL');
+      // a sandbox ends with its supervisor and first process; else each leads a process group
+      for (const pid of [h.supervisorPid, h.initPid, h.xvncPid, h.sessionPid])
+        if (pid !== undefined && alive(pid) && !kill(-pid)) kill(pid);
     }
     for (const dir of [dataDir, runDir])
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   });
 
   it('the admin signs in through the form and opens the console', async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const admin = await ctx.newPage();
     await signIn(admin, ADMIN, '/admin/pools');
     await admin.waitForURL(/\/admin\/pools$/);
     await admin.getByRole('heading', { name: 'Admin console' }).waitFor();
+    // the tests in the console go on in this page
+    if (consoleAdmin) await ctx.close();
+    else consoleAdmin = { ctx, page: admin };
   });
 
   it('creates a floating xvnc pool', async () => {
+    const admin = await adminConsole();
+    await openTab(admin, 'Pools');
+    const poolName = unique('e2e-pool');
     const form = admin
       .locator('form')
       .filter({ has: admin.getByRole('button', { name: 'Create pool' }) });
@@ -191,7 +426,7 @@ describe('the admin console runs the live system', () => {
     await form.getByLabel('Memory limit (MiB)').fill('2048');
     await form.getByLabel('Process limit').fill('512');
     await form.getByRole('button', { name: 'Create pool' }).click();
-    await flashOk(`Pool ${poolName} created.`).waitFor({ timeout: UI_MS });
+    await flashOk(admin, `Pool ${poolName} created.`).waitFor({ timeout: UI_MS });
     const row = admin.getByRole('row').filter({ hasText: poolName });
     await expect.poll(() => row.textContent()).toMatch(/Floating/);
     expect(await row.textContent()).toContain('0–2');
@@ -199,104 +434,102 @@ describe('the admin console runs the live system', () => {
   });
 
   it('creates a user', async () => {
-    await openTab('Users');
+    const admin = await adminConsole();
+    await openTab(admin, 'Users');
+    const username = unique('alice');
     const form = admin
       .locator('form')
       .filter({ has: admin.getByRole('button', { name: 'Create user' }) });
-    await form.getByLabel('Username').fill(user.username);
-    await form.getByLabel('Password').fill(user.password);
+    await form.getByLabel('Username').fill(username);
+    await form.getByLabel('Password').fill(`pw-${token}-secret`);
     await form.getByLabel('Role').selectOption('user');
     await form.getByLabel('Display name').fill('Alice E2E');
     await form.getByRole('button', { name: 'Create user' }).click();
-    await flashOk(`User ${user.username} created.`).waitFor({ timeout: UI_MS });
+    await flashOk(admin, `User ${username} created.`).waitFor({ timeout: UI_MS });
     await admin
       .getByRole('row')
-      .filter({ hasText: user.username })
+      .filter({ hasText: username })
       .filter({ hasText: 'Alice E2E' })
       .waitFor();
   });
 
   it('entitles the user to the pool', async () => {
-    await openTab('Entitlements');
+    const pool = await makePool();
+    const user = await makeUser();
+    const admin = await adminConsole();
+    await openTab(admin, 'Entitlements');
     // the selects fill from the API after the tab opens
-    const pool = admin.getByLabel('Pool', { exact: true });
+    const poolSelect = admin.getByLabel('Pool', { exact: true });
     await expect
-      .poll(() => pool.locator('option', { hasText: poolName }).count(), { timeout: UI_MS })
+      .poll(() => poolSelect.locator('option', { hasText: pool.name }).count(), {
+        timeout: UI_MS,
+      })
       .toBe(1);
-    await pool.selectOption({ label: poolName });
+    await poolSelect.selectOption({ label: pool.name });
     await admin.getByLabel('User', { exact: true }).selectOption({ label: user.username });
     await admin.getByRole('button', { name: 'Grant' }).click();
-    await flashOk('Access granted.').waitFor({ timeout: UI_MS });
+    await flashOk(admin, 'Access granted.').waitFor({ timeout: UI_MS });
     await admin
       .getByRole('row')
-      .filter({ hasText: poolName })
+      .filter({ hasText: pool.name })
       .filter({ hasText: user.username })
       .getByRole('button', { name: 'Revoke' })
       .waitFor();
   });
 
   it('the user signs in elsewhere, sees exactly that pool, connects and types into the terminal', async () => {
+    const pool = await makePool();
+    const user = await makeUser();
+    await entitle(pool, user);
+    const userCtx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const userPage = await userCtx.newPage();
     await signIn(userPage, user);
     const cards = userPage.locator('article');
     await cards.first().waitFor({ timeout: UI_MS });
     expect(await cards.count()).toBe(1);
-    await userPage.getByRole('article', { name: poolName }).waitFor();
+    await userPage.getByRole('article', { name: pool.name }).waitFor();
     expect(await userPage.getByRole('article', { name: 'Linux desktop' }).count()).toBe(0);
     expect(await userPage.getByRole('link', { name: 'Admin' }).count()).toBe(0);
 
     await userPage
-      .getByRole('article', { name: poolName })
+      .getByRole('article', { name: pool.name })
       .getByRole('button', { name: 'Connect' })
       .click();
     await userPage.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await drawing(userPage);
-    sessionId = new URL(userPage.url()).pathname.split('/desktop/')[1]!;
-    const desktopId = db(
-      (d) =>
-        (
-          d.prepare('select desktop_id from sessions where id = ?').get(sessionId) as {
-            desktop_id: string;
-          }
-        ).desktop_id,
-    );
-    desktop = handles().find((r) => r.id === desktopId)!.handle;
-    expect(desktop.display).toBeGreaterThan(0);
-    expect(alive(desktop.xvncPid)).toBe(true);
+    const sessionId = new URL(userPage.url()).pathname.split('/desktop/')[1]!;
+    const desktop = desktopOf(sessionId);
     expect(await hook(userPage)).toMatchObject({ width: 1024, height: 768 });
-
-    await userPage.locator('#screen').focus();
-    await until(
-      async () => /xterm/i.test(await x('xdotool', ['getwindowfocus', 'getwindowname'])),
-      UI_MS,
-      'a focused terminal in the new pool',
-    );
+    await desktopReady(userPage, desktop);
     await userPage.keyboard.type(`echo ${token} > ~/typed.txt`, { delay: 10 });
     await userPage.keyboard.press('Enter');
     await until(
-      () => readHome('typed.txt')?.trim() === token,
+      () => readHome(desktop, 'typed.txt')?.trim() === token,
       UI_MS,
       'typing to reach the desktop',
     );
+    // the tests about live sessions go on with this one
+    live ??= { user, pool, sessionId, desktop, userCtx, userPage };
   });
 
   it('the admin sees the live session with a thumbnail that loads and refreshes', async () => {
-    await openTab('Sessions');
-    const row = sessionRow();
-    await row.waitFor({ timeout: UI_MS });
+    const s = await liveSession();
+    const { row } = await sessionsTabWith(s);
     await expect
       .poll(() => row.textContent(), { timeout: UI_MS })
-      .toMatch(new RegExp(`${user.username}.*${poolName}.*active`, 's'));
+      .toMatch(new RegExp(`${s.user.username}.*${s.pool.name}.*active`, 's'));
     // the desktop's own account and its live CPU and memory against the pool's limit
-    expect(desktop!.account, 'a desktop account (the suite runs as root)').toBeDefined();
+    const account = s.desktop.account;
+    expect(account, 'a desktop account (the suite runs as root)').toBeDefined();
     await expect
       .poll(() => row.textContent(), { timeout: UI_MS })
       .toMatch(
         new RegExp(
-          `${desktop!.account!.name} · CPU \\d+(\\.\\d)?( s|%) · \\d+ MiB of 2\\.0 GiB · \\d+ tasks`,
+          `${account!.name} · CPU \\d+(\\.\\d)?( s|%) · \\d+ MiB of 2\\.0 GiB · \\d+ tasks`,
         ),
       );
-    const tip = await row.locator('td', { hasText: desktop!.account!.name }).getAttribute('title');
-    expect(tip).toContain(`uid ${desktop!.account!.uid}`);
+    const tip = await row.locator('td', { hasText: account!.name }).getAttribute('title');
+    expect(tip).toContain(`uid ${account!.uid}`);
     expect(tip).toContain('network: outbound');
     expect(tip).toContain('memory 2048 MiB; 512 tasks');
     const thumb = row.locator('img.thumb');
@@ -318,33 +551,42 @@ describe('the admin console runs the live system', () => {
 
   // the mirror is RGBX with X undefined: a thumbnail that took it for alpha came out black
   it('the thumbnail shows the desktop, not a black picture', async () => {
-    const thumb = sessionRow().locator('img.thumb');
-    const bright = await thumb.evaluate((img: HTMLImageElement) => {
-      const c = document.createElement('canvas');
-      c.width = img.naturalWidth;
-      c.height = img.naturalHeight;
-      const g = c.getContext('2d')!;
-      g.drawImage(img, 0, 0);
-      const d = g.getImageData(0, 0, c.width, c.height).data;
-      let n = 0;
-      for (let i = 0; i < d.length; i += 4) if (d[i]! + d[i + 1]! + d[i + 2]! > 600) n++;
-      return n / (d.length / 4);
-    });
+    const { row } = await sessionsTabWith(await liveSession());
+    const thumb = row.locator('img.thumb');
+    const bright = () =>
+      thumb.evaluate((img: HTMLImageElement) => {
+        if (!img.complete || img.naturalWidth === 0) return 0;
+        const c = document.createElement('canvas');
+        c.width = img.naturalWidth;
+        c.height = img.naturalHeight;
+        const g = c.getContext('2d')!;
+        g.drawImage(img, 0, 0);
+        const d = g.getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i]! + d[i + 1]! + d[i + 2]! > 600) n++;
+        return n / (d.length / 4);
+      });
     // the white terminal covers about a quarter of the 1024×768 desktop
-    expect(bright).toBeGreaterThan(0.1);
+    await expect.poll(bright, { timeout: UI_MS }).toBeGreaterThan(0.1);
   });
 
   it('shadows the session: a view-only viewer that sees the user type, and the user is told', async () => {
+    const s = await liveSession();
+    const { row } = await sessionsTabWith(s);
     const [page] = await Promise.all([
-      adminCtx.waitForEvent('page'),
-      sessionRow().getByRole('button', { name: 'Shadow' }).click(),
+      consoleAdmin!.ctx.waitForEvent('page'),
+      row.getByRole('button', { name: 'Shadow' }).click(),
     ]);
-    shadowPage = page;
+    const shadowPage = page;
+    shadow ??= { sessionId: s.sessionId, page };
+    s.shadowed = true;
     await shadowPage.waitForURL(/\/desktop\/.+\?shadow=1$/);
     await drawing(shadowPage);
     expect((await hook(shadowPage))?.viewOnly).toBe(true);
     await shadowPage.getByText('View only').first().waitFor();
     expect(await shadowPage.getByRole('button', { name: 'Log off' }).count()).toBe(0);
+    const { userPage, desktop } = s;
+    await desktopReady(userPage, desktop);
     await userPage
       .getByText(/An administrator is watching this session/)
       .waitFor({ timeout: UI_MS });
@@ -354,9 +596,9 @@ describe('the admin console runs the live system', () => {
     // let the shadow's picture settle, then the user types a long line
     await until(
       async () => {
-        const a = (await hook(shadowPage!))!.lastSeq;
+        const a = (await hook(shadowPage))!.lastSeq;
         await new Promise((r) => setTimeout(r, 300));
-        return (await hook(shadowPage!))!.lastSeq === a;
+        return (await hook(shadowPage))!.lastSeq === a;
       },
       UI_MS,
       'the shadow viewer to settle',
@@ -369,13 +611,13 @@ describe('the admin console runs the live system', () => {
     });
     await userPage.keyboard.press('Enter');
     await until(
-      () => readHome('shadowed.txt')?.includes(token),
+      () => readHome(desktop, 'shadowed.txt')?.includes(token),
       UI_MS,
       'the long line to reach the desktop',
     );
     // the glyphs of ~90 characters, on two lines (command and output)
     await until(
-      async () => (await changedSince(shadowPage!, '__beforeTyping')) > 1000,
+      async () => (await changedSince(shadowPage, '__beforeTyping')) > 1000,
       UI_MS,
       'the typing to show in the shadow viewer',
     );
@@ -390,52 +632,73 @@ describe('the admin console runs the live system', () => {
     await userPage.keyboard.type('echo after-shadow > ~/after-shadow.txt', { delay: 5 });
     await userPage.keyboard.press('Enter');
     await until(
-      () => readHome('after-shadow.txt')?.trim() === 'after-shadow',
+      () => readHome(desktop, 'after-shadow.txt')?.trim() === 'after-shadow',
       UI_MS,
       'typing after the shadow tried',
     );
-    expect(readHome('from-shadow.txt')).toBeUndefined();
+    expect(readHome(desktop, 'from-shadow.txt')).toBeUndefined();
   });
 
   it('messages the user, who sees it in the viewer', async () => {
+    const s = await liveSession();
+    const shadowPage = await shadowViewer(s);
+    const { admin, row } = await sessionsTabWith(s);
     await admin.bringToFront();
-    await sessionRow().getByRole('button', { name: 'Message' }).click();
+    await row.getByRole('button', { name: 'Message' }).click();
     const dialog = admin.getByRole('dialog');
     await dialog.getByLabel('Message', { exact: true }).fill(notice);
     await dialog.getByRole('button', { name: 'Send message' }).click();
     await dialog.waitFor({ state: 'detached' });
-    await flashOk(`Message sent to ${user.username}.`).waitFor({ timeout: UI_MS });
-    await userPage
+    await flashOk(admin, `Message sent to ${s.user.username}.`).waitFor({ timeout: UI_MS });
+    s.messaged = true;
+    await s.userPage
       .getByText(`Message from ${ADMIN.username}: ${notice}`)
       .waitFor({ timeout: UI_MS });
     // only the user gets it, not the shadow
-    expect(await shadowPage!.getByText(notice).count()).toBe(0);
+    expect(await shadowPage.getByText(notice).count()).toBe(0);
   });
 
   it('logs the session off: the user is told, the desktop is gone, the row leaves', async () => {
-    await sessionRow().getByRole('button', { name: 'Log off' }).click();
-    await flashOk(`${user.username} logged off.`).waitFor({ timeout: UI_MS });
-    await userPage.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
+    const s = await liveSession();
+    const shadowPage = await shadowViewer(s);
+    const { admin, row } = await sessionsTabWith(s);
+    await row.getByRole('button', { name: 'Log off' }).click();
+    await flashOk(admin, `${s.user.username} logged off.`).waitFor({ timeout: UI_MS });
+    await s.userPage.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
       timeout: UI_MS,
     });
-    await userPage.getByRole('heading', { name: 'Your session has ended' }).waitFor();
+    await s.userPage.getByRole('heading', { name: 'Your session has ended' }).waitFor();
     await until(
-      () => !alive(desktop!.xvncPid) && !alive(desktop!.sessionPid),
+      () => !alive(s.desktop.xvncPid) && !alive(s.desktop.sessionPid),
       UI_MS,
       'the desktop processes to exit',
     );
     await until(
-      () => handles().every((r) => r.handle.xvncPid !== desktop!.xvncPid),
+      () => handles().every((r) => r.handle.xvncPid !== s.desktop.xvncPid),
       UI_MS,
       'the desktop record to go',
     );
-    await sessionRow().waitFor({ state: 'detached', timeout: UI_MS });
+    await row.waitFor({ state: 'detached', timeout: UI_MS });
     // the shadow viewer ends too: its session is over
-    await expect.poll(() => viewerState(shadowPage!), { timeout: UI_MS }).toBe('ended');
+    await expect.poll(() => viewerState(shadowPage), { timeout: UI_MS }).toBe('ended');
+    await retire(s);
+    loggedOff = s;
   });
 
   it('the audit log lists what the admin and the user did', async () => {
-    await openTab('Audit');
+    const s = await sessionThroughItsLife();
+    const rest = await adminApi();
+    await until(
+      async () =>
+        ((await rest.get('/api/admin/audit?action=session.shadow.end')).body as AuditEntry[]).some(
+          (e) => e.target === s.sessionId,
+        ),
+      UI_MS,
+      "the shadow's end in the audit log",
+    );
+
+    const admin = await adminConsole();
+    await openTab(admin, 'Audit');
     const table = admin.getByRole('table');
     const actionsOf = async () =>
       (await table.locator('tbody tr td:nth-child(2)').allTextContents()).map((t) => t.trim());
@@ -459,7 +722,7 @@ describe('the admin console runs the live system', () => {
         }),
       });
     expect(await rowOf('session.end').first().textContent()).toContain(ADMIN.username);
-    expect(await rowOf('session.message').first().textContent()).toContain(sessionId);
+    expect(await rowOf('session.message').first().textContent()).toContain(s.sessionId);
     // the filter narrows the list
     await admin.getByLabel('Action').fill('session.');
     await admin.getByRole('button', { name: 'Filter' }).click();

@@ -1,0 +1,76 @@
+/**
+ * The viewer's frame pipeline: a wire frame → its rects decoded all at once
+ * (rect-decoder.ts) → drawn in arrival order on the canvas (frame-queue.ts) → acknowledged,
+ * which is what the server's flow control waits for. A frame that cannot be decoded is
+ * acknowledged all the same (flow control must go on) and a repaint is asked for.
+ */
+import { decodeFrame } from '@vdi/shared';
+import { browserClock, type Clock } from '../clock';
+import type { CanvasPainter } from './canvas-painter';
+import { FrameQueue } from './frame-queue';
+import { InflateStream } from './inflate-stream';
+import { decodeRects, peekSeq, releaseFrame, type DecodedFrame } from './rect-decoder';
+import type { RepaintRequests } from './repaint-requests';
+import type { ViewerStats } from './stats';
+
+export interface FramePipelineListener {
+  /** a frame is on the canvas; `resized`: the framebuffer changed size with it */
+  drawn(frame: DecodedFrame, resized: boolean): void;
+  /** tell the server the frame is drawn */
+  ack(seq: number, renderMs: number): void;
+}
+
+export class FramePipeline {
+  /** the server's zlib stream for this viewer; restarted by every keyframe */
+  private readonly zlib: InflateStream;
+  private readonly queue: FrameQueue<DecodedFrame>;
+  private lastDrawn = { rects: 0, quality: 0 };
+
+  constructor(
+    painter: CanvasPainter,
+    private readonly stats: ViewerStats,
+    private readonly repaint: RepaintRequests,
+    private readonly on: FramePipelineListener,
+    clock: Clock = browserClock,
+  ) {
+    this.zlib = new InflateStream(clock);
+    this.queue = new FrameQueue<DecodedFrame>(
+      {
+        draw: (frame) => {
+          const { width, height } = painter;
+          const failed = painter.paint(frame);
+          this.lastDrawn = { rects: frame.rects.length, quality: frame.quality };
+          on.drawn(frame, painter.width !== width || painter.height !== height);
+          if (failed) repaint.request(frame.rects.find((r) => r.kind === 'failed'));
+        },
+        ack: (seq, renderMs) => {
+          stats.drawn(this.lastDrawn.rects, renderMs, this.lastDrawn.quality);
+          on.ack(seq, renderMs);
+        },
+        discard: releaseFrame,
+        fail: (_seq, err) => repaint.request(err),
+      },
+      () => clock.now(),
+    );
+  }
+
+  /** A frame from the server. */
+  receive(data: Uint8Array): void {
+    this.stats.received(data.byteLength);
+    let frame;
+    try {
+      frame = decodeFrame(data);
+    } catch (err) {
+      const seq = peekSeq(data);
+      if (seq !== undefined) this.on.ack(seq, 0);
+      this.repaint.request(err);
+      return;
+    }
+    this.queue.push(frame.seq, decodeRects(frame, this.zlib));
+  }
+
+  /** The attachment is gone: frames still decoding are neither drawn nor acknowledged. */
+  reset(): void {
+    this.queue.reset();
+  }
+}
