@@ -81,7 +81,7 @@ describe('KeyboardInput', () => {
     g.window = new EventTarget();
     g.document = Object.assign(new EventTarget(), {
       visibilityState: 'visible',
-      activeElement: null as unknown,
+      activeElement: null,
     });
     target = new EventTarget();
     g.document.activeElement = target;

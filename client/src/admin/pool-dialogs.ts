@@ -124,7 +124,9 @@ export function poolDesktopsDialog(p: AdminPool): void {
       });
       const t = dataTable('Desktops', keys);
       const cell = (k: string, v: unknown) => {
-        const text = v === null || v === undefined ? '—' : String(v);
+        // the columns are the scalar fields (objects were filtered out above)
+        const text =
+          v === null || v === undefined ? '—' : typeof v === 'string' ? v : JSON.stringify(v);
         return k === 'account' ? h('span', { title: tips.get(text) ?? '' }, text) : text;
       };
       t.setRows(list.map((d) => row(...keys.map((k) => cell(k, d[k])))));

@@ -102,7 +102,7 @@ export function desktopsPage(): Page {
     });
 
     const live = d.sessions.filter((s) => s.state !== 'ended');
-    const sessions = live.map((s) => sessionRow(s, error.show));
+    const sessions = live.map((s) => sessionRow(s, (m) => error.show(m)));
     return h(
       'article',
       { class: 'card pool-card', attrs: { 'aria-labelledby': titleId } },

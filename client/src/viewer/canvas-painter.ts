@@ -51,8 +51,7 @@ export class CanvasPainter {
         typeof OffscreenCanvas === 'function'
           ? new OffscreenCanvas(cw, ch)
           : Object.assign(document.createElement('canvas'), { width: cw, height: ch });
-      const ctx = canvas.getContext('2d') as
-        OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D | null;
+      const ctx = canvas.getContext('2d');
       if (!ctx) throw new Error('2D canvas is not available');
       ctx.imageSmoothingEnabled = false;
       // 'copy': the scratch pixels are replaced, not blended with what was there

@@ -184,7 +184,7 @@ describe('the admin console runs the live system', () => {
       },
     });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
-    const pool = r.body as Pool;
+    const pool = r.body;
     pools.push(pool.id);
     return pool;
   }
@@ -195,7 +195,7 @@ describe('the admin console runs the live system', () => {
       await adminApi()
     ).post('/api/admin/users', { ...account, role: 'user', displayName: 'Alice E2E' });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
-    return { ...account, id: (r.body as User).id };
+    return { ...account, id: (r.body).id };
   }
 
   async function entitle(pool: Pool, user: Account): Promise<void> {
@@ -690,7 +690,7 @@ describe('the admin console runs the live system', () => {
     const rest = await adminApi();
     await until(
       async () =>
-        ((await rest.get('/api/admin/audit?action=session.shadow.end')).body as AuditEntry[]).some(
+        ((await rest.get('/api/admin/audit?action=session.shadow.end')).body).some(
           (e) => e.target === s.sessionId,
         ),
       UI_MS,
