@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
-import type { AuditEntry, ConnectResult, Pool, User } from '@vdi/shared';
+import type { ConnectResult, Pool } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium } from '../helpers/browser.js';
 import { alive, xInvocation } from '../helpers/desktops.js';
@@ -195,7 +195,7 @@ describe('the admin console runs the live system', () => {
       await adminApi()
     ).post('/api/admin/users', { ...account, role: 'user', displayName: 'Alice E2E' });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
-    return { ...account, id: (r.body).id };
+    return { ...account, id: r.body.id };
   }
 
   async function entitle(pool: Pool, user: Account): Promise<void> {
@@ -690,7 +690,7 @@ describe('the admin console runs the live system', () => {
     const rest = await adminApi();
     await until(
       async () =>
-        ((await rest.get('/api/admin/audit?action=session.shadow.end')).body).some(
+        (await rest.get('/api/admin/audit?action=session.shadow.end')).body.some(
           (e) => e.target === s.sessionId,
         ),
       UI_MS,
