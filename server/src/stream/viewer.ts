@@ -5,6 +5,8 @@ import { DeflateStream } from './deflate-stream.js';
 import { planFrame } from './frame-plan.js';
 import { writeFrame } from './frame-writer.js';
 import { realTimer, type SetTimer, type TimerHandle } from './timer.js';
+import type { HotCells } from './heat-map.js';
+import { VideoMode, type VideoOptions } from './video/video-mode.js';
 
 /** What a viewer reads from its desktop's mirror. */
 export interface MirrorView {
@@ -15,6 +17,8 @@ export interface MirrorView {
   isHot(r: Rect): boolean;
   /** ms since the cells of this rect last changed */
   quietFor(r: Rect, now: number): number;
+  /** which cells are hot now (video mode looks for a region in motion in them) */
+  hotCells?(): HotCells;
 }
 
 export interface ViewerStats {
@@ -36,6 +40,8 @@ export interface ViewerOptions {
   onError(e: unknown): void;
   /** schedules the lossless refresh @default realTimer */
   setTimer?: SetTimer;
+  /** send regions in motion as video (the browser decodes one of these codecs) */
+  video?: VideoOptions;
 }
 
 /** A lossy rect that has been quiet this long is re-sent losslessly. @default 150 ms */
@@ -76,6 +82,8 @@ export class Viewer {
   };
   /** frames and bytes over the last second, for the admin console */
   private window = { at: 0, frames: 0, bytes: 0, fps: 0, kbps: 0 };
+  /** regions in motion as video (video/video-mode.ts), when the browser decodes it */
+  readonly video: VideoMode | undefined;
 
   constructor(
     private readonly mirror: MirrorView,
@@ -85,6 +93,13 @@ export class Viewer {
     this.dirty = new DirtyGrid(mirror.width, mirror.height);
     this.lossy = new DirtyGrid(mirror.width, mirror.height);
     this.dirty.markAll();
+    this.video = opts.video
+      ? new VideoMode(
+          { mirror, dirty: this.dirty, lagMs: () => this.stats.lagMs, flush: () => this.flush() },
+          clock,
+          { setTimer: opts.setTimer, ...opts.video },
+        )
+      : undefined;
   }
 
   /** the framebuffer changed size: everything is new */
@@ -94,6 +109,7 @@ export class Viewer {
     this.dirty.markAll();
     this.copies = [];
     this.keyframe = true;
+    this.video?.restart();
   }
 
   /** full repaint on the next frame (attach, or the client lost its canvas) */
@@ -101,7 +117,13 @@ export class Viewer {
     this.dirty.markAll();
     this.copies = [];
     this.keyframe = true;
+    this.video?.restart();
     this.flush();
+  }
+
+  /** The browser could not decode a video chunk: images only for this viewer from now on. */
+  videoFailed(regionId: number, reason: string): void {
+    this.video?.failed(regionId, reason);
   }
 
   damage(r: Rect): void {
@@ -182,6 +204,7 @@ export class Viewer {
   close(): void {
     this.closed = true;
     this.refreshTimer?.cancel();
+    this.video?.close();
     this.zlib.close();
   }
 
@@ -205,8 +228,10 @@ export class Viewer {
 
   /** Send a frame now if there is something to send and room in flight. */
   flush(): void {
-    if (this.closed || this.building || this.inFlight.size >= this.opts.maxInFlight) return;
-    if (this.dirty.empty && this.copies.length === 0) return;
+    if (this.closed) return;
+    this.video?.pump();
+    if (this.building || this.inFlight.size >= this.opts.maxInFlight) return;
+    if (this.dirty.empty && this.copies.length === 0 && !this.video?.hasChunks) return;
     this.building = true;
     this.build().then(
       () => {
@@ -248,7 +273,14 @@ export class Viewer {
   /** Plan, encode and send one frame of everything pending (see frame-plan.ts). */
   private async build(): Promise<void> {
     const { width, height, fb } = this.mirror;
-    const plan = planFrame(this.copies, this.dirty.toRects(), (r) => this.mirror.isHot(r));
+    // video pictures first: nothing else in the frame overlaps their region
+    const video = this.video?.take() ?? [];
+    const plan = planFrame(
+      this.copies,
+      this.dirty.toRects(),
+      (r) => this.mirror.isHot(r) && !this.video?.forcesLossless(r),
+    );
+    this.video?.planned();
     this.copies = [];
     this.dirty.clear();
     const keyframe = this.keyframe;
@@ -256,7 +288,9 @@ export class Viewer {
     // the client restarts its inflater at a keyframe, so we restart our deflater with it
     if (keyframe) this.zlib.reset();
     const quality = this.stats.quality;
-    const encoded = await encodeJobs(plan.jobs, fb, width, { quality, zlib: this.zlib });
+    const encoded = video.concat(
+      await encodeJobs(plan.jobs, fb, width, { quality, zlib: this.zlib }),
+    );
     if (this.closed) return;
     let anyLossy = false;
     for (const e of encoded) {
