@@ -120,7 +120,7 @@ export class FlvH264Reader {
     this.codec = `avc1.${hex(rec[1]!)}${hex(rec[2]!)}${hex(rec[3]!)}`;
     this.lengthSize = (rec[4]! & 3) + 1;
     const sets: Buffer[] = [];
-    let p = 5;
+    let p = 6; // after numOfSequenceParameterSets
     const take = (count: number): void => {
       for (let i = 0; i < count; i++) {
         if (p + 2 > rec.length) throw new FlvFormatError('parameter set truncated');
