@@ -81,6 +81,11 @@ export class CanvasPainter {
           case 'image':
             ctx.drawImage(r.image, r.x, r.y, r.w, r.h);
             break;
+          case 'video':
+            ctx.drawImage(r.frame, r.x, r.y, r.w, r.h);
+            break;
+          case 'skipped':
+            break;
           case 'pixels':
             ctx.putImageData(new ImageData(r.rgba, r.w, r.h), r.x, r.y);
             break;
