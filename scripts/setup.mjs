@@ -22,6 +22,7 @@ export const RUNTIME_PACKAGES = [
   'slirp4netns', // 'outbound' desktop networks: the outside, not the host's loopback
   'util-linux', // setpriv: desktops drop to their own account; mount for home quotas
   'e2fsprogs', // mkfs.ext4: per-home file systems where a pool sets a disk quota
+  'ffmpeg', // video mode: libx264 encodes regions in motion (stream/video/)
 ];
 
 /** Extra packages for the tests: a browser, X tools, the test VM guest's parts. */
@@ -36,6 +37,10 @@ export const TEST_PACKAGES = [
   'cpio',
   'e2fsprogs',
   'linux-image-amd64',
+  'gcc', // the video e2e builds the bench's animation client (server/bench/x-clients/bench-x.c)
+  'libc6-dev',
+  'libx11-dev',
+  'libxext-dev',
 ];
 
 /** Everything `npm run bench` needs (server/bench/): noVNC + websockify as the reference, the
@@ -57,6 +62,7 @@ export const BENCH_PACKAGES = [
   'libc6-dev',
   'libx11-dev',
   'libxext-dev', // MIT-SHM for the animation client
+  'ffmpeg', // the gateway's video mode
 ];
 
 function log(msg) {
