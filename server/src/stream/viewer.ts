@@ -243,6 +243,8 @@ export class Viewer {
         // what was compressed for the lost frame is in our zlib stream but not the client's
         this.keyframe = true;
         this.dirty.markAll();
+        // and the client resets its video decoders at the keyframe: the region starts over
+        this.video?.restart();
         this.opts.onError(e);
       },
     );

@@ -37,6 +37,9 @@ interface VdiWindow {
  */
 const CURSOR_BOX_PX = 24;
 
+/** A still screen sends nothing: this long without a frame, ms (the bench waits for the same). */
+const QUIET_MS = 3000;
+
 /** the animated window: photo-like content at 30 fps (bench/x-clients/bench-x.c) */
 const ANIM = { x: 560, y: 360, w: 320, h: 240 };
 
@@ -153,11 +156,27 @@ describe('video mode in a real browser', () => {
   const videoLog = () =>
     server.output
       .split('\n')
-      .filter((l) => /video|viewer/.test(l))
-      .slice(-20)
+      .filter((l) => /video|viewer|frame/.test(l))
+      .slice(-40)
       .join('\n');
 
   const hooks = (p: Page) => p.evaluate(() => (window as unknown as VdiWindow).__vdiViewer!);
+
+  /** resolves once the viewer has drawn no frame for QUIET_MS */
+  async function quiet(p: Page): Promise<void> {
+    let last = { frames: -1, at: Date.now() };
+    await until(
+      async () => {
+        const frames = (await hooks(p)).framesDrawn;
+        if (frames !== last.frames) last = { frames, at: Date.now() };
+        return Date.now() - last.at >= QUIET_MS;
+      },
+      20_000,
+      `${QUIET_MS} ms without frames`,
+    ).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${videoLog()}`);
+    });
+  }
 
   async function openViewer(p: Page): Promise<void> {
     await p.goto(server.url + '/');
@@ -278,6 +297,9 @@ describe('video mode in a real browser', () => {
     ).catch((e: unknown) => {
       throw new Error(`${diff} pixels still differ ${where}: ${String(e)}\n${videoLog()}`);
     });
+
+    // and then nothing more is sent: no frame for 3 s
+    await quiet(page);
 
     // moving again starts a new region; leaving the page ends its encoder
     anim.kill('SIGUSR2');
