@@ -121,7 +121,10 @@
         state.wsBytes +=
           typeof d === 'string' ? utf8.encode(d).length : (d.byteLength ?? d.size ?? 0);
         state.wsMessages++;
-        state.lastMessageAt = Date.now();
+        // "quiet" means no picture data: this server's viewer exchanges a small text heartbeat
+        // every second on a still screen (shared/src/events.ts HEARTBEAT), and Socket.IO its
+        // pings; frames (and all of noVNC's messages) are binary
+        if (typeof d !== 'string') state.lastMessageAt = Date.now();
       });
       return ws;
     },

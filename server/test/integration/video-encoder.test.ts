@@ -145,6 +145,26 @@ describe('ffmpeg/x264 encoder of a video region', () => {
     expect(missing[0]!.message).toMatch(/ENOENT/);
   });
 
+  it('encodes big regions at half size when asked (the browser scales them back up)', () => {
+    const half = { ...spec, downscale: 2 as const };
+    const out = spawnSync('ffmpeg', ffmpegArgs(half), {
+      input: Buffer.concat([picture(0), picture(1)]),
+      maxBuffer: 64 << 20,
+    });
+    expect(out.status).toBe(0);
+    const chunks = new FlvH264Reader().push(out.stdout);
+    expect(chunks).toHaveLength(2);
+    const raw = spawnSync(
+      'ffmpeg',
+      [
+        ...['-hide_banner', '-loglevel', 'error', '-f', 'h264', '-i', 'pipe:0'],
+        ...['-f', 'rawvideo', '-pix_fmt', 'rgb0', 'pipe:1'],
+      ],
+      { input: Buffer.concat(chunks.map((c) => c.data)), maxBuffer: 64 << 20 },
+    );
+    expect(raw.stdout.length).toBe((spec.width / 2) * (spec.height / 2) * 4 * 2);
+  });
+
   it('reads the FLV stream the same however it is split, and refuses garbage', () => {
     const input = Buffer.concat([0, 1, 2, 3].map((i) => picture(i)));
     const out = spawnSync('ffmpeg', ffmpegArgs(spec), { input, maxBuffer: 64 << 20 });

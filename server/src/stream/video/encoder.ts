@@ -4,9 +4,14 @@ import { FlvH264Reader, type H264Chunk } from './flv-reader.js';
 
 /** What a video region's encoder is asked for. */
 export interface EncoderSpec {
-  /** picture size; even (4:2:0) */
+  /** picture size as given to encode(); even (4:2:0) */
   width: number;
   height: number;
+  /**
+   * the encoded picture is this many times smaller on each side (the browser scales it back
+   * up): big regions cost a quarter of the encoding, as in KasmVNC's video mode @default 1
+   */
+  downscale?: 1 | 2;
   /** target bit rate, kbit/s */
   kbps: number;
   /** nominal frame rate the bit rate is spread over */
@@ -47,10 +52,15 @@ const STDERR_TAIL_BYTES = 2048;
 /** ffmpeg's arguments: raw RGBX on stdin, low-latency x264 constrained baseline in FLV on stdout. */
 export function ffmpegArgs(spec: EncoderSpec): string[] {
   const k = Math.max(1, Math.round(spec.kbps));
+  const d = spec.downscale ?? 1;
+  const scale =
+    d === 1
+      ? []
+      : ['-vf', `scale=${even(spec.width / d)}:${even(spec.height / d)}:flags=fast_bilinear`];
   return [
     ...['-hide_banner', '-loglevel', 'error', '-nostats'],
     ...['-f', 'rawvideo', '-pix_fmt', 'rgb0', '-s', `${spec.width}x${spec.height}`],
-    ...['-framerate', String(spec.fps), '-i', 'pipe:0', '-an'],
+    ...['-framerate', String(spec.fps), '-i', 'pipe:0', '-an', ...scale],
     ...['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency'],
     // no B-frames: every picture comes out as soon as it went in
     ...['-profile:v', 'baseline', '-bf', '0', '-g', String(GOP_PICTURES), '-threads', '1'],
@@ -61,6 +71,10 @@ export function ffmpegArgs(spec: EncoderSpec): string[] {
     ...['-color_primaries', 'smpte170m', '-color_trc', 'smpte170m'],
     ...['-fps_mode', 'passthrough', '-flush_packets', '1', '-f', 'flv', 'pipe:1'],
   ];
+}
+
+function even(n: number): number {
+  return Math.max(2, Math.round(n / 2) * 2);
 }
 
 /** ffmpeg with libx264 as a child process per video region (Debian's `ffmpeg` package). */
