@@ -357,7 +357,12 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       'RFB handshake done',
     );
     const { sink, limits } = this.settings;
+    const compressed =
+      this.settings.endpoint.remote === true
+        ? this.settings.remoteEncodings.map((e) => REMOTE_ENCODINGS[e])
+        : [];
     this.parser = new ServerMessageParser({
+      encodings: compressed,
       sink,
       width: result.width,
       height: result.height,
@@ -373,11 +378,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       },
     });
     sink.resize(result.width, result.height);
-    const encodings: number[] = [];
-    if (this.settings.endpoint.remote === true) {
-      for (const e of this.settings.remoteEncodings) encodings.push(REMOTE_ENCODINGS[e]);
-    }
-    encodings.push(...ENCODINGS_BASE);
+    const encodings: number[] = [...compressed, ...ENCODINGS_BASE];
     if (this.settings.continuousUpdates) encodings.push(Encoding.ContinuousUpdates);
     encodings.push(Encoding.Fence);
     this.write(encodeSetPixelFormat());

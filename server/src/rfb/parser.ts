@@ -20,7 +20,10 @@ import type { ExtendedDesktopSizeEvent } from './framebuffer-size.js';
 import { RECT_HEADER_LENGTH } from './rect.js';
 import { DEFAULT_RFB_LIMITS, type FramebufferSink, type RfbLimits } from './types.js';
 
-/** The rectangle encodings we advertise and decode. LastRect is handled by the parser. */
+/**
+ * The rectangle encodings we decode. LastRect is handled by the parser. The compressed ones
+ * (OPTIONAL_ENCODINGS) are accepted only when the client asked for them.
+ */
 const DECODERS: ReadonlyMap<number, RectDecoderFactory> = new Map<number, RectDecoderFactory>([
   [Encoding.Raw, rawDecoder],
   [Encoding.CopyRect, copyRectDecoder],
@@ -30,6 +33,9 @@ const DECODERS: ReadonlyMap<number, RectDecoderFactory> = new Map<number, RectDe
   [Encoding.ExtendedDesktopSize, extendedDesktopSizeDecoder],
   [Encoding.Cursor, cursorDecoder],
 ]);
+
+/** Encodings accepted only when listed in the parser's `encodings` option. */
+const OPTIONAL_ENCODINGS: ReadonlySet<number> = new Set<number>([Encoding.ZRLE, Encoding.Tight]);
 
 /** Encodings whose rectangles carry framebuffer pixels (the rest are pseudo-encodings). */
 const PIXEL_ENCODINGS: ReadonlySet<number> = new Set<number>([
@@ -73,6 +79,12 @@ export interface ServerMessageParserOptions {
    * queue (the connection is backed up and must not answer more messages yet).
    */
   holdBack?: () => boolean;
+  /**
+   * The optional encodings (ZRLE, Tight) the client asked for; a rectangle in any other
+   * optional encoding is a protocol error.
+   * @default none
+   */
+  encodings?: readonly number[];
 }
 
 /**
@@ -99,6 +111,7 @@ export class ServerMessageParser {
   private readonly events: ServerMessageEvents;
   private readonly ctx: DecodeContext;
   private readonly holdBack: () => boolean;
+  private readonly accepted: ReadonlySet<number>;
   /** the current update has had a rectangle with pixels (PIXEL_ENCODINGS) */
   private updateHasPixels = false;
   /** the last step() stopped because holdBack() said so */
@@ -111,6 +124,7 @@ export class ServerMessageParser {
     this.limits = options.limits ?? DEFAULT_RFB_LIMITS;
     this.events = options.events ?? {};
     this.holdBack = options.holdBack ?? (() => false);
+    this.accepted = new Set(options.encodings ?? []);
     const fb = { width: options.width, height: options.height };
     this.fb = fb;
     this.ctx = {
@@ -296,7 +310,10 @@ export class ServerMessageParser {
     }
     if (PIXEL_ENCODINGS.has(rect.encoding)) this.updateHasPixels = true;
     const factory = DECODERS.get(rect.encoding);
-    if (factory === undefined) {
+    if (
+      factory === undefined ||
+      (OPTIONAL_ENCODINGS.has(rect.encoding) && !this.accepted.has(rect.encoding))
+    ) {
       throw new RfbProtocolError(
         'unknown-encoding',
         `server sent a rectangle in encoding ${rect.encoding}, which we did not ask for`,

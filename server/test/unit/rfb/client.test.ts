@@ -6,6 +6,7 @@ import { RfbError } from '../../../src/rfb/errors.js';
 import { DEFAULT_RFB_LIMITS } from '../../../src/rfb/types.js';
 import { vncAuthResponse } from '../../../src/rfb/vnc-auth.js';
 import { FakeRfbServer, waitFor, type FakeConnection } from './helpers/fake-server.js';
+import { tight } from './helpers/codec-wire.js';
 import * as w from './helpers/server-wire.js';
 import { FramebufferModel } from './helpers/sinks.js';
 
@@ -213,6 +214,55 @@ describe('ServerInit and set-up', () => {
     const { encodings } = await conn.handshake();
     expect(encodings).not.toContain(Encoding.ContinuousUpdates);
     expect(encodings).toContain(Encoding.Fence);
+  });
+});
+
+describe('compressed encodings on remote links', () => {
+  it('asks a remote endpoint for Tight and ZRLE first, and decodes what it sends', async () => {
+    const fb = new FramebufferModel();
+    const client = new RfbClient({
+      endpoint: { ...server.endpoint, remote: true },
+      sink: fb,
+      keepaliveMs: 0,
+    });
+    clients.push(client);
+    const ready = client.connect();
+    const conn = await server.accept();
+    const { encodings } = await conn.handshake(16, 16);
+    expect(encodings.slice(0, 3)).toEqual([Encoding.Tight, Encoding.ZRLE, Encoding.CopyRect]);
+    conn.write(w.update([tight.rect(0, 0, 16, 16, tight.fill([7, 8, 9]))]));
+    await ready;
+    expect(fb.pixel(15, 15)).toEqual([7, 8, 9]);
+  });
+
+  it('follows remoteEncodings (ZRLE alone) and refuses Tight then', async () => {
+    const fb = new FramebufferModel();
+    const client = new RfbClient({
+      endpoint: { ...server.endpoint, remote: true },
+      sink: fb,
+      keepaliveMs: 0,
+      remoteEncodings: ['zrle'],
+    });
+    clients.push(client);
+    const closes: RfbCloseEvent[] = [];
+    client.on('close', (e) => closes.push(e));
+    client.on('error', () => undefined);
+    const ready = client.connect();
+    const conn = await server.accept();
+    const { encodings } = await conn.handshake(16, 16);
+    expect(encodings).toContain(Encoding.ZRLE);
+    expect(encodings).not.toContain(Encoding.Tight);
+    conn.write(w.update([tight.rect(0, 0, 16, 16, tight.fill([7, 8, 9]))]));
+    await expect(ready).rejects.toMatchObject({ code: 'unknown-encoding' });
+  });
+
+  it('never asks a local endpoint for them', async () => {
+    const h = makeClient();
+    void h.client.connect().catch(() => undefined);
+    const conn = await server.accept();
+    const { encodings } = await conn.handshake();
+    expect(encodings).not.toContain(Encoding.Tight);
+    expect(encodings).not.toContain(Encoding.ZRLE);
   });
 });
 

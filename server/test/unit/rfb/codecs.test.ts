@@ -9,9 +9,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RfbProtocolError } from '../../../src/rfb/errors.js';
 import { DEFAULT_RFB_LIMITS } from '../../../src/rfb/types.js';
 import { DeflateStream, tight, toRgbx, zrle, type Rgb } from './helpers/codec-wire.js';
-import { bytewise, makeParser, runParser } from './helpers/run-parser.js';
+import { bytewise, makeParser, runParser as runAny } from './helpers/run-parser.js';
 import * as w from './helpers/server-wire.js';
 import { FramebufferModel } from './helpers/sinks.js';
+
+/** the client asked for both */
+const ASKED = [7, 16];
+const runParser = (chunks: Buffer[], width = 64, height = 48): ReturnType<typeof runAny> =>
+  runAny(chunks, width, height, DEFAULT_RFB_LIMITS, ASKED);
 
 const W = 64;
 const H = 48;
@@ -45,7 +50,7 @@ function colours(n: number, seed = 1): Rgb[] {
 function decode(chunks: Buffer[], width = W, height = H): { fb: FramebufferModel; error: unknown } {
   const fb = new FramebufferModel();
   fb.resize(width, height);
-  const { parser } = makeParser(width, height, DEFAULT_RFB_LIMITS, fb);
+  const { parser } = makeParser(width, height, DEFAULT_RFB_LIMITS, fb, ASKED);
   let error: unknown;
   try {
     for (const c of chunks) parser.push(c);
@@ -544,5 +549,23 @@ describe('garbage in ZRLE and Tight rects (fast-check)', () => {
       ),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('only when asked for', () => {
+  it('accepts ZRLE but not Tight when the client asked for ZRLE alone', async () => {
+    const z = new DeflateStream();
+    const body = await z.chunk(zrle.solid([1, 2, 3]));
+    z.close();
+    const ok = runAny([w.update([zrle.rect(0, 0, 4, 4, body)])], 64, 48, DEFAULT_RFB_LIMITS, [16]);
+    expect(ok.error).toBeUndefined();
+    const refused = runAny(
+      [w.update([tight.rect(0, 0, 4, 4, tight.fill([1, 2, 3]))])],
+      64,
+      48,
+      DEFAULT_RFB_LIMITS,
+      [16],
+    );
+    expectProtocolError(refused.error, 'unknown-encoding', /encoding 7, which we did not ask for/);
   });
 });
