@@ -24,6 +24,18 @@ export type RfbEndpoint =
     })
   | (EndpointCommon & { kind: 'tcp'; host: string; port: number });
 
+/**
+ * Is `host` this machine (a loopback address or `localhost`)? A TCP endpoint elsewhere is a
+ * remote link and should say so (`remote: true`).
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h.endsWith('.localhost') || h === '::1') return true;
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  return mapped?.[1] !== undefined && mapped[1].startsWith('127.');
+}
+
 /** `unix:<path>` or `tcp:<host>:<port>`, for logs and errors (never the password). */
 export function describeEndpoint(ep: RfbEndpoint): string {
   return ep.kind === 'unix' ? `unix:${ep.path}` : `tcp:${ep.host}:${ep.port}`;

@@ -1,10 +1,10 @@
 /**
  * ZRLE and Tight against a real TigerVNC Xvnc: the same screen (a plaid root window, an
- * xterm with coloured text) reaches a raw client, a ZRLE client and a Tight client (the
- * endpoint marked remote), and each decoded framebuffer equals `xwd` of the display pixel
- * for pixel, before and after the screen changes. Tight is lossless here (no JPEG quality
- * level is asked for). The bytes each client read for the same screen are printed, for the
- * figures in the README's RFB section.
+ * xterm with coloured text, a noisy true-colour image) reaches a raw client, a ZRLE client
+ * and a Tight client (the endpoint marked remote), and each decoded framebuffer equals
+ * `xwd` of the display pixel for pixel, before and after the screen changes. Tight is
+ * lossless here (no JPEG quality level is asked for). The bytes each client read for the
+ * same screen are printed, for the figures in the README's RFB section.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -100,6 +100,36 @@ function differingPixels(a: Buffer, b: Buffer): string {
         );
     }
   return `${n}, first ${first.join('; ')}`;
+}
+
+/**
+ * A 200×150 true-colour XWD of gradients with noise (about 30 000 colours), for xwud to
+ * show: photo-like content, where ZRLE needs raw tiles and Tight its full-colour path.
+ */
+function noiseImageXwd(): Buffer {
+  const [w, h] = [200, 150];
+  const name = Buffer.from('noise\0');
+  const header = Buffer.alloc(100);
+  // header size, version, ZPixmap, depth, size, x offset, LSB first, unit, bit order, pad,
+  // bpp, bytes a line, TrueColor, masks, bits per rgb, colormap entries, colours, window
+  const fields = [100 + name.length, 7, 2, 24, w, h, 0, 0, 32, 0, 32, 32, w * 4, 4];
+  fields.push(0xff0000, 0xff00, 0xff, 8, 256, 0, w, h, 0, 0, 0);
+  fields.forEach((v, i) => header.writeUInt32BE(v, i * 4));
+  const pixels = Buffer.alloc(w * h * 4);
+  let seed = 1;
+  const noise = (): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed & 0xff;
+  };
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 4;
+      pixels[i] = ((x + y) * 2 + (noise() % 8)) & 0xff; // blue (LSB first)
+      pixels[i + 1] = Math.floor((y * 255) / h);
+      pixels[i + 2] = (Math.floor((x * 255) / w) + (noise() % 16)) & 0xff;
+    }
+  }
+  return Buffer.concat([header, name, pixels]);
 }
 
 function distinctColours(pixels: Buffer): number {
@@ -218,10 +248,14 @@ beforeAll(async () => {
     stdio: 'ignore',
   });
   children.push(term);
-  // the xterm's coloured text is on screen, not only the two-colour root
+  const image = path.join(dir, 'noise.xwd');
+  writeFileSync(image, noiseImageXwd());
+  const viewer = spawn('xwud', ['-in', image, '-geometry', '+430+320'], { env, stdio: 'ignore' });
+  children.push(viewer);
+  // the xterm's coloured text and the image are on screen, not only the two-colour root
   await waitFor(
-    async () => distinctColours(await xwdScreen(env)) > 16,
-    'the xterm to paint its coloured text',
+    async () => distinctColours(await xwdScreen(env)) > 20_000,
+    'the xterm and the image to paint',
   );
 });
 
@@ -246,7 +280,7 @@ describe('ZRLE and Tight from a real Xvnc equal xwd pixel for pixel', () => {
     ['tight', ['tight'] as RemoteEncoding[]],
   ])('%s: the first frame, then a changed screen', async (name, encodings) => {
     const screen = await stableScreen();
-    expect(distinctColours(screen)).toBeGreaterThan(16);
+    expect(distinctColours(screen)).toBeGreaterThan(20_000);
     const c = connect(encodings);
     await c.ready;
     await matches(c.fb, screen, `${name} frame equal to xwd`);
