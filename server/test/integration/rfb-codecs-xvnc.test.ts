@@ -242,8 +242,8 @@ beforeAll(async () => {
   const text =
     'printf "\\033[31mred \\033[32mgreen \\033[34mblue \\033[1;33mbold yellow\\033[0m\\n"; ' +
     'i=0; while [ $i -lt 16 ]; do printf "\\033[48;5;$((i*16))m  \\033[38;5;$((i*16+7))m$i text \\033[0m"; i=$((i+1)); done; echo; ' +
-    'ls -l /usr/bin | head -20; sleep 600';
-  const term = spawn('xterm', ['-geometry', '80x30+20+20', '-e', 'sh', '-c', text], {
+    'ls -l /usr/bin | head -14; sleep 600';
+  const term = spawn('xterm', ['-geometry', '60x24+10+10', '-e', 'sh', '-c', text], {
     env,
     stdio: 'ignore',
   });

@@ -25,6 +25,7 @@ import { RfbProtocolError } from '../errors.js';
 import type { ByteQueue } from '../byte-queue.js';
 import { assertInFramebuffer, type RectHeader } from '../rect.js';
 import type { DecodeContext, RectDecoder, RectDecoderFactory } from './decoder.js';
+import { RAW_BAND_BYTES } from './raw.js';
 
 /** bytes of a TPIXEL in our pixel format */
 const TPIXEL = 3;
@@ -67,14 +68,14 @@ class TightDecoder implements RectDecoder {
     this.body ??= readLayout(queue, this.rect);
     const body = this.body;
     if (body === undefined || queue.available < body.total) return false;
-    const { x, y, w, h } = this.rect;
+    const { w, h } = this.rect;
     const control = queue.readU8();
     for (let s = 0; s < TIGHT_STREAMS; s++) {
       if (control & (1 << s)) ctx.codecs.tight[s]?.reset();
     }
     if (body.mode === 'fill') {
-      const rgb = queue.read(TPIXEL);
-      if (w > 0 && h > 0) ctx.sink.putPixels(x, y, w, h, fill(w * h, rgb));
+      const rgb = Buffer.from(queue.read(TPIXEL));
+      putRows(ctx, this.rect, fillRow(w, rgb));
       return true;
     }
     if (body.filterByte) queue.skip(1);
@@ -93,14 +94,15 @@ class TightDecoder implements RectDecoder {
         );
       }
     }
-    if (w === 0 || h === 0) return true;
-    const pixels =
+    putRows(
+      ctx,
+      this.rect,
       body.filter === Filter.Palette
-        ? unpackPalette(data, palette, w, h)
+        ? paletteRow(data, palette, w)
         : body.filter === Filter.Gradient
-          ? ungradient(data, w, h)
-          : copy(data, w * h);
-    ctx.sink.putPixels(x, y, w, h, pixels);
+          ? gradientRow(data, w)
+          : copyRow(data, w),
+    );
     return true;
   }
 }
@@ -206,28 +208,47 @@ function readPalette(queue: ByteQueue): Buffer[] {
   return out;
 }
 
-function fill(n: number, rgb: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(n * BYTES_PER_PIXEL);
-  for (let i = 0; i < n; i++) setPixel(out, i, rgb, 0);
-  return out;
+/** Writes row `row` of the rectangle as R, G, B, X pixels at `out[at]`; rows come in order. */
+type RowWriter = (row: number, out: Buffer, at: number) => void;
+
+/**
+ * Hand the sink the rectangle in bands of whole rows of about RAW_BAND_BYTES, so a large
+ * rectangle (a full-screen fill) never costs a full-size pixel buffer.
+ */
+function putRows(ctx: DecodeContext, rect: RectHeader, write: RowWriter): void {
+  const { x, y, w, h } = rect;
+  if (w === 0 || h === 0) return;
+  const rowBytes = w * BYTES_PER_PIXEL;
+  const bandRows = Math.max(1, Math.floor(RAW_BAND_BYTES / rowBytes));
+  const band = Buffer.allocUnsafe(Math.min(bandRows, h) * rowBytes);
+  for (let first = 0; first < h; first += bandRows) {
+    const rows = Math.min(bandRows, h - first);
+    for (let i = 0; i < rows; i++) write(first + i, band, i * rowBytes);
+    ctx.sink.putPixels(x, y + first, w, rows, band.subarray(0, rows * rowBytes));
+  }
 }
 
-function setPixel(out: Buffer, i: number, src: Buffer, at: number): void {
-  const o = i * BYTES_PER_PIXEL;
+function setPixel(out: Buffer, o: number, src: Buffer, at: number): void {
   out[o] = src[at] as number;
   out[o + 1] = src[at + 1] as number;
   out[o + 2] = src[at + 2] as number;
   out[o + 3] = 0;
 }
 
-function copy(data: Buffer, n: number): Buffer {
-  const out = Buffer.allocUnsafe(n * BYTES_PER_PIXEL);
-  for (let i = 0; i < n; i++) setPixel(out, i, data, i * TPIXEL);
-  return out;
+function fillRow(w: number, rgb: Buffer): RowWriter {
+  return (_row, out, at) => {
+    for (let col = 0; col < w; col++) setPixel(out, at + col * BYTES_PER_PIXEL, rgb, 0);
+  };
 }
 
-function unpackPalette(data: Buffer, palette: Buffer[], w: number, h: number): Buffer {
-  const out = Buffer.allocUnsafe(w * h * BYTES_PER_PIXEL);
+function copyRow(data: Buffer, w: number): RowWriter {
+  return (row, out, at) => {
+    for (let col = 0; col < w; col++)
+      setPixel(out, at + col * BYTES_PER_PIXEL, data, (row * w + col) * TPIXEL);
+  };
+}
+
+function paletteRow(data: Buffer, palette: Buffer[], w: number): RowWriter {
   const entry = (index: number): Buffer => {
     const c = palette[index];
     if (c === undefined) {
@@ -240,35 +261,38 @@ function unpackPalette(data: Buffer, palette: Buffer[], w: number, h: number): B
   };
   if (palette.length <= 2) {
     const stride = Math.ceil(w / 8);
-    for (let row = 0; row < h; row++) {
+    return (row, out, at) => {
       for (let col = 0; col < w; col++) {
         const bit = ((data[row * stride + (col >> 3)] as number) >> (7 - (col & 7))) & 1;
-        setPixel(out, row * w + col, entry(bit), 0);
+        setPixel(out, at + col * BYTES_PER_PIXEL, entry(bit), 0);
       }
-    }
-  } else {
-    for (let i = 0; i < w * h; i++) setPixel(out, i, entry(data[i] as number), 0);
+    };
   }
-  return out;
+  return (row, out, at) => {
+    for (let col = 0; col < w; col++)
+      setPixel(out, at + col * BYTES_PER_PIXEL, entry(data[row * w + col] as number), 0);
+  };
 }
 
-/** Undo the gradient filter: each component is (left + above - above-left, clamped) + data. */
-function ungradient(data: Buffer, w: number, h: number): Buffer {
-  const out = Buffer.allocUnsafe(w * h * BYTES_PER_PIXEL);
-  const at = (col: number, row: number, c: number): number =>
-    col < 0 || row < 0 ? 0 : (out[(row * w + col) * BYTES_PER_PIXEL + c] as number);
-  for (let row = 0; row < h; row++) {
+/**
+ * Undo the gradient filter: each component is (left + above - above-left, clamped to
+ * 0–255) + the data, modulo 256; neighbours outside the rectangle count as 0.
+ */
+function gradientRow(data: Buffer, w: number): RowWriter {
+  let above = Buffer.alloc(w * TPIXEL); // row -1: zeros
+  let current = Buffer.alloc(w * TPIXEL);
+  return (row, out, at) => {
     for (let col = 0; col < w; col++) {
-      const i = row * w + col;
       for (let c = 0; c < TPIXEL; c++) {
-        const predicted = Math.min(
-          255,
-          Math.max(0, at(col - 1, row, c) + at(col, row - 1, c) - at(col - 1, row - 1, c)),
-        );
-        out[i * BYTES_PER_PIXEL + c] = (predicted + (data[i * TPIXEL + c] as number)) & 0xff;
+        const i = col * TPIXEL + c;
+        const left = col > 0 ? (current[i - TPIXEL] as number) : 0;
+        const up = above[i] as number;
+        const upLeft = col > 0 ? (above[i - TPIXEL] as number) : 0;
+        const predicted = Math.min(255, Math.max(0, left + up - upLeft));
+        current[i] = (predicted + (data[row * w * TPIXEL + i] as number)) & 0xff;
       }
-      out[i * BYTES_PER_PIXEL + 3] = 0;
+      setPixel(out, at + col * BYTES_PER_PIXEL, current, col * TPIXEL);
     }
-  }
-  return out;
+    [above, current] = [current, above];
+  };
 }

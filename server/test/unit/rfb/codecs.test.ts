@@ -6,6 +6,7 @@
 import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RAW_BAND_BYTES } from '../../../src/rfb/decoders/raw.js';
 import { RfbProtocolError } from '../../../src/rfb/errors.js';
 import { DEFAULT_RFB_LIMITS } from '../../../src/rfb/types.js';
 import { DeflateStream, tight, toRgbx, zrle, type Rgb } from './helpers/codec-wire.js';
@@ -285,6 +286,19 @@ describe('Tight', () => {
     expect(fb.pixel(3, 4)).toEqual([200, 100, 50]);
     expect(fb.pixel(22, 13)).toEqual([200, 100, 50]);
     expect(fb.pixel(23, 13)).toEqual([0, 0, 0]);
+  });
+
+  it('hands a large rect to the sink in bands, never one full-size buffer', () => {
+    const run = runParser(
+      [w.update([tight.rect(0, 0, 1024, 768, tight.fill([4, 5, 6]))])],
+      1024,
+      768,
+    );
+    expect(run.error).toBeUndefined();
+    const puts = run.calls.filter((c) => c.op === 'putPixels');
+    expect(puts.length).toBeGreaterThan(1);
+    for (const p of puts) expect(p.pixels.length).toBeLessThanOrEqual(RAW_BAND_BYTES);
+    expect(puts.reduce((rows, p) => rows + p.h, 0)).toBe(768);
   });
 
   it('copies TPIXELs: under 12 bytes as they are, longer through zlib', async () => {
