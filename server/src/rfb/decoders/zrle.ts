@@ -86,11 +86,15 @@ function decodeTiles(rect: RectHeader, data: Buffer, ctx: DecodeContext): void {
   const { x, y, w, h } = rect;
   const r = new TileReader(data);
   const band = Buffer.allocUnsafe(w * Math.min(ZRLE_TILE, h) * BYTES_PER_PIXEL);
+  const tile = Buffer.allocUnsafe(ZRLE_TILE * ZRLE_TILE * BYTES_PER_PIXEL);
   for (let ty = 0; ty < h; ty += ZRLE_TILE) {
     const th = Math.min(ZRLE_TILE, h - ty);
     for (let tx = 0; tx < w; tx += ZRLE_TILE) {
       const tw = Math.min(ZRLE_TILE, w - tx);
-      decodeTile(r, band, w, tx, tw, th);
+      decodeTile(r, tile, tw, th);
+      const tileRow = tw * BYTES_PER_PIXEL;
+      for (let row = 0; row < th; row++)
+        tile.copy(band, (row * w + tx) * BYTES_PER_PIXEL, row * tileRow, (row + 1) * tileRow);
     }
     ctx.sink.putPixels(x, y + ty, w, th, band.subarray(0, w * th * BYTES_PER_PIXEL));
   }
@@ -102,22 +106,15 @@ function decodeTiles(rect: RectHeader, data: Buffer, ctx: DecodeContext): void {
   }
 }
 
-/** Decode one tile into `band` (stride bandW pixels) at column tx. */
-function decodeTile(
-  r: TileReader,
-  band: Buffer,
-  bandW: number,
-  tx: number,
-  tw: number,
-  th: number,
-): void {
+/** Decode one tw×th tile into `tile`, rows packed (stride tw pixels). */
+function decodeTile(r: TileReader, tile: Buffer, tw: number, th: number): void {
   const sub = r.u8();
   const put = (i: number, rgb: number): void => {
-    const o = (Math.floor(i / tw) * bandW + tx + (i % tw)) * BYTES_PER_PIXEL;
-    band[o] = rgb & 0xff;
-    band[o + 1] = (rgb >> 8) & 0xff;
-    band[o + 2] = (rgb >> 16) & 0xff;
-    band[o + 3] = 0;
+    const o = i * BYTES_PER_PIXEL;
+    tile[o] = rgb & 0xff;
+    tile[o + 1] = (rgb >> 8) & 0xff;
+    tile[o + 2] = (rgb >> 16) & 0xff;
+    tile[o + 3] = 0;
   };
   const n = tw * th;
   if (sub === Sub.Raw) {
