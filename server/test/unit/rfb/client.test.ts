@@ -1,3 +1,4 @@
+import { constants, deflateSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RfbClient } from '../../../src/rfb/client.js';
 import type { RfbClientOptions, RfbCloseEvent } from '../../../src/rfb/client-api.js';
@@ -6,7 +7,7 @@ import { RfbError } from '../../../src/rfb/errors.js';
 import { DEFAULT_RFB_LIMITS } from '../../../src/rfb/types.js';
 import { vncAuthResponse } from '../../../src/rfb/vnc-auth.js';
 import { FakeRfbServer, waitFor, type FakeConnection } from './helpers/fake-server.js';
-import { tight } from './helpers/codec-wire.js';
+import { tight, zrle } from './helpers/codec-wire.js';
 import * as w from './helpers/server-wire.js';
 import { FramebufferModel } from './helpers/sinks.js';
 
@@ -254,6 +255,29 @@ describe('compressed encodings on remote links', () => {
     expect(encodings).not.toContain(Encoding.Tight);
     conn.write(w.update([tight.rect(0, 0, 16, 16, tight.fill([7, 8, 9]))]));
     await expect(ready).rejects.toMatchObject({ code: 'unknown-encoding' });
+  });
+
+  it('a zip bomb from the server closes only that link, with a clear reason', async () => {
+    const fb = new FramebufferModel();
+    const client = new RfbClient({
+      endpoint: { ...server.endpoint, remote: true },
+      sink: fb,
+      keepaliveMs: 0,
+    });
+    clients.push(client);
+    const closes: RfbCloseEvent[] = [];
+    client.on('close', (e) => closes.push(e));
+    client.on('error', () => undefined);
+    const ready = client.connect();
+    const conn = await server.accept();
+    await conn.handshake(16, 16);
+    // 1 MiB of zeros in about 1 KiB, for a 16×16 rect that holds at most a few KiB
+    const bomb = deflateSync(Buffer.alloc(1024 * 1024), { finishFlush: constants.Z_SYNC_FLUSH });
+    conn.write(w.update([zrle.rect(0, 0, 16, 16, bomb)]));
+    await expect(ready).rejects.toMatchObject({ code: 'decompressed-too-large' });
+    await waitFor(() => closes.length === 1);
+    expect(closes[0]?.reason).toMatch(/ZRLE: compressed data inflates to more than/);
+    expect(client.phase).toBe('closed');
   });
 
   it('never asks a local endpoint for them', async () => {
