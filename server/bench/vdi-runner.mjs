@@ -99,6 +99,9 @@ export async function startVdiServer({ workDir, rfbPort }) {
     sessionId,
     viewerUrl: `${url}/desktop/${sessionId}`,
     cookies: [{ name, value, url }],
+    /** the REST API as the signed-in bench admin, and its user id (capacity.mjs adds pools) */
+    api,
+    userId: me.id,
   };
 }
 
