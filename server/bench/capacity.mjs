@@ -163,6 +163,9 @@ async function measureCount(n, opts, workDir) {
       gatewayOnlyDesktopsPerCore: n / gatewayCpu,
       framesPerSecPerViewer: frames,
       kbitPerSecPerViewer: kbit,
+      // per frame sent: what a keystroke costs, whatever the machine managed to type
+      gatewayMsPerFrame: (gatewayCpu * 1000) / (frames * n),
+      xvncMsPerFrame: (xvncCpu * 1000) / (frames * n),
       gatewayRssMiB: rssMiB(srv.pid),
       loadAverage: os.loadavg()[0],
     };
@@ -181,13 +184,18 @@ async function measureCount(n, opts, workDir) {
 
 function renderTable(results) {
   const lines = [
-    '| desktops | gateway % of a core | Xvnc % of a core | desktops per core (gateway + Xvnc) | desktops per core (gateway only) | frames/s per viewer | kbit/s per viewer | gateway RSS MiB | load avg |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| desktops | gateway % of a core | Xvnc % of a core | desktops per core (gateway + Xvnc) | desktops per core (gateway only) | frames/s per viewer | gateway ms per frame | Xvnc ms per frame | kbit/s per viewer | gateway RSS MiB | load avg |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
-  for (const r of results)
+  // with 10 keys/s every desktop should send about as many frames as a lone one does; far
+  // fewer means the typists did not get the CPU to type (the machine is saturated)
+  const alone = results[0]?.framesPerSecPerViewer ?? 0;
+  for (const r of results) {
+    const starved = r.framesPerSecPerViewer < 0.8 * alone ? ' (typing starved)' : '';
     lines.push(
-      `| ${r.desktops} | ${r.gatewayCorePct.toFixed(1)} | ${r.xvncCorePct.toFixed(1)} | ${r.desktopsPerCore.toFixed(0)} | ${r.gatewayOnlyDesktopsPerCore.toFixed(0)} | ${r.framesPerSecPerViewer.toFixed(1)} | ${r.kbitPerSecPerViewer.toFixed(1)} | ${r.gatewayRssMiB.toFixed(0)} | ${r.loadAverage.toFixed(2)} |`,
+      `| ${r.desktops} | ${r.gatewayCorePct.toFixed(1)} | ${r.xvncCorePct.toFixed(1)} | ${r.desktopsPerCore.toFixed(0)}${starved} | ${r.gatewayOnlyDesktopsPerCore.toFixed(0)}${starved} | ${r.framesPerSecPerViewer.toFixed(1)} | ${r.gatewayMsPerFrame.toFixed(2)} | ${r.xvncMsPerFrame.toFixed(2)} | ${r.kbitPerSecPerViewer.toFixed(1)} | ${r.gatewayRssMiB.toFixed(0)} | ${r.loadAverage.toFixed(2)} |`,
     );
+  }
   return lines.join('\n');
 }
 
