@@ -179,3 +179,32 @@ describe('lossless refresh after motion', () => {
     expect(viewer.stats.inFlight).toBe(0);
   });
 });
+
+describe('lossless refresh comes to rest', () => {
+  it('after motion with moves, frames stop once the canvas is exact', async () => {
+    const { clock, stream, replay, drawAll, noise, idleFor, frames, viewer } = setup(320, 200, 2);
+    stream.updateEnd();
+    await drawAll();
+    // a window with photo-like content animates and is dragged to the right, 4 px a step
+    for (let i = 0; i < 40; i++) {
+      clock.advance(16);
+      stream.copyRect(i * 4, 20, i * 4 + 4, 20, 96, 96);
+      stream.putPixels(i * 4 + 4, 20, 96, 96, noise(96, 96, i));
+      stream.updateEnd();
+      if (i % 2) await drawAll();
+    }
+    await drawAll();
+    await idleFor(1000);
+    expect(replay.differing(stream.fb)).toBe(0);
+    // from now on nothing changes: nothing more is sent
+    const before = viewer.stats.frames;
+    for (let i = 0; i < 20; i++) {
+      clock.advance(150);
+      await idleFor(0);
+      await idleFor(1, 1);
+    }
+    expect(viewer.stats.frames).toBe(before);
+    expect(frames).toHaveLength(0);
+    expect(viewer.stats.inFlight).toBe(0);
+  });
+});
