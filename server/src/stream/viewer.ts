@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { CELL, DirtyGrid, type CopyOp, type Rect } from './dirty-grid.js';
-import { encodeJobs } from './encode.js';
+import { startJobs } from './encode.js';
 import { DeflateStream } from './deflate-stream.js';
 import { planFrame, type EncodeJob } from './frame-plan.js';
 import { writeFrame } from './frame-writer.js';
@@ -71,8 +71,6 @@ export class Viewer {
    * for a lossless refresh. Cells only: refreshes go cell by cell.
    */
   private readonly lossy: DirtyGrid;
-  /** bumped whenever something other than a frame's plan changes `lossy` */
-  private lossyEpoch = 0;
   /** the refresh timer fired: the next frame re-sends the settled lossy cells */
   private refreshDue = false;
   private copies: CopyOp[] = [];
@@ -109,7 +107,6 @@ export class Viewer {
   resized(): void {
     this.dirty.resize(this.mirror.width, this.mirror.height);
     this.lossy.resize(this.mirror.width, this.mirror.height);
-    this.lossyEpoch++;
     this.dirty.markAll();
     this.copies = [];
     this.keyframe = true;
@@ -140,7 +137,6 @@ export class Viewer {
     const shift = (r: Rect): Rect => ({ x: r.x + dx, y: r.y + dy, w: r.w, h: r.h });
     const staleAfter = this.dirty.dirtyWithin(src).map(shift);
     const lossyAfter = this.lossy.dirtyWithin(src).map(shift);
-    this.lossyEpoch++;
     this.pushCopy(op);
     // cells wholly overwritten by the copy no longer need their old damage sent
     this.dirty.clearInside(op);
@@ -301,7 +297,7 @@ export class Viewer {
 
   /**
    * Lossy bookkeeping of a frame's jobs, in frame order (a later rect paints over an earlier
-   * one): `lossy(i)` says whether job i is (or may be) lossy.
+   * one): `lossy(i)` says whether job i is lossy.
    */
   private markLossy(jobs: readonly EncodeJob[], lossy: (i: number) => boolean): void {
     jobs.forEach((j, i) => (lossy(i) ? this.lossy.mark(j) : this.lossy.clearInside(j)));
@@ -322,20 +318,18 @@ export class Viewer {
       this.scheduleRefresh(); // nothing settled yet: look again later
       return;
     }
-    // The client draws this frame before anything planned after it (a copy reading these
-    // pixels, the next frame): its lossiness is booked now, pessimistically (every rect that
-    // may go lossy), and made exact below when nothing else touched the books meanwhile.
-    this.markLossy(plan.jobs, (i) => plan.jobs[i]!.allowLossy);
-    const epoch = this.lossyEpoch;
     const keyframe = this.keyframe;
     this.keyframe = false;
     // the client restarts its inflater at a keyframe, so we restart our deflater with it
     if (keyframe) this.zlib.reset();
     const quality = this.stats.quality;
-    const encoded = await encodeJobs(plan.jobs, fb, width, { quality, zlib: this.zlib });
+    const started = startJobs(plan.jobs, fb, width, { quality, zlib: this.zlib });
+    // The client draws this frame before anything planned after it (a copy reading these
+    // pixels, the next frame): its lossiness is booked now, while it encodes.
+    this.markLossy(plan.jobs, (i) => started.lossy[i]!);
+    const encoded = await started.done;
     if (this.closed) return;
     if (width !== this.mirror.width || height !== this.mirror.height) return; // resized meanwhile; a keyframe follows
-    if (epoch === this.lossyEpoch) this.markLossy(plan.jobs, (i) => encoded[i]!.lossy);
     const seq = ++this.seq >>> 0;
     const sentAt = this.clock.now();
     const bytes = writeFrame({

@@ -208,3 +208,30 @@ describe('lossless refresh comes to rest', () => {
     expect(viewer.stats.inFlight).toBe(0);
   });
 });
+
+describe('lossless refresh sends only what was lossy', () => {
+  it('dragging a window of text (lossless while hot) costs no refresh afterwards', async () => {
+    const { clock, stream, drawAll, idleFor, viewer, replay } = setup(320, 200, 2);
+    // a "window" of two-colour text at (8, 8)
+    const text = Buffer.alloc(96 * 96 * 4);
+    for (let i = 0; i < 96 * 96; i++) text.set(i % 7 ? [250, 250, 250] : [0, 0, 0], i * 4);
+    stream.putPixels(8, 8, 96, 96, text);
+    stream.updateEnd();
+    await drawAll();
+    for (let i = 0; i < 40; i++) {
+      clock.advance(16);
+      // the text changes in place (hot, but few colours: lossless) ...
+      stream.putPixels(8 + i * 4, 8, 96, 96, text);
+      stream.updateEnd();
+      // ... and moves while that frame encodes
+      stream.copyRect(8 + i * 4, 8, 12 + i * 4, 8, 96, 96);
+      stream.updateEnd();
+      if (i % 2) await drawAll();
+    }
+    await drawAll();
+    const framesAtStop = viewer.stats.frames;
+    await idleFor(1000);
+    expect(replay.differing(stream.fb)).toBe(0);
+    expect(viewer.stats.frames).toBe(framesAtStop);
+  });
+});
