@@ -36,7 +36,7 @@ export const TEST_PACKAGES = [
   'cpio',
   'e2fsprogs',
   'linux-image-amd64',
-  'gcc', // the e2e exact-after-motion test builds the bench's animation client (bench-x.c)
+  'gcc', // the exact-after-motion and video e2e tests build the bench's animation client (bench-x.c)
   'libc6-dev',
   'libx11-dev',
   'libxext-dev',

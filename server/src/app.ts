@@ -165,6 +165,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     {
       ...deps.gateway,
       maxFramesInFlight: config.maxFramesInFlight,
+      video: config.video,
       allowedOrigins: config.allowedOrigins,
       desktopLimits: config.desktopLimits,
     },

@@ -82,6 +82,10 @@ const EnvSchema = z.object({
   QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /** frames a viewer may have unacknowledged before its damage is coalesced @default 2 */
   MAX_FRAMES_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(2),
+  /** send regions in motion as H.264 to browsers that decode it (issue 10) @default on */
+  VIDEO_MODE: z.enum(['on', 'off']).default('on'),
+  /** the ffmpeg (with libx264) a video region's encoder runs @default ffmpeg (on PATH) */
+  VIDEO_FFMPEG: z.string().min(1).default('ffmpeg'),
   /** failed sign-ins for one account from one client IP per window before that IP is locked out of it @default 5 */
   LOGIN_MAX_PER_ACCOUNT: z.coerce.number().int().min(1).default(5),
   /** failed sign-ins for one account from all IPs per window before it is locked for everyone @default 50 */
@@ -177,6 +181,8 @@ export interface Config {
   cgroupParent: string;
   qemuAccel: 'auto' | 'kvm' | 'tcg';
   maxFramesInFlight: number;
+  /** video mode for regions in motion: on or off, and the ffmpeg it runs */
+  video: { enabled: boolean; ffmpegPath: string };
   login: { maxPerAccount: number; maxPerAccountTotal: number; maxPerIp: number; windowMs: number };
   brokerTickMs: number;
   shutdownDrainMs: number;
@@ -245,6 +251,7 @@ export function loadConfig(
     cgroupParent: e.CGROUP_PARENT,
     qemuAccel: e.QEMU_ACCEL,
     maxFramesInFlight: e.MAX_FRAMES_IN_FLIGHT,
+    video: { enabled: e.VIDEO_MODE === 'on', ffmpegPath: e.VIDEO_FFMPEG },
     login: {
       maxPerAccount: e.LOGIN_MAX_PER_ACCOUNT,
       maxPerAccountTotal: e.LOGIN_MAX_PER_ACCOUNT_TOTAL,

@@ -25,11 +25,17 @@ import {
 } from './input-budget.js';
 import { Liveness, pingIntervalFor, VIEWER_TIMEOUT_MS } from './liveness.js';
 import { gatewayMetrics } from './metrics.js';
+import { startFfmpeg } from '../stream/video/encoder.js';
 import { refuseUnknownEvents, valid } from './validate.js';
 import { fail, rooms, type VdiServer, type VdiSocket } from './viewer-socket.js';
 
 export interface GatewayOptions {
   maxFramesInFlight: number;
+  /**
+   * Video mode (config.video): regions in motion go to an ffmpeg child per viewer, for
+   * browsers that decode H.264. @default off
+   */
+  video?: { enabled: boolean; ffmpegPath: string };
   allowedOrigins: string[];
   /** input events per second a socket may send (burst is the same number) @default 600 */
   inputRate?: number;
@@ -145,6 +151,7 @@ export class Gateway {
       streams: this.streams,
       log,
       maxFramesInFlight: opts.maxFramesInFlight,
+      ...(opts.video?.enabled && { startEncoder: startFfmpeg(opts.video.ffmpegPath) }),
       limitsOf: (template) => this.limitsOf(template),
       ...(opts.reattachDelaysMs && { reattachDelaysMs: opts.reattachDelaysMs }),
     });
@@ -184,6 +191,10 @@ export class Gateway {
       // only for frames this viewer was sent: made-up acks do not skew the figures
       if (acked && m.renderMs !== undefined)
         gatewayMetrics.renderSeconds.observe(m.renderMs / 1000);
+    });
+    socket.on('videoError', (payload) => {
+      const m = valid(socket, this.log, 'videoError', payload);
+      if (m) this.attachments.of(socket)?.viewer.videoFailed(m.regionId, m.reason);
     });
     socket.on('refresh', () => this.attachments.of(socket)?.viewer.requestKeyframe());
     socket.on('heartbeat', (cb: unknown) => {
