@@ -100,6 +100,9 @@ export class Desktops extends BrokerPart {
       error: null,
       created_at: now,
       state_since: now,
+      host: null,
+      lease_node: null,
+      lease_until: null,
     };
     await this.db
       .insertInto('desktops')
