@@ -95,6 +95,14 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
   const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {
     tickMs: config.brokerTickMs,
+    // several nodes share a PostgreSQL store (decision 11)
+    node: {
+      host: config.node.host,
+      id: config.node.id,
+      leaseMs: config.node.leaseMs,
+      clustered: store.dialect === 'postgres',
+    },
+    lock: store.lock,
   });
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 
