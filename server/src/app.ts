@@ -171,6 +171,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     log.child({ part: 'gateway' }),
     [auth.sessionMiddleware, auth.passportInit, auth.passportSession],
     {
+      presenceSweepMs: config.node.presenceSweepMs,
       ...deps.gateway,
       maxFramesInFlight: config.maxFramesInFlight,
       allowedOrigins: config.allowedOrigins,

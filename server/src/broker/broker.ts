@@ -148,9 +148,22 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.sessions.markActive(sessionId, actor);
   }
 
-  /** last viewer gone → disconnected (the desktop keeps running) */
-  markDisconnected(sessionId: string, actor: Actor, reason: string): Promise<void> {
-    return this.sessions.markDisconnected(sessionId, actor, reason);
+  /**
+   * last viewer gone → disconnected (the desktop keeps running); with `unchangedSince`, only
+   * if the session has been active since before then
+   */
+  markDisconnected(
+    sessionId: string,
+    actor: Actor,
+    reason: string,
+    unchangedSince?: string,
+  ): Promise<void> {
+    return this.sessions.markDisconnected(sessionId, actor, reason, unchangedSince);
+  }
+
+  /** the sessions marked active, for the gateway's cluster-wide presence sweep */
+  activeSessionIds(): Promise<string[]> {
+    return this.sessions.activeSessionIds();
   }
 
   /** keyboard or pointer input: written at most every 10 s per session */
