@@ -106,8 +106,14 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   });
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 
-  await ensureAdmin(db, clock, log, { username: config.adminUser, password: config.adminPassword });
-  if (config.defaultPool) await ensureDefaultPool(db, clock, pools, config);
+  // nodes starting together on a fresh database: one creates the first admin and pool
+  await store.lock.run('vdi:first-run', async () => {
+    await ensureAdmin(db, clock, log, {
+      username: config.adminUser,
+      password: config.adminPassword,
+    });
+    if (config.defaultPool) await ensureDefaultPool(db, clock, pools, config);
+  });
 
   const app = express();
   app.disable('x-powered-by');
