@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AttachRequest, AttachResult, ErrorResult } from '@vdi/shared';
 import type { Broker } from '../broker/broker.js';
+import type { Clock } from '../clock.js';
 import { BrokerError } from '../broker/errors.js';
 import { RfbError, viewerReason } from '../rfb/errors.js';
 import type { RfbLimits } from '../rfb/types.js';
@@ -23,8 +24,11 @@ export interface Attachment {
   limits: RfbLimits;
 }
 
+const VIEWERS_PREFIX = rooms.viewers('');
+
 export interface AttachmentsOptions {
   io: VdiServer;
+  clock: Clock;
   broker: Broker;
   streams: StreamManager;
   log: Logger;
@@ -212,13 +216,58 @@ export class Attachments {
     return this.reattacher.hasViewerWaiting(sessionId, except);
   }
 
-  /** A viewer stopped viewing a session: the last one leaving marks it disconnected. */
+  /**
+   * A viewer stopped viewing a session: the last one leaving, on every node, marks it
+   * disconnected. Viewers on other nodes are asked for through the adapter (decision 11):
+   * a tab closing here does not disconnect a user still viewing through another node.
+   */
   private leftSession(socket: VdiSocket, sessionId: string, shadow: boolean, reason: string): void {
     if (shadow || this.hasOtherViewer(sessionId, socket)) return;
     const user = socket.data.user;
-    void this.broker
-      .markDisconnected(sessionId, { id: user.id, name: user.username, ip: socket.data.ip }, reason)
-      .catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
+    const since = new Date(this.opts.clock.now()).toISOString();
+    void this.viewedElsewhere(sessionId, socket)
+      .then((elsewhere) => {
+        if (elsewhere) return;
+        return this.broker.markDisconnected(
+          sessionId,
+          { id: user.id, name: user.username, ip: socket.data.ip },
+          reason,
+          since,
+        );
+      })
+      .catch((err: unknown) => this.log.error({ err, sessionId }, 'markDisconnected failed'));
+  }
+
+  /**
+   * Does a viewer on another node view this session? A node that does not answer in time
+   * counts as one that does (the presence sweep settles it later).
+   */
+  private async viewedElsewhere(sessionId: string, except: VdiSocket): Promise<boolean> {
+    const here = this.io.of('/').sockets;
+    try {
+      const all = await this.io.in(rooms.viewers(sessionId)).fetchSockets();
+      return all.some((s) => s.id !== except.id && !here.has(s.id));
+    } catch (err) {
+      this.log.warn({ err, sessionId }, 'viewers on other nodes unknown: session left active');
+      return true;
+    }
+  }
+
+  /**
+   * The sessions some viewer on some node views (attached, or waiting to attach again), asked
+   * of every node through the adapter; undefined when a node did not answer.
+   */
+  async viewedSessions(): Promise<Set<string> | undefined> {
+    try {
+      const out = new Set<string>();
+      for (const s of await this.io.fetchSockets())
+        for (const room of s.rooms)
+          if (room.startsWith(VIEWERS_PREFIX)) out.add(room.slice(VIEWERS_PREFIX.length));
+      return out;
+    } catch (err) {
+      this.log.warn({ err }, 'presence sweep: not every node answered');
+      return undefined;
+    }
   }
 
   /**

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { MAX_CLIENT_MESSAGE_BYTES, vdiParser } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import type { Broker } from '../broker/broker.js';
+import { SYSTEM } from '../broker/actor.js';
 import { StreamManager, type StreamManagerOptions } from '../stream/stream-manager.js';
 import {
   poolRfbLimits,
@@ -69,6 +70,12 @@ export interface GatewayOptions {
   viewerTimeoutMs?: number;
   /** after SIGTERM, viewers wait between these before reconnecting, ms (spreads the herd) @default [1000, 3000] */
   restartRetryMs?: readonly [number, number];
+  /**
+   * How often active sessions are checked for a viewer on any node, ms: one no node views on
+   * two checks in a row (its viewer's node died, or a node restarted) is marked disconnected.
+   * @default 5000
+   */
+  presenceSweepMs?: number;
 }
 
 /**
@@ -147,6 +154,7 @@ export class Gateway {
     });
     this.attachments = new Attachments({
       io: this.io,
+      clock,
       broker,
       streams: this.streams,
       log,
@@ -162,6 +170,39 @@ export class Gateway {
       (s) => this.attachments.of(s)?.sessionId,
     );
     relayBrokerEvents(events, this.streams);
+    this.presenceTimer = setInterval(
+      () => void this.sweepPresence().catch((err: unknown) => log.warn({ err }, 'presence sweep')),
+      opts.presenceSweepMs ?? 5000,
+    );
+    this.presenceTimer.unref();
+  }
+
+  private readonly presenceTimer: NodeJS.Timeout;
+  /** active sessions no node viewed at the last sweep */
+  private unviewed = new Set<string>();
+
+  /**
+   * Cluster-wide presence (decision 11): an active session that no viewer on any node views
+   * at two sweeps in a row is marked disconnected, so its disconnected timeout runs. That is
+   * how a session whose only viewer was on a node that died, or that a restart left active,
+   * gets there. Two sweeps, so a viewer attaching while one looks is not missed.
+   */
+  async sweepPresence(): Promise<void> {
+    if (this.draining) return;
+    const since = new Date(this.clock.now()).toISOString();
+    const active = await this.broker.activeSessionIds();
+    if (active.length === 0) {
+      this.unviewed.clear();
+      return;
+    }
+    const viewed = await this.attachments.viewedSessions();
+    if (!viewed) return;
+    const unviewed = new Set(active.filter((id) => !viewed.has(id)));
+    for (const id of unviewed) {
+      if (!this.unviewed.has(id)) continue;
+      await this.broker.markDisconnected(id, SYSTEM, 'no viewer on any node', since);
+    }
+    this.unviewed = unviewed;
   }
 
   private onConnection(socket: VdiSocket): void {
@@ -272,6 +313,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.presenceTimer);
     this.liveness.close();
     this.attachments.close();
     this.streams.closeAll();
