@@ -23,6 +23,7 @@ import {
 } from './connection';
 import { ConnectionScreens } from './connection-screens';
 import { cursorCss } from './cursor';
+import { FilesPanel } from './files-panel';
 import { FramePipeline } from './frame-pipeline';
 import { Fullscreen } from './fullscreen';
 import { KeyboardInput } from './keyboard-input';
@@ -61,6 +62,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
     interactive: () => conn.interactive,
     sent: focusCanvas,
   });
+  const filesPanel = new FilesPanel(sessionId);
   const root = h(
     'div',
     { class: 'viewer', dataset: { state: 'connecting' } },
@@ -69,6 +71,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
     banners.el,
     statsPanel.el,
     clipPanel.el,
+    shadow ? null : filesPanel.el,
     screens.overlay,
     screens.endPanel,
   );
@@ -196,6 +199,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
   toolbar.clipboardBtn.addEventListener('click', () =>
     setPanel(clipPanel.el, toolbar.clipboardBtn, clipPanel.el.hidden === true),
   );
+  const openFiles = (open: boolean): void => {
+    setPanel(filesPanel.el, toolbar.filesBtn, open);
+    if (open) void filesPanel.refresh();
+  };
+  toolbar.filesBtn.addEventListener('click', () => openFiles(filesPanel.el.hidden === true));
+  if (!shadow) filesPanel.acceptDrops(root, () => openFiles(true));
   toolbar.statsBtn.addEventListener('click', () => {
     const open = statsPanel.el.hidden === true;
     setPanel(statsPanel.el, toolbar.statsBtn, open);

@@ -8,6 +8,7 @@ import { h } from '../dom';
 export interface ViewerToolbar {
   el: HTMLElement;
   clipboardBtn: HTMLButtonElement;
+  filesBtn: HTMLButtonElement;
   statsBtn: HTMLButtonElement;
   fullscreenBtn: HTMLButtonElement;
   disconnectBtn: HTMLButtonElement;
@@ -33,6 +34,7 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
   if (shadow) addViewOnlyBadge();
 
   const clipboardBtn = toggle('Clipboard', 'Show the clipboard panel');
+  const filesBtn = toggle('Files', 'Upload files to the desktop, download its Downloads');
   const statsBtn = toggle('Stats', 'Show connection statistics');
   const fullscreenBtn = toggle('Fullscreen', 'Full screen');
   const disconnectBtn = h(
@@ -57,6 +59,7 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
       'span',
       { class: 'viewer-actions' },
       shadow ? null : clipboardBtn,
+      shadow ? null : filesBtn,
       statsBtn,
       fullscreenBtn,
       disconnectBtn,
@@ -66,6 +69,7 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
   return {
     el,
     clipboardBtn,
+    filesBtn,
     statsBtn,
     fullscreenBtn,
     disconnectBtn,

@@ -31,6 +31,7 @@ import {
   type ProviderStatus,
 } from '../types.js';
 import { displayTaken, removeDisplayLeftovers } from './displays.js';
+import { XvncFiles } from './files.js';
 import { asHandle } from './handle.js';
 import { prepareHome } from './home.js';
 import { DESKTOP_PATH } from './session.js';
@@ -354,6 +355,11 @@ export class XvncProvider implements Provider {
       ...(h.account ? { account: `${h.account.name} (uid ${h.account.uid})` } : {}),
       ...(h.network ? { network: h.network } : {}),
     };
+  }
+
+  files(handle: DesktopHandle): XvncFiles {
+    const h = asHandle(handle);
+    return new XvncFiles({ home: h.home, account: h.account });
   }
 
   /** the cgroup module in use (for the admin view's usage figures); undefined when none */
