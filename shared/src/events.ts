@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AudioRequest } from './audio.js';
 
 /**
  * Socket.IO event maps used by both ends (typed, so a renamed event breaks the build).
@@ -132,6 +133,8 @@ export interface ServerToClientEvents {
   /** about the server process: it is restarting */
   server: (msg: ServerStatusMsg) => void;
   error: (msg: { code: string; message: string }) => void;
+  /** sound: one AUDIO_CODEC_ID byte, then one packet (audio.ts) */
+  audio: (data: ArrayBuffer | Uint8Array) => void;
 }
 
 export interface ClientToServerEvents {
@@ -145,6 +148,8 @@ export interface ClientToServerEvents {
   refresh: () => void;
   /** are you there? The server calls `cb` at once (see HEARTBEAT) */
   heartbeat: (cb: () => void) => void;
+  /** start (in a codec) or stop the desktop's sound */
+  audio: (msg: AudioRequest) => void;
 }
 
 /**
@@ -167,6 +172,7 @@ export const ClientEventSchemas = {
   resize: ResizeRequest,
   refresh: null,
   heartbeat: null,
+  audio: AudioRequest,
 } as const satisfies ClientEventSchemaMap;
 
 export type ClientEventName = keyof ClientToServerEvents;

@@ -6,3 +6,4 @@ export * from './templates.js';
 export * from './palette.js';
 export * from './wire.js';
 export * from './files.js';
+export * from './audio.js';

@@ -29,7 +29,17 @@ describe('client → server events', () => {
     expectTypeOf(CLIENT_EVENT_NAMES).toEqualTypeOf<readonly (keyof ClientToServerEvents)[]>();
     expectTypeOf<keyof typeof ClientEventSchemas>().toEqualTypeOf<keyof ClientToServerEvents>();
     expect([...CLIENT_EVENT_NAMES].sort()).toEqual(
-      ['ack', 'attach', 'clipboard', 'heartbeat', 'key', 'pointer', 'refresh', 'resize'].sort(),
+      [
+        'ack',
+        'attach',
+        'audio',
+        'clipboard',
+        'heartbeat',
+        'key',
+        'pointer',
+        'refresh',
+        'resize',
+      ].sort(),
     );
   });
 
@@ -71,6 +81,7 @@ describe('client → server events', () => {
       clipboard: { text: 'hi' },
       ack: { seq: 1 },
       resize: { width: 800, height: 600 },
+      audio: { codec: 'opus' },
     };
     for (const name of CLIENT_EVENT_NAMES) {
       const schema = ClientEventSchemas[name];
@@ -99,7 +110,15 @@ describe('server → client events', () => {
 
   it('names exactly these events', () => {
     expectTypeOf<keyof ServerToClientEvents>().toEqualTypeOf<
-      'frame' | 'cursor' | 'clipboard' | 'session' | 'notice' | 'shadow' | 'server' | 'error'
+      | 'frame'
+      | 'cursor'
+      | 'clipboard'
+      | 'session'
+      | 'notice'
+      | 'shadow'
+      | 'server'
+      | 'error'
+      | 'audio'
     >();
   });
 });

@@ -9,6 +9,8 @@ import { io } from 'socket.io-client';
 import { h } from '../dom';
 import { ApiError, api, errorMessage, seg } from '../http';
 import { navigate, currentPath, type Page, type RouteContext } from '../router';
+import { AudioPanel } from './audio-panel';
+import { AudioPlayer } from './audio-player';
 import { AutoHide } from './auto-hide';
 import { Banners } from './banners';
 import { CanvasPainter } from './canvas-painter';
@@ -63,6 +65,11 @@ export function viewerPage({ params, url }: RouteContext): Page {
     sent: focusCanvas,
   });
   const filesPanel = new FilesPanel(sessionId);
+  // sound: the session's own viewers only, never a shadowing administrator
+  const audio = shadow
+    ? undefined
+    : new AudioPlayer({ request: (codec) => socket.emit('audio', { codec }) });
+  const audioPanel = audio ? new AudioPanel(audio) : undefined;
   const root = h(
     'div',
     { class: 'viewer', dataset: { state: 'connecting' } },
@@ -72,6 +79,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
     statsPanel.el,
     clipPanel.el,
     shadow ? null : filesPanel.el,
+    audioPanel?.el,
     screens.overlay,
     screens.endPanel,
   );
@@ -107,6 +115,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
 
   // ── connection ──
   const socket: ViewerSocket = io(SOCKET_OPTIONS);
+  socket.on('audio', (data) => audio?.receive(data));
   const autoHide = new AutoHide(toolbar.el, root);
 
   const showState = (state: ViewerState, detail: StateDetail): void => {
@@ -135,6 +144,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
       hooks.width = painter.width;
       hooks.height = painter.height;
       banners.attached();
+      audio?.attached();
       if (!root.contains(document.activeElement) || document.activeElement === document.body) {
         focusCanvas();
       }
@@ -205,6 +215,11 @@ export function viewerPage({ params, url }: RouteContext): Page {
   };
   toolbar.filesBtn.addEventListener('click', () => openFiles(filesPanel.el.hidden === true));
   if (!shadow) filesPanel.acceptDrops(root, () => openFiles(true));
+  toolbar.soundBtn.addEventListener('click', () => {
+    const open = audioPanel?.el.hidden === true;
+    if (audioPanel) setPanel(audioPanel.el, toolbar.soundBtn, open);
+    audioPanel?.show();
+  });
   toolbar.statsBtn.addEventListener('click', () => {
     const open = statsPanel.el.hidden === true;
     setPanel(statsPanel.el, toolbar.statsBtn, open);
@@ -241,6 +256,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
     dispose() {
       keyboard.dispose();
       pointer.dispose();
+      audio?.dispose();
       conn.close();
       frames.reset();
       autoHide.dispose();

@@ -9,6 +9,7 @@ export interface ViewerToolbar {
   el: HTMLElement;
   clipboardBtn: HTMLButtonElement;
   filesBtn: HTMLButtonElement;
+  soundBtn: HTMLButtonElement;
   statsBtn: HTMLButtonElement;
   fullscreenBtn: HTMLButtonElement;
   disconnectBtn: HTMLButtonElement;
@@ -35,6 +36,7 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
 
   const clipboardBtn = toggle('Clipboard', 'Show the clipboard panel');
   const filesBtn = toggle('Files', 'Upload files to the desktop, download its Downloads');
+  const soundBtn = toggle('Sound', "Mute or set the volume of the desktop's sound");
   const statsBtn = toggle('Stats', 'Show connection statistics');
   const fullscreenBtn = toggle('Fullscreen', 'Full screen');
   const disconnectBtn = h(
@@ -60,6 +62,7 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
       { class: 'viewer-actions' },
       shadow ? null : clipboardBtn,
       shadow ? null : filesBtn,
+      shadow ? null : soundBtn,
       statsBtn,
       fullscreenBtn,
       disconnectBtn,
@@ -70,6 +73,7 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
     el,
     clipboardBtn,
     filesBtn,
+    soundBtn,
     statsBtn,
     fullscreenBtn,
     disconnectBtn,

@@ -162,7 +162,7 @@ describe('files: upload into ~/Uploads, download from ~/Downloads', () => {
     expect(sha(Buffer.from(await direct.arrayBuffer()))).toBe(sha(original));
     const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
     expect(download.suggestedFilename()).toBe('q3 results.bin');
-    const got = fs.readFileSync((await download.path()));
+    const got = fs.readFileSync(await download.path());
     expect(got.length).toBe(original.length);
     expect(sha(got)).toBe(sha(original));
   });

@@ -32,6 +32,7 @@ import {
 } from '../types.js';
 import { displayTaken, removeDisplayLeftovers } from './displays.js';
 import { appExitReason, appSessionCommand, prepareAppHome } from './app.js';
+import { XvncAudio } from './audio.js';
 import { XvncFiles } from './files.js';
 import { asHandle } from './handle.js';
 import { prepareHome } from './home.js';
@@ -364,6 +365,10 @@ export class XvncProvider implements Provider {
 
   appExited(handle: DesktopHandle): Promise<string | undefined> {
     return appExitReason(asHandle(handle));
+  }
+
+  audio(handle: DesktopHandle): XvncAudio {
+    return new XvncAudio(asHandle(handle));
   }
 
   files(handle: DesktopHandle): XvncFiles {
