@@ -14,7 +14,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import type { Pool } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { xInvocation } from '../helpers/desktops.js';
-import { MediaRig } from '../helpers/media.js';
+import { MediaRig, screenshot } from '../helpers/media.js';
 import { until } from '../helpers/server.js';
 
 const run = promisify(execFile);
@@ -37,7 +37,7 @@ describe('a published application', () => {
     pool = await rig.pool('app', {
       app: {
         name: APP,
-        command: `xterm -title line-reader -e sh -c 'echo started > ~/app-started; read line; echo "$line" > ~/app-typed'`,
+        command: `xterm -title line-reader -e sh -c 'echo started > ~/app-started; printf "Type a line, then Enter: "; read line; echo "$line" > ~/app-typed'`,
       },
     });
     ctx = await rig.context();
@@ -53,6 +53,7 @@ describe('a published application', () => {
     const card = list.getByRole('article', { name: APP });
     await card.waitFor({ timeout: 15_000 });
     expect(await card.innerText()).toContain('Application');
+    await screenshot(list, 'desktops-app.png');
     await list.close();
   });
 
@@ -76,6 +77,9 @@ describe('a published application', () => {
       'the application window maximised',
     );
     expect(geometry).toMatch(/Position: 0,0/);
+    // the viewer is titled with the application's name
+    expect(await page.locator('.viewer-name').innerText()).toBe(APP);
+    await screenshot(page, 'viewer-app.png');
     // nothing else runs as a window (no terminal, no panel): the only named client is the app
     const named = (await x(['search', '--onlyvisible', '--name', '.'])).trim().split('\n');
     const names = await Promise.all(named.map((id) => x(['getwindowname', id])));

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserContext, Page } from 'playwright-core';
 import type { Pool } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
-import { asDesktop, MediaRig } from '../helpers/media.js';
+import { asDesktop, MediaRig, screenshot } from '../helpers/media.js';
 import { Api, until } from '../helpers/server.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -160,6 +160,7 @@ describe('files: upload into ~/Uploads, download from ~/Downloads', () => {
     );
     expect(direct.status).toBe(200);
     expect(sha(Buffer.from(await direct.arrayBuffer()))).toBe(sha(original));
+    await screenshot(page, 'viewer-files.png');
     const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
     expect(download.suggestedFilename()).toBe('q3 results.bin');
     const got = fs.readFileSync(await download.path());

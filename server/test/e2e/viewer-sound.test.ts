@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserContext, Page } from 'playwright-core';
 import type { Pool } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
-import { asDesktop, MediaRig } from '../helpers/media.js';
+import { asDesktop, MediaRig, screenshot } from '../helpers/media.js';
 import { until } from '../helpers/server.js';
 
 /** A 16-bit stereo 48 kHz WAV of a sine tone. */
@@ -171,6 +171,7 @@ describe('sound: a tone played in the desktop is heard in the page', () => {
   it('mute silences it', async () => {
     await page.getByRole('button', { name: 'Sound' }).click();
     const panel = page.getByRole('complementary', { name: 'Sound' });
+    await screenshot(page, 'viewer-sound.png');
     await panel.getByLabel('Mute').check();
     expect(await measure(page)).toBeUndefined();
     await panel.getByLabel('Mute').uncheck();

@@ -204,3 +204,14 @@ export async function asDesktop(
 }
 
 export { launchChromium };
+
+/**
+ * Saves a screenshot of the page as `name` in $VDI_SCREENSHOTS (the README's pictures:
+ * `VDI_SCREENSHOTS=$PWD/../docs/img npx vitest run -c … test/e2e/viewer-*.test.ts`).
+ */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  const dir = process.env.VDI_SCREENSHOTS;
+  if (!dir) return;
+  fs.mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: path.join(dir, name) });
+}
