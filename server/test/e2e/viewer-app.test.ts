@@ -47,6 +47,35 @@ describe('a published application', () => {
     await rig.stop();
   });
 
+  it('is what the admin console makes of the application fields', async () => {
+    const admin = await ctx.newPage();
+    await admin.goto(`${rig.server.url}/admin/pools`);
+    const form = admin
+      .locator('form')
+      .filter({ has: admin.getByRole('button', { name: 'Create pool' }) });
+    await form.waitFor({ timeout: 15_000 });
+    const name = rig.unique('console-app');
+    await form.getByLabel('Name', { exact: true }).fill(name);
+    await form.getByLabel('Provider').selectOption('xvnc');
+    await form.getByLabel('Published application').fill('Clock');
+    await form.getByLabel('Application command').fill('xclock -update 1');
+    await form.getByLabel('Largest upload (MiB)').fill('16');
+    await form.getByRole('button', { name: 'Create pool' }).click();
+    await admin.getByRole('row').filter({ hasText: name }).waitFor({ timeout: 15_000 });
+    const pools = (await rig.admin.get('/api/admin/pools')).body as Array<{
+      id: string;
+      name: string;
+      template: Record<string, unknown>;
+    }>;
+    const made = pools.find((p) => p.name === name)!;
+    expect(made.template).toMatchObject({
+      app: { name: 'Clock', command: 'xclock -update 1' },
+      maxUploadMb: 16,
+    });
+    expect((await rig.admin.del(`/api/admin/pools/${made.id}`)).status).toBeLessThan(300);
+    await admin.close();
+  });
+
   it("shows the application's name beside the desktops", async () => {
     const list = await ctx.newPage();
     await list.goto(`${rig.server.url}/`);
