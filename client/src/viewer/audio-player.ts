@@ -169,6 +169,11 @@ export class AudioPlayer {
     }
   }
 
+  /** The gateway cannot give this desktop's sound (a VM, no PulseAudio in the desktop). */
+  unavailable(message: string): void {
+    this.hooks.state = `failed: ${message}`;
+  }
+
   setMuted(muted: boolean): void {
     this.muted = muted;
     this.applyGain();

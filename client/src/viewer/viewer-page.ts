@@ -116,6 +116,9 @@ export function viewerPage({ params, url }: RouteContext): Page {
   // ── connection ──
   const socket: ViewerSocket = io(SOCKET_OPTIONS);
   socket.on('audio', (data) => audio?.receive(data));
+  socket.on('error', (msg) => {
+    if (msg.code.startsWith('AUDIO_')) audio?.unavailable(msg.message);
+  });
   const autoHide = new AutoHide(toolbar.el, root);
 
   const showState = (state: ViewerState, detail: StateDetail): void => {
