@@ -22,6 +22,9 @@ export const RUNTIME_PACKAGES = [
   'slirp4netns', // 'outbound' desktop networks: the outside, not the host's loopback
   'util-linux', // setpriv: desktops drop to their own account; mount for home quotas
   'e2fsprogs', // mkfs.ext4: per-home file systems where a pool sets a disk quota
+  'pulseaudio', // each desktop's own sound server (providers/xvnc/audio.ts)
+  'pulseaudio-utils', // parec records its null sink for the gateway; paplay, pactl
+  'ffmpeg', // encodes a desktop's sound as Opus for the browser
 ];
 
 /** Extra packages for the tests: a browser, X tools, the test VM guest's parts. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AudioRequest } from './audio.js';
 
 /**
  * Socket.IO event maps used by both ends (typed, so a renamed event breaks the build).
@@ -152,6 +153,8 @@ export interface ServerToClientEvents {
   /** about the server process: it is restarting */
   server: (msg: ServerStatusMsg) => void;
   error: (msg: { code: string; message: string }) => void;
+  /** sound: one AUDIO_CODEC_ID byte, then one packet (audio.ts) */
+  audio: (data: ArrayBuffer | Uint8Array) => void;
 }
 
 export interface ClientToServerEvents {
@@ -167,6 +170,8 @@ export interface ClientToServerEvents {
   refresh: () => void;
   /** are you there? The server calls `cb` at once (see HEARTBEAT) */
   heartbeat: (cb: () => void) => void;
+  /** start (in a codec) or stop the desktop's sound */
+  audio: (msg: AudioRequest) => void;
 }
 
 /**
@@ -190,6 +195,7 @@ export const ClientEventSchemas = {
   videoError: VideoErrorMsg,
   refresh: null,
   heartbeat: null,
+  audio: AudioRequest,
 } as const satisfies ClientEventSchemaMap;
 
 export type ClientEventName = keyof ClientToServerEvents;

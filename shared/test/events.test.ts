@@ -33,6 +33,7 @@ describe('client → server events', () => {
       [
         'ack',
         'attach',
+        'audio',
         'clipboard',
         'heartbeat',
         'key',
@@ -86,6 +87,7 @@ describe('client → server events', () => {
       ack: { seq: 1 },
       resize: { width: 800, height: 600 },
       videoError: { regionId: 0, reason: 'EncodingError: decode failed' },
+      audio: { codec: 'opus' },
     };
     for (const name of CLIENT_EVENT_NAMES) {
       const schema = ClientEventSchemas[name];
@@ -121,7 +123,15 @@ describe('server → client events', () => {
 
   it('names exactly these events', () => {
     expectTypeOf<keyof ServerToClientEvents>().toEqualTypeOf<
-      'frame' | 'cursor' | 'clipboard' | 'session' | 'notice' | 'shadow' | 'server' | 'error'
+      | 'frame'
+      | 'cursor'
+      | 'clipboard'
+      | 'session'
+      | 'notice'
+      | 'shadow'
+      | 'server'
+      | 'error'
+      | 'audio'
     >();
   });
 });

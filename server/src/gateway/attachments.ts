@@ -183,7 +183,8 @@ export class Attachments {
       width: stream.width,
       height: stream.height,
       viewOnly: shadow,
-      name: info.desktop.name,
+      // a published application goes by its own name (providers/xvnc/app.ts)
+      name: publishedAppName(info.pool.template) ?? info.desktop.name,
     };
   }
 
@@ -331,4 +332,12 @@ export class Attachments {
   close(): void {
     this.reattacher.stopAll();
   }
+}
+
+/** The name of the application a pool publishes, if it publishes one. */
+function publishedAppName(template: Record<string, unknown>): string | undefined {
+  const app = template.app;
+  return typeof app === 'object' && app !== null && 'name' in app && typeof app.name === 'string'
+    ? app.name
+    : undefined;
 }
