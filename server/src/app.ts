@@ -95,6 +95,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
   const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {
     tickMs: config.brokerTickMs,
+    warnAheadMs: config.sessionWarningMs,
   });
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 

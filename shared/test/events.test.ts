@@ -20,6 +20,7 @@ import {
   type ServerToClientEvents,
   type SessionStatusMsg,
   type ShadowMsg,
+  type SessionWarningMsg,
 } from '../src/index.js';
 
 type Payload<E extends ClientEventName> = Parameters<ClientToServerEvents[E]>[0];
@@ -91,6 +92,9 @@ describe('server → client events', () => {
     expectTypeOf<Parameters<ServerToClientEvents['cursor']>>().toEqualTypeOf<[CursorMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['session']>>().toEqualTypeOf<[SessionStatusMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['shadow']>>().toEqualTypeOf<[ShadowMsg]>();
+    expectTypeOf<Parameters<ServerToClientEvents['warning']>>().toEqualTypeOf<
+      [SessionWarningMsg]
+    >();
     expectTypeOf<Parameters<ServerToClientEvents['server']>>().toEqualTypeOf<[ServerStatusMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['error']>>().toEqualTypeOf<
       [{ code: string; message: string }]
@@ -99,7 +103,15 @@ describe('server → client events', () => {
 
   it('names exactly these events', () => {
     expectTypeOf<keyof ServerToClientEvents>().toEqualTypeOf<
-      'frame' | 'cursor' | 'clipboard' | 'session' | 'notice' | 'shadow' | 'server' | 'error'
+      | 'frame'
+      | 'cursor'
+      | 'clipboard'
+      | 'session'
+      | 'notice'
+      | 'shadow'
+      | 'warning'
+      | 'server'
+      | 'error'
     >();
   });
 });

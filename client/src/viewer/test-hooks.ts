@@ -17,6 +17,8 @@ export interface ViewerHooks {
   sessionId: string;
   desktopId: string;
   viewOnly: boolean;
+  /** how the desktop fills the window now (resize.ts): fit, scale or actual */
+  displayMode: string;
 }
 
 declare global {
@@ -35,6 +37,7 @@ export function installHooks(sessionId: string): ViewerHooks {
     sessionId,
     desktopId: '',
     viewOnly: false,
+    displayMode: '',
   };
   window.__vdiViewer = hooks;
   return hooks;

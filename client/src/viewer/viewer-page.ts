@@ -6,6 +6,7 @@
  */
 import type { AttachResult } from '@vdi/shared';
 import { io } from 'socket.io-client';
+import { confirmDialog } from '../dialog';
 import { h } from '../dom';
 import { ApiError, api, errorMessage, seg } from '../http';
 import { navigate, currentPath, type Page, type RouteContext } from '../router';
@@ -22,13 +23,15 @@ import {
   type StateDetail,
 } from './connection';
 import { ConnectionScreens } from './connection-screens';
+import { LogoffCountdown } from './countdown';
 import { cursorCss } from './cursor';
 import { FramePipeline } from './frame-pipeline';
 import { Fullscreen } from './fullscreen';
 import { KeyboardInput } from './keyboard-input';
-import { fitSize } from './pointer';
 import { PointerInput } from './pointer-input';
 import { RepaintRequests } from './repaint-requests';
+import { DesktopResizer, displaySize, type DisplayMode } from './resize';
+import { comboEvents } from './special-keys';
 import { ViewerStats } from './stats';
 import { StatsPanel } from './stats-panel';
 import { installHooks } from './test-hooks';
@@ -50,8 +53,14 @@ export function viewerPage({ params, url }: RouteContext): Page {
   });
   const focusCanvas = (): void => canvas.focus({ preventScroll: true });
   const stage = h('div', { class: 'viewer-stage' }, canvas);
-  const toolbar = viewerToolbar(shadow);
+  const toolbar = viewerToolbar(shadow, (keysyms) => {
+    for (const [keysym, down] of comboEvents(keysyms)) conn.key(keysym, down);
+    countdown.input();
+    focusCanvas();
+  });
   const banners = new Banners();
+  const countdown = new LogoffCountdown();
+  banners.el.append(countdown.el);
   const screens = new ConnectionScreens(shadow);
   const painter = new CanvasPainter(canvas);
   const stats = new ViewerStats();
@@ -74,19 +83,45 @@ export function viewerPage({ params, url }: RouteContext): Page {
   );
 
   // ── screen ──
+  const stageArea = () => ({ width: stage.clientWidth, height: stage.clientHeight });
   const fitCanvas = (): void => {
-    const { width, height } = fitSize(
-      canvas.width,
-      canvas.height,
-      stage.clientWidth,
-      stage.clientHeight,
+    const mode = resizer.effectiveMode;
+    stage.classList.toggle('is-actual', mode === 'actual');
+    const { width, height } = displaySize(
+      mode,
+      { width: canvas.width, height: canvas.height },
+      stageArea(),
     );
     if (width > 0 && height > 0) {
       canvas.style.width = `${width}px`;
       canvas.style.height = `${height}px`;
     }
   };
-  const resizeObserver = new ResizeObserver(fitCanvas);
+  const resizer = new DesktopResizer({
+    request: (width, height) => conn.resize(width, height),
+    area: stageArea,
+    current: () => ({ width: painter.width, height: painter.height }),
+    changed() {
+      fitCanvas();
+      toolbar.displaySelect.value = resizer.mode;
+      const fit = toolbar.displaySelect.querySelector<HTMLOptionElement>('option[value="fit"]');
+      const reason = resizer.reason;
+      if (fit) fit.disabled = reason !== undefined;
+      if (reason !== undefined && resizer.mode === 'fit') toolbar.displaySelect.value = 'scale';
+      toolbar.displayNote.hidden = reason === undefined;
+      toolbar.displayNote.textContent = reason ?? '';
+      toolbar.displaySelect.title = reason ?? 'How the desktop fills the window';
+      hooks.displayMode = resizer.effectiveMode;
+    },
+  });
+  toolbar.displaySelect.addEventListener('change', () => {
+    resizer.setMode(toolbar.displaySelect.value as DisplayMode);
+    focusCanvas();
+  });
+  const resizeObserver = new ResizeObserver(() => {
+    fitCanvas();
+    resizer.areaChanged();
+  });
   resizeObserver.observe(stage);
 
   const repaint = new RepaintRequests(() => conn.refresh());
@@ -116,7 +151,10 @@ export function viewerPage({ params, url }: RouteContext): Page {
         ? (detail.message ?? 'Connection unstable. Waiting for the network…')
         : null,
     );
-    if (state === 'ended') toolbar.logoffBtn.disabled = true;
+    if (state === 'ended') {
+      toolbar.logoffBtn.disabled = true;
+      countdown.hide();
+    }
     autoHide.setPinned(state !== 'connected');
   };
 
@@ -131,6 +169,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
       if (painter.resize(res.width, res.height)) fitCanvas();
       hooks.width = painter.width;
       hooks.height = painter.height;
+      resizer.attached(res.resize);
       banners.attached();
       if (!root.contains(document.activeElement) || document.activeElement === document.body) {
         focusCanvas();
@@ -159,6 +198,9 @@ export function viewerPage({ params, url }: RouteContext): Page {
     shadow(msg) {
       banners.setWatched(msg.watched, msg.by);
     },
+    warning(msg) {
+      if (!shadow) countdown.warn(msg);
+    },
     unauthorized() {
       navigate(`/login?next=${encodeURIComponent(currentPath())}`, { replace: true });
     },
@@ -172,14 +214,20 @@ export function viewerPage({ params, url }: RouteContext): Page {
     readLocal: readClipboardIfGranted,
   });
   const keyboard = new KeyboardInput(canvas, {
-    send: (keysym, down) => conn.key(keysym, down),
+    send: (keysym, down) => {
+      countdown.input();
+      return conn.key(keysym, down);
+    },
     enabled: inputEnabled,
     pasted: (text) => {
       clipboard.offer(text);
     },
   });
   const pointer = new PointerInput(canvas, {
-    send: (x, y, buttons) => conn.pointer(x, y, buttons),
+    send: (x, y, buttons) => {
+      countdown.input();
+      return conn.pointer(x, y, buttons);
+    },
     enabled: inputEnabled,
     pressed: () => {
       if (document.activeElement !== canvas) focusCanvas();
@@ -209,6 +257,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
     navigate(shadow ? '/admin/sessions' : '/');
   });
   toolbar.logoffBtn.addEventListener('click', async () => {
+    const sure = await confirmDialog(
+      'Log off?',
+      'Logging off closes every application in the desktop. Unsaved work is lost.',
+      'Log off',
+    );
+    if (!sure) return focusCanvas();
     toolbar.logoffBtn.disabled = true;
     keyboard.releaseAll();
     try {
@@ -236,6 +290,8 @@ export function viewerPage({ params, url }: RouteContext): Page {
       frames.reset();
       autoHide.dispose();
       resizeObserver.disconnect();
+      resizer.dispose();
+      countdown.hide();
       statsPanel.dispose();
       window.removeEventListener('focus', onWindowFocus);
       fullscreen.dispose();

@@ -4,6 +4,8 @@
  * Log off. What the buttons do is wired by the page.
  */
 import { h } from '../dom';
+import { DISPLAY_MODES } from './resize';
+import { specialKeysMenu, type SpecialKeysMenu } from './special-keys';
 
 export interface ViewerToolbar {
   el: HTMLElement;
@@ -12,6 +14,14 @@ export interface ViewerToolbar {
   fullscreenBtn: HTMLButtonElement;
   disconnectBtn: HTMLButtonElement;
   logoffBtn: HTMLButtonElement;
+  /** how the desktop fills the window (resize.ts) */
+  displaySelect: HTMLSelectElement;
+  /** why "fit to window" scales instead, when it does */
+  displayNote: HTMLElement;
+  /** the Keys menu (special-keys.ts); absent for a shadow */
+  keys: SpecialKeysMenu | null;
+  /** the on-screen keyboard button (touch devices) */
+  keyboardBtn: HTMLButtonElement;
   /** the desktop's name, once the attach answer says it */
   setName(name: string): void;
   addViewOnlyBadge(): void;
@@ -24,7 +34,10 @@ const toggle = (label: string, tip: string): HTMLButtonElement =>
     label,
   );
 
-export function viewerToolbar(shadow: boolean): ViewerToolbar {
+export function viewerToolbar(
+  shadow: boolean,
+  sendKeys: (keysyms: readonly number[]) => void,
+): ViewerToolbar {
   const title = h('span', { class: 'viewer-name' }, 'Desktop');
   const badges = h('span', { class: 'viewer-badges' });
   const addViewOnlyBadge = (): void => {
@@ -49,6 +62,23 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
     },
     'Log off',
   );
+  const displaySelect = h(
+    'select',
+    { class: 'tb-select', title: 'How the desktop fills the window' },
+    ...DISPLAY_MODES.map((m) => h('option', { value: m.mode }, m.label)),
+  );
+  displaySelect.setAttribute('aria-label', 'Display');
+  const displayNote = h('span', { class: 'tb-note', hidden: true });
+  const keys = shadow ? null : specialKeysMenu(sendKeys);
+  const keyboardBtn = h(
+    'button',
+    {
+      type: 'button',
+      class: 'tb-btn tb-touch-only',
+      title: "Open the device's on-screen keyboard",
+    },
+    'Keyboard',
+  );
   const el = h(
     'div',
     { class: 'viewer-toolbar', attrs: { role: 'toolbar', 'aria-label': 'Desktop' } },
@@ -56,6 +86,10 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
     h(
       'span',
       { class: 'viewer-actions' },
+      displaySelect,
+      displayNote,
+      keys?.el,
+      shadow ? null : keyboardBtn,
       shadow ? null : clipboardBtn,
       statsBtn,
       fullscreenBtn,
@@ -70,6 +104,10 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
     fullscreenBtn,
     disconnectBtn,
     logoffBtn,
+    displaySelect,
+    displayNote,
+    keys,
+    keyboardBtn,
     setName(name) {
       title.textContent = name;
     },

@@ -94,6 +94,8 @@ const EnvSchema = z.object({
   SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(20_000).default(3000),
   /** how often the broker checks timeouts, spares and desktop health, ms @default 5000 */
   BROKER_TICK_MS: z.coerce.number().int().min(50).default(5000),
+  /** how long before an idle or maximum-length log-off viewers see a countdown, seconds (at most half the time-out) @default 120 */
+  SESSION_WARNING_SEC: z.coerce.number().int().min(0).max(3600).default(120),
   /** serve the built client from this folder @default ../client/dist */
   CLIENT_DIR: z.string().optional(),
   /** largest clipboard text between a desktop and its viewers, bytes (pools may set their own) @default 1048576 */
@@ -160,6 +162,8 @@ export interface Config {
   maxFramesInFlight: number;
   login: { maxPerAccount: number; maxPerAccountTotal: number; maxPerIp: number; windowMs: number };
   brokerTickMs: number;
+  /** lead of the log-off countdown, ms */
+  sessionWarningMs: number;
   shutdownDrainMs: number;
   clientDir: string;
   /** what a desktop may send and be sent; pools override the first two */
@@ -231,6 +235,7 @@ export function loadConfig(
       windowMs: e.LOGIN_WINDOW_SEC * 1000,
     },
     brokerTickMs: e.BROKER_TICK_MS,
+    sessionWarningMs: e.SESSION_WARNING_SEC * 1000,
     desktopLimits: {
       clipboardMaxBytes: e.CLIPBOARD_MAX_BYTES,
       maxFramebuffer: { width: fbW, height: fbH, pixels: e.MAX_FRAMEBUFFER_PIXELS },

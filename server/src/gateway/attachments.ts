@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
-import type { AttachRequest, AttachResult, ErrorResult } from '@vdi/shared';
+import type { AttachRequest, AttachResult, DesktopResize, ErrorResult } from '@vdi/shared';
 import type { Broker } from '../broker/broker.js';
 import { BrokerError } from '../broker/errors.js';
 import { RfbError, viewerReason } from '../rfb/errors.js';
 import type { RfbLimits } from '../rfb/types.js';
 import type { DesktopStream } from '../stream/desktop-stream.js';
+import { poolResizeRange, type ResizeRange } from '../stream/limits.js';
 import type { StreamManager } from '../stream/stream-manager.js';
 import type { Viewer } from '../stream/viewer.js';
 import { gatewayMetrics } from './metrics.js';
@@ -20,6 +21,8 @@ export interface Attachment {
   stream: DesktopStream;
   /** the pool's limits for this desktop's link */
   limits: RfbLimits;
+  /** the sizes this viewer may resize the desktop to */
+  resizeRange: ResizeRange;
 }
 
 export interface AttachmentsOptions {
@@ -126,6 +129,7 @@ export class Attachments {
       maxInFlight: this.opts.maxFramesInFlight,
       onError: (err) => this.log.error({ err, sessionId }, 'frame build failed'),
     });
+    const resizeRange = poolResizeRange(info.pool.template, limits);
     this.bySocket.set(socket, {
       sessionId,
       desktopId: info.desktop.id,
@@ -133,6 +137,7 @@ export class Attachments {
       viewer,
       stream,
       limits,
+      resizeRange,
     });
     // attached (by itself or by a retry of ours): no need to keep trying for it
     this.reattacher.stop(socket);
@@ -167,6 +172,7 @@ export class Attachments {
       height: stream.height,
       viewOnly: shadow,
       name: info.desktop.name,
+      resize: resizeOffer(shadow, info.pool.provider, stream, resizeRange),
     };
   }
 
@@ -269,4 +275,23 @@ export class Attachments {
   close(): void {
     this.reattacher.stopAll();
   }
+}
+
+/**
+ * May this viewer resize the desktop to its window? Not a shadow (the owner's size is kept),
+ * not a VM (QEMU forwards a resize to the guest, which may ignore it: scaling is what works
+ * everywhere), not a VNC server that cannot.
+ */
+function resizeOffer(
+  shadow: boolean,
+  provider: string,
+  stream: DesktopStream,
+  range: ResizeRange,
+): DesktopResize {
+  let reason: string | undefined;
+  if (shadow) reason = "A watching administrator keeps the owner's screen size.";
+  else if (provider === 'qemu')
+    reason = 'This virtual machine cannot change its screen size from here; it is scaled.';
+  else if (!stream.canResize) reason = 'This desktop cannot change its screen size; it is scaled.';
+  return { allowed: reason === undefined, ...(reason ? { reason } : {}), ...range };
 }
