@@ -1,5 +1,6 @@
 /** "My desktops": one card per entitled pool, with the user's live sessions in it. */
 import type { ConnectResult, Me, MyDesktop, SessionInfo } from '@vdi/shared';
+import { confirmDialog } from '../dialog';
 import { clear, errorLine, h } from '../dom';
 import { ApiError, api, errorMessage, seg } from '../http';
 import { appHeader } from '../layout';
@@ -132,6 +133,12 @@ export function desktopsPage(): Page {
     logoff.title = 'End this session and close its applications';
     logoff.addEventListener('click', async () => {
       showError(null);
+      const sure = await confirmDialog(
+        'Log off?',
+        `Log off ${s.desktopName || 'this session'}? Its applications are closed; unsaved work is lost.`,
+        'Log off',
+      );
+      if (!sure) return;
       logoff.disabled = true;
       try {
         await api.post(`/api/sessions/${seg(s.id)}/logoff`);

@@ -381,7 +381,13 @@ describe('a real desktop in the browser', () => {
   });
 
   it('Log off ends the session and stops the desktop; the next Connect starts a fresh one', async () => {
+    // the faded toolbar comes back near the top edge; log off asks first
+    await page.mouse.move(12, 4);
     await page.getByRole('button', { name: 'Log off' }).click();
+    await page
+      .getByRole('dialog', { name: 'Log off?' })
+      .getByRole('button', { name: 'Log off' })
+      .click();
     await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
       timeout: 15_000,
     });
@@ -400,7 +406,13 @@ describe('a real desktop in the browser', () => {
     expect(desktopId).not.toBe(oldId);
     first = desktop()!.handle!;
     expect(readHome('e2e-token.txt')).toBeUndefined();
+    // the faded toolbar comes back near the top edge; log off asks first
+    await page.mouse.move(12, 4);
     await page.getByRole('button', { name: 'Log off' }).click();
+    await page
+      .getByRole('dialog', { name: 'Log off?' })
+      .getByRole('button', { name: 'Log off' })
+      .click();
     await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
       timeout: 15_000,
     });

@@ -310,7 +310,13 @@ describe('a VM desktop in the browser', () => {
 
   it('Log off stops the VM and discards its linked clone; the golden image is untouched', async () => {
     const h = vm!;
+    // the faded toolbar comes back near the top edge; log off asks first
+    await page.mouse.move(12, 4);
     await page.getByRole('button', { name: 'Log off' }).click();
+    await page
+      .getByRole('dialog', { name: 'Log off?' })
+      .getByRole('button', { name: 'Log off' })
+      .click();
     await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
       timeout: UI_MS,
     });
