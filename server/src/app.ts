@@ -142,6 +142,13 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     res.status(ok ? 200 : 503).json({ ok, draining, checks });
   });
   app.get('/metrics', async (_req, res) => {
+    // gauges that are counts of what is in the store or attached here, read at scrape time
+    try {
+      await broker.updateGauges();
+    } catch (err) {
+      log.warn({ err }, 'metrics: could not count sessions and desktops');
+    }
+    gateway.updateGauges();
     res.setHeader('Content-Type', metricsRegistry.contentType);
     res.end(await metricsRegistry.metrics());
   });

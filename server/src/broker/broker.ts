@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { MyDesktop, PowerAction, SessionInfo } from '@vdi/shared';
 import type { Clock } from '../clock.js';
+import { metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
 import type { Provider } from '../providers/types.js';
@@ -69,6 +70,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.ticker = new BrokerTick(ctx, this.queries, this.desktops, this.sessions, opts);
     this.reconciler = new Reconciler(ctx, this.queries, this.desktops, this.sessions);
     this.users = new UserRemoval(ctx, this.desktops, this.sessions);
+  }
+
+  /** Set the session and desktop gauges of /metrics from the store (at each scrape). */
+  async updateGauges(): Promise<void> {
+    const { sessions, desktops } = await this.queries.counts();
+    metrics.sessions.reset();
+    for (const r of sessions) metrics.sessions.set({ state: r.state, pool: r.pool }, r.n);
+    metrics.desktops.reset();
+    for (const r of desktops) metrics.desktops.set({ state: r.state, pool: r.pool }, r.n);
   }
 
   /** The provider of a kind; PROVIDER_UNAVAILABLE (503) when this server does not have it. */

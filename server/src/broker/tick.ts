@@ -1,3 +1,4 @@
+import { metrics } from '../metrics.js';
 import { desktopRow, poolRow } from '../store/rows.js';
 import { SYSTEM } from './actor.js';
 import { BrokerPart, LIVE, type BrokerContext } from './context.js';
@@ -85,6 +86,7 @@ export class BrokerTick extends BrokerPart {
   }
 
   private async runTick(): Promise<void> {
+    const end = metrics.brokerTickSeconds.startTimer();
     try {
       await this.enforceTimeouts();
       await this.maintainPools();
@@ -100,6 +102,8 @@ export class BrokerTick extends BrokerPart {
       }
     } catch (err) {
       this.log.error({ err }, 'broker tick failed');
+    } finally {
+      end();
     }
   }
 

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { metrics } from '../metrics.js';
 import { Codec, packIndices, type FrameRect } from '@vdi/shared';
 import { analyse, extract, type Analysis } from './classify.js';
 import type { DeflateStream } from './deflate-stream.js';
@@ -133,6 +134,7 @@ export function encodeJobs(
   fbWidth: number,
   hints: Omit<EncodeHints, 'allowLossy'>,
 ): Promise<EncodedRect[]> {
+  const end = metrics.encodeSeconds.startTimer();
   return Promise.all(
     jobs.map((j) =>
       encodeRect(j.x, j.y, j.w, j.h, extract(fb, fbWidth, j.x, j.y, j.w, j.h), {
@@ -140,5 +142,5 @@ export function encodeJobs(
         allowLossy: j.allowLossy,
       }),
     ),
-  );
+  ).finally(() => end());
 }
