@@ -82,7 +82,17 @@ export function desktopsPage(): Page {
   function card(d: MyDesktop): HTMLElement {
     const error = errorLine();
     const titleId = `pool-${d.poolId}`;
-    const connect = h('button', { type: 'button', class: 'btn btn-primary' }, 'Connect');
+    const live = d.sessions.filter((s) => s.state !== 'ended');
+    // with a session to go back to, the button says so
+    const connect = h(
+      'button',
+      {
+        type: 'button',
+        class: 'btn btn-primary',
+        title: live.length ? 'Back to your running session' : 'Start or get a desktop',
+      },
+      live.length ? 'Resume' : 'Connect',
+    );
     connect.addEventListener('click', async () => {
       error.show(null);
       connect.disabled = true;
@@ -102,7 +112,6 @@ export function desktopsPage(): Page {
       }
     });
 
-    const live = d.sessions.filter((s) => s.state !== 'ended');
     const sessions = live.map((s) => sessionRow(s, (m) => error.show(m)));
     return h(
       'article',

@@ -493,7 +493,7 @@ describe('the admin console runs the live system', () => {
 
     await userPage
       .getByRole('article', { name: pool.name })
-      .getByRole('button', { name: 'Connect' })
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
       .click();
     await userPage.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await drawing(userPage);

@@ -207,7 +207,7 @@ describe('a VM desktop in the browser', () => {
     await page.getByLabel('Username').fill(ADMIN.username);
     await page.getByLabel('Password').fill(ADMIN.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: 'Connect' }).click({ timeout: UI_MS });
+    await page.getByRole('button', { name: /^(Connect|Resume)$/ }).click({ timeout: UI_MS });
     await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await page.waitForFunction(
       () =>
