@@ -91,12 +91,18 @@ describe('a real desktop in the browser', () => {
     await p.getByLabel('Username').fill(ADMIN.username);
     await p.getByLabel('Password').fill(ADMIN.password);
     await p.getByRole('button', { name: 'Sign in' }).click();
-    await p.getByRole('button', { name: /^(Connect|Resume)$/ }).first().waitFor({ timeout: 15_000 });
+    await p
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .waitFor({ timeout: 15_000 });
   }
 
   async function connect(p: Page) {
     const t0 = Date.now();
-    await p.getByRole('button', { name: /^(Connect|Resume)$/ }).first().click();
+    await p
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .click();
     await p.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await p.waitForFunction(
       () =>
@@ -318,7 +324,10 @@ describe('a real desktop in the browser', () => {
     expect(alive(first.xvncPid)).toBe(true);
     page = await context.newPage();
     await page.goto(server.url + '/');
-    await page.getByRole('button', { name: /^(Connect|Resume)$/ }).first().waitFor();
+    await page
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .waitFor();
     await connect(page);
     const again = desktop()!.handle!;
     expect(again).toMatchObject({
@@ -399,7 +408,10 @@ describe('a real desktop in the browser', () => {
     await until(() => desktop() === undefined, 10_000, 'desktop record removed');
     const oldId = desktopId;
     await page.goto(server.url + '/');
-    await page.getByRole('button', { name: /^(Connect|Resume)$/ }).first().waitFor();
+    await page
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .waitFor();
     await connect(page);
     const sid = page.url().split('/desktop/')[1]!.split(/[?#]/)[0]!;
     desktopId = desktopOf(sid);
