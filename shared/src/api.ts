@@ -31,6 +31,20 @@ export const Role = z.enum(['user', 'admin']);
 export type Role = z.infer<typeof Role>;
 export const Id = z.string().min(1).max(64);
 
+/**
+ * The keyboard layout the viewer maps physical keys (KeyboardEvent.code) with. `auto`: the
+ * characters the browser reports (the computer's own layout); the others map each key as
+ * that layout would, AltGr included, whatever the computer's layout is.
+ */
+export const KeyboardLayout = z.enum(['auto', 'us', 'uk', 'de', 'fr']);
+export type KeyboardLayout = z.infer<typeof KeyboardLayout>;
+
+/** A user's own viewer preferences (GET/PUT /api/me/preferences). */
+export const Preferences = z.strictObject({
+  keyboardLayout: KeyboardLayout.default('auto'),
+});
+export type Preferences = z.infer<typeof Preferences>;
+
 export const LoginBody = z.strictObject({ username: Username, password: Password });
 export type LoginBody = z.infer<typeof LoginBody>;
 

@@ -19,6 +19,8 @@ export interface ViewerHooks {
   viewOnly: boolean;
   /** how the desktop fills the window now (resize.ts): fit, scale or actual */
   displayMode: string;
+  /** the keyboard layout keys are mapped with (keyboard-layout.ts) */
+  keyboardLayout: string;
 }
 
 declare global {
@@ -38,6 +40,7 @@ export function installHooks(sessionId: string): ViewerHooks {
     desktopId: '',
     viewOnly: false,
     displayMode: '',
+    keyboardLayout: 'auto',
   };
   window.__vdiViewer = hooks;
   return hooks;

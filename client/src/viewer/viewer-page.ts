@@ -4,7 +4,7 @@
  * banners, the connecting and end screens). `?shadow=1` attaches view-only (an
  * administrator watching).
  */
-import type { AttachResult } from '@vdi/shared';
+import type { AttachResult, KeyboardLayout, Preferences } from '@vdi/shared';
 import { io } from 'socket.io-client';
 import { confirmDialog } from '../dialog';
 import { h } from '../dom';
@@ -28,6 +28,7 @@ import { cursorCss } from './cursor';
 import { FramePipeline } from './frame-pipeline';
 import { Fullscreen } from './fullscreen';
 import { KeyboardInput } from './keyboard-input';
+import { LayoutMapper } from './keyboard-layout';
 import { PointerInput } from './pointer-input';
 import { RepaintRequests } from './repaint-requests';
 import { DesktopResizer, displaySize, type DisplayMode } from './resize';
@@ -213,7 +214,9 @@ export function viewerPage({ params, url }: RouteContext): Page {
     writeLocal: writeClipboard,
     readLocal: readClipboardIfGranted,
   });
+  const layout = new LayoutMapper();
   const keyboard = new KeyboardInput(canvas, {
+    translate: (e) => layout.translate(e),
     send: (keysym, down) => {
       countdown.input();
       return conn.key(keysym, down);
@@ -234,7 +237,35 @@ export function viewerPage({ params, url }: RouteContext): Page {
     },
   });
   canvas.addEventListener('focus', () => void clipboard.pull());
-  canvas.addEventListener('blur', () => pointer.releaseButtons());
+  canvas.addEventListener('blur', () => {
+    pointer.releaseButtons();
+    layout.reset();
+  });
+  // the keyboard layout is the user's, kept on the server; shadows send no keys
+  const layoutSelect = toolbar.layoutSelect;
+  if (layoutSelect) {
+    void api
+      .get<Preferences>('/api/me/preferences')
+      .then((p) => {
+        layout.layout = p.keyboardLayout;
+        layoutSelect.value = p.keyboardLayout;
+        hooks.keyboardLayout = p.keyboardLayout;
+      })
+      .catch(() => {
+        // the default (the computer's own layout) stays
+      });
+    layoutSelect.addEventListener('change', () => {
+      const chosen = layoutSelect.value as KeyboardLayout;
+      layout.layout = chosen;
+      hooks.keyboardLayout = chosen;
+      keyboard.releaseAll();
+      focusCanvas();
+      api.put('/api/me/preferences', { keyboardLayout: chosen }).catch((err: unknown) => {
+        if (!(err instanceof ApiError && err.status === 401))
+          banners.message(`Could not save the keyboard layout: ${errorMessage(err)}`, 'error');
+      });
+    });
+  }
   const onWindowFocus = (): void => {
     if (document.activeElement === canvas) void clipboard.pull();
   };

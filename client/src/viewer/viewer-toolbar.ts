@@ -4,6 +4,7 @@
  * Log off. What the buttons do is wired by the page.
  */
 import { h } from '../dom';
+import { LAYOUT_LABELS } from './keyboard-layout';
 import { DISPLAY_MODES } from './resize';
 import { specialKeysMenu, type SpecialKeysMenu } from './special-keys';
 
@@ -20,6 +21,8 @@ export interface ViewerToolbar {
   displayNote: HTMLElement;
   /** the Keys menu (special-keys.ts); absent for a shadow */
   keys: SpecialKeysMenu | null;
+  /** the user's keyboard layout (keyboard-layout.ts); absent for a shadow */
+  layoutSelect: HTMLSelectElement | null;
   /** the on-screen keyboard button (touch devices) */
   keyboardBtn: HTMLButtonElement;
   /** the desktop's name, once the attach answer says it */
@@ -70,6 +73,15 @@ export function viewerToolbar(
   displaySelect.setAttribute('aria-label', 'Display');
   const displayNote = h('span', { class: 'tb-note', hidden: true });
   const keys = shadow ? null : specialKeysMenu(sendKeys);
+  let layoutSelect: HTMLSelectElement | null = null;
+  if (!shadow) {
+    layoutSelect = h(
+      'select',
+      { class: 'tb-select', title: 'The keyboard layout your keys type with (saved for you)' },
+      ...Object.entries(LAYOUT_LABELS).map(([value, label]) => h('option', { value }, label)),
+    );
+    layoutSelect.setAttribute('aria-label', 'Keyboard layout');
+  }
   const keyboardBtn = h(
     'button',
     {
@@ -89,6 +101,7 @@ export function viewerToolbar(
       displaySelect,
       displayNote,
       keys?.el,
+      layoutSelect,
       shadow ? null : keyboardBtn,
       shadow ? null : clipboardBtn,
       statsBtn,
@@ -107,6 +120,7 @@ export function viewerToolbar(
     displaySelect,
     displayNote,
     keys,
+    layoutSelect,
     keyboardBtn,
     setName(name) {
       title.textContent = name;

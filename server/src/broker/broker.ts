@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { MyDesktop, PowerAction, SessionInfo } from '@vdi/shared';
+import type { MyDesktop, PowerAction, Preferences, SessionInfo } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import { metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
@@ -17,6 +17,7 @@ import type { BrokerEvents } from './events.js';
 import { BrokerQueries } from './queries.js';
 import { Reconciler } from './reconcile.js';
 import { SessionLifecycle, type AttachInfo } from './sessions.js';
+import { UserPreferences } from './preferences.js';
 import { BrokerTick, type TickOptions } from './tick.js';
 import { UserRemoval } from './user-removal.js';
 
@@ -40,6 +41,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly ticker: BrokerTick;
   private readonly reconciler: Reconciler;
   private readonly users: UserRemoval;
+  private readonly prefs: UserPreferences;
   private readonly log: Logger;
 
   constructor(
@@ -69,7 +71,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.assignment = new Assignment(ctx, this.queries, this.desktops, this.sessions);
     this.ticker = new BrokerTick(ctx, this.queries, this.desktops, this.sessions, opts);
     this.reconciler = new Reconciler(ctx, this.queries, this.desktops, this.sessions);
-    this.users = new UserRemoval(ctx, this.desktops, this.sessions);
+    this.prefs = new UserPreferences(ctx);
+    this.users = new UserRemoval(ctx, this.desktops, this.sessions, this.prefs);
+  }
+
+  /** A user's viewer preferences (defaults when never set). */
+  preferences(userId: string): Promise<Preferences> {
+    return this.prefs.get(userId);
+  }
+
+  /** Store the acting user's own viewer preferences. */
+  setPreferences(actor: Actor, prefs: Preferences): Promise<void> {
+    if (actor.id === null) throw new BrokerError('FORBIDDEN', 'only a user has preferences', 403);
+    return this.prefs.set({ ...actor, id: actor.id }, prefs);
   }
 
   /** Set the session and desktop gauges of /metrics from the store (at each scrape). */

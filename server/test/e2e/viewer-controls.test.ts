@@ -6,6 +6,8 @@
  * banner before the session ends.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -32,7 +34,13 @@ const MAX_SESSION_SEC = 24;
 const WARNING_SEC = 12;
 
 type ViewerWindow = Window & {
-  __vdiViewer?: { framesDrawn: number; width: number; height: number; desktopId: string };
+  __vdiViewer?: {
+    framesDrawn: number;
+    width: number;
+    height: number;
+    desktopId: string;
+    keyboardLayout: string;
+  };
 };
 
 describe("the viewer's controls on a real desktop", () => {
@@ -233,6 +241,39 @@ describe("the viewer's controls on a real desktop", () => {
     ].map((m) => `${m[1] === 'KeyPress' ? '+' : '-'}${m[2]}`);
     expect(presses).toEqual(['+Control_L', '+Alt_L', '+Delete', '-Delete', '-Alt_L', '-Control_L']);
     xev.kill('SIGTERM');
+  });
+
+  it('with the German layout chosen, KeyZ types y and AltGr+Q types @ (saved for the user)', async () => {
+    await revealToolbar(page);
+    await page.getByLabel('Keyboard layout').selectOption('de');
+    await until(
+      async () =>
+        ((await api.get('/api/me/preferences')).body as { keyboardLayout: string })
+          .keyboardLayout === 'de',
+      UI_MS,
+      'the layout saved on the server',
+    );
+    await x('xdotool', ['search', '--class', 'xterm', 'windowfocus', '--sync']);
+    await page.locator('#screen').focus();
+    // "touch " is the same on both layouts; then the keys a US keyboard calls Z and Q
+    await page.keyboard.type('touch ', { delay: 20 });
+    await page.keyboard.press('KeyZ');
+    await page.keyboard.down('AltRight');
+    await page.keyboard.press('KeyQ');
+    await page.keyboard.up('AltRight');
+    await page.keyboard.press('Enter');
+    await until(() => fs.existsSync(path.join(desktop.home, 'y@')), UI_MS, 'the file y@');
+    // a new viewer of this user starts with the layout it saved
+    const again = await newPage(800, 600);
+    await again.goto(`${ts.url}/desktop/${sessionId}`);
+    await again.waitForFunction(
+      () => (window as ViewerWindow).__vdiViewer?.keyboardLayout === 'de',
+      null,
+      { timeout: UI_MS },
+    );
+    expect(await again.getByLabel('Keyboard layout').inputValue()).toBe('de');
+    await again.close();
+    await drawing(page);
   });
 
   it('shows a countdown before the maximum session length logs the session off', async () => {
