@@ -21,6 +21,8 @@ export interface ViewerHooks {
   displayMode: string;
   /** the keyboard layout keys are mapped with (keyboard-layout.ts) */
   keyboardLayout: string;
+  /** the view's pinch zoom (touch.ts), 1 = none */
+  zoom: number;
 }
 
 declare global {
@@ -41,6 +43,7 @@ export function installHooks(sessionId: string): ViewerHooks {
     viewOnly: false,
     displayMode: '',
     keyboardLayout: 'auto',
+    zoom: 1,
   };
   window.__vdiViewer = hooks;
   return hooks;

@@ -29,10 +29,13 @@ import { FramePipeline } from './frame-pipeline';
 import { Fullscreen } from './fullscreen';
 import { KeyboardInput } from './keyboard-input';
 import { LayoutMapper } from './keyboard-layout';
+import { OnScreenKeyboard } from './on-screen-keyboard';
+import { toFramebuffer } from './pointer';
 import { PointerInput } from './pointer-input';
 import { RepaintRequests } from './repaint-requests';
 import { DesktopResizer, displaySize, type DisplayMode } from './resize';
 import { comboEvents } from './special-keys';
+import { TouchInput } from './touch';
 import { ViewerStats } from './stats';
 import { StatsPanel } from './stats-panel';
 import { installHooks } from './test-hooks';
@@ -236,6 +239,39 @@ export function viewerPage({ params, url }: RouteContext): Page {
       if (document.activeElement !== canvas) focusCanvas();
     },
   });
+  const touch = new TouchInput(canvas, {
+    send(clientX, clientY, buttons) {
+      const { x, y } = toFramebuffer(
+        clientX,
+        clientY,
+        canvas.getBoundingClientRect(),
+        canvas.width,
+        canvas.height,
+      );
+      countdown.input();
+      conn.pointer(x, y, buttons);
+    },
+    enabled: inputEnabled,
+    zoomed(scale, center) {
+      // the view only: the canvas grows around the fingers, the desktop keeps its size
+      const box = stage.getBoundingClientRect();
+      canvas.style.transformOrigin = `${center.x - box.left - canvas.offsetLeft}px ${center.y - box.top - canvas.offsetTop}px`;
+      canvas.style.transform = scale === 1 ? '' : `scale(${scale})`;
+      hooks.zoom = scale;
+    },
+    pressed: () => {
+      if (document.activeElement !== canvas) focusCanvas();
+    },
+  });
+  const osk = new OnScreenKeyboard({
+    send: (keysym, down) => {
+      countdown.input();
+      conn.key(keysym, down);
+    },
+    enabled: inputEnabled,
+  });
+  root.append(osk.input);
+  toolbar.keyboardBtn.addEventListener('click', () => osk.open());
   canvas.addEventListener('focus', () => void clipboard.pull());
   canvas.addEventListener('blur', () => {
     pointer.releaseButtons();
@@ -317,6 +353,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
     dispose() {
       keyboard.dispose();
       pointer.dispose();
+      touch.dispose();
       conn.close();
       frames.reset();
       autoHide.dispose();
