@@ -40,6 +40,7 @@ type ViewerWindow = Window & {
     height: number;
     desktopId: string;
     keyboardLayout: string;
+    zoom: number;
   };
 };
 
@@ -105,8 +106,8 @@ describe("the viewer's controls on a real desktop", () => {
   }
 
   /** A signed-in page of its own, `width`×`height`. */
-  async function newPage(width: number, height: number): Promise<Page> {
-    const ctx = await browser.newContext({ viewport: { width, height } });
+  async function newPage(width: number, height: number, hasTouch = false): Promise<Page> {
+    const ctx = await browser.newContext({ viewport: { width, height }, hasTouch });
     contexts.push(ctx);
     const p = await ctx.newPage();
     await p.goto(ts.url + '/');
@@ -274,6 +275,83 @@ describe("the viewer's controls on a real desktop", () => {
     expect(await again.getByLabel('Keyboard layout').inputValue()).toBe('de');
     await again.close();
     await drawing(page);
+  });
+
+  it('touch: a tap clicks, a long press right-clicks, two fingers scroll, a pinch zooms the view', async () => {
+    // xev's window at the top left of the desktop reports the buttons it gets
+    const inv = xInvocation(desktop, [
+      'stdbuf',
+      '-oL',
+      'xev',
+      '-event',
+      'button',
+      '-geometry',
+      '500x400+0+0',
+    ]);
+    const xev = spawn(inv.file, inv.args, { env: inv.env, stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(xev);
+    let out = '';
+    xev.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await until(
+      async () =>
+        (await x('xdotool', ['search', '--name', 'Event Tester']).catch(() => '')).trim() || false,
+      UI_MS,
+      'the xev window',
+    );
+    await x('xdotool', ['search', '--name', 'Event Tester', 'windowmove', '--sync', '0', '0']);
+    await x('xdotool', ['search', '--name', 'Event Tester', 'windowraise']);
+    const buttons = () =>
+      [...out.matchAll(/ButtonPress event[\s\S]*?button (\d+)/g)].map((m) => Number(m[1]));
+
+    const tp = await newPage(800, 600, true);
+    await tp.goto(`${ts.url}/desktop/${sessionId}`);
+    await drawing(tp);
+    await until(async () => (await geometry()) === '800x600', UI_MS, 'desktop at 800x600');
+    const cdp = await tp.context().newCDPSession(tp);
+    const touch = (type: string, points: Array<{ x: number; y: number }>) =>
+      cdp.send('Input.dispatchTouchEvent', {
+        type,
+        touchPoints: points.map((p, id) => ({ ...p, id })),
+      });
+
+    await touch('touchStart', [{ x: 150, y: 200 }]);
+    await touch('touchEnd', []);
+    await until(() => buttons().includes(1), UI_MS, 'a left click from a tap');
+
+    await touch('touchStart', [{ x: 160, y: 220 }]);
+    await until(() => buttons().includes(3), UI_MS, 'a right click from a long press');
+    await touch('touchEnd', []);
+
+    await touch('touchStart', [
+      { x: 150, y: 300 },
+      { x: 250, y: 300 },
+    ]);
+    for (let dy = 20; dy <= 120; dy += 20)
+      await touch('touchMove', [
+        { x: 150, y: 300 - dy },
+        { x: 250, y: 300 - dy },
+      ]);
+    await touch('touchEnd', []);
+    await until(() => buttons().includes(5), UI_MS, 'wheel down from a two-finger drag');
+
+    const before = buttons().length;
+    await touch('touchStart', [
+      { x: 300, y: 300 },
+      { x: 400, y: 300 },
+    ]);
+    for (const spread of [60, 90, 120, 150])
+      await touch('touchMove', [
+        { x: 350 - spread, y: 300 },
+        { x: 350 + spread, y: 300 },
+      ]);
+    await touch('touchEnd', []);
+    await tp.waitForFunction(() => ((window as ViewerWindow).__vdiViewer?.zoom ?? 1) > 2, null, {
+      timeout: UI_MS,
+    });
+    expect(buttons().length).toBe(before); // the pinch clicked nothing in the desktop
+    await tp.screenshot({ path: screenshotPath('viewer-touch-zoom.png') });
+    await tp.close();
+    xev.kill('SIGTERM');
   });
 
   it('shows a countdown before the maximum session length logs the session off', async () => {
