@@ -36,6 +36,10 @@ export const TEST_PACKAGES = [
   'cpio',
   'e2fsprogs',
   'linux-image-amd64',
+  'gcc', // the e2e exact-after-motion test builds the bench's animation client (bench-x.c)
+  'libc6-dev',
+  'libx11-dev',
+  'libxext-dev',
 ];
 
 /** Everything `npm run bench` needs (server/bench/): noVNC + websockify as the reference, the

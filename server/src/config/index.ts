@@ -133,6 +133,25 @@ const EnvSchema = z.object({
   RFB_SEND_STALL_MS: z.coerce.number().int().min(100).default(15_000),
   /** ms one message from a desktop may take from first to last byte before its link is dropped @default 30000 */
   RFB_MESSAGE_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+  /**
+   * compressed encodings asked for on links that cross a network (remote endpoints), most
+   * preferred first, comma-separated from `tight`, `zrle`; empty: Raw there too
+   * @default tight,zrle
+   */
+  RFB_REMOTE_ENCODINGS: z
+    .string()
+    .default('tight,zrle')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter((s) => s !== ''),
+    )
+    .pipe(
+      z
+        .array(z.enum(['tight', 'zrle']))
+        .refine((a) => new Set(a).size === a.length, 'listed twice'),
+    ),
 });
 
 export type Env = z.input<typeof EnvSchema>;
@@ -174,6 +193,8 @@ export interface Config {
     sendBufferBytes: number;
     sendStallMs: number;
     messageTimeoutMs: number;
+    /** compressed encodings for remote links, most preferred first */
+    remoteEncodings: ('tight' | 'zrle')[];
   };
 }
 
@@ -243,6 +264,7 @@ export function loadConfig(
       sendBufferBytes: e.RFB_SEND_BUFFER_BYTES,
       sendStallMs: e.RFB_SEND_STALL_MS,
       messageTimeoutMs: e.RFB_MESSAGE_TIMEOUT_MS,
+      remoteEncodings: e.RFB_REMOTE_ENCODINGS,
     },
     shutdownDrainMs: e.SHUTDOWN_DRAIN_MS,
     clientDir: e.CLIENT_DIR

@@ -45,6 +45,7 @@ export interface GatewayOptions {
       sendBufferBytes: number;
       sendStallMs: number;
       messageTimeoutMs: number;
+      remoteEncodings: readonly ('tight' | 'zrle')[];
     }>;
   /** the desktops' RFB links: bounds, timeouts, linger */
   streams?: StreamManagerOptions;
@@ -134,6 +135,7 @@ export class Gateway {
           sendBufferBytes: dl.sendBufferBytes,
           sendStallMs: dl.sendStallMs,
           messageTimeoutMs: dl.messageTimeoutMs,
+          ...(dl.remoteEncodings && { remoteEncodings: dl.remoteEncodings }),
         }),
         ...opts.streams?.rfb,
       },

@@ -308,7 +308,10 @@ describe("the viewer's controls on a real desktop", () => {
     await drawing(tp);
     await until(async () => (await geometry()) === '800x600', UI_MS, 'desktop at 800x600');
     const cdp = await tp.context().newCDPSession(tp);
-    const touch = (type: string, points: Array<{ x: number; y: number }>) =>
+    const touch = (
+      type: 'touchStart' | 'touchMove' | 'touchEnd',
+      points: Array<{ x: number; y: number }>,
+    ) =>
       cdp.send('Input.dispatchTouchEvent', {
         type,
         touchPoints: points.map((p, id) => ({ ...p, id })),
