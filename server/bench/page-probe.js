@@ -121,9 +121,10 @@
         state.wsBytes +=
           typeof d === 'string' ? utf8.encode(d).length : (d.byteLength ?? d.size ?? 0);
         state.wsMessages++;
-        // "quiet" means no picture data: this server's viewer exchanges a small text heartbeat
-        // every second on a still screen (shared/src/events.ts HEARTBEAT), and Socket.IO its
-        // pings; frames (and all of noVNC's messages) are binary
+        // "quiet" means no picture data: this server's viewer and gateway exchange small text
+        // messages (heartbeats, their answers) every second while nothing else flows, which
+        // would keep the settle wait from ever ending; pictures (noVNC's RFB, our frames) are
+        // binary
         if (typeof d !== 'string') state.lastMessageAt = Date.now();
       });
       return ws;

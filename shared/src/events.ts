@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AudioRequest } from './audio.js';
 
 /**
  * Socket.IO event maps used by both ends (typed, so a renamed event breaks the build).
@@ -84,6 +85,20 @@ export interface AttachResult {
   viewOnly: boolean;
   /** display name of the desktop, for the tab title */
   name: string;
+  /** can this viewer resize the desktop to its window ("fit to window"), and within what */
+  resize: DesktopResize;
+}
+
+/** Whether and how far a viewer may resize its desktop (SetDesktopSize). */
+export interface DesktopResize {
+  /** false: view-only, or the desktop cannot change its size (it is scaled instead) */
+  allowed: boolean;
+  /** why not, in the viewer's words, when not allowed */
+  reason?: string;
+  minWidth: number;
+  minHeight: number;
+  maxWidth: number;
+  maxHeight: number;
 }
 export interface ErrorResult {
   ok: false;
@@ -134,6 +149,15 @@ export const HEARTBEAT = {
   lostMs: 15_000,
 } as const;
 
+/**
+ * The session will be logged off in `inMs` ms: idle (no input; input starts the idle clock
+ * over) or its maximum length reached. Sent by every broker tick while within the warning lead.
+ */
+export interface SessionWarningMsg {
+  kind: 'idle' | 'max-session';
+  inMs: number;
+}
+
 export interface ShadowMsg {
   /** true while an admin watches this session */
   watched: boolean;
@@ -149,9 +173,13 @@ export interface ServerToClientEvents {
   /** a message from an administrator */
   notice: (msg: { text: string; from: string }) => void;
   shadow: (msg: ShadowMsg) => void;
+  /** a log-off is coming (idle or maximum session length): show a countdown */
+  warning: (msg: SessionWarningMsg) => void;
   /** about the server process: it is restarting */
   server: (msg: ServerStatusMsg) => void;
   error: (msg: { code: string; message: string }) => void;
+  /** sound: one AUDIO_CODEC_ID byte, then one packet (audio.ts) */
+  audio: (data: ArrayBuffer | Uint8Array) => void;
 }
 
 export interface ClientToServerEvents {
@@ -167,6 +195,8 @@ export interface ClientToServerEvents {
   refresh: () => void;
   /** are you there? The server calls `cb` at once (see HEARTBEAT) */
   heartbeat: (cb: () => void) => void;
+  /** start (in a codec) or stop the desktop's sound */
+  audio: (msg: AudioRequest) => void;
 }
 
 /**
@@ -190,6 +220,7 @@ export const ClientEventSchemas = {
   videoError: VideoErrorMsg,
   refresh: null,
   heartbeat: null,
+  audio: AudioRequest,
 } as const satisfies ClientEventSchemaMap;
 
 export type ClientEventName = keyof ClientToServerEvents;

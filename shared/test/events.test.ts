@@ -21,6 +21,7 @@ import {
   type ServerToClientEvents,
   type SessionStatusMsg,
   type ShadowMsg,
+  type SessionWarningMsg,
 } from '../src/index.js';
 
 type Payload<E extends ClientEventName> = Parameters<ClientToServerEvents[E]>[0];
@@ -33,6 +34,7 @@ describe('client → server events', () => {
       [
         'ack',
         'attach',
+        'audio',
         'clipboard',
         'heartbeat',
         'key',
@@ -86,6 +88,7 @@ describe('client → server events', () => {
       ack: { seq: 1 },
       resize: { width: 800, height: 600 },
       videoError: { regionId: 0, reason: 'EncodingError: decode failed' },
+      audio: { codec: 'opus' },
     };
     for (const name of CLIENT_EVENT_NAMES) {
       const schema = ClientEventSchemas[name];
@@ -113,6 +116,9 @@ describe('server → client events', () => {
     expectTypeOf<Parameters<ServerToClientEvents['cursor']>>().toEqualTypeOf<[CursorMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['session']>>().toEqualTypeOf<[SessionStatusMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['shadow']>>().toEqualTypeOf<[ShadowMsg]>();
+    expectTypeOf<Parameters<ServerToClientEvents['warning']>>().toEqualTypeOf<
+      [SessionWarningMsg]
+    >();
     expectTypeOf<Parameters<ServerToClientEvents['server']>>().toEqualTypeOf<[ServerStatusMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['error']>>().toEqualTypeOf<
       [{ code: string; message: string }]
@@ -121,7 +127,16 @@ describe('server → client events', () => {
 
   it('names exactly these events', () => {
     expectTypeOf<keyof ServerToClientEvents>().toEqualTypeOf<
-      'frame' | 'cursor' | 'clipboard' | 'session' | 'notice' | 'shadow' | 'server' | 'error'
+      | 'frame'
+      | 'cursor'
+      | 'clipboard'
+      | 'session'
+      | 'notice'
+      | 'shadow'
+      | 'warning'
+      | 'server'
+      | 'error'
+      | 'audio'
     >();
   });
 });
