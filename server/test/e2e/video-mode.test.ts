@@ -183,7 +183,11 @@ describe('video mode in a real browser', () => {
     await p.getByLabel('Username').fill(ADMIN.username);
     await p.getByLabel('Password').fill(ADMIN.password);
     await p.getByRole('button', { name: 'Sign in' }).click();
-    await p.getByRole('button', { name: 'Connect' }).first().click();
+    // a session already running shows Resume
+    await p
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .click();
     await p.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await p.waitForFunction(
       () =>
@@ -231,11 +235,11 @@ describe('video mode in a real browser', () => {
     await gone;
   }
 
-  /** ffmpeg children of the server process */
+  /** video encoders: the server's ffmpeg children running x264 (sound has an ffmpeg too) */
   const encoders = async (): Promise<number> => {
-    const r = await run('pgrep', ['-P', String(server.child!.pid), '-x', 'ffmpeg']).catch(() => ({
-      stdout: '',
-    }));
+    const r = await run('pgrep', ['-P', String(server.child!.pid), '-f', 'ffmpeg .*libx264']).catch(
+      () => ({ stdout: '' }),
+    );
     return r.stdout.trim() ? r.stdout.trim().split('\n').length : 0;
   };
 
