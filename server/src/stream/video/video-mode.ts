@@ -9,6 +9,12 @@ import type { StartEncoder, VideoEncoder } from './encoder.js';
 import type { H264Chunk } from './flv-reader.js';
 import { findVideoRegion, overlap } from './region-finder.js';
 
+/**
+ * Pictures in an encoder at once: two keep the child busy while the last chunk is on its way
+ * (it runs as its own process, which a loaded machine schedules late), at one more picture of
+ * latency; never more than the encoder takes (MAX_PENDING_PICTURES).
+ */
+const PIPELINE_PICTURES = 2;
 /** How often the hot cells are looked at for a region in motion, and a region for stillness, ms. */
 export const VIDEO_CHECK_MS = 100;
 /** A region must stay in motion, in about the same place, this long before it goes video, ms. */
@@ -148,7 +154,9 @@ export class VideoMode {
       // until the encoder is warm the normal path keeps painting the region too
       if (a.warm) this.host.dirty.clearInside(a.region);
     }
-    if (!a.dirty || a.ready.length > 0 || a.encoder.pending > 0) return;
+    // a picture may go in while the one before is still encoding (the child works while its
+    // chunk travels), but none while an encoded one waits for the viewer: it is behind
+    if (!a.dirty || a.ready.length > 0 || a.encoder.pending >= PIPELINE_PICTURES) return;
     const { x, y, w, h } = a.region;
     if (a.encoder.encode(extract(this.host.mirror.fb, this.host.mirror.width, x, y, w, h))) {
       a.dirty = false;
