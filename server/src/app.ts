@@ -96,11 +96,25 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
   const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {
     tickMs: config.brokerTickMs,
+    // several nodes share a PostgreSQL store (decision 11)
+    node: {
+      host: config.node.host,
+      id: config.node.id,
+      leaseMs: config.node.leaseMs,
+      clustered: store.dialect === 'postgres',
+    },
+    lock: store.lock,
   });
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 
-  await ensureAdmin(db, clock, log, { username: config.adminUser, password: config.adminPassword });
-  if (config.defaultPool) await ensureDefaultPool(db, clock, pools, config);
+  // nodes starting together on a fresh database: one creates the first admin and pool
+  await store.lock.run('vdi:first-run', async () => {
+    await ensureAdmin(db, clock, log, {
+      username: config.adminUser,
+      password: config.adminPassword,
+    });
+    if (config.defaultPool) await ensureDefaultPool(db, clock, pools, config);
+  });
 
   const app = express();
   app.disable('x-powered-by');
@@ -164,8 +178,10 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     log.child({ part: 'gateway' }),
     [auth.sessionMiddleware, auth.passportInit, auth.passportSession],
     {
+      presenceSweepMs: config.node.presenceSweepMs,
       ...deps.gateway,
       maxFramesInFlight: config.maxFramesInFlight,
+      video: config.video,
       allowedOrigins: config.allowedOrigins,
       desktopLimits: config.desktopLimits,
     },

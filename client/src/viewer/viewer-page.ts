@@ -4,7 +4,7 @@
  * banners, the connecting and end screens). `?shadow=1` attaches view-only (an
  * administrator watching).
  */
-import type { AttachResult } from '@vdi/shared';
+import type { AttachRequest, AttachResult } from '@vdi/shared';
 import { io } from 'socket.io-client';
 import { h } from '../dom';
 import { ApiError, api, errorMessage, seg } from '../http';
@@ -36,6 +36,7 @@ import { ViewerStats } from './stats';
 import { StatsPanel } from './stats-panel';
 import { installHooks } from './test-hooks';
 import { setPanel, viewerToolbar } from './viewer-toolbar';
+import { videoCapability } from './video-decoders';
 
 export function viewerPage({ params, url }: RouteContext): Page {
   const sessionId = params.sessionId ?? '';
@@ -105,12 +106,17 @@ export function viewerPage({ params, url }: RouteContext): Page {
     drawn(frame, resized) {
       if (resized) fitCanvas();
       hooks.framesDrawn++;
+      for (const r of frame.rects) if (r.kind === 'video') hooks.videoPainted++;
       hooks.lastSeq = frame.seq;
       hooks.width = painter.width;
       hooks.height = painter.height;
       banners.frameDrawn();
     },
     ack: (seq, renderMs) => conn.ack(seq, renderMs),
+    videoFailed(regionId, reason) {
+      hooks.videoErrors++;
+      conn.videoFailed(regionId, reason);
+    },
   });
 
   // ── connection ──
@@ -135,7 +141,8 @@ export function viewerPage({ params, url }: RouteContext): Page {
     autoHide.setPinned(state !== 'connected');
   };
 
-  const conn = new ViewerConnection(socket, shadow ? { sessionId, shadow: true } : { sessionId }, {
+  const request: AttachRequest = shadow ? { sessionId, shadow: true } : { sessionId };
+  const conn = new ViewerConnection(socket, request, {
     state: showState,
     attached(res: AttachResult) {
       toolbar.setName(res.name);
@@ -251,7 +258,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
   });
   screens.reconnectBtn.addEventListener('click', () => conn.reconnect());
 
-  conn.start();
+  // ask the server for video only if this browser decodes it (checked before the first attach)
+  void videoCapability().then((codecs) => {
+    request.video = codecs;
+    hooks.videoCodecs = codecs;
+    conn.start();
+  });
 
   return {
     el: root,

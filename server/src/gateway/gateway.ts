@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { MAX_CLIENT_MESSAGE_BYTES, vdiParser } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import type { Broker } from '../broker/broker.js';
+import { SYSTEM } from '../broker/actor.js';
 import { StreamManager, type StreamManagerOptions } from '../stream/stream-manager.js';
 import {
   poolRfbLimits,
@@ -26,11 +27,17 @@ import {
 } from './input-budget.js';
 import { Liveness, pingIntervalFor, VIEWER_TIMEOUT_MS } from './liveness.js';
 import { gatewayMetrics } from './metrics.js';
+import { startFfmpeg } from '../stream/video/encoder.js';
 import { refuseUnknownEvents, valid } from './validate.js';
 import { fail, rooms, type VdiServer, type VdiSocket } from './viewer-socket.js';
 
 export interface GatewayOptions {
   maxFramesInFlight: number;
+  /**
+   * Video mode (config.video): regions in motion go to an ffmpeg child per viewer, for
+   * browsers that decode H.264. @default off
+   */
+  video?: { enabled: boolean; ffmpegPath: string };
   allowedOrigins: string[];
   /** input events per second a socket may send (burst is the same number) @default 600 */
   inputRate?: number;
@@ -45,6 +52,7 @@ export interface GatewayOptions {
       sendBufferBytes: number;
       sendStallMs: number;
       messageTimeoutMs: number;
+      remoteEncodings: readonly ('tight' | 'zrle')[];
     }>;
   /** the desktops' RFB links: bounds, timeouts, linger */
   streams?: StreamManagerOptions;
@@ -63,6 +71,12 @@ export interface GatewayOptions {
   viewerTimeoutMs?: number;
   /** after SIGTERM, viewers wait between these before reconnecting, ms (spreads the herd) @default [1000, 3000] */
   restartRetryMs?: readonly [number, number];
+  /**
+   * How often active sessions are checked for a viewer on any node, ms: one no node views on
+   * two checks in a row (its viewer's node died, or a node restarted) is marked disconnected.
+   * @default 5000
+   */
+  presenceSweepMs?: number;
 }
 
 /**
@@ -135,16 +149,19 @@ export class Gateway {
           sendBufferBytes: dl.sendBufferBytes,
           sendStallMs: dl.sendStallMs,
           messageTimeoutMs: dl.messageTimeoutMs,
+          ...(dl.remoteEncodings && { remoteEncodings: dl.remoteEncodings }),
         }),
         ...opts.streams?.rfb,
       },
     });
     this.attachments = new Attachments({
       io: this.io,
+      clock,
       broker,
       streams: this.streams,
       log,
       maxFramesInFlight: opts.maxFramesInFlight,
+      ...(opts.video?.enabled && { startEncoder: startFfmpeg(opts.video.ffmpegPath) }),
       limitsOf: (template) => this.limitsOf(template),
       ...(opts.reattachDelaysMs && { reattachDelaysMs: opts.reattachDelaysMs }),
     });
@@ -156,6 +173,39 @@ export class Gateway {
     );
     relayBrokerEvents(events, this.streams);
     this.audio = new AudioRelay(broker, log);
+    this.presenceTimer = setInterval(
+      () => void this.sweepPresence().catch((err: unknown) => log.warn({ err }, 'presence sweep')),
+      opts.presenceSweepMs ?? 5000,
+    );
+    this.presenceTimer.unref();
+  }
+
+  private readonly presenceTimer: NodeJS.Timeout;
+  /** active sessions no node viewed at the last sweep */
+  private unviewed = new Set<string>();
+
+  /**
+   * Cluster-wide presence (decision 11): an active session that no viewer on any node views
+   * at two sweeps in a row is marked disconnected, so its disconnected timeout runs. That is
+   * how a session whose only viewer was on a node that died, or that a restart left active,
+   * gets there. Two sweeps, so a viewer attaching while one looks is not missed.
+   */
+  async sweepPresence(): Promise<void> {
+    if (this.draining) return;
+    const since = new Date(this.clock.now()).toISOString();
+    const active = await this.broker.activeSessionIds();
+    if (active.length === 0) {
+      this.unviewed.clear();
+      return;
+    }
+    const viewed = await this.attachments.viewedSessions();
+    if (!viewed) return;
+    const unviewed = new Set(active.filter((id) => !viewed.has(id)));
+    for (const id of unviewed) {
+      if (!this.unviewed.has(id)) continue;
+      await this.broker.markDisconnected(id, SYSTEM, 'no viewer on any node', since);
+    }
+    this.unviewed = unviewed;
   }
 
   private onConnection(socket: VdiSocket): void {
@@ -185,6 +235,10 @@ export class Gateway {
       // only for frames this viewer was sent: made-up acks do not skew the figures
       if (acked && m.renderMs !== undefined)
         gatewayMetrics.renderSeconds.observe(m.renderMs / 1000);
+    });
+    socket.on('videoError', (payload) => {
+      const m = valid(socket, this.log, 'videoError', payload);
+      if (m) this.attachments.of(socket)?.viewer.videoFailed(m.regionId, m.reason);
     });
     socket.on('refresh', () => this.attachments.of(socket)?.viewer.requestKeyframe());
     socket.on('audio', (payload) => this.onAudio(socket, payload));
@@ -277,6 +331,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.presenceTimer);
     this.liveness.close();
     this.audio.close();
     this.attachments.close();
