@@ -31,7 +31,11 @@ describe('files: upload into ~/Uploads, download from ~/Downloads', () => {
 
   const filesPanel = () => page.getByRole('complementary', { name: 'Files' });
   const openPanel = async () => {
-    if (await filesPanel().isHidden()) await page.getByRole('button', { name: 'Files' }).click();
+    if (await filesPanel().isHidden()) {
+      // the toolbar fades while the desktop is used: the pointer at the top edge brings it back
+      await page.mouse.move(640, 2);
+      await page.getByRole('button', { name: 'Files' }).click();
+    }
     await filesPanel().waitFor();
   };
   /** the upload row of a file, once it is done or failed */
