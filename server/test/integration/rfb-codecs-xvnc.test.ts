@@ -292,7 +292,7 @@ describe('ZRLE and Tight from a real Xvnc equal xwd pixel for pixel', () => {
     expect(changed.equals(screen)).toBe(false);
     await matches(c.fb, changed, `${name} changed frame equal to xwd`);
     // the repaint of the root around the xterm and the image, bytes
-    changes[name] = c.client.bytesReceived - (bytes[name] as number);
+    changes[name] = c.client.bytesReceived - bytes[name];
     expect(c.closes).toEqual([]);
     c.client.close('done');
     // back to the first screen for the next client
