@@ -6,7 +6,10 @@
 export interface FramebufferSink {
   /** initial size, and every DesktopSize / ExtendedDesktopSize change */
   resize(width: number, height: number): void;
-  /** a Raw rectangle; `pixels` is only valid during the call */
+  /**
+   * pixels of a Raw, ZRLE or Tight rectangle, maybe in bands of whole rows; `pixels` is only
+   * valid during the call
+   */
   putPixels(x: number, y: number, w: number, h: number, pixels: Buffer): void;
   /** CopyRect: copy w×h from (srcX, srcY) to (x, y) */
   copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void;
