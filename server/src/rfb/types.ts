@@ -51,6 +51,11 @@ export interface RfbLimits {
   maxCutText: number;
   /** largest desktop name, bytes */
   maxNameLength: number;
+  /**
+   * most compressed bytes of one ZRLE rectangle, which is held whole before it is inflated
+   * (Tight's are at most 4 MiB by its length field); a larger one closes the link
+   */
+  maxCompressedRect: number;
 }
 
 export const DEFAULT_RFB_LIMITS: RfbLimits = {
@@ -61,4 +66,6 @@ export const DEFAULT_RFB_LIMITS: RfbLimits = {
   maxCursor: 256,
   maxCutText: 1024 * 1024,
   maxNameLength: 4096,
+  // a full 4K screen of noise in ZRLE raw tiles is ~25 MB; TigerVNC sends far smaller rects
+  maxCompressedRect: 32 * 1024 * 1024,
 };

@@ -272,6 +272,16 @@ describe('ZRLE', () => {
       expectProtocolError(run.error, 'bad-zrle', /announces 4294967295 compressed bytes/);
     });
 
+    it('a compressed length over limits.maxCompressedRect, from the length field alone', () => {
+      const limits = { ...DEFAULT_RFB_LIMITS, maxCompressedRect: 1000 };
+      const head = w.cat(w.u8(0), w.pad(1), w.u16(1), w.rectHeader(0, 0, 64, 48, 16), w.u32(1001));
+      const run = runAny([head], 64, 48, limits, ASKED);
+      expectProtocolError(run.error, 'bad-zrle', /over the 1000-byte limit/);
+      expect(
+        runAny([head.subarray(0, head.length - 4), w.u32(1000)], 64, 48, limits, ASKED).error,
+      ).toBeUndefined();
+    });
+
     it('a rect outside the framebuffer, from its header', () => {
       const run = runParser([w.cat(w.u8(0), w.pad(1), w.u16(1), w.rectHeader(60, 0, 8, 8, 16))]);
       expectProtocolError(run.error, 'rect-out-of-bounds');
