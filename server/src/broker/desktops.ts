@@ -129,6 +129,16 @@ export class Desktops extends BrokerPart {
     pool: PoolRow,
     o: { owner: string | null; state: 'in-use' | 'ready'; keepLease?: boolean },
   ): Promise<DesktopRow> {
+    return this.startReserved(pool, await this.reserve(pool, o.owner), o);
+  }
+
+  /**
+   * The first half of provision: the row, in 'provisioning' under this node's lease. It counts
+   * towards the pool's size at once, so a caller holding the pool's lock (which must not be
+   * held for the seconds a start takes: every Connect of the pool, on every node, waits on it)
+   * reserves under it and starts after letting go.
+   */
+  async reserve(pool: PoolRow, owner: string | null): Promise<DesktopRow> {
     const id = randomUUID();
     const now = this.nowIso();
     const slot = await this.nextSlot(pool);
@@ -137,7 +147,7 @@ export class Desktops extends BrokerPart {
       pool_id: pool.id,
       name: `${pool.name}-${id.slice(0, 6)}`,
       state: 'provisioning',
-      owner_user_id: o.owner,
+      owner_user_id: owner,
       handle: null,
       slot,
       error: null,
@@ -152,6 +162,16 @@ export class Desktops extends BrokerPart {
       .insertInto('desktops')
       .values({ ...row, handle: null })
       .execute();
+    return row;
+  }
+
+  /** The second half of provision: start a reserved desktop; on failure its row goes. */
+  async startReserved(
+    pool: PoolRow,
+    row: DesktopRow,
+    o: { state: 'in-use' | 'ready'; keepLease?: boolean },
+  ): Promise<DesktopRow> {
+    const id = row.id;
     try {
       const handle = await this.withLease(
         id,
