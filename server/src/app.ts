@@ -17,6 +17,7 @@ import { ApiRegistry } from './api/registry.js';
 import { authRoutes } from './api/auth-routes.js';
 import { errorHandler, sendError } from './api/http-error.js';
 import { userRoutes } from './api/user-routes.js';
+import { filesRoutes } from './api/files-routes.js';
 import { adminRoutes } from './api/admin-routes.js';
 import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
@@ -180,12 +181,14 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       presenceSweepMs: config.node.presenceSweepMs,
       ...deps.gateway,
       maxFramesInFlight: config.maxFramesInFlight,
+      video: config.video,
       allowedOrigins: config.allowedOrigins,
       desktopLimits: config.desktopLimits,
     },
   );
   authRoutes(api, reg, auth, broker.audit, log, (sid) => gateway.closeHttpSession(sid));
   userRoutes(api, reg, auth, broker);
+  filesRoutes(api, reg, auth, broker);
   adminRoutes(api, reg, {
     db,
     clock,

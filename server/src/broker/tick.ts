@@ -1,5 +1,6 @@
 import { desktopRow, poolRow } from '../store/rows.js';
 import { SYSTEM } from './actor.js';
+import { AppExits } from './app-exits.js';
 import { BrokerPart, LIVE, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';
 import type { BrokerQueries } from './queries.js';
@@ -23,6 +24,7 @@ export class BrokerTick extends BrokerPart {
   private queued: Promise<void> | undefined;
   private lastHealthCheck = 0;
   private stopped = false;
+  private readonly appExits: AppExits;
 
   constructor(
     ctx: BrokerContext,
@@ -32,6 +34,7 @@ export class BrokerTick extends BrokerPart {
     private readonly opts: TickOptions,
   ) {
     super(ctx);
+    this.appExits = new AppExits(ctx, sessions);
   }
 
   start(): void {
@@ -85,6 +88,7 @@ export class BrokerTick extends BrokerPart {
         .execute();
       await this.reapExpiredLeases();
       await this.enforceTimeouts();
+      await this.appExits.check();
       await this.maintainPools();
       const every = this.opts.healthEveryMs ?? 10_000;
       if (this.clock.now() - this.lastHealthCheck >= every) {

@@ -82,6 +82,10 @@ const EnvSchema = z.object({
   QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /** frames a viewer may have unacknowledged before its damage is coalesced @default 2 */
   MAX_FRAMES_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(2),
+  /** send regions in motion as H.264 to browsers that decode it (issue 10) @default on */
+  VIDEO_MODE: z.enum(['on', 'off']).default('on'),
+  /** the ffmpeg (with libx264) a video region's encoder runs @default ffmpeg (on PATH) */
+  VIDEO_FFMPEG: z.string().min(1).default('ffmpeg'),
   /** failed sign-ins for one account from one client IP per window before that IP is locked out of it @default 5 */
   LOGIN_MAX_PER_ACCOUNT: z.coerce.number().int().min(1).default(5),
   /** failed sign-ins for one account from all IPs per window before it is locked for everyone @default 50 */
@@ -145,6 +149,25 @@ const EnvSchema = z.object({
   RFB_SEND_STALL_MS: z.coerce.number().int().min(100).default(15_000),
   /** ms one message from a desktop may take from first to last byte before its link is dropped @default 30000 */
   RFB_MESSAGE_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+  /**
+   * compressed encodings asked for on links that cross a network (remote endpoints), most
+   * preferred first, comma-separated from `tight`, `zrle`; empty: Raw there too
+   * @default tight,zrle
+   */
+  RFB_REMOTE_ENCODINGS: z
+    .string()
+    .default('tight,zrle')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter((s) => s !== ''),
+    )
+    .pipe(
+      z
+        .array(z.enum(['tight', 'zrle']))
+        .refine((a) => new Set(a).size === a.length, 'listed twice'),
+    ),
 });
 
 export type Env = z.input<typeof EnvSchema>;
@@ -172,6 +195,8 @@ export interface Config {
   cgroupParent: string;
   qemuAccel: 'auto' | 'kvm' | 'tcg';
   maxFramesInFlight: number;
+  /** video mode for regions in motion: on or off, and the ffmpeg it runs */
+  video: { enabled: boolean; ffmpegPath: string };
   login: { maxPerAccount: number; maxPerAccountTotal: number; maxPerIp: number; windowMs: number };
   brokerTickMs: number;
   /** this node among several (decision 11) */
@@ -186,6 +211,8 @@ export interface Config {
     sendBufferBytes: number;
     sendStallMs: number;
     messageTimeoutMs: number;
+    /** compressed encodings for remote links, most preferred first */
+    remoteEncodings: ('tight' | 'zrle')[];
   };
 }
 
@@ -240,6 +267,7 @@ export function loadConfig(
     cgroupParent: e.CGROUP_PARENT,
     qemuAccel: e.QEMU_ACCEL,
     maxFramesInFlight: e.MAX_FRAMES_IN_FLIGHT,
+    video: { enabled: e.VIDEO_MODE === 'on', ffmpegPath: e.VIDEO_FFMPEG },
     login: {
       maxPerAccount: e.LOGIN_MAX_PER_ACCOUNT,
       maxPerAccountTotal: e.LOGIN_MAX_PER_ACCOUNT_TOTAL,
@@ -260,6 +288,7 @@ export function loadConfig(
       sendBufferBytes: e.RFB_SEND_BUFFER_BYTES,
       sendStallMs: e.RFB_SEND_STALL_MS,
       messageTimeoutMs: e.RFB_MESSAGE_TIMEOUT_MS,
+      remoteEncodings: e.RFB_REMOTE_ENCODINGS,
     },
     shutdownDrainMs: e.SHUTDOWN_DRAIN_MS,
     clientDir: e.CLIENT_DIR

@@ -8,6 +8,7 @@ import type { RfbLimits } from '../rfb/types.js';
 import type { DesktopStream } from '../stream/desktop-stream.js';
 import type { StreamManager } from '../stream/stream-manager.js';
 import type { Viewer } from '../stream/viewer.js';
+import type { StartEncoder } from '../stream/video/encoder.js';
 import { gatewayMetrics } from './metrics.js';
 import { Reattacher } from './reattach.js';
 import { rooms, type VdiServer, type VdiSocket } from './viewer-socket.js';
@@ -35,6 +36,8 @@ export interface AttachmentsOptions {
   maxFramesInFlight: number;
   /** the RFB limits of a pool's desktops, from its template */
   limitsOf(template: Record<string, unknown>): RfbLimits;
+  /** runs a video region's encoder; absent: video mode is off */
+  startEncoder?: StartEncoder;
   /** see GatewayOptions.reattachDelaysMs */
   reattachDelaysMs?: readonly number[];
 }
@@ -89,6 +92,8 @@ export class Attachments {
     req: AttachRequest,
     reply: (res: AttachResult | ErrorResult) => void,
   ): void {
+    // kept on the socket: attaching again after the desktop came back uses it too
+    socket.data.video = req.video ?? [];
     this.attach(socket, req.sessionId, req.shadow ?? false).then(reply, (err: unknown) => {
       if (err instanceof BrokerError) {
         reply({ ok: false, code: err.code, message: err.message });
@@ -129,6 +134,14 @@ export class Attachments {
       },
       maxInFlight: this.opts.maxFramesInFlight,
       onError: (err) => this.log.error({ err, sessionId }, 'frame build failed'),
+      ...(this.opts.startEncoder &&
+        socket.data.video?.length && {
+          video: {
+            codecs: socket.data.video,
+            start: this.opts.startEncoder,
+            log: this.log.child({ sessionId, part: 'video' }),
+          },
+        }),
     });
     this.bySocket.set(socket, {
       sessionId,
@@ -170,7 +183,8 @@ export class Attachments {
       width: stream.width,
       height: stream.height,
       viewOnly: shadow,
-      name: info.desktop.name,
+      // a published application goes by its own name (providers/xvnc/app.ts)
+      name: publishedAppName(info.pool.template) ?? info.desktop.name,
     };
   }
 
@@ -318,4 +332,12 @@ export class Attachments {
   close(): void {
     this.reattacher.stopAll();
   }
+}
+
+/** The name of the application a pool publishes, if it publishes one. */
+function publishedAppName(template: Record<string, unknown>): string | undefined {
+  const app = template.app;
+  return typeof app === 'object' && app !== null && 'name' in app && typeof app.name === 'string'
+    ? app.name
+    : undefined;
 }

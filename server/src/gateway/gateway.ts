@@ -15,6 +15,7 @@ import {
 import type { RfbLimits } from '../rfb/types.js';
 import type { RfbEndpoint } from '../rfb/endpoint.js';
 import { Attachments } from './attachments.js';
+import { AudioRelay } from './audio-relay.js';
 import { ClipboardOut } from './clipboard-out.js';
 import { relayBrokerEvents, streamHooks } from './desktop-events.js';
 import { authenticate, originAllowed } from './handshake.js';
@@ -26,11 +27,17 @@ import {
 } from './input-budget.js';
 import { Liveness, pingIntervalFor, VIEWER_TIMEOUT_MS } from './liveness.js';
 import { gatewayMetrics } from './metrics.js';
+import { startFfmpeg } from '../stream/video/encoder.js';
 import { refuseUnknownEvents, valid } from './validate.js';
 import { fail, rooms, type VdiServer, type VdiSocket } from './viewer-socket.js';
 
 export interface GatewayOptions {
   maxFramesInFlight: number;
+  /**
+   * Video mode (config.video): regions in motion go to an ffmpeg child per viewer, for
+   * browsers that decode H.264. @default off
+   */
+  video?: { enabled: boolean; ffmpegPath: string };
   allowedOrigins: string[];
   /** input events per second a socket may send (burst is the same number) @default 600 */
   inputRate?: number;
@@ -45,6 +52,7 @@ export interface GatewayOptions {
       sendBufferBytes: number;
       sendStallMs: number;
       messageTimeoutMs: number;
+      remoteEncodings: readonly ('tight' | 'zrle')[];
     }>;
   /** the desktops' RFB links: bounds, timeouts, linger */
   streams?: StreamManagerOptions;
@@ -86,6 +94,7 @@ export class Gateway {
   readonly streams: StreamManager;
   private readonly attachments: Attachments;
   private readonly liveness: Liveness;
+  private readonly audio: AudioRelay;
   /** SIGTERM: no new viewers; the ones here were told to come back */
   private draining = false;
 
@@ -140,6 +149,7 @@ export class Gateway {
           sendBufferBytes: dl.sendBufferBytes,
           sendStallMs: dl.sendStallMs,
           messageTimeoutMs: dl.messageTimeoutMs,
+          ...(dl.remoteEncodings && { remoteEncodings: dl.remoteEncodings }),
         }),
         ...opts.streams?.rfb,
       },
@@ -151,6 +161,7 @@ export class Gateway {
       streams: this.streams,
       log,
       maxFramesInFlight: opts.maxFramesInFlight,
+      ...(opts.video?.enabled && { startEncoder: startFfmpeg(opts.video.ffmpegPath) }),
       limitsOf: (template) => this.limitsOf(template),
       ...(opts.reattachDelaysMs && { reattachDelaysMs: opts.reattachDelaysMs }),
     });
@@ -161,6 +172,7 @@ export class Gateway {
       (s) => this.attachments.of(s)?.sessionId,
     );
     relayBrokerEvents(events, this.streams);
+    this.audio = new AudioRelay(broker, log);
     this.presenceTimer = setInterval(
       () => void this.sweepPresence().catch((err: unknown) => log.warn({ err }, 'presence sweep')),
       opts.presenceSweepMs ?? 5000,
@@ -224,7 +236,12 @@ export class Gateway {
       if (acked && m.renderMs !== undefined)
         gatewayMetrics.renderSeconds.observe(m.renderMs / 1000);
     });
+    socket.on('videoError', (payload) => {
+      const m = valid(socket, this.log, 'videoError', payload);
+      if (m) this.attachments.of(socket)?.viewer.videoFailed(m.regionId, m.reason);
+    });
     socket.on('refresh', () => this.attachments.of(socket)?.viewer.requestKeyframe());
+    socket.on('audio', (payload) => this.onAudio(socket, payload));
     socket.on('heartbeat', (cb: unknown) => {
       if (typeof cb === 'function') (cb as () => void)();
       else fail(socket, 'BAD_EVENT', 'a heartbeat needs an acknowledgement callback');
@@ -232,7 +249,21 @@ export class Gateway {
     this.liveness.watch(socket);
     socket.on('disconnect', (reason) => {
       gatewayMetrics.sockets.dec();
+      this.audio.unsubscribe(socket);
       this.attachments.disconnected(socket, reason);
+    });
+  }
+
+  /** A viewer asks for its desktop's sound, or for no more of it (audio-relay.ts). */
+  private onAudio(socket: VdiSocket, payload: unknown): void {
+    const m = valid(socket, this.log, 'audio', payload);
+    if (!m) return;
+    const a = this.attachments.of(socket);
+    if (m.codec === 'off' || !a) return this.audio.unsubscribe(socket);
+    if (a.shadow) return fail(socket, 'AUDIO_SHADOW', 'a shadowing viewer gets no sound');
+    this.audio.subscribe(socket, a.desktopId, m.codec).catch((err: unknown) => {
+      this.log.warn({ err, desktopId: a.desktopId }, 'desktop sound not available');
+      fail(socket, 'AUDIO_UNAVAILABLE', (err as Error).message);
     });
   }
 
@@ -302,6 +333,7 @@ export class Gateway {
   async close(): Promise<void> {
     clearInterval(this.presenceTimer);
     this.liveness.close();
+    this.audio.close();
     this.attachments.close();
     this.streams.closeAll();
     // No disconnect packet: a viewer that still holds a connection sees the transport close,
