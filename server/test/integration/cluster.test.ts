@@ -5,6 +5,7 @@
  * Needs the local PostgreSQL (trust auth) and Redis this kind of machine runs.
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,6 +74,7 @@ describe('several gateway nodes (decision 11)', () => {
     await admin.connect();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
+    for (const d of [dirs.dataDir, dirs.runDir]) fs.rmSync(d, { recursive: true, force: true });
   });
 
   async function signIn(node: TestServer | ServerProcess): Promise<Api> {
@@ -217,6 +219,7 @@ describe('several gateway nodes (decision 11)', () => {
       expect(hosts.rows.map((h) => h.id)).toEqual(['host-1', 'host-2']);
     } finally {
       await c.close();
+      for (const d of [cDirs.dataDir, cDirs.runDir]) fs.rmSync(d, { recursive: true, force: true });
     }
     expect((await api.post(`/api/sessions/${sessionId}/logoff`)).status).toBe(204);
   }, 60_000);

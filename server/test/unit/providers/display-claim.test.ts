@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { claimDisplay } from '../../../src/providers/xvnc/displays.js';
 
 describe('host-wide X display claims (several nodes on one host)', () => {
@@ -9,6 +9,7 @@ describe('host-wide X display claims (several nodes on one host)', () => {
   afterEach(() => {
     for (const f of fs.readdirSync(dir)) fs.rmSync(path.join(dir, f));
   });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('gives a display to one starter at a time, and again once released', () => {
     const first = claimDisplay(30, dir);
