@@ -208,9 +208,20 @@ export class Desktops extends BrokerPart {
     await this.desktopLock.run(desktopId, async () => {
       const d = await this.queries.desktop(desktopId);
       if (!d) return;
+      const log = this.log.child({ desktopId });
+      if (
+        d.handle &&
+        d.host !== null &&
+        d.host !== this.node.host &&
+        HOST_LOCAL.has(pool.provider)
+      ) {
+        // its processes are on another host: that host's tick stops it (decision 11)
+        await this.setState(d.id, 'stopping');
+        log.info({ reason, host: d.host }, 'desktop release handed to its host');
+        return;
+      }
       const provider = this.provider(pool.provider);
       const handle = d.handle;
-      const log = this.log.child({ desktopId });
       await this.setState(d.id, 'stopping');
       try {
         if (handle)
@@ -360,6 +371,9 @@ export class Desktops extends BrokerPart {
     await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
   }
 }
+
+/** providers whose desktops are processes of the host that started them (not reachable elsewhere) */
+const HOST_LOCAL = new Set(['xvnc', 'qemu']);
 
 /** a reset finds the session's desktop not running: the same answer whether its row is there */
 const notRunning = () => new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);
