@@ -366,6 +366,7 @@ describe("the viewer's controls on a real desktop", () => {
     await touch('touchEnd', []);
     await until(() => buttons().includes(5), UI_MS, 'wheel down from a two-finger drag');
 
+    await tp.screenshot({ path: screenshotPath('viewer-narrow.png') });
     const before = buttons().length;
     await touch('touchStart', [
       { x: 300, y: 300 },
