@@ -11,6 +11,8 @@ import { specialKeysMenu, type SpecialKeysMenu } from './special-keys';
 export interface ViewerToolbar {
   el: HTMLElement;
   clipboardBtn: HTMLButtonElement;
+  filesBtn: HTMLButtonElement;
+  soundBtn: HTMLButtonElement;
   statsBtn: HTMLButtonElement;
   fullscreenBtn: HTMLButtonElement;
   disconnectBtn: HTMLButtonElement;
@@ -49,6 +51,8 @@ export function viewerToolbar(
   if (shadow) addViewOnlyBadge();
 
   const clipboardBtn = toggle('Clipboard', 'Show the clipboard panel');
+  const filesBtn = toggle('Files', 'Upload files to the desktop, download its Downloads');
+  const soundBtn = toggle('Sound', "Mute or set the volume of the desktop's sound");
   const statsBtn = toggle('Stats', 'Show connection statistics');
   const fullscreenBtn = toggle('Fullscreen', 'Full screen');
   const disconnectBtn = h(
@@ -104,6 +108,8 @@ export function viewerToolbar(
       layoutSelect,
       shadow ? null : keyboardBtn,
       shadow ? null : clipboardBtn,
+      shadow ? null : filesBtn,
+      shadow ? null : soundBtn,
       statsBtn,
       fullscreenBtn,
       disconnectBtn,
@@ -113,6 +119,8 @@ export function viewerToolbar(
   return {
     el,
     clipboardBtn,
+    filesBtn,
+    soundBtn,
     statsBtn,
     fullscreenBtn,
     disconnectBtn,
