@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NetworkMode, QemuTemplate, VncTemplate, XvncTemplate } from './templates.js';
+import { LxdTemplate, NetworkMode, QemuTemplate, VncTemplate, XvncTemplate } from './templates.js';
 
 /**
  * REST bodies and answers under /api. The server validates every body with these schemas
@@ -30,7 +30,7 @@ export type Me = z.infer<typeof Me>;
 export const LoginAnswer = z.object({ user: Me });
 export type LoginAnswer = z.infer<typeof LoginAnswer>;
 
-export const ProviderKind = z.enum(['xvnc', 'qemu', 'vnc']);
+export const ProviderKind = z.enum(['xvnc', 'qemu', 'vnc', 'lxd']);
 export type ProviderKind = z.infer<typeof ProviderKind>;
 export const AssignmentType = z.enum(['dedicated', 'floating']);
 export type AssignmentType = z.infer<typeof AssignmentType>;
@@ -75,6 +75,11 @@ export const PoolCreateBody = z.discriminatedUnion('provider', [
   }),
   z.strictObject({ ...PoolFields, provider: z.literal('qemu'), template: QemuTemplate }),
   z.strictObject({ ...PoolFields, provider: z.literal('vnc'), template: VncTemplate }),
+  z.strictObject({
+    ...PoolFields,
+    provider: z.literal('lxd'),
+    template: LxdTemplate.default(LxdTemplate.parse({})),
+  }),
 ]);
 export type PoolCreateBody = z.infer<typeof PoolCreateBody>;
 

@@ -21,6 +21,11 @@ export interface CreateSpec {
    * `template.hosts`); undefined for providers that create desktops on demand
    */
   slot?: number;
+  /**
+   * the host (LXD cluster member) the broker placed this desktop on; providers that run
+   * desktops on one machine ignore it
+   */
+  host?: string;
 }
 
 /** Where a provider keeps its files; given by the server from its config. */

@@ -14,7 +14,8 @@
  * nothing here touches any other connection.
  */
 import { EventEmitter } from 'node:events';
-import type net from 'node:net';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { ByteQueue } from './byte-queue.js';
 import {
@@ -66,7 +67,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readonly log: Logger;
 
   private phaseValue: RfbClientPhase = 'idle';
-  private socket: net.Socket | undefined;
+  private socket: Duplex | undefined;
   private bounds: ConnectionBounds | undefined;
   private readonly queue = new ByteQueue();
   private handshake: Handshake | undefined;
@@ -149,7 +150,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       resumed: () => this.process(),
       log: this.log,
     });
-    if (ep.kind === 'tcp') {
+    if (ep.kind === 'tcp' && socket instanceof net.Socket) {
       socket.setNoDelay(true); // input events are tiny and latency-sensitive
       if (keepaliveMs > 0) socket.setKeepAlive(true, keepaliveMs);
     }
@@ -159,7 +160,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       if (ep.kind === 'unix' && ep.serverUid !== undefined) {
         // not a byte of the server's is read before we know who it is
         socket.pause();
-        void this.checkServer(socket, ep.serverUid);
+        if (socket instanceof net.Socket) void this.checkServer(socket, ep.serverUid);
       } else this.startHandshake();
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
