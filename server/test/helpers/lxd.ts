@@ -93,20 +93,12 @@ export async function startLxd(dir: string, httpsAddress?: string): Promise<Test
   }
   const stop = async (): Promise<void> => {
     if (!exited) {
-      try {
-        const names = await client.get<string[]>('/1.0/instances');
-        for (const url of names) {
-          const name = url.slice(url.lastIndexOf('/') + 1);
-          await client
-            .run('PUT', `/1.0/instances/${name}/state`, { action: 'stop', force: true })
-            .catch(() => undefined);
-        }
-      } catch {
-        // the daemon is already unwell; the kill below ends it
-      }
+      // `lxd shutdown` stops every instance, then the daemon
+      await run('/usr/bin/lxd', ['shutdown', '--timeout', '60'], {
+        env: { ...process.env, LXD_DIR: dir },
+      }).catch(() => undefined);
       const gone = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
+      if (!exited) await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
       if (!exited) proc.kill('SIGKILL');
     }
     // LXD mounts tmpfs for shmounts and devlxd under its directory

@@ -69,7 +69,10 @@ describe.skipIf(skip !== undefined)('lxd provider on a real LXD daemon', () => {
 
   beforeAll(async () => {
     const image = await desktopImage();
-    fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    // LXD's container root must traverse the path to its data directory
+    fs.mkdirSync(base, { recursive: true });
+    fs.chmodSync(base, 0o711);
+    fs.mkdirSync(runDir, { mode: 0o700 });
     lxd = await startLxd(path.join(base, 'd1'));
     await initialise(lxd.client, image);
     provider = new LxdProvider({ client: lxd.client, runDir, nodeName: 'test-node' });
@@ -114,13 +117,13 @@ describe.skipIf(skip !== undefined)('lxd provider on a real LXD daemon', () => {
       const st = fs.statSync(provider.proxyPath(name));
       expect(st.mode & 0o777).toBe(0o600);
       expect(st.uid).toBe(process.getuid?.());
-      // the cgroup really holds the limit (inside the container, as its kernel sees it)
-      const memLimit = await execIn(lxd.client, name, [
-        'sh',
-        '-c',
-        'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes',
-      ]);
-      expect(Number(memLimit.trim())).toBe(768 * 1024 * 1024);
+      // the kernel holds the limit: the container's cgroup on the host (v1 or v2 layout)
+      const cgroup = [
+        `/sys/fs/cgroup/memory/lxc.payload.${name}/memory.limit_in_bytes`,
+        `/sys/fs/cgroup/lxc.payload.${name}/memory.max`,
+      ].find((f) => fs.existsSync(f));
+      expect(cgroup).toBeDefined();
+      expect(Number(fs.readFileSync(cgroup!, 'utf8').trim())).toBe(768 * 1024 * 1024);
       expect((await provider.health(handle)).state).toBe('running');
     });
 
@@ -129,11 +132,11 @@ describe.skipIf(skip !== undefined)('lxd provider on a real LXD daemon', () => {
       try {
         expect(v.info.width).toBe(WIDTH);
         expect(v.info.height).toBe(HEIGHT);
-        // the xterm needs a moment to map its window: wait until a window named xterm exists
+        // the xterm needs a moment to map its window
         await waitFor(
           async () =>
             (
-              await execIn(lxd.client, name, ['xdotool', 'search', '--name', 'xterm'], {
+              await execIn(lxd.client, name, ['xdotool', 'search', '--class', 'xterm'], {
                 display: true,
               }).catch(() => '')
             ).trim() !== '',
@@ -141,10 +144,25 @@ describe.skipIf(skip !== undefined)('lxd provider on a real LXD daemon', () => {
         );
         const before = checksum(v.fb);
         const updatesBefore = v.fb.updates;
-        await execIn(lxd.client, name, ['xdotool', 'type', 'hello from lxd'], { display: true });
+        await execIn(
+          lxd.client,
+          name,
+          [
+            'sh',
+            '-c',
+            'W=$(xdotool search --class xterm | tail -n 1); xdotool windowactivate --sync "$W"; ' +
+              'xdotool type --delay 20 "touch /home/desk/typed"; xdotool key Return',
+          ],
+          { display: true },
+        );
         await waitFor(
           () => v.fb.updates > updatesBefore && checksum(v.fb) !== before,
           'the typed text on screen',
+        );
+        // and the shell in the xterm ran what was typed
+        await waitFor(
+          async () => (await execIn(lxd.client, name, ['ls', '/home/desk'])).includes('typed'),
+          'the typed command to run',
         );
       } finally {
         v.client.close('test over');

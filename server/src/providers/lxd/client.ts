@@ -144,13 +144,47 @@ export class LxdClient {
     });
   }
 
+  /** A plain-text file LXD serves (an instance's logs), at most MAX_RESPONSE_BYTES. */
+  async text(path: string): Promise<string> {
+    return (await this.raw('GET', path)).toString('utf8');
+  }
+
   /** One HTTP request, the body as JSON or raw bytes; parses LXD's envelope. */
-  call(
+  async call(
     method: string,
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<LxdEnvelope> {
+    const { status, bytes } = await this.exchange(method, path, body, headers);
+    let env: LxdEnvelope;
+    try {
+      env = JSON.parse(bytes.toString('utf8')) as LxdEnvelope;
+    } catch {
+      throw new LxdApiError(502, `${method} ${path}: LXD answered ${status} without JSON`);
+    }
+    if (env.type === 'error' || status >= 400) {
+      throw new LxdApiError(
+        env.error_code ?? status,
+        `${method} ${path}: ${env.error ?? `status ${status}`}`,
+      );
+    }
+    return env;
+  }
+
+  /** The raw answer of a request that is not JSON (a log file); throws on an error status. */
+  async raw(method: string, path: string): Promise<Buffer> {
+    const { status, bytes } = await this.exchange(method, path);
+    if (status >= 400) throw new LxdApiError(status, `${method} ${path}: status ${status}`);
+    return bytes;
+  }
+
+  private exchange(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; bytes: Buffer }> {
     const payload =
       body === undefined
         ? undefined
@@ -165,7 +199,7 @@ export class LxdClient {
         : 'application/json';
     }
     const c = this.connection;
-    return new Promise<LxdEnvelope>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const onResponse = (res: http.IncomingMessage): void => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -179,30 +213,9 @@ export class LxdClient {
           }
           chunks.push(chunk);
         });
-        res.on('end', () => {
-          let env: LxdEnvelope;
-          try {
-            env = JSON.parse(Buffer.concat(chunks).toString('utf8')) as LxdEnvelope;
-          } catch {
-            reject(
-              new LxdApiError(
-                502,
-                `${method} ${path}: LXD answered ${res.statusCode ?? '?'} without JSON`,
-              ),
-            );
-            return;
-          }
-          if (env.type === 'error' || (res.statusCode ?? 500) >= 400) {
-            reject(
-              new LxdApiError(
-                env.error_code ?? res.statusCode ?? 500,
-                `${method} ${path}: ${env.error ?? `status ${res.statusCode ?? '?'}`}`,
-              ),
-            );
-            return;
-          }
-          resolve(env);
-        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 500, bytes: Buffer.concat(chunks) }),
+        );
         res.on('error', reject);
       };
       const req =

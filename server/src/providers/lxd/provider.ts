@@ -146,10 +146,7 @@ export class LxdProvider implements Provider {
     // a proxy device is ours to recompute: the listen path belongs to this container and host
     await this.ensureProxy(name, member);
     await fs.rm(this.proxyPath(name), { force: true });
-    await this.client.run('PUT', this.instancePath(name, '/state'), {
-      action: 'start',
-      timeout: 60,
-    });
+    await this.start(name);
     const handle: LxdHandle = {
       name,
       member,
@@ -276,6 +273,31 @@ export class LxdProvider implements Provider {
     await fs.rm(this.proxyPath(h.name), { force: true });
   }
 
+  /** Starts a container; a failure carries the end of LXC's log (why, in LXC's words). */
+  private async start(name: string): Promise<void> {
+    try {
+      await this.client.run('PUT', this.instancePath(name, '/state'), {
+        action: 'start',
+        timeout: 60,
+      });
+    } catch (err) {
+      const tail = await this.client
+        .text(this.instancePath(name, '/logs/lxc.log'))
+        .then((t) =>
+          t
+            .split('\n')
+            .filter((l) => /ERROR/.test(l))
+            .slice(-5)
+            .join('\n'),
+        )
+        .catch(() => '');
+      throw new ProviderError(
+        'LXD_START_FAILED',
+        `container ${name} did not start: ${(err as Error).message}${tail ? `\n${tail}` : ''}`,
+      );
+    }
+  }
+
   private async stop(name: string): Promise<void> {
     try {
       await this.client.run('PUT', this.instancePath(name, '/state'), {
@@ -335,10 +357,7 @@ export class LxdProvider implements Provider {
     await this.client.run('PUT', this.instancePath(h.name), { restore: name });
     if (wasRunning) {
       await fs.rm(this.proxyPath(h.name), { force: true });
-      await this.client.run('PUT', this.instancePath(h.name, '/state'), {
-        action: 'start',
-        timeout: 60,
-      });
+      await this.start(h.name);
       await this.waitReady(h);
     }
   }
