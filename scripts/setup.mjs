@@ -36,6 +36,9 @@ export const TEST_PACKAGES = [
   'cpio',
   'e2fsprogs',
   'linux-image-amd64',
+  'lxd', // the lxd provider's tests start their own daemons (server/test/helpers/lxd.ts)
+  'debootstrap', // builds their desktop image (infra/lxd/build-image.sh)
+  'openssl', // a client certificate for the LXD cluster test
 ];
 
 /** Everything `npm run bench` needs (server/bench/): noVNC + websockify as the reference, the
