@@ -353,3 +353,29 @@ export const AdminDesktop = z.object({
   isolation: DesktopIsolation.nullable(),
 });
 export type AdminDesktop = z.infer<typeof AdminDesktop>;
+
+/** A host desktops are placed on (an LXD cluster member), with its load. */
+export const Host = z.object({
+  id: z.string(),
+  provider: ProviderKind,
+  address: z.string(),
+  /** active: takes new desktops; draining: keeps its desktops, takes no new ones; down: offline */
+  state: z.enum(['active', 'draining', 'down']),
+  online: z.boolean(),
+  detail: z.string(),
+  /** most desktops on this host; 0 = no limit */
+  maxSessions: z.number(),
+  sessions: z.number(),
+  lastSeen: z.string().nullable(),
+});
+export type Host = z.infer<typeof Host>;
+
+export const HostUpdateBody = z
+  .strictObject({
+    state: z.enum(['active', 'draining']).optional(),
+    maxSessions: z.number().int().min(0).max(100_000).optional(),
+  })
+  .refine((b) => b.state !== undefined || b.maxSessions !== undefined, {
+    message: 'give a state or maxSessions',
+  });
+export type HostUpdateBody = z.infer<typeof HostUpdateBody>;

@@ -8,6 +8,7 @@ import { BrokerPart, type BrokerContext } from './context.js';
 import { BrokerError } from './errors.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import type { BrokerQueries, RunningDesktop } from './queries.js';
+import type { Hosts } from './hosts.js';
 
 /**
  * Desktops through their providers: start, provision, stop, restart in place. Whatever
@@ -23,6 +24,7 @@ export class Desktops extends BrokerPart {
   constructor(
     ctx: BrokerContext,
     private readonly queries: BrokerQueries,
+    private readonly hosts: Hosts,
   ) {
     super(ctx);
   }
@@ -66,16 +68,25 @@ export class Desktops extends BrokerPart {
   }
 
   async start(pool: PoolRow, d: DesktopRow): Promise<DesktopHandle> {
-    return this.provider(pool.provider).create(
-      {
-        desktopId: d.id,
-        poolId: pool.id,
-        template: pool.template,
-        persistent: pool.assignment === 'dedicated',
-        ...(d.slot !== null ? { slot: d.slot } : {}),
-      },
-      this.log.child({ desktopId: d.id }),
-    );
+    const provider = this.provider(pool.provider);
+    // providers with several hosts (an LXD cluster): the placement policy picks one
+    const host = await this.hosts.place(pool, d.owner_user_id);
+    const release = host !== undefined ? this.hosts.reserve(host) : undefined;
+    try {
+      return await provider.create(
+        {
+          desktopId: d.id,
+          poolId: pool.id,
+          template: pool.template,
+          persistent: pool.assignment === 'dedicated',
+          ...(d.slot !== null ? { slot: d.slot } : {}),
+          ...(host !== undefined ? { host } : {}),
+        },
+        this.log.child({ desktopId: d.id }),
+      );
+    } finally {
+      release?.();
+    }
   }
 
   /**

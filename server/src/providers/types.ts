@@ -48,6 +48,16 @@ export interface ProviderStatus {
   detail: string;
 }
 
+/** A machine a provider can place desktops on (an LXD cluster member). */
+export interface ProviderHost {
+  name: string;
+  /** where it is reached, for the admin console */
+  address: string;
+  online: boolean;
+  /** the provider's own words on its state ("Online", "Evacuated", an error) */
+  detail: string;
+}
+
 export interface Provider {
   readonly kind: ProviderKind;
   /** can this provider start desktops here (binaries present, directories writable)? */
@@ -85,6 +95,11 @@ export interface Provider {
    * Returns how many leftovers it removed.
    */
   sweep?(known: DesktopHandle[], log: Logger): Promise<number>;
+  /**
+   * The hosts this provider places desktops on, for the broker's placement; undefined (or
+   * not implemented) when it runs desktops on this machine only.
+   */
+  hosts?(): Promise<ProviderHost[] | undefined>;
   /** extra facts for the admin console (e.g. "KVM" or "TCG") */
   describe?(handle: DesktopHandle): Record<string, string>;
 }

@@ -132,6 +132,24 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .execute();
       },
     },
+    /**
+     * The hosts desktops are placed on (LXD cluster members): an admin's state (active,
+     * draining) and per-host maximum. IF NOT EXISTS: another branch adds the same table
+     * for multi-node ownership; whichever runs first makes it.
+     */
+    '0002_lxd_hosts': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('hosts')
+          .ifNotExists()
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('address', 'text', (c) => c.notNull().defaultTo(''))
+          .addColumn('state', 'text', (c) => c.notNull().defaultTo('active'))
+          .addColumn('max_sessions', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_seen', 'text')
+          .execute();
+      },
+    },
   };
   return { getMigrations: async () => list };
 }

@@ -123,6 +123,19 @@ export interface Database {
   audit_log: AuditLogTable;
   http_sessions: HttpSessionsTable;
   settings: SettingsTable;
+  hosts: HostsTable;
+}
+
+/** A host desktops are placed on (an LXD cluster member), as the admin set it. */
+export interface HostsTable {
+  /** the host's name (the cluster member's name) */
+  id: string;
+  address: string;
+  /** 'active' | 'draining' | 'down' */
+  state: string;
+  /** most desktops on this host; 0 = no limit */
+  max_sessions: number;
+  last_seen: string | null;
 }
 
 /** A JSON object kept in a text column: a desktop's handle, a pool's template. */

@@ -132,6 +132,39 @@ export async function importImage(client: LxdClient, imageTar: string): Promise<
   });
 }
 
+/** Joins the daemon of `dir` to a cluster with a join token (`lxd init --preseed`). */
+export async function joinByToken(
+  dir: string,
+  o: { serverName: string; serverAddress: string; token: string },
+): Promise<void> {
+  const preseed = [
+    'cluster:',
+    '  enabled: true',
+    `  server_name: ${o.serverName}`,
+    `  server_address: ${o.serverAddress}`,
+    `  cluster_token: ${o.token}`,
+    '  member_config:',
+    '  - entity: storage-pool',
+    '    name: default',
+    '    key: source',
+    '    value: ""',
+    '',
+  ].join('\n');
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn('/usr/bin/lxd', ['init', '--preseed'], {
+      env: { ...process.env, LXD_DIR: dir },
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('error', reject);
+    p.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`lxd init --preseed: exit ${code}: ${err}`)),
+    );
+    p.stdin.end(preseed);
+  });
+}
+
 /** Runs a command in a container (as the desktop's user by default); its stdout and exit. */
 export async function execIn(
   client: LxdClient,

@@ -41,12 +41,25 @@ export interface LxdOperation {
   status_code: number;
   err: string;
   metadata: Record<string, unknown> | null;
+  /** the cluster member running it ('none' when not clustered) */
+  location?: string;
 }
 
 /** Largest JSON answer we read (decision 13: every queue bounded in bytes). */
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+/** Pause between waits on an operation that is still running, in ms. */
+const WAIT_POLL_MS = 100;
 /** A request with no answer after this is abandoned, in ms. */
 const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
+
+/**
+ * An operation's path without its query: over HTTPS LXD names operations
+ * `/1.0/operations/<id>?project=default`, and `/wait` or `/websocket` go before the query.
+ */
+function operationPath(op: string): string {
+  const q = op.indexOf('?');
+  return q === -1 ? op : op.slice(0, q);
+}
 
 /** The pinned certificate is the trust anchor; LXD's names no address to check. */
 function acceptPinned(): undefined {
@@ -92,7 +105,7 @@ export class LxdClient {
   ): Promise<T> {
     const env = await this.call(method, path, body, headers);
     if (env.type === 'async' && env.operation !== undefined) {
-      return (await this.wait(env.operation)) as T;
+      return (await this.wait(operationPath(env.operation))) as T;
     }
     return env.metadata as T;
   }
@@ -107,23 +120,32 @@ export class LxdClient {
     if (env.type !== 'async' || env.operation === undefined) {
       throw new LxdApiError(500, `${method} ${path}: expected an operation, got ${env.type}`);
     }
-    return { path: env.operation, op: env.metadata as LxdOperation };
+    return { path: operationPath(env.operation), op: env.metadata as LxdOperation };
   }
 
   /** Waits for an operation (by its path) to end; throws with LXD's reason if it failed. */
   async wait(opPath: string, timeoutSec = 600): Promise<LxdOperation> {
-    const op = (await this.call('GET', `${opPath}/wait?timeout=${timeoutSec}`))
-      .metadata as LxdOperation;
-    if (op.status_code >= 400 || op.status === 'Failure') {
-      throw new LxdApiError(op.status_code, `operation failed: ${op.err || op.status}`);
+    const deadline = Date.now() + timeoutSec * 1000;
+    for (;;) {
+      const left = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+      const op = (await this.call('GET', `${opPath}/wait?timeout=${left}`))
+        .metadata as LxdOperation;
+      if (op.status_code >= 400 || op.status === 'Failure') {
+        throw new LxdApiError(op.status_code, `operation failed: ${op.err || op.status}`);
+      }
+      if (op.status_code >= 200) return op;
+      // a member forwarding the wait for another member's operation may answer early
+      if (Date.now() >= deadline) {
+        throw new LxdApiError(504, `operation still ${op.status} after ${timeoutSec} s`);
+      }
+      await new Promise((r) => setTimeout(r, WAIT_POLL_MS));
     }
-    if (op.status_code < 200) {
-      throw new LxdApiError(504, `operation still ${op.status} after ${timeoutSec} s`);
-    }
-    return op;
   }
 
-  /** Opens one of an operation's websockets (exec's stdin, stdout, stderr, control). */
+  /**
+   * Opens one of an operation's websockets (exec's stdin, stdout, stderr, control). The
+   * server forwards it to the member running the operation.
+   */
   websocket(opPath: string, secret: string, maxPayload: number): WebSocket {
     const path = `${opPath}/websocket?secret=${encodeURIComponent(secret)}`;
     const c = this.connection;

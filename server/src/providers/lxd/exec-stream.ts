@@ -66,19 +66,45 @@ export class ExecStream extends Duplex {
         ...(group !== undefined ? { group } : {}),
       },
     );
-    if (this.destroyed) return;
+    // even when destroyed meanwhile: LXD keeps an exec waiting for its websockets forever, so
+    // they are attached (and closed at once below) to let the operation end
     const fds = (op.metadata as { fds?: ExecFds } | null)?.fds;
     if (fds === undefined) throw new Error(`exec in ${instance}: LXD gave no websockets`);
     const maxPayload = this.opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    const open = (secret: string): WebSocket => {
-      const ws = this.client.websocket(path, secret, maxPayload);
+    const sockets = [fds['0'], fds['1'], fds['2'], fds.control].map((secret) =>
+      this.client.websocket(path, secret, maxPayload),
+    );
+    const open = (ws: WebSocket): WebSocket => {
       ws.on('error', (err) => this.destroy(err));
+      // LXD's reason when it answers without upgrading
+      ws.on('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => {
+          if (body.length < 2048) body += c.toString('utf8');
+        });
+        res.on('end', () =>
+          this.destroy(
+            new Error(
+              `LXD answered ${res.statusCode ?? '?'} to a websocket: ${body.slice(0, 300)}`,
+            ),
+          ),
+        );
+      });
       return ws;
     };
-    const stdin = open(fds['0']);
-    const stdout = open(fds['1']);
-    const stderr = open(fds['2']);
-    const control = open(fds.control);
+    if (this.destroyed) {
+      for (const ws of sockets) {
+        ws.on('error', () => undefined);
+        ws.on('open', () => ws.close());
+      }
+      return;
+    }
+    const [stdin, stdout, stderr, control] = sockets.map(open) as [
+      WebSocket,
+      WebSocket,
+      WebSocket,
+      WebSocket,
+    ];
     this.stdin = stdin;
     this.stdout = stdout;
     this.others = [stderr, control];

@@ -10,6 +10,7 @@ import {
   type DesktopHandle,
   type DesktopHealth,
   type Provider,
+  type ProviderHost,
   type ProviderStatus,
 } from '../types.js';
 import { LxdApiError, LxdClient } from './client.js';
@@ -63,6 +64,7 @@ interface InstanceBody {
 const DEFAULT_READY_TIMEOUT_MS = 180_000;
 const PROBE_TIMEOUT_MS = 5_000;
 const RETRY_MS = 250;
+const RETRY_REMOTE_MS = 1000;
 /** a stop that takes longer is forced, in s */
 const STOP_TIMEOUT_SEC = 10;
 
@@ -239,7 +241,10 @@ export class LxdProvider implements Provider {
       const r = await probeBanner(this.endpoint({ ...h }), PROBE_TIMEOUT_MS);
       if (r.ok) return;
       last = r.reason;
-      await new Promise((res) => setTimeout(res, RETRY_MS));
+      // each try on another member is an exec: fewer of them
+      await new Promise((res) =>
+        setTimeout(res, this.isLocal(h.member) ? RETRY_MS : RETRY_REMOTE_MS),
+      );
     }
     throw new ProviderError(
       'LXD_NOT_READY',
@@ -397,6 +402,23 @@ export class LxdProvider implements Provider {
       removed++;
     }
     return removed;
+  }
+
+  /** The cluster's members, or undefined when this LXD is not clustered. */
+  async hosts(): Promise<ProviderHost[] | undefined> {
+    const cluster = await this.client.get<{ enabled: boolean }>('/1.0/cluster');
+    if (!cluster.enabled) return undefined;
+    const members = await this.client.get<
+      { server_name: string; url: string; status: string; message: string }[]
+    >('/1.0/cluster/members?recursion=1');
+    return members
+      .map((m) => ({
+        name: m.server_name,
+        address: m.url,
+        online: m.status === 'Online',
+        detail: m.message || m.status,
+      }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   describe(handle: DesktopHandle): Record<string, string> {
