@@ -70,7 +70,7 @@ export class Hosts extends BrokerPart {
             address: m.address,
             state: 'active',
             max_sessions: 0,
-            last_seen: null,
+            last_seen: now,
           };
           await this.db
             .insertInto('hosts')
@@ -194,7 +194,7 @@ export class Hosts extends BrokerPart {
       // a member not seen yet: look again
       await this.list();
     }
-    const set: { state?: string; max_sessions?: number } = {};
+    const set: { state?: 'active' | 'draining'; max_sessions?: number } = {};
     if (change.state !== undefined) set.state = change.state;
     if (change.maxSessions !== undefined) set.max_sessions = change.maxSessions;
     const r = await this.db.updateTable('hosts').set(set).where('id', '=', id).executeTakeFirst();

@@ -1,20 +1,30 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 
+/** What every endpoint may say besides where it is. */
+interface EndpointCommon {
+  password?: string;
+  /**
+   * The bytes cross a network (another host, a relay) rather than staying on this machine:
+   * the client then asks for compressed encodings (ZRLE, Tight) before Raw. Local links
+   * leave it unset: on loopback, compressing costs more CPU than the bytes it saves.
+   */
+  remote?: boolean;
+}
+
 /** Where an RFB client connects to reach a desktop's VNC server. */
 export type RfbEndpoint =
-  | {
+  | (EndpointCommon & {
       kind: 'unix';
       path: string;
-      password?: string;
       /**
        * The account that must serve the socket. When set, the RFB client checks the peer
        * process's uid after connecting and refuses any other (someone replaced the socket).
        */
       serverUid?: number;
-    }
-  | { kind: 'tcp'; host: string; port: number; password?: string }
-  | {
+    })
+  | (EndpointCommon & { kind: 'tcp'; host: string; port: number })
+  | (EndpointCommon & {
       /**
        * Any byte stream to the server, opened by a provider (e.g. a relay exec'd inside an LXD
        * container on another cluster member, carried over LXD's websocket API). The stream
@@ -25,8 +35,19 @@ export type RfbEndpoint =
       /** names the desktop and route for logs, errors and "same endpoint?" checks */
       name: string;
       open: () => Duplex;
-      password?: string;
-    };
+    });
+
+/**
+ * Is `host` this machine (a loopback address or `localhost`)? A TCP endpoint elsewhere is a
+ * remote link and should say so (`remote: true`).
+ */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h.endsWith('.localhost') || h === '::1') return true;
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  return mapped?.[1] !== undefined && mapped[1].startsWith('127.');
+}
 
 /** `unix:<path>`, `tcp:<host>:<port>` or `stream:<name>`, for logs and errors (never the password). */
 export function describeEndpoint(ep: RfbEndpoint): string {

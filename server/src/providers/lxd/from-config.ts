@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Config } from '../../config/index.js';
 import { LxdClient, type LxdConnection } from './client.js';
@@ -26,6 +25,6 @@ export function lxdProviderFromConfig(config: Config): LxdProvider {
     client: new LxdClient(connection),
     runDir: path.join(config.runDir, 'lxd'),
     ...(member !== undefined ? { localMember: member } : {}),
-    nodeName: os.hostname(),
+    nodeName: config.node.host,
   });
 }

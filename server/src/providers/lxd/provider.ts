@@ -224,6 +224,8 @@ export class LxdProvider implements Provider {
     return {
       kind: 'stream',
       name: `lxd-exec:${h.name}@${h.member}`,
+      // a relay through LXD's API crosses the network: ask for compressed encodings
+      remote: true,
       open: () =>
         new ExecStream(this.client, {
           instance: h.name,
