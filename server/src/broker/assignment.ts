@@ -129,6 +129,7 @@ export class Assignment extends BrokerPart {
         owner: pool.assignment === 'dedicated' ? userId : null,
         state: 'in-use',
         keepLease: true,
+        forUser: userId,
       });
     });
   }

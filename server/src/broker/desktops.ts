@@ -110,10 +110,10 @@ export class Desktops extends BrokerPart {
     throw new BrokerError('POOL_FULL', `pool "${pool.name}" has no free machine`);
   }
 
-  async start(pool: PoolRow, d: DesktopRow): Promise<DesktopHandle> {
+  async start(pool: PoolRow, d: DesktopRow, forUser?: string): Promise<DesktopHandle> {
     const provider = this.provider(pool.provider);
     // providers with several hosts (an LXD cluster): the placement policy picks one
-    const host = await this.hosts.place(pool, d.owner_user_id);
+    const host = await this.hosts.place(pool, forUser ?? d.owner_user_id);
     const release = host !== undefined ? this.hosts.reserve(host) : undefined;
     try {
       return await provider.create(
@@ -138,7 +138,13 @@ export class Desktops extends BrokerPart {
    */
   async provision(
     pool: PoolRow,
-    o: { owner: string | null; state: 'in-use' | 'ready'; keepLease?: boolean },
+    o: {
+      owner: string | null;
+      state: 'in-use' | 'ready';
+      keepLease?: boolean;
+      /** the user it is started for (placement sends them back to their host) */
+      forUser?: string;
+    },
   ): Promise<DesktopRow> {
     const id = randomUUID();
     const now = this.nowIso();
@@ -167,7 +173,7 @@ export class Desktops extends BrokerPart {
       const handle = await this.withLease(
         id,
         async () => {
-          const handle = await this.start(pool, row);
+          const handle = await this.start(pool, row, o.forUser);
           await this.db
             .updateTable('desktops')
             .set({ handle: jsonColumn(handle), state: o.state, state_since: this.nowIso() })
@@ -182,6 +188,8 @@ export class Desktops extends BrokerPart {
     } catch (e) {
       await this.db.deleteFrom('desktops').where('id', '=', id).execute();
       this.log.error({ err: e, pool: pool.name }, 'desktop provisioning failed');
+      // the broker's own refusals (no host may take it) keep their code
+      if (e instanceof BrokerError) throw e;
       const msg = (e as Error).message.split('\n')[0] ?? 'unknown error';
       throw new BrokerError('DESKTOP_START_FAILED', `a desktop could not be started: ${msg}`, 503);
     }

@@ -123,14 +123,13 @@ export class Hosts extends BrokerPart {
    * The host for a new desktop of this pool, or undefined when its provider runs desktops
    * on one machine. Throws NO_HOST_CAPACITY when no host may take it.
    */
-  async place(pool: PoolRow, ownerUserId: string | null): Promise<string | undefined> {
+  async place(pool: PoolRow, userId: string | null): Promise<string | undefined> {
     const provider = this.provider(pool.provider);
     if (!provider.hosts) return undefined;
     const hosts = (await this.list()).filter((h) => h.provider === pool.provider);
     if (hosts.length === 0) return undefined;
     const policy = PlacementPolicy.safeParse(pool.template.placement);
-    const userHosts =
-      ownerUserId === null ? [] : await this.hostsOfUser(pool.provider, ownerUserId);
+    const userHosts = userId === null ? [] : await this.hostsOfUser(pool.provider, userId);
     const loads: HostLoad[] = hosts.map((h) => ({
       name: h.id,
       state: h.state,
@@ -160,17 +159,29 @@ export class Hosts extends BrokerPart {
     };
   }
 
-  /** Hosts of the user's desktops of this provider, most recently started first. */
+  /**
+   * Hosts of the user's desktops of this provider (dedicated ones they own, and those of
+   * their live sessions), most recently started first.
+   */
   private async hostsOfUser(kind: ProviderKindName, userId: string): Promise<string[]> {
-    const rows = await this.db
+    const owned = this.db
       .selectFrom('desktops')
       .innerJoin('pools', 'pools.id', 'desktops.pool_id')
-      .select(['desktops.handle'])
+      .select(['desktops.handle', 'desktops.created_at'])
       .where('pools.provider', '=', kind)
       .where('desktops.owner_user_id', '=', userId)
-      .where('desktops.state', '<>', 'failed')
-      .orderBy('desktops.created_at', 'desc')
-      .execute();
+      .where('desktops.state', '<>', 'failed');
+    const viewed = this.db
+      .selectFrom('sessions')
+      .innerJoin('desktops', 'desktops.id', 'sessions.desktop_id')
+      .innerJoin('pools', 'pools.id', 'desktops.pool_id')
+      .select(['desktops.handle', 'desktops.created_at'])
+      .where('pools.provider', '=', kind)
+      .where('sessions.user_id', '=', userId)
+      .where('sessions.state', '<>', 'ended');
+    const rows = [...(await owned.execute()), ...(await viewed.execute())].sort((a, b) =>
+      a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0,
+    );
     const hosts: string[] = [];
     for (const r of rows) {
       const h = hostOfHandle(r.handle);
