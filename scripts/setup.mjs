@@ -32,7 +32,7 @@ export const TEST_PACKAGES = [
   'chromium',
   'x11-utils', // xev, xprop
   'xdotool',
-  'x11-apps', // xwd
+  'x11-apps', // xwd, xwud
   'xclip',
   'socat', // the isolation suite tries unix and abstract sockets from inside a desktop
   'busybox-static',
