@@ -25,6 +25,7 @@ import type { Provider } from './providers/types.js';
 import { XvncProvider } from './providers/xvnc/provider.js';
 import { QemuProvider } from './providers/qemu/provider.js';
 import { VncProvider } from './providers/vnc.js';
+import { lxdProviderFromConfig } from './providers/lxd/from-config.js';
 
 export interface ServerDeps {
   clock?: Clock;
@@ -92,6 +93,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       cgroupParent: config.cgroupParent,
     }),
     new VncProvider(),
+    lxdProviderFromConfig(config),
   ];
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
   const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {

@@ -134,7 +134,11 @@ export class Assignment extends BrokerPart {
       };
     });
     if (got.ready) return got.ready;
-    return this.desktops.startReserved(pool, got.reserved, { state: 'in-use', keepLease: true });
+    return this.desktops.startReserved(pool, got.reserved, {
+      state: 'in-use',
+      keepLease: true,
+      forUser: userId,
+    });
   }
 
   /** A warm spare claimed for this user, if there is one that runs. */

@@ -14,6 +14,7 @@ import { AuditLog } from '../audit/audit-log.js';
 import type { BrokerContext, BrokerNode } from './context.js';
 import { noClusterLock, type ClusterLock } from '../store/cluster-lock.js';
 import { Desktops } from './desktops.js';
+import { Hosts, type HostView } from './hosts.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
 import { BrokerQueries } from './queries.js';
@@ -45,6 +46,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly ticker: BrokerTick;
   private readonly reconciler: Reconciler;
   private readonly users: UserRemoval;
+  private readonly hostDirectory: Hosts;
   private readonly prefs: UserPreferences;
   private readonly log: Logger;
 
@@ -79,7 +81,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
         void (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args),
     };
     this.queries = new BrokerQueries(ctx);
-    this.desktops = new Desktops(ctx, this.queries);
+    this.hostDirectory = new Hosts(ctx);
+    this.desktops = new Desktops(ctx, this.queries, this.hostDirectory);
     this.sessions = new SessionLifecycle(ctx, this.queries, this.desktops);
     this.assignment = new Assignment(ctx, this.queries, this.desktops, this.sessions);
     this.ticker = new BrokerTick(ctx, this.queries, this.desktops, this.sessions, opts);
@@ -309,5 +312,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Start-up: re-adopt running desktops, clean up what is gone, sweep leftovers. */
   reconcile(): Promise<{ adopted: number; cleaned: number; swept: number }> {
     return this.reconciler.reconcile();
+  }
+
+  /** Hosts desktops are placed on (LXD cluster members) with their load; [] on one machine. */
+  hosts(): Promise<HostView[]> {
+    return this.hostDirectory.list();
+  }
+
+  /** Drain a host (no new desktops there), make it active again, or set its maximum. */
+  updateHost(
+    id: string,
+    change: { state?: 'active' | 'draining'; maxSessions?: number },
+    actor: Actor,
+  ): Promise<HostView> {
+    return this.hostDirectory.update(id, change, actor);
   }
 }

@@ -8,6 +8,7 @@ import { BrokerPart, type BrokerContext } from './context.js';
 import { BrokerError } from './errors.js';
 import { ClusterMutex } from './keyed-mutex.js';
 import type { BrokerQueries, RunningDesktop } from './queries.js';
+import type { Hosts } from './hosts.js';
 
 /**
  * Desktops through their providers: start, provision, stop, restart in place. Whatever
@@ -23,6 +24,7 @@ export class Desktops extends BrokerPart {
   constructor(
     ctx: BrokerContext,
     private readonly queries: BrokerQueries,
+    private readonly hosts: Hosts,
   ) {
     super(ctx);
     // cluster-wide: a node's count-and-add or log-off is not interleaved with another's
@@ -108,17 +110,26 @@ export class Desktops extends BrokerPart {
     throw new BrokerError('POOL_FULL', `pool "${pool.name}" has no free machine`);
   }
 
-  async start(pool: PoolRow, d: DesktopRow): Promise<DesktopHandle> {
-    return this.provider(pool.provider).create(
-      {
-        desktopId: d.id,
-        poolId: pool.id,
-        template: pool.template,
-        persistent: pool.assignment === 'dedicated',
-        ...(d.slot !== null ? { slot: d.slot } : {}),
-      },
-      this.log.child({ desktopId: d.id }),
-    );
+  async start(pool: PoolRow, d: DesktopRow, forUser?: string): Promise<DesktopHandle> {
+    const provider = this.provider(pool.provider);
+    // providers with several hosts (an LXD cluster): the placement policy picks one
+    const host = await this.hosts.place(pool, forUser ?? d.owner_user_id);
+    const release = host !== undefined ? this.hosts.reserve(host) : undefined;
+    try {
+      return await provider.create(
+        {
+          desktopId: d.id,
+          poolId: pool.id,
+          template: pool.template,
+          persistent: pool.assignment === 'dedicated',
+          ...(d.slot !== null ? { slot: d.slot } : {}),
+          ...(host !== undefined ? { host } : {}),
+        },
+        this.log.child({ desktopId: d.id }),
+      );
+    } finally {
+      release?.();
+    }
   }
 
   /**
@@ -127,7 +138,13 @@ export class Desktops extends BrokerPart {
    */
   async provision(
     pool: PoolRow,
-    o: { owner: string | null; state: 'in-use' | 'ready'; keepLease?: boolean },
+    o: {
+      owner: string | null;
+      state: 'in-use' | 'ready';
+      keepLease?: boolean;
+      /** the user it is started for (placement sends them back to their host) */
+      forUser?: string;
+    },
   ): Promise<DesktopRow> {
     return this.startReserved(pool, await this.reserve(pool, o.owner), o);
   }
@@ -169,14 +186,19 @@ export class Desktops extends BrokerPart {
   async startReserved(
     pool: PoolRow,
     row: DesktopRow,
-    o: { state: 'in-use' | 'ready'; keepLease?: boolean },
+    o: {
+      state: 'in-use' | 'ready';
+      keepLease?: boolean;
+      /** the user it is started for (placement sends them back to their host) */
+      forUser?: string;
+    },
   ): Promise<DesktopRow> {
     const id = row.id;
     try {
       const handle = await this.withLease(
         id,
         async () => {
-          const handle = await this.start(pool, row);
+          const handle = await this.start(pool, row, o.forUser);
           await this.db
             .updateTable('desktops')
             .set({ handle: jsonColumn(handle), state: o.state, state_since: this.nowIso() })
@@ -191,6 +213,8 @@ export class Desktops extends BrokerPart {
     } catch (e) {
       await this.db.deleteFrom('desktops').where('id', '=', id).execute();
       this.log.error({ err: e, pool: pool.name }, 'desktop provisioning failed');
+      // the broker's own refusals (no host may take it) keep their code
+      if (e instanceof BrokerError) throw e;
       const msg = (e as Error).message.split('\n')[0] ?? 'unknown error';
       throw new BrokerError('DESKTOP_START_FAILED', `a desktop could not be started: ${msg}`, 503);
     }

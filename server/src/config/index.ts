@@ -78,6 +78,16 @@ const EnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_./@:-]+$/)
     .default('vdi'),
+  /** LXD's unix socket on this host, for the lxd provider @default /var/lib/lxd/unix.socket */
+  LXD_SOCKET: z.string().default('/var/lib/lxd/unix.socket'),
+  /** a remote LXD server or cluster member, https://ADDRESS:8443; the unix socket when unset */
+  LXD_URL: z.string().url().optional(),
+  /** PEM files of the client certificate and key LXD trusts, and of the cluster's certificate (pinned) */
+  LXD_CLIENT_CERT: z.string().optional(),
+  LXD_CLIENT_KEY: z.string().optional(),
+  LXD_SERVER_CERT: z.string().optional(),
+  /** the cluster member this node's host is (desktops there are reached through proxy sockets) */
+  LXD_MEMBER: z.string().optional(),
   /** QEMU acceleration: auto = KVM when /dev/kvm is usable, else TCG */
   QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /** frames a viewer may have unacknowledged before its damage is coalesced @default 2 */
@@ -196,6 +206,12 @@ export interface Config {
   desktopUids: { base: number; count: number; lockDir: string };
   cgroupParent: string;
   qemuAccel: 'auto' | 'kvm' | 'tcg';
+  /** where the lxd provider finds LXD (files are read when the provider is built) */
+  lxd: {
+    socket: string;
+    remote: { url: string; certFile: string; keyFile: string; serverCertFile: string } | undefined;
+    member: string | undefined;
+  };
   maxFramesInFlight: number;
   /** video mode for regions in motion: on or off, and the ffmpeg it runs */
   video: { enabled: boolean; ffmpegPath: string };
@@ -270,6 +286,11 @@ export function loadConfig(
     },
     cgroupParent: e.CGROUP_PARENT,
     qemuAccel: e.QEMU_ACCEL,
+    lxd: {
+      socket: e.LXD_SOCKET,
+      remote: lxdRemote(e),
+      member: e.LXD_MEMBER,
+    },
     maxFramesInFlight: e.MAX_FRAMES_IN_FLIGHT,
     video: { enabled: e.VIDEO_MODE === 'on', ffmpegPath: e.VIDEO_FFMPEG },
     login: {
@@ -299,5 +320,22 @@ export function loadConfig(
     clientDir: e.CLIENT_DIR
       ? path.resolve(cwd, e.CLIENT_DIR)
       : path.resolve(import.meta.dirname, '../../../client/dist'),
+  };
+}
+
+function lxdRemote(e: z.infer<typeof EnvSchema>): Config['lxd']['remote'] {
+  if (e.LXD_URL === undefined) return undefined;
+  if (!e.LXD_CLIENT_CERT || !e.LXD_CLIENT_KEY || !e.LXD_SERVER_CERT) {
+    throw new ConfigError(
+      'invalid configuration:\n  LXD_URL needs LXD_CLIENT_CERT, LXD_CLIENT_KEY and LXD_SERVER_CERT',
+    );
+  }
+  if (!e.LXD_URL.startsWith('https://'))
+    throw new ConfigError('invalid configuration:\n  LXD_URL: https:// only');
+  return {
+    url: e.LXD_URL.replace(/\/+$/, ''),
+    certFile: e.LXD_CLIENT_CERT,
+    keyFile: e.LXD_CLIENT_KEY,
+    serverCertFile: e.LXD_SERVER_CERT,
   };
 }

@@ -22,6 +22,11 @@ export interface CreateSpec {
    * `template.hosts`); undefined for providers that create desktops on demand
    */
   slot?: number;
+  /**
+   * the host (LXD cluster member) the broker placed this desktop on; providers that run
+   * desktops on one machine ignore it
+   */
+  host?: string;
 }
 
 /** Where a provider keeps its files; given by the server from its config. */
@@ -41,6 +46,16 @@ export type DesktopHealth =
 
 export interface ProviderStatus {
   ok: boolean;
+  detail: string;
+}
+
+/** A machine a provider can place desktops on (an LXD cluster member). */
+export interface ProviderHost {
+  name: string;
+  /** where it is reached, for the admin console */
+  address: string;
+  online: boolean;
+  /** the provider's own words on its state ("Online", "Evacuated", an error) */
   detail: string;
 }
 
@@ -81,6 +96,11 @@ export interface Provider {
    * Returns how many leftovers it removed.
    */
   sweep?(known: DesktopHandle[], log: Logger): Promise<number>;
+  /**
+   * The hosts this provider places desktops on, for the broker's placement; undefined (or
+   * not implemented) when it runs desktops on this machine only.
+   */
+  hosts?(): Promise<ProviderHost[] | undefined>;
   /** extra facts for the admin console (e.g. "KVM" or "TCG") */
   describe?(handle: DesktopHandle): Record<string, string>;
   /** file transfer with the desktop's home; absent where the provider cannot reach it (VMs) */

@@ -14,7 +14,8 @@
  * nothing here touches any other connection.
  */
 import { EventEmitter } from 'node:events';
-import type net from 'node:net';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { ByteQueue } from './byte-queue.js';
 import {
@@ -82,7 +83,9 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readonly log: Logger;
 
   private phaseValue: RfbClientPhase = 'idle';
-  private socket: net.Socket | undefined;
+  private socket: Duplex | undefined;
+  /** bytes read from the server (a stream endpoint has no socket counter of its own) */
+  private received = 0;
   private bounds: ConnectionBounds | undefined;
   private readonly queue = new ByteQueue();
   private handshake: Handshake | undefined;
@@ -126,7 +129,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
 
   /** Bytes read from the server so far (handshake included), for metrics and benchmarks. */
   get bytesReceived(): number {
-    return this.socket?.bytesRead ?? 0;
+    return this.received;
   }
 
   get phase(): RfbClientPhase {
@@ -176,7 +179,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       resumed: () => this.process(),
       log: this.log,
     });
-    if (ep.kind === 'tcp') {
+    if (ep.kind === 'tcp' && socket instanceof net.Socket) {
       socket.setNoDelay(true); // input events are tiny and latency-sensitive
       if (keepaliveMs > 0) socket.setKeepAlive(true, keepaliveMs);
     }
@@ -186,7 +189,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       if (ep.kind === 'unix' && ep.serverUid !== undefined) {
         // not a byte of the server's is read before we know who it is
         socket.pause();
-        void this.checkServer(socket, ep.serverUid);
+        if (socket instanceof net.Socket) void this.checkServer(socket, ep.serverUid);
       } else this.startHandshake();
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -363,6 +366,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   }
 
   private onData(chunk: Buffer): void {
+    this.received += chunk.length;
     if (this.phaseValue === 'closed') return;
     this.fences.received();
     this.queue.push(chunk);

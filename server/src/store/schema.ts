@@ -30,7 +30,7 @@ export interface PoolsTable {
   id: string;
   name: string;
   description: string;
-  provider: 'xvnc' | 'qemu' | 'vnc';
+  provider: 'xvnc' | 'qemu' | 'vnc' | 'lxd';
   assignment: 'dedicated' | 'floating';
   /** the provider's template for the pool's desktops (JSON text, see rows.ts) */
   template: string;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { RfbEndpoint } from '../rfb/endpoint.js';
+import { sameEndpoint, type RfbEndpoint } from '../rfb/endpoint.js';
 import { RfbClient } from '../rfb/client.js';
 import type { RfbClientOptions } from '../rfb/client-api.js';
 import { RfbError } from '../rfb/errors.js';
@@ -211,12 +211,6 @@ export class StreamManager {
     this.entries.set(desktopId, entry);
     return entry;
   }
-}
-
-function sameEndpoint(a: RfbEndpoint, b: RfbEndpoint): boolean {
-  return a.kind === 'unix'
-    ? b.kind === 'unix' && a.path === b.path && a.serverUid === b.serverUid
-    : b.kind === 'tcp' && a.host === b.host && a.port === b.port;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
