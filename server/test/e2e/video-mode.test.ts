@@ -17,7 +17,7 @@ import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium } from '../helpers/browser.js';
 import { alive } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
-import { ADMIN, until } from '../helpers/server.js';
+import { ADMIN, Api, until } from '../helpers/server.js';
 import { parseXwd } from '../helpers/xwd.js';
 
 const run = promisify(execFile);
@@ -28,6 +28,7 @@ interface VdiWindow {
     videoCodecs: string[];
     videoPainted: number;
     videoErrors: number;
+    sessionId: string;
   };
 }
 
@@ -51,6 +52,8 @@ describe('video mode in a real browser', () => {
   let browser: Browser;
   let handle: XvncHandle | undefined;
   let anim: ChildProcess | undefined;
+  /** the session the viewers attach to: logged off at the end, so its desktop goes too */
+  let sessionId = '';
   const pages: Page[] = [];
 
   const desktopHandle = (): XvncHandle | undefined => {
@@ -196,6 +199,7 @@ describe('video mode in a real browser', () => {
       null,
       { timeout: 60_000 },
     );
+    sessionId = (await hooks(p)).sessionId;
   }
 
   /** start the animation; resolves once its window is on screen and moving */
@@ -263,12 +267,20 @@ describe('video mode in a real browser', () => {
     await stopAnimation();
     await browser?.close();
     const h = desktopHandle() ?? handle;
+    // desktops outlive the server: log the session off so the broker stops its desktop
+    if (sessionId && server) {
+      const a = await new Api(server.url).login(ADMIN.username, ADMIN.password);
+      await a.post(`/api/sessions/${sessionId}/logoff`);
+      if (h)
+        await until(() => !alive(h.xvncPid), 30_000, 'the desktop stopped').catch(() => undefined);
+    }
     await server?.stop();
-    for (const pid of [h?.xvncPid, h?.sessionPid]) {
+    // and if that failed: the desktop's processes themselves (in a sandbox they lead no group)
+    for (const pid of [h?.supervisorPid, h?.xvncPid, h?.sessionPid]) {
       try {
-        if (pid && alive(pid)) process.kill(-pid, 'SIGKILL');
+        if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
       } catch {
-        // already gone with its group
+        // already gone
       }
     }
     fs.rmSync(buildDir, { recursive: true, force: true });
