@@ -86,6 +86,12 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     }),
     new QemuProvider(dirs, {
       accel: config.qemuAccel,
+      hostName: config.hostName,
+      migration: {
+        maxBandwidthBytes: config.migration.maxBandwidthBytes,
+        downtimeLimitMs: config.migration.downtimeLimitMs,
+        postcopy: config.migration.postcopy,
+      },
       uidRange: config.desktopUids,
       uidLockDir: config.desktopUids.lockDir,
       cgroupParent: config.cgroupParent,
@@ -95,6 +101,11 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
   const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {
     tickMs: config.brokerTickMs,
+    migration: {
+      hostName: config.hostName,
+      hosts: config.hosts,
+      drainConcurrency: config.migration.drainConcurrency,
+    },
   });
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 

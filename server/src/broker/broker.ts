@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
+import os from 'node:os';
 import type { Logger } from 'pino';
-import type { MyDesktop, PowerAction, SessionInfo } from '@vdi/shared';
+import type { DrainResult, MoveResult, MyDesktop, PowerAction, SessionInfo } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
@@ -13,6 +14,7 @@ import type { BrokerContext } from './context.js';
 import { Desktops } from './desktops.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
+import { Migrations, type DesktopLinks, type MigrationOptions } from './migration.js';
 import { BrokerQueries } from './queries.js';
 import { Reconciler } from './reconcile.js';
 import { SessionLifecycle, type AttachInfo } from './sessions.js';
@@ -39,6 +41,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly ticker: BrokerTick;
   private readonly reconciler: Reconciler;
   private readonly users: UserRemoval;
+  private readonly migrations: Migrations;
   private readonly log: Logger;
 
   constructor(
@@ -46,7 +49,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     providers: Map<string, Provider>,
     clock: Clock,
     log: Logger,
-    opts: TickOptions,
+    opts: TickOptions & { migration?: MigrationOptions },
   ) {
     super();
     this.log = log;
@@ -69,6 +72,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.ticker = new BrokerTick(ctx, this.queries, this.desktops, this.sessions, opts);
     this.reconciler = new Reconciler(ctx, this.queries, this.desktops, this.sessions);
     this.users = new UserRemoval(ctx, this.desktops, this.sessions);
+    const hostName = opts.migration?.hostName ?? os.hostname();
+    this.migrations = new Migrations(
+      ctx,
+      this.queries,
+      this.desktops,
+      opts.migration ?? { hostName, hosts: [hostName], drainConcurrency: 2 },
+    );
   }
 
   /** The provider of a kind; PROVIDER_UNAVAILABLE (503) when this server does not have it. */
@@ -206,6 +216,33 @@ export class Broker extends EventEmitter<BrokerEvents> {
       }
       throw new BrokerError('DESKTOP_UNREACHABLE', `the desktop could not be reached: ${why}`, 503);
     }
+  }
+
+  // ------------------------------------------------------------- live migration
+
+  /** The gateway's streams keep viewers attached across a move (set once it is built). */
+  setDesktopLinks(links: DesktopLinks): void {
+    this.migrations.setLinks(links);
+  }
+
+  /** the hosts desktops may move to */
+  get hosts(): readonly string[] {
+    return this.migrations.hosts;
+  }
+
+  /** this server's host */
+  get hostName(): string {
+    return this.migrations.hostName;
+  }
+
+  /** Live-migrate a running VM desktop to a host; 409 MIGRATING while it moves already. */
+  moveDesktop(desktopId: string, host: string, actor: Actor): Promise<MoveResult> {
+    return this.migrations.move(desktopId, host, actor);
+  }
+
+  /** Move every VM desktop off a host, a few at a time. */
+  drainHost(host: string, to: string | undefined, actor: Actor): Promise<DrainResult> {
+    return this.migrations.drain(host, to, actor);
   }
 
   /** Remove every desktop of a pool being deleted: stopped, disks purged, rows gone. */

@@ -153,6 +153,8 @@ export class Gateway {
       (s) => this.attachments.of(s)?.sessionId,
     );
     relayBrokerEvents(events, this.streams);
+    // a desktop's move to another host keeps its viewers on this node attached (decision 12)
+    broker.setDesktopLinks(this.streams);
   }
 
   private onConnection(socket: VdiSocket): void {

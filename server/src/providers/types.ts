@@ -116,6 +116,11 @@ export interface MigrationHooks {
    * the move ends. Resolves once input sent so far has reached the source.
    */
   holdInput?(): Promise<void>;
+  /**
+   * The destination runs the desktop (the source is paused for good): take its display.
+   * Called before the source is cleaned up; a rejection is logged, the move stands.
+   */
+  switchedOver?(): Promise<void>;
 }
 
 export interface MigrationOutcome {

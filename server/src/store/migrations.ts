@@ -132,6 +132,12 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .execute();
       },
     },
+    // issue 12: the host a desktop runs on (null: the server's own, config HOST_NAME)
+    '0002_desktop_host': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('desktops').addColumn('host', 'text').execute();
+      },
+    },
   };
   return { getMigrations: async () => list };
 }

@@ -1,4 +1,4 @@
-import type { Generated, Selectable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 
 /**
  * Table types. Portable across SQLite and PostgreSQL: times are ISO-8601 text, booleans are
@@ -58,7 +58,15 @@ export interface EntitlementsTable {
  * dedicated: stopped (not running, disk kept for its owner) → provisioning again on Connect.
  * failed: could not start or was lost; the broker cleans it up.
  */
-export type DesktopState = 'provisioning' | 'ready' | 'in-use' | 'stopped' | 'stopping' | 'failed';
+export type DesktopState =
+  | 'provisioning'
+  | 'ready'
+  | 'in-use'
+  | 'stopped'
+  | 'stopping'
+  | 'failed'
+  /** moving to another host while it runs (broker/migration.ts); back to ready/in-use after */
+  | 'migrating';
 
 export interface DesktopsTable {
   id: string;
@@ -73,6 +81,8 @@ export interface DesktopsTable {
   error: string | null;
   created_at: string;
   state_since: string;
+  /** the host it runs on; null (the default): the server's own (config HOST_NAME) */
+  host: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export type SessionStateDb = 'starting' | 'active' | 'disconnected' | 'ended';

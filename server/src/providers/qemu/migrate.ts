@@ -113,6 +113,7 @@ export async function migrateVm(
   let mirroring = false;
   let migrating = false;
   let wasRunning = false;
+  let switched = false;
   const times = { setupMs: 0, mirrorMs: 0, migrateMs: 0 };
   try {
     srcQmp = await QmpClient.connect(src.qmpPath, { commandTimeoutMs: COMMAND_MS });
@@ -222,7 +223,7 @@ export async function migrateVm(
       } else if (st === 'failed' || st === 'cancelled') {
         const info = await srcQmp
           .execute<{ 'error-desc'?: string }>('query-migrate')
-          .catch(() => ({}) as { 'error-desc'?: string });
+          .catch(() => ({}));
         throw new Error(`migration ${st}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
       }
     }
@@ -244,14 +245,22 @@ export async function migrateVm(
           });
       }
     }
+    // from here on the move stands: the destination runs the guest, the source is stale,
+    // and what fails now is left over, never undone
+    switched = true;
+    await hooks
+      .switchedOver?.()
+      .catch((err: unknown) => log.warn({ err }, 'viewers did not take the destination display'));
     await destQmp.execute('block-export-del', { id: JOB_ID }).catch(() => undefined);
     await destQmp.execute('nbd-server-stop').catch(() => undefined);
     destEvents.stop();
     destQmp.close();
     srcEvents.stop();
     srcQmp.close();
-    await deps.removeVm(src, log);
-    await fs.rm(job.socketDir, { recursive: true, force: true });
+    await deps
+      .removeVm(src, log)
+      .catch((err: unknown) => log.error({ err }, 'the source VM could not be cleaned up'));
+    await fs.rm(job.socketDir, { recursive: true, force: true }).catch(() => undefined);
     const stats = {
       totalMs: Date.now() - t0,
       downtimeMs: info.downtime ?? 0,
@@ -270,6 +279,7 @@ export async function migrateVm(
     );
     return { handle: { ...dest }, stats };
   } catch (err) {
+    if (switched) throw err;
     const why = (err as Error).message;
     log.error(
       { desktopId: src.desktopId, to: job.destinationHost, step, err },

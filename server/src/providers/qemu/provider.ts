@@ -354,6 +354,7 @@ export class QemuProvider implements Provider {
       accel: h.accel === 'kvm' ? 'KVM' : 'TCG',
       memory: `${h.memoryMb} MiB`,
       vcpus: String(h.vcpus),
+      host: h.host ?? this.hostName,
       ...(h.runAs ? { account: `${h.runAs.user} (uid ${h.runAs.uid})` } : {}),
     };
   }

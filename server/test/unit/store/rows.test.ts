@@ -12,6 +12,7 @@ const desktop = {
   error: null,
   created_at: 't',
   state_since: 't',
+  host: null,
 };
 
 const pool = {
