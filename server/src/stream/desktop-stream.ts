@@ -8,6 +8,7 @@ import { MoveDetector } from './move-detector.js';
 import { HeatMap } from './heat-map.js';
 import { CursorEncoder, type CursorShape } from './cursor-encoder.js';
 import { encodeThumbnail } from './thumbnail.js';
+import { realTimer, type SetTimer } from './timer.js';
 
 /** The input half of the RFB connection that fills a stream; implemented by rfb/client.ts. */
 export interface RfbLink {
@@ -42,6 +43,8 @@ const RESIZE_BURST = 20;
 const RESIZES_PER_SEC = 5;
 /** input held while a desktop moves (decision 13): about 8 seconds of fast typing and more */
 const HELD_INPUT_BYTES = 256 * 1024;
+/** between two held keys sent after a move, ms (see releaseInput) */
+const KEY_PACE_MS = 15;
 /** side of the squares compared when a moved desktop's framebuffer is taken over, pixels */
 const ADOPT_TILE = 16;
 
@@ -76,6 +79,8 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   /** input held while the desktop moves (holdInput), and its size in bytes */
   private held: DesktopInput[] | undefined;
   private heldBytes = 0;
+  /** held input is being sent out, paced */
+  private releasing = false;
 
   constructor(
     readonly desktopId: string,
@@ -138,16 +143,33 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.held ??= [];
   }
 
-  /** Send the held input to the current link; returns how many events went. */
-  releaseInput(): number {
-    const held = this.held ?? [];
-    this.held = undefined;
-    this.heldBytes = 0;
-    let sent = 0;
-    for (const ev of held) if (this.send(ev)) sent++;
-    if (sent < held.length)
-      this.log.warn({ held: held.length, sent }, 'held input not all taken by the desktop');
-    return sent;
+  /**
+   * Send the held input to the current link, paced: a VM's PS/2 keyboard holds a few
+   * scancodes only, so a burst of held keys would overflow it and lose some. Keys go one per
+   * KEY_PACE_MS (pointer and clipboard at once, in order); input arriving meanwhile queues
+   * behind. Returns how many events were held.
+   */
+  releaseInput(setTimer: SetTimer = realTimer): number {
+    const held = this.held;
+    if (!held || this.releasing) return 0;
+    const n = held.length;
+    this.releasing = true;
+    const pump = () => {
+      while (this.held && this.held.length > 0) {
+        const ev = this.held.shift()!;
+        this.heldBytes -= inputBytes(ev);
+        if (!this.send(ev)) this.log.warn({ event: ev.kind }, 'held input refused by the desktop');
+        if (ev.kind === 'key') {
+          setTimer(pump, KEY_PACE_MS);
+          return;
+        }
+      }
+      this.held = undefined;
+      this.heldBytes = 0;
+      this.releasing = false;
+    };
+    pump();
+    return n;
   }
 
   private hold(ev: DesktopInput): boolean {

@@ -233,7 +233,7 @@ export class StreamManager {
         stream.connected(client);
         this.watch(desktopId, e, client, this.log.child({ desktopId }));
         old?.close('desktop moved');
-        const released = stream.releaseInput();
+        const released = stream.releaseInput(this.setTimer);
         log.info(
           { changedPixels, releasedInput: released },
           'desktop link moved to the destination',
@@ -244,7 +244,7 @@ export class StreamManager {
         if (settled) return;
         endMove();
         client.close(`move abandoned: ${reason}`);
-        stream.releaseInput();
+        stream.releaseInput(this.setTimer);
         const lost = e.closedWhileMoving;
         e.closedWhileMoving = undefined;
         if (lost && this.entries.get(desktopId) === e) {

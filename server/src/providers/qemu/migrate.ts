@@ -221,10 +221,11 @@ export async function migrateVm(
       } else if (st === 'completed') {
         break;
       } else if (st === 'failed' || st === 'cancelled') {
-        const info = await srcQmp
+        const desc = await srcQmp
           .execute<{ 'error-desc'?: string }>('query-migrate')
-          .catch(() => ({}));
-        throw new Error(`migration ${st}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+          .then((i) => i['error-desc'])
+          .catch(() => undefined);
+        throw new Error(`migration ${st}${desc ? `: ${desc}` : ''}`);
       }
     }
     times.migrateMs = Date.now() - migrateAt;
