@@ -71,6 +71,30 @@ export class Reconciler extends BrokerPart {
         cleaned++;
         continue;
       }
+      if (d.state === 'migrating' && handle) {
+        // the server stopped mid-move: the VM stays at the source (the destination, which
+        // no record names, is swept below); a source the move left paused runs again
+        if (health.state === 'paused' && /migrat/.test(health.reason))
+          await provider
+            .powerAction?.(handle, 'cont')
+            .catch((err: unknown) => log.error({ err }, 'could not resume the source'));
+        const live = await this.db
+          .selectFrom('sessions')
+          .select('id')
+          .where('desktop_id', '=', d.id)
+          .where('state', 'in', LIVE)
+          .executeTakeFirst();
+        await this.db
+          .updateTable('desktops')
+          .set({
+            state: live ? 'in-use' : 'ready',
+            state_since: this.nowIso(),
+            error: 'a move to another host was interrupted by a server restart',
+          })
+          .where('id', '=', d.id)
+          .execute();
+        log.warn('reconcile: a move was interrupted; the desktop stays where it was');
+      }
       adopted++;
       if (handle) known.set(pool.provider, [...(known.get(pool.provider) ?? []), handle]);
       log.info({ state: d.state }, 'reconcile: re-adopted running desktop');

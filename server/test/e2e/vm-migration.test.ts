@@ -84,8 +84,7 @@ function diffOutsideCursor(a: PpmImage, b: PpmImage, row: number): number {
       const i = (y * a.width + x) * 3;
       if (a.rgb[i] === b.rgb[i] && a.rgb[i + 1] === b.rgb[i + 1] && a.rgb[i + 2] === b.rgb[i + 2])
         continue;
-      const inCursor =
-        Math.floor(y / CELL_H) === row && Math.floor(x / CELL_W) === PROMPT_CELLS;
+      const inCursor = Math.floor(y / CELL_H) === row && Math.floor(x / CELL_W) === PROMPT_CELLS;
       if (!inCursor) n++;
     }
   }
@@ -422,9 +421,9 @@ describe('live migration of a VM desktop with the browser attached', () => {
       () =>
         db(
           (d) =>
-            d.prepare("select id from desktops where state = 'ready' and id <> ?").get(desktopId) as
-              | { id: string }
-              | undefined,
+            d
+              .prepare("select id from desktops where state = 'ready' and id <> ?")
+              .get(desktopId) as { id: string } | undefined,
         ),
       BOOT_TIMEOUT_MS,
       'the warm spare',
