@@ -8,6 +8,18 @@ ensurePackages(BENCH_PACKAGES);
 ensureNodeModules();
 build();
 
+if (process.argv[2] === 'capacity') {
+  // desktops with a typing user per core (server/bench/capacity.mjs)
+  const { capacity } = await import('../server/bench/capacity.mjs');
+  try {
+    await capacity(process.argv.slice(3));
+    process.exit(0);
+  } catch (err) {
+    process.stderr.write(`\n[bench] capacity failed: ${err?.stack ?? err}\n`);
+    process.exit(1);
+  }
+}
+
 const { main } = await import('../server/bench/run.mjs');
 try {
   const run = await main(process.argv.slice(2));

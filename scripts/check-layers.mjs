@@ -13,7 +13,7 @@ const root = path.resolve(import.meta.dirname, '..');
  * a folder listed here holds every file under it. The first matching prefix wins.
  */
 export const SERVER_LAYERS = [
-  ['clock.ts', 'config/'], // 0: time and settings
+  ['clock.ts', 'config/', 'metrics.ts'], // 0: time, settings, the metrics registry
   ['rfb/'], // 1: the RFB protocol, knows nothing of desktops or viewers
   ['store/', 'audit/'], // 2: persistence
   ['providers/', 'stream/'], // 3: desktops (start, find, health) and their pixel streams
@@ -41,9 +41,12 @@ function listFiles(dir) {
   return out;
 }
 
-/** The source file a relative specifier names (`./x.js` is written for `./x.ts`). */
+/**
+ * The source file a relative specifier names (`./x.js` is written for `./x.ts`; Vite's
+ * `./x.ts?worker&url` names `./x.ts`).
+ */
 function resolveImport(from, spec) {
-  const base = path.resolve(path.dirname(from), spec);
+  const base = path.resolve(path.dirname(from), spec.replace(/\?.*$/, ''));
   const candidates = [
     base,
     base.replace(/\.js$/, '.ts'),

@@ -121,7 +121,11 @@
         state.wsBytes +=
           typeof d === 'string' ? utf8.encode(d).length : (d.byteLength ?? d.size ?? 0);
         state.wsMessages++;
-        state.lastMessageAt = Date.now();
+        // "quiet" means no picture data: this server's viewer and gateway exchange small text
+        // messages (heartbeats, their answers) every second while nothing else flows, which
+        // would keep the settle wait from ever ending; pictures (noVNC's RFB, our frames) are
+        // binary
+        if (typeof d !== 'string') state.lastMessageAt = Date.now();
       });
       return ws;
     },

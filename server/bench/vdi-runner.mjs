@@ -24,7 +24,10 @@ export async function startVdiServer({ workDir, rfbPort }) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const password = crypto.randomBytes(18).toString('base64url');
-  const child = start('vdi server', process.execPath, [ENTRY], {
+  // BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. to profile it:
+  // BENCH_SERVER_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' (written when it stops)
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = start('vdi server', process.execPath, [...nodeArgs, ENTRY], {
     env: {
       ...process.env,
       NODE_ENV: 'production',
@@ -99,6 +102,9 @@ export async function startVdiServer({ workDir, rfbPort }) {
     sessionId,
     viewerUrl: `${url}/desktop/${sessionId}`,
     cookies: [{ name, value, url }],
+    /** the REST API as the signed-in bench admin, and its user id (capacity.mjs adds pools) */
+    api,
+    userId: me.id,
   };
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AudioRequest } from './audio.js';
 
 /**
  * Socket.IO event maps used by both ends (typed, so a renamed event breaks the build).
@@ -11,10 +12,22 @@ export const MAX_CLIPBOARD_CHARS = 1_000_000;
 /** Socket.IO maxHttpBufferSize: the largest client message (clipboard plus envelope), bytes. */
 export const MAX_CLIENT_MESSAGE_BYTES = 4 * MAX_CLIPBOARD_CHARS + 4096;
 
+/**
+ * Video codec families a region in motion may be sent in (shared/src/frame.ts, Codec.Video).
+ * 'avc1': H.264 constrained baseline, Annex-B.
+ */
+export const VIDEO_CODECS = ['avc1'] as const;
+export type VideoCodecFamily = (typeof VIDEO_CODECS)[number];
+
 export const AttachRequest = z.strictObject({
   sessionId: z.string().min(1).max(64),
   /** view-only attach: an admin shadowing someone else's session */
   shadow: z.boolean().optional(),
+  /**
+   * The video codecs this browser decodes with WebCodecs (checked with
+   * VideoDecoder.isConfigSupported), best first; absent or empty: no video, images only.
+   */
+  video: z.array(z.enum(VIDEO_CODECS)).max(VIDEO_CODECS.length).optional(),
 });
 export type AttachRequest = z.infer<typeof AttachRequest>;
 
@@ -47,6 +60,14 @@ export const AckMsg = z.strictObject({
 });
 export type AckMsg = z.infer<typeof AckMsg>;
 
+/** The browser could not decode a video chunk: the server sends that viewer images from now on. */
+export const VideoErrorMsg = z.strictObject({
+  regionId: z.number().int().min(0).max(255),
+  /** what the decoder said, for the server's log */
+  reason: z.string().max(500),
+});
+export type VideoErrorMsg = z.infer<typeof VideoErrorMsg>;
+
 export const ResizeRequest = z.strictObject({
   width: z.number().int().min(64).max(8192),
   height: z.number().int().min(64).max(8192),
@@ -64,6 +85,20 @@ export interface AttachResult {
   viewOnly: boolean;
   /** display name of the desktop, for the tab title */
   name: string;
+  /** can this viewer resize the desktop to its window ("fit to window"), and within what */
+  resize: DesktopResize;
+}
+
+/** Whether and how far a viewer may resize its desktop (SetDesktopSize). */
+export interface DesktopResize {
+  /** false: view-only, or the desktop cannot change its size (it is scaled instead) */
+  allowed: boolean;
+  /** why not, in the viewer's words, when not allowed */
+  reason?: string;
+  minWidth: number;
+  minHeight: number;
+  maxWidth: number;
+  maxHeight: number;
 }
 export interface ErrorResult {
   ok: false;
@@ -114,6 +149,15 @@ export const HEARTBEAT = {
   lostMs: 15_000,
 } as const;
 
+/**
+ * The session will be logged off in `inMs` ms: idle (no input; input starts the idle clock
+ * over) or its maximum length reached. Sent by every broker tick while within the warning lead.
+ */
+export interface SessionWarningMsg {
+  kind: 'idle' | 'max-session';
+  inMs: number;
+}
+
 export interface ShadowMsg {
   /** true while an admin watches this session */
   watched: boolean;
@@ -129,9 +173,13 @@ export interface ServerToClientEvents {
   /** a message from an administrator */
   notice: (msg: { text: string; from: string }) => void;
   shadow: (msg: ShadowMsg) => void;
+  /** a log-off is coming (idle or maximum session length): show a countdown */
+  warning: (msg: SessionWarningMsg) => void;
   /** about the server process: it is restarting */
   server: (msg: ServerStatusMsg) => void;
   error: (msg: { code: string; message: string }) => void;
+  /** sound: one AUDIO_CODEC_ID byte, then one packet (audio.ts) */
+  audio: (data: ArrayBuffer | Uint8Array) => void;
 }
 
 export interface ClientToServerEvents {
@@ -141,10 +189,14 @@ export interface ClientToServerEvents {
   clipboard: (msg: ClipboardMsg) => void;
   ack: (msg: AckMsg) => void;
   resize: (msg: ResizeRequest) => void;
+  /** a video chunk could not be decoded: fall back to images for this viewer */
+  videoError: (msg: VideoErrorMsg) => void;
   /** ask for a full repaint (the client lost its canvas) */
   refresh: () => void;
   /** are you there? The server calls `cb` at once (see HEARTBEAT) */
   heartbeat: (cb: () => void) => void;
+  /** start (in a codec) or stop the desktop's sound */
+  audio: (msg: AudioRequest) => void;
 }
 
 /**
@@ -165,8 +217,10 @@ export const ClientEventSchemas = {
   clipboard: ClipboardMsg,
   ack: AckMsg,
   resize: ResizeRequest,
+  videoError: VideoErrorMsg,
   refresh: null,
   heartbeat: null,
+  audio: AudioRequest,
 } as const satisfies ClientEventSchemaMap;
 
 export type ClientEventName = keyof ClientToServerEvents;

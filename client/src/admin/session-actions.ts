@@ -4,7 +4,7 @@
  * host, the user's viewer staying attached). Confirmations are in-page dialogs.
  */
 import type { AdminSession, HostList, MoveResult } from '@vdi/shared';
-import { openDialog } from '../dialog';
+import { confirmDialog, openDialog } from '../dialog';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
 import type { Flash } from './flash';
@@ -215,7 +215,15 @@ export function sessionActions(
     ),
     button(
       'Log off',
-      (b) => void post(ctx, `/api/admin/sessions/${id}/logoff`, `${s.username} logged off.`)(b),
+      (b) =>
+        void confirmDialog(
+          `Log off ${s.username}?`,
+          `Log off ${s.username} from ${s.desktopName}? Their applications are closed; unsaved work is lost.`,
+          'Log off',
+        ).then(async (sure) => {
+          if (sure)
+            await post(ctx, `/api/admin/sessions/${id}/logoff`, `${s.username} logged off.`)(b);
+        }),
       'danger',
     ),
     button('Reset desktop', () => resetDesktop(s, ctx), 'danger'),

@@ -12,6 +12,7 @@ import type {
   ServerStatusMsg,
   ServerToClientEvents,
   SessionStatusMsg,
+  SessionWarningMsg,
   ShadowMsg,
 } from '@vdi/shared';
 import { HEARTBEAT } from '@vdi/shared';
@@ -66,6 +67,8 @@ export interface ConnectionListener {
   session(msg: SessionStatusMsg): void;
   notice(msg: { text: string; from: string }): void;
   shadow(msg: ShadowMsg): void;
+  /** a log-off is coming (idle or maximum session length) */
+  warning(msg: SessionWarningMsg): void;
   /** the handshake or attach says "not signed in" */
   unauthorized(): void;
 }
@@ -152,6 +155,9 @@ export class ViewerConnection {
     socket.on('session', (msg) => this.onSession(msg));
     socket.on('notice', (msg) => on.notice(msg));
     socket.on('shadow', (msg) => on.shadow(msg));
+    socket.on('warning', (msg) => {
+      if (typeof msg?.inMs === 'number') on.warning(msg);
+    });
     socket.on('error', (msg) => console.warn('viewer: server reported', msg?.code, msg?.message));
   }
 
@@ -165,6 +171,7 @@ export class ViewerConnection {
   }
 
   start(): void {
+    if (this.finished) return; // closed before it started (the page went away)
     this.setState('connecting', {});
     this.socket.connect();
   }
@@ -209,11 +216,25 @@ export class ViewerConnection {
     return true;
   }
 
+  /** Ask the desktop for a new size (fit to window); the server clamps it to the pool's range. */
+  resize(width: number, height: number): boolean {
+    if (!this.interactive) return false;
+    this.socket.emit('resize', { width, height });
+    return true;
+  }
+
   /** Acknowledge a drawn frame (flow control). Meaningless after a disconnect, so dropped. */
   ack(seq: number, renderMs: number): void {
     if (!this.socket.connected || this.finished) return;
     const ms = Math.min(600_000, Math.max(0, Math.round(renderMs * 10) / 10));
     this.socket.emit('ack', { seq, renderMs: ms });
+  }
+
+  /** A video decoder failed: the server sends images from now on (and at every attach after). */
+  videoFailed(regionId: number, reason: string): void {
+    this.request.video = [];
+    if (this.socket.connected && !this.finished)
+      this.socket.emit('videoError', { regionId, reason });
   }
 
   /** Ask for a full repaint (a rect could not be decoded). */

@@ -13,10 +13,22 @@ export interface ViewerHooks {
   height: number;
   /** frame bytes received since the viewer opened */
   bytesReceived: number;
+  /** video codecs announced at attach (empty: images only) */
+  videoCodecs: string[];
+  /** video pictures drawn on the canvas */
+  videoPainted: number;
+  /** video decoder failures reported to the server */
+  videoErrors: number;
   /** extra, informative: the attach answer */
   sessionId: string;
   desktopId: string;
   viewOnly: boolean;
+  /** how the desktop fills the window now (resize.ts): fit, scale or actual */
+  displayMode: string;
+  /** the keyboard layout keys are mapped with (keyboard-layout.ts) */
+  keyboardLayout: string;
+  /** the view's pinch zoom (touch.ts), 1 = none */
+  zoom: number;
 }
 
 declare global {
@@ -32,9 +44,15 @@ export function installHooks(sessionId: string): ViewerHooks {
     width: 0,
     height: 0,
     bytesReceived: 0,
+    videoCodecs: [],
+    videoPainted: 0,
+    videoErrors: 0,
     sessionId,
     desktopId: '',
     viewOnly: false,
+    displayMode: '',
+    keyboardLayout: 'auto',
+    zoom: 1,
   };
   window.__vdiViewer = hooks;
   return hooks;

@@ -1,8 +1,16 @@
-import { EventEmitter } from 'node:events';
 import os from 'node:os';
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { DrainResult, MoveResult, MyDesktop, PowerAction, SessionInfo } from '@vdi/shared';
+import type {
+  DrainResult,
+  MoveResult,
+  MyDesktop,
+  PowerAction,
+  Preferences,
+  SessionInfo,
+} from '@vdi/shared';
 import type { Clock } from '../clock.js';
+import { metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
 import type { Provider } from '../providers/types.js';
@@ -10,7 +18,8 @@ import type { RfbEndpoint } from '../rfb/endpoint.js';
 import type { Actor } from './actor.js';
 import { Assignment } from './assignment.js';
 import { AuditLog } from '../audit/audit-log.js';
-import type { BrokerContext } from './context.js';
+import type { BrokerContext, BrokerNode } from './context.js';
+import { noClusterLock, type ClusterLock } from '../store/cluster-lock.js';
 import { Desktops } from './desktops.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
@@ -18,6 +27,7 @@ import { Migrations, type DesktopLinks, type MigrationOptions } from './migratio
 import { BrokerQueries } from './queries.js';
 import { Reconciler } from './reconcile.js';
 import { SessionLifecycle, type AttachInfo } from './sessions.js';
+import { UserPreferences } from './preferences.js';
 import { BrokerTick, type TickOptions } from './tick.js';
 import { UserRemoval } from './user-removal.js';
 
@@ -34,6 +44,8 @@ import { UserRemoval } from './user-removal.js';
  */
 export class Broker extends EventEmitter<BrokerEvents> {
   readonly audit: AuditLog;
+  /** this node among several */
+  readonly node: BrokerNode;
   private readonly queries: BrokerQueries;
   private readonly desktops: Desktops;
   private readonly sessions: SessionLifecycle;
@@ -42,6 +54,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly reconciler: Reconciler;
   private readonly users: UserRemoval;
   private readonly migrations: Migrations;
+  private readonly prefs: UserPreferences;
   private readonly log: Logger;
 
   constructor(
@@ -49,10 +62,21 @@ export class Broker extends EventEmitter<BrokerEvents> {
     providers: Map<string, Provider>,
     clock: Clock,
     log: Logger,
-    opts: TickOptions & { migration?: MigrationOptions },
+    opts: TickOptions & {
+      node?: Partial<BrokerNode>;
+      lock?: ClusterLock;
+      migration?: MigrationOptions;
+    },
   ) {
     super();
     this.log = log;
+    const host = opts.node?.host ?? os.hostname();
+    this.node = {
+      host,
+      id: opts.node?.id ?? `${host}-${process.pid}`,
+      leaseMs: opts.node?.leaseMs ?? 30_000,
+      clustered: opts.node?.clustered ?? false,
+    };
     this.audit = new AuditLog(db, clock, log);
     const ctx: BrokerContext = {
       db,
@@ -60,6 +84,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       clock,
       log,
       audit: this.audit,
+      node: this.node,
+      lock: opts.lock ?? noClusterLock,
       // EventEmitter's own emit, typed by BrokerEvents; its generic signature does not
       // accept a generic event, hence the cast
       emit: (event, ...args) =>
@@ -71,7 +97,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.assignment = new Assignment(ctx, this.queries, this.desktops, this.sessions);
     this.ticker = new BrokerTick(ctx, this.queries, this.desktops, this.sessions, opts);
     this.reconciler = new Reconciler(ctx, this.queries, this.desktops, this.sessions);
-    this.users = new UserRemoval(ctx, this.desktops, this.sessions);
+    this.prefs = new UserPreferences(ctx);
+    this.users = new UserRemoval(ctx, this.desktops, this.sessions, this.prefs);
     const hostName = opts.migration?.hostName ?? os.hostname();
     this.migrations = new Migrations(
       ctx,
@@ -79,6 +106,26 @@ export class Broker extends EventEmitter<BrokerEvents> {
       this.desktops,
       opts.migration ?? { hostName, hosts: [hostName], drainConcurrency: 2 },
     );
+  }
+
+  /** A user's viewer preferences (defaults when never set). */
+  preferences(userId: string): Promise<Preferences> {
+    return this.prefs.get(userId);
+  }
+
+  /** Store the acting user's own viewer preferences. */
+  setPreferences(actor: Actor, prefs: Preferences): Promise<void> {
+    if (actor.id === null) throw new BrokerError('FORBIDDEN', 'only a user has preferences', 403);
+    return this.prefs.set({ ...actor, id: actor.id }, prefs);
+  }
+
+  /** Set the session and desktop gauges of /metrics from the store (at each scrape). */
+  async updateGauges(): Promise<void> {
+    const { sessions, desktops } = await this.queries.counts();
+    metrics.sessions.reset();
+    for (const r of sessions) metrics.sessions.set({ state: r.state, pool: r.pool }, r.n);
+    metrics.desktops.reset();
+    for (const r of desktops) metrics.desktops.set({ state: r.state, pool: r.pool }, r.n);
   }
 
   /** The provider of a kind; PROVIDER_UNAVAILABLE (503) when this server does not have it. */
@@ -145,9 +192,22 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.sessions.markActive(sessionId, actor);
   }
 
-  /** last viewer gone → disconnected (the desktop keeps running) */
-  markDisconnected(sessionId: string, actor: Actor, reason: string): Promise<void> {
-    return this.sessions.markDisconnected(sessionId, actor, reason);
+  /**
+   * last viewer gone → disconnected (the desktop keeps running); with `unchangedSince`, only
+   * if the session has been active since before then
+   */
+  markDisconnected(
+    sessionId: string,
+    actor: Actor,
+    reason: string,
+    unchangedSince?: string,
+  ): Promise<void> {
+    return this.sessions.markDisconnected(sessionId, actor, reason, unchangedSince);
+  }
+
+  /** the sessions marked active, for the gateway's cluster-wide presence sweep */
+  activeSessionIds(): Promise<string[]> {
+    return this.sessions.activeSessionIds();
   }
 
   /** keyboard or pointer input: written at most every 10 s per session */

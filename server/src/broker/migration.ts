@@ -114,7 +114,7 @@ export class Migrations extends BrokerPart {
         .updateTable('desktops')
         .set({
           handle: jsonColumn(outcome.handle),
-          host: to === this.opts.hostName ? null : to,
+          host: to,
           state: before,
           state_since: this.nowIso(),
           error: null,

@@ -4,7 +4,7 @@
  * file: the byte and time bounds of the socket (connection-bounds.ts), how updates keep
  * flowing (update-flow.ts: continuous updates or one request in flight), fences and the
  * keepalive (fences.ts), who serves a unix socket (peer-uid.ts), and its options and events
- * (client-api.ts). What stays here (about 470 lines, over the house's ~400 on purpose) is one
+ * (client-api.ts). What stays here (about 490 lines, over the house's ~400 on purpose) is one
  * state machine, the phases from connect to close, with the public methods that read and
  * drive it: each of them checks the phase, so parting them would spread it over files.
  *
@@ -23,6 +23,7 @@ import {
   type RfbClientOptions,
   type RfbClientPhase,
   type RfbClientSettings,
+  type RemoteEncoding,
   type ServerInfo,
 } from './client-api.js';
 import {
@@ -61,6 +62,12 @@ const ENCODINGS_BASE = [
   Encoding.LastRect,
 ] as const;
 
+/** The wire numbers of the compressed encodings a remote endpoint may ask for. */
+const REMOTE_ENCODINGS: Readonly<Record<RemoteEncoding, number>> = {
+  tight: Encoding.Tight,
+  zrle: Encoding.ZRLE,
+};
+
 export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readonly settings: RfbClientSettings;
   private readonly log: Logger;
@@ -79,6 +86,8 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readonly flow: UpdateFlow;
   private readonly fences: Fences;
   private screens: Screen[] = [];
+  /** the server answered a SetDesktopSize of ours with "prohibited" */
+  private resizeProhibited = false;
 
   constructor(options: RfbClientOptions) {
     super();
@@ -100,6 +109,11 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       write: (b) => this.write(b),
       fail: (e) => this.fail(e),
     });
+  }
+
+  /** Bytes read from the server so far (handshake included), for metrics and benchmarks. */
+  get bytesReceived(): number {
+    return this.socket?.bytesRead ?? 0;
   }
 
   get phase(): RfbClientPhase {
@@ -235,6 +249,14 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   }
 
   /**
+   * Has the server shown it can resize (ExtendedDesktopSize) without refusing a resize of ours
+   * as prohibited? A desktop that cannot resize is scaled by its viewers instead.
+   */
+  get canResize(): boolean {
+    return this.serverInfo?.extendedDesktopSize === true && !this.resizeProhibited;
+  }
+
+  /**
    * Stop asking for updates (e.g. nobody is watching). With continuous updates the
    * server is told to stop pushing. Input still works.
    */
@@ -345,7 +367,12 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       'RFB handshake done',
     );
     const { sink, limits } = this.settings;
+    const compressed =
+      this.settings.endpoint.remote === true
+        ? this.settings.remoteEncodings.map((e) => REMOTE_ENCODINGS[e])
+        : [];
     this.parser = new ServerMessageParser({
+      encodings: compressed,
       sink,
       width: result.width,
       height: result.height,
@@ -361,7 +388,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       },
     });
     sink.resize(result.width, result.height);
-    const encodings: number[] = [...ENCODINGS_BASE];
+    const encodings: number[] = [...compressed, ...ENCODINGS_BASE];
     if (this.settings.continuousUpdates) encodings.push(Encoding.ContinuousUpdates);
     encodings.push(Encoding.Fence);
     this.write(encodeSetPixelFormat());
@@ -402,6 +429,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     if (ev.applied) this.screens = ev.screens;
     if (ev.reason === 'this-client' && ev.status !== 'ok') {
       this.log.warn({ status: ev.status }, 'server refused SetDesktopSize');
+      if (ev.status === 'prohibited') this.resizeProhibited = true;
     }
     this.emit('desktop-size', ev);
   }

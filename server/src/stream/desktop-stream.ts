@@ -5,7 +5,7 @@ import type { FramebufferSink } from '../rfb/types.js';
 import type { Rect } from './dirty-grid.js';
 import { Viewer, type MirrorView, type ViewerOptions } from './viewer.js';
 import { MoveDetector } from './move-detector.js';
-import { HeatMap } from './heat-map.js';
+import { HeatMap, type HotCells } from './heat-map.js';
 import { CursorEncoder, type CursorShape } from './cursor-encoder.js';
 import { encodeThumbnail } from './thumbnail.js';
 import { realTimer, type SetTimer } from './timer.js';
@@ -18,6 +18,8 @@ export interface RfbLink {
   clientCutText(text: string): boolean;
   /** false also when the desktop cannot be resized, or not to that size */
   setDesktopSize(width: number, height: number): boolean;
+  /** the desktop has said it can be resized (ExtendedDesktopSize) and has not refused yet */
+  readonly canResize: boolean;
 }
 
 /** Input from a viewer, on its way to the desktop. */
@@ -108,6 +110,11 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   }
 
   // ---- viewers and their input ----
+
+  /** can viewers resize this desktop (SetDesktopSize)? False before the link is up. */
+  get canResize(): boolean {
+    return this.link?.canResize ?? false;
+  }
 
   /** the viewers reading this mirror */
   get viewers(): ReadonlySet<Viewer> {
@@ -397,6 +404,10 @@ export class DesktopStream implements FramebufferSink, MirrorView {
 
   quietFor(r: Rect, now: number): number {
     return this.heat.quietFor(r, now);
+  }
+
+  hotCells(): HotCells {
+    return this.heat.hotCells();
   }
 
   /** a small JPEG of the whole desktop for the admin console */

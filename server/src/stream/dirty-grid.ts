@@ -32,12 +32,18 @@ export class DirtyGrid {
    * The damage as marked, while it is a few rects (typing: a glyph and the cursor), so small
    * updates are sent at their size and not rounded out to whole cells. null = too many.
    */
-  private exact: Rect[] | null = [];
+  private exact: Rect[] | null;
 
+  /**
+   * `keepExact` false: cells only (a region whose bookkeeping is cell by cell, like the lossy
+   * cells waiting for a refresh, where clearing one cell must clear it from toRects() too).
+   */
   constructor(
     public width: number,
     public height: number,
+    private readonly keepExact = true,
   ) {
+    this.exact = keepExact ? [] : null;
     this.cols = Math.ceil(width / CELL);
     this.rows = Math.ceil(height / CELL);
     this.cells = new Uint8Array(this.cols * this.rows);
@@ -54,7 +60,7 @@ export class DirtyGrid {
     this.rows = Math.ceil(height / CELL);
     this.cells = new Uint8Array(this.cols * this.rows);
     this.count = 0;
-    this.exact = [];
+    this.exact = this.keepExact ? [] : null;
   }
 
   private span(r: Rect): [number, number, number, number] | undefined {
@@ -165,7 +171,7 @@ export class DirtyGrid {
   clear(): void {
     if (this.count) this.cells.fill(0);
     this.count = 0;
-    this.exact = [];
+    this.exact = this.keepExact ? [] : null;
   }
 
   /**

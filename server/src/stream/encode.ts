@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { metrics } from '../metrics.js';
 import { Codec, packIndices, type FrameRect } from '@vdi/shared';
 import { analyse, extract, type Analysis } from './classify.js';
 import type { DeflateStream } from './deflate-stream.js';
@@ -63,12 +64,34 @@ async function encodePalette(
   return Buffer.concat([Buffer.of(n - 1), body]);
 }
 
+/** A rect whose codec is chosen (synchronously) and whose payload is on its way. */
+export interface StartedRect {
+  /** it will be sent lossy (known before the encode finishes: the viewer books it at once) */
+  lossy: boolean;
+  done: Promise<EncodedRect>;
+}
+
 /**
  * Encode one rectangle of packed RGBX pixels. The choice: solid → Fill; ≤256 colours →
  * DeflatePalette (exact); many colours → JPEG when lossy is allowed and the rect is big enough,
- * else lossless (zlib RGB when small, PNG when large).
+ * else lossless (zlib RGB when small, PNG when large). The choice is made before this returns;
+ * zlib segments are taken before it returns too (in call order).
  */
-export async function encodeRect(
+export function startRect(
+  x: number,
+  y: number,
+  w: number,
+  h: number,
+  pixels: Buffer,
+  hints: EncodeHints,
+): StartedRect {
+  const a = analyse(pixels, w, h);
+  const lossy = a.kind === 'many' && hints.allowLossy && w * h >= JPEG_MIN_PIXELS;
+  return { lossy, done: finishRect(x, y, w, h, pixels, a, lossy, hints) };
+}
+
+/** startRect, waiting for the payload */
+export function encodeRect(
   x: number,
   y: number,
   w: number,
@@ -76,8 +99,20 @@ export async function encodeRect(
   pixels: Buffer,
   hints: EncodeHints,
 ): Promise<EncodedRect> {
+  return startRect(x, y, w, h, pixels, hints).done;
+}
+
+async function finishRect(
+  x: number,
+  y: number,
+  w: number,
+  h: number,
+  pixels: Buffer,
+  a: Analysis,
+  lossy: boolean,
+  hints: EncodeHints,
+): Promise<EncodedRect> {
   const n = w * h;
-  const a = analyse(pixels, w, h);
   if (a.kind === 'solid') {
     return {
       x,
@@ -100,7 +135,7 @@ export async function encodeRect(
       lossy: false,
     };
   }
-  if (hints.allowLossy && n >= JPEG_MIN_PIXELS) {
+  if (lossy) {
     const payload = await sharp(pixels, { raw: { width: w, height: h, channels: 4 } })
       .removeAlpha()
       .jpeg({
@@ -124,21 +159,35 @@ export async function encodeRect(
 
 /**
  * Encode a frame plan's rects from a framebuffer (RGBX, stride fbWidth*4), in parallel. The
- * pixels are copied out before this returns (the mirror keeps changing while they encode),
- * and the zlib segments are taken in job order, as the client inflates them.
+ * pixels are copied out and every rect's codec chosen before this returns (the mirror keeps
+ * changing while they encode), and the zlib segments are taken in job order, as the client
+ * inflates them.
  */
+export function startJobs(
+  jobs: readonly EncodeJob[],
+  fb: Buffer,
+  fbWidth: number,
+  hints: Omit<EncodeHints, 'allowLossy'>,
+): { lossy: boolean[]; done: Promise<EncodedRect[]> } {
+  const end = metrics.encodeSeconds.startTimer();
+  const started = jobs.map((j) =>
+    startRect(j.x, j.y, j.w, j.h, extract(fb, fbWidth, j.x, j.y, j.w, j.h), {
+      ...hints,
+      allowLossy: j.allowLossy,
+    }),
+  );
+  return {
+    lossy: started.map((s) => s.lossy),
+    done: Promise.all(started.map((s) => s.done)).finally(() => end()),
+  };
+}
+
+/** startJobs, waiting for the payloads */
 export function encodeJobs(
   jobs: readonly EncodeJob[],
   fb: Buffer,
   fbWidth: number,
   hints: Omit<EncodeHints, 'allowLossy'>,
 ): Promise<EncodedRect[]> {
-  return Promise.all(
-    jobs.map((j) =>
-      encodeRect(j.x, j.y, j.w, j.h, extract(fb, fbWidth, j.x, j.y, j.w, j.h), {
-        ...hints,
-        allowLossy: j.allowLossy,
-      }),
-    ),
-  );
+  return startJobs(jobs, fb, fbWidth, hints).done;
 }

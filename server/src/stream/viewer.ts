@@ -1,10 +1,12 @@
 import type { Clock } from '../clock.js';
-import { DirtyGrid, type CopyOp, type Rect } from './dirty-grid.js';
-import { encodeJobs } from './encode.js';
+import { CELL, DirtyGrid, type CopyOp, type Rect } from './dirty-grid.js';
+import { startJobs } from './encode.js';
 import { DeflateStream } from './deflate-stream.js';
-import { planFrame } from './frame-plan.js';
+import { planFrame, type EncodeJob } from './frame-plan.js';
 import { writeFrame } from './frame-writer.js';
 import { realTimer, type SetTimer, type TimerHandle } from './timer.js';
+import type { HotCells } from './heat-map.js';
+import { VideoMode, type VideoOptions } from './video/video-mode.js';
 
 /** What a viewer reads from its desktop's mirror. */
 export interface MirrorView {
@@ -15,6 +17,8 @@ export interface MirrorView {
   isHot(r: Rect): boolean;
   /** ms since the cells of this rect last changed */
   quietFor(r: Rect, now: number): number;
+  /** which cells are hot now (video mode looks for a region in motion in them) */
+  hotCells?(): HotCells;
 }
 
 export interface ViewerStats {
@@ -36,10 +40,22 @@ export interface ViewerOptions {
   onError(e: unknown): void;
   /** schedules the lossless refresh @default realTimer */
   setTimer?: SetTimer;
+  /** send regions in motion as video (the browser decodes one of these codecs) */
+  video?: VideoOptions;
 }
 
-/** A lossy rect that has been quiet this long is re-sent losslessly. @default 150 ms */
+/**
+ * A lossy cell that has been quiet this long is re-sent losslessly, unless it is hot (an
+ * animation between two of its frames); a changing rect quiet this long is sent lossless.
+ * Also the period of the refresh timer. @default 150 ms
+ */
 export const LOSSLESS_REFRESH_MS = 150;
+/**
+ * A lossy cell quiet this long is re-sent losslessly even while its heat says "animated": the
+ * heat of a 30 fps animation takes ~1.5 s to decay after it stops, far too long to show a
+ * lossy picture of a still screen. (An animation slower than ~3 fps is refreshed per frame.)
+ */
+export const SETTLED_MS = 300;
 /** At most this many pending copies; beyond that they are sent as pixels. */
 const MAX_PENDING_COPIES = 32;
 /** Lossy quality for animated content when the viewer keeps up; quiet areas go lossless. */
@@ -55,8 +71,14 @@ const MIN_QUALITY = 30;
  */
 export class Viewer {
   readonly dirty: DirtyGrid;
-  /** cells last sent lossy, waiting for a lossless refresh */
+  /**
+   * cells lossy on the client's canvas once every frame planned so far has been drawn (kept
+   * at plan time, so a copy planned after a lossy frame carries its lossiness along), waiting
+   * for a lossless refresh. Cells only: refreshes go cell by cell.
+   */
   private readonly lossy: DirtyGrid;
+  /** the refresh timer fired: the next frame re-sends the settled lossy cells */
+  private refreshDue = false;
   private copies: CopyOp[] = [];
   /** starts anywhere, so a late ack meant for a previous viewer of this socket matches nothing */
   private seq = Math.floor(Math.random() * 0x3fffffff);
@@ -76,6 +98,8 @@ export class Viewer {
   };
   /** frames and bytes over the last second, for the admin console */
   private window = { at: 0, frames: 0, bytes: 0, fps: 0, kbps: 0 };
+  /** regions in motion as video (video/video-mode.ts), when the browser decodes it */
+  readonly video: VideoMode | undefined;
 
   constructor(
     private readonly mirror: MirrorView,
@@ -83,8 +107,15 @@ export class Viewer {
     private readonly opts: ViewerOptions,
   ) {
     this.dirty = new DirtyGrid(mirror.width, mirror.height);
-    this.lossy = new DirtyGrid(mirror.width, mirror.height);
+    this.lossy = new DirtyGrid(mirror.width, mirror.height, false);
     this.dirty.markAll();
+    this.video = opts.video
+      ? new VideoMode(
+          { mirror, dirty: this.dirty, lagMs: () => this.stats.lagMs, flush: () => this.flush() },
+          clock,
+          { setTimer: opts.setTimer, ...opts.video },
+        )
+      : undefined;
   }
 
   /** the framebuffer changed size: everything is new */
@@ -94,6 +125,7 @@ export class Viewer {
     this.dirty.markAll();
     this.copies = [];
     this.keyframe = true;
+    this.video?.restart();
   }
 
   /** full repaint on the next frame (attach, or the client lost its canvas) */
@@ -101,7 +133,13 @@ export class Viewer {
     this.dirty.markAll();
     this.copies = [];
     this.keyframe = true;
+    this.video?.restart();
     this.flush();
+  }
+
+  /** The browser could not decode a video chunk: images only for this viewer from now on. */
+  videoFailed(regionId: number, reason: string): void {
+    this.video?.failed(regionId, reason);
   }
 
   damage(r: Rect): void {
@@ -182,6 +220,7 @@ export class Viewer {
   close(): void {
     this.closed = true;
     this.refreshTimer?.cancel();
+    this.video?.close();
     this.zlib.close();
   }
 
@@ -205,8 +244,11 @@ export class Viewer {
 
   /** Send a frame now if there is something to send and room in flight. */
   flush(): void {
-    if (this.closed || this.building || this.inFlight.size >= this.opts.maxInFlight) return;
-    if (this.dirty.empty && this.copies.length === 0) return;
+    if (this.closed) return;
+    this.video?.pump();
+    if (this.building || this.inFlight.size >= this.opts.maxInFlight) return;
+    if (this.dirty.empty && this.copies.length === 0 && !this.refreshDue && !this.video?.hasChunks)
+      return;
     this.building = true;
     this.build().then(
       () => {
@@ -218,6 +260,8 @@ export class Viewer {
         // what was compressed for the lost frame is in our zlib stream but not the client's
         this.keyframe = true;
         this.dirty.markAll();
+        // and the client resets its video decoders at the keyframe: the region starts over
+        this.video?.restart();
         this.opts.onError(e);
       },
     );
@@ -227,44 +271,101 @@ export class Viewer {
     if (this.refreshTimer || this.lossy.empty || this.closed) return;
     this.refreshTimer = (this.opts.setTimer ?? realTimer)(() => {
       this.refreshTimer = undefined;
-      this.refreshLossy();
+      if (this.closed) return;
+      // the refresh rides on the next frame: now if there is room in flight, else after an ack
+      this.refreshDue = true;
+      this.flush();
     }, LOSSLESS_REFRESH_MS);
   }
 
-  /** move quiet lossy cells into the damage, to be re-sent losslessly */
-  private refreshLossy(): void {
-    if (this.closed) return;
-    const now = this.clock.now();
-    for (const r of this.lossy.toRects()) {
-      if (this.mirror.quietFor(r, now) >= LOSSLESS_REFRESH_MS && !this.mirror.isHot(r)) {
-        this.dirty.mark(r);
-        this.lossy.clearInside(r);
+  /**
+   * May a damaged rect go lossy? Only while it is animated (hot) and still changing: a rect
+   * quiet for LOSSLESS_REFRESH_MS goes lossless at once, so a viewer that catches up after
+   * the motion stopped gets the exact picture, not one more lossy one.
+   */
+  private mayGoLossy(r: Rect, now: number): boolean {
+    return this.mirror.quietFor(r, now) < LOSSLESS_REFRESH_MS && this.mirror.isHot(r);
+  }
+
+  /**
+   * The lossy cells that have settled (see SETTLED_MS) and are not about to be re-sent as
+   * damage anyway, as runs of cells per cell row. Decided cell by cell: a lossy rect beside
+   * something that never stops changing (a clock) is still refreshed.
+   */
+  private settledLossy(now: number): Rect[] {
+    const out: Rect[] = [];
+    if (this.lossy.empty) return out;
+    const { cols, rows, cells } = this.lossy;
+    const dirty = this.dirty.cells;
+    const { width, height } = this.mirror;
+    const cell: Rect = { x: 0, y: 0, w: CELL, h: CELL };
+    for (let row = 0; row < rows; row++) {
+      let run = -1;
+      for (let c = 0; c <= cols; c++) {
+        const i = row * cols + c;
+        let settled = false;
+        if (c < cols && cells[i] && !dirty[i]) {
+          cell.x = c * CELL;
+          cell.y = row * CELL;
+          const quiet = this.mirror.quietFor(cell, now);
+          settled =
+            quiet >= LOSSLESS_REFRESH_MS && (quiet >= SETTLED_MS || !this.mirror.isHot(cell));
+        }
+        if (settled && run < 0) run = c;
+        else if (!settled && run >= 0) {
+          const x = run * CELL;
+          const y = row * CELL;
+          out.push({ x, y, w: Math.min(width, c * CELL) - x, h: Math.min(height, y + CELL) - y });
+          run = -1;
+        }
       }
     }
-    this.flush();
-    this.scheduleRefresh();
+    return out;
+  }
+
+  /**
+   * Lossy bookkeeping of a frame's jobs, in frame order (a later rect paints over an earlier
+   * one): `lossy(i)` says whether job i is lossy.
+   */
+  private markLossy(jobs: readonly EncodeJob[], lossy: (i: number) => boolean): void {
+    jobs.forEach((j, i) => (lossy(i) ? this.lossy.mark(j) : this.lossy.clearInside(j)));
   }
 
   /** Plan, encode and send one frame of everything pending (see frame-plan.ts). */
   private async build(): Promise<void> {
     const { width, height, fb } = this.mirror;
-    const plan = planFrame(this.copies, this.dirty.toRects(), (r) => this.mirror.isHot(r));
+    const now = this.clock.now();
+    // settled lossy cells first: they skip cells that are dirty, read before the clear below
+    const refresh = this.refreshDue ? this.settledLossy(now) : [];
+    this.refreshDue = false;
+    // video pictures first: nothing else in the frame overlaps their region
+    const video = this.video?.take() ?? [];
+    const plan = planFrame(
+      this.copies,
+      this.dirty.toRects(),
+      (r) => this.mayGoLossy(r, now) && !this.video?.forcesLossless(r),
+    );
+    this.video?.planned();
+    for (const r of refresh) plan.jobs.push({ ...r, allowLossy: false });
     this.copies = [];
     this.dirty.clear();
+    if (plan.jobs.length === 0 && plan.copies.length === 0 && video.length === 0) {
+      this.scheduleRefresh(); // nothing settled yet: look again later
+      return;
+    }
     const keyframe = this.keyframe;
     this.keyframe = false;
     // the client restarts its inflater at a keyframe, so we restart our deflater with it
     if (keyframe) this.zlib.reset();
     const quality = this.stats.quality;
-    const encoded = await encodeJobs(plan.jobs, fb, width, { quality, zlib: this.zlib });
+    const started = startJobs(plan.jobs, fb, width, { quality, zlib: this.zlib });
+    // The client draws this frame before anything planned after it (a copy reading these
+    // pixels, the next frame): its lossiness is booked now, while it encodes. Video pictures
+    // are lossy: their region is refreshed losslessly once it is still.
+    for (const v of video) this.lossy.mark(v);
+    this.markLossy(plan.jobs, (i) => started.lossy[i]!);
+    const encoded = video.concat(await started.done);
     if (this.closed) return;
-    let anyLossy = false;
-    for (const e of encoded) {
-      if (e.lossy) {
-        this.lossy.mark(e);
-        anyLossy = true;
-      } else this.lossy.clearInside(e);
-    }
     if (width !== this.mirror.width || height !== this.mirror.height) return; // resized meanwhile; a keyframe follows
     const seq = ++this.seq >>> 0;
     const sentAt = this.clock.now();
@@ -286,6 +387,6 @@ export class Viewer {
     this.window.frames++;
     this.window.bytes += bytes.byteLength;
     this.opts.send(bytes);
-    if (anyLossy) this.scheduleRefresh();
+    this.scheduleRefresh();
   }
 }

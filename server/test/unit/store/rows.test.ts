@@ -13,6 +13,8 @@ const desktop = {
   created_at: 't',
   state_since: 't',
   host: null,
+  lease_node: null,
+  lease_until: null,
 };
 
 const pool = {
