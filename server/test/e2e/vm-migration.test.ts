@@ -382,11 +382,13 @@ describe('live migration of a VM desktop with the browser attached', () => {
     const before = handleOf(desktopId);
     const socketsBefore = websockets;
     const pidFile = path.join(runDir, 'qemu', '@h3', `${desktopId}.pid`);
+    const stateSocket = path.join(runDir, 'qemu-migrate', desktopId, 'state.sock');
     const moving = move(desktopId, 'h3');
-    // kill the destination as soon as it exists
+    // kill the destination mid-way: once it runs and waits for the VM's state
     const destPid = await until(
       () => {
         try {
+          if (!fs.existsSync(stateSocket)) return undefined;
           const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
           return pid > 0 ? pid : undefined;
         } catch {
