@@ -308,8 +308,20 @@ describe('live migration of a VM desktop with the browser attached', () => {
     // the move, and a command typed across it (its keys land before, during and after)
     const t0 = Date.now();
     const moving = move(desktopId, 'h2');
-    await typeText(`echo mv${token} $(date +%s) > /data/k; sync`, 40);
+    const typing = typeText(`echo mv${token} $(date +%s) > /data/k; sync`, 40);
+    // meanwhile the move owns the desktop: a log-off or a second move is refused
+    await until(() => row(desktopId).state === 'migrating', 10_000, 'the migrating state', 5);
+    const sessionId = await page.evaluate(
+      () => (window as unknown as { __vdiViewer: { sessionId: string } }).__vdiViewer.sessionId,
+    );
+    const logoff = await api.post(`/api/admin/sessions/${sessionId}/logoff`);
+    const again = await move(desktopId, 'h3');
+    await typing;
     const moved = await moving;
+    expect(logoff.status).toBe(409);
+    expect(logoff.error?.code).toBe('MIGRATING');
+    expect(again.status).toBe(409);
+    expect(again.error?.message).toMatch(/being moved to host h2/);
     const enterAt = Date.now();
     await page.keyboard.press('Enter');
     const wall = Date.now() - t0;
