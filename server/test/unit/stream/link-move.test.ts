@@ -20,6 +20,7 @@ function fakeLink() {
     pointerEvent: (x, y, b) => sent.push(`pointer ${x},${y} ${b}`) > 0,
     clientCutText: (t) => sent.push(`clip ${t}`) > 0,
     setDesktopSize: () => false,
+    canResize: false,
   };
   return { link, sent };
 }
