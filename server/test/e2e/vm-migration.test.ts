@@ -76,16 +76,27 @@ function cells(img: PpmImage, col0: number, row: number, cols: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/** where pixels last differed (for failure messages) */
+let lastDiff = { x0: Infinity, y0: Infinity, x1: -1, y1: -1 };
+
 /** how many pixels differ, outside the cursor cell after the prompt on `row` */
 function diffOutsideCursor(a: PpmImage, b: PpmImage, row: number): number {
   let n = 0;
+  lastDiff = { x0: Infinity, y0: Infinity, x1: -1, y1: -1 };
   for (let y = 0; y < a.height; y++) {
     for (let x = 0; x < a.width; x++) {
       const i = (y * a.width + x) * 3;
       if (a.rgb[i] === b.rgb[i] && a.rgb[i + 1] === b.rgb[i + 1] && a.rgb[i + 2] === b.rgb[i + 2])
         continue;
       const inCursor = Math.floor(y / CELL_H) === row && Math.floor(x / CELL_W) === PROMPT_CELLS;
-      if (!inCursor) n++;
+      if (inCursor) continue;
+      n++;
+      lastDiff = {
+        x0: Math.min(lastDiff.x0, x),
+        y0: Math.min(lastDiff.y0, y),
+        x1: Math.max(lastDiff.x1, x),
+        y1: Math.max(lastDiff.y1, y),
+      };
     }
   }
   return n;
@@ -164,7 +175,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
       'the canvas to match the VM screen',
       200,
     ).catch((err: unknown) => {
-      throw new Error(`${String(err)}; ${last} pixels differed`);
+      throw new Error(`${String(err)}; ${last} pixels differed in ${JSON.stringify(lastDiff)}`);
     });
     return promptAt;
   };
@@ -350,7 +361,11 @@ describe('live migration of a VM desktop with the browser attached', () => {
 
     // every key typed across the move reached the guest, in order: the command ran
     const k = await until(
-      async () => (await readGuestFile(dest.overlayPath, '/k'))?.trim(),
+      // read until whole: a read racing the guest's sync may see the inode before its data
+      async () => {
+        const text = (await readGuestFile(dest.overlayPath, '/k'))?.trim();
+        return text !== undefined && /^\S+ \d+$/.test(text) ? text : undefined;
+      },
       UI_MS,
       'the command typed during the move to write its file',
       500,
