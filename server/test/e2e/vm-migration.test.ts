@@ -485,4 +485,35 @@ describe('live migration of a VM desktop with the browser attached', () => {
     const moves = (await api.get(`/api/admin/audit?action=desktop.move`)).body as unknown[];
     expect(moves.length).toBeGreaterThanOrEqual(4);
   }, 240_000);
+
+  it("the admin console's Move moves the viewed desktop; the viewer stays", async () => {
+    const socketsBefore = websockets;
+    const admin = await page.context().newPage();
+    try {
+      await admin.goto(`${server.url}/admin/sessions`);
+      const tr = admin.locator('tr', { hasText: 'Moving VM' }).first();
+      await tr.waitFor({ timeout: UI_MS });
+      await tr.getByRole('button', { name: 'Move' }).click();
+      const dialog = admin.getByRole('dialog');
+      const hosts = dialog.getByLabel('Destination host');
+      // the desktop runs on h1: the other hosts are offered
+      await until(
+        async () => (await hosts.locator('option').allTextContents()).join() === 'h2,h3',
+        UI_MS,
+        'the hosts in the Move dialog',
+      );
+      await hosts.selectOption('h3');
+      await dialog.getByRole('button', { name: 'Move now' }).click();
+      await dialog.waitFor({ state: 'detached', timeout: 60_000 });
+      await admin.getByText(/moved to h3 in/).waitFor({ timeout: UI_MS });
+    } finally {
+      await admin.close();
+    }
+    expect(row(desktopId)).toMatchObject({ state: 'in-use', host: 'h3' });
+    const h = handleOf(desktopId);
+    expect(h.host).toBe('h3');
+    await echoShows(h, `${token}u`);
+    expect(websockets).toBe(socketsBefore);
+    expect(await states()).not.toContain('reconnecting');
+  }, 120_000);
 });
