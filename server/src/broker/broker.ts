@@ -76,6 +76,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       id: opts.node?.id ?? `${host}-${process.pid}`,
       leaseMs: opts.node?.leaseMs ?? 30_000,
       clustered: opts.node?.clustered ?? false,
+      served: [...new Set([host, ...(opts.node?.served ?? opts.migration?.hosts ?? [])])],
     };
     this.audit = new AuditLog(db, clock, log);
     const ctx: BrokerContext = {

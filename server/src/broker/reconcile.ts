@@ -34,7 +34,11 @@ export class Reconciler extends BrokerPart {
       .execute();
     // only this host's desktops: another host's are not ours to judge (decision 11)
     const rows = (
-      await this.db.selectFrom('desktops').selectAll().where('host', '=', this.node.host).execute()
+      await this.db
+        .selectFrom('desktops')
+        .selectAll()
+        .where('host', 'in', this.node.served)
+        .execute()
     ).map(desktopRow);
     const known = new Map<string, DesktopHandle[]>();
     let leased = 0;
@@ -133,7 +137,7 @@ export class Reconciler extends BrokerPart {
           eb('d.id', 'is', null),
           eb.and([
             eb('d.handle', 'is', null),
-            eb('d.host', '=', this.node.host),
+            eb('d.host', 'in', this.node.served),
             eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', now)]),
           ]),
         ]),
@@ -157,7 +161,7 @@ export class Reconciler extends BrokerPart {
       .selectFrom('desktops as d')
       .selectAll('d')
       .where('d.state', '=', 'in-use')
-      .where('d.host', '=', this.node.host)
+      .where('d.host', 'in', this.node.served)
       // claimed by a Connect still in progress on another node: its session is coming
       .where((eb) => eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', now)]))
       .where((eb) =>
