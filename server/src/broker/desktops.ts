@@ -145,6 +145,16 @@ export class Desktops extends BrokerPart {
     pool: PoolRow,
     o: { owner: string | null; state: 'in-use' | 'ready'; keepLease?: boolean },
   ): Promise<DesktopRow> {
+    return this.startReserved(pool, await this.reserve(pool, o.owner), o);
+  }
+
+  /**
+   * The first half of provision: the row, in 'provisioning' under this node's lease. It counts
+   * towards the pool's size at once, so a caller holding the pool's lock (which must not be
+   * held for the seconds a start takes: every Connect of the pool, on every node, waits on it)
+   * reserves under it and starts after letting go.
+   */
+  async reserve(pool: PoolRow, owner: string | null): Promise<DesktopRow> {
     const id = randomUUID();
     const now = this.nowIso();
     const slot = await this.nextSlot(pool);
@@ -153,7 +163,7 @@ export class Desktops extends BrokerPart {
       pool_id: pool.id,
       name: `${pool.name}-${id.slice(0, 6)}`,
       state: 'provisioning',
-      owner_user_id: o.owner,
+      owner_user_id: owner,
       handle: null,
       slot,
       error: null,
@@ -168,6 +178,16 @@ export class Desktops extends BrokerPart {
       .insertInto('desktops')
       .values({ ...row, handle: null })
       .execute();
+    return row;
+  }
+
+  /** The second half of provision: start a reserved desktop; on failure its row goes. */
+  async startReserved(
+    pool: PoolRow,
+    row: DesktopRow,
+    o: { state: 'in-use' | 'ready'; keepLease?: boolean },
+  ): Promise<DesktopRow> {
+    const id = row.id;
     try {
       const handle = await this.withLease(
         id,
@@ -204,9 +224,20 @@ export class Desktops extends BrokerPart {
     await this.desktopLock.run(desktopId, async () => {
       const d = await this.queries.desktop(desktopId);
       if (!d) return;
+      const log = this.log.child({ desktopId });
+      if (
+        d.handle &&
+        d.host !== null &&
+        d.host !== this.node.host &&
+        HOST_LOCAL.has(pool.provider)
+      ) {
+        // its processes are on another host: that host's tick stops it (decision 11)
+        await this.setState(d.id, 'stopping');
+        log.info({ reason, host: d.host }, 'desktop release handed to its host');
+        return;
+      }
       const provider = this.provider(pool.provider);
       const handle = d.handle;
-      const log = this.log.child({ desktopId });
       await this.setState(d.id, 'stopping');
       try {
         if (handle)
@@ -358,6 +389,9 @@ export class Desktops extends BrokerPart {
     await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
   }
 }
+
+/** providers whose desktops are processes of the host that started them (not reachable elsewhere) */
+const HOST_LOCAL = new Set(['xvnc', 'qemu']);
 
 /** a reset finds the session's desktop not running: the same answer whether its row is there */
 const notRunning = () => new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);

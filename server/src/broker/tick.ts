@@ -97,6 +97,7 @@ export class BrokerTick extends BrokerPart {
         .where('id', '=', this.node.host)
         .execute();
       await this.reapExpiredLeases();
+      await this.finishHandedStops();
       await this.enforceTimeouts();
       await this.appExits.check();
       await this.maintainPools();
@@ -297,6 +298,36 @@ export class BrokerTick extends BrokerPart {
           .executeTakeFirst();
         if (!live) await this.desktops.release(d.id, pool, 'claimed without a session');
       }
+    }
+  }
+
+  /**
+   * Desktops of this host a node elsewhere released (a log-off through it): their processes
+   * are here, so this host stops them (see Desktops.release).
+   */
+  private async finishHandedStops(): Promise<void> {
+    const rows = await this.db
+      .selectFrom('desktops as d')
+      .select(['d.id', 'd.pool_id'])
+      .where('d.host', '=', this.node.host)
+      .where('d.state', '=', 'stopping')
+      .where('d.handle', 'is not', null)
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('sessions as s')
+              .select('s.id')
+              .whereRef('s.desktop_id', '=', 'd.id')
+              .where('s.state', 'in', LIVE),
+          ),
+        ),
+      )
+      .execute();
+    for (const d of rows) {
+      const pool = await this.queries.pool(d.pool_id).catch(() => undefined);
+      if (pool && this.providers.has(pool.provider))
+        await this.desktops.release(d.id, pool, 'released through a node on another host');
     }
   }
 

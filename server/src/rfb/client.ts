@@ -27,6 +27,15 @@ import {
   type ServerInfo,
 } from './client-api.js';
 import {
+  EXTENDED_CLIPBOARD_ENCODING,
+  ExtClip,
+  encodeClipboardCaps,
+  encodeClipboardNotify,
+  encodeClipboardProvide,
+  encodeClipboardRequest,
+  parseExtendedClipboard,
+} from './extended-clipboard.js';
+import {
   encodeClientCutText,
   encodeKeyEvent,
   encodeLatin1,
@@ -86,6 +95,10 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readonly flow: UpdateFlow;
   private readonly fences: Fences;
   private screens: Screen[] = [];
+  /** the server's Extended Clipboard capabilities (flags), once it has sent them */
+  private clipboardCaps: number | undefined;
+  /** the text we last announced to the server, given when it asks */
+  private clipboardOut: string | undefined;
   /** the server answered a SetDesktopSize of ours with "prohibited" */
   private resizeProhibited = false;
 
@@ -205,15 +218,57 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   }
 
   /**
-   * Put text in the desktop's clipboard. RFB carries Latin-1 only: other characters
-   * become '?'; the text is cut at limits.maxCutText bytes. false if not connected or the
-   * server is not reading (nothing is sent then).
+   * Put text in the desktop's clipboard: as UTF-8 through the Extended Clipboard when the
+   * server offers it (TigerVNC does), else as RFB's Latin-1 cut text, where other characters
+   * become '?'. Cut at limits.maxCutText bytes. false if not connected or the desktop does
+   * not read.
    */
   clientCutText(text: string): boolean {
     if (!this.canSend()) return false;
+    const caps = this.clipboardCaps;
+    if (caps !== undefined && caps & ExtClip.Notify && caps & ExtClip.Text) {
+      // UTF-8 through the Extended Clipboard: say there is text; the server asks for it
+      // (request) when an application in the desktop pastes
+      this.clipboardOut = text;
+      return this.writeInput(encodeClipboardNotify(true));
+    }
     return this.writeInput(
       encodeClientCutText(encodeLatin1(text, this.settings.limits.maxCutText)),
     );
+  }
+
+  /** An Extended Clipboard message from the server (see extended-clipboard.ts). */
+  private onExtendedClipboard(payload: Buffer): void {
+    const { sink, limits } = this.settings;
+    const m = parseExtendedClipboard(payload, limits.maxCutText);
+    switch (m.action) {
+      case 'caps':
+        this.clipboardCaps = m.flags;
+        this.write(encodeClipboardCaps(limits.maxCutText));
+        return;
+      case 'notify':
+        // new text in the desktop's clipboard: ask for it
+        if (m.text && this.clipboardCaps !== undefined && this.clipboardCaps & ExtClip.Request)
+          this.writeInput(encodeClipboardRequest());
+        return;
+      case 'request':
+        if (m.text && this.clipboardOut !== undefined)
+          this.writeInput(encodeClipboardProvide(this.clipboardOut, limits.maxCutText));
+        return;
+      case 'peek':
+        this.writeInput(encodeClipboardNotify(this.clipboardOut !== undefined));
+        return;
+      case 'provide':
+        if (m.text !== undefined) sink.serverCutText(m.text);
+        return;
+      case 'too-large':
+        sink.serverCutTextDropped?.(m.limit + 1, m.limit);
+        return;
+      case 'invalid':
+        // only the clipboard is lost; the screen goes on
+        this.log.warn({ reason: m.reason }, 'bad extended clipboard message ignored');
+        return;
+    }
   }
 
   /** Bytes waiting in the socket towards the server (ours to bound). */
@@ -373,6 +428,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
         : [];
     this.parser = new ServerMessageParser({
       encodings: compressed,
+      extendedClipboard: true,
       sink,
       width: result.width,
       height: result.height,
@@ -385,12 +441,13 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
         extendedDesktopSize: (ev) => this.onExtendedDesktopSize(ev),
         endOfContinuousUpdates: () => this.flow.endOfContinuousUpdates(),
         fence: (flags, payload) => this.fences.onFence(flags, payload),
+        extendedClipboard: (payload) => this.onExtendedClipboard(payload),
       },
     });
     sink.resize(result.width, result.height);
     const encodings: number[] = [...compressed, ...ENCODINGS_BASE];
     if (this.settings.continuousUpdates) encodings.push(Encoding.ContinuousUpdates);
-    encodings.push(Encoding.Fence);
+    encodings.push(Encoding.Fence, EXTENDED_CLIPBOARD_ENCODING);
     this.write(encodeSetPixelFormat());
     this.write(encodeSetEncodings(encodings));
     this.flow.requestFull();
