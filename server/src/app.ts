@@ -88,6 +88,12 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     }),
     new QemuProvider(dirs, {
       accel: config.qemuAccel,
+      hostName: config.hostName,
+      migration: {
+        maxBandwidthBytes: config.migration.maxBandwidthBytes,
+        downtimeLimitMs: config.migration.downtimeLimitMs,
+        postcopy: config.migration.postcopy,
+      },
       uidRange: config.desktopUids,
       uidLockDir: config.desktopUids.lockDir,
       cgroupParent: config.cgroupParent,
@@ -98,6 +104,11 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
   const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {
     tickMs: config.brokerTickMs,
+    migration: {
+      hostName: config.hostName,
+      hosts: config.hosts,
+      drainConcurrency: config.migration.drainConcurrency,
+    },
     // several nodes share a PostgreSQL store (decision 11)
     node: {
       host: config.node.host,

@@ -310,6 +310,48 @@ export const SnapshotName = z
   .string()
   .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits and _ . - only');
 
+/** A host's name (a cluster member, or another host name this machine serves) */
+export const HostName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits and _ . - only');
+/** POST /api/admin/desktops/:id/move: live-migrate a running VM desktop to a host */
+export const MoveBody = z.strictObject({ host: HostName });
+/** What a move took (figures from QEMU and the provider), ms and bytes */
+export const MoveResult = z.object({
+  desktopId: z.string(),
+  from: z.string(),
+  to: z.string(),
+  totalMs: z.number(),
+  /** the guest's pause (QMP query-migrate `downtime`) */
+  downtimeMs: z.number(),
+  setupMs: z.number(),
+  mirrorMs: z.number(),
+  migrateMs: z.number(),
+  ramBytes: z.number(),
+});
+export type MoveResult = z.infer<typeof MoveResult>;
+/** POST /api/admin/hosts/:host/drain: move every VM desktop off a host */
+export const DrainBody = z.strictObject({ to: HostName.optional() });
+export const DrainResult = z.object({
+  host: z.string(),
+  to: z.string(),
+  moved: z.number(),
+  failed: z.number(),
+  results: z.array(
+    z.object({
+      desktopId: z.string(),
+      ok: z.boolean(),
+      totalMs: z.number().optional(),
+      downtimeMs: z.number().optional(),
+      error: z.string().optional(),
+    }),
+  ),
+});
+export type DrainResult = z.infer<typeof DrainResult>;
+/** GET /api/admin/hosts/move-targets: where VM desktops can be moved, and which host is this server's */
+export const HostList = z.object({ self: z.string(), hosts: z.array(z.string()) });
+export type HostList = z.infer<typeof HostList>;
+
 export const AuditEntry = z.object({
   id: z.number(),
   at: z.string(),

@@ -1,7 +1,14 @@
 import os from 'node:os';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { MyDesktop, PowerAction, Preferences, SessionInfo } from '@vdi/shared';
+import type {
+  DrainResult,
+  MoveResult,
+  MyDesktop,
+  PowerAction,
+  Preferences,
+  SessionInfo,
+} from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import { metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
@@ -17,6 +24,7 @@ import { Desktops } from './desktops.js';
 import { Hosts, type HostView } from './hosts.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
+import { Migrations, type DesktopLinks, type MigrationOptions } from './migration.js';
 import { BrokerQueries } from './queries.js';
 import { Reconciler } from './reconcile.js';
 import { SessionLifecycle, type AttachInfo } from './sessions.js';
@@ -47,6 +55,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly reconciler: Reconciler;
   private readonly users: UserRemoval;
   private readonly hostDirectory: Hosts;
+  private readonly migrations: Migrations;
   private readonly prefs: UserPreferences;
   private readonly log: Logger;
 
@@ -55,7 +64,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     providers: Map<string, Provider>,
     clock: Clock,
     log: Logger,
-    opts: TickOptions & { node?: Partial<BrokerNode>; lock?: ClusterLock },
+    opts: TickOptions & {
+      node?: Partial<BrokerNode>;
+      lock?: ClusterLock;
+      migration?: MigrationOptions;
+    },
   ) {
     super();
     this.log = log;
@@ -65,6 +78,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       id: opts.node?.id ?? `${host}-${process.pid}`,
       leaseMs: opts.node?.leaseMs ?? 30_000,
       clustered: opts.node?.clustered ?? false,
+      served: [...new Set([host, ...(opts.node?.served ?? opts.migration?.hosts ?? [])])],
     };
     this.audit = new AuditLog(db, clock, log);
     const ctx: BrokerContext = {
@@ -89,6 +103,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.reconciler = new Reconciler(ctx, this.queries, this.desktops, this.sessions);
     this.prefs = new UserPreferences(ctx);
     this.users = new UserRemoval(ctx, this.desktops, this.sessions, this.prefs);
+    const hostName = opts.migration?.hostName ?? os.hostname();
+    this.migrations = new Migrations(
+      ctx,
+      this.queries,
+      this.desktops,
+      opts.migration ?? { hostName, hosts: [hostName], drainConcurrency: 2 },
+    );
   }
 
   /** A user's viewer preferences (defaults when never set). */
@@ -259,6 +280,33 @@ export class Broker extends EventEmitter<BrokerEvents> {
       }
       throw new BrokerError('DESKTOP_UNREACHABLE', `the desktop could not be reached: ${why}`, 503);
     }
+  }
+
+  // ------------------------------------------------------------- live migration
+
+  /** The gateway's streams keep viewers attached across a move (set once it is built). */
+  setDesktopLinks(links: DesktopLinks): void {
+    this.migrations.setLinks(links);
+  }
+
+  /** the hosts desktops may move to */
+  get moveTargets(): readonly string[] {
+    return this.migrations.hosts;
+  }
+
+  /** this server's host */
+  get hostName(): string {
+    return this.migrations.hostName;
+  }
+
+  /** Live-migrate a running VM desktop to a host; 409 MIGRATING while it moves already. */
+  moveDesktop(desktopId: string, host: string, actor: Actor): Promise<MoveResult> {
+    return this.migrations.move(desktopId, host, actor);
+  }
+
+  /** Move every VM desktop off a host, a few at a time. */
+  drainHost(host: string, to: string | undefined, actor: Actor): Promise<DrainResult> {
+    return this.migrations.drain(host, to, actor);
   }
 
   /** Remove every desktop of a pool being deleted: stopped, disks purged, rows gone. */

@@ -20,6 +20,8 @@ export class Desktops extends BrokerPart {
   private readonly desktopLock: ClusterMutex;
   /** desktops being restarted in place (admin reset): health checks leave them alone */
   private readonly restarting = new Set<string>();
+  /** desktops being moved to another host (migration.ts): the host each goes to */
+  readonly moving = new Map<string, string>();
 
   constructor(
     ctx: BrokerContext,
@@ -77,6 +79,20 @@ export class Desktops extends BrokerPart {
   /** Run `fn` alone for this pool: counting its desktops and adding one is one step. */
   withPool<T>(poolId: string, fn: () => Promise<T>): Promise<T> {
     return this.poolLock.run(poolId, fn);
+  }
+
+  /**
+   * A desktop that is moving to another host takes no other change until the move ends
+   * (its one owner is the move): 409 MIGRATING, saying what was refused.
+   */
+  refuseIfMoving(desktopId: string, what: string): void {
+    const to = this.moving.get(desktopId);
+    if (to !== undefined)
+      throw new BrokerError(
+        'MIGRATING',
+        `the desktop is being moved to host ${to}: ${what} is not possible until the move ends`,
+        409,
+      );
   }
 
   /**
@@ -271,6 +287,7 @@ export class Desktops extends BrokerPart {
    * when it was restarted (its viewers must attach again), false for a VM's power reset.
    */
   async reset(desktopId: string): Promise<boolean> {
+    this.refuseIfMoving(desktopId, 'a reset');
     return this.desktopLock.run(desktopId, async () => {
       const {
         desktop: d,
@@ -350,6 +367,7 @@ export class Desktops extends BrokerPart {
     detail: unknown,
     run: (desktop: RunningDesktop) => Promise<void>,
   ): Promise<void> {
+    this.refuseIfMoving(desktopId, action);
     await this.desktopLock.run(desktopId, async () =>
       run(await this.queries.runningDesktop(desktopId)),
     );

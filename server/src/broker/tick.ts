@@ -136,7 +136,7 @@ export class BrokerTick extends BrokerPart {
       .innerJoin('desktops as d', 'd.id', 's.desktop_id')
       .where('s.state', 'in', LIVE)
       // the desktop's host ends it (log-off releases the desktop there)
-      .where('d.host', '=', this.node.host)
+      .where('d.host', 'in', this.node.served)
       .execute();
     for (const r of rows) {
       let reason: string | undefined;
@@ -266,7 +266,7 @@ export class BrokerTick extends BrokerPart {
       await this.db
         .selectFrom('desktops')
         .selectAll()
-        .where('host', '=', this.node.host)
+        .where('host', 'in', this.node.served)
         .where('lease_until', '<=', this.nowIso())
         .execute()
     ).map(desktopRow);
@@ -346,7 +346,7 @@ export class BrokerTick extends BrokerPart {
       .where('d.state', 'in', ['ready', 'in-use'])
       // only this host's desktops: a node elsewhere (another machine, or another PID or
       // mount namespace) cannot see their processes and would judge them all dead
-      .where('d.host', '=', this.node.host)
+      .where('d.host', 'in', this.node.served)
       // one another node is restarting in place is expected to look dead meanwhile
       .where((eb) =>
         eb.or([

@@ -180,6 +180,19 @@ const EnvSchema = z.object({
         .array(z.enum(['tight', 'zrle']))
         .refine((a) => new Set(a).size === a.length, 'listed twice'),
     ),
+  /**
+   * other host names this machine serves as separate QEMU processes, comma-separated: VM
+   * desktops can be moved to them (live migration on one machine, as the tests run it)
+   */
+  LOCAL_HOSTS: z.string().default(''),
+  /** live migration: most bytes per second of RAM sent, MiB/s @default 1024 */
+  MIGRATION_MAX_BANDWIDTH_MIBPS: z.coerce.number().int().min(1).max(100_000).default(1024),
+  /** live migration: the guest's pause QEMU aims for at the switch, ms @default 300 */
+  MIGRATION_DOWNTIME_MS: z.coerce.number().int().min(1).max(60_000).default(300),
+  /** live migration: switch to postcopy after the first pass @default false */
+  MIGRATION_POSTCOPY: bool.default(false),
+  /** draining a host: how many desktops move at once @default 2 */
+  DRAIN_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
 });
 
 export type Env = z.input<typeof EnvSchema>;
@@ -223,6 +236,16 @@ export interface Config {
   sessionWarningMs: number;
   shutdownDrainMs: number;
   clientDir: string;
+  /** this server's host name (HOST_NAME) */
+  hostName: string;
+  /** every host a desktop may be moved to: this one and LOCAL_HOSTS */
+  hosts: string[];
+  migration: {
+    maxBandwidthBytes: number;
+    downtimeLimitMs: number;
+    postcopy: boolean;
+    drainConcurrency: number;
+  };
   /** what a desktop may send and be sent; pools override the first two */
   desktopLimits: {
     clipboardMaxBytes: number;
@@ -256,6 +279,14 @@ export function loadConfig(
   if (fbW < 16 || fbH < 16 || fbW > 16384 || fbH > 16384)
     throw new ConfigError('invalid configuration:\n  MAX_FRAMEBUFFER: each side 16 to 16384');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const hostName = e.HOST_NAME ?? os.hostname();
+  const badHost = e.LOCAL_HOSTS.split(',')
+    .map((s) => s.trim())
+    .find((s) => s !== '' && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(s));
+  if (badHost !== undefined)
+    throw new ConfigError(
+      `invalid configuration:\n  LOCAL_HOSTS: ${JSON.stringify(badHost)} is not a host name (letters, digits, . _ -)`,
+    );
   // Stable per data dir (so restarts find the same sockets) and short (unix path limit).
   const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 8);
   return {
@@ -300,6 +331,21 @@ export function loadConfig(
       windowMs: e.LOGIN_WINDOW_SEC * 1000,
     },
     brokerTickMs: e.BROKER_TICK_MS,
+    hostName,
+    hosts: [
+      ...new Set([
+        hostName,
+        ...e.LOCAL_HOSTS.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ]),
+    ],
+    migration: {
+      maxBandwidthBytes: e.MIGRATION_MAX_BANDWIDTH_MIBPS * 1024 * 1024,
+      downtimeLimitMs: e.MIGRATION_DOWNTIME_MS,
+      postcopy: e.MIGRATION_POSTCOPY,
+      drainConcurrency: e.DRAIN_CONCURRENCY,
+    },
     node: {
       host: e.HOST_NAME ?? os.hostname(),
       id: e.NODE_ID ?? `${e.HOST_NAME ?? os.hostname()}-${process.pid}`,
