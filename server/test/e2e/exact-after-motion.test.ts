@@ -217,9 +217,10 @@ describe('exact after motion (real Xvnc, server process, Chromium)', () => {
   it('the pointer over the picture is not in the canvas (a CSS cursor, not pixels)', async () => {
     const box = (await page.locator('canvas').boundingBox())!;
     const at = { x: ANIM.x + ANIM.w / 2, y: ANIM.y + ANIM.h / 2 };
-    // the viewer scales the desktop to fit the window
-    const scale = box.width / SCREEN.width;
-    await page.mouse.move(box.x + (at.x + 0.5) * scale, box.y + (at.y + 0.5) * scale);
+    // the viewer maps the canvas's box onto the framebuffer, each axis on its own
+    const sx = box.width / SCREEN.width;
+    const sy = box.height / SCREEN.height;
+    await page.mouse.move(box.x + (at.x + 0.5) * sx, box.y + (at.y + 0.5) * sy);
     // the desktop has the pointer where the browser put it
     let where = '';
     await until(
