@@ -31,6 +31,9 @@ export class DeflateStream {
     z.on('data', (c: Buffer) => {
       if (z === this.z) this.chunks.push(c);
     });
+    // an error also reaches the pending write's callback, which rejects that segment: the
+    // event itself must not go unhandled (it would end the process)
+    z.on('error', () => undefined);
     return z;
   }
 
