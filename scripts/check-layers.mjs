@@ -41,9 +41,12 @@ function listFiles(dir) {
   return out;
 }
 
-/** The source file a relative specifier names (`./x.js` is written for `./x.ts`). */
+/**
+ * The source file a relative specifier names (`./x.js` is written for `./x.ts`; Vite's
+ * `./x.ts?worker&url` names `./x.ts`).
+ */
 function resolveImport(from, spec) {
-  const base = path.resolve(path.dirname(from), spec);
+  const base = path.resolve(path.dirname(from), spec.replace(/\?.*$/, ''));
   const candidates = [
     base,
     base.replace(/\.js$/, '.ts'),

@@ -22,6 +22,9 @@ export const RUNTIME_PACKAGES = [
   'slirp4netns', // 'outbound' desktop networks: the outside, not the host's loopback
   'util-linux', // setpriv: desktops drop to their own account; mount for home quotas
   'e2fsprogs', // mkfs.ext4: per-home file systems where a pool sets a disk quota
+  'pulseaudio', // each desktop's own sound server (providers/xvnc/audio.ts)
+  'pulseaudio-utils', // parec records its null sink for the gateway; paplay, pactl
+  'ffmpeg', // encodes a desktop's sound as Opus for the browser
 ];
 
 /** Extra packages for the tests: a browser, X tools, the test VM guest's parts. */
@@ -36,11 +39,15 @@ export const TEST_PACKAGES = [
   'cpio',
   'e2fsprogs',
   'linux-image-amd64',
-  'gcc', // the e2e exact-after-motion test builds the bench's animation client (bench-x.c)
+  'gcc', // the exact-after-motion and video e2e tests build the bench's animation client (bench-x.c)
   'libc6-dev',
   'libx11-dev',
   'libxext-dev',
+  'nginx', // the load balancer in front of several gateway nodes (node-loss test, npm run cluster)
 ];
+
+/** `npm run cluster`: the load balancer (PostgreSQL and Redis are the operator's). */
+export const CLUSTER_PACKAGES = ['nginx'];
 
 /** Everything `npm run bench` needs (server/bench/): noVNC + websockify as the reference, the
  *  desktop, a browser, X tools, and a C compiler for the bench's own X clients. */

@@ -17,6 +17,7 @@ import { ApiRegistry } from './api/registry.js';
 import { authRoutes } from './api/auth-routes.js';
 import { errorHandler, sendError } from './api/http-error.js';
 import { userRoutes } from './api/user-routes.js';
+import { filesRoutes } from './api/files-routes.js';
 import { adminRoutes } from './api/admin-routes.js';
 import { Gateway, type GatewayOptions } from './gateway/gateway.js';
 import { registry as metricsRegistry } from './gateway/metrics.js';
@@ -95,11 +96,25 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
   const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {
     tickMs: config.brokerTickMs,
+    // several nodes share a PostgreSQL store (decision 11)
+    node: {
+      host: config.node.host,
+      id: config.node.id,
+      leaseMs: config.node.leaseMs,
+      clustered: store.dialect === 'postgres',
+    },
+    lock: store.lock,
   });
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 
-  await ensureAdmin(db, clock, log, { username: config.adminUser, password: config.adminPassword });
-  if (config.defaultPool) await ensureDefaultPool(db, clock, pools, config);
+  // nodes starting together on a fresh database: one creates the first admin and pool
+  await store.lock.run('vdi:first-run', async () => {
+    await ensureAdmin(db, clock, log, {
+      username: config.adminUser,
+      password: config.adminPassword,
+    });
+    if (config.defaultPool) await ensureDefaultPool(db, clock, pools, config);
+  });
 
   const app = express();
   app.disable('x-powered-by');
@@ -163,14 +178,17 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     log.child({ part: 'gateway' }),
     [auth.sessionMiddleware, auth.passportInit, auth.passportSession],
     {
+      presenceSweepMs: config.node.presenceSweepMs,
       ...deps.gateway,
       maxFramesInFlight: config.maxFramesInFlight,
+      video: config.video,
       allowedOrigins: config.allowedOrigins,
       desktopLimits: config.desktopLimits,
     },
   );
   authRoutes(api, reg, auth, broker.audit, log, (sid) => gateway.closeHttpSession(sid));
   userRoutes(api, reg, auth, broker);
+  filesRoutes(api, reg, auth, broker);
   adminRoutes(api, reg, {
     db,
     clock,

@@ -192,6 +192,8 @@ export const MyDesktop = z.object({
   assignment: AssignmentType,
   draining: z.boolean(),
   sessions: z.array(SessionInfo),
+  /** the published application's name, when the pool publishes one instead of a desktop */
+  app: z.string().optional(),
 });
 export type MyDesktop = z.infer<typeof MyDesktop>;
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AudioRequest } from './audio.js';
 
 /**
  * Socket.IO event maps used by both ends (typed, so a renamed event breaks the build).
@@ -11,10 +12,22 @@ export const MAX_CLIPBOARD_CHARS = 1_000_000;
 /** Socket.IO maxHttpBufferSize: the largest client message (clipboard plus envelope), bytes. */
 export const MAX_CLIENT_MESSAGE_BYTES = 4 * MAX_CLIPBOARD_CHARS + 4096;
 
+/**
+ * Video codec families a region in motion may be sent in (shared/src/frame.ts, Codec.Video).
+ * 'avc1': H.264 constrained baseline, Annex-B.
+ */
+export const VIDEO_CODECS = ['avc1'] as const;
+export type VideoCodecFamily = (typeof VIDEO_CODECS)[number];
+
 export const AttachRequest = z.strictObject({
   sessionId: z.string().min(1).max(64),
   /** view-only attach: an admin shadowing someone else's session */
   shadow: z.boolean().optional(),
+  /**
+   * The video codecs this browser decodes with WebCodecs (checked with
+   * VideoDecoder.isConfigSupported), best first; absent or empty: no video, images only.
+   */
+  video: z.array(z.enum(VIDEO_CODECS)).max(VIDEO_CODECS.length).optional(),
 });
 export type AttachRequest = z.infer<typeof AttachRequest>;
 
@@ -46,6 +59,14 @@ export const AckMsg = z.strictObject({
   renderMs: z.number().min(0).max(600_000).optional(),
 });
 export type AckMsg = z.infer<typeof AckMsg>;
+
+/** The browser could not decode a video chunk: the server sends that viewer images from now on. */
+export const VideoErrorMsg = z.strictObject({
+  regionId: z.number().int().min(0).max(255),
+  /** what the decoder said, for the server's log */
+  reason: z.string().max(500),
+});
+export type VideoErrorMsg = z.infer<typeof VideoErrorMsg>;
 
 export const ResizeRequest = z.strictObject({
   width: z.number().int().min(64).max(8192),
@@ -132,6 +153,8 @@ export interface ServerToClientEvents {
   /** about the server process: it is restarting */
   server: (msg: ServerStatusMsg) => void;
   error: (msg: { code: string; message: string }) => void;
+  /** sound: one AUDIO_CODEC_ID byte, then one packet (audio.ts) */
+  audio: (data: ArrayBuffer | Uint8Array) => void;
 }
 
 export interface ClientToServerEvents {
@@ -141,10 +164,14 @@ export interface ClientToServerEvents {
   clipboard: (msg: ClipboardMsg) => void;
   ack: (msg: AckMsg) => void;
   resize: (msg: ResizeRequest) => void;
+  /** a video chunk could not be decoded: fall back to images for this viewer */
+  videoError: (msg: VideoErrorMsg) => void;
   /** ask for a full repaint (the client lost its canvas) */
   refresh: () => void;
   /** are you there? The server calls `cb` at once (see HEARTBEAT) */
   heartbeat: (cb: () => void) => void;
+  /** start (in a codec) or stop the desktop's sound */
+  audio: (msg: AudioRequest) => void;
 }
 
 /**
@@ -165,8 +192,10 @@ export const ClientEventSchemas = {
   clipboard: ClipboardMsg,
   ack: AckMsg,
   resize: ResizeRequest,
+  videoError: VideoErrorMsg,
   refresh: null,
   heartbeat: null,
+  audio: AudioRequest,
 } as const satisfies ClientEventSchemaMap;
 
 export type ClientEventName = keyof ClientToServerEvents;

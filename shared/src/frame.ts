@@ -56,6 +56,14 @@ export const Codec = {
    * (1/2/4/8 bits each, rows byte-aligned)
    */
   DeflatePalette: 6,
+  /**
+   * payload: one chunk of a region's video stream (see videoPayload): u8 regionId, u8 flags
+   * (VideoChunkFlags), u8 codecLength, the WebCodecs codec string (ASCII, e.g. avc1.42C01E),
+   * then the encoded frame (H.264 in Annex-B, parameter sets in band on key chunks). w×h is
+   * the video's coded picture, drawn at (x, y). Chunks of one region are decoded in order by
+   * one decoder; a Keyframe frame ends every region (the next chunk of a region is a key).
+   */
+  Video: 7,
 } as const;
 export type Codec = (typeof Codec)[keyof typeof Codec];
 
@@ -65,6 +73,24 @@ export const FrameFlags = {
   /** every rect in this frame is lossless (no lossy region left on screen after it) */
   Lossless: 2,
 } as const;
+
+export const VideoChunkFlags = {
+  /** decodable on its own (an IDR picture with its parameter sets): a decoder may start here */
+  Key: 1,
+} as const;
+
+/** Longest codec string a video chunk may carry (RFC 6381 strings are far shorter). */
+export const MAX_VIDEO_CODEC_CHARS = 64;
+
+export interface VideoChunk {
+  /** which of the viewer's video regions (one decoder each) */
+  regionId: number;
+  key: boolean;
+  /** WebCodecs codec string, e.g. avc1.42C01E */
+  codec: string;
+  /** the encoded picture */
+  data: Uint8Array;
+}
 
 export interface FrameRect {
   x: number;
@@ -182,4 +208,43 @@ export function readCopyPayload(payload: Uint8Array): { srcX: number; srcY: numb
   if (payload.byteLength !== 4) throw new FrameFormatError('copy payload must be 4 bytes');
   const dv = new DataView(payload.buffer, payload.byteOffset, 4);
   return { srcX: dv.getUint16(0, true), srcY: dv.getUint16(2, true) };
+}
+
+export function videoPayload(c: VideoChunk): Uint8Array {
+  if (!/^[\x21-\x7e]+$/.test(c.codec) || c.codec.length > MAX_VIDEO_CODEC_CHARS) {
+    throw new FrameFormatError(`bad video codec string ${JSON.stringify(c.codec)}`);
+  }
+  if (!Number.isInteger(c.regionId) || c.regionId < 0 || c.regionId > 255) {
+    throw new FrameFormatError(`bad video region id ${c.regionId}`);
+  }
+  const out = new Uint8Array(3 + c.codec.length + c.data.byteLength);
+  out[0] = c.regionId;
+  out[1] = c.key ? VideoChunkFlags.Key : 0;
+  out[2] = c.codec.length;
+  for (let i = 0; i < c.codec.length; i++) out[3 + i] = c.codec.charCodeAt(i);
+  out.set(c.data, 3 + c.codec.length);
+  return out;
+}
+
+/** Strict: a bad codec string, unknown flags or an empty picture are errors. `data` is a view. */
+export function readVideoPayload(payload: Uint8Array): VideoChunk {
+  if (payload.byteLength < 3) throw new FrameFormatError('video payload truncated');
+  const flags = payload[1]!;
+  if ((flags & ~VideoChunkFlags.Key) !== 0)
+    throw new FrameFormatError(`unknown video flags ${flags}`);
+  const n = payload[2]!;
+  if (n === 0 || n > MAX_VIDEO_CODEC_CHARS) throw new FrameFormatError('bad video codec length');
+  if (payload.byteLength <= 3 + n) throw new FrameFormatError('video payload has no picture');
+  let codec = '';
+  for (let i = 0; i < n; i++) {
+    const ch = payload[3 + i]!;
+    if (ch < 0x21 || ch > 0x7e) throw new FrameFormatError('video codec string is not ASCII');
+    codec += String.fromCharCode(ch);
+  }
+  return {
+    regionId: payload[0]!,
+    key: (flags & VideoChunkFlags.Key) !== 0,
+    codec,
+    data: payload.subarray(3 + n),
+  };
 }

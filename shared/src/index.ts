@@ -5,3 +5,5 @@ export * from './api.js';
 export * from './templates.js';
 export * from './palette.js';
 export * from './wire.js';
+export * from './files.js';
+export * from './audio.js';

@@ -95,8 +95,27 @@ export type XvncLimits = z.infer<typeof XvncLimits>;
 export const QemuLimits = limitsSchema({ memoryMb: 0, pids: 256 });
 export type QemuLimits = z.infer<typeof QemuLimits>;
 
+/**
+ * A published application: the pool's sessions run only this program (no desktop), its window
+ * maximised to the desktop's size, and a session ends when the program exits.
+ */
+export const PublishedApp = z.strictObject({
+  /** what users see in their list instead of the pool's name (e.g. "Calculator") */
+  name: z.string().trim().min(1).max(64),
+  /** shell command that starts the program; its exit ends the session */
+  command: z.string().trim().min(1).max(4096),
+});
+export type PublishedApp = z.infer<typeof PublishedApp>;
+
+/** default largest upload into a desktop, MiB */
+export const DEFAULT_MAX_UPLOAD_MB = 1024;
+
 export const XvncTemplate = z.strictObject({
   ...DesktopLimitFields,
+  /** largest file a user may upload into ~/Uploads, MiB; 0 = uploads off */
+  maxUploadMb: z.number().int().min(0).max(1_048_576).default(DEFAULT_MAX_UPLOAD_MB),
+  /** publish one application instead of a desktop (sessionCommand is then not used) */
+  app: PublishedApp.optional(),
   width: z.number().int().min(320).max(8192).default(1280),
   height: z.number().int().min(200).max(8192).default(800),
   /** shell command run in the desktop (window manager and apps) */

@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import {
   AckMsg,
   AttachRequest,
+  VideoErrorMsg,
   CLIENT_EVENT_NAMES,
   ClientEventSchemas,
   type AttachResult,
@@ -29,7 +30,18 @@ describe('client → server events', () => {
     expectTypeOf(CLIENT_EVENT_NAMES).toEqualTypeOf<readonly (keyof ClientToServerEvents)[]>();
     expectTypeOf<keyof typeof ClientEventSchemas>().toEqualTypeOf<keyof ClientToServerEvents>();
     expect([...CLIENT_EVENT_NAMES].sort()).toEqual(
-      ['ack', 'attach', 'clipboard', 'heartbeat', 'key', 'pointer', 'refresh', 'resize'].sort(),
+      [
+        'ack',
+        'attach',
+        'audio',
+        'clipboard',
+        'heartbeat',
+        'key',
+        'pointer',
+        'refresh',
+        'resize',
+        'videoError',
+      ].sort(),
     );
   });
 
@@ -42,6 +54,9 @@ describe('client → server events', () => {
     >();
     expectTypeOf<z.infer<typeof ClientEventSchemas.ack>>().toEqualTypeOf<Payload<'ack'>>();
     expectTypeOf<z.infer<typeof ClientEventSchemas.resize>>().toEqualTypeOf<Payload<'resize'>>();
+    expectTypeOf<z.infer<typeof ClientEventSchemas.videoError>>().toEqualTypeOf<
+      Payload<'videoError'>
+    >();
     expectTypeOf(ClientEventSchemas.refresh).toEqualTypeOf<null>();
     expectTypeOf(ClientEventSchemas.heartbeat).toEqualTypeOf<null>();
   });
@@ -71,6 +86,8 @@ describe('client → server events', () => {
       clipboard: { text: 'hi' },
       ack: { seq: 1 },
       resize: { width: 800, height: 600 },
+      videoError: { regionId: 0, reason: 'EncodingError: decode failed' },
+      audio: { codec: 'opus' },
     };
     for (const name of CLIENT_EVENT_NAMES) {
       const schema = ClientEventSchemas[name];
@@ -80,6 +97,13 @@ describe('client → server events', () => {
       expect(schema.safeParse({ ...payload, extra: 1 }).success, name).toBe(false);
     }
     expect(AckMsg.safeParse({ seq: -1 }).success).toBe(false);
+    // video capability: only codec families the server knows, each once at most
+    expect(AttachRequest.safeParse({ sessionId: 's', video: ['avc1'] }).success).toBe(true);
+    expect(AttachRequest.safeParse({ sessionId: 's', video: ['theora'] }).success).toBe(false);
+    expect(AttachRequest.safeParse({ sessionId: 's', video: ['avc1', 'avc1'] }).success).toBe(
+      false,
+    );
+    expect(VideoErrorMsg.safeParse({ regionId: 0, reason: 'x'.repeat(501) }).success).toBe(false);
   });
 });
 
@@ -99,7 +123,15 @@ describe('server → client events', () => {
 
   it('names exactly these events', () => {
     expectTypeOf<keyof ServerToClientEvents>().toEqualTypeOf<
-      'frame' | 'cursor' | 'clipboard' | 'session' | 'notice' | 'shadow' | 'server' | 'error'
+      | 'frame'
+      | 'cursor'
+      | 'clipboard'
+      | 'session'
+      | 'notice'
+      | 'shadow'
+      | 'server'
+      | 'error'
+      | 'audio'
     >();
   });
 });

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 import fc from 'fast-check';
 import {
   Codec,
@@ -8,7 +8,10 @@ import {
   decodeFrame,
   encodeFrame,
   readCopyPayload,
+  readVideoPayload,
+  videoPayload,
   type Frame,
+  type VideoChunk,
 } from '../src/frame.js';
 
 const codecs = Object.values(Codec);
@@ -103,5 +106,71 @@ describe('frame layout', () => {
   it('reads copy payloads', () => {
     expect(readCopyPayload(copyPayload(300, 65535))).toEqual({ srcX: 300, srcY: 65535 });
     expect(() => readCopyPayload(new Uint8Array(3))).toThrow();
+  });
+
+  describe('video chunks', () => {
+    const chunkArb = fc.record({
+      regionId: fc.nat({ max: 255 }),
+      key: fc.boolean(),
+      codec: fc.stringMatching(/^[a-zA-Z0-9.]{1,64}$/),
+      data: fc.uint8Array({ minLength: 1, maxLength: 256 }),
+    });
+
+    it('round-trip any chunk, inside a frame too', () => {
+      fc.assert(
+        fc.property(chunkArb, (c) => {
+          const payload = videoPayload(c);
+          const frame = decodeFrame(
+            encodeFrame({
+              seq: 7,
+              fbWidth: 640,
+              fbHeight: 480,
+              sentAt: 0,
+              flags: 0,
+              quality: 0,
+              rects: [{ x: 0, y: 0, w: 640, h: 480, codec: Codec.Video, payload }],
+            }),
+          );
+          expect(frame.rects[0]!.codec).toBe(Codec.Video);
+          const back = readVideoPayload(frame.rects[0]!.payload);
+          expect({ ...back, data: [...back.data] }).toEqual({ ...c, data: [...c.data] });
+        }),
+      );
+    });
+
+    it('reject bad codec strings, unknown flags and empty pictures', () => {
+      const good = videoPayload({
+        regionId: 1,
+        key: true,
+        codec: 'avc1.42E01F',
+        data: Uint8Array.of(0, 0, 1),
+      });
+      expect(readVideoPayload(good).codec).toBe('avc1.42E01F');
+      expect(() =>
+        videoPayload({ regionId: 1, key: false, codec: 'a b', data: Uint8Array.of(1) }),
+      ).toThrow(FrameFormatError);
+      expect(() =>
+        videoPayload({ regionId: 256, key: false, codec: 'vp8', data: Uint8Array.of(1) }),
+      ).toThrow(/region/);
+      const flags = good.slice();
+      flags[1] = 2;
+      expect(() => readVideoPayload(flags)).toThrow(/flags/);
+      const control = good.slice();
+      control[4] = 0x0a;
+      expect(() => readVideoPayload(control)).toThrow(/ASCII/);
+      expect(() => readVideoPayload(good.subarray(0, 3 + 11))).toThrow(/no picture/);
+      expect(() => readVideoPayload(Uint8Array.of(1, 1))).toThrow(/truncated/);
+      const long = good.slice();
+      long[2] = 200;
+      expect(() => readVideoPayload(long)).toThrow(/codec length/);
+    });
+
+    it('have the types both ends build on', () => {
+      expectTypeOf(Codec.Video).toEqualTypeOf<7>();
+      expectTypeOf(readVideoPayload).returns.toEqualTypeOf<VideoChunk>();
+      expectTypeOf<VideoChunk>().toHaveProperty('key').toEqualTypeOf<boolean>();
+      expectTypeOf<VideoChunk>().toHaveProperty('codec').toEqualTypeOf<string>();
+      expectTypeOf<VideoChunk>().toHaveProperty('regionId').toEqualTypeOf<number>();
+    });
   });
 });

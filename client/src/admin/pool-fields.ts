@@ -40,6 +40,13 @@ function xvncTemplate(): TemplateForm {
     placeholder: 'Server default: Openbox with a terminal',
   });
   const limits = limitsForm('xvnc');
+  const appName = h('input', { maxLength: 64, placeholder: 'e.g. Calculator' });
+  const appCommand = h('input', {
+    maxLength: 4096,
+    spellcheck: false,
+    placeholder: 'e.g. xcalc',
+  });
+  const maxUpload = numberInput(1024, 0, 1_048_576);
   return {
     el: h(
       'div',
@@ -51,14 +58,32 @@ function xvncTemplate(): TemplateForm {
         command,
         'Shell command run in the desktop: window manager and apps. Empty for the default.',
       ),
+      field(
+        'Published application',
+        appName,
+        'Publish one application instead of a desktop: the name users see. Empty for a desktop.',
+      ),
+      field(
+        'Application command',
+        appCommand,
+        'Shell command of the published application; the session ends when it exits.',
+      ),
+      field('Largest upload (MiB)', maxUpload, 'Files users may upload into ~/Uploads; 0 = off'),
       ...limits.el,
     ),
-    value: () => ({
-      width: int(width),
-      height: int(height),
-      sessionCommand: optional(command),
-      ...limits.value(),
-    }),
+    value: () => {
+      const name = optional(appName);
+      const cmd = optional(appCommand);
+      return {
+        width: int(width),
+        height: int(height),
+        sessionCommand: optional(command),
+        maxUploadMb: int(maxUpload),
+        // half an application (a name without a command) goes to the server, which says why
+        ...(name || cmd ? { app: { name: name ?? '', command: cmd ?? '' } } : {}),
+        ...limits.value(),
+      };
+    },
   };
 }
 

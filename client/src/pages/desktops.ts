@@ -106,17 +106,20 @@ export function desktopsPage(): Page {
     return h(
       'article',
       { class: 'card pool-card', attrs: { 'aria-labelledby': titleId } },
-      h('h2', { id: titleId, class: 'pool-name' }, d.poolName),
+      h('h2', { id: titleId, class: 'pool-name' }, d.app ?? d.poolName),
+      d.app && d.app !== d.poolName ? h('p', { class: 'pool-desc' }, d.poolName) : null,
       d.description ? h('p', { class: 'pool-desc' }, d.description) : null,
       h(
         'p',
         { class: 'tags' },
         h('span', { class: 'tag' }, providerLabel[d.provider] ?? d.provider),
-        h(
-          'span',
-          { class: 'tag' },
-          d.assignment === 'dedicated' ? 'Dedicated desktop' : 'Floating desktop',
-        ),
+        d.app
+          ? h('span', { class: 'tag tag-app' }, 'Application')
+          : h(
+              'span',
+              { class: 'tag' },
+              d.assignment === 'dedicated' ? 'Dedicated desktop' : 'Floating desktop',
+            ),
         d.draining ? h('span', { class: 'tag tag-warn' }, 'Draining') : null,
       ),
       sessions.length

@@ -81,6 +81,16 @@ export class CanvasPainter {
           case 'image':
             ctx.drawImage(r.image, r.x, r.y, r.w, r.h);
             break;
+          case 'video':
+            if (r.frame.displayWidth !== r.w || r.frame.displayHeight !== r.h) {
+              // a big region comes at half size: scale it up smoothly (until its lossless refresh)
+              ctx.imageSmoothingEnabled = true;
+              ctx.drawImage(r.frame, r.x, r.y, r.w, r.h);
+              ctx.imageSmoothingEnabled = false;
+            } else ctx.drawImage(r.frame, r.x, r.y, r.w, r.h);
+            break;
+          case 'skipped':
+            break;
           case 'pixels':
             ctx.putImageData(new ImageData(r.rgba, r.w, r.h), r.x, r.y);
             break;

@@ -165,6 +165,7 @@ export class ViewerConnection {
   }
 
   start(): void {
+    if (this.finished) return; // closed before it started (the page went away)
     this.setState('connecting', {});
     this.socket.connect();
   }
@@ -214,6 +215,13 @@ export class ViewerConnection {
     if (!this.socket.connected || this.finished) return;
     const ms = Math.min(600_000, Math.max(0, Math.round(renderMs * 10) / 10));
     this.socket.emit('ack', { seq, renderMs: ms });
+  }
+
+  /** A video decoder failed: the server sends images from now on (and at every attach after). */
+  videoFailed(regionId: number, reason: string): void {
+    this.request.video = [];
+    if (this.socket.connected && !this.finished)
+      this.socket.emit('videoError', { regionId, reason });
   }
 
   /** Ask for a full repaint (a rect could not be decoded). */

@@ -12,12 +12,15 @@ import { InflateStream } from './inflate-stream';
 import { decodeRects, peekSeq, releaseFrame, type DecodedFrame } from './rect-decoder';
 import type { RepaintRequests } from './repaint-requests';
 import type { ViewerStats } from './stats';
+import { VideoDecoders } from './video-decoders';
 
 export interface FramePipelineListener {
   /** a frame is on the canvas; `resized`: the framebuffer changed size with it */
   drawn(frame: DecodedFrame, resized: boolean): void;
   /** tell the server the frame is drawn */
   ack(seq: number, renderMs: number): void;
+  /** a video decoder failed: the server should send images from now on */
+  videoFailed?(regionId: number, reason: string): void;
 }
 
 export class FramePipeline {
@@ -25,6 +28,8 @@ export class FramePipeline {
   private readonly zlib: InflateStream;
   private readonly queue: FrameQueue<DecodedFrame>;
   private lastDrawn = { rects: 0, quality: 0 };
+  /** decoders of the server's video regions (video-decoders.ts) */
+  readonly video: VideoDecoders;
 
   constructor(
     painter: CanvasPainter,
@@ -34,6 +39,9 @@ export class FramePipeline {
     clock: Clock = browserClock,
   ) {
     this.zlib = new InflateStream(clock);
+    this.video = new VideoDecoders({
+      failed: (regionId, reason) => on.videoFailed?.(regionId, reason),
+    });
     this.queue = new FrameQueue<DecodedFrame>(
       {
         draw: (frame) => {
@@ -66,11 +74,13 @@ export class FramePipeline {
       this.repaint.request(err);
       return;
     }
-    this.queue.push(frame.seq, decodeRects(frame, this.zlib));
+    this.queue.push(frame.seq, decodeRects(frame, this.zlib, this.video));
   }
 
   /** The attachment is gone: frames still decoding are neither drawn nor acknowledged. */
   reset(): void {
     this.queue.reset();
+    // the next attachment starts with a keyframe, and its regions with a key chunk
+    this.video.reset();
   }
 }

@@ -14,6 +14,7 @@ import {
 import type { InflateStream } from './inflate-stream';
 import { PixelFormatError } from './pixel-format-error';
 import { decodeDeflatePalette, decodeDeflateRgb } from './pixels';
+import { VideoSkipped, type VideoDecoders } from './video-decoders';
 
 interface Area {
   x: number;
@@ -27,6 +28,10 @@ export type DecodedRect =
   | (Area & { kind: 'copy'; srcX: number; srcY: number })
   | (Area & { kind: 'image'; image: ImageBitmap })
   | (Area & { kind: 'pixels'; rgba: Uint8ClampedArray<ArrayBuffer> })
+  /** a picture of a video region */
+  | (Area & { kind: 'video'; frame: VideoFrame })
+  /** a video picture not drawn because video stopped; the server repaints its region */
+  | (Area & { kind: 'skipped' })
   /** a rect that could not be decoded: skipped, and the viewer asks for a repaint */
   | (Area & { kind: 'failed'; error: unknown });
 
@@ -48,9 +53,16 @@ const IMAGE_TYPES: Partial<Record<Codec, string>> = {
  * Decode a frame's rects. Call it in frame arrival order: the zlib-coded rects take their
  * segments from `zlib` in order, and a keyframe starts the stream afresh.
  */
-export async function decodeRects(frame: Frame, zlib: InflateStream): Promise<DecodedFrame> {
-  if (frame.flags & FrameFlags.Keyframe) zlib.reset();
-  const rects = await Promise.all(frame.rects.map((r) => decodeRect(r, zlib)));
+export async function decodeRects(
+  frame: Frame,
+  zlib: InflateStream,
+  video?: VideoDecoders,
+): Promise<DecodedFrame> {
+  if (frame.flags & FrameFlags.Keyframe) {
+    zlib.reset();
+    video?.reset();
+  }
+  const rects = await Promise.all(frame.rects.map((r) => decodeRect(r, zlib, video)));
   return {
     seq: frame.seq,
     fbWidth: frame.fbWidth,
@@ -61,7 +73,11 @@ export async function decodeRects(frame: Frame, zlib: InflateStream): Promise<De
   };
 }
 
-async function decodeRect(rect: FrameRect, zlib: InflateStream): Promise<DecodedRect> {
+async function decodeRect(
+  rect: FrameRect,
+  zlib: InflateStream,
+  video: VideoDecoders | undefined,
+): Promise<DecodedRect> {
   const area: Area = { x: rect.x, y: rect.y, w: rect.w, h: rect.h };
   try {
     switch (rect.codec) {
@@ -104,17 +120,26 @@ async function decodeRect(rect: FrameRect, zlib: InflateStream): Promise<Decoded
           kind: 'pixels',
           rgba: await decodeDeflatePalette(rect.payload, rect.w, rect.h, zlib),
         };
+      case Codec.Video: {
+        // decode() is called before the first await: chunks reach the decoder in frame order
+        if (!video) throw new PixelFormatError('a video chunk, and this viewer asked for none');
+        return { ...area, kind: 'video', frame: await video.decode(rect.payload) };
+      }
       default:
         throw new PixelFormatError(`unknown codec ${String(rect.codec)}`);
     }
   } catch (error) {
+    if (error instanceof VideoSkipped) return { ...area, kind: 'skipped' };
     return { ...area, kind: 'failed', error };
   }
 }
 
 /** Free the GPU/CPU memory of a frame's bitmaps. */
 export function releaseFrame(frame: DecodedFrame): void {
-  for (const r of frame.rects) if (r.kind === 'image') r.image.close();
+  for (const r of frame.rects) {
+    if (r.kind === 'image') r.image.close();
+    else if (r.kind === 'video') r.frame.close();
+  }
 }
 
 /**

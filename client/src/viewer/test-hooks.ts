@@ -13,6 +13,12 @@ export interface ViewerHooks {
   height: number;
   /** frame bytes received since the viewer opened */
   bytesReceived: number;
+  /** video codecs announced at attach (empty: images only) */
+  videoCodecs: string[];
+  /** video pictures drawn on the canvas */
+  videoPainted: number;
+  /** video decoder failures reported to the server */
+  videoErrors: number;
   /** extra, informative: the attach answer */
   sessionId: string;
   desktopId: string;
@@ -32,6 +38,9 @@ export function installHooks(sessionId: string): ViewerHooks {
     width: 0,
     height: 0,
     bytesReceived: 0,
+    videoCodecs: [],
+    videoPainted: 0,
+    videoErrors: 0,
     sessionId,
     desktopId: '',
     viewOnly: false,

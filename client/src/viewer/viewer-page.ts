@@ -4,11 +4,13 @@
  * banners, the connecting and end screens). `?shadow=1` attaches view-only (an
  * administrator watching).
  */
-import type { AttachResult } from '@vdi/shared';
+import type { AttachRequest, AttachResult } from '@vdi/shared';
 import { io } from 'socket.io-client';
 import { h } from '../dom';
 import { ApiError, api, errorMessage, seg } from '../http';
 import { navigate, currentPath, type Page, type RouteContext } from '../router';
+import { AudioPanel } from './audio-panel';
+import { AudioPlayer } from './audio-player';
 import { AutoHide } from './auto-hide';
 import { Banners } from './banners';
 import { CanvasPainter } from './canvas-painter';
@@ -23,6 +25,7 @@ import {
 } from './connection';
 import { ConnectionScreens } from './connection-screens';
 import { cursorCss } from './cursor';
+import { FilesPanel } from './files-panel';
 import { FramePipeline } from './frame-pipeline';
 import { Fullscreen } from './fullscreen';
 import { KeyboardInput } from './keyboard-input';
@@ -33,6 +36,7 @@ import { ViewerStats } from './stats';
 import { StatsPanel } from './stats-panel';
 import { installHooks } from './test-hooks';
 import { setPanel, viewerToolbar } from './viewer-toolbar';
+import { videoCapability } from './video-decoders';
 
 export function viewerPage({ params, url }: RouteContext): Page {
   const sessionId = params.sessionId ?? '';
@@ -61,6 +65,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
     interactive: () => conn.interactive,
     sent: focusCanvas,
   });
+  const filesPanel = new FilesPanel(sessionId);
+  // sound: the session's own viewers only, never a shadowing administrator
+  const audio = shadow
+    ? undefined
+    : new AudioPlayer({ request: (codec) => socket.emit('audio', { codec }) });
+  const audioPanel = audio ? new AudioPanel(audio) : undefined;
   const root = h(
     'div',
     { class: 'viewer', dataset: { state: 'connecting' } },
@@ -69,6 +79,8 @@ export function viewerPage({ params, url }: RouteContext): Page {
     banners.el,
     statsPanel.el,
     clipPanel.el,
+    shadow ? null : filesPanel.el,
+    audioPanel?.el,
     screens.overlay,
     screens.endPanel,
   );
@@ -94,16 +106,25 @@ export function viewerPage({ params, url }: RouteContext): Page {
     drawn(frame, resized) {
       if (resized) fitCanvas();
       hooks.framesDrawn++;
+      for (const r of frame.rects) if (r.kind === 'video') hooks.videoPainted++;
       hooks.lastSeq = frame.seq;
       hooks.width = painter.width;
       hooks.height = painter.height;
       banners.frameDrawn();
     },
     ack: (seq, renderMs) => conn.ack(seq, renderMs),
+    videoFailed(regionId, reason) {
+      hooks.videoErrors++;
+      conn.videoFailed(regionId, reason);
+    },
   });
 
   // ── connection ──
   const socket: ViewerSocket = io(SOCKET_OPTIONS);
+  socket.on('audio', (data) => audio?.receive(data));
+  socket.on('error', (msg) => {
+    if (msg.code.startsWith('AUDIO_')) audio?.unavailable(msg.message);
+  });
   const autoHide = new AutoHide(toolbar.el, root);
 
   const showState = (state: ViewerState, detail: StateDetail): void => {
@@ -120,7 +141,8 @@ export function viewerPage({ params, url }: RouteContext): Page {
     autoHide.setPinned(state !== 'connected');
   };
 
-  const conn = new ViewerConnection(socket, shadow ? { sessionId, shadow: true } : { sessionId }, {
+  const request: AttachRequest = shadow ? { sessionId, shadow: true } : { sessionId };
+  const conn = new ViewerConnection(socket, request, {
     state: showState,
     attached(res: AttachResult) {
       toolbar.setName(res.name);
@@ -132,6 +154,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
       hooks.width = painter.width;
       hooks.height = painter.height;
       banners.attached();
+      audio?.attached();
       if (!root.contains(document.activeElement) || document.activeElement === document.body) {
         focusCanvas();
       }
@@ -196,6 +219,17 @@ export function viewerPage({ params, url }: RouteContext): Page {
   toolbar.clipboardBtn.addEventListener('click', () =>
     setPanel(clipPanel.el, toolbar.clipboardBtn, clipPanel.el.hidden === true),
   );
+  const openFiles = (open: boolean): void => {
+    setPanel(filesPanel.el, toolbar.filesBtn, open);
+    if (open) void filesPanel.refresh();
+  };
+  toolbar.filesBtn.addEventListener('click', () => openFiles(filesPanel.el.hidden === true));
+  if (!shadow) filesPanel.acceptDrops(root, () => openFiles(true));
+  toolbar.soundBtn.addEventListener('click', () => {
+    const open = audioPanel?.el.hidden === true;
+    if (audioPanel) setPanel(audioPanel.el, toolbar.soundBtn, open);
+    audioPanel?.show();
+  });
   toolbar.statsBtn.addEventListener('click', () => {
     const open = statsPanel.el.hidden === true;
     setPanel(statsPanel.el, toolbar.statsBtn, open);
@@ -224,7 +258,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
   });
   screens.reconnectBtn.addEventListener('click', () => conn.reconnect());
 
-  conn.start();
+  // ask the server for video only if this browser decodes it (checked before the first attach)
+  void videoCapability().then((codecs) => {
+    request.video = codecs;
+    hooks.videoCodecs = codecs;
+    conn.start();
+  });
 
   return {
     el: root,
@@ -232,6 +271,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
     dispose() {
       keyboard.dispose();
       pointer.dispose();
+      audio?.dispose();
       conn.close();
       frames.reset();
       autoHide.dispose();

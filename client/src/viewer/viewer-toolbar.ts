@@ -8,6 +8,8 @@ import { h } from '../dom';
 export interface ViewerToolbar {
   el: HTMLElement;
   clipboardBtn: HTMLButtonElement;
+  filesBtn: HTMLButtonElement;
+  soundBtn: HTMLButtonElement;
   statsBtn: HTMLButtonElement;
   fullscreenBtn: HTMLButtonElement;
   disconnectBtn: HTMLButtonElement;
@@ -33,6 +35,8 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
   if (shadow) addViewOnlyBadge();
 
   const clipboardBtn = toggle('Clipboard', 'Show the clipboard panel');
+  const filesBtn = toggle('Files', 'Upload files to the desktop, download its Downloads');
+  const soundBtn = toggle('Sound', "Mute or set the volume of the desktop's sound");
   const statsBtn = toggle('Stats', 'Show connection statistics');
   const fullscreenBtn = toggle('Fullscreen', 'Full screen');
   const disconnectBtn = h(
@@ -57,6 +61,8 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
       'span',
       { class: 'viewer-actions' },
       shadow ? null : clipboardBtn,
+      shadow ? null : filesBtn,
+      shadow ? null : soundBtn,
       statsBtn,
       fullscreenBtn,
       disconnectBtn,
@@ -66,6 +72,8 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
   return {
     el,
     clipboardBtn,
+    filesBtn,
+    soundBtn,
     statsBtn,
     fullscreenBtn,
     disconnectBtn,

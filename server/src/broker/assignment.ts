@@ -5,13 +5,14 @@ import type { Actor } from './actor.js';
 import { BrokerPart, LIVE, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';
 import { BrokerError } from './errors.js';
-import { KeyedMutex } from './keyed-mutex.js';
+import { ClusterMutex } from './keyed-mutex.js';
 import type { BrokerQueries } from './queries.js';
 import type { SessionLifecycle } from './sessions.js';
 
 /** Connect: which desktop a user gets, and the session that ties them together. */
 export class Assignment extends BrokerPart {
-  private readonly userPoolLock = new KeyedMutex();
+  /** one Connect at a time per user and pool, on every node (decision 11) */
+  private readonly userPoolLock: ClusterMutex;
 
   constructor(
     ctx: BrokerContext,
@@ -20,6 +21,7 @@ export class Assignment extends BrokerPart {
     private readonly sessions: SessionLifecycle,
   ) {
     super(ctx);
+    this.userPoolLock = new ClusterMutex(ctx.lock, 'user-pool');
   }
 
   /**
@@ -85,6 +87,9 @@ export class Assignment extends BrokerPart {
         await this.desktops.release(desktop.id, pool, 'session insert failed');
         throw e;
       }
+      // handed out: the lease taken when it was claimed or started ends here, so no other
+      // node's reconciliation took it for a desktop claimed without a session meanwhile
+      await this.desktops.endLease(desktop.id);
       await this.record(actor, 'session.start', sessionId, {
         poolId,
         pool: pool.name,
@@ -107,6 +112,29 @@ export class Assignment extends BrokerPart {
       // the owner's desktop in any state: a user never gets a second one while theirs stops
       if (own) return this.claimOwned(pool, desktopRow(own));
     }
+    const spare = await this.claimSpare(pool, userId);
+    if (spare) return spare;
+    return this.desktops.withPool(pool.id, async () => {
+      // a spare that became ready while this waited for the pool (the tick was starting it)
+      const late = await this.claimSpare(pool, userId);
+      if (late) return late;
+      const total = await this.desktops.count(pool.id);
+      if (total >= pool.max_size) {
+        throw new BrokerError(
+          'POOL_FULL',
+          `pool "${pool.name}" is full (${pool.max_size} desktops); try again later`,
+        );
+      }
+      return this.desktops.provision(pool, {
+        owner: pool.assignment === 'dedicated' ? userId : null,
+        state: 'in-use',
+        keepLease: true,
+      });
+    });
+  }
+
+  /** A warm spare claimed for this user, if there is one that runs. */
+  private async claimSpare(pool: PoolRow, userId: string): Promise<DesktopRow | undefined> {
     // a warm spare: the conditional update is what makes two racers unable to share one
     for (let attempt = 0; attempt < 5; attempt++) {
       const spare = await this.db
@@ -117,13 +145,15 @@ export class Assignment extends BrokerPart {
         .where('owner_user_id', 'is', null)
         .orderBy('created_at')
         .executeTakeFirst();
-      if (!spare) break;
+      if (!spare) return undefined;
       const claimed = await this.db
         .updateTable('desktops')
         .set({
           state: 'in-use',
           state_since: this.nowIso(),
           owner_user_id: pool.assignment === 'dedicated' ? userId : null,
+          lease_node: this.node.id,
+          lease_until: this.leaseUntil(),
         })
         .where('id', '=', spare.id)
         .where('state', '=', 'ready')
@@ -139,19 +169,7 @@ export class Assignment extends BrokerPart {
         await this.sessions.cleanupDesktop(claimedSpare, pool, 'spare found dead at assignment');
       }
     }
-    return this.desktops.withPool(pool.id, async () => {
-      const total = await this.desktops.count(pool.id);
-      if (total >= pool.max_size) {
-        throw new BrokerError(
-          'POOL_FULL',
-          `pool "${pool.name}" is full (${pool.max_size} desktops); try again later`,
-        );
-      }
-      return this.desktops.provision(pool, {
-        owner: pool.assignment === 'dedicated' ? userId : null,
-        state: 'in-use',
-      });
-    });
+    return undefined;
   }
 
   private async claimOwned(pool: PoolRow, own: DesktopRow): Promise<DesktopRow> {
@@ -159,7 +177,16 @@ export class Assignment extends BrokerPart {
       const fresh = await this.queries.desktop(own.id);
       if (!fresh) throw new BrokerError('DESKTOP_GONE', 'your desktop was removed; try again', 409);
       if (fresh.state === 'ready') {
-        await this.desktops.setState(fresh.id, 'in-use');
+        await this.db
+          .updateTable('desktops')
+          .set({
+            state: 'in-use',
+            state_since: this.nowIso(),
+            lease_node: this.node.id,
+            lease_until: this.leaseUntil(),
+          })
+          .where('id', '=', fresh.id)
+          .execute();
         return { ...fresh, state: 'in-use' };
       }
       // still being stopped by a log-off that has not taken this lock yet
@@ -170,10 +197,18 @@ export class Assignment extends BrokerPart {
           409,
         );
       }
-      // stopped: start it again from its kept disk
-      await this.desktops.setState(fresh.id, 'provisioning');
+      // stopped: start it again from its kept disk, on this node's host
+      await this.db
+        .updateTable('desktops')
+        .set({ state: 'provisioning', state_since: this.nowIso(), host: this.node.host })
+        .where('id', '=', fresh.id)
+        .execute();
       try {
-        const handle = await this.desktops.start(pool, fresh);
+        const handle = await this.desktops.withLease(
+          fresh.id,
+          () => this.desktops.start(pool, fresh),
+          true,
+        );
         await this.db
           .updateTable('desktops')
           .set({
@@ -184,8 +219,9 @@ export class Assignment extends BrokerPart {
           })
           .where('id', '=', fresh.id)
           .execute();
-        return { ...fresh, handle, state: 'in-use' };
+        return { ...fresh, handle, state: 'in-use', host: this.node.host };
       } catch (e) {
+        await this.desktops.endLease(fresh.id);
         await this.db
           .updateTable('desktops')
           .set({

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { MyDesktop, PowerAction, SessionInfo } from '@vdi/shared';
@@ -9,7 +10,8 @@ import type { RfbEndpoint } from '../rfb/endpoint.js';
 import type { Actor } from './actor.js';
 import { Assignment } from './assignment.js';
 import { AuditLog } from '../audit/audit-log.js';
-import type { BrokerContext } from './context.js';
+import type { BrokerContext, BrokerNode } from './context.js';
+import { noClusterLock, type ClusterLock } from '../store/cluster-lock.js';
 import { Desktops } from './desktops.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
@@ -32,6 +34,8 @@ import { UserRemoval } from './user-removal.js';
  */
 export class Broker extends EventEmitter<BrokerEvents> {
   readonly audit: AuditLog;
+  /** this node among several */
+  readonly node: BrokerNode;
   private readonly queries: BrokerQueries;
   private readonly desktops: Desktops;
   private readonly sessions: SessionLifecycle;
@@ -46,10 +50,17 @@ export class Broker extends EventEmitter<BrokerEvents> {
     providers: Map<string, Provider>,
     clock: Clock,
     log: Logger,
-    opts: TickOptions,
+    opts: TickOptions & { node?: Partial<BrokerNode>; lock?: ClusterLock },
   ) {
     super();
     this.log = log;
+    const host = opts.node?.host ?? os.hostname();
+    this.node = {
+      host,
+      id: opts.node?.id ?? `${host}-${process.pid}`,
+      leaseMs: opts.node?.leaseMs ?? 30_000,
+      clustered: opts.node?.clustered ?? false,
+    };
     this.audit = new AuditLog(db, clock, log);
     const ctx: BrokerContext = {
       db,
@@ -57,6 +68,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       clock,
       log,
       audit: this.audit,
+      node: this.node,
+      lock: opts.lock ?? noClusterLock,
       // EventEmitter's own emit, typed by BrokerEvents; its generic signature does not
       // accept a generic event, hence the cast
       emit: (event, ...args) =>
@@ -135,9 +148,22 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.sessions.markActive(sessionId, actor);
   }
 
-  /** last viewer gone → disconnected (the desktop keeps running) */
-  markDisconnected(sessionId: string, actor: Actor, reason: string): Promise<void> {
-    return this.sessions.markDisconnected(sessionId, actor, reason);
+  /**
+   * last viewer gone → disconnected (the desktop keeps running); with `unchangedSince`, only
+   * if the session has been active since before then
+   */
+  markDisconnected(
+    sessionId: string,
+    actor: Actor,
+    reason: string,
+    unchangedSince?: string,
+  ): Promise<void> {
+    return this.sessions.markDisconnected(sessionId, actor, reason, unchangedSince);
+  }
+
+  /** the sessions marked active, for the gateway's cluster-wide presence sweep */
+  activeSessionIds(): Promise<string[]> {
+    return this.sessions.activeSessionIds();
   }
 
   /** keyboard or pointer input: written at most every 10 s per session */

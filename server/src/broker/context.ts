@@ -4,11 +4,27 @@ import type { Db } from '../store/db.js';
 import type { Provider } from '../providers/types.js';
 import type { Actor } from './actor.js';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { ClusterLock } from '../store/cluster-lock.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
 
 /** Session states that hold a desktop. */
 export const LIVE = ['starting', 'active', 'disconnected'] as const;
+
+/** This node among several (decision 11). */
+export interface BrokerNode {
+  /** the host this node starts desktops on (hosts.id, desktops.host) */
+  host: string;
+  /** this node (desktops.lease_node): unique per process */
+  id: string;
+  /** how long a lease on a desktop's in-flight work lasts without renewal, ms */
+  leaseMs: number;
+  /**
+   * other nodes may share the store: viewers may be on them, so a start-up does not mark
+   * every active session disconnected (the gateway's cluster-wide presence sweep does)
+   */
+  clustered: boolean;
+}
 
 /** What every part of the broker works with; the Broker builds it once and hands it round. */
 export interface BrokerContext {
@@ -17,6 +33,9 @@ export interface BrokerContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly audit: AuditLog;
+  readonly node: BrokerNode;
+  /** locks across nodes (PostgreSQL advisory locks; none on SQLite) */
+  readonly lock: ClusterLock;
   /** tell the gateway (the Broker's own events) */
   emit<E extends keyof BrokerEvents>(event: E, ...args: BrokerEvents[E]): void;
 }
@@ -28,8 +47,10 @@ export abstract class BrokerPart {
   protected readonly clock: Clock;
   protected readonly log: Logger;
   protected readonly audit: AuditLog;
+  protected readonly node: BrokerNode;
 
   constructor(protected readonly ctx: BrokerContext) {
+    this.node = ctx.node;
     this.db = ctx.db;
     this.providers = ctx.providers;
     this.clock = ctx.clock;
@@ -48,6 +69,11 @@ export abstract class BrokerPart {
 
   protected nowIso(): string {
     return new Date(this.clock.now()).toISOString();
+  }
+
+  /** when a lease taken now ends */
+  protected leaseUntil(): string {
+    return new Date(this.clock.now() + this.node.leaseMs).toISOString();
   }
 
   /** The provider of a kind; PROVIDER_UNAVAILABLE when this server does not have it. */

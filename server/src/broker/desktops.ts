@@ -6,7 +6,7 @@ import type { DesktopHandle } from '../providers/types.js';
 import type { Actor } from './actor.js';
 import { BrokerPart, type BrokerContext } from './context.js';
 import { BrokerError } from './errors.js';
-import { KeyedMutex } from './keyed-mutex.js';
+import { ClusterMutex } from './keyed-mutex.js';
 import type { BrokerQueries, RunningDesktop } from './queries.js';
 
 /**
@@ -15,8 +15,8 @@ import type { BrokerQueries, RunningDesktop } from './queries.js';
  * and a health clean-up never act on one desktop at once.
  */
 export class Desktops extends BrokerPart {
-  private readonly poolLock = new KeyedMutex();
-  private readonly desktopLock = new KeyedMutex();
+  private readonly poolLock: ClusterMutex;
+  private readonly desktopLock: ClusterMutex;
   /** desktops being restarted in place (admin reset): health checks leave them alone */
   private readonly restarting = new Set<string>();
 
@@ -25,6 +25,46 @@ export class Desktops extends BrokerPart {
     private readonly queries: BrokerQueries,
   ) {
     super(ctx);
+    // cluster-wide: a node's count-and-add or log-off is not interleaved with another's
+    this.poolLock = new ClusterMutex(ctx.lock, 'pool');
+    this.desktopLock = new ClusterMutex(ctx.lock, 'desktop');
+  }
+
+  /**
+   * Hold this node's lease on a desktop's in-flight work while `fn` runs, renewed every third
+   * of its length (decision 11): other nodes' health checks and reconciliations leave a leased
+   * desktop alone, and take over (clean up) once a lease has run out because its node died.
+   * `keep`: the lease stays after `fn` (the caller ends it with endLease).
+   */
+  async withLease<T>(desktopId: string, fn: () => Promise<T>, keep = false): Promise<T> {
+    const renew = () =>
+      this.db
+        .updateTable('desktops')
+        .set({ lease_node: this.node.id, lease_until: this.leaseUntil() })
+        .where('id', '=', desktopId)
+        .execute();
+    await renew();
+    const timer = setInterval(
+      () => void renew().catch((err: unknown) => this.log.warn({ err }, 'lease renewal failed')),
+      Math.max(100, Math.floor(this.node.leaseMs / 3)),
+    );
+    timer.unref();
+    try {
+      return await fn();
+    } finally {
+      clearInterval(timer);
+      if (!keep) await this.endLease(desktopId);
+    }
+  }
+
+  /** End this node's lease on a desktop (its in-flight work is done). */
+  async endLease(desktopId: string): Promise<void> {
+    await this.db
+      .updateTable('desktops')
+      .set({ lease_node: null, lease_until: null })
+      .where('id', '=', desktopId)
+      .where('lease_node', '=', this.node.id)
+      .execute();
   }
 
   /** Run `fn` alone for this desktop (against other changes to the same desktop). */
@@ -37,7 +77,10 @@ export class Desktops extends BrokerPart {
     return this.poolLock.run(poolId, fn);
   }
 
-  /** Is this desktop being restarted in place (its link and health are expected to fail)? */
+  /**
+   * Is this desktop being restarted in place by this node (its link and health are expected
+   * to fail)? Other nodes see the restart's lease on the row instead.
+   */
   isRestarting(desktopId: string): boolean {
     return this.restarting.has(desktopId);
   }
@@ -84,7 +127,7 @@ export class Desktops extends BrokerPart {
    */
   async provision(
     pool: PoolRow,
-    o: { owner: string | null; state: 'in-use' | 'ready' },
+    o: { owner: string | null; state: 'in-use' | 'ready'; keepLease?: boolean },
   ): Promise<DesktopRow> {
     const id = randomUUID();
     const now = this.nowIso();
@@ -100,18 +143,29 @@ export class Desktops extends BrokerPart {
       error: null,
       created_at: now,
       state_since: now,
+      // started on this node's host, under this node's lease until it is handed out
+      host: this.node.host,
+      lease_node: this.node.id,
+      lease_until: this.leaseUntil(),
     };
     await this.db
       .insertInto('desktops')
       .values({ ...row, handle: null })
       .execute();
     try {
-      const handle = await this.start(pool, row);
-      await this.db
-        .updateTable('desktops')
-        .set({ handle: jsonColumn(handle), state: o.state, state_since: this.nowIso() })
-        .where('id', '=', id)
-        .execute();
+      const handle = await this.withLease(
+        id,
+        async () => {
+          const handle = await this.start(pool, row);
+          await this.db
+            .updateTable('desktops')
+            .set({ handle: jsonColumn(handle), state: o.state, state_since: this.nowIso() })
+            .where('id', '=', id)
+            .execute();
+          return handle;
+        },
+        o.keepLease,
+      );
       this.log.info({ desktopId: id, pool: pool.name }, 'desktop provisioned');
       return { ...row, handle, state: o.state };
     } catch (e) {
@@ -175,16 +229,19 @@ export class Desktops extends BrokerPart {
         return false;
       }
       // while it restarts, a lost connection or a failed health check is expected, not a loss
+      // (on other nodes: the lease on its row)
       this.restarting.add(d.id);
       try {
-        this.emit('desktop-restarting', d.id);
-        await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
-        const fresh = await this.start(pool, d);
-        await this.db
-          .updateTable('desktops')
-          .set({ handle: jsonColumn(fresh), state_since: this.nowIso() })
-          .where('id', '=', d.id)
-          .execute();
+        await this.withLease(d.id, async () => {
+          this.emit('desktop-restarting', d.id);
+          await provider.destroy(handle, this.log, { keepDisk: pool.assignment === 'dedicated' });
+          const fresh = await this.start(pool, d);
+          await this.db
+            .updateTable('desktops')
+            .set({ handle: jsonColumn(fresh), state_since: this.nowIso() })
+            .where('id', '=', d.id)
+            .execute();
+        });
       } finally {
         this.restarting.delete(d.id);
       }

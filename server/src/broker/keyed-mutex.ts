@@ -1,3 +1,5 @@
+import type { ClusterLock } from '../store/cluster-lock.js';
+
 /** Serialises async work per key (one Connect at a time per user and pool, one resize per pool). */
 export class KeyedMutex {
   private tails = new Map<string, Promise<void>>();
@@ -15,5 +17,23 @@ export class KeyedMutex {
       release();
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
+  }
+}
+
+/**
+ * A KeyedMutex that holds across nodes too (decision 11): this process's mutex for the key,
+ * then the store's cluster-wide lock for it (PostgreSQL advisory locks; nothing more on SQLite).
+ */
+export class ClusterMutex {
+  private readonly local = new KeyedMutex();
+
+  constructor(
+    private readonly lock: ClusterLock,
+    /** keeps one kind of key (users, pools, desktops) apart from the others */
+    private readonly kind: string,
+  ) {}
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.local.run(key, () => this.lock.run(`vdi:${this.kind}:${key}`, fn));
   }
 }

@@ -124,6 +124,7 @@ export class BrokerQueries extends BrokerPart {
       assignment: p.assignment,
       draining: p.draining === 1,
       sessions: sessions.filter((s) => s.poolId === p.id),
+      ...appName(p.template),
     }));
   }
 
@@ -159,4 +160,12 @@ export class BrokerQueries extends BrokerPart {
     const pool = await this.pool(desktop.pool_id);
     return { desktop, pool, provider: this.provider(pool.provider), handle: desktop.handle };
   }
+}
+
+/** `{ app }` of a pool that publishes an application (its template's app.name), else nothing. */
+function appName(template: Record<string, unknown>): { app?: string } {
+  const app = template.app;
+  if (typeof app === 'object' && app !== null && 'name' in app && typeof app.name === 'string')
+    return { app: app.name };
+  return {};
 }

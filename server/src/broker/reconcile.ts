@@ -24,9 +24,26 @@ export class Reconciler extends BrokerPart {
   async reconcile(): Promise<{ adopted: number; cleaned: number; swept: number }> {
     let adopted = 0;
     let cleaned = 0;
-    const rows = (await this.db.selectFrom('desktops').selectAll().execute()).map(desktopRow);
+    const now = this.nowIso();
+    await this.registerHost();
+    // rows from before hosts were recorded ran here (one machine then)
+    await this.db
+      .updateTable('desktops')
+      .set({ host: this.node.host })
+      .where('host', 'is', null)
+      .execute();
+    // only this host's desktops: another host's are not ours to judge (decision 11)
+    const rows = (
+      await this.db.selectFrom('desktops').selectAll().where('host', '=', this.node.host).execute()
+    ).map(desktopRow);
     const known = new Map<string, DesktopHandle[]>();
+    let leased = 0;
     for (const d of rows) {
+      // another node on this host is starting or restarting it right now: its work, not ours
+      if (d.lease_until !== null && d.lease_until > now && d.lease_node !== this.node.id) {
+        leased++;
+        continue;
+      }
       const pool = await this.db
         .selectFrom('pools')
         .selectAll()
@@ -36,8 +53,13 @@ export class Reconciler extends BrokerPart {
       const provider = pool ? this.providers.get(pool.provider) : undefined;
       const handle = d.handle ?? undefined;
       const log = this.log.child({ desktopId: d.id });
+      if (pool && !provider) {
+        // another node on this host may have the provider this one lacks
+        log.warn({ provider: pool.provider }, 'reconcile: no provider here for this desktop');
+        continue;
+      }
       if (!pool || !provider) {
-        log.warn('desktop of a missing pool or provider: removing the record');
+        log.warn('desktop of a missing pool: removing the record');
         await this.db.deleteFrom('desktops').where('id', '=', d.id).execute();
         cleaned++;
         continue;
@@ -75,13 +97,23 @@ export class Reconciler extends BrokerPart {
       if (handle) known.set(pool.provider, [...(known.get(pool.provider) ?? []), handle]);
       log.info({ state: d.state }, 'reconcile: re-adopted running desktop');
     }
-    // sessions pointing at desktops that no longer exist
+    // sessions pointing at desktops that no longer exist, or at one of this host's that is not
+    // running and that no node is starting
     const orphans = await this.db
       .selectFrom('sessions as s')
       .leftJoin('desktops as d', 'd.id', 's.desktop_id')
       .select(['s.id'])
       .where('s.state', 'in', LIVE)
-      .where((eb) => eb.or([eb('d.id', 'is', null), eb('d.handle', 'is', null)]))
+      .where((eb) =>
+        eb.or([
+          eb('d.id', 'is', null),
+          eb.and([
+            eb('d.handle', 'is', null),
+            eb('d.host', '=', this.node.host),
+            eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', now)]),
+          ]),
+        ]),
+      )
       .execute();
     for (const o of orphans) {
       await this.db
@@ -101,6 +133,9 @@ export class Reconciler extends BrokerPart {
       .selectFrom('desktops as d')
       .selectAll('d')
       .where('d.state', '=', 'in-use')
+      .where('d.host', '=', this.node.host)
+      // claimed by a Connect still in progress on another node: its session is coming
+      .where((eb) => eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', now)]))
       .where((eb) =>
         eb.not(
           eb.exists(
@@ -118,17 +153,33 @@ export class Reconciler extends BrokerPart {
       await this.desktops.release(d.id, pool, 'claimed without a session');
       cleaned++;
     }
-    // viewers are gone after a restart: active sessions are now disconnected
-    await this.db
-      .updateTable('sessions')
-      .set({ state: 'disconnected', state_since: this.nowIso() })
-      .where('state', '=', 'active')
-      .execute();
+    // one node: viewers are gone after a restart, so active sessions are now disconnected.
+    // Several: viewers on the other nodes are still there; the gateway's presence sweep asks
+    // every node and marks only the sessions no one views (decision 11)
+    if (!this.node.clustered)
+      await this.db
+        .updateTable('sessions')
+        .set({ state: 'disconnected', state_since: this.nowIso() })
+        .where('state', '=', 'active')
+        .execute();
     let swept = 0;
-    for (const [kind, provider] of this.providers) {
-      if (provider.sweep) swept += await provider.sweep(known.get(kind) ?? [], this.log);
-    }
-    this.log.info({ adopted, cleaned, swept }, 'reconciliation done');
+    // a desktop another node on this host is starting has no handle to keep it from a sweep
+    if (leased === 0) {
+      for (const [kind, provider] of this.providers) {
+        if (provider.sweep) swept += await provider.sweep(known.get(kind) ?? [], this.log);
+      }
+    } else this.log.info({ leased }, 'reconcile: desktops in flight on another node; no sweep');
+    this.log.info({ adopted, cleaned, swept, host: this.node.host }, 'reconciliation done');
     return { adopted, cleaned, swept };
+  }
+
+  /** Record this node's host among the hosts (its state and limit are the administrator's). */
+  async registerHost(): Promise<void> {
+    const now = this.nowIso();
+    await this.db
+      .insertInto('hosts')
+      .values({ id: this.node.host, address: '', state: 'active', max_sessions: 0, last_seen: now })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ last_seen: now }))
+      .execute();
   }
 }

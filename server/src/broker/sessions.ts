@@ -77,17 +77,37 @@ export class SessionLifecycle extends BrokerPart {
     }
   }
 
-  /** last viewer gone → disconnected (the desktop keeps running) */
-  async markDisconnected(sessionId: string, actor: Actor, reason: string): Promise<void> {
-    const r = await this.db
+  /**
+   * last viewer gone → disconnected (the desktop keeps running). `unchangedSince`: only if it
+   * has been active since before then (a viewer on another node that attached after the caller
+   * looked for viewers keeps it active).
+   */
+  async markDisconnected(
+    sessionId: string,
+    actor: Actor,
+    reason: string,
+    unchangedSince?: string,
+  ): Promise<void> {
+    let q = this.db
       .updateTable('sessions')
       .set({ state: 'disconnected', state_since: this.nowIso() })
       .where('id', '=', sessionId)
-      .where('state', '=', 'active')
-      .executeTakeFirst();
+      .where('state', '=', 'active');
+    if (unchangedSince !== undefined) q = q.where('state_since', '<=', unchangedSince);
+    const r = await q.executeTakeFirst();
     if (Number(r.numUpdatedRows)) {
       await this.record(actor, 'session.disconnect', sessionId, { reason });
     }
+  }
+
+  /** the sessions marked active (a viewer on some node views them) */
+  async activeSessionIds(): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('state', '=', 'active')
+      .execute();
+    return rows.map((r) => r.id);
   }
 
   private lastInputWrite = new Map<string, number>();

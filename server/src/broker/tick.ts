@@ -1,5 +1,6 @@
 import { desktopRow, poolRow } from '../store/rows.js';
 import { SYSTEM } from './actor.js';
+import { AppExits } from './app-exits.js';
 import { BrokerPart, LIVE, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';
 import type { BrokerQueries } from './queries.js';
@@ -23,6 +24,7 @@ export class BrokerTick extends BrokerPart {
   private queued: Promise<void> | undefined;
   private lastHealthCheck = 0;
   private stopped = false;
+  private readonly appExits: AppExits;
 
   constructor(
     ctx: BrokerContext,
@@ -32,6 +34,7 @@ export class BrokerTick extends BrokerPart {
     private readonly opts: TickOptions,
   ) {
     super(ctx);
+    this.appExits = new AppExits(ctx, sessions);
   }
 
   start(): void {
@@ -78,7 +81,14 @@ export class BrokerTick extends BrokerPart {
 
   private async runTick(): Promise<void> {
     try {
+      await this.db
+        .updateTable('hosts')
+        .set({ last_seen: this.nowIso() })
+        .where('id', '=', this.node.host)
+        .execute();
+      await this.reapExpiredLeases();
       await this.enforceTimeouts();
+      await this.appExits.check();
       await this.maintainPools();
       const every = this.opts.healthEveryMs ?? 10_000;
       if (this.clock.now() - this.lastHealthCheck >= every) {
@@ -110,7 +120,10 @@ export class BrokerTick extends BrokerPart {
         'p.idle_timeout_sec',
         'p.max_session_sec',
       ])
+      .innerJoin('desktops as d', 'd.id', 's.desktop_id')
       .where('s.state', 'in', LIVE)
+      // the desktop's host ends it (log-off releases the desktop there)
+      .where('d.host', '=', this.node.host)
       .execute();
     for (const r of rows) {
       let reason: string | undefined;
@@ -150,6 +163,8 @@ export class BrokerTick extends BrokerPart {
         const free = alive.filter(
           (d) => (d.state === 'ready' || d.state === 'provisioning') && d.owner_user_id === null,
         );
+        // counted across hosts; trimmed only here (a host stops only its own desktops)
+        const mine = free.filter((d) => d.host === this.node.host);
         const wantSpares = pool.draining ? 0 : pool.spares;
         let need = Math.max(
           wantSpares - free.length,
@@ -171,7 +186,7 @@ export class BrokerTick extends BrokerPart {
           Math.max(idle - wantSpares, alive.length - pool.max_size),
           alive.length - (pool.draining ? 0 : pool.min_size),
         );
-        for (const d of free) {
+        for (const d of mine) {
           if (extra <= 0) break;
           if (d.state !== 'ready') continue;
           const claimed = await this.db
@@ -189,6 +204,51 @@ export class BrokerTick extends BrokerPart {
     }
   }
 
+  /**
+   * In-flight work whose node died (its lease ran out) on this host: a desktop left
+   * half-started is removed, one claimed for a session that never came is given back, one
+   * that was restarting is judged by the health check from now on (decision 11).
+   */
+  private async reapExpiredLeases(): Promise<void> {
+    const rows = (
+      await this.db
+        .selectFrom('desktops')
+        .selectAll()
+        .where('host', '=', this.node.host)
+        .where('lease_until', '<=', this.nowIso())
+        .execute()
+    ).map(desktopRow);
+    for (const d of rows) {
+      const pool = await this.queries.pool(d.pool_id).catch(() => undefined);
+      const provider = pool && this.providers.get(pool.provider);
+      if (!pool || !provider) continue;
+      const log = this.log.child({ desktopId: d.id, node: d.lease_node });
+      // taken over: whoever clears the lease first handles it
+      const took = await this.db
+        .updateTable('desktops')
+        .set({ lease_node: null, lease_until: null })
+        .where('id', '=', d.id)
+        .where('lease_node', '=', d.lease_node)
+        .where('lease_until', '=', d.lease_until)
+        .executeTakeFirst();
+      if (!Number(took.numUpdatedRows)) continue;
+      log.warn({ state: d.state }, 'lease expired: taking over the in-flight work of a lost node');
+      if (d.state === 'provisioning') {
+        await this.sessions.cleanupDesktop(d, pool, 'its start was not finished');
+        continue;
+      }
+      if (d.state === 'in-use') {
+        const live = await this.db
+          .selectFrom('sessions')
+          .select('id')
+          .where('desktop_id', '=', d.id)
+          .where('state', 'in', LIVE)
+          .executeTakeFirst();
+        if (!live) await this.desktops.release(d.id, pool, 'claimed without a session');
+      }
+    }
+  }
+
   private readonly unhealthy = new Map<string, string>();
 
   /** desktops to check at the next tick whatever the cadence (see checkDesktopsSoon) */
@@ -201,7 +261,18 @@ export class BrokerTick extends BrokerPart {
       .selectAll('d')
       .select(['p.provider'])
       .where('d.handle', 'is not', null)
-      .where('d.state', 'in', ['ready', 'in-use']);
+      .where('d.state', 'in', ['ready', 'in-use'])
+      // only this host's desktops: a node elsewhere (another machine, or another PID or
+      // mount namespace) cannot see their processes and would judge them all dead
+      .where('d.host', '=', this.node.host)
+      // one another node is restarting in place is expected to look dead meanwhile
+      .where((eb) =>
+        eb.or([
+          eb('d.lease_until', 'is', null),
+          eb('d.lease_until', '<=', this.nowIso()),
+          eb('d.lease_node', '=', this.node.id),
+        ]),
+      );
     if (only) q = q.where('d.id', 'in', only);
     const rows = (await q.execute())
       .map(desktopRow)
@@ -220,6 +291,16 @@ export class BrokerTick extends BrokerPart {
         }
       } else if (h.state === 'dead') {
         this.unhealthy.delete(d.id);
+        // another node may have restarted it meanwhile: judge the row as it is now
+        const fresh = await this.queries.desktop(d.id);
+        if (
+          !fresh ||
+          JSON.stringify(fresh.handle) !== JSON.stringify(d.handle) ||
+          (fresh.lease_until !== null &&
+            fresh.lease_until > this.nowIso() &&
+            fresh.lease_node !== this.node.id)
+        )
+          continue;
         this.log.warn({ desktopId: d.id, reason: h.reason }, 'desktop lost');
         this.emit('desktop-health', d.id, 'dead', h.reason);
         const pool = await this.queries.pool(d.pool_id);

@@ -1,12 +1,14 @@
 import type { Logger } from 'pino';
 import type { AttachRequest, AttachResult, ErrorResult } from '@vdi/shared';
 import type { Broker } from '../broker/broker.js';
+import type { Clock } from '../clock.js';
 import { BrokerError } from '../broker/errors.js';
 import { RfbError, viewerReason } from '../rfb/errors.js';
 import type { RfbLimits } from '../rfb/types.js';
 import type { DesktopStream } from '../stream/desktop-stream.js';
 import type { StreamManager } from '../stream/stream-manager.js';
 import type { Viewer } from '../stream/viewer.js';
+import type { StartEncoder } from '../stream/video/encoder.js';
 import { gatewayMetrics } from './metrics.js';
 import { Reattacher } from './reattach.js';
 import { rooms, type VdiServer, type VdiSocket } from './viewer-socket.js';
@@ -22,8 +24,11 @@ export interface Attachment {
   limits: RfbLimits;
 }
 
+const VIEWERS_PREFIX = rooms.viewers('');
+
 export interface AttachmentsOptions {
   io: VdiServer;
+  clock: Clock;
   broker: Broker;
   streams: StreamManager;
   log: Logger;
@@ -31,6 +36,8 @@ export interface AttachmentsOptions {
   maxFramesInFlight: number;
   /** the RFB limits of a pool's desktops, from its template */
   limitsOf(template: Record<string, unknown>): RfbLimits;
+  /** runs a video region's encoder; absent: video mode is off */
+  startEncoder?: StartEncoder;
   /** see GatewayOptions.reattachDelaysMs */
   reattachDelaysMs?: readonly number[];
 }
@@ -85,6 +92,8 @@ export class Attachments {
     req: AttachRequest,
     reply: (res: AttachResult | ErrorResult) => void,
   ): void {
+    // kept on the socket: attaching again after the desktop came back uses it too
+    socket.data.video = req.video ?? [];
     this.attach(socket, req.sessionId, req.shadow ?? false).then(reply, (err: unknown) => {
       if (err instanceof BrokerError) {
         reply({ ok: false, code: err.code, message: err.message });
@@ -125,6 +134,14 @@ export class Attachments {
       },
       maxInFlight: this.opts.maxFramesInFlight,
       onError: (err) => this.log.error({ err, sessionId }, 'frame build failed'),
+      ...(this.opts.startEncoder &&
+        socket.data.video?.length && {
+          video: {
+            codecs: socket.data.video,
+            start: this.opts.startEncoder,
+            log: this.log.child({ sessionId, part: 'video' }),
+          },
+        }),
     });
     this.bySocket.set(socket, {
       sessionId,
@@ -166,7 +183,8 @@ export class Attachments {
       width: stream.width,
       height: stream.height,
       viewOnly: shadow,
-      name: info.desktop.name,
+      // a published application goes by its own name (providers/xvnc/app.ts)
+      name: publishedAppName(info.pool.template) ?? info.desktop.name,
     };
   }
 
@@ -199,13 +217,58 @@ export class Attachments {
     return this.reattacher.hasViewerWaiting(sessionId, except);
   }
 
-  /** A viewer stopped viewing a session: the last one leaving marks it disconnected. */
+  /**
+   * A viewer stopped viewing a session: the last one leaving, on every node, marks it
+   * disconnected. Viewers on other nodes are asked for through the adapter (decision 11):
+   * a tab closing here does not disconnect a user still viewing through another node.
+   */
   private leftSession(socket: VdiSocket, sessionId: string, shadow: boolean, reason: string): void {
     if (shadow || this.hasOtherViewer(sessionId, socket)) return;
     const user = socket.data.user;
-    void this.broker
-      .markDisconnected(sessionId, { id: user.id, name: user.username, ip: socket.data.ip }, reason)
-      .catch((err: unknown) => this.log.error({ err }, 'markDisconnected failed'));
+    const since = new Date(this.opts.clock.now()).toISOString();
+    void this.viewedElsewhere(sessionId, socket)
+      .then((elsewhere) => {
+        if (elsewhere) return;
+        return this.broker.markDisconnected(
+          sessionId,
+          { id: user.id, name: user.username, ip: socket.data.ip },
+          reason,
+          since,
+        );
+      })
+      .catch((err: unknown) => this.log.error({ err, sessionId }, 'markDisconnected failed'));
+  }
+
+  /**
+   * Does a viewer on another node view this session? A node that does not answer in time
+   * counts as one that does (the presence sweep settles it later).
+   */
+  private async viewedElsewhere(sessionId: string, except: VdiSocket): Promise<boolean> {
+    const here = this.io.of('/').sockets;
+    try {
+      const all = await this.io.in(rooms.viewers(sessionId)).fetchSockets();
+      return all.some((s) => s.id !== except.id && !here.has(s.id));
+    } catch (err) {
+      this.log.warn({ err, sessionId }, 'viewers on other nodes unknown: session left active');
+      return true;
+    }
+  }
+
+  /**
+   * The sessions some viewer on some node views (attached, or waiting to attach again), asked
+   * of every node through the adapter; undefined when a node did not answer.
+   */
+  async viewedSessions(): Promise<Set<string> | undefined> {
+    try {
+      const out = new Set<string>();
+      for (const s of await this.io.fetchSockets())
+        for (const room of s.rooms)
+          if (room.startsWith(VIEWERS_PREFIX)) out.add(room.slice(VIEWERS_PREFIX.length));
+      return out;
+    } catch (err) {
+      this.log.warn({ err }, 'presence sweep: not every node answered');
+      return undefined;
+    }
   }
 
   /**
@@ -269,4 +332,12 @@ export class Attachments {
   close(): void {
     this.reattacher.stopAll();
   }
+}
+
+/** The name of the application a pool publishes, if it publishes one. */
+function publishedAppName(template: Record<string, unknown>): string | undefined {
+  const app = template.app;
+  return typeof app === 'object' && app !== null && 'name' in app && typeof app.name === 'string'
+    ? app.name
+    : undefined;
 }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { MAX_CLIENT_MESSAGE_BYTES, vdiParser } from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import type { Broker } from '../broker/broker.js';
+import { SYSTEM } from '../broker/actor.js';
 import { StreamManager, type StreamManagerOptions } from '../stream/stream-manager.js';
 import {
   poolRfbLimits,
@@ -14,6 +15,7 @@ import {
 import type { RfbLimits } from '../rfb/types.js';
 import type { RfbEndpoint } from '../rfb/endpoint.js';
 import { Attachments } from './attachments.js';
+import { AudioRelay } from './audio-relay.js';
 import { ClipboardOut } from './clipboard-out.js';
 import { relayBrokerEvents, streamHooks } from './desktop-events.js';
 import { authenticate, originAllowed } from './handshake.js';
@@ -25,11 +27,17 @@ import {
 } from './input-budget.js';
 import { Liveness, pingIntervalFor, VIEWER_TIMEOUT_MS } from './liveness.js';
 import { gatewayMetrics } from './metrics.js';
+import { startFfmpeg } from '../stream/video/encoder.js';
 import { refuseUnknownEvents, valid } from './validate.js';
 import { fail, rooms, type VdiServer, type VdiSocket } from './viewer-socket.js';
 
 export interface GatewayOptions {
   maxFramesInFlight: number;
+  /**
+   * Video mode (config.video): regions in motion go to an ffmpeg child per viewer, for
+   * browsers that decode H.264. @default off
+   */
+  video?: { enabled: boolean; ffmpegPath: string };
   allowedOrigins: string[];
   /** input events per second a socket may send (burst is the same number) @default 600 */
   inputRate?: number;
@@ -44,6 +52,7 @@ export interface GatewayOptions {
       sendBufferBytes: number;
       sendStallMs: number;
       messageTimeoutMs: number;
+      remoteEncodings: readonly ('tight' | 'zrle')[];
     }>;
   /** the desktops' RFB links: bounds, timeouts, linger */
   streams?: StreamManagerOptions;
@@ -62,6 +71,12 @@ export interface GatewayOptions {
   viewerTimeoutMs?: number;
   /** after SIGTERM, viewers wait between these before reconnecting, ms (spreads the herd) @default [1000, 3000] */
   restartRetryMs?: readonly [number, number];
+  /**
+   * How often active sessions are checked for a viewer on any node, ms: one no node views on
+   * two checks in a row (its viewer's node died, or a node restarted) is marked disconnected.
+   * @default 5000
+   */
+  presenceSweepMs?: number;
 }
 
 /**
@@ -79,6 +94,7 @@ export class Gateway {
   readonly streams: StreamManager;
   private readonly attachments: Attachments;
   private readonly liveness: Liveness;
+  private readonly audio: AudioRelay;
   /** SIGTERM: no new viewers; the ones here were told to come back */
   private draining = false;
 
@@ -133,16 +149,19 @@ export class Gateway {
           sendBufferBytes: dl.sendBufferBytes,
           sendStallMs: dl.sendStallMs,
           messageTimeoutMs: dl.messageTimeoutMs,
+          ...(dl.remoteEncodings && { remoteEncodings: dl.remoteEncodings }),
         }),
         ...opts.streams?.rfb,
       },
     });
     this.attachments = new Attachments({
       io: this.io,
+      clock,
       broker,
       streams: this.streams,
       log,
       maxFramesInFlight: opts.maxFramesInFlight,
+      ...(opts.video?.enabled && { startEncoder: startFfmpeg(opts.video.ffmpegPath) }),
       limitsOf: (template) => this.limitsOf(template),
       ...(opts.reattachDelaysMs && { reattachDelaysMs: opts.reattachDelaysMs }),
     });
@@ -153,6 +172,40 @@ export class Gateway {
       (s) => this.attachments.of(s)?.sessionId,
     );
     relayBrokerEvents(events, this.streams);
+    this.audio = new AudioRelay(broker, log);
+    this.presenceTimer = setInterval(
+      () => void this.sweepPresence().catch((err: unknown) => log.warn({ err }, 'presence sweep')),
+      opts.presenceSweepMs ?? 5000,
+    );
+    this.presenceTimer.unref();
+  }
+
+  private readonly presenceTimer: NodeJS.Timeout;
+  /** active sessions no node viewed at the last sweep */
+  private unviewed = new Set<string>();
+
+  /**
+   * Cluster-wide presence (decision 11): an active session that no viewer on any node views
+   * at two sweeps in a row is marked disconnected, so its disconnected timeout runs. That is
+   * how a session whose only viewer was on a node that died, or that a restart left active,
+   * gets there. Two sweeps, so a viewer attaching while one looks is not missed.
+   */
+  async sweepPresence(): Promise<void> {
+    if (this.draining) return;
+    const since = new Date(this.clock.now()).toISOString();
+    const active = await this.broker.activeSessionIds();
+    if (active.length === 0) {
+      this.unviewed.clear();
+      return;
+    }
+    const viewed = await this.attachments.viewedSessions();
+    if (!viewed) return;
+    const unviewed = new Set(active.filter((id) => !viewed.has(id)));
+    for (const id of unviewed) {
+      if (!this.unviewed.has(id)) continue;
+      await this.broker.markDisconnected(id, SYSTEM, 'no viewer on any node', since);
+    }
+    this.unviewed = unviewed;
   }
 
   private onConnection(socket: VdiSocket): void {
@@ -183,7 +236,12 @@ export class Gateway {
       if (acked && m.renderMs !== undefined)
         gatewayMetrics.renderSeconds.observe(m.renderMs / 1000);
     });
+    socket.on('videoError', (payload) => {
+      const m = valid(socket, this.log, 'videoError', payload);
+      if (m) this.attachments.of(socket)?.viewer.videoFailed(m.regionId, m.reason);
+    });
     socket.on('refresh', () => this.attachments.of(socket)?.viewer.requestKeyframe());
+    socket.on('audio', (payload) => this.onAudio(socket, payload));
     socket.on('heartbeat', (cb: unknown) => {
       if (typeof cb === 'function') (cb as () => void)();
       else fail(socket, 'BAD_EVENT', 'a heartbeat needs an acknowledgement callback');
@@ -191,7 +249,21 @@ export class Gateway {
     this.liveness.watch(socket);
     socket.on('disconnect', (reason) => {
       gatewayMetrics.sockets.dec();
+      this.audio.unsubscribe(socket);
       this.attachments.disconnected(socket, reason);
+    });
+  }
+
+  /** A viewer asks for its desktop's sound, or for no more of it (audio-relay.ts). */
+  private onAudio(socket: VdiSocket, payload: unknown): void {
+    const m = valid(socket, this.log, 'audio', payload);
+    if (!m) return;
+    const a = this.attachments.of(socket);
+    if (m.codec === 'off' || !a) return this.audio.unsubscribe(socket);
+    if (a.shadow) return fail(socket, 'AUDIO_SHADOW', 'a shadowing viewer gets no sound');
+    this.audio.subscribe(socket, a.desktopId, m.codec).catch((err: unknown) => {
+      this.log.warn({ err, desktopId: a.desktopId }, 'desktop sound not available');
+      fail(socket, 'AUDIO_UNAVAILABLE', (err as Error).message);
     });
   }
 
@@ -259,7 +331,9 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.presenceTimer);
     this.liveness.close();
+    this.audio.close();
     this.attachments.close();
     this.streams.closeAll();
     // No disconnect packet: a viewer that still holds a connection sees the transport close,

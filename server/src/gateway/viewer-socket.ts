@@ -1,5 +1,5 @@
 import type { Server, Socket } from 'socket.io';
-import type { ClientToServerEvents, ServerToClientEvents } from '@vdi/shared';
+import type { ClientToServerEvents, ServerToClientEvents, VideoCodecFamily } from '@vdi/shared';
 import type { AuthedUser } from '../auth/index.js';
 import type { TokenBucket } from './input-budget.js';
 
@@ -12,6 +12,8 @@ export interface SocketData {
   bucket: TokenBucket;
   /** token bucket for input bytes (a few huge clipboard events must not pass for few events) */
   byteBucket: TokenBucket;
+  /** the video codecs the browser said it decodes at its last attach */
+  video?: VideoCodecFamily[];
 }
 
 export type VdiServer = Server<

@@ -1,5 +1,6 @@
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { ProviderKind } from '@vdi/shared';
+import type { AudioCodec, ProviderKind } from '@vdi/shared';
 import type { RfbEndpoint } from '../rfb/endpoint.js';
 
 /**
@@ -82,6 +83,52 @@ export interface Provider {
   sweep?(known: DesktopHandle[], log: Logger): Promise<number>;
   /** extra facts for the admin console (e.g. "KVM" or "TCG") */
   describe?(handle: DesktopHandle): Record<string, string>;
+  /** file transfer with the desktop's home; absent where the provider cannot reach it (VMs) */
+  files?(handle: DesktopHandle): DesktopFiles;
+  /** the desktop's sound; absent where the provider has none (VMs) */
+  audio?(handle: DesktopHandle): AudioSource;
+  /**
+   * A published application's desktop: undefined while its program runs, else why the
+   * session should end (the program exited). Absent for providers without applications.
+   */
+  appExited?(handle: DesktopHandle): Promise<string | undefined>;
+}
+
+/** Where a desktop's sound comes from (providers/xvnc/audio.ts). */
+export interface AudioSource {
+  /** starts capturing; throws a ProviderError when the desktop has no sound */
+  open(codec: AudioCodec): AudioCapture;
+}
+
+/** One running capture: 10 ms packets until closed, or `end` with a reason. */
+export interface AudioCapture {
+  on(event: 'packet', fn: (p: Buffer) => void): this;
+  on(event: 'end', fn: (reason: string) => void): this;
+  close(): void;
+}
+
+/** A file of a desktop's ~/Downloads. */
+export interface DesktopFileEntry {
+  name: string;
+  size: number;
+  /** ISO-8601 */
+  modified: string;
+}
+
+/** Uploads to ~/Uploads and downloads from ~/Downloads of one desktop (providers/xvnc/files.ts). */
+export interface DesktopFiles {
+  list(): Promise<DesktopFileEntry[]>;
+  download(name: string): Promise<{ size: number; body: Readable; cancel(): void }>;
+  /**
+   * Writes `size` bytes from `body` as `name` (or `name (1)` … when taken); nothing is left
+   * when it fails. `onAbort` receives the function that cancels it (the browser went away).
+   */
+  upload(
+    name: string,
+    size: number,
+    body: Readable,
+    onAbort: (cancel: () => void) => void,
+  ): Promise<{ name: string; bytes: number }>;
 }
 
 export class ProviderError extends Error {

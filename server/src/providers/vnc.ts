@@ -8,7 +8,7 @@ import {
   type Provider,
   type ProviderStatus,
 } from './types.js';
-import type { RfbEndpoint } from '../rfb/endpoint.js';
+import { isLoopbackHost, type RfbEndpoint } from '../rfb/endpoint.js';
 import { probeBanner, probeHandshake } from '../rfb/probe.js';
 
 /**
@@ -124,6 +124,8 @@ export class VncProvider implements Provider {
       kind: 'tcp',
       host: h.host,
       port: h.port,
+      // a VNC server on another machine: ask for ZRLE / Tight, the bytes cross a network
+      ...(isLoopbackHost(h.host) ? {} : { remote: true }),
       ...(h.password !== undefined ? { password: h.password } : {}),
     };
   }

@@ -63,7 +63,17 @@ export interface RfbClientOptions {
    * @default 30_000
    */
   messageTimeoutMs?: number;
+  /**
+   * The compressed encodings asked for on a remote endpoint (`endpoint.remote`), most
+   * preferred first; local endpoints never ask for them. Tight is lossless here (no JPEG
+   * quality level is sent).
+   * @default ['tight', 'zrle']
+   */
+  remoteEncodings?: readonly RemoteEncoding[];
 }
+
+/** A compressed encoding the client can decode. */
+export type RemoteEncoding = 'tight' | 'zrle';
 
 /** What connect() resolves with; `client.info` keeps it current. */
 export interface ServerInfo {
@@ -106,6 +116,7 @@ const DEFAULT_KEEPALIVE_MS = 30_000;
 const DEFAULT_SEND_BUFFER_BYTES = 1024 * 1024;
 const DEFAULT_SEND_STALL_MS = 15_000;
 const DEFAULT_MESSAGE_TIMEOUT_MS = 30_000;
+const DEFAULT_REMOTE_ENCODINGS: readonly RemoteEncoding[] = ['tight', 'zrle'];
 
 export function clientSettings(options: RfbClientOptions): RfbClientSettings {
   return {
@@ -119,5 +130,6 @@ export function clientSettings(options: RfbClientOptions): RfbClientSettings {
     sendBufferBytes: options.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
     sendStallMs: options.sendStallMs ?? DEFAULT_SEND_STALL_MS,
     messageTimeoutMs: options.messageTimeoutMs ?? DEFAULT_MESSAGE_TIMEOUT_MS,
+    remoteEncodings: options.remoteEncodings ?? DEFAULT_REMOTE_ENCODINGS,
   };
 }

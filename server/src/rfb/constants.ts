@@ -25,6 +25,8 @@ export const ServerMessageType = {
 export const Encoding = {
   Raw: 0,
   CopyRect: 1,
+  Tight: 7,
+  ZRLE: 16,
   DesktopSize: -223,
   LastRect: -224,
   Cursor: -239,

@@ -32,7 +32,14 @@ export type RfbProtocolErrorCode =
   | 'rect-out-of-bounds'
   | 'copy-source-out-of-bounds'
   | 'cursor-too-large'
-  | 'bad-screen-layout';
+  | 'bad-screen-layout'
+  // compressed encodings (ZRLE, Tight)
+  /** a zlib stream that is not deflate */
+  | 'bad-compressed-data'
+  /** a zlib stream inflating to more than its rectangle can hold (a zip bomb) */
+  | 'decompressed-too-large'
+  | 'bad-zrle'
+  | 'bad-tight';
 
 /** The connection itself failed or was ended; not the server's bytes' fault. */
 export type RfbConnectionErrorCode =

@@ -11,19 +11,38 @@ import { cursorDecoder } from './decoders/cursor.js';
 import type { DecodeContext, RectDecoder, RectDecoderFactory } from './decoders/decoder.js';
 import { desktopSizeDecoder } from './decoders/desktop-size.js';
 import { extendedDesktopSizeDecoder } from './decoders/extended-desktop-size.js';
+import { InflateStream } from './decoders/inflate.js';
 import { rawDecoder } from './decoders/raw.js';
+import { TIGHT_STREAMS, tightDecoder } from './decoders/tight.js';
+import { zrleDecoder } from './decoders/zrle.js';
 import { RfbProtocolError } from './errors.js';
 import type { ExtendedDesktopSizeEvent } from './framebuffer-size.js';
 import { RECT_HEADER_LENGTH } from './rect.js';
 import { DEFAULT_RFB_LIMITS, type FramebufferSink, type RfbLimits } from './types.js';
 
-/** The rectangle encodings we advertise and decode. LastRect is handled by the parser. */
+/**
+ * The rectangle encodings we decode. LastRect is handled by the parser. The compressed ones
+ * (OPTIONAL_ENCODINGS) are accepted only when the client asked for them.
+ */
 const DECODERS: ReadonlyMap<number, RectDecoderFactory> = new Map<number, RectDecoderFactory>([
   [Encoding.Raw, rawDecoder],
   [Encoding.CopyRect, copyRectDecoder],
+  [Encoding.ZRLE, zrleDecoder],
+  [Encoding.Tight, tightDecoder],
   [Encoding.DesktopSize, desktopSizeDecoder],
   [Encoding.ExtendedDesktopSize, extendedDesktopSizeDecoder],
   [Encoding.Cursor, cursorDecoder],
+]);
+
+/** Encodings accepted only when listed in the parser's `encodings` option. */
+const OPTIONAL_ENCODINGS: ReadonlySet<number> = new Set<number>([Encoding.ZRLE, Encoding.Tight]);
+
+/** Encodings whose rectangles carry framebuffer pixels (the rest are pseudo-encodings). */
+const PIXEL_ENCODINGS: ReadonlySet<number> = new Set<number>([
+  Encoding.Raw,
+  Encoding.CopyRect,
+  Encoding.ZRLE,
+  Encoding.Tight,
 ]);
 
 /** Fixed header lengths, bytes, message-type byte included. */
@@ -35,7 +54,7 @@ const FENCE_HEADER_LENGTH = 9; // type, 3 padding, U32 flags, U8 length
 export interface ServerMessageEvents {
   /**
    * a whole FramebufferUpdate has been applied (after sink.updateEnd); `pixels` tells
-   * whether it carried framebuffer data (Raw or CopyRect) or only pseudo-rectangles
+   * whether it carried framebuffer data (Raw, CopyRect, ZRLE, Tight) or only pseudo-rectangles
    */
   updateEnd?(pixels: boolean): void;
   /** the framebuffer size changed (after sink.resize) */
@@ -60,6 +79,12 @@ export interface ServerMessageParserOptions {
    * queue (the connection is backed up and must not answer more messages yet).
    */
   holdBack?: () => boolean;
+  /**
+   * The optional encodings (ZRLE, Tight) the client asked for; a rectangle in any other
+   * optional encoding is a protocol error.
+   * @default none
+   */
+  encodings?: readonly number[];
 }
 
 /**
@@ -86,7 +111,8 @@ export class ServerMessageParser {
   private readonly events: ServerMessageEvents;
   private readonly ctx: DecodeContext;
   private readonly holdBack: () => boolean;
-  /** the current update has had a Raw or CopyRect rectangle */
+  private readonly accepted: ReadonlySet<number>;
+  /** the current update has had a rectangle with pixels (PIXEL_ENCODINGS) */
   private updateHasPixels = false;
   /** the last step() stopped because holdBack() said so */
   private held = false;
@@ -98,11 +124,19 @@ export class ServerMessageParser {
     this.limits = options.limits ?? DEFAULT_RFB_LIMITS;
     this.events = options.events ?? {};
     this.holdBack = options.holdBack ?? (() => false);
+    this.accepted = new Set(options.encodings ?? []);
     const fb = { width: options.width, height: options.height };
     this.fb = fb;
     this.ctx = {
       sink: this.sink,
       limits: this.limits,
+      codecs: {
+        zrle: new InflateStream('ZRLE'),
+        tight: Array.from(
+          { length: TIGHT_STREAMS },
+          (_, i) => new InflateStream(`Tight stream ${i}`),
+        ),
+      },
       get width() {
         return fb.width;
       },
@@ -274,10 +308,12 @@ export class ServerMessageParser {
       this.updateDone();
       return true;
     }
-    if (rect.encoding === Encoding.Raw || rect.encoding === Encoding.CopyRect)
-      this.updateHasPixels = true;
+    if (PIXEL_ENCODINGS.has(rect.encoding)) this.updateHasPixels = true;
     const factory = DECODERS.get(rect.encoding);
-    if (factory === undefined) {
+    if (
+      factory === undefined ||
+      (OPTIONAL_ENCODINGS.has(rect.encoding) && !this.accepted.has(rect.encoding))
+    ) {
       throw new RfbProtocolError(
         'unknown-encoding',
         `server sent a rectangle in encoding ${rect.encoding}, which we did not ask for`,

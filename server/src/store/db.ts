@@ -5,6 +5,7 @@ import pg from 'pg';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
 import type { Database } from './schema.js';
 import { migrations } from './migrations.js';
+import { noClusterLock, pgClusterLock, type ClusterLock } from './cluster-lock.js';
 
 export type Db = Kysely<Database>;
 
@@ -20,11 +21,14 @@ export interface Store {
   close(): Promise<void>;
   /** cheap round trip for /readyz */
   ping(): Promise<void>;
+  /** locks across every node on this database (a no-op on SQLite, which serves one node) */
+  lock: ClusterLock;
 }
 
 export async function openStore(opts: StoreOptions): Promise<Store> {
   let db: Db;
   let dialect: Store['dialect'];
+  let lock = noClusterLock;
   if (opts.databaseUrl) {
     dialect = 'postgres';
     // bigint (int8) columns come back as strings by default; ours hold ms timestamps that fit a double
@@ -34,6 +38,8 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
         pool: new pg.Pool({ connectionString: opts.databaseUrl, max: 10 }),
       }),
     });
+    // a pool of its own: a chain of held locks never starves the queries it waits on
+    lock = pgClusterLock(new pg.Pool({ connectionString: opts.databaseUrl, max: 16 }));
   } else {
     dialect = 'sqlite';
     fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
@@ -54,6 +60,7 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
     await db.destroy();
+    await lock.close();
     throw new Error(
       `database migration failed${failed ? ` at ${failed.migrationName}` : ''}: ${String(error)}`,
     );
@@ -61,7 +68,11 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   return {
     db,
     dialect,
-    close: () => db.destroy(),
+    lock,
+    close: async () => {
+      await lock.close();
+      await db.destroy();
+    },
     ping: async () => {
       await sql`select 1`.execute(db);
     },

@@ -132,6 +132,31 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .execute();
       },
     },
+    /**
+     * Several hosts and nodes (decision 11): the hosts desktops run on, each desktop's owner
+     * host, and a lease on a desktop's in-flight work (starting it) held by one node.
+     */
+    '0002_hosts': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('hosts')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('address', 'text', (c) => c.notNull().defaultTo(''))
+          .addColumn('state', 'text', (c) => c.notNull().defaultTo('active'))
+          .addColumn('max_sessions', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_seen', 'text', (c) => c.notNull())
+          .execute();
+        // null = written before hosts existed: the first node to reconcile claims it for its host.
+        await db.schema.alterTable('desktops').addColumn('host', 'text').execute();
+        await db.schema.alterTable('desktops').addColumn('lease_node', 'text').execute();
+        await db.schema.alterTable('desktops').addColumn('lease_until', 'text').execute();
+        await db.schema
+          .createIndex('desktops_host')
+          .on('desktops')
+          .columns(['host', 'state'])
+          .execute();
+      },
+    },
   };
   return { getMigrations: async () => list };
 }

@@ -73,6 +73,12 @@ export interface DesktopsTable {
   error: string | null;
   created_at: string;
   state_since: string;
+  /** the host the desktop runs on (hosts.id); null only for rows older than hosts */
+  host: string | null;
+  /** the node doing in-flight work on the desktop (starting it) until lease_until */
+  lease_node: string | null;
+  /** ISO time the lease ends; another node may take over or clean up after it */
+  lease_until: string | null;
 }
 
 export type SessionStateDb = 'starting' | 'active' | 'disconnected' | 'ended';
@@ -107,6 +113,20 @@ export interface HttpSessionsTable {
   expires_at: number;
 }
 
+/**
+ * A machine desktops run on. id = its host name. draining: no new desktops placed there;
+ * down: not seen (its desktops are unreachable until it returns).
+ */
+export interface HostsTable {
+  id: string;
+  address: string;
+  state: 'active' | 'draining' | 'down';
+  /** 0 = no limit */
+  max_sessions: number;
+  /** ISO time a node on the host last reported */
+  last_seen: string;
+}
+
 export interface SettingsTable {
   key: string;
   value: string;
@@ -123,6 +143,7 @@ export interface Database {
   audit_log: AuditLogTable;
   http_sessions: HttpSessionsTable;
   settings: SettingsTable;
+  hosts: HostsTable;
 }
 
 /** A JSON object kept in a text column: a desktop's handle, a pool's template. */
@@ -130,6 +151,7 @@ export type JsonObject = Record<string, unknown>;
 
 export type UserRow = Selectable<UsersTable>;
 export type SessionRow = Selectable<SessionsTable>;
+export type HostRow = Selectable<HostsTable>;
 /**
  * A pools row as the server uses it: the template parsed. Only store/rows.ts turns the
  * column's text into the object and back; everything else reads this type.

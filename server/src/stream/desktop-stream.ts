@@ -5,7 +5,7 @@ import type { FramebufferSink } from '../rfb/types.js';
 import type { Rect } from './dirty-grid.js';
 import { Viewer, type MirrorView, type ViewerOptions } from './viewer.js';
 import { MoveDetector } from './move-detector.js';
-import { HeatMap } from './heat-map.js';
+import { HeatMap, type HotCells } from './heat-map.js';
 import { CursorEncoder, type CursorShape } from './cursor-encoder.js';
 import { encodeThumbnail } from './thumbnail.js';
 
@@ -282,6 +282,10 @@ export class DesktopStream implements FramebufferSink, MirrorView {
 
   quietFor(r: Rect, now: number): number {
     return this.heat.quietFor(r, now);
+  }
+
+  hotCells(): HotCells {
+    return this.heat.hotCells();
   }
 
   /** a small JPEG of the whole desktop for the admin console */

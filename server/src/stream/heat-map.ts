@@ -6,6 +6,14 @@ const HOT_RATE = 3;
 /** half-life of a cell's update rate, ms */
 const RATE_HALF_LIFE_MS = 500;
 
+/** A snapshot of the hot cells of a desktop (CELL×CELL each). */
+export interface HotCells {
+  cols: number;
+  rows: number;
+  /** 1 where the cell is hot, row-major */
+  hot: Uint8Array;
+}
+
 /**
  * How often each CELL×CELL cell of a desktop changes, decayed over time ("heat"): animated
  * regions (video, a spinner) go lossy, quiet ones lossless (docs/architecture.md, decision 6).
@@ -58,6 +66,22 @@ export class HeatMap {
       }
     }
     return total > 0 && hot * 2 >= total;
+  }
+
+  /** Which cells are hot now (1) or not (0), row by row: where video regions are looked for. */
+  hotCells(): HotCells {
+    const now = this.clock.now();
+    const hot = new Uint8Array(this.cols * this.rows);
+    for (let i = 0; i < hot.length; i++) {
+      const age = now - this.lastChange[i]!;
+      // a cell quiet for 4 half-lives has lost 15/16 of its rate: skip the pow
+      if (
+        age < 4 * RATE_HALF_LIFE_MS &&
+        this.rate[i]! * Math.pow(0.5, age / RATE_HALF_LIFE_MS) >= HOT_RATE
+      )
+        hot[i] = 1;
+    }
+    return { cols: this.cols, rows: this.rows, hot };
   }
 
   /** ms from the latest change of any cell of `r` to `now` */

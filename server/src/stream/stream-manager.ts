@@ -29,7 +29,12 @@ export interface StreamManagerOptions {
   /** Timeouts and bounds of each RFB connection (see RfbClientOptions). */
   rfb?: Pick<
     RfbClientOptions,
-    'connectTimeoutMs' | 'keepaliveMs' | 'sendBufferBytes' | 'sendStallMs' | 'messageTimeoutMs'
+    | 'connectTimeoutMs'
+    | 'keepaliveMs'
+    | 'sendBufferBytes'
+    | 'sendStallMs'
+    | 'messageTimeoutMs'
+    | 'remoteEncodings'
   >;
 }
 

@@ -5,6 +5,8 @@ import { DeflateStream } from './deflate-stream.js';
 import { planFrame, type EncodeJob } from './frame-plan.js';
 import { writeFrame } from './frame-writer.js';
 import { realTimer, type SetTimer, type TimerHandle } from './timer.js';
+import type { HotCells } from './heat-map.js';
+import { VideoMode, type VideoOptions } from './video/video-mode.js';
 
 /** What a viewer reads from its desktop's mirror. */
 export interface MirrorView {
@@ -15,6 +17,8 @@ export interface MirrorView {
   isHot(r: Rect): boolean;
   /** ms since the cells of this rect last changed */
   quietFor(r: Rect, now: number): number;
+  /** which cells are hot now (video mode looks for a region in motion in them) */
+  hotCells?(): HotCells;
 }
 
 export interface ViewerStats {
@@ -36,6 +40,8 @@ export interface ViewerOptions {
   onError(e: unknown): void;
   /** schedules the lossless refresh @default realTimer */
   setTimer?: SetTimer;
+  /** send regions in motion as video (the browser decodes one of these codecs) */
+  video?: VideoOptions;
 }
 
 /**
@@ -92,6 +98,8 @@ export class Viewer {
   };
   /** frames and bytes over the last second, for the admin console */
   private window = { at: 0, frames: 0, bytes: 0, fps: 0, kbps: 0 };
+  /** regions in motion as video (video/video-mode.ts), when the browser decodes it */
+  readonly video: VideoMode | undefined;
 
   constructor(
     private readonly mirror: MirrorView,
@@ -101,6 +109,13 @@ export class Viewer {
     this.dirty = new DirtyGrid(mirror.width, mirror.height);
     this.lossy = new DirtyGrid(mirror.width, mirror.height, false);
     this.dirty.markAll();
+    this.video = opts.video
+      ? new VideoMode(
+          { mirror, dirty: this.dirty, lagMs: () => this.stats.lagMs, flush: () => this.flush() },
+          clock,
+          { setTimer: opts.setTimer, ...opts.video },
+        )
+      : undefined;
   }
 
   /** the framebuffer changed size: everything is new */
@@ -110,6 +125,7 @@ export class Viewer {
     this.dirty.markAll();
     this.copies = [];
     this.keyframe = true;
+    this.video?.restart();
   }
 
   /** full repaint on the next frame (attach, or the client lost its canvas) */
@@ -117,7 +133,13 @@ export class Viewer {
     this.dirty.markAll();
     this.copies = [];
     this.keyframe = true;
+    this.video?.restart();
     this.flush();
+  }
+
+  /** The browser could not decode a video chunk: images only for this viewer from now on. */
+  videoFailed(regionId: number, reason: string): void {
+    this.video?.failed(regionId, reason);
   }
 
   damage(r: Rect): void {
@@ -198,6 +220,7 @@ export class Viewer {
   close(): void {
     this.closed = true;
     this.refreshTimer?.cancel();
+    this.video?.close();
     this.zlib.close();
   }
 
@@ -221,8 +244,16 @@ export class Viewer {
 
   /** Send a frame now if there is something to send and room in flight. */
   flush(): void {
-    if (this.closed || this.building || this.inFlight.size >= this.opts.maxInFlight) return;
-    if (this.dirty.empty && this.copies.length === 0 && !this.refreshDue) return;
+    if (this.closed) return;
+    this.video?.pump();
+    if (this.building || this.inFlight.size >= this.opts.maxInFlight) return;
+    if (
+      this.dirty.empty &&
+      this.copies.length === 0 &&
+      !this.refreshDue &&
+      !this.video?.hasChunks
+    )
+      return;
     this.building = true;
     this.build().then(
       () => {
@@ -234,6 +265,8 @@ export class Viewer {
         // what was compressed for the lost frame is in our zlib stream but not the client's
         this.keyframe = true;
         this.dirty.markAll();
+        // and the client resets its video decoders at the keyframe: the region starts over
+        this.video?.restart();
         this.opts.onError(e);
       },
     );
@@ -310,11 +343,18 @@ export class Viewer {
     // settled lossy cells first: they skip cells that are dirty, read before the clear below
     const refresh = this.refreshDue ? this.settledLossy(now) : [];
     this.refreshDue = false;
-    const plan = planFrame(this.copies, this.dirty.toRects(), (r) => this.mayGoLossy(r, now));
+    // video pictures first: nothing else in the frame overlaps their region
+    const video = this.video?.take() ?? [];
+    const plan = planFrame(
+      this.copies,
+      this.dirty.toRects(),
+      (r) => this.mayGoLossy(r, now) && !this.video?.forcesLossless(r),
+    );
+    this.video?.planned();
     for (const r of refresh) plan.jobs.push({ ...r, allowLossy: false });
     this.copies = [];
     this.dirty.clear();
-    if (plan.jobs.length === 0 && plan.copies.length === 0) {
+    if (plan.jobs.length === 0 && plan.copies.length === 0 && video.length === 0) {
       this.scheduleRefresh(); // nothing settled yet: look again later
       return;
     }
@@ -325,9 +365,11 @@ export class Viewer {
     const quality = this.stats.quality;
     const started = startJobs(plan.jobs, fb, width, { quality, zlib: this.zlib });
     // The client draws this frame before anything planned after it (a copy reading these
-    // pixels, the next frame): its lossiness is booked now, while it encodes.
+    // pixels, the next frame): its lossiness is booked now, while it encodes. Video pictures
+    // are lossy: their region is refreshed losslessly once it is still.
+    for (const v of video) this.lossy.mark(v);
     this.markLossy(plan.jobs, (i) => started.lossy[i]!);
-    const encoded = await started.done;
+    const encoded = video.concat(await started.done);
     if (this.closed) return;
     if (width !== this.mirror.width || height !== this.mirror.height) return; // resized meanwhile; a keyframe follows
     const seq = ++this.seq >>> 0;

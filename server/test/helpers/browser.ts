@@ -1,7 +1,10 @@
 import { chromium, type Browser } from 'playwright-core';
 
-/** Debian's Chromium (browsers cannot be downloaded here), with the flags this machine needs. */
-export function launchChromium(): Promise<Browser> {
+/**
+ * Debian's Chromium (browsers cannot be downloaded here), with the flags this machine needs.
+ * `extraArgs`: more command-line switches (e.g. an autoplay policy for the sound test).
+ */
+export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     headless: true,
@@ -13,6 +16,7 @@ export function launchChromium(): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...extraArgs,
     ],
   });
 }

@@ -26,6 +26,8 @@ export interface XvncHandle {
   cgroup?: CgroupRef;
   network?: NetworkMode;
   limits?: XvncLimits;
+  /** a published application's name: the session is that program (app.ts) */
+  app?: string;
   /** sandbox: host pid and start time of the root supervisor (bwrap's parent) */
   supervisorPid?: number;
   supervisorStart?: string | undefined;

@@ -31,6 +31,9 @@ import {
   type ProviderStatus,
 } from '../types.js';
 import { displayTaken, removeDisplayLeftovers } from './displays.js';
+import { appExitReason, appSessionCommand, prepareAppHome } from './app.js';
+import { XvncAudio } from './audio.js';
+import { XvncFiles } from './files.js';
 import { asHandle } from './handle.js';
 import { prepareHome } from './home.js';
 import { DESKTOP_PATH } from './session.js';
@@ -155,7 +158,9 @@ export class XvncProvider implements Provider {
   }
 
   async create(spec: CreateSpec, log: Logger): Promise<DesktopHandle> {
-    const tpl = XvncTemplate.parse(spec.template);
+    const parsed = XvncTemplate.parse(spec.template);
+    // a published application is its own session (app.ts)
+    const tpl = parsed.app ? { ...parsed, sessionCommand: appSessionCommand(parsed.app) } : parsed;
     const isolation = this.isolation;
     // root-owned: what the server records about the desktop (its handle, bwrap's info, logs)
     const base = path.join(this.opts.runDir, `x-${spec.desktopId.slice(0, 12)}`);
@@ -201,6 +206,7 @@ export class XvncProvider implements Provider {
         execFileSync('chown', ['-R', '--no-dereference', `${account.uid}:${account.gid}`, home]);
       }
       prepareHome(home, account);
+      if (tpl.app) prepareAppHome(home, account);
       if (account) {
         fs.chmodSync(home, 0o700);
         fs.chownSync(desk, account.uid, account.gid);
@@ -224,6 +230,7 @@ export class XvncProvider implements Provider {
             { base, desk, home, account, cgroup },
             log,
           );
+      if (tpl.app) handle.app = tpl.app.name;
       // lets sweep() find everything if we die before the handle reaches the store
       fs.writeFileSync(path.join(base, 'handle.json'), JSON.stringify(handle), { mode: 0o600 });
       log.info(
@@ -354,6 +361,19 @@ export class XvncProvider implements Provider {
       ...(h.account ? { account: `${h.account.name} (uid ${h.account.uid})` } : {}),
       ...(h.network ? { network: h.network } : {}),
     };
+  }
+
+  appExited(handle: DesktopHandle): Promise<string | undefined> {
+    return appExitReason(asHandle(handle));
+  }
+
+  audio(handle: DesktopHandle): XvncAudio {
+    return new XvncAudio(asHandle(handle));
+  }
+
+  files(handle: DesktopHandle): XvncFiles {
+    const h = asHandle(handle);
+    return new XvncFiles({ home: h.home, account: h.account });
   }
 
   /** the cgroup module in use (for the admin view's usage figures); undefined when none */

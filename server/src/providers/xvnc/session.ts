@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { XvncTemplate } from '@vdi/shared';
 import { CLOSE_FDS } from '../sandbox/launch.js';
+import { AUDIO_INIT, pulseServer } from './audio.js';
 
 /**
  * The PATH of a desktop's programs, and so of its launch chain too: bwrap, setpriv and
@@ -35,7 +36,7 @@ x=$$
     sleep 0.02
   done
   echo ${SESSION_OOM_SCORE_ADJ} >/proc/self/oom_score_adj 2>/dev/null
-  exec /bin/sh -c 'echo $$ >"$XDG_RUNTIME_DIR/session.pid"; exec /bin/sh -c "$1"' vdi-session "$session"
+${AUDIO_INIT}  exec /bin/sh -c 'echo $$ >"$XDG_RUNTIME_DIR/session.pid"; exec /bin/sh -c "$1"' vdi-session "$session"
 ) </dev/null >"$rt/session.log" 2>&1 &
 exec "$@" -displayfd 3 3>"$rt/xvnc.ready"
 `;
@@ -64,6 +65,7 @@ export function sessionEnv(o: {
     LANG: 'C.UTF-8',
     TERM: 'xterm',
     XDG_RUNTIME_DIR: o.runtime,
+    PULSE_SERVER: pulseServer(o.runtime),
     VDI_SESSION: o.session,
   };
 }

@@ -2,11 +2,19 @@ import type { ByteQueue } from '../byte-queue.js';
 import type { RfbLimits, FramebufferSink } from '../types.js';
 import type { RectHeader } from '../rect.js';
 import type { ExtendedDesktopSizeEvent } from '../framebuffer-size.js';
+import type { InflateStream } from './inflate.js';
+
+/** The zlib streams of one connection: they live as long as it does, across rectangles. */
+export interface CodecStreams {
+  readonly zrle: InflateStream;
+  readonly tight: readonly InflateStream[];
+}
 
 /** What a rectangle decoder may see and change while it decodes. */
 export interface DecodeContext {
   readonly sink: FramebufferSink;
   readonly limits: RfbLimits;
+  readonly codecs: CodecStreams;
   /** current framebuffer size, pixels; changes mid-update after a (Extended)DesktopSize */
   readonly width: number;
   readonly height: number;

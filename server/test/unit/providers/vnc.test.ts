@@ -131,6 +131,16 @@ describe('VncProvider', () => {
     expect(provider.endpoint(handle)).toEqual({ kind: 'tcp', host: '127.0.0.1', port });
   });
 
+  it('marks the endpoint of a host on another machine remote (compressed encodings)', () => {
+    const handle = { host: '192.0.2.10', port: 5900, name: 'lab-pc' };
+    expect(provider.endpoint(handle)).toEqual({
+      kind: 'tcp',
+      host: '192.0.2.10',
+      port: 5900,
+      remote: true,
+    });
+  });
+
   it('needs a slot inside the host list', async () => {
     const { log } = captureLog();
     const hosts = [{ host: '127.0.0.1', port: 5900 }];

@@ -1,3 +1,4 @@
+import { constants, deflateSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RfbClient } from '../../../src/rfb/client.js';
 import type { RfbClientOptions, RfbCloseEvent } from '../../../src/rfb/client-api.js';
@@ -6,6 +7,7 @@ import { RfbError } from '../../../src/rfb/errors.js';
 import { DEFAULT_RFB_LIMITS } from '../../../src/rfb/types.js';
 import { vncAuthResponse } from '../../../src/rfb/vnc-auth.js';
 import { FakeRfbServer, waitFor, type FakeConnection } from './helpers/fake-server.js';
+import { tight, zrle } from './helpers/codec-wire.js';
 import * as w from './helpers/server-wire.js';
 import { FramebufferModel } from './helpers/sinks.js';
 
@@ -213,6 +215,78 @@ describe('ServerInit and set-up', () => {
     const { encodings } = await conn.handshake();
     expect(encodings).not.toContain(Encoding.ContinuousUpdates);
     expect(encodings).toContain(Encoding.Fence);
+  });
+});
+
+describe('compressed encodings on remote links', () => {
+  it('asks a remote endpoint for Tight and ZRLE first, and decodes what it sends', async () => {
+    const fb = new FramebufferModel();
+    const client = new RfbClient({
+      endpoint: { ...server.endpoint, remote: true },
+      sink: fb,
+      keepaliveMs: 0,
+    });
+    clients.push(client);
+    const ready = client.connect();
+    const conn = await server.accept();
+    const { encodings } = await conn.handshake(16, 16);
+    expect(encodings.slice(0, 3)).toEqual([Encoding.Tight, Encoding.ZRLE, Encoding.CopyRect]);
+    conn.write(w.update([tight.rect(0, 0, 16, 16, tight.fill([7, 8, 9]))]));
+    await ready;
+    expect(fb.pixel(15, 15)).toEqual([7, 8, 9]);
+  });
+
+  it('follows remoteEncodings (ZRLE alone) and refuses Tight then', async () => {
+    const fb = new FramebufferModel();
+    const client = new RfbClient({
+      endpoint: { ...server.endpoint, remote: true },
+      sink: fb,
+      keepaliveMs: 0,
+      remoteEncodings: ['zrle'],
+    });
+    clients.push(client);
+    const closes: RfbCloseEvent[] = [];
+    client.on('close', (e) => closes.push(e));
+    client.on('error', () => undefined);
+    const ready = client.connect();
+    const conn = await server.accept();
+    const { encodings } = await conn.handshake(16, 16);
+    expect(encodings).toContain(Encoding.ZRLE);
+    expect(encodings).not.toContain(Encoding.Tight);
+    conn.write(w.update([tight.rect(0, 0, 16, 16, tight.fill([7, 8, 9]))]));
+    await expect(ready).rejects.toMatchObject({ code: 'unknown-encoding' });
+  });
+
+  it('a zip bomb from the server closes only that link, with a clear reason', async () => {
+    const fb = new FramebufferModel();
+    const client = new RfbClient({
+      endpoint: { ...server.endpoint, remote: true },
+      sink: fb,
+      keepaliveMs: 0,
+    });
+    clients.push(client);
+    const closes: RfbCloseEvent[] = [];
+    client.on('close', (e) => closes.push(e));
+    client.on('error', () => undefined);
+    const ready = client.connect();
+    const conn = await server.accept();
+    await conn.handshake(16, 16);
+    // 1 MiB of zeros in about 1 KiB, for a 16×16 rect that holds at most a few KiB
+    const bomb = deflateSync(Buffer.alloc(1024 * 1024), { finishFlush: constants.Z_SYNC_FLUSH });
+    conn.write(w.update([zrle.rect(0, 0, 16, 16, bomb)]));
+    await expect(ready).rejects.toMatchObject({ code: 'decompressed-too-large' });
+    await waitFor(() => closes.length === 1);
+    expect(closes[0]?.reason).toMatch(/ZRLE: compressed data inflates to more than/);
+    expect(client.phase).toBe('closed');
+  });
+
+  it('never asks a local endpoint for them', async () => {
+    const h = makeClient();
+    void h.client.connect().catch(() => undefined);
+    const conn = await server.accept();
+    const { encodings } = await conn.handshake();
+    expect(encodings).not.toContain(Encoding.Tight);
+    expect(encodings).not.toContain(Encoding.ZRLE);
   });
 });
 

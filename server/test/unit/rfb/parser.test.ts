@@ -305,7 +305,7 @@ describe('FramebufferUpdate', () => {
     ['Tight', 7],
     ['the Fence pseudo-encoding', -312],
     ['the ContinuousUpdates pseudo-encoding', -313],
-  ])('rejects a rectangle in %s, which we never ask for', (_name, encoding) => {
+  ])('rejects a rectangle in %s when we did not ask for it', (_name, encoding) => {
     const run = runParser([w.cat(w.u8(0), w.pad(1), w.u16(1), w.rectHeader(0, 0, 1, 1, encoding))]);
     expectProtocolError(run.error, 'unknown-encoding', new RegExp(`encoding ${encoding}`));
   });

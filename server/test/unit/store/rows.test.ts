@@ -12,6 +12,9 @@ const desktop = {
   error: null,
   created_at: 't',
   state_since: 't',
+  host: null,
+  lease_node: null,
+  lease_until: null,
 };
 
 const pool = {

@@ -34,6 +34,7 @@ export function makeParser(
   height: number,
   limits: RfbLimits = DEFAULT_RFB_LIMITS,
   sink: FramebufferSink = new RecordingSink(),
+  encodings: readonly number[] = [],
 ): { parser: ServerMessageParser; events: ParserEvent[]; sink: FramebufferSink } {
   const events: ParserEvent[] = [];
   const parser = new ServerMessageParser({
@@ -41,6 +42,7 @@ export function makeParser(
     width,
     height,
     limits,
+    encodings,
     events: {
       updateEnd: (pixels) => events.push({ ev: 'updateEnd', pixels }),
       resized: (w, h) => events.push({ ev: 'resized', width: w, height: h }),
@@ -68,9 +70,10 @@ export function runParser(
   width = 64,
   height = 48,
   limits: RfbLimits = DEFAULT_RFB_LIMITS,
+  encodings: readonly number[] = [],
 ): ParserRun {
   const sink = new RecordingSink();
-  const { parser, events } = makeParser(width, height, limits, sink);
+  const { parser, events } = makeParser(width, height, limits, sink, encodings);
   let error: unknown;
   try {
     for (const c of chunks) parser.push(c);

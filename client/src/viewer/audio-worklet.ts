@@ -1,0 +1,92 @@
+/**
+ * The sound's jitter buffer, on the audio rendering thread (an AudioWorklet, loaded by
+ * audio-player.ts). Decoded packets arrive as planar stereo; the processor plays them out
+ * 128 frames at a time. It starts (and starts again after running dry) only once `target`
+ * frames are buffered, so network jitter up to that much plays smoothly; when more than
+ * `target + slack` has piled up (a stall, a suspended tab) it skips ahead to `target`, so the
+ * delay never grows. Memory is a fixed ring of one second.
+ */
+
+// the AudioWorkletGlobalScope, which the DOM library does not describe
+declare const sampleRate: number;
+declare function registerProcessor(name: string, ctor: unknown): void;
+declare class AudioWorkletProcessor {
+  readonly port: MessagePort;
+  constructor(options?: unknown);
+}
+
+interface Options {
+  processorOptions?: { targetMs?: number; slackMs?: number };
+}
+
+class JitterBufferProcessor extends AudioWorkletProcessor {
+  private readonly capacity = sampleRate; // 1 s
+  private readonly left = new Float32Array(this.capacity);
+  private readonly right = new Float32Array(this.capacity);
+  /** frames written and read since the start (ring positions modulo capacity) */
+  private written = 0;
+  private read = 0;
+  private playing = false;
+  private readonly target: number;
+  private readonly slack: number;
+  private underruns = 0;
+  private skipped = 0;
+  private lastReport = 0;
+
+  constructor(options: Options) {
+    super();
+    this.target = Math.round(((options.processorOptions?.targetMs ?? 30) / 1000) * sampleRate);
+    this.slack = Math.round(((options.processorOptions?.slackMs ?? 60) / 1000) * sampleRate);
+    this.port.onmessage = (e: MessageEvent<{ l: Float32Array; r: Float32Array }>) =>
+      this.push(e.data.l, e.data.r);
+  }
+
+  private push(l: Float32Array, r: Float32Array): void {
+    for (let i = 0; i < l.length; i++) {
+      const at = (this.written + i) % this.capacity;
+      this.left[at] = l[i]!;
+      this.right[at] = r[i]!;
+    }
+    this.written += l.length;
+    const buffered = this.written - this.read;
+    if (buffered > this.target + this.slack) {
+      this.skipped += buffered - this.target;
+      this.read = this.written - this.target;
+    }
+  }
+
+  process(_inputs: Float32Array[][], outputs: Float32Array[][]): boolean {
+    const out = outputs[0]!;
+    const l = out[0]!;
+    const r = out[1] ?? out[0]!;
+    const n = l.length;
+    const buffered = this.written - this.read;
+    if (!this.playing && buffered >= this.target) this.playing = true;
+    if (this.playing && buffered < n) {
+      this.playing = false;
+      this.underruns++;
+    }
+    if (this.playing) {
+      for (let i = 0; i < n; i++) {
+        const at = (this.read + i) % this.capacity;
+        l[i] = this.left[at]!;
+        r[i] = this.right[at]!;
+      }
+      this.read += n;
+    } else {
+      l.fill(0);
+      r.fill(0);
+    }
+    if (this.written - this.lastReport >= sampleRate / 2) {
+      this.lastReport = this.written;
+      this.port.postMessage({
+        bufferedMs: ((this.written - this.read) / sampleRate) * 1000,
+        underruns: this.underruns,
+        skippedMs: (this.skipped / sampleRate) * 1000,
+      });
+    }
+    return true;
+  }
+}
+
+registerProcessor('vdi-jitter-buffer', JitterBufferProcessor);
