@@ -13,7 +13,7 @@ const root = path.resolve(import.meta.dirname, '..');
  * a folder listed here holds every file under it. The first matching prefix wins.
  */
 export const SERVER_LAYERS = [
-  ['clock.ts', 'config/'], // 0: time and settings
+  ['clock.ts', 'config/', 'metrics.ts'], // 0: time, settings, the metrics registry
   ['rfb/'], // 1: the RFB protocol, knows nothing of desktops or viewers
   ['store/', 'audit/'], // 2: persistence
   ['providers/', 'stream/'], // 3: desktops (start, find, health) and their pixel streams

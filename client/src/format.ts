@@ -22,14 +22,16 @@ export function ago(iso: string | null | undefined, now = Date.now()): string {
   return days === 1 ? '1 day ago' : `${days} days ago`;
 }
 
-/** Local date and time, short. */
+/** Local date and time, short: always both ("30 Nov 2026, 18:05"). */
 export function when(iso: string | null | undefined): string {
   const d = parseTime(iso);
   if (!d) return '—';
-  const sameDay = d.toDateString() === new Date().toDateString();
-  return sameDay
-    ? d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })
-    : d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+/** "1 desktop", "2 desktops" (English plurals with an s) */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** "since 10:32 (5 min ago)" */

@@ -7,6 +7,7 @@ import './styles/desktops.css';
 import './styles/admin.css';
 import './styles/dialogs.css';
 import './styles/viewer.css';
+import './styles/viewer-controls.css';
 import { setUnauthorizedHandler } from './http';
 import { loginPage } from './pages/login';
 import { desktopsPage } from './pages/desktops';

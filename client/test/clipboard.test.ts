@@ -42,4 +42,27 @@ describe('ClipboardSync', () => {
     await sync.pull();
     expect(sent).toEqual(['local']);
   });
+
+  it('does not overwrite text sent from the panel with the older local clipboard on focus', async () => {
+    const sent: string[] = [];
+    let local = 'copied earlier';
+    const sync = new ClipboardSync({
+      send: (t) => (sent.push(t), true),
+      readLocal: async () => local,
+    });
+    await sync.pull(); // the canvas got focus: the local clipboard goes to the desktop
+    expect(sync.offer('typed in the panel')).toBe(true); // Send
+    await sync.pull(); // Send gives the canvas focus again: the local clipboard did not change
+    expect(sent).toEqual(['copied earlier', 'typed in the panel']);
+    local = 'copied later'; // the user copies something new elsewhere
+    await sync.pull();
+    expect(sent.at(-1)).toBe('copied later');
+  });
+
+  it('keeps Unicode text as it is', () => {
+    const sent: string[] = [];
+    const sync = new ClipboardSync({ send: (t) => (sent.push(t), true) });
+    sync.offer('Zoë – 東京 🙂');
+    expect(sent).toEqual(['Zoë – 東京 🙂']);
+  });
 });

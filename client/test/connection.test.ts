@@ -98,6 +98,7 @@ const OK: AttachResult = {
   height: 800,
   viewOnly: false,
   name: 'Desk 1',
+  resize: { allowed: true, minWidth: 640, minHeight: 480, maxWidth: 4096, maxHeight: 4096 },
 };
 
 const TIMINGS = { pingAfterMs: 1000, unstableMs: 3000, lostMs: 15_000 };
@@ -116,6 +117,7 @@ function setup(shadow = false, opts: ConstructorParameters<typeof ViewerConnecti
     session: (msg) => void events.push(`session ${msg.state}`),
     notice: () => {},
     shadow: () => {},
+    warning: (msg) => void events.push(`warning ${msg.kind} ${msg.inMs}`),
     unauthorized: () => void events.push('unauthorized'),
   };
   const conn = new ViewerConnection(

@@ -104,6 +104,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       clustered: store.dialect === 'postgres',
     },
     lock: store.lock,
+    warnAheadMs: config.sessionWarningMs,
   });
   const pools = new PoolAdmin(db, broker, clock, log.child({ part: 'pools' }));
 
@@ -156,6 +157,13 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     res.status(ok ? 200 : 503).json({ ok, draining, checks });
   });
   app.get('/metrics', async (_req, res) => {
+    // gauges that are counts of what is in the store or attached here, read at scrape time
+    try {
+      await broker.updateGauges();
+    } catch (err) {
+      log.warn({ err }, 'metrics: could not count sessions and desktops');
+    }
+    gateway.updateGauges();
     res.setHeader('Content-Type', metricsRegistry.contentType);
     res.end(await metricsRegistry.metrics());
   });

@@ -6,16 +6,44 @@ import { NetworkMode, QemuTemplate, VncTemplate, XvncTemplate } from './template
  * and builds /api/openapi.json from them; the client uses the inferred types.
  */
 
+/** The most characters a username may have; a longer one is refused, never cut. */
+export const USERNAME_MAX = 64;
+/**
+ * Usernames: letters of any script (Zoë, Łukasz, 山田), digits and . _ @ -, 1 to 64
+ * characters. The admin console's hint says the same (USERNAME_HINT).
+ */
 export const Username = z
   .string()
-  .min(1)
-  .max(64)
-  .regex(/^[A-Za-z0-9._@-]+$/, 'letters, digits and . _ @ - only');
+  .min(1, 'enter a username')
+  .max(USERNAME_MAX, `at most ${USERNAME_MAX} characters`)
+  .regex(/^[\p{L}\p{M}\p{N}._@-]+$/u, 'letters, digits and . _ @ - only (no spaces)');
+export const USERNAME_HINT = `Letters (any language), digits and . _ @ -; at most ${USERNAME_MAX} characters`;
+
+/** A pool's or group's name: not empty, not only spaces (kept without its outer spaces). */
+export const Name = z
+  .string()
+  .trim()
+  .min(1, 'must not be empty or only spaces')
+  .max(128, 'at most 128 characters');
 export const Password = z.string().min(1).max(1024);
 export const NewPassword = z.string().min(8).max(1024);
 export const Role = z.enum(['user', 'admin']);
 export type Role = z.infer<typeof Role>;
 export const Id = z.string().min(1).max(64);
+
+/**
+ * The keyboard layout the viewer maps physical keys (KeyboardEvent.code) with. `auto`: the
+ * characters the browser reports (the computer's own layout); the others map each key as
+ * that layout would, AltGr included, whatever the computer's layout is.
+ */
+export const KeyboardLayout = z.enum(['auto', 'us', 'uk', 'de', 'fr']);
+export type KeyboardLayout = z.infer<typeof KeyboardLayout>;
+
+/** A user's own viewer preferences (GET/PUT /api/me/preferences). */
+export const Preferences = z.strictObject({
+  keyboardLayout: KeyboardLayout.default('auto'),
+});
+export type Preferences = z.infer<typeof Preferences>;
 
 export const LoginBody = z.strictObject({ username: Username, password: Password });
 export type LoginBody = z.infer<typeof LoginBody>;
@@ -36,7 +64,7 @@ export const AssignmentType = z.enum(['dedicated', 'floating']);
 export type AssignmentType = z.infer<typeof AssignmentType>;
 
 const PoolFields = {
-  name: z.string().min(1).max(128),
+  name: Name,
   description: z.string().max(1024).default(''),
   assignment: AssignmentType.default('floating'),
   minSize: z.number().int().min(0).max(1000).default(0),
@@ -241,7 +269,7 @@ export const User = z.object({
 export type User = z.infer<typeof User>;
 
 export const GroupCreateBody = z.strictObject({
-  name: z.string().min(1).max(128),
+  name: Name,
   description: z.string().max(1024).default(''),
 });
 export const GroupMembersBody = z.strictObject({ userIds: z.array(Id).max(10000) });
@@ -283,6 +311,11 @@ export const AuditEntry = z.object({
   actor: z.string().nullable(),
   action: z.string(),
   target: z.string().nullable(),
+  /**
+   * what the target id names, for people: a user's or pool's name, a session as
+   * "user · pool", a desktop's name; absent when it is not (or no longer) known
+   */
+  targetName: z.string().optional(),
   detail: z.unknown(),
   ip: z.string().nullable(),
 });

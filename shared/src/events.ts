@@ -85,6 +85,20 @@ export interface AttachResult {
   viewOnly: boolean;
   /** display name of the desktop, for the tab title */
   name: string;
+  /** can this viewer resize the desktop to its window ("fit to window"), and within what */
+  resize: DesktopResize;
+}
+
+/** Whether and how far a viewer may resize its desktop (SetDesktopSize). */
+export interface DesktopResize {
+  /** false: view-only, or the desktop cannot change its size (it is scaled instead) */
+  allowed: boolean;
+  /** why not, in the viewer's words, when not allowed */
+  reason?: string;
+  minWidth: number;
+  minHeight: number;
+  maxWidth: number;
+  maxHeight: number;
 }
 export interface ErrorResult {
   ok: false;
@@ -135,6 +149,15 @@ export const HEARTBEAT = {
   lostMs: 15_000,
 } as const;
 
+/**
+ * The session will be logged off in `inMs` ms: idle (no input; input starts the idle clock
+ * over) or its maximum length reached. Sent by every broker tick while within the warning lead.
+ */
+export interface SessionWarningMsg {
+  kind: 'idle' | 'max-session';
+  inMs: number;
+}
+
 export interface ShadowMsg {
   /** true while an admin watches this session */
   watched: boolean;
@@ -150,6 +173,8 @@ export interface ServerToClientEvents {
   /** a message from an administrator */
   notice: (msg: { text: string; from: string }) => void;
   shadow: (msg: ShadowMsg) => void;
+  /** a log-off is coming (idle or maximum session length): show a countdown */
+  warning: (msg: SessionWarningMsg) => void;
   /** about the server process: it is restarting */
   server: (msg: ServerStatusMsg) => void;
   error: (msg: { code: string; message: string }) => void;

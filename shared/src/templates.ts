@@ -36,6 +36,21 @@ export const DesktopLimitFields = {
         .optional(),
     })
     .optional(),
+  /**
+   * The sizes viewers may resize the desktop to ("fit to window"); a request outside is
+   * clamped into it. Unset: 640×480 up to the largest screen the gateway accepts.
+   */
+  resizeRange: z
+    .strictObject({
+      minWidth: z.number().int().min(64).max(16384),
+      minHeight: z.number().int().min(64).max(16384),
+      maxWidth: z.number().int().min(64).max(16384),
+      maxHeight: z.number().int().min(64).max(16384),
+    })
+    .refine((r) => r.minWidth <= r.maxWidth && r.minHeight <= r.maxHeight, {
+      message: 'the minimum size must not be larger than the maximum',
+    })
+    .optional(),
 };
 
 /** The limit fields of any provider's template (other fields ignored). */

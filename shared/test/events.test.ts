@@ -21,6 +21,7 @@ import {
   type ServerToClientEvents,
   type SessionStatusMsg,
   type ShadowMsg,
+  type SessionWarningMsg,
 } from '../src/index.js';
 
 type Payload<E extends ClientEventName> = Parameters<ClientToServerEvents[E]>[0];
@@ -115,6 +116,9 @@ describe('server → client events', () => {
     expectTypeOf<Parameters<ServerToClientEvents['cursor']>>().toEqualTypeOf<[CursorMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['session']>>().toEqualTypeOf<[SessionStatusMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['shadow']>>().toEqualTypeOf<[ShadowMsg]>();
+    expectTypeOf<Parameters<ServerToClientEvents['warning']>>().toEqualTypeOf<
+      [SessionWarningMsg]
+    >();
     expectTypeOf<Parameters<ServerToClientEvents['server']>>().toEqualTypeOf<[ServerStatusMsg]>();
     expectTypeOf<Parameters<ServerToClientEvents['error']>>().toEqualTypeOf<
       [{ code: string; message: string }]
@@ -129,6 +133,7 @@ describe('server → client events', () => {
       | 'session'
       | 'notice'
       | 'shadow'
+      | 'warning'
       | 'server'
       | 'error'
       | 'audio'

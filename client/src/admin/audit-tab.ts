@@ -61,7 +61,7 @@ export function auditTab({ flash }: TabContext): Tab {
             h('time', { dateTime: e.at, title: e.at }, when(e.at)),
             h('code', null, e.action),
             e.actor ?? '—',
-            e.target ?? '—',
+            e.target ? h('span', { title: e.target }, e.targetName ?? e.target) : '—',
             detail ? detailEl : '—',
             e.ip ?? '—',
           );

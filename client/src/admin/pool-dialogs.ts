@@ -1,8 +1,10 @@
 /** The pool row's dialogs: edit, delete (with Force delete), and the list of its desktops. */
-import type { AdminDesktop, AdminPool, PoolUpdateBody } from '@vdi/shared';
+import type { AdminDesktop, AdminPool, PoolUpdateBody, User } from '@vdi/shared';
 import { openDialog } from '../dialog';
 import { field, h } from '../dom';
+import { ago, when } from '../format';
 import { ApiError, api, seg } from '../http';
+import { showFieldErrors } from './field-errors';
 import type { Flash } from './flash';
 import { isolationDetails, isolationText, limitsForm } from './isolation';
 import { sizingFields, sizingLayout, sizingValue } from './pool-fields';
@@ -62,7 +64,18 @@ export function editPoolDialog(p: AdminPool, ctx: PoolDialogContext): void {
             ...sizingValue(s),
           };
           if (JSON.stringify(templ) !== JSON.stringify(p.template)) body.template = templ;
-          await api.patch(`/api/admin/pools/${seg(p.id)}`, body);
+          try {
+            await api.patch(`/api/admin/pools/${seg(p.id)}`, body);
+          } catch (err) {
+            const controls = {
+              name: editName,
+              description: editDescription,
+              template: templateJson,
+              ...s,
+            };
+            const line = showFieldErrors(editName.form ?? document.body, controls, err);
+            throw line ? new Error(line) : err;
+          }
           ctx.flash.ok(`Pool ${body.name ?? p.name} saved.`);
           await ctx.reload();
         },
@@ -97,39 +110,51 @@ export function deletePoolDialog(p: AdminPool, ctx: PoolDialogContext): void {
   });
 }
 
-/** The pool's desktops as key/value rows, the desktop's account as one column. */
+/** The pool's desktops: one row each under labelled columns, times as dates with times. */
 export function poolDesktopsDialog(p: AdminPool): void {
   const body = h('div', { class: 'table-wrap' }, h('p', { class: 'muted' }, 'Loading…'));
   openDialog({ title: `Desktops of ${p.name}`, body: [body], actions: [] });
-  void api
-    .get<AdminDesktop[]>(`/api/admin/pools/${seg(p.id)}/desktops`)
-    .then((desktops) => {
+  void Promise.all([
+    api.get<AdminDesktop[]>(`/api/admin/pools/${seg(p.id)}/desktops`),
+    // owners by name, not by id (an empty list if the users cannot be read)
+    api.get<User[]>('/api/admin/users').catch((): User[] => []),
+  ])
+    .then(([desktops, users]) => {
       if (desktops.length === 0) {
         body.replaceChildren(h('p', { class: 'muted' }, 'No desktops.'));
         return;
       }
-      // the isolation object as one readable column (account and usage; the rest in its
-      // tooltip), next to the desktop's name and state so it shows without scrolling
-      const tips = new Map<string, string>();
-      const list: Record<string, unknown>[] = desktops.map(
-        ({ isolation, name, state, health, ...rest }) => {
-          const account = isolationText(isolation);
-          tips.set(account, isolationDetails(isolation));
-          return { name, state, health, account, ...rest };
-        },
+      const userName = new Map(users.map((u) => [u.id, u.username]));
+      const t = dataTable('Desktops', [
+        'Desktop',
+        'State',
+        'Health',
+        'Owner',
+        'Account',
+        'In this state since',
+        'Details',
+        'Error',
+      ]);
+      t.setRows(
+        desktops.map((d) =>
+          row(
+            h('span', { title: d.id }, d.name),
+            d.state,
+            d.health,
+            d.ownerUserId ? (userName.get(d.ownerUserId) ?? d.ownerUserId) : '—',
+            h('span', { title: isolationDetails(d.isolation) }, isolationText(d.isolation)),
+            h(
+              'time',
+              { dateTime: d.stateSince, title: d.stateSince },
+              `${when(d.stateSince)} (${ago(d.stateSince)})`,
+            ),
+            Object.entries(d.facts)
+              .map(([k, v]) => `${k}: ${v}`)
+              .join(' · ') || '—',
+            d.error ?? '—',
+          ),
+        ),
       );
-      const keys = [...new Set(list.flatMap((d) => Object.keys(d)))].filter((k) => {
-        const v = list[0]?.[k];
-        return v === null || typeof v !== 'object';
-      });
-      const t = dataTable('Desktops', keys);
-      const cell = (k: string, v: unknown) => {
-        // the columns are the scalar fields (objects were filtered out above)
-        const text =
-          v === null || v === undefined ? '—' : typeof v === 'string' ? v : JSON.stringify(v);
-        return k === 'account' ? h('span', { title: tips.get(text) ?? '' }, text) : text;
-      };
-      t.setRows(list.map((d) => row(...keys.map((k) => cell(k, d[k])))));
       body.replaceChildren(t.el);
     })
     .catch((err: unknown) =>

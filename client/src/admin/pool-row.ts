@@ -1,7 +1,7 @@
 /** One pool in the pool list: what it is, its sizing, timeouts, status and counts, its buttons. */
 import type { AdminPool, Pool } from '@vdi/shared';
 import { h } from '../dom';
-import { providerLabel, seconds } from '../format';
+import { plural, providerLabel, seconds } from '../format';
 import { actions, button, row } from './table';
 
 /** What the row's buttons do. */
@@ -15,11 +15,11 @@ export interface PoolRowActions {
 /** Counts as "3 desktops · 1 ready · 2 in use · 0 stopped · 2 sessions". */
 function countsText(p: AdminPool): string {
   return [
-    `${p.desktops} desktops`,
+    plural(p.desktops, 'desktop'),
     `${p.ready} ready`,
     `${p.inUse} in use`,
     `${p.stopped} stopped`,
-    `${p.sessions} sessions`,
+    plural(p.sessions, 'session'),
   ].join(' · ');
 }
 

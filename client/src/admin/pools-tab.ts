@@ -12,6 +12,7 @@ import {
   type PoolDialogContext,
 } from './pool-dialogs';
 import { TEMPLATE_FORMS, sizingFields, sizingLayout, sizingValue } from './pool-fields';
+import { showFieldErrors } from './field-errors';
 import { poolRow } from './pool-row';
 import type { Tab, TabContext } from './tab';
 import { busy, dataTable } from './table';
@@ -74,7 +75,10 @@ export function poolsTab({ flash }: TabContext): Tab {
       showTemplate();
       await load();
     },
-    fail: (err) => flash.error(err, 'Could not create the pool'),
+    fail: (err) => {
+      const line = showFieldErrors(form, { name, description, ...sizing }, err);
+      flash.error(line ? new Error(line) : err, 'Could not create the pool');
+    },
   });
 
   // ── list ──

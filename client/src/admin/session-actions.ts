@@ -3,7 +3,7 @@
  * log off, reset, and for VMs snapshot, restore and power. Confirmations are in-page dialogs.
  */
 import type { AdminSession } from '@vdi/shared';
-import { openDialog } from '../dialog';
+import { confirmDialog, openDialog } from '../dialog';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
 import type { Flash } from './flash';
@@ -174,7 +174,15 @@ export function sessionActions(
     ),
     button(
       'Log off',
-      (b) => void post(ctx, `/api/admin/sessions/${id}/logoff`, `${s.username} logged off.`)(b),
+      (b) =>
+        void confirmDialog(
+          `Log off ${s.username}?`,
+          `Log off ${s.username} from ${s.desktopName}? Their applications are closed; unsaved work is lost.`,
+          'Log off',
+        ).then(async (sure) => {
+          if (sure)
+            await post(ctx, `/api/admin/sessions/${id}/logoff`, `${s.username} logged off.`)(b);
+        }),
       'danger',
     ),
     button('Reset desktop', () => resetDesktop(s, ctx), 'danger'),

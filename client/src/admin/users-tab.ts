@@ -1,5 +1,6 @@
 /** Users: list, create, enable/disable, role, password reset, group membership, delete. */
 import type { Group, User, UserCreateBody, UserUpdateBody } from '@vdi/shared';
+import { USERNAME_HINT, Username } from '@vdi/shared';
 import { openDialog } from '../dialog';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
@@ -16,8 +17,7 @@ export function usersTab({ me, flash }: TabContext): Tab {
     required: true,
     autocomplete: 'off',
     spellcheck: false,
-    pattern: '[A-Za-z0-9._@\\-]+',
-    maxLength: 64,
+    // no maxLength: a browser would cut a long name silently; the check below says why not
   });
   const password = h('input', {
     type: 'password',
@@ -36,13 +36,16 @@ export function usersTab({ me, flash }: TabContext): Tab {
   const form = createForm({
     title: 'New user',
     fields: [
-      field('Username', username, 'Letters, digits and . _ @ -'),
+      field('Username', username, USERNAME_HINT),
       field('Password', password, 'At least 8 characters'),
       field('Role', role),
       field('Display name', displayName),
     ],
     submit: 'Create user',
     run: async () => {
+      // the API's own rule (shared), said before the round trip
+      const checked = Username.safeParse(username.value.trim());
+      if (!checked.success) throw new Error(`Username: ${checked.error.issues[0]!.message}`);
       const body: UserCreateBody = {
         username: username.value.trim(),
         password: password.value,

@@ -1,5 +1,6 @@
 /** "My desktops": one card per entitled pool, with the user's live sessions in it. */
 import type { ConnectResult, Me, MyDesktop, SessionInfo } from '@vdi/shared';
+import { confirmDialog } from '../dialog';
 import { clear, errorLine, h } from '../dom';
 import { ApiError, api, errorMessage, seg } from '../http';
 import { appHeader } from '../layout';
@@ -81,7 +82,17 @@ export function desktopsPage(): Page {
   function card(d: MyDesktop): HTMLElement {
     const error = errorLine();
     const titleId = `pool-${d.poolId}`;
-    const connect = h('button', { type: 'button', class: 'btn btn-primary' }, 'Connect');
+    const live = d.sessions.filter((s) => s.state !== 'ended');
+    // with a session to go back to, the button says so
+    const connect = h(
+      'button',
+      {
+        type: 'button',
+        class: 'btn btn-primary',
+        title: live.length ? 'Back to your running session' : 'Start or get a desktop',
+      },
+      live.length ? 'Resume' : 'Connect',
+    );
     connect.addEventListener('click', async () => {
       error.show(null);
       connect.disabled = true;
@@ -101,7 +112,6 @@ export function desktopsPage(): Page {
       }
     });
 
-    const live = d.sessions.filter((s) => s.state !== 'ended');
     const sessions = live.map((s) => sessionRow(s, (m) => error.show(m)));
     return h(
       'article',
@@ -135,6 +145,12 @@ export function desktopsPage(): Page {
     logoff.title = 'End this session and close its applications';
     logoff.addEventListener('click', async () => {
       showError(null);
+      const sure = await confirmDialog(
+        'Log off?',
+        `Log off ${s.desktopName || 'this session'}? Its applications are closed; unsaved work is lost.`,
+        'Log off',
+      );
+      if (!sure) return;
       logoff.disabled = true;
       try {
         await api.post(`/api/sessions/${seg(s.id)}/logoff`);

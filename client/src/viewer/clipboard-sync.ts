@@ -1,6 +1,8 @@
 /**
  * Clipboard in both directions, sent only when it changed. The text last seen on either
- * side is remembered, so text that came from the desktop is not echoed back to it.
+ * side is remembered, so text that came from the desktop is not echoed back to it. The
+ * local clipboard is offered on focus only when it changed since it was last read: text
+ * sent from the Clipboard panel is not then overwritten by an older local clipboard.
  */
 import { MAX_CLIPBOARD_CHARS } from '@vdi/shared';
 
@@ -15,15 +17,20 @@ export interface ClipboardPorts {
 
 export class ClipboardSync {
   private lastSynced: string | null = null;
+  /** the local clipboard as last read (or written by us); null before the first read */
+  private lastLocal: string | null = null;
 
   constructor(private readonly ports: ClipboardPorts) {}
 
   /** The desktop's clipboard changed. */
   fromDesktop(text: string): void {
     this.lastSynced = text;
-    this.ports.writeLocal?.(text).catch(() => {
-      // no permission or not focused: the clipboard panel still shows the text
-    });
+    this.ports.writeLocal?.(text).then(
+      () => void (this.lastLocal = text),
+      () => {
+        // no permission or not focused: the clipboard panel still shows the text
+      },
+    );
   }
 
   /** Local text to give the desktop; sent only if it differs from what both sides have. */
@@ -34,7 +41,10 @@ export class ClipboardSync {
     return true;
   }
 
-  /** Read the local clipboard (when permitted without a prompt) and offer it. */
+  /**
+   * Read the local clipboard (when permitted without a prompt) and offer it if it changed
+   * since the last read: what the user copied elsewhere meanwhile, not what was there before.
+   */
   async pull(): Promise<void> {
     let text: string | null;
     try {
@@ -42,7 +52,9 @@ export class ClipboardSync {
     } catch {
       return;
     }
-    if (text !== null) this.offer(text);
+    if (text === null || text === this.lastLocal) return;
+    this.lastLocal = text;
+    this.offer(text);
   }
 }
 

@@ -12,6 +12,7 @@ import type {
   ServerStatusMsg,
   ServerToClientEvents,
   SessionStatusMsg,
+  SessionWarningMsg,
   ShadowMsg,
 } from '@vdi/shared';
 import { HEARTBEAT } from '@vdi/shared';
@@ -66,6 +67,8 @@ export interface ConnectionListener {
   session(msg: SessionStatusMsg): void;
   notice(msg: { text: string; from: string }): void;
   shadow(msg: ShadowMsg): void;
+  /** a log-off is coming (idle or maximum session length) */
+  warning(msg: SessionWarningMsg): void;
   /** the handshake or attach says "not signed in" */
   unauthorized(): void;
 }
@@ -152,6 +155,9 @@ export class ViewerConnection {
     socket.on('session', (msg) => this.onSession(msg));
     socket.on('notice', (msg) => on.notice(msg));
     socket.on('shadow', (msg) => on.shadow(msg));
+    socket.on('warning', (msg) => {
+      if (typeof msg?.inMs === 'number') on.warning(msg);
+    });
     socket.on('error', (msg) => console.warn('viewer: server reported', msg?.code, msg?.message));
   }
 
@@ -207,6 +213,13 @@ export class ViewerConnection {
   clipboard(text: string): boolean {
     if (!this.interactive) return false;
     this.socket.emit('clipboard', { text });
+    return true;
+  }
+
+  /** Ask the desktop for a new size (fit to window); the server clamps it to the pool's range. */
+  resize(width: number, height: number): boolean {
+    if (!this.interactive) return false;
+    this.socket.emit('resize', { width, height });
     return true;
   }
 

@@ -16,6 +16,12 @@ export interface KeyboardPorts {
   enabled(): boolean;
   /** text from a paste event while the canvas had focus */
   pasted(text: string): void;
+  /**
+   * The keysym of a key event by the user's keyboard layout (keyboard-layout.ts): a keysym,
+   * null to keep the key from the desktop (AltGr itself), undefined for the browser's own
+   * reading of the key.
+   */
+  translate?(e: KeyboardEvent): number | null | undefined;
 }
 
 interface HeldKey {
@@ -71,7 +77,12 @@ export class KeyboardInput {
   private onKeyDown(e: KeyboardEvent): void {
     if (!this.ports.enabled()) return;
     if (e.isComposing) return; // IME composition owns these keys
-    const keysym = keysymFromEvent(e);
+    const mapped = this.ports.translate?.(e);
+    if (mapped === null) {
+      e.preventDefault(); // AltGr: a level of the next key, not a key of its own
+      return;
+    }
+    const keysym = mapped ?? keysymFromEvent(e);
     if (keysym === undefined) return; // "Dead", "Unidentified", "Process": nothing to send
     this.flushHeld();
     const id = keyId(e);
@@ -90,6 +101,7 @@ export class KeyboardInput {
   }
 
   private onKeyUp(e: KeyboardEvent): void {
+    this.ports.translate?.(e); // AltGr released
     const id = keyId(e);
     if (this.held && this.held.id === id) {
       this.held.released = true;

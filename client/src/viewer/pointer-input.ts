@@ -1,5 +1,5 @@
 /**
- * Mouse, pen and touch → RFB pointer events. Moves are coalesced to one per animation
+ * Mouse and pen → RFB pointer events (fingers: touch.ts). Moves are coalesced to one per animation
  * frame (the newest position); button changes and wheel clicks go out immediately.
  */
 import { WheelAccumulator, rfbButtons, toFramebuffer } from './pointer';
@@ -63,7 +63,7 @@ export class PointerInput {
   }
 
   private onMove(e: PointerEvent): void {
-    if (!this.ports.enabled()) return;
+    if (e.pointerType === 'touch' || !this.ports.enabled()) return; // touch.ts has fingers
     this.pending = { clientX: e.clientX, clientY: e.clientY };
     if (!this.frame) this.frame = requestAnimationFrame(() => this.flushMove());
   }
@@ -79,6 +79,7 @@ export class PointerInput {
   }
 
   private onButton(e: PointerEvent, down: boolean): void {
+    if (e.pointerType === 'touch') return; // touch.ts has fingers
     if (down) this.ports.pressed?.();
     if (!this.ports.enabled()) return;
     e.preventDefault();

@@ -23,6 +23,12 @@ export interface ViewerHooks {
   sessionId: string;
   desktopId: string;
   viewOnly: boolean;
+  /** how the desktop fills the window now (resize.ts): fit, scale or actual */
+  displayMode: string;
+  /** the keyboard layout keys are mapped with (keyboard-layout.ts) */
+  keyboardLayout: string;
+  /** the view's pinch zoom (touch.ts), 1 = none */
+  zoom: number;
 }
 
 declare global {
@@ -44,6 +50,9 @@ export function installHooks(sessionId: string): ViewerHooks {
     sessionId,
     desktopId: '',
     viewOnly: false,
+    displayMode: '',
+    keyboardLayout: 'auto',
+    zoom: 1,
   };
   window.__vdiViewer = hooks;
   return hooks;

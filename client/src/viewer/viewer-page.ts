@@ -4,8 +4,9 @@
  * banners, the connecting and end screens). `?shadow=1` attaches view-only (an
  * administrator watching).
  */
-import type { AttachRequest, AttachResult } from '@vdi/shared';
+import type { AttachRequest, AttachResult, KeyboardLayout, Preferences } from '@vdi/shared';
 import { io } from 'socket.io-client';
+import { confirmDialog } from '../dialog';
 import { h } from '../dom';
 import { ApiError, api, errorMessage, seg } from '../http';
 import { navigate, currentPath, type Page, type RouteContext } from '../router';
@@ -24,14 +25,20 @@ import {
   type StateDetail,
 } from './connection';
 import { ConnectionScreens } from './connection-screens';
+import { LogoffCountdown } from './countdown';
 import { cursorCss } from './cursor';
 import { FilesPanel } from './files-panel';
 import { FramePipeline } from './frame-pipeline';
 import { Fullscreen } from './fullscreen';
 import { KeyboardInput } from './keyboard-input';
-import { fitSize } from './pointer';
+import { LayoutMapper } from './keyboard-layout';
+import { OnScreenKeyboard } from './on-screen-keyboard';
+import { toFramebuffer } from './pointer';
 import { PointerInput } from './pointer-input';
 import { RepaintRequests } from './repaint-requests';
+import { DesktopResizer, displaySize, type DisplayMode } from './resize';
+import { comboEvents } from './special-keys';
+import { TouchInput } from './touch';
 import { ViewerStats } from './stats';
 import { StatsPanel } from './stats-panel';
 import { installHooks } from './test-hooks';
@@ -54,8 +61,14 @@ export function viewerPage({ params, url }: RouteContext): Page {
   });
   const focusCanvas = (): void => canvas.focus({ preventScroll: true });
   const stage = h('div', { class: 'viewer-stage' }, canvas);
-  const toolbar = viewerToolbar(shadow);
+  const toolbar = viewerToolbar(shadow, (keysyms) => {
+    for (const [keysym, down] of comboEvents(keysyms)) conn.key(keysym, down);
+    countdown.input();
+    focusCanvas();
+  });
   const banners = new Banners();
+  const countdown = new LogoffCountdown();
+  banners.el.append(countdown.el);
   const screens = new ConnectionScreens(shadow);
   const painter = new CanvasPainter(canvas);
   const stats = new ViewerStats();
@@ -86,19 +99,45 @@ export function viewerPage({ params, url }: RouteContext): Page {
   );
 
   // ── screen ──
+  const stageArea = () => ({ width: stage.clientWidth, height: stage.clientHeight });
   const fitCanvas = (): void => {
-    const { width, height } = fitSize(
-      canvas.width,
-      canvas.height,
-      stage.clientWidth,
-      stage.clientHeight,
+    const mode = resizer.effectiveMode;
+    stage.classList.toggle('is-actual', mode === 'actual');
+    const { width, height } = displaySize(
+      mode,
+      { width: canvas.width, height: canvas.height },
+      stageArea(),
     );
     if (width > 0 && height > 0) {
       canvas.style.width = `${width}px`;
       canvas.style.height = `${height}px`;
     }
   };
-  const resizeObserver = new ResizeObserver(fitCanvas);
+  const resizer = new DesktopResizer({
+    request: (width, height) => conn.resize(width, height),
+    area: stageArea,
+    current: () => ({ width: painter.width, height: painter.height }),
+    changed() {
+      fitCanvas();
+      toolbar.displaySelect.value = resizer.mode;
+      const fit = toolbar.displaySelect.querySelector<HTMLOptionElement>('option[value="fit"]');
+      const reason = resizer.reason;
+      if (fit) fit.disabled = reason !== undefined;
+      if (reason !== undefined && resizer.mode === 'fit') toolbar.displaySelect.value = 'scale';
+      toolbar.displayNote.hidden = reason === undefined;
+      toolbar.displayNote.textContent = reason ?? '';
+      toolbar.displaySelect.title = reason ?? 'How the desktop fills the window';
+      hooks.displayMode = resizer.effectiveMode;
+    },
+  });
+  toolbar.displaySelect.addEventListener('change', () => {
+    resizer.setMode(toolbar.displaySelect.value as DisplayMode);
+    focusCanvas();
+  });
+  const resizeObserver = new ResizeObserver(() => {
+    fitCanvas();
+    resizer.areaChanged();
+  });
   resizeObserver.observe(stage);
 
   const repaint = new RepaintRequests(() => conn.refresh());
@@ -137,7 +176,10 @@ export function viewerPage({ params, url }: RouteContext): Page {
         ? (detail.message ?? 'Connection unstable. Waiting for the network…')
         : null,
     );
-    if (state === 'ended') toolbar.logoffBtn.disabled = true;
+    if (state === 'ended') {
+      toolbar.logoffBtn.disabled = true;
+      countdown.hide();
+    }
     autoHide.setPinned(state !== 'connected');
   };
 
@@ -153,6 +195,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
       if (painter.resize(res.width, res.height)) fitCanvas();
       hooks.width = painter.width;
       hooks.height = painter.height;
+      resizer.attached(res.resize);
       banners.attached();
       audio?.attached();
       if (!root.contains(document.activeElement) || document.activeElement === document.body) {
@@ -182,6 +225,9 @@ export function viewerPage({ params, url }: RouteContext): Page {
     shadow(msg) {
       banners.setWatched(msg.watched, msg.by);
     },
+    warning(msg) {
+      if (!shadow) countdown.warn(msg);
+    },
     unauthorized() {
       navigate(`/login?next=${encodeURIComponent(currentPath())}`, { replace: true });
     },
@@ -194,22 +240,91 @@ export function viewerPage({ params, url }: RouteContext): Page {
     writeLocal: writeClipboard,
     readLocal: readClipboardIfGranted,
   });
+  const layout = new LayoutMapper();
   const keyboard = new KeyboardInput(canvas, {
-    send: (keysym, down) => conn.key(keysym, down),
+    translate: (e) => layout.translate(e),
+    send: (keysym, down) => {
+      countdown.input();
+      return conn.key(keysym, down);
+    },
     enabled: inputEnabled,
     pasted: (text) => {
       clipboard.offer(text);
     },
   });
   const pointer = new PointerInput(canvas, {
-    send: (x, y, buttons) => conn.pointer(x, y, buttons),
+    send: (x, y, buttons) => {
+      countdown.input();
+      return conn.pointer(x, y, buttons);
+    },
     enabled: inputEnabled,
     pressed: () => {
       if (document.activeElement !== canvas) focusCanvas();
     },
   });
+  const touch = new TouchInput(canvas, {
+    send(clientX, clientY, buttons) {
+      const { x, y } = toFramebuffer(
+        clientX,
+        clientY,
+        canvas.getBoundingClientRect(),
+        canvas.width,
+        canvas.height,
+      );
+      countdown.input();
+      conn.pointer(x, y, buttons);
+    },
+    enabled: inputEnabled,
+    zoomed(scale, center) {
+      // the view only: the canvas grows around the fingers, the desktop keeps its size
+      const box = stage.getBoundingClientRect();
+      canvas.style.transformOrigin = `${center.x - box.left - canvas.offsetLeft}px ${center.y - box.top - canvas.offsetTop}px`;
+      canvas.style.transform = scale === 1 ? '' : `scale(${scale})`;
+      hooks.zoom = scale;
+    },
+    pressed: () => {
+      if (document.activeElement !== canvas) focusCanvas();
+    },
+  });
+  const osk = new OnScreenKeyboard({
+    send: (keysym, down) => {
+      countdown.input();
+      conn.key(keysym, down);
+    },
+    enabled: inputEnabled,
+  });
+  root.append(osk.input);
+  toolbar.keyboardBtn.addEventListener('click', () => osk.open());
   canvas.addEventListener('focus', () => void clipboard.pull());
-  canvas.addEventListener('blur', () => pointer.releaseButtons());
+  canvas.addEventListener('blur', () => {
+    pointer.releaseButtons();
+    layout.reset();
+  });
+  // the keyboard layout is the user's, kept on the server; shadows send no keys
+  const layoutSelect = toolbar.layoutSelect;
+  if (layoutSelect) {
+    void api
+      .get<Preferences>('/api/me/preferences')
+      .then((p) => {
+        layout.layout = p.keyboardLayout;
+        layoutSelect.value = p.keyboardLayout;
+        hooks.keyboardLayout = p.keyboardLayout;
+      })
+      .catch(() => {
+        // the default (the computer's own layout) stays
+      });
+    layoutSelect.addEventListener('change', () => {
+      const chosen = layoutSelect.value as KeyboardLayout;
+      layout.layout = chosen;
+      hooks.keyboardLayout = chosen;
+      keyboard.releaseAll();
+      focusCanvas();
+      api.put('/api/me/preferences', { keyboardLayout: chosen }).catch((err: unknown) => {
+        if (!(err instanceof ApiError && err.status === 401))
+          banners.message(`Could not save the keyboard layout: ${errorMessage(err)}`, 'error');
+      });
+    });
+  }
   const onWindowFocus = (): void => {
     if (document.activeElement === canvas) void clipboard.pull();
   };
@@ -243,6 +358,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
     navigate(shadow ? '/admin/sessions' : '/');
   });
   toolbar.logoffBtn.addEventListener('click', async () => {
+    const sure = await confirmDialog(
+      'Log off?',
+      'Logging off closes every application in the desktop. Unsaved work is lost.',
+      'Log off',
+    );
+    if (!sure) return focusCanvas();
     toolbar.logoffBtn.disabled = true;
     keyboard.releaseAll();
     try {
@@ -272,10 +393,13 @@ export function viewerPage({ params, url }: RouteContext): Page {
       keyboard.dispose();
       pointer.dispose();
       audio?.dispose();
+      touch.dispose();
       conn.close();
       frames.reset();
       autoHide.dispose();
       resizeObserver.disconnect();
+      resizer.dispose();
+      countdown.hide();
       statsPanel.dispose();
       window.removeEventListener('focus', onWindowFocus);
       fullscreen.dispose();

@@ -4,6 +4,9 @@
  * Log off. What the buttons do is wired by the page.
  */
 import { h } from '../dom';
+import { LAYOUT_LABELS } from './keyboard-layout';
+import { DISPLAY_MODES } from './resize';
+import { specialKeysMenu, type SpecialKeysMenu } from './special-keys';
 
 export interface ViewerToolbar {
   el: HTMLElement;
@@ -14,6 +17,16 @@ export interface ViewerToolbar {
   fullscreenBtn: HTMLButtonElement;
   disconnectBtn: HTMLButtonElement;
   logoffBtn: HTMLButtonElement;
+  /** how the desktop fills the window (resize.ts) */
+  displaySelect: HTMLSelectElement;
+  /** why "fit to window" scales instead, when it does */
+  displayNote: HTMLElement;
+  /** the Keys menu (special-keys.ts); absent for a shadow */
+  keys: SpecialKeysMenu | null;
+  /** the user's keyboard layout (keyboard-layout.ts); absent for a shadow */
+  layoutSelect: HTMLSelectElement | null;
+  /** the on-screen keyboard button (touch devices) */
+  keyboardBtn: HTMLButtonElement;
   /** the desktop's name, once the attach answer says it */
   setName(name: string): void;
   addViewOnlyBadge(): void;
@@ -26,7 +39,10 @@ const toggle = (label: string, tip: string): HTMLButtonElement =>
     label,
   );
 
-export function viewerToolbar(shadow: boolean): ViewerToolbar {
+export function viewerToolbar(
+  shadow: boolean,
+  sendKeys: (keysyms: readonly number[]) => void,
+): ViewerToolbar {
   const title = h('span', { class: 'viewer-name' }, 'Desktop');
   const badges = h('span', { class: 'viewer-badges' });
   const addViewOnlyBadge = (): void => {
@@ -53,6 +69,32 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
     },
     'Log off',
   );
+  const displaySelect = h(
+    'select',
+    { class: 'tb-select', title: 'How the desktop fills the window' },
+    ...DISPLAY_MODES.map((m) => h('option', { value: m.mode }, m.label)),
+  );
+  displaySelect.setAttribute('aria-label', 'Display');
+  const displayNote = h('span', { class: 'tb-note', hidden: true });
+  const keys = shadow ? null : specialKeysMenu(sendKeys);
+  let layoutSelect: HTMLSelectElement | null = null;
+  if (!shadow) {
+    layoutSelect = h(
+      'select',
+      { class: 'tb-select', title: 'The keyboard layout your keys type with (saved for you)' },
+      ...Object.entries(LAYOUT_LABELS).map(([value, label]) => h('option', { value }, label)),
+    );
+    layoutSelect.setAttribute('aria-label', 'Keyboard layout');
+  }
+  const keyboardBtn = h(
+    'button',
+    {
+      type: 'button',
+      class: 'tb-btn tb-touch-only',
+      title: "Open the device's on-screen keyboard",
+    },
+    'Keyboard',
+  );
   const el = h(
     'div',
     { class: 'viewer-toolbar', attrs: { role: 'toolbar', 'aria-label': 'Desktop' } },
@@ -60,6 +102,11 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
     h(
       'span',
       { class: 'viewer-actions' },
+      displaySelect,
+      displayNote,
+      keys?.el,
+      layoutSelect,
+      shadow ? null : keyboardBtn,
       shadow ? null : clipboardBtn,
       shadow ? null : filesBtn,
       shadow ? null : soundBtn,
@@ -78,6 +125,11 @@ export function viewerToolbar(shadow: boolean): ViewerToolbar {
     fullscreenBtn,
     disconnectBtn,
     logoffBtn,
+    displaySelect,
+    displayNote,
+    keys,
+    layoutSelect,
+    keyboardBtn,
     setName(name) {
       title.textContent = name;
     },

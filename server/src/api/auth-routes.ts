@@ -2,7 +2,8 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import type { Logger } from 'pino';
 import { LoginAnswer, LoginBody, Me } from '@vdi/shared';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { Auth } from '../auth/index.js';
+import { ACCOUNT_DISABLED, type Auth } from '../auth/index.js';
+import { metrics } from '../metrics.js';
 import { sendError } from './http-error.js';
 import type { ApiRegistry } from './registry.js';
 
@@ -35,6 +36,7 @@ export function authRoutes(
       const ip = req.ip ?? 'unknown';
       const wait = auth.throttle.check(ip, username);
       if (wait > 0) {
+        metrics.signIns.inc({ result: 'throttled' });
         await audit.record({ actor: username, action: 'auth.throttled', ip });
         res.setHeader('Retry-After', Math.ceil(wait / 1000));
         return sendError(
@@ -44,25 +46,44 @@ export function authRoutes(
           `too many sign-in attempts; try again in ${Math.ceil(wait / 1000)} s`,
         );
       }
-      const user = await new Promise<Express.User | false>((resolve, reject) => {
+      const { user, disabled } = await new Promise<{
+        user: Express.User | false;
+        disabled: boolean;
+      }>((resolve, reject) => {
         const authenticate = pp.authenticate(
           'local',
           { session: false },
-          (err: unknown, u: Express.User | false) =>
-            err ? reject(err instanceof Error ? err : new Error('sign-in failed')) : resolve(u),
+          (err: unknown, u: Express.User | false, info?: { message?: string }) =>
+            err
+              ? reject(err instanceof Error ? err : new Error('sign-in failed'))
+              : resolve({ user: u, disabled: info?.message === ACCOUNT_DISABLED }),
         ) as RequestHandler;
         void authenticate(req, res, () => undefined);
       });
       if (!user) {
         auth.throttle.fail(ip, username);
-        await audit.record({ actor: username, action: 'auth.failed', ip });
-        return sendError(res, 401, 'BAD_CREDENTIALS', 'wrong username or password');
+        metrics.signIns.inc({ result: 'failed' });
+        await audit.record({
+          actor: username,
+          action: 'auth.failed',
+          ip,
+          ...(disabled ? { detail: { reason: 'account disabled' } } : {}),
+        });
+        return disabled
+          ? sendError(
+              res,
+              403,
+              'ACCOUNT_DISABLED',
+              'This account is disabled. Ask an administrator to enable it.',
+            )
+          : sendError(res, 401, 'BAD_CREDENTIALS', 'wrong username or password');
       }
       auth.throttle.succeed(ip, username);
       // req.login regenerates the session id (passport ≥ 0.6): no session fixation
       await new Promise<void>((resolve, reject) =>
         req.login(user, (err) => (err ? reject(err as Error) : resolve())),
       );
+      metrics.signIns.inc({ result: 'succeeded' });
       await audit.record({ actor: user.username, action: 'auth.login', ip });
       log.info({ user: user.username, ip }, 'signed in');
       return { user };

@@ -1,6 +1,6 @@
 import type { Router } from 'express';
 import { z } from 'zod';
-import { ConnectResult, Id, MyDesktop } from '@vdi/shared';
+import { ConnectResult, Id, MyDesktop, Preferences } from '@vdi/shared';
 import type { Broker } from '../broker/broker.js';
 import type { Auth } from '../auth/index.js';
 import { actorOf } from './actor.js';
@@ -13,6 +13,38 @@ const ConnectBody = z.strictObject({ newSession: z.boolean().optional() });
 
 /** What a signed-in user can do: list their desktops, connect, log off, disconnect. */
 export function userRoutes(router: Router, reg: ApiRegistry, auth: Auth, broker: Broker): void {
+  reg.add(
+    router,
+    '/api',
+    {
+      method: 'get',
+      path: '/me/preferences',
+      summary: 'My viewer preferences (keyboard layout)',
+      access: 'user',
+      response: Preferences,
+    },
+    auth.requireUser,
+    (req) => broker.preferences(req.user!.id),
+  );
+
+  reg.add(
+    router,
+    '/api',
+    {
+      method: 'put',
+      path: '/me/preferences',
+      summary: 'Set my viewer preferences (keyboard layout)',
+      access: 'user',
+      body: Preferences,
+      response: Preferences,
+    },
+    auth.requireUser,
+    async (req) => {
+      await broker.setPreferences(actorOf(req), req.parsedBody);
+      return req.parsedBody;
+    },
+  );
+
   reg.add(
     router,
     '/api',

@@ -27,6 +27,9 @@ declare global {
 
 export const COOKIE_NAME = 'vdi.sid';
 
+/** The local strategy's `info.message` for a right password on a disabled account. */
+export const ACCOUNT_DISABLED = 'account-disabled';
+
 export interface AuthOptions {
   secret: string;
   maxAgeMs: number;
@@ -85,7 +88,9 @@ export function createAuth(db: Db, clock: Clock, opts: AuthOptions): Auth {
             return done(null, false);
           }
           const ok = await verifyPassword(row.password_hash, password);
-          if (!ok || row.disabled) return done(null, false);
+          if (!ok) return done(null, false);
+          // only someone who knows the password learns that the account is disabled
+          if (row.disabled) return done(null, false, { message: ACCOUNT_DISABLED });
           done(null, { id: row.id, username: row.username, role: row.role });
         })().catch(done);
       },

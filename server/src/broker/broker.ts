@@ -1,8 +1,9 @@
 import os from 'node:os';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { MyDesktop, PowerAction, SessionInfo } from '@vdi/shared';
+import type { MyDesktop, PowerAction, Preferences, SessionInfo } from '@vdi/shared';
 import type { Clock } from '../clock.js';
+import { metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
 import type { Provider } from '../providers/types.js';
@@ -18,6 +19,7 @@ import type { BrokerEvents } from './events.js';
 import { BrokerQueries } from './queries.js';
 import { Reconciler } from './reconcile.js';
 import { SessionLifecycle, type AttachInfo } from './sessions.js';
+import { UserPreferences } from './preferences.js';
 import { BrokerTick, type TickOptions } from './tick.js';
 import { UserRemoval } from './user-removal.js';
 
@@ -43,6 +45,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly ticker: BrokerTick;
   private readonly reconciler: Reconciler;
   private readonly users: UserRemoval;
+  private readonly prefs: UserPreferences;
   private readonly log: Logger;
 
   constructor(
@@ -81,7 +84,28 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.assignment = new Assignment(ctx, this.queries, this.desktops, this.sessions);
     this.ticker = new BrokerTick(ctx, this.queries, this.desktops, this.sessions, opts);
     this.reconciler = new Reconciler(ctx, this.queries, this.desktops, this.sessions);
-    this.users = new UserRemoval(ctx, this.desktops, this.sessions);
+    this.prefs = new UserPreferences(ctx);
+    this.users = new UserRemoval(ctx, this.desktops, this.sessions, this.prefs);
+  }
+
+  /** A user's viewer preferences (defaults when never set). */
+  preferences(userId: string): Promise<Preferences> {
+    return this.prefs.get(userId);
+  }
+
+  /** Store the acting user's own viewer preferences. */
+  setPreferences(actor: Actor, prefs: Preferences): Promise<void> {
+    if (actor.id === null) throw new BrokerError('FORBIDDEN', 'only a user has preferences', 403);
+    return this.prefs.set({ ...actor, id: actor.id }, prefs);
+  }
+
+  /** Set the session and desktop gauges of /metrics from the store (at each scrape). */
+  async updateGauges(): Promise<void> {
+    const { sessions, desktops } = await this.queries.counts();
+    metrics.sessions.reset();
+    for (const r of sessions) metrics.sessions.set({ state: r.state, pool: r.pool }, r.n);
+    metrics.desktops.reset();
+    for (const r of desktops) metrics.desktops.set({ state: r.state, pool: r.pool }, r.n);
   }
 
   /** The provider of a kind; PROVIDER_UNAVAILABLE (503) when this server does not have it. */

@@ -2,6 +2,11 @@
 export interface BrokerEvents {
   /** a session ended: close its viewers and tell them why */
   'session-ended': [sessionId: string, reason: string];
+  /**
+   * a session will be logged off soon (idle or maximum length) unless something changes:
+   * its viewers show a countdown; `inMs` from now
+   */
+  'session-warning': [sessionId: string, kind: 'idle' | 'max-session', inMs: number];
   /** close a session's viewers (admin disconnect); the session stays alive */
   'session-disconnect': [sessionId: string];
   /** a desktop's health changed: tell its viewers */

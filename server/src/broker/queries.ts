@@ -15,6 +15,32 @@ export interface RunningDesktop {
 
 /** Lookups: pools, entitlements, sessions and desktops as the broker and the API see them. */
 export class BrokerQueries extends BrokerPart {
+  /** Live sessions and desktops counted by state and pool name (the /metrics gauges). */
+  async counts(): Promise<{
+    sessions: Array<{ state: string; pool: string; n: number }>;
+    desktops: Array<{ state: string; pool: string; n: number }>;
+  }> {
+    const sessions = await this.db
+      .selectFrom('sessions as s')
+      .innerJoin('pools as p', 'p.id', 's.pool_id')
+      .select(['s.state as state', 'p.name as pool'])
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .where('s.state', 'in', LIVE)
+      .groupBy(['s.state', 'p.name'])
+      .execute();
+    const desktops = await this.db
+      .selectFrom('desktops as d')
+      .innerJoin('pools as p', 'p.id', 'd.pool_id')
+      .select(['d.state as state', 'p.name as pool'])
+      .select((eb) => eb.fn.countAll<number | string>().as('n'))
+      .groupBy(['d.state', 'p.name'])
+      .execute();
+    // PostgreSQL counts come back as strings
+    const num = <T extends { n: number | string }>(rows: T[]) =>
+      rows.map((r) => ({ ...r, n: Number(r.n) }));
+    return { sessions: num(sessions), desktops: num(desktops) };
+  }
+
   async pool(poolId: string): Promise<PoolRow> {
     const pool = await this.db
       .selectFrom('pools')

@@ -1,3 +1,4 @@
+import { metrics } from '../metrics.js';
 import { desktopRow, poolRow } from '../store/rows.js';
 import { SYSTEM } from './actor.js';
 import { AppExits } from './app-exits.js';
@@ -11,7 +12,15 @@ export interface TickOptions {
   tickMs: number;
   /** how often every running desktop's health is checked, ms (default 10 s) */
   healthEveryMs?: number;
+  /**
+   * how long before an idle or maximum-length log-off the session's viewers are warned, ms
+   * (default 2 min; at most half the time-out itself, so a short one is not warned from start)
+   */
+  warnAheadMs?: number;
 }
+
+/** Default lead of the log-off warning, ms (Windows' idle policy warns 2 minutes ahead). */
+export const DEFAULT_WARN_AHEAD_MS = 120_000;
 
 /**
  * The periodic tick: session timeouts, warm spares and minimum sizes, desktop health. Ticks
@@ -80,6 +89,7 @@ export class BrokerTick extends BrokerPart {
   }
 
   private async runTick(): Promise<void> {
+    const end = metrics.brokerTickSeconds.startTimer();
     try {
       await this.db
         .updateTable('hosts')
@@ -102,6 +112,8 @@ export class BrokerTick extends BrokerPart {
       }
     } catch (err) {
       this.log.error({ err }, 'broker tick failed');
+    } finally {
+      end();
     }
   }
 
@@ -147,7 +159,46 @@ export class BrokerTick extends BrokerPart {
         reason = 'maximum session length reached';
       }
       if (reason) await this.sessions.logoff(r.id, SYSTEM, reason);
+      else this.warnAhead(r, now);
     }
+  }
+
+  /**
+   * Warn a live session's viewers of the idle or maximum-length log-off that comes first,
+   * once it is within the warning lead; every tick until then, so a viewer that attaches
+   * late hears it and one whose idle clock started over stops hearing it.
+   */
+  private warnAhead(
+    r: {
+      id: string;
+      state: string;
+      state_since: string;
+      created_at: string;
+      last_input_at: string | null;
+      idle_timeout_sec: number;
+      max_session_sec: number;
+    },
+    now: number,
+  ): void {
+    const lead = this.opts.warnAheadMs ?? DEFAULT_WARN_AHEAD_MS;
+    const due: Array<{ kind: 'idle' | 'max-session'; inMs: number; timeoutMs: number }> = [];
+    if (r.state === 'active' && r.idle_timeout_sec > 0) {
+      const timeoutMs = r.idle_timeout_sec * 1000;
+      const last = Date.parse(r.last_input_at ?? r.state_since);
+      due.push({ kind: 'idle', inMs: last + timeoutMs - now, timeoutMs });
+    }
+    if (r.max_session_sec > 0) {
+      const timeoutMs = r.max_session_sec * 1000;
+      due.push({
+        kind: 'max-session',
+        inMs: Date.parse(r.created_at) + timeoutMs - now,
+        timeoutMs,
+      });
+    }
+    const first = due
+      .filter((d) => d.inMs > 0 && d.inMs <= Math.min(lead, d.timeoutMs / 2))
+      .sort((a, b) => a.inMs - b.inMs)[0];
+    if (first) this.emit('session-warning', r.id, first.kind, first.inMs);
   }
 
   /** Keep `spares` ready desktops and at least `minSize` desktops; trim spares above that. */

@@ -1,17 +1,20 @@
 import type { Actor } from './actor.js';
 import { BrokerPart, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';
+import type { UserPreferences } from './preferences.js';
 import type { SessionLifecycle } from './sessions.js';
 
 /**
  * Deleting a user account: their sessions end, their grants and memberships go, the
- * dedicated desktops they own are freed (running) or purged (stopped), then the account.
+ * dedicated desktops they own are freed (running) or purged (stopped), their preferences go,
+ * then the account.
  */
 export class UserRemoval extends BrokerPart {
   constructor(
     ctx: BrokerContext,
     private readonly desktops: Desktops,
     private readonly sessions: SessionLifecycle,
+    private readonly prefs: UserPreferences,
   ) {
     super(ctx);
   }
@@ -40,6 +43,7 @@ export class UserRemoval extends BrokerPart {
       .where('principal_id', '=', id)
       .execute();
     await this.db.deleteFrom('group_members').where('user_id', '=', id).execute();
+    await this.prefs.remove(id);
     await this.db
       .updateTable('desktops')
       .set({ owner_user_id: null })

@@ -112,6 +112,8 @@ const EnvSchema = z.object({
   NODE_LEASE_MS: z.coerce.number().int().min(500).max(600_000).default(30_000),
   /** how often a node looks for sessions marked active that no viewer on any node views, ms @default 5000 */
   PRESENCE_SWEEP_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** how long before an idle or maximum-length log-off viewers see a countdown, seconds (at most half the time-out) @default 120 */
+  SESSION_WARNING_SEC: z.coerce.number().int().min(0).max(3600).default(120),
   /** serve the built client from this folder @default ../client/dist */
   CLIENT_DIR: z.string().optional(),
   /** largest clipboard text between a desktop and its viewers, bytes (pools may set their own) @default 1048576 */
@@ -201,6 +203,8 @@ export interface Config {
   brokerTickMs: number;
   /** this node among several (decision 11) */
   node: { host: string; id: string; leaseMs: number; presenceSweepMs: number };
+  /** lead of the log-off countdown, ms */
+  sessionWarningMs: number;
   shutdownDrainMs: number;
   clientDir: string;
   /** what a desktop may send and be sent; pools override the first two */
@@ -281,6 +285,7 @@ export function loadConfig(
       leaseMs: e.NODE_LEASE_MS,
       presenceSweepMs: e.PRESENCE_SWEEP_MS,
     },
+    sessionWarningMs: e.SESSION_WARNING_SEC * 1000,
     desktopLimits: {
       clipboardMaxBytes: e.CLIPBOARD_MAX_BYTES,
       maxFramebuffer: { width: fbW, height: fbH, pixels: e.MAX_FRAMEBUFFER_PIXELS },

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
-import type { AttachRequest, AttachResult, ErrorResult } from '@vdi/shared';
+import type { AttachRequest, AttachResult, DesktopResize, ErrorResult } from '@vdi/shared';
 import type { Broker } from '../broker/broker.js';
 import type { Clock } from '../clock.js';
 import { BrokerError } from '../broker/errors.js';
 import { RfbError, viewerReason } from '../rfb/errors.js';
 import type { RfbLimits } from '../rfb/types.js';
 import type { DesktopStream } from '../stream/desktop-stream.js';
+import { poolResizeRange, type ResizeRange } from '../stream/limits.js';
 import type { StreamManager } from '../stream/stream-manager.js';
 import type { Viewer } from '../stream/viewer.js';
 import type { StartEncoder } from '../stream/video/encoder.js';
@@ -22,6 +23,8 @@ export interface Attachment {
   stream: DesktopStream;
   /** the pool's limits for this desktop's link */
   limits: RfbLimits;
+  /** the sizes this viewer may resize the desktop to */
+  resizeRange: ResizeRange;
 }
 
 const VIEWERS_PREFIX = rooms.viewers('');
@@ -143,6 +146,7 @@ export class Attachments {
           },
         }),
     });
+    const resizeRange = poolResizeRange(info.pool.template, limits);
     this.bySocket.set(socket, {
       sessionId,
       desktopId: info.desktop.id,
@@ -150,6 +154,7 @@ export class Attachments {
       viewer,
       stream,
       limits,
+      resizeRange,
     });
     // attached (by itself or by a retry of ours): no need to keep trying for it
     this.reattacher.stop(socket);
@@ -185,6 +190,7 @@ export class Attachments {
       viewOnly: shadow,
       // a published application goes by its own name (providers/xvnc/app.ts)
       name: publishedAppName(info.pool.template) ?? info.desktop.name,
+      resize: resizeOffer(shadow, info.pool.provider, stream, resizeRange),
     };
   }
 
@@ -340,4 +346,23 @@ function publishedAppName(template: Record<string, unknown>): string | undefined
   return typeof app === 'object' && app !== null && 'name' in app && typeof app.name === 'string'
     ? app.name
     : undefined;
+}
+
+/**
+ * May this viewer resize the desktop to its window? Not a shadow (the owner's size is kept),
+ * not a VM (QEMU forwards a resize to the guest, which may ignore it: scaling is what works
+ * everywhere), not a VNC server that cannot.
+ */
+function resizeOffer(
+  shadow: boolean,
+  provider: string,
+  stream: DesktopStream,
+  range: ResizeRange,
+): DesktopResize {
+  let reason: string | undefined;
+  if (shadow) reason = "A watching administrator keeps the owner's screen size.";
+  else if (provider === 'qemu')
+    reason = 'This virtual machine cannot change its screen size from here; it is scaled.';
+  else if (!stream.canResize) reason = 'This desktop cannot change its screen size; it is scaled.';
+  return { allowed: reason === undefined, ...(reason ? { reason } : {}), ...range };
 }

@@ -68,6 +68,10 @@ export function relayBrokerEvents(d: DesktopEventsDeps, streams: StreamManager):
     io.to(rooms.session(sessionId)).emit('session', { state: 'ended', reason });
     io.in(rooms.session(sessionId)).disconnectSockets(true);
   });
+  broker.on('session-warning', (sessionId, kind, inMs) => {
+    // the user's viewers only: a shadowing administrator is not the one to act on it
+    io.to(rooms.viewers(sessionId)).emit('warning', { kind, inMs: Math.round(inMs) });
+  });
   broker.on('session-disconnect', (sessionId) => {
     io.in(rooms.viewers(sessionId)).disconnectSockets(true);
   });

@@ -26,6 +26,7 @@ import {
   type InputRates,
 } from './input-budget.js';
 import { Liveness, pingIntervalFor, VIEWER_TIMEOUT_MS } from './liveness.js';
+import { metrics } from '../metrics.js';
 import { gatewayMetrics } from './metrics.js';
 import { startFfmpeg } from '../stream/video/encoder.js';
 import { refuseUnknownEvents, valid } from './validate.js';
@@ -328,6 +329,19 @@ export class Gateway {
         retryAfterMs: Math.round(lo + Math.random() * Math.max(0, hi - lo)),
       });
     this.log.info({ viewers: sockets.length }, 'draining: viewers told to reconnect');
+  }
+
+  /** Set the viewer gauge of /metrics from this node's attachments (at each scrape). */
+  updateGauges(): void {
+    let user = 0;
+    let shadow = 0;
+    for (const s of this.attachments.sockets()) {
+      const a = this.attachments.of(s);
+      if (a?.shadow) shadow++;
+      else if (a) user++;
+    }
+    metrics.viewers.set({ kind: 'user' }, user);
+    metrics.viewers.set({ kind: 'shadow' }, shadow);
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { DesktopInput } from '../stream/desktop-stream.js';
 import type { Attachment } from './attachments.js';
 import { INPUT_COST, spendInput, type InputRates } from './input-budget.js';
+import { clampSize } from '../stream/limits.js';
 import { gatewayMetrics } from './metrics.js';
 import { valid } from './validate.js';
 import { fail, type VdiSocket } from './viewer-socket.js';
@@ -109,7 +110,11 @@ export function listenForInput(socket: VdiSocket, d: InputDeps): void {
     const m = valid(socket, d.log, 'resize', payload);
     if (!m) return;
     const a = admit(socket, d, 'resize', INPUT_COST.resize);
+    if (!a) return;
+    // within the pool's range (the viewer clamps too; this is the rule)
+    const size = clampSize(m.width, m.height, a.resizeRange, a.limits.maxPixels);
+    if (size.width === a.stream.width && size.height === a.stream.height) return;
     // a size the desktop cannot take is not a busy desktop
-    if (a) deliver(socket, d, a, { kind: 'resize', width: m.width, height: m.height }, false);
+    deliver(socket, d, a, { kind: 'resize', ...size }, false);
   });
 }

@@ -1,7 +1,7 @@
 import client from 'prom-client';
+import { registry } from '../metrics.js';
 
-export const registry = new client.Registry();
-client.collectDefaultMetrics({ register: registry });
+export { registry };
 
 export const gatewayMetrics = {
   sockets: new client.Gauge({

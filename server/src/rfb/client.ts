@@ -86,6 +86,8 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readonly flow: UpdateFlow;
   private readonly fences: Fences;
   private screens: Screen[] = [];
+  /** the server answered a SetDesktopSize of ours with "prohibited" */
+  private resizeProhibited = false;
 
   constructor(options: RfbClientOptions) {
     super();
@@ -244,6 +246,14 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       flags: first?.flags ?? 0,
     };
     return this.writeInput(encodeSetDesktopSize(width, height, [screen]));
+  }
+
+  /**
+   * Has the server shown it can resize (ExtendedDesktopSize) without refusing a resize of ours
+   * as prohibited? A desktop that cannot resize is scaled by its viewers instead.
+   */
+  get canResize(): boolean {
+    return this.serverInfo?.extendedDesktopSize === true && !this.resizeProhibited;
   }
 
   /**
@@ -419,6 +429,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
     if (ev.applied) this.screens = ev.screens;
     if (ev.reason === 'this-client' && ev.status !== 'ok') {
       this.log.warn({ status: ev.status }, 'server refused SetDesktopSize');
+      if (ev.status === 'prohibited') this.resizeProhibited = true;
     }
     this.emit('desktop-size', ev);
   }

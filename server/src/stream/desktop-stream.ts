@@ -17,6 +17,8 @@ export interface RfbLink {
   clientCutText(text: string): boolean;
   /** false also when the desktop cannot be resized, or not to that size */
   setDesktopSize(width: number, height: number): boolean;
+  /** the desktop has said it can be resized (ExtendedDesktopSize) and has not refused yet */
+  readonly canResize: boolean;
 }
 
 /** Input from a viewer, on its way to the desktop. */
@@ -91,6 +93,11 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   }
 
   // ---- viewers and their input ----
+
+  /** can viewers resize this desktop (SetDesktopSize)? False before the link is up. */
+  get canResize(): boolean {
+    return this.link?.canResize ?? false;
+  }
 
   /** the viewers reading this mirror */
   get viewers(): ReadonlySet<Viewer> {

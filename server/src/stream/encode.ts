@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { metrics } from '../metrics.js';
 import { Codec, packIndices, type FrameRect } from '@vdi/shared';
 import { analyse, extract, type Analysis } from './classify.js';
 import type { DeflateStream } from './deflate-stream.js';
@@ -168,13 +169,17 @@ export function startJobs(
   fbWidth: number,
   hints: Omit<EncodeHints, 'allowLossy'>,
 ): { lossy: boolean[]; done: Promise<EncodedRect[]> } {
+  const end = metrics.encodeSeconds.startTimer();
   const started = jobs.map((j) =>
     startRect(j.x, j.y, j.w, j.h, extract(fb, fbWidth, j.x, j.y, j.w, j.h), {
       ...hints,
       allowLossy: j.allowLossy,
     }),
   );
-  return { lossy: started.map((s) => s.lossy), done: Promise.all(started.map((s) => s.done)) };
+  return {
+    lossy: started.map((s) => s.lossy),
+    done: Promise.all(started.map((s) => s.done)).finally(() => end()),
+  };
 }
 
 /** startJobs, waiting for the payloads */

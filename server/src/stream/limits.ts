@@ -36,3 +36,52 @@ export function poolRfbLimits(
     maxPixels: fb ? (fb.pixels ?? fb.width * fb.height) : defaults.maxFramebuffer.pixels,
   };
 }
+
+/** The sizes a viewer may resize a desktop to (see DesktopLimitFields.resizeRange). */
+export interface ResizeRange {
+  minWidth: number;
+  minHeight: number;
+  maxWidth: number;
+  maxHeight: number;
+}
+
+/** Smallest size "fit to window" asks for when the pool does not say: below it apps break. */
+const DEFAULT_MIN_SIZE = { width: 640, height: 480 } as const;
+
+/**
+ * The pool's resize range, never beyond what the gateway accepts from the desktop (`limits`):
+ * a desktop resized past its pool's maxFramebuffer would be refused the moment it applied it.
+ */
+export function poolResizeRange(template: Record<string, unknown>, limits: RfbLimits): ResizeRange {
+  const parsed = DesktopLimits.safeParse(template);
+  const r = parsed.success ? parsed.data.resizeRange : undefined;
+  const maxWidth = Math.min(r?.maxWidth ?? limits.maxWidth, limits.maxWidth);
+  const maxHeight = Math.min(r?.maxHeight ?? limits.maxHeight, limits.maxHeight);
+  return {
+    minWidth: Math.min(r?.minWidth ?? DEFAULT_MIN_SIZE.width, maxWidth),
+    minHeight: Math.min(r?.minHeight ?? DEFAULT_MIN_SIZE.height, maxHeight),
+    maxWidth,
+    maxHeight,
+  };
+}
+
+/**
+ * A requested size clamped into the range and under the area limit (the aspect ratio is
+ * kept when the area has to shrink). Whole pixels; widths even, which some servers need.
+ */
+export function clampSize(
+  width: number,
+  height: number,
+  range: ResizeRange,
+  maxPixels: number,
+): { width: number; height: number } {
+  let w = Math.min(Math.max(Math.round(width), range.minWidth), range.maxWidth);
+  let h = Math.min(Math.max(Math.round(height), range.minHeight), range.maxHeight);
+  if (w * h > maxPixels) {
+    const k = Math.sqrt(maxPixels / (w * h));
+    w = Math.max(range.minWidth, Math.floor(w * k));
+    h = Math.max(range.minHeight, Math.floor(h * k));
+  }
+  if (w % 2 === 1 && w - 1 >= range.minWidth) w -= 1;
+  return { width: w, height: h };
+}

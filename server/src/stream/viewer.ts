@@ -247,12 +247,7 @@ export class Viewer {
     if (this.closed) return;
     this.video?.pump();
     if (this.building || this.inFlight.size >= this.opts.maxInFlight) return;
-    if (
-      this.dirty.empty &&
-      this.copies.length === 0 &&
-      !this.refreshDue &&
-      !this.video?.hasChunks
-    )
+    if (this.dirty.empty && this.copies.length === 0 && !this.refreshDue && !this.video?.hasChunks)
       return;
     this.building = true;
     this.build().then(

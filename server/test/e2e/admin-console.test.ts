@@ -493,7 +493,7 @@ describe('the admin console runs the live system', () => {
 
     await userPage
       .getByRole('article', { name: pool.name })
-      .getByRole('button', { name: 'Connect' })
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
       .click();
     await userPage.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await drawing(userPage);
@@ -663,6 +663,11 @@ describe('the admin console runs the live system', () => {
     const shadowPage = await shadowViewer(s);
     const { admin, row } = await sessionsTabWith(s);
     await row.getByRole('button', { name: 'Log off' }).click();
+    // it asks first
+    await admin
+      .getByRole('dialog', { name: `Log off ${s.user.username}?` })
+      .getByRole('button', { name: 'Log off' })
+      .click();
     await flashOk(admin, `${s.user.username} logged off.`).waitFor({ timeout: UI_MS });
     await s.userPage.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
       timeout: UI_MS,

@@ -91,12 +91,18 @@ describe('a real desktop in the browser', () => {
     await p.getByLabel('Username').fill(ADMIN.username);
     await p.getByLabel('Password').fill(ADMIN.password);
     await p.getByRole('button', { name: 'Sign in' }).click();
-    await p.getByRole('button', { name: 'Connect' }).first().waitFor({ timeout: 15_000 });
+    await p
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .waitFor({ timeout: 15_000 });
   }
 
   async function connect(p: Page) {
     const t0 = Date.now();
-    await p.getByRole('button', { name: 'Connect' }).first().click();
+    await p
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .click();
     await p.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await p.waitForFunction(
       () =>
@@ -318,7 +324,10 @@ describe('a real desktop in the browser', () => {
     expect(alive(first.xvncPid)).toBe(true);
     page = await context.newPage();
     await page.goto(server.url + '/');
-    await page.getByRole('button', { name: 'Connect' }).first().waitFor();
+    await page
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .waitFor();
     await connect(page);
     const again = desktop()!.handle!;
     expect(again).toMatchObject({
@@ -381,7 +390,13 @@ describe('a real desktop in the browser', () => {
   });
 
   it('Log off ends the session and stops the desktop; the next Connect starts a fresh one', async () => {
+    // the faded toolbar comes back near the top edge; log off asks first
+    await page.mouse.move(12, 4);
     await page.getByRole('button', { name: 'Log off' }).click();
+    await page
+      .getByRole('dialog', { name: 'Log off?' })
+      .getByRole('button', { name: 'Log off' })
+      .click();
     await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
       timeout: 15_000,
     });
@@ -393,14 +408,23 @@ describe('a real desktop in the browser', () => {
     await until(() => desktop() === undefined, 10_000, 'desktop record removed');
     const oldId = desktopId;
     await page.goto(server.url + '/');
-    await page.getByRole('button', { name: 'Connect' }).first().waitFor();
+    await page
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .waitFor();
     await connect(page);
     const sid = page.url().split('/desktop/')[1]!.split(/[?#]/)[0]!;
     desktopId = desktopOf(sid);
     expect(desktopId).not.toBe(oldId);
     first = desktop()!.handle!;
     expect(readHome('e2e-token.txt')).toBeUndefined();
+    // the faded toolbar comes back near the top edge; log off asks first
+    await page.mouse.move(12, 4);
     await page.getByRole('button', { name: 'Log off' }).click();
+    await page
+      .getByRole('dialog', { name: 'Log off?' })
+      .getByRole('button', { name: 'Log off' })
+      .click();
     await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
       timeout: 15_000,
     });

@@ -49,7 +49,10 @@ describe('a hostile desktop in the browser', () => {
     await page.getByLabel('Username').fill(ADMIN.username);
     await page.getByLabel('Password').fill(ADMIN.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: 'Connect' }).first().waitFor({ timeout: 15_000 });
+    await page
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .waitFor({ timeout: 15_000 });
   });
 
   afterAll(async () => {
@@ -62,7 +65,10 @@ describe('a hostile desktop in the browser', () => {
 
   it('shows why a desktop whose screen is too large cannot be opened', async () => {
     hostile = await startHostileServer(socketPath, 'huge-init');
-    await page.getByRole('button', { name: 'Connect' }).first().click();
+    await page
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .click();
     await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await page.getByText('Cannot open this desktop').waitFor({ timeout: 30_000 });
     const reason = await page.locator('.end-reason').textContent();
@@ -75,7 +81,10 @@ describe('a hostile desktop in the browser', () => {
   it('shows why the link was dropped when the screen grows too large later', async () => {
     hostile = await startHostileServer(socketPath, 'huge-resize');
     await page.goto(t.url + '/');
-    await page.getByRole('button', { name: 'Connect' }).first().click();
+    await page
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .click();
     await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
     const banner = page.locator('.banner-warn').filter({ hasText: '16384×16384' });
     await banner.waitFor({ timeout: 30_000 });

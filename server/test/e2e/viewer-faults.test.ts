@@ -69,7 +69,10 @@ describe('viewer faults in the browser: black hole and SIGTERM', () => {
     await page.getByLabel('Username').fill(ADMIN.username);
     await page.getByLabel('Password').fill(ADMIN.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: 'Connect' }).first().click();
+    await page
+      .getByRole('button', { name: /^(Connect|Resume)$/ })
+      .first()
+      .click();
     await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await page.waitForFunction(
       () =>

@@ -207,7 +207,7 @@ describe('a VM desktop in the browser', () => {
     await page.getByLabel('Username').fill(ADMIN.username);
     await page.getByLabel('Password').fill(ADMIN.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: 'Connect' }).click({ timeout: UI_MS });
+    await page.getByRole('button', { name: /^(Connect|Resume)$/ }).click({ timeout: UI_MS });
     await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
     await page.waitForFunction(
       () =>
@@ -310,7 +310,13 @@ describe('a VM desktop in the browser', () => {
 
   it('Log off stops the VM and discards its linked clone; the golden image is untouched', async () => {
     const h = vm!;
+    // the faded toolbar comes back near the top edge; log off asks first
+    await page.mouse.move(12, 4);
     await page.getByRole('button', { name: 'Log off' }).click();
+    await page
+      .getByRole('dialog', { name: 'Log off?' })
+      .getByRole('button', { name: 'Log off' })
+      .click();
     await page.waitForFunction(() => document.body.dataset.viewer === 'ended', null, {
       timeout: UI_MS,
     });

@@ -152,9 +152,16 @@ describe('timeouts (manual clock, real Xvnc, real viewers)', () => {
       'the input time to be recorded',
     );
 
-    clock.advance(100_000); // 200 s since attach, 100 s since the input
+    const warnings: Array<{ kind: string; inMs: number }> = [];
+    s.socket.on('warning', (m) => warnings.push(m));
+    clock.advance(30_000); // 30 s since the input: the log-off is 90 s away, not yet warned of
+    await ts.server.broker.tick();
+    clock.advance(70_000); // 200 s since attach, 100 s since the input
     await ts.server.broker.tick();
     expect((await session(s.sessionId)).state).toBe('active');
+    // warned ahead (at most half the 120 s timeout ahead), with the time left
+    await until(() => warnings.length > 0, 10_000, 'the log-off warning');
+    expect(warnings).toEqual([{ kind: 'idle', inMs: 20_000 }]);
 
     clock.advance(20_000);
     await ts.server.broker.tick();

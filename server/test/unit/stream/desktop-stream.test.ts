@@ -113,6 +113,7 @@ describe('DesktopStream viewers and input', () => {
       pointerEvent: record('pointer'),
       clientCutText: record('clipboard'),
       setDesktopSize: record('resize'),
+      canResize: true,
     });
     expect(stream.input({ kind: 'key', keysym: 0x61, down: true })).toBe(true);
     expect(stream.input({ kind: 'pointer', x: 3, y: 4, buttons: 1 })).toBe(true);

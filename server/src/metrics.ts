@@ -1,0 +1,50 @@
+/**
+ * The Prometheus registry (`GET /metrics`) and the metrics every layer observes: a leaf
+ * module with no imports of ours, so the broker, the stream and auth can count without
+ * reaching up to the gateway. The gateway's own metrics are in gateway/metrics.ts.
+ */
+import client from 'prom-client';
+
+export const registry = new client.Registry();
+client.collectDefaultMetrics({ register: registry });
+
+export const metrics = {
+  /** set at each scrape from the store (broker.updateGauges) */
+  sessions: new client.Gauge({
+    name: 'vdi_sessions',
+    help: 'Live sessions by state (starting, active, disconnected) and pool',
+    labelNames: ['state', 'pool'],
+    registers: [registry],
+  }),
+  desktops: new client.Gauge({
+    name: 'vdi_desktops',
+    help: 'Desktops by state (provisioning, ready, in-use, stopping, stopped, failed) and pool',
+    labelNames: ['state', 'pool'],
+    registers: [registry],
+  }),
+  /** set at each scrape from this node's attachments */
+  viewers: new client.Gauge({
+    name: 'vdi_viewers',
+    help: "Viewers attached to a session on this node: the user's own (user) or an administrator watching (shadow)",
+    labelNames: ['kind'],
+    registers: [registry],
+  }),
+  encodeSeconds: new client.Histogram({
+    name: 'vdi_frame_encode_seconds',
+    help: "Time to encode one frame's rectangles (in parallel) for a viewer",
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [registry],
+  }),
+  brokerTickSeconds: new client.Histogram({
+    name: 'vdi_broker_tick_seconds',
+    help: 'Time of one broker tick (timeouts, spares, health checks)',
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  }),
+  signIns: new client.Counter({
+    name: 'vdi_sign_ins_total',
+    help: 'Sign-in attempts by result: succeeded, failed (wrong credentials, disabled) or throttled',
+    labelNames: ['result'],
+    registers: [registry],
+  }),
+};
