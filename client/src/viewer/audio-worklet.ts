@@ -3,9 +3,14 @@
  * audio-player.ts). Decoded packets arrive as planar stereo; the processor plays them out
  * 128 frames at a time. It starts (and starts again after running dry) only once `target`
  * frames are buffered, so network jitter up to that much plays smoothly; when more than
- * `target + slack` has piled up (a stall, a suspended tab) it skips ahead to `target`, so the
- * delay never grows. Memory is a fixed ring of one second.
+ * `target + slack` has piled up (a stall, a suspended tab) it skips ahead to `target`, and
+ * when the buffer has not once been below `target + TRIM` for half a second (a burst after a
+ * hiccup that never drained) it drops the surplus, so the delay goes back to `target`.
+ * Memory is a fixed ring of one second.
  */
+
+/** surplus over the target tolerated for half a second before it is dropped, seconds */
+const TRIM_S = 0.01;
 
 // the AudioWorkletGlobalScope, which the DOM library does not describe
 declare const sampleRate: number;
@@ -32,6 +37,9 @@ class JitterBufferProcessor extends AudioWorkletProcessor {
   private underruns = 0;
   private skipped = 0;
   private lastReport = 0;
+  /** the least buffered since `windowStart` (frames read) */
+  private windowMin = Infinity;
+  private windowStart = 0;
 
   constructor(options: Options) {
     super();
@@ -67,6 +75,16 @@ class JitterBufferProcessor extends AudioWorkletProcessor {
       this.underruns++;
     }
     if (this.playing) {
+      this.windowMin = Math.min(this.windowMin, buffered);
+      if (this.read - this.windowStart >= sampleRate / 2) {
+        const surplus = this.windowMin - this.target;
+        if (surplus > TRIM_S * sampleRate && buffered - surplus >= n) {
+          this.read += surplus;
+          this.skipped += surplus;
+        }
+        this.windowMin = Infinity;
+        this.windowStart = this.read;
+      }
       for (let i = 0; i < n; i++) {
         const at = (this.read + i) % this.capacity;
         l[i] = this.left[at]!;

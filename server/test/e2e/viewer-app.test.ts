@@ -95,12 +95,14 @@ describe('a published application', () => {
       'the program started',
     );
     // the program's window fills the desktop: no decorations, maximised
+    // (whatever size the desktop has: the viewer may have resized it to the browser window)
     let geometry = '';
     await until(
       async () => {
+        const screen = (await x(['getdisplaygeometry'])).trim().replace(' ', 'x');
         const id = (await x(['search', '--name', 'line-reader'])).trim().split('\n')[0]!;
         geometry = await x(['getwindowgeometry', id]);
-        return /Geometry: 1024x768/.test(geometry);
+        return geometry.includes(`Geometry: ${screen}`);
       },
       15_000,
       'the application window maximised',

@@ -9,6 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserContext, Page } from 'playwright-core';
@@ -30,7 +31,11 @@ describe('files: upload into ~/Uploads, download from ~/Downloads', () => {
 
   const filesPanel = () => page.getByRole('complementary', { name: 'Files' });
   const openPanel = async () => {
-    if (await filesPanel().isHidden()) await page.getByRole('button', { name: 'Files' }).click();
+    if (await filesPanel().isHidden()) {
+      // the toolbar fades while the desktop is used: the pointer at the top edge brings it back
+      await page.mouse.move(640, 2);
+      await page.getByRole('button', { name: 'Files' }).click();
+    }
     await filesPanel().waitFor();
   };
   /** the upload row of a file, once it is done or failed */
@@ -140,6 +145,34 @@ describe('files: upload into ~/Uploads, download from ~/Downloads', () => {
     await asDesktop(desktop, 'rm filler.bin');
     const free = Number((await asDesktop(desktop, 'df -k --output=avail . | tail -1')).trim());
     expect(free * 1024).toBeGreaterThan(20 * MiB);
+  });
+
+  it('leaves nothing when the browser goes away in the middle of an upload', async () => {
+    const url = new URL(`${rig.server.url}/api/sessions/${sessionId}/files/uploads?name=cut.bin`);
+    const req = http.request(url, {
+      method: 'POST',
+      headers: {
+        cookie: rig.admin.cookie,
+        'x-requested-with': 'vdi',
+        'content-type': 'application/octet-stream',
+        'content-length': String(10 * MiB),
+      },
+    });
+    req.on('error', () => undefined);
+    req.write(randomBytes(MiB));
+    // the helper has made its temporary file and is writing into it
+    await until(
+      async () => (await asDesktop(desktop, 'ls -a Uploads')).includes('.vdi-upload-'),
+      15_000,
+      'the upload under way',
+    );
+    req.destroy();
+    await until(
+      async () => !(await asDesktop(desktop, 'ls -a Uploads')).includes('.vdi-upload-'),
+      15_000,
+      'the temporary file removed',
+    );
+    expect(await asDesktop(desktop, 'ls -a Uploads')).not.toContain('cut.bin');
   });
 
   it('lists ~/Downloads and downloads a file byte-identical', async () => {

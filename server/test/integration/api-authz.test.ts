@@ -440,7 +440,13 @@ describe('disabling a user', () => {
       username: 'dave',
       password: dave.password,
     });
-    expect([again.status, again.error?.code]).toEqual([401, 'BAD_CREDENTIALS']);
+    // the right password learns that the account is disabled (a wrong one learns nothing)
+    expect([again.status, again.error?.code]).toEqual([403, 'ACCOUNT_DISABLED']);
+    const wrong = await new Api(ts.url).post('/api/auth/login', {
+      username: 'dave',
+      password: 'not-' + dave.password,
+    });
+    expect([wrong.status, wrong.error?.code]).toEqual([401, 'BAD_CREDENTIALS']);
     // and a socket with the old cookie is refused
     const refused = viewers.open(ts.url, { cookie: oldCookie });
     const err = await new Promise<Error>((resolve) => refused.once('connect_error', resolve));

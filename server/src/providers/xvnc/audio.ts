@@ -193,6 +193,10 @@ class FifoCapture
     const a = h.account;
     const argv = a
       ? [
+          // no network at all (a fresh network namespace), then the desktop's account
+          'unshare',
+          '--net',
+          '--',
           'setpriv',
           `--reuid=${a.uid}`,
           `--regid=${a.gid}`,

@@ -187,6 +187,10 @@ export class XvncFiles implements DesktopFiles {
       const node = [process.execPath, '-e', HELPER, ...args];
       const argv = a
         ? [
+            // no network at all (a fresh network namespace), then the desktop's account
+            'unshare',
+            '--net',
+            '--',
             'setpriv',
             `--reuid=${a.uid}`,
             `--regid=${a.gid}`,
