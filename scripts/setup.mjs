@@ -32,7 +32,7 @@ export const TEST_PACKAGES = [
   'chromium',
   'x11-utils', // xev, xprop
   'xdotool',
-  'x11-apps', // xwd
+  'x11-apps', // xwd, xwud
   'xclip',
   'socat', // the isolation suite tries unix and abstract sockets from inside a desktop
   'busybox-static',
@@ -44,6 +44,11 @@ export const TEST_PACKAGES = [
   'libx11-dev',
   'libxext-dev',
   'nginx', // the load balancer in front of several gateway nodes (node-loss test, npm run cluster)
+  'postgresql', // the several-node tests' store (a private instance when the local one asks for a password)
+  'redis-server', // the several-node tests' Socket.IO adapter
+  'lxd', // the lxd provider's tests start their own daemons (server/test/helpers/lxd.ts)
+  'debootstrap', // builds their desktop image (infra/lxd/build-image.sh)
+  'openssl', // a client certificate for the LXD cluster test
 ];
 
 /** `npm run cluster`: the load balancer (PostgreSQL and Redis are the operator's). */

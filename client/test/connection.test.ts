@@ -98,7 +98,14 @@ const OK: AttachResult = {
   height: 800,
   viewOnly: false,
   name: 'Desk 1',
-  resize: { allowed: true, minWidth: 640, minHeight: 480, maxWidth: 4096, maxHeight: 4096 },
+  resize: {
+    allowed: true,
+    fitByDefault: true,
+    minWidth: 640,
+    minHeight: 480,
+    maxWidth: 4096,
+    maxHeight: 4096,
+  },
 };
 
 const TIMINGS = { pingAfterMs: 1000, unstableMs: 3000, lostMs: 15_000 };

@@ -11,6 +11,7 @@ import { ManualClock } from './helpers/manual-clock';
 
 const RANGE: DesktopResize = {
   allowed: true,
+  fitByDefault: true,
   minWidth: 640,
   minHeight: 480,
   maxWidth: 1920,
@@ -79,6 +80,17 @@ describe('displaySize', () => {
 });
 
 describe('DesktopResizer', () => {
+  it('a pool without a resize range keeps its size (scaled) until the user picks fit', () => {
+    const t = setup({ ...RANGE, fitByDefault: false });
+    expect(t.resizer.mode).toBe('scale');
+    t.resizer.areaChanged();
+    t.clock.advance(RESIZE_DEBOUNCE_MS * 2);
+    expect(t.requests).toEqual([]);
+    t.resizer.setMode('fit');
+    t.clock.advance(0);
+    expect(t.requests).toEqual([{ width: 1000, height: 700 }]);
+  });
+
   it('asks for the window size once attached, and again only after the window settles', () => {
     const t = setup();
     t.clock.advance(0);

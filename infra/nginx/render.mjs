@@ -13,7 +13,7 @@ const TEMPLATE = path.join(import.meta.dirname, 'vdi.conf.template');
 export function renderNginxConfig(o) {
   const upstreams = o.nodes
     .map(
-      (n) => `    server ${n} max_fails=${o.maxFails ?? 1} fail_timeout=${o.failTimeoutSec ?? 5}s;`,
+      (n) => `    server ${n} max_fails=${o.maxFails ?? 1} fail_timeout=${o.failTimeoutSec ?? 2}s;`,
     )
     .join('\n');
   return fs

@@ -25,6 +25,7 @@ import type { Provider } from './providers/types.js';
 import { XvncProvider } from './providers/xvnc/provider.js';
 import { QemuProvider } from './providers/qemu/provider.js';
 import { VncProvider } from './providers/vnc.js';
+import { lxdProviderFromConfig } from './providers/lxd/from-config.js';
 
 export interface ServerDeps {
   clock?: Clock;
@@ -87,15 +88,27 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
     }),
     new QemuProvider(dirs, {
       accel: config.qemuAccel,
+      hostName: config.hostName,
+      migration: {
+        maxBandwidthBytes: config.migration.maxBandwidthBytes,
+        downtimeLimitMs: config.migration.downtimeLimitMs,
+        postcopy: config.migration.postcopy,
+      },
       uidRange: config.desktopUids,
       uidLockDir: config.desktopUids.lockDir,
       cgroupParent: config.cgroupParent,
     }),
     new VncProvider(),
+    lxdProviderFromConfig(config),
   ];
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));
   const broker = new Broker(db, providerMap, clock, log.child({ part: 'broker' }), {
     tickMs: config.brokerTickMs,
+    migration: {
+      hostName: config.hostName,
+      hosts: config.hosts,
+      drainConcurrency: config.migration.drainConcurrency,
+    },
     // several nodes share a PostgreSQL store (decision 11)
     node: {
       host: config.node.host,

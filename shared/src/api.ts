@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NetworkMode, QemuTemplate, VncTemplate, XvncTemplate } from './templates.js';
+import { LxdTemplate, NetworkMode, QemuTemplate, VncTemplate, XvncTemplate } from './templates.js';
 
 /**
  * REST bodies and answers under /api. The server validates every body with these schemas
@@ -58,7 +58,7 @@ export type Me = z.infer<typeof Me>;
 export const LoginAnswer = z.object({ user: Me });
 export type LoginAnswer = z.infer<typeof LoginAnswer>;
 
-export const ProviderKind = z.enum(['xvnc', 'qemu', 'vnc']);
+export const ProviderKind = z.enum(['xvnc', 'qemu', 'vnc', 'lxd']);
 export type ProviderKind = z.infer<typeof ProviderKind>;
 export const AssignmentType = z.enum(['dedicated', 'floating']);
 export type AssignmentType = z.infer<typeof AssignmentType>;
@@ -103,6 +103,11 @@ export const PoolCreateBody = z.discriminatedUnion('provider', [
   }),
   z.strictObject({ ...PoolFields, provider: z.literal('qemu'), template: QemuTemplate }),
   z.strictObject({ ...PoolFields, provider: z.literal('vnc'), template: VncTemplate }),
+  z.strictObject({
+    ...PoolFields,
+    provider: z.literal('lxd'),
+    template: LxdTemplate.default(LxdTemplate.parse({})),
+  }),
 ]);
 export type PoolCreateBody = z.infer<typeof PoolCreateBody>;
 
@@ -305,6 +310,48 @@ export const SnapshotName = z
   .string()
   .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits and _ . - only');
 
+/** A host's name (a cluster member, or another host name this machine serves) */
+export const HostName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits and _ . - only');
+/** POST /api/admin/desktops/:id/move: live-migrate a running VM desktop to a host */
+export const MoveBody = z.strictObject({ host: HostName });
+/** What a move took (figures from QEMU and the provider), ms and bytes */
+export const MoveResult = z.object({
+  desktopId: z.string(),
+  from: z.string(),
+  to: z.string(),
+  totalMs: z.number(),
+  /** the guest's pause (QMP query-migrate `downtime`) */
+  downtimeMs: z.number(),
+  setupMs: z.number(),
+  mirrorMs: z.number(),
+  migrateMs: z.number(),
+  ramBytes: z.number(),
+});
+export type MoveResult = z.infer<typeof MoveResult>;
+/** POST /api/admin/hosts/:host/drain: move every VM desktop off a host */
+export const DrainBody = z.strictObject({ to: HostName.optional() });
+export const DrainResult = z.object({
+  host: z.string(),
+  to: z.string(),
+  moved: z.number(),
+  failed: z.number(),
+  results: z.array(
+    z.object({
+      desktopId: z.string(),
+      ok: z.boolean(),
+      totalMs: z.number().optional(),
+      downtimeMs: z.number().optional(),
+      error: z.string().optional(),
+    }),
+  ),
+});
+export type DrainResult = z.infer<typeof DrainResult>;
+/** GET /api/admin/hosts/move-targets: where VM desktops can be moved, and which host is this server's */
+export const HostList = z.object({ self: z.string(), hosts: z.array(z.string()) });
+export type HostList = z.infer<typeof HostList>;
+
 export const AuditEntry = z.object({
   id: z.number(),
   at: z.string(),
@@ -383,3 +430,29 @@ export const AdminDesktop = z.object({
   isolation: DesktopIsolation.nullable(),
 });
 export type AdminDesktop = z.infer<typeof AdminDesktop>;
+
+/** A host desktops are placed on (an LXD cluster member), with its load. */
+export const Host = z.object({
+  id: z.string(),
+  provider: ProviderKind,
+  address: z.string(),
+  /** active: takes new desktops; draining: keeps its desktops, takes no new ones; down: offline */
+  state: z.enum(['active', 'draining', 'down']),
+  online: z.boolean(),
+  detail: z.string(),
+  /** most desktops on this host; 0 = no limit */
+  maxSessions: z.number(),
+  sessions: z.number(),
+  lastSeen: z.string().nullable(),
+});
+export type Host = z.infer<typeof Host>;
+
+export const HostUpdateBody = z
+  .strictObject({
+    state: z.enum(['active', 'draining']).optional(),
+    maxSessions: z.number().int().min(0).max(100_000).optional(),
+  })
+  .refine((b) => b.state !== undefined || b.maxSessions !== undefined, {
+    message: 'give a state or maxSessions',
+  });
+export type HostUpdateBody = z.infer<typeof HostUpdateBody>;

@@ -93,6 +93,11 @@ export interface AttachResult {
 export interface DesktopResize {
   /** false: view-only, or the desktop cannot change its size (it is scaled instead) */
   allowed: boolean;
+  /**
+   * the pool asks for "fit to window" unless the user chose otherwise (its template sets a
+   * resizeRange); else the desktop keeps the pool's size and the picture is scaled
+   */
+  fitByDefault: boolean;
   /** why not, in the viewer's words, when not allowed */
   reason?: string;
   minWidth: number;

@@ -173,3 +173,58 @@ export const VncTemplate = z.strictObject({
   hosts: z.array(VncHost).min(1).max(1000),
 });
 export type VncTemplate = z.infer<typeof VncTemplate>;
+
+/** How a pool of LXD desktops spreads over the cluster's members (docs/architecture.md, "Many hosts"). */
+export const PlacementPolicy = z.enum(['breadth-first', 'depth-first']);
+export type PlacementPolicy = z.infer<typeof PlacementPolicy>;
+
+export const LxdLimits = z.strictObject({
+  /** at most this many CPUs' worth of time (e.g. 1.5 → limits.cpu 2, allowance 150ms/100ms); 0 = no cap */
+  cpuMax: z.number().min(0).max(1024).default(0),
+  /** limits.memory, MiB; beyond it the kernel kills a process inside the container only */
+  memoryMb: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_MEMORY_MB)
+    .refine((v) => v === 0 || v >= MIN_MEMORY_MB, {
+      message: `0 (no limit) or at least ${MIN_MEMORY_MB} MiB: less cannot run a desktop`,
+    })
+    .default(2048),
+  /** limits.processes (caps a fork bomb) */
+  pids: z
+    .number()
+    .int()
+    .min(0)
+    .max(4_194_304)
+    .refine((v) => v === 0 || v >= MIN_PIDS, {
+      message: `0 (no limit) or at least ${MIN_PIDS}: less cannot run a desktop`,
+    })
+    .default(1024),
+});
+export type LxdLimits = z.infer<typeof LxdLimits>;
+
+/** A pool of LXD system containers made from a desktop image (infra/lxd/build-image.sh). */
+export const LxdTemplate = z.strictObject({
+  ...DesktopLimitFields,
+  /** image alias or fingerprint on the LXD server @default vdi-desktop */
+  image: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .default('vdi-desktop'),
+  /** LXD storage pool of the containers' root disks @default default */
+  storagePool: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .default('default'),
+  width: z.number().int().min(320).max(8192).default(1280),
+  height: z.number().int().min(200).max(8192).default(800),
+  /** an LXD managed network to attach as eth0; none (no network device at all) when unset */
+  network: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .optional(),
+  placement: PlacementPolicy.default('breadth-first'),
+  limits: LxdLimits.prefault({}),
+});
+export type LxdTemplate = z.infer<typeof LxdTemplate>;

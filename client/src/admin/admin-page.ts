@@ -7,6 +7,7 @@ import type { Page, RouteContext } from '../router';
 import { auditTab } from './audit-tab';
 import { entitlementsTab } from './entitlements-tab';
 import { groupsTab } from './groups-tab';
+import { hostsTab } from './hosts-tab';
 import { poolsTab } from './pools-tab';
 import { sessionsTab } from './sessions-tab';
 import { usersTab } from './users-tab';
@@ -19,6 +20,7 @@ const TABS = [
   { key: 'pools', label: 'Pools', open: poolsTab },
   { key: 'entitlements', label: 'Entitlements', open: entitlementsTab },
   { key: 'sessions', label: 'Sessions', open: sessionsTab },
+  { key: 'hosts', label: 'Hosts', open: hostsTab },
   { key: 'audit', label: 'Audit', open: auditTab },
 ] as const;
 

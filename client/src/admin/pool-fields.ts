@@ -177,10 +177,60 @@ function vncTemplate(): TemplateForm {
   };
 }
 
+/** LXD system containers from the desktop image, placed on the cluster's members. */
+function lxdTemplate(): TemplateForm {
+  const image = h('input', { defaultValue: 'vdi-desktop', maxLength: 64, spellcheck: false });
+  const width = numberInput(1280, 320, 8192);
+  const height = numberInput(800, 200, 8192);
+  const placement = h(
+    'select',
+    null,
+    h('option', { value: 'breadth-first' }, 'Breadth-first (least loaded host)'),
+    h('option', { value: 'depth-first' }, 'Depth-first (fill a host first)'),
+  );
+  const network = h('input', {
+    maxLength: 64,
+    spellcheck: false,
+    placeholder: 'None: no network device',
+  });
+  const memory = numberInput(2048, 0, 4 * 1024 * 1024);
+  const cpu = h('input', {
+    type: 'number',
+    defaultValue: '0',
+    min: '0',
+    max: '1024',
+    step: '0.25',
+  });
+  const pids = numberInput(1024, 0, 4_194_304);
+  return {
+    el: h(
+      'div',
+      { class: 'form-grid' },
+      field('Image', image, 'Alias of the desktop image on the LXD server (npm run setup:lxd)'),
+      field('Width', width),
+      field('Height', height),
+      field('Placement', placement),
+      field('Network', network, 'An LXD managed network to attach; empty = none'),
+      field('Memory (MiB)', memory, '0 = no limit'),
+      field('CPUs', cpu, '0 = no cap'),
+      field('Processes', pids, '0 = no limit'),
+    ),
+    value: () => ({
+      image: image.value.trim() || 'vdi-desktop',
+      width: int(width),
+      height: int(height),
+      placement: placement.value,
+      network: optional(network),
+      limits: { memoryMb: int(memory), cpuMax: Number(cpu.value) || 0, pids: int(pids) },
+    }),
+  };
+}
+
 export const TEMPLATE_FORMS: Record<ProviderKind, () => TemplateForm> = {
   xvnc: xvncTemplate,
   qemu: qemuTemplate,
   vnc: vncTemplate,
+  lxd: lxdTemplate,
 };
 
 /** The fields PoolCreateBody and PoolUpdateBody share, as inputs. */

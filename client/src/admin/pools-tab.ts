@@ -27,6 +27,7 @@ export function poolsTab({ flash }: TabContext): Tab {
       ['xvnc', 'xvnc (Linux desktop)'],
       ['qemu', 'qemu (virtual machine)'],
       ['vnc', 'vnc (existing hosts)'],
+      ['lxd', 'lxd (containers on an LXD cluster)'],
     ],
     'xvnc',
   );

@@ -1,8 +1,9 @@
 /**
  * What an administrator can do to a live session from its row: shadow, message, disconnect,
- * log off, reset, and for VMs snapshot, restore and power. Confirmations are in-page dialogs.
+ * log off, reset, and for VMs snapshot, restore, power and move (live migration to another
+ * host, the user's viewer staying attached). Confirmations are in-page dialogs.
  */
-import type { AdminSession } from '@vdi/shared';
+import type { AdminSession, HostList, MoveResult } from '@vdi/shared';
 import { confirmDialog, openDialog } from '../dialog';
 import { field, h, select } from '../dom';
 import { api, seg } from '../http';
@@ -151,7 +152,47 @@ function power(s: AdminSession, ctx: SessionActionContext): void {
   });
 }
 
-/** The buttons of one session's row; VMs get snapshot, restore and power besides. */
+function move(s: AdminSession, ctx: SessionActionContext): void {
+  const here = s.facts?.host ?? '';
+  const hosts = select([]);
+  const dialog = openDialog({
+    title: `Move ${s.desktopName}`,
+    body: [
+      h(
+        'p',
+        null,
+        `Live-migrate the running VM${here ? ` from ${here}` : ''} to another host. ${s.username} keeps working: at most a short freeze, no reconnect.`,
+      ),
+      field('Destination host', hosts),
+    ],
+    actions: [
+      {
+        label: 'Move now',
+        variant: 'primary',
+        run: async () => {
+          if (!hosts.value) throw new Error('There is no other host to move to.');
+          const r = await api.post<MoveResult>(`/api/admin/desktops/${seg(s.desktopId)}/move`, {
+            host: hosts.value,
+          });
+          ctx.flash.ok(
+            `${s.desktopName} moved to ${r.to} in ${(r.totalMs / 1000).toFixed(1)} s (paused ${r.downtimeMs} ms).`,
+          );
+          await ctx.refresh();
+        },
+      },
+    ],
+  });
+  void api
+    .get<HostList>('/api/admin/hosts/move-targets')
+    .then((list) => {
+      const others = list.hosts.filter((x) => x !== here);
+      hosts.replaceChildren(...others.map((x) => h('option', { value: x }, x)));
+      if (others.length === 0) dialog.setError('There is no other host to move to.');
+    })
+    .catch((err: unknown) => dialog.setError(err instanceof Error ? err.message : String(err)));
+}
+
+/** The buttons of one session's row; VMs get snapshot, restore, power and move besides. */
 export function sessionActions(
   s: AdminSession,
   isQemu: boolean,
@@ -192,6 +233,7 @@ export function sessionActions(
       button('Snapshot', () => snapshot(s, ctx)),
       button('Restore', () => restore(s, ctx)),
       button('Power', () => power(s, ctx)),
+      button('Move', () => move(s, ctx)),
     );
   }
   return list;

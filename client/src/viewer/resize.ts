@@ -55,7 +55,8 @@ export interface ResizePorts {
 }
 
 export class DesktopResizer {
-  private modeValue: DisplayMode;
+  /** the user's own choice, kept in the browser; undefined: the pool's default */
+  private chosen: DisplayMode | undefined;
   private offer: DesktopResize | undefined;
   private pending: Cancel | undefined;
 
@@ -65,17 +66,18 @@ export class DesktopResizer {
     private readonly storage: Pick<Storage, 'getItem' | 'setItem'> | undefined = safeStorage(),
   ) {
     const saved = this.storage?.getItem(STORAGE_KEY);
-    this.modeValue = DISPLAY_MODES.some((m) => m.mode === saved) ? (saved as DisplayMode) : 'fit';
+    this.chosen = DISPLAY_MODES.some((m) => m.mode === saved) ? (saved as DisplayMode) : undefined;
   }
 
-  /** the mode the user chose */
+  /** the mode chosen: the user's, else the pool's default (fit when it sets a resize range) */
   get mode(): DisplayMode {
-    return this.modeValue;
+    return this.chosen ?? (this.offer?.fitByDefault ? 'fit' : 'scale');
   }
 
   /** the mode in effect: "fit" falls back to scaling where the desktop cannot resize */
   get effectiveMode(): DisplayMode {
-    return this.modeValue === 'fit' && !this.canResize ? 'scale' : this.modeValue;
+    const mode = this.mode;
+    return mode === 'fit' && !this.canResize ? 'scale' : mode;
   }
 
   get canResize(): boolean {
@@ -95,7 +97,7 @@ export class DesktopResizer {
   }
 
   setMode(mode: DisplayMode): void {
-    this.modeValue = mode;
+    this.chosen = mode;
     this.storage?.setItem(STORAGE_KEY, mode);
     this.ports.changed();
     this.schedule(0);

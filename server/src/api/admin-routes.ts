@@ -4,6 +4,7 @@ import { adminAuditRoutes } from './admin/audit.js';
 import { adminDesktopRoutes } from './admin/desktops.js';
 import { adminEntitlementRoutes } from './admin/entitlements.js';
 import { adminGroupRoutes } from './admin/groups.js';
+import { adminHostRoutes } from './admin/hosts.js';
 import { adminPoolRoutes } from './admin/pools.js';
 import { AdminScope, type AdminDeps } from './admin/scope.js';
 import { adminSessionRoutes } from './admin/sessions.js';
@@ -11,7 +12,7 @@ import { adminUserRoutes } from './admin/users.js';
 
 /**
  * The admin console's API under /api/admin, one file a section in admin/: users, groups,
- * pools, entitlements, sessions, desktops, audit. Each route validates and authorises, then
+ * pools, entitlements, sessions, desktops, audit, hosts. Each route validates and authorises, then
  * calls the broker (or, for plain records, the store).
  */
 export function adminRoutes(router: Router, reg: ApiRegistry, deps: AdminDeps): void {
@@ -23,4 +24,5 @@ export function adminRoutes(router: Router, reg: ApiRegistry, deps: AdminDeps): 
   adminSessionRoutes(admin);
   adminDesktopRoutes(admin);
   adminAuditRoutes(admin);
+  adminHostRoutes(admin);
 }

@@ -114,10 +114,11 @@ export class Assignment extends BrokerPart {
     }
     const spare = await this.claimSpare(pool, userId);
     if (spare) return spare;
-    return this.desktops.withPool(pool.id, async () => {
+    // counting and adding one is one step under the pool's lock; the start (seconds) is not
+    const got = await this.desktops.withPool(pool.id, async () => {
       // a spare that became ready while this waited for the pool (the tick was starting it)
       const late = await this.claimSpare(pool, userId);
-      if (late) return late;
+      if (late) return { ready: late };
       const total = await this.desktops.count(pool.id);
       if (total >= pool.max_size) {
         throw new BrokerError(
@@ -125,11 +126,18 @@ export class Assignment extends BrokerPart {
           `pool "${pool.name}" is full (${pool.max_size} desktops); try again later`,
         );
       }
-      return this.desktops.provision(pool, {
-        owner: pool.assignment === 'dedicated' ? userId : null,
-        state: 'in-use',
-        keepLease: true,
-      });
+      return {
+        reserved: await this.desktops.reserve(
+          pool,
+          pool.assignment === 'dedicated' ? userId : null,
+        ),
+      };
+    });
+    if (got.ready) return got.ready;
+    return this.desktops.startReserved(pool, got.reserved, {
+      state: 'in-use',
+      keepLease: true,
+      forUser: userId,
     });
   }
 

@@ -1,7 +1,14 @@
 import os from 'node:os';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { MyDesktop, PowerAction, Preferences, SessionInfo } from '@vdi/shared';
+import type {
+  DrainResult,
+  MoveResult,
+  MyDesktop,
+  PowerAction,
+  Preferences,
+  SessionInfo,
+} from '@vdi/shared';
 import type { Clock } from '../clock.js';
 import { metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
@@ -14,8 +21,10 @@ import { AuditLog } from '../audit/audit-log.js';
 import type { BrokerContext, BrokerNode } from './context.js';
 import { noClusterLock, type ClusterLock } from '../store/cluster-lock.js';
 import { Desktops } from './desktops.js';
+import { Hosts, type HostView } from './hosts.js';
 import { BrokerError } from './errors.js';
 import type { BrokerEvents } from './events.js';
+import { Migrations, type DesktopLinks, type MigrationOptions } from './migration.js';
 import { BrokerQueries } from './queries.js';
 import { Reconciler } from './reconcile.js';
 import { SessionLifecycle, type AttachInfo } from './sessions.js';
@@ -45,6 +54,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly ticker: BrokerTick;
   private readonly reconciler: Reconciler;
   private readonly users: UserRemoval;
+  private readonly hostDirectory: Hosts;
+  private readonly migrations: Migrations;
   private readonly prefs: UserPreferences;
   private readonly log: Logger;
 
@@ -53,7 +64,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     providers: Map<string, Provider>,
     clock: Clock,
     log: Logger,
-    opts: TickOptions & { node?: Partial<BrokerNode>; lock?: ClusterLock },
+    opts: TickOptions & {
+      node?: Partial<BrokerNode>;
+      lock?: ClusterLock;
+      migration?: MigrationOptions;
+    },
   ) {
     super();
     this.log = log;
@@ -63,6 +78,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       id: opts.node?.id ?? `${host}-${process.pid}`,
       leaseMs: opts.node?.leaseMs ?? 30_000,
       clustered: opts.node?.clustered ?? false,
+      served: [...new Set([host, ...(opts.node?.served ?? opts.migration?.hosts ?? [])])],
     };
     this.audit = new AuditLog(db, clock, log);
     const ctx: BrokerContext = {
@@ -79,13 +95,21 @@ export class Broker extends EventEmitter<BrokerEvents> {
         void (this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args),
     };
     this.queries = new BrokerQueries(ctx);
-    this.desktops = new Desktops(ctx, this.queries);
+    this.hostDirectory = new Hosts(ctx);
+    this.desktops = new Desktops(ctx, this.queries, this.hostDirectory);
     this.sessions = new SessionLifecycle(ctx, this.queries, this.desktops);
     this.assignment = new Assignment(ctx, this.queries, this.desktops, this.sessions);
     this.ticker = new BrokerTick(ctx, this.queries, this.desktops, this.sessions, opts);
     this.reconciler = new Reconciler(ctx, this.queries, this.desktops, this.sessions);
     this.prefs = new UserPreferences(ctx);
     this.users = new UserRemoval(ctx, this.desktops, this.sessions, this.prefs);
+    const hostName = opts.migration?.hostName ?? os.hostname();
+    this.migrations = new Migrations(
+      ctx,
+      this.queries,
+      this.desktops,
+      opts.migration ?? { hostName, hosts: [hostName], drainConcurrency: 2 },
+    );
   }
 
   /** A user's viewer preferences (defaults when never set). */
@@ -258,6 +282,33 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
   }
 
+  // ------------------------------------------------------------- live migration
+
+  /** The gateway's streams keep viewers attached across a move (set once it is built). */
+  setDesktopLinks(links: DesktopLinks): void {
+    this.migrations.setLinks(links);
+  }
+
+  /** the hosts desktops may move to */
+  get moveTargets(): readonly string[] {
+    return this.migrations.hosts;
+  }
+
+  /** this server's host */
+  get hostName(): string {
+    return this.migrations.hostName;
+  }
+
+  /** Live-migrate a running VM desktop to a host; 409 MIGRATING while it moves already. */
+  moveDesktop(desktopId: string, host: string, actor: Actor): Promise<MoveResult> {
+    return this.migrations.move(desktopId, host, actor);
+  }
+
+  /** Move every VM desktop off a host, a few at a time. */
+  drainHost(host: string, to: string | undefined, actor: Actor): Promise<DrainResult> {
+    return this.migrations.drain(host, to, actor);
+  }
+
   /** Remove every desktop of a pool being deleted: stopped, disks purged, rows gone. */
   removePoolDesktops(poolId: string): Promise<void> {
     return this.desktops.purgePool(poolId);
@@ -309,5 +360,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** Start-up: re-adopt running desktops, clean up what is gone, sweep leftovers. */
   reconcile(): Promise<{ adopted: number; cleaned: number; swept: number }> {
     return this.reconciler.reconcile();
+  }
+
+  /** Hosts desktops are placed on (LXD cluster members) with their load; [] on one machine. */
+  hosts(): Promise<HostView[]> {
+    return this.hostDirectory.list();
+  }
+
+  /** Drain a host (no new desktops there), make it active again, or set its maximum. */
+  updateHost(
+    id: string,
+    change: { state?: 'active' | 'draining'; maxSessions?: number },
+    actor: Actor,
+  ): Promise<HostView> {
+    return this.hostDirectory.update(id, change, actor);
   }
 }

@@ -15,6 +15,11 @@ export const LIVE = ['starting', 'active', 'disconnected'] as const;
 export interface BrokerNode {
   /** the host this node starts desktops on (hosts.id, desktops.host) */
   host: string;
+  /**
+   * the hosts whose desktops this node looks after (health, timeouts, reconciliation): its
+   * own, and the other host names this machine serves (LOCAL_HOSTS, where desktops move)
+   */
+  served: readonly string[];
   /** this node (desktops.lease_node): unique per process */
   id: string;
   /** how long a lease on a desktop's in-flight work lasts without renewal, ms */

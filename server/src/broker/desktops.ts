@@ -8,6 +8,7 @@ import { BrokerPart, type BrokerContext } from './context.js';
 import { BrokerError } from './errors.js';
 import { ClusterMutex } from './keyed-mutex.js';
 import type { BrokerQueries, RunningDesktop } from './queries.js';
+import type { Hosts } from './hosts.js';
 
 /**
  * Desktops through their providers: start, provision, stop, restart in place. Whatever
@@ -19,10 +20,13 @@ export class Desktops extends BrokerPart {
   private readonly desktopLock: ClusterMutex;
   /** desktops being restarted in place (admin reset): health checks leave them alone */
   private readonly restarting = new Set<string>();
+  /** desktops being moved to another host (migration.ts): the host each goes to */
+  readonly moving = new Map<string, string>();
 
   constructor(
     ctx: BrokerContext,
     private readonly queries: BrokerQueries,
+    private readonly hosts: Hosts,
   ) {
     super(ctx);
     // cluster-wide: a node's count-and-add or log-off is not interleaved with another's
@@ -78,6 +82,20 @@ export class Desktops extends BrokerPart {
   }
 
   /**
+   * A desktop that is moving to another host takes no other change until the move ends
+   * (its one owner is the move): 409 MIGRATING, saying what was refused.
+   */
+  refuseIfMoving(desktopId: string, what: string): void {
+    const to = this.moving.get(desktopId);
+    if (to !== undefined)
+      throw new BrokerError(
+        'MIGRATING',
+        `the desktop is being moved to host ${to}: ${what} is not possible until the move ends`,
+        409,
+      );
+  }
+
+  /**
    * Is this desktop being restarted in place by this node (its link and health are expected
    * to fail)? Other nodes see the restart's lease on the row instead.
    */
@@ -108,17 +126,26 @@ export class Desktops extends BrokerPart {
     throw new BrokerError('POOL_FULL', `pool "${pool.name}" has no free machine`);
   }
 
-  async start(pool: PoolRow, d: DesktopRow): Promise<DesktopHandle> {
-    return this.provider(pool.provider).create(
-      {
-        desktopId: d.id,
-        poolId: pool.id,
-        template: pool.template,
-        persistent: pool.assignment === 'dedicated',
-        ...(d.slot !== null ? { slot: d.slot } : {}),
-      },
-      this.log.child({ desktopId: d.id }),
-    );
+  async start(pool: PoolRow, d: DesktopRow, forUser?: string): Promise<DesktopHandle> {
+    const provider = this.provider(pool.provider);
+    // providers with several hosts (an LXD cluster): the placement policy picks one
+    const host = await this.hosts.place(pool, forUser ?? d.owner_user_id);
+    const release = host !== undefined ? this.hosts.reserve(host) : undefined;
+    try {
+      return await provider.create(
+        {
+          desktopId: d.id,
+          poolId: pool.id,
+          template: pool.template,
+          persistent: pool.assignment === 'dedicated',
+          ...(d.slot !== null ? { slot: d.slot } : {}),
+          ...(host !== undefined ? { host } : {}),
+        },
+        this.log.child({ desktopId: d.id }),
+      );
+    } finally {
+      release?.();
+    }
   }
 
   /**
@@ -127,8 +154,24 @@ export class Desktops extends BrokerPart {
    */
   async provision(
     pool: PoolRow,
-    o: { owner: string | null; state: 'in-use' | 'ready'; keepLease?: boolean },
+    o: {
+      owner: string | null;
+      state: 'in-use' | 'ready';
+      keepLease?: boolean;
+      /** the user it is started for (placement sends them back to their host) */
+      forUser?: string;
+    },
   ): Promise<DesktopRow> {
+    return this.startReserved(pool, await this.reserve(pool, o.owner), o);
+  }
+
+  /**
+   * The first half of provision: the row, in 'provisioning' under this node's lease. It counts
+   * towards the pool's size at once, so a caller holding the pool's lock (which must not be
+   * held for the seconds a start takes: every Connect of the pool, on every node, waits on it)
+   * reserves under it and starts after letting go.
+   */
+  async reserve(pool: PoolRow, owner: string | null): Promise<DesktopRow> {
     const id = randomUUID();
     const now = this.nowIso();
     const slot = await this.nextSlot(pool);
@@ -137,7 +180,7 @@ export class Desktops extends BrokerPart {
       pool_id: pool.id,
       name: `${pool.name}-${id.slice(0, 6)}`,
       state: 'provisioning',
-      owner_user_id: o.owner,
+      owner_user_id: owner,
       handle: null,
       slot,
       error: null,
@@ -152,11 +195,26 @@ export class Desktops extends BrokerPart {
       .insertInto('desktops')
       .values({ ...row, handle: null })
       .execute();
+    return row;
+  }
+
+  /** The second half of provision: start a reserved desktop; on failure its row goes. */
+  async startReserved(
+    pool: PoolRow,
+    row: DesktopRow,
+    o: {
+      state: 'in-use' | 'ready';
+      keepLease?: boolean;
+      /** the user it is started for (placement sends them back to their host) */
+      forUser?: string;
+    },
+  ): Promise<DesktopRow> {
+    const id = row.id;
     try {
       const handle = await this.withLease(
         id,
         async () => {
-          const handle = await this.start(pool, row);
+          const handle = await this.start(pool, row, o.forUser);
           await this.db
             .updateTable('desktops')
             .set({ handle: jsonColumn(handle), state: o.state, state_since: this.nowIso() })
@@ -171,6 +229,8 @@ export class Desktops extends BrokerPart {
     } catch (e) {
       await this.db.deleteFrom('desktops').where('id', '=', id).execute();
       this.log.error({ err: e, pool: pool.name }, 'desktop provisioning failed');
+      // the broker's own refusals (no host may take it) keep their code
+      if (e instanceof BrokerError) throw e;
       const msg = (e as Error).message.split('\n')[0] ?? 'unknown error';
       throw new BrokerError('DESKTOP_START_FAILED', `a desktop could not be started: ${msg}`, 503);
     }
@@ -188,9 +248,20 @@ export class Desktops extends BrokerPart {
     await this.desktopLock.run(desktopId, async () => {
       const d = await this.queries.desktop(desktopId);
       if (!d) return;
+      const log = this.log.child({ desktopId });
+      if (
+        d.handle &&
+        d.host !== null &&
+        d.host !== this.node.host &&
+        HOST_LOCAL.has(pool.provider)
+      ) {
+        // its processes are on another host: that host's tick stops it (decision 11)
+        await this.setState(d.id, 'stopping');
+        log.info({ reason, host: d.host }, 'desktop release handed to its host');
+        return;
+      }
       const provider = this.provider(pool.provider);
       const handle = d.handle;
-      const log = this.log.child({ desktopId });
       await this.setState(d.id, 'stopping');
       try {
         if (handle)
@@ -216,6 +287,7 @@ export class Desktops extends BrokerPart {
    * when it was restarted (its viewers must attach again), false for a VM's power reset.
    */
   async reset(desktopId: string): Promise<boolean> {
+    this.refuseIfMoving(desktopId, 'a reset');
     return this.desktopLock.run(desktopId, async () => {
       const {
         desktop: d,
@@ -295,6 +367,7 @@ export class Desktops extends BrokerPart {
     detail: unknown,
     run: (desktop: RunningDesktop) => Promise<void>,
   ): Promise<void> {
+    this.refuseIfMoving(desktopId, action);
     await this.desktopLock.run(desktopId, async () =>
       run(await this.queries.runningDesktop(desktopId)),
     );
@@ -340,6 +413,9 @@ export class Desktops extends BrokerPart {
     await this.db.deleteFrom('desktops').where('pool_id', '=', poolId).execute();
   }
 }
+
+/** providers whose desktops are processes of the host that started them (not reachable elsewhere) */
+const HOST_LOCAL = new Set(['xvnc', 'qemu']);
 
 /** a reset finds the session's desktop not running: the same answer whether its row is there */
 const notRunning = () => new BrokerError('DESKTOP_NOT_RUNNING', 'the desktop is not running', 409);

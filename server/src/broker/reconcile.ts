@@ -34,7 +34,11 @@ export class Reconciler extends BrokerPart {
       .execute();
     // only this host's desktops: another host's are not ours to judge (decision 11)
     const rows = (
-      await this.db.selectFrom('desktops').selectAll().where('host', '=', this.node.host).execute()
+      await this.db
+        .selectFrom('desktops')
+        .selectAll()
+        .where('host', 'in', this.node.served)
+        .execute()
     ).map(desktopRow);
     const known = new Map<string, DesktopHandle[]>();
     let leased = 0;
@@ -93,6 +97,30 @@ export class Reconciler extends BrokerPart {
         cleaned++;
         continue;
       }
+      if (d.state === 'migrating' && handle) {
+        // the server stopped mid-move: the VM stays at the source (the destination, which
+        // no record names, is swept below); a source the move left paused runs again
+        if (health.state === 'paused' && /migrat/.test(health.reason))
+          await provider
+            .powerAction?.(handle, 'cont')
+            .catch((err: unknown) => log.error({ err }, 'could not resume the source'));
+        const live = await this.db
+          .selectFrom('sessions')
+          .select('id')
+          .where('desktop_id', '=', d.id)
+          .where('state', 'in', LIVE)
+          .executeTakeFirst();
+        await this.db
+          .updateTable('desktops')
+          .set({
+            state: live ? 'in-use' : 'ready',
+            state_since: this.nowIso(),
+            error: 'a move to another host was interrupted by a server restart',
+          })
+          .where('id', '=', d.id)
+          .execute();
+        log.warn('reconcile: a move was interrupted; the desktop stays where it was');
+      }
       adopted++;
       if (handle) known.set(pool.provider, [...(known.get(pool.provider) ?? []), handle]);
       log.info({ state: d.state }, 'reconcile: re-adopted running desktop');
@@ -109,7 +137,7 @@ export class Reconciler extends BrokerPart {
           eb('d.id', 'is', null),
           eb.and([
             eb('d.handle', 'is', null),
-            eb('d.host', '=', this.node.host),
+            eb('d.host', 'in', this.node.served),
             eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', now)]),
           ]),
         ]),
@@ -133,7 +161,7 @@ export class Reconciler extends BrokerPart {
       .selectFrom('desktops as d')
       .selectAll('d')
       .where('d.state', '=', 'in-use')
-      .where('d.host', '=', this.node.host)
+      .where('d.host', 'in', this.node.served)
       // claimed by a Connect still in progress on another node: its session is coming
       .where((eb) => eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', now)]))
       .where((eb) =>

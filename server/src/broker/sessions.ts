@@ -143,6 +143,8 @@ export class SessionLifecycle extends BrokerPart {
     const s = await this.queries.session(sessionId);
     if (!s) throw new BrokerError('SESSION_NOT_FOUND', 'no such session', 404);
     if (s.state === 'ended') return;
+    // a person's log-off waits for no move (409); the server's own (timeouts) waits its turn
+    if (actor !== SYSTEM) this.desktops.refuseIfMoving(s.desktop_id, 'a log-off');
     const now = this.nowIso();
     const r = await this.db
       .updateTable('sessions')

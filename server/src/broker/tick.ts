@@ -97,6 +97,7 @@ export class BrokerTick extends BrokerPart {
         .where('id', '=', this.node.host)
         .execute();
       await this.reapExpiredLeases();
+      await this.finishHandedStops();
       await this.enforceTimeouts();
       await this.appExits.check();
       await this.maintainPools();
@@ -135,7 +136,7 @@ export class BrokerTick extends BrokerPart {
       .innerJoin('desktops as d', 'd.id', 's.desktop_id')
       .where('s.state', 'in', LIVE)
       // the desktop's host ends it (log-off releases the desktop there)
-      .where('d.host', '=', this.node.host)
+      .where('d.host', 'in', this.node.served)
       .execute();
     for (const r of rows) {
       let reason: string | undefined;
@@ -265,7 +266,7 @@ export class BrokerTick extends BrokerPart {
       await this.db
         .selectFrom('desktops')
         .selectAll()
-        .where('host', '=', this.node.host)
+        .where('host', 'in', this.node.served)
         .where('lease_until', '<=', this.nowIso())
         .execute()
     ).map(desktopRow);
@@ -300,6 +301,36 @@ export class BrokerTick extends BrokerPart {
     }
   }
 
+  /**
+   * Desktops of this host a node elsewhere released (a log-off through it): their processes
+   * are here, so this host stops them (see Desktops.release).
+   */
+  private async finishHandedStops(): Promise<void> {
+    const rows = await this.db
+      .selectFrom('desktops as d')
+      .select(['d.id', 'd.pool_id'])
+      .where('d.host', '=', this.node.host)
+      .where('d.state', '=', 'stopping')
+      .where('d.handle', 'is not', null)
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('sessions as s')
+              .select('s.id')
+              .whereRef('s.desktop_id', '=', 'd.id')
+              .where('s.state', 'in', LIVE),
+          ),
+        ),
+      )
+      .execute();
+    for (const d of rows) {
+      const pool = await this.queries.pool(d.pool_id).catch(() => undefined);
+      if (pool && this.providers.has(pool.provider))
+        await this.desktops.release(d.id, pool, 'released through a node on another host');
+    }
+  }
+
   private readonly unhealthy = new Map<string, string>();
 
   /** desktops to check at the next tick whatever the cadence (see checkDesktopsSoon) */
@@ -315,7 +346,7 @@ export class BrokerTick extends BrokerPart {
       .where('d.state', 'in', ['ready', 'in-use'])
       // only this host's desktops: a node elsewhere (another machine, or another PID or
       // mount namespace) cannot see their processes and would judge them all dead
-      .where('d.host', '=', this.node.host)
+      .where('d.host', 'in', this.node.served)
       // one another node is restarting in place is expected to look dead meanwhile
       .where((eb) =>
         eb.or([

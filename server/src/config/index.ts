@@ -78,6 +78,16 @@ const EnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_./@:-]+$/)
     .default('vdi'),
+  /** LXD's unix socket on this host, for the lxd provider @default /var/lib/lxd/unix.socket */
+  LXD_SOCKET: z.string().default('/var/lib/lxd/unix.socket'),
+  /** a remote LXD server or cluster member, https://ADDRESS:8443; the unix socket when unset */
+  LXD_URL: z.string().url().optional(),
+  /** PEM files of the client certificate and key LXD trusts, and of the cluster's certificate (pinned) */
+  LXD_CLIENT_CERT: z.string().optional(),
+  LXD_CLIENT_KEY: z.string().optional(),
+  LXD_SERVER_CERT: z.string().optional(),
+  /** the cluster member this node's host is (desktops there are reached through proxy sockets) */
+  LXD_MEMBER: z.string().optional(),
   /** QEMU acceleration: auto = KVM when /dev/kvm is usable, else TCG */
   QEMU_ACCEL: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
   /** frames a viewer may have unacknowledged before its damage is coalesced @default 2 */
@@ -170,6 +180,19 @@ const EnvSchema = z.object({
         .array(z.enum(['tight', 'zrle']))
         .refine((a) => new Set(a).size === a.length, 'listed twice'),
     ),
+  /**
+   * other host names this machine serves as separate QEMU processes, comma-separated: VM
+   * desktops can be moved to them (live migration on one machine, as the tests run it)
+   */
+  LOCAL_HOSTS: z.string().default(''),
+  /** live migration: most bytes per second of RAM sent, MiB/s @default 1024 */
+  MIGRATION_MAX_BANDWIDTH_MIBPS: z.coerce.number().int().min(1).max(100_000).default(1024),
+  /** live migration: the guest's pause QEMU aims for at the switch, ms @default 300 */
+  MIGRATION_DOWNTIME_MS: z.coerce.number().int().min(1).max(60_000).default(300),
+  /** live migration: switch to postcopy after the first pass @default false */
+  MIGRATION_POSTCOPY: bool.default(false),
+  /** draining a host: how many desktops move at once @default 2 */
+  DRAIN_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(2),
 });
 
 export type Env = z.input<typeof EnvSchema>;
@@ -196,6 +219,12 @@ export interface Config {
   desktopUids: { base: number; count: number; lockDir: string };
   cgroupParent: string;
   qemuAccel: 'auto' | 'kvm' | 'tcg';
+  /** where the lxd provider finds LXD (files are read when the provider is built) */
+  lxd: {
+    socket: string;
+    remote: { url: string; certFile: string; keyFile: string; serverCertFile: string } | undefined;
+    member: string | undefined;
+  };
   maxFramesInFlight: number;
   /** video mode for regions in motion: on or off, and the ffmpeg it runs */
   video: { enabled: boolean; ffmpegPath: string };
@@ -207,6 +236,16 @@ export interface Config {
   sessionWarningMs: number;
   shutdownDrainMs: number;
   clientDir: string;
+  /** this server's host name (HOST_NAME) */
+  hostName: string;
+  /** every host a desktop may be moved to: this one and LOCAL_HOSTS */
+  hosts: string[];
+  migration: {
+    maxBandwidthBytes: number;
+    downtimeLimitMs: number;
+    postcopy: boolean;
+    drainConcurrency: number;
+  };
   /** what a desktop may send and be sent; pools override the first two */
   desktopLimits: {
     clipboardMaxBytes: number;
@@ -240,6 +279,14 @@ export function loadConfig(
   if (fbW < 16 || fbH < 16 || fbW > 16384 || fbH > 16384)
     throw new ConfigError('invalid configuration:\n  MAX_FRAMEBUFFER: each side 16 to 16384');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const hostName = e.HOST_NAME ?? os.hostname();
+  const badHost = e.LOCAL_HOSTS.split(',')
+    .map((s) => s.trim())
+    .find((s) => s !== '' && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(s));
+  if (badHost !== undefined)
+    throw new ConfigError(
+      `invalid configuration:\n  LOCAL_HOSTS: ${JSON.stringify(badHost)} is not a host name (letters, digits, . _ -)`,
+    );
   // Stable per data dir (so restarts find the same sockets) and short (unix path limit).
   const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 8);
   return {
@@ -270,6 +317,11 @@ export function loadConfig(
     },
     cgroupParent: e.CGROUP_PARENT,
     qemuAccel: e.QEMU_ACCEL,
+    lxd: {
+      socket: e.LXD_SOCKET,
+      remote: lxdRemote(e),
+      member: e.LXD_MEMBER,
+    },
     maxFramesInFlight: e.MAX_FRAMES_IN_FLIGHT,
     video: { enabled: e.VIDEO_MODE === 'on', ffmpegPath: e.VIDEO_FFMPEG },
     login: {
@@ -279,6 +331,21 @@ export function loadConfig(
       windowMs: e.LOGIN_WINDOW_SEC * 1000,
     },
     brokerTickMs: e.BROKER_TICK_MS,
+    hostName,
+    hosts: [
+      ...new Set([
+        hostName,
+        ...e.LOCAL_HOSTS.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ]),
+    ],
+    migration: {
+      maxBandwidthBytes: e.MIGRATION_MAX_BANDWIDTH_MIBPS * 1024 * 1024,
+      downtimeLimitMs: e.MIGRATION_DOWNTIME_MS,
+      postcopy: e.MIGRATION_POSTCOPY,
+      drainConcurrency: e.DRAIN_CONCURRENCY,
+    },
     node: {
       host: e.HOST_NAME ?? os.hostname(),
       id: e.NODE_ID ?? `${e.HOST_NAME ?? os.hostname()}-${process.pid}`,
@@ -299,5 +366,22 @@ export function loadConfig(
     clientDir: e.CLIENT_DIR
       ? path.resolve(cwd, e.CLIENT_DIR)
       : path.resolve(import.meta.dirname, '../../../client/dist'),
+  };
+}
+
+function lxdRemote(e: z.infer<typeof EnvSchema>): Config['lxd']['remote'] {
+  if (e.LXD_URL === undefined) return undefined;
+  if (!e.LXD_CLIENT_CERT || !e.LXD_CLIENT_KEY || !e.LXD_SERVER_CERT) {
+    throw new ConfigError(
+      'invalid configuration:\n  LXD_URL needs LXD_CLIENT_CERT, LXD_CLIENT_KEY and LXD_SERVER_CERT',
+    );
+  }
+  if (!e.LXD_URL.startsWith('https://'))
+    throw new ConfigError('invalid configuration:\n  LXD_URL: https:// only');
+  return {
+    url: e.LXD_URL.replace(/\/+$/, ''),
+    certFile: e.LXD_CLIENT_CERT,
+    keyFile: e.LXD_CLIENT_KEY,
+    serverCertFile: e.LXD_SERVER_CERT,
   };
 }

@@ -179,6 +179,8 @@ export class Gateway {
       opts.presenceSweepMs ?? 5000,
     );
     this.presenceTimer.unref();
+    // a desktop's move to another host keeps its viewers on this node attached (decision 12)
+    broker.setDesktopLinks(this.streams);
   }
 
   private readonly presenceTimer: NodeJS.Timeout;

@@ -22,6 +22,11 @@ export interface CreateSpec {
    * `template.hosts`); undefined for providers that create desktops on demand
    */
   slot?: number;
+  /**
+   * the host (LXD cluster member) the broker placed this desktop on; providers that run
+   * desktops on one machine ignore it
+   */
+  host?: string;
 }
 
 /** Where a provider keeps its files; given by the server from its config. */
@@ -41,6 +46,16 @@ export type DesktopHealth =
 
 export interface ProviderStatus {
   ok: boolean;
+  detail: string;
+}
+
+/** A machine a provider can place desktops on (an LXD cluster member). */
+export interface ProviderHost {
+  name: string;
+  /** where it is reached, for the admin console */
+  address: string;
+  online: boolean;
+  /** the provider's own words on its state ("Online", "Evacuated", an error) */
   detail: string;
 }
 
@@ -81,8 +96,26 @@ export interface Provider {
    * Returns how many leftovers it removed.
    */
   sweep?(known: DesktopHandle[], log: Logger): Promise<number>;
+  /**
+   * The hosts this provider places desktops on, for the broker's placement; undefined (or
+   * not implemented) when it runs desktops on this machine only.
+   */
+  hosts?(): Promise<ProviderHost[] | undefined>;
   /** extra facts for the admin console (e.g. "KVM" or "TCG") */
   describe?(handle: DesktopHandle): Record<string, string>;
+  /**
+   * Live migration: move the running desktop to `spec.destinationHost` while it runs, and
+   * resolve with its new handle once the destination runs it and the source is gone. On any
+   * failure it rejects with the source still running and the destination removed.
+   */
+  migrate?(
+    handle: DesktopHandle,
+    spec: MigrateSpec,
+    log: Logger,
+    hooks: MigrationHooks,
+  ): Promise<MigrationOutcome>;
+  /** the host a desktop runs on, as its handle records it; undefined: this provider's own */
+  hostOf?(handle: DesktopHandle): string | undefined;
   /** file transfer with the desktop's home; absent where the provider cannot reach it (VMs) */
   files?(handle: DesktopHandle): DesktopFiles;
   /** the desktop's sound; absent where the provider has none (VMs) */
@@ -129,6 +162,53 @@ export interface DesktopFiles {
     body: Readable,
     onAbort: (cancel: () => void) => void,
   ): Promise<{ name: string; bytes: number }>;
+}
+
+export interface MigrateSpec {
+  /** the host to move to (another QEMU process on this machine under that host name) */
+  destinationHost: string;
+  /** the pool's template, as for create(): the destination is started like the source */
+  template: Record<string, unknown>;
+}
+
+/** What the provider tells its caller during a move, so that viewers stay attached. */
+export interface MigrationHooks {
+  /**
+   * The destination runs (waiting for the state) and its display answers at `endpoint`:
+   * open a second link to it now. Rejecting fails the move.
+   */
+  destinationReady?(endpoint: RfbEndpoint): Promise<void>;
+  /**
+   * The source may stop any moment from now on: hold input (a stopped VM drops it) until
+   * the move ends. Resolves once input sent so far has reached the source.
+   */
+  holdInput?(): Promise<void>;
+  /**
+   * The destination runs the desktop (the source is paused for good): take its display.
+   * Called before the source is cleaned up; a rejection is logged, the move stands.
+   */
+  switchedOver?(): Promise<void>;
+}
+
+export interface MigrationOutcome {
+  handle: DesktopHandle;
+  /** figures for the log and the README: total, QMP downtime, RAM and disk copied */
+  stats: MigrationStats;
+}
+
+export interface MigrationStats {
+  /** from the call to the source's exit, ms */
+  totalMs: number;
+  /** QEMU's own figure (query-migrate `downtime`): the guest's pause, ms */
+  downtimeMs: number;
+  /** starting the destination (QEMU up, NBD export), ms */
+  setupMs: number;
+  /** copying the disk until the mirror is in sync, ms */
+  mirrorMs: number;
+  /** RAM and device state streamed (query-migrate), ms */
+  migrateMs: number;
+  /** bytes of RAM sent */
+  ramBytes: number;
 }
 
 export class ProviderError extends Error {

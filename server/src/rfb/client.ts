@@ -14,7 +14,8 @@
  * nothing here touches any other connection.
  */
 import { EventEmitter } from 'node:events';
-import type net from 'node:net';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { ByteQueue } from './byte-queue.js';
 import {
@@ -26,6 +27,15 @@ import {
   type RemoteEncoding,
   type ServerInfo,
 } from './client-api.js';
+import {
+  EXTENDED_CLIPBOARD_ENCODING,
+  ExtClip,
+  encodeClipboardCaps,
+  encodeClipboardNotify,
+  encodeClipboardProvide,
+  encodeClipboardRequest,
+  parseExtendedClipboard,
+} from './extended-clipboard.js';
 import {
   encodeClientCutText,
   encodeKeyEvent,
@@ -73,7 +83,9 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readonly log: Logger;
 
   private phaseValue: RfbClientPhase = 'idle';
-  private socket: net.Socket | undefined;
+  private socket: Duplex | undefined;
+  /** bytes read from the server (a stream endpoint has no socket counter of its own) */
+  private received = 0;
   private bounds: ConnectionBounds | undefined;
   private readonly queue = new ByteQueue();
   private handshake: Handshake | undefined;
@@ -86,6 +98,10 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   private readonly flow: UpdateFlow;
   private readonly fences: Fences;
   private screens: Screen[] = [];
+  /** the server's Extended Clipboard capabilities (flags), once it has sent them */
+  private clipboardCaps: number | undefined;
+  /** the text we last announced to the server, given when it asks */
+  private clipboardOut: string | undefined;
   /** the server answered a SetDesktopSize of ours with "prohibited" */
   private resizeProhibited = false;
 
@@ -113,7 +129,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
 
   /** Bytes read from the server so far (handshake included), for metrics and benchmarks. */
   get bytesReceived(): number {
-    return this.socket?.bytesRead ?? 0;
+    return this.received;
   }
 
   get phase(): RfbClientPhase {
@@ -163,7 +179,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       resumed: () => this.process(),
       log: this.log,
     });
-    if (ep.kind === 'tcp') {
+    if (ep.kind === 'tcp' && socket instanceof net.Socket) {
       socket.setNoDelay(true); // input events are tiny and latency-sensitive
       if (keepaliveMs > 0) socket.setKeepAlive(true, keepaliveMs);
     }
@@ -173,7 +189,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       if (ep.kind === 'unix' && ep.serverUid !== undefined) {
         // not a byte of the server's is read before we know who it is
         socket.pause();
-        void this.checkServer(socket, ep.serverUid);
+        if (socket instanceof net.Socket) void this.checkServer(socket, ep.serverUid);
       } else this.startHandshake();
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -205,15 +221,57 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   }
 
   /**
-   * Put text in the desktop's clipboard. RFB carries Latin-1 only: other characters
-   * become '?'; the text is cut at limits.maxCutText bytes. false if not connected or the
-   * server is not reading (nothing is sent then).
+   * Put text in the desktop's clipboard: as UTF-8 through the Extended Clipboard when the
+   * server offers it (TigerVNC does), else as RFB's Latin-1 cut text, where other characters
+   * become '?'. Cut at limits.maxCutText bytes. false if not connected or the desktop does
+   * not read.
    */
   clientCutText(text: string): boolean {
     if (!this.canSend()) return false;
+    const caps = this.clipboardCaps;
+    if (caps !== undefined && caps & ExtClip.Notify && caps & ExtClip.Text) {
+      // UTF-8 through the Extended Clipboard: say there is text; the server asks for it
+      // (request) when an application in the desktop pastes
+      this.clipboardOut = text;
+      return this.writeInput(encodeClipboardNotify(true));
+    }
     return this.writeInput(
       encodeClientCutText(encodeLatin1(text, this.settings.limits.maxCutText)),
     );
+  }
+
+  /** An Extended Clipboard message from the server (see extended-clipboard.ts). */
+  private onExtendedClipboard(payload: Buffer): void {
+    const { sink, limits } = this.settings;
+    const m = parseExtendedClipboard(payload, limits.maxCutText);
+    switch (m.action) {
+      case 'caps':
+        this.clipboardCaps = m.flags;
+        this.write(encodeClipboardCaps(limits.maxCutText));
+        return;
+      case 'notify':
+        // new text in the desktop's clipboard: ask for it
+        if (m.text && this.clipboardCaps !== undefined && this.clipboardCaps & ExtClip.Request)
+          this.writeInput(encodeClipboardRequest());
+        return;
+      case 'request':
+        if (m.text && this.clipboardOut !== undefined)
+          this.writeInput(encodeClipboardProvide(this.clipboardOut, limits.maxCutText));
+        return;
+      case 'peek':
+        this.writeInput(encodeClipboardNotify(this.clipboardOut !== undefined));
+        return;
+      case 'provide':
+        if (m.text !== undefined) sink.serverCutText(m.text);
+        return;
+      case 'too-large':
+        sink.serverCutTextDropped?.(m.limit + 1, m.limit);
+        return;
+      case 'invalid':
+        // only the clipboard is lost; the screen goes on
+        this.log.warn({ reason: m.reason }, 'bad extended clipboard message ignored');
+        return;
+    }
   }
 
   /** Bytes waiting in the socket towards the server (ours to bound). */
@@ -308,6 +366,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
   }
 
   private onData(chunk: Buffer): void {
+    this.received += chunk.length;
     if (this.phaseValue === 'closed') return;
     this.fences.received();
     this.queue.push(chunk);
@@ -373,6 +432,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
         : [];
     this.parser = new ServerMessageParser({
       encodings: compressed,
+      extendedClipboard: true,
       sink,
       width: result.width,
       height: result.height,
@@ -385,12 +445,13 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
         extendedDesktopSize: (ev) => this.onExtendedDesktopSize(ev),
         endOfContinuousUpdates: () => this.flow.endOfContinuousUpdates(),
         fence: (flags, payload) => this.fences.onFence(flags, payload),
+        extendedClipboard: (payload) => this.onExtendedClipboard(payload),
       },
     });
     sink.resize(result.width, result.height);
     const encodings: number[] = [...compressed, ...ENCODINGS_BASE];
     if (this.settings.continuousUpdates) encodings.push(Encoding.ContinuousUpdates);
-    encodings.push(Encoding.Fence);
+    encodings.push(Encoding.Fence, EXTENDED_CLIPBOARD_ENCODING);
     this.write(encodeSetPixelFormat());
     this.write(encodeSetEncodings(encodings));
     this.flow.requestFull();

@@ -6,7 +6,7 @@
  * is dropped. From the server: a message may take only so long from its first byte to its
  * last, and only so many messages may arrive a second.
  */
-import type net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { RfbError, RfbProtocolError } from './errors.js';
 import type { ParseStop } from './parser.js';
@@ -54,7 +54,7 @@ export class ConnectionBounds {
   private stopped = false;
 
   constructor(
-    private readonly socket: net.Socket,
+    private readonly socket: Duplex,
     private readonly opts: ConnectionBoundsOptions,
   ) {
     this.sendBufferBytes = Math.max(REPLY_HIGH_WATER_BYTES, opts.sendBufferBytes);

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /** What every endpoint may say besides where it is. */
 interface EndpointCommon {
@@ -22,7 +23,19 @@ export type RfbEndpoint =
        */
       serverUid?: number;
     })
-  | (EndpointCommon & { kind: 'tcp'; host: string; port: number });
+  | (EndpointCommon & { kind: 'tcp'; host: string; port: number })
+  | (EndpointCommon & {
+      /**
+       * Any byte stream to the server, opened by a provider (e.g. a relay exec'd inside an LXD
+       * container on another cluster member, carried over LXD's websocket API). The stream
+       * emits 'connect' once bytes can flow, then behaves like a socket: 'data', 'error',
+       * 'close', with the usual Duplex backpressure (writableLength, pause/resume).
+       */
+      kind: 'stream';
+      /** names the desktop and route for logs, errors and "same endpoint?" checks */
+      name: string;
+      open: () => Duplex;
+    });
 
 /**
  * Is `host` this machine (a loopback address or `localhost`)? A TCP endpoint elsewhere is a
@@ -36,14 +49,38 @@ export function isLoopbackHost(host: string): boolean {
   return mapped?.[1] !== undefined && mapped[1].startsWith('127.');
 }
 
-/** `unix:<path>` or `tcp:<host>:<port>`, for logs and errors (never the password). */
+/** `unix:<path>`, `tcp:<host>:<port>` or `stream:<name>`, for logs and errors (never the password). */
 export function describeEndpoint(ep: RfbEndpoint): string {
-  return ep.kind === 'unix' ? `unix:${ep.path}` : `tcp:${ep.host}:${ep.port}`;
+  switch (ep.kind) {
+    case 'unix':
+      return `unix:${ep.path}`;
+    case 'tcp':
+      return `tcp:${ep.host}:${ep.port}`;
+    case 'stream':
+      return `stream:${ep.name}`;
+  }
 }
 
-/** Opens a socket to the endpoint; the caller listens for 'connect', 'data' and 'error'. */
-export function connectEndpoint(ep: RfbEndpoint): net.Socket {
-  return ep.kind === 'unix'
-    ? net.createConnection({ path: ep.path })
-    : net.createConnection({ host: ep.host, port: ep.port });
+/** Opens a connection to the endpoint; the caller listens for 'connect', 'data' and 'error'. */
+export function connectEndpoint(ep: RfbEndpoint): Duplex {
+  switch (ep.kind) {
+    case 'unix':
+      return net.createConnection({ path: ep.path });
+    case 'tcp':
+      return net.createConnection({ host: ep.host, port: ep.port });
+    case 'stream':
+      return ep.open();
+  }
+}
+
+/** Do two endpoints reach the same server the same way? */
+export function sameEndpoint(a: RfbEndpoint, b: RfbEndpoint): boolean {
+  switch (a.kind) {
+    case 'unix':
+      return b.kind === 'unix' && a.path === b.path && a.serverUid === b.serverUid;
+    case 'tcp':
+      return b.kind === 'tcp' && a.host === b.host && a.port === b.port;
+    case 'stream':
+      return b.kind === 'stream' && a.name === b.name;
+  }
 }

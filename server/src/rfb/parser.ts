@@ -48,6 +48,8 @@ const PIXEL_ENCODINGS: ReadonlySet<number> = new Set<number>([
 /** Fixed header lengths, bytes, message-type byte included. */
 const UPDATE_HEADER_LENGTH = 4; // type, padding, U16 number-of-rectangles
 const CUT_TEXT_HEADER_LENGTH = 8; // type, 3 padding, U32 length
+/** Extended Clipboard messages may exceed the text limit by this much (flags, zlib), bytes. */
+const EXT_CLIPBOARD_MARGIN = 4096;
 const FENCE_HEADER_LENGTH = 9; // type, 3 padding, U32 flags, U8 length
 
 /** What the connection hears about, beyond the pixels that go to the sink. */
@@ -63,6 +65,8 @@ export interface ServerMessageEvents {
   endOfContinuousUpdates?(): void;
   /** ServerFence; `payload` is a copy */
   fence?(flags: number, payload: Buffer): void;
+  /** an Extended Clipboard message (negative-length ServerCutText): its payload, a copy */
+  extendedClipboard?(payload: Buffer): void;
 }
 
 export interface ServerMessageParserOptions {
@@ -85,6 +89,11 @@ export interface ServerMessageParserOptions {
    * @default none
    */
   encodings?: readonly number[];
+  /**
+   * The client asked for the Extended Clipboard pseudo-encoding: a ServerCutText with a
+   * negative length is one of its messages (else a length that large is only too long).
+   */
+  extendedClipboard?: boolean;
 }
 
 /**
@@ -98,6 +107,7 @@ type ParserState =
   | { kind: 'rect-header'; rectsLeft: number }
   | { kind: 'rect-body'; rectsLeft: number; encoding: number; decoder: RectDecoder }
   | { kind: 'cut-text'; length: number }
+  | { kind: 'ext-cut-text'; length: number }
   | { kind: 'skip-cut-text'; left: number }
   | { kind: 'failed'; error: RfbProtocolError | Error };
 
@@ -109,6 +119,7 @@ export class ServerMessageParser {
   private readonly sink: FramebufferSink;
   private readonly limits: RfbLimits;
   private readonly events: ServerMessageEvents;
+  private readonly extendedClipboard: boolean;
   private readonly ctx: DecodeContext;
   private readonly holdBack: () => boolean;
   private readonly accepted: ReadonlySet<number>;
@@ -123,6 +134,7 @@ export class ServerMessageParser {
     this.sink = options.sink;
     this.limits = options.limits ?? DEFAULT_RFB_LIMITS;
     this.events = options.events ?? {};
+    this.extendedClipboard = options.extendedClipboard ?? false;
     this.holdBack = options.holdBack ?? (() => false);
     this.accepted = new Set(options.encodings ?? []);
     const fb = { width: options.width, height: options.height };
@@ -216,6 +228,11 @@ export class ServerMessageParser {
         this.messageDone();
         this.sink.serverCutText(q.read(state.length).toString('latin1'));
         return true;
+      case 'ext-cut-text':
+        if (q.available < state.length) return false;
+        this.messageDone();
+        this.events.extendedClipboard?.(Buffer.from(q.read(state.length)));
+        return true;
       case 'skip-cut-text': {
         // dropped as it arrives: an oversized clipboard costs no memory, only time
         const n = Math.min(q.available, state.left);
@@ -256,6 +273,16 @@ export class ServerMessageParser {
         if (q.available < CUT_TEXT_HEADER_LENGTH) return false;
         const length = q.peekU32(4);
         q.skip(CUT_TEXT_HEADER_LENGTH);
+        if (this.extendedClipboard && length >= 0x8000_0000) {
+          // Extended Clipboard: the length is negative; compressed text may be a little
+          // longer than the text itself, hence the margin
+          const n = 0x1_0000_0000 - length;
+          if (n > this.limits.maxCutText + EXT_CLIPBOARD_MARGIN) {
+            this.sink.serverCutTextDropped?.(n, this.limits.maxCutText);
+            this.state = { kind: 'skip-cut-text', left: n };
+          } else this.state = { kind: 'ext-cut-text', length: n };
+          return true;
+        }
         // checked before waiting for (or allocating) the text: a longer one is skipped
         if (length > this.limits.maxCutText) {
           this.sink.serverCutTextDropped?.(length, this.limits.maxCutText);

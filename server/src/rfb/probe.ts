@@ -8,7 +8,8 @@
  *   ClientInit, ServerInit) and hangs up: for servers that are not ours, which may count a
  *   hang-up after the banner as a failed login (TigerVNC's blacklist) and lock us out.
  */
-import type net from 'node:net';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ByteQueue } from './byte-queue.js';
 import { connectEndpoint, type RfbEndpoint } from './endpoint.js';
 import { Handshake } from './handshake.js';
@@ -41,7 +42,7 @@ interface ProbeSteps {
   /** the next bytes from the server; a result ends the probe, a throw ends it as not-rfb */
   data(chunk: Buffer): ProbeResult | undefined;
   /** why time ran out */
-  timeoutReason(socket: net.Socket, received: number): string;
+  timeoutReason(socket: Duplex, received: number): string;
   /** why a hang-up came before a result */
   endReason(received: number): string;
 }
@@ -105,7 +106,7 @@ export function probeBanner(endpoint: RfbEndpoint, timeoutMs: number): Promise<P
         throw new Error(`not an RFB server (banner ${JSON.stringify(banner)})`);
       },
       timeoutReason: (socket, received) =>
-        received === 0 && socket.connecting
+        received === 0 && socket instanceof net.Socket && socket.connecting
           ? `no ${endpoint.kind === 'tcp' ? 'TCP ' : ''}connection within ${timeoutMs} ms`
           : `no RFB banner within ${timeoutMs} ms`,
       endReason: (received) => `connection closed after ${received} bytes, before an RFB banner`,

@@ -6,7 +6,10 @@
 export interface FramebufferSink {
   /** initial size, and every DesktopSize / ExtendedDesktopSize change */
   resize(width: number, height: number): void;
-  /** a Raw rectangle; `pixels` is only valid during the call */
+  /**
+   * pixels of a Raw, ZRLE or Tight rectangle, maybe in bands of whole rows; `pixels` is only
+   * valid during the call
+   */
   putPixels(x: number, y: number, w: number, h: number, pixels: Buffer): void;
   /** CopyRect: copy w×h from (srcX, srcY) to (x, y) */
   copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void;
@@ -48,6 +51,11 @@ export interface RfbLimits {
   maxCutText: number;
   /** largest desktop name, bytes */
   maxNameLength: number;
+  /**
+   * most compressed bytes of one ZRLE rectangle, which is held whole before it is inflated
+   * (Tight's are at most 4 MiB by its length field); a larger one closes the link
+   */
+  maxCompressedRect: number;
 }
 
 export const DEFAULT_RFB_LIMITS: RfbLimits = {
@@ -58,4 +66,6 @@ export const DEFAULT_RFB_LIMITS: RfbLimits = {
   maxCursor: 256,
   maxCutText: 1024 * 1024,
   maxNameLength: 4096,
+  // a full 4K screen of noise in ZRLE raw tiles is ~25 MB; TigerVNC sends far smaller rects
+  maxCompressedRect: 32 * 1024 * 1024,
 };

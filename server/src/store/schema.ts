@@ -30,7 +30,7 @@ export interface PoolsTable {
   id: string;
   name: string;
   description: string;
-  provider: 'xvnc' | 'qemu' | 'vnc';
+  provider: 'xvnc' | 'qemu' | 'vnc' | 'lxd';
   assignment: 'dedicated' | 'floating';
   /** the provider's template for the pool's desktops (JSON text, see rows.ts) */
   template: string;
@@ -58,7 +58,15 @@ export interface EntitlementsTable {
  * dedicated: stopped (not running, disk kept for its owner) → provisioning again on Connect.
  * failed: could not start or was lost; the broker cleans it up.
  */
-export type DesktopState = 'provisioning' | 'ready' | 'in-use' | 'stopped' | 'stopping' | 'failed';
+export type DesktopState =
+  | 'provisioning'
+  | 'ready'
+  | 'in-use'
+  | 'stopped'
+  | 'stopping'
+  | 'failed'
+  /** moving to another host while it runs (broker/migration.ts); back to ready/in-use after */
+  | 'migrating';
 
 export interface DesktopsTable {
   id: string;

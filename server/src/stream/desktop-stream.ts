@@ -8,6 +8,7 @@ import { MoveDetector } from './move-detector.js';
 import { HeatMap, type HotCells } from './heat-map.js';
 import { CursorEncoder, type CursorShape } from './cursor-encoder.js';
 import { encodeThumbnail } from './thumbnail.js';
+import { realTimer, type SetTimer } from './timer.js';
 
 /** The input half of the RFB connection that fills a stream; implemented by rfb/client.ts. */
 export interface RfbLink {
@@ -42,6 +43,17 @@ export interface StreamEvents {
  */
 const RESIZE_BURST = 20;
 const RESIZES_PER_SEC = 5;
+/** input held while a desktop moves (decision 13): about 8 seconds of fast typing and more */
+const HELD_INPUT_BYTES = 256 * 1024;
+/** between two held keys sent after a move, ms (see releaseInput) */
+const KEY_PACE_MS = 15;
+/** side of the squares compared when a moved desktop's framebuffer is taken over, pixels */
+const ADOPT_TILE = 16;
+
+/** roughly what an input event costs held: its RFB message, or the text */
+function inputBytes(ev: DesktopInput): number {
+  return ev.kind === 'clipboard' ? 8 + ev.text.length : 16;
+}
 
 /**
  * One framebuffer mirror per desktop (docs/architecture.md, decision 4): the RFB client writes
@@ -66,6 +78,11 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   private resizeBudget = { tokens: RESIZE_BURST, at: 0 };
   /** mirror reallocations so far (resizes applied, after coalescing) */
   reallocations = 0;
+  /** input held while the desktop moves (holdInput), and its size in bytes */
+  private held: DesktopInput[] | undefined;
+  private heldBytes = 0;
+  /** held input is being sent out, paced */
+  private releasing = false;
 
   constructor(
     readonly desktopId: string,
@@ -121,6 +138,66 @@ export class DesktopStream implements FramebufferSink, MirrorView {
    * desktop is not reading (its send buffer is full), or it refused a resize.
    */
   input(ev: DesktopInput): boolean {
+    if (this.held) return this.hold(ev);
+    return this.send(ev);
+  }
+
+  /**
+   * The desktop is about to pause for a move (a paused VM drops input): keep viewers' input,
+   * in order and bounded in bytes, until releaseInput() sends it to whichever link is current.
+   */
+  holdInput(): void {
+    this.held ??= [];
+  }
+
+  /**
+   * Send the held input to the current link, paced: a VM's PS/2 keyboard holds a few
+   * scancodes only, so a burst of held keys would overflow it and lose some. Keys go one per
+   * KEY_PACE_MS (pointer and clipboard at once, in order); input arriving meanwhile queues
+   * behind. Returns how many events were held.
+   */
+  releaseInput(setTimer: SetTimer = realTimer): number {
+    const held = this.held;
+    if (!held || this.releasing) return 0;
+    const n = held.length;
+    this.releasing = true;
+    const pump = () => {
+      while (this.held && this.held.length > 0) {
+        const ev = this.held.shift()!;
+        this.heldBytes -= inputBytes(ev);
+        if (!this.send(ev)) this.log.warn({ event: ev.kind }, 'held input refused by the desktop');
+        if (ev.kind === 'key') {
+          setTimer(pump, KEY_PACE_MS);
+          return;
+        }
+      }
+      this.held = undefined;
+      this.heldBytes = 0;
+      this.releasing = false;
+    };
+    pump();
+    return n;
+  }
+
+  private hold(ev: DesktopInput): boolean {
+    const held = this.held!;
+    const last = held.at(-1);
+    // a pointer that only moved replaces the move before it: where it ends is what counts
+    if (ev.kind === 'pointer' && last?.kind === 'pointer' && last.buttons === ev.buttons) {
+      held[held.length - 1] = ev;
+      return true;
+    }
+    const bytes = inputBytes(ev);
+    if (this.heldBytes + bytes > HELD_INPUT_BYTES) {
+      this.log.warn({ bytes: this.heldBytes }, 'input held during a move is full: dropped');
+      return false;
+    }
+    held.push(ev);
+    this.heldBytes += bytes;
+    return true;
+  }
+
+  private send(ev: DesktopInput): boolean {
     const link = this.link;
     if (!link) return false;
     switch (ev.kind) {
@@ -133,6 +210,44 @@ export class DesktopStream implements FramebufferSink, MirrorView {
       case 'resize':
         return link.setDesktopSize(ev.width, ev.height);
     }
+  }
+
+  /**
+   * A live migration's switch: the destination's framebuffer (drawn by a second link, see
+   * staging.ts) becomes the mirror's. Viewers get only the squares that differ from what
+   * the mirror holds, which is what they were sent (decision 12: the move costs nothing
+   * visible). Returns how many pixels' squares differed.
+   */
+  adoptFramebuffer(fb: Buffer, width: number, height: number): number {
+    this.flushMoves();
+    if (width !== this.width || height !== this.height) {
+      this.resize(width, height);
+      this.applyResize();
+    }
+    let changed = 0;
+    const stride = width * 4;
+    for (let ty = 0; ty < height; ty += ADOPT_TILE) {
+      const th = Math.min(ADOPT_TILE, height - ty);
+      for (let tx = 0; tx < width; tx += ADOPT_TILE) {
+        const tw = Math.min(ADOPT_TILE, width - tx);
+        let differs = false;
+        for (let row = ty; row < ty + th && !differs; row++) {
+          const start = row * stride + tx * 4;
+          differs = fb.compare(this.fb, start, start + tw * 4, start, start + tw * 4) !== 0;
+        }
+        if (!differs) continue;
+        for (let row = ty; row < ty + th; row++) {
+          const start = row * stride + tx * 4;
+          fb.copy(this.fb, start, start, start + tw * 4);
+        }
+        changed += tw * th;
+        this.touched({ x: tx, y: ty, w: tw, h: th });
+      }
+    }
+    // moves are found against the mirror as it now is
+    if (this.moves) this.detectMoves(true);
+    for (const v of this.attached) v.flush();
+    return changed;
   }
 
   // ---- FramebufferSink (called by the RFB client) ----

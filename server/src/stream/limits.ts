@@ -43,6 +43,8 @@ export interface ResizeRange {
   minHeight: number;
   maxWidth: number;
   maxHeight: number;
+  /** the pool set its range: its viewers fit the desktop to the window unless told otherwise */
+  fitByDefault: boolean;
 }
 
 /** Smallest size "fit to window" asks for when the pool does not say: below it apps break. */
@@ -62,6 +64,7 @@ export function poolResizeRange(template: Record<string, unknown>, limits: RfbLi
     minHeight: Math.min(r?.minHeight ?? DEFAULT_MIN_SIZE.height, maxHeight),
     maxWidth,
     maxHeight,
+    fitByDefault: r !== undefined,
   };
 }
 

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { RfbEndpoint } from '../rfb/endpoint.js';
+import { sameEndpoint, type RfbEndpoint } from '../rfb/endpoint.js';
 import { RfbClient } from '../rfb/client.js';
 import type { RfbClientOptions } from '../rfb/client-api.js';
 import { RfbError } from '../rfb/errors.js';
 import { DEFAULT_RFB_LIMITS, type RfbLimits } from '../rfb/types.js';
 import { DesktopStream } from './desktop-stream.js';
+import { StagingSink } from './staging.js';
 import type { CursorShape } from './cursor-encoder.js';
 import { realTimer, type SetTimer } from './timer.js';
 
@@ -47,7 +48,30 @@ interface Entry {
   endpoint: RfbEndpoint;
   /** why the link closed, once it has */
   closed: RfbError | undefined;
+  limits: RfbLimits;
+  /** a move is under way: the source's link closing is expected, not a loss */
+  moving: boolean;
+  /** the link closed while moving (told as lost if the move is abandoned) */
+  closedWhileMoving: { reason: string; error?: RfbError } | undefined;
 }
+
+/**
+ * A desktop's link during a live migration (decision 12): a second link to the destination
+ * draws aside; at the switch the stream takes it over; the viewers stay attached.
+ */
+export interface LinkMove {
+  /** hold viewers' input from now on; resolves once what was sent has left for the source */
+  holdInput(): Promise<void>;
+  /** the destination runs the desktop: take its link and framebuffer, send held input */
+  switchOver(): Promise<{ changedPixels: number }>;
+  /** the move failed: drop the second link, send held input to the source */
+  abort(reason: string): void;
+}
+
+/** how long the switch waits for the destination's screen after asking for it, ms */
+const SWITCH_UPDATE_MS = 3_000;
+/** how long holdInput waits for input already written to leave, ms */
+const DRAIN_MS = 500;
 
 /** Keep a desktop's RFB connection this long after its last viewer leaves, ms. */
 export const LINGER_MS = 15_000;
@@ -155,6 +179,129 @@ export class StreamManager {
     }
   }
 
+  /**
+   * A live migration of a desktop is about to switch: open a second link to `endpoint` (the
+   * destination's display) and draw it aside. Undefined when nobody watches the desktop
+   * here (the next viewer opens its link at the new endpoint). Rejects with an RfbError
+   * when the destination's display does not answer.
+   */
+  async prepareMove(desktopId: string, endpoint: RfbEndpoint): Promise<LinkMove | undefined> {
+    const e = this.entries.get(desktopId);
+    if (!e?.client) return undefined;
+    await e.ready.catch(() => undefined);
+    if (this.entries.get(desktopId) !== e) return undefined;
+    const log = this.log.child({ desktopId, move: true });
+    const staging = new StagingSink();
+    const client = this.client(endpoint, staging, e.limits, log);
+    client.on('error', (err: Error) => log.warn({ err }, 'RFB error on the destination link'));
+    const connectTimeoutMs = this.options.rfb?.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+    try {
+      await client.connect();
+      if (staging.updates === 0)
+        await withTimeout(staging.nextUpdate(), connectTimeoutMs, "the destination's first update");
+    } catch (err) {
+      client.close('move abandoned');
+      throw err;
+    }
+    e.moving = true;
+    const stream = e.stream;
+    let settled = false;
+    const endMove = () => {
+      settled = true;
+      e.moving = false;
+    };
+    return {
+      holdInput: async () => {
+        stream.holdInput();
+        // what was written before the hold reaches the source before it may pause
+        const deadline = Date.now() + DRAIN_MS;
+        while ((e.client?.sendBuffered ?? 0) > 0 && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 10));
+      },
+      switchOver: async () => {
+        if (settled) throw new RfbError('closed', 'the move already ended');
+        // the destination's whole screen as it is now that it runs
+        client.requestFullUpdate();
+        await withTimeout(staging.nextUpdate(), SWITCH_UPDATE_MS, "the destination's screen").catch(
+          (err: unknown) =>
+            log.warn({ err }, 'switching without a fresh screen from the destination'),
+        );
+        endMove();
+        const old = e.client;
+        e.client = client;
+        e.endpoint = endpoint;
+        e.closed = undefined;
+        e.closedWhileMoving = undefined;
+        const changedPixels = stream.adoptFramebuffer(staging.fb, staging.width, staging.height);
+        staging.forwardTo(stream);
+        stream.detectMoves(!(client.info?.continuousUpdates ?? false));
+        stream.connected(client);
+        this.watch(desktopId, e, client, this.log.child({ desktopId }));
+        old?.close('desktop moved');
+        const released = stream.releaseInput(this.setTimer);
+        log.info(
+          { changedPixels, releasedInput: released },
+          'desktop link moved to the destination',
+        );
+        return { changedPixels };
+      },
+      abort: (reason: string) => {
+        if (settled) return;
+        endMove();
+        client.close(`move abandoned: ${reason}`);
+        stream.releaseInput(this.setTimer);
+        const lost = e.closedWhileMoving;
+        e.closedWhileMoving = undefined;
+        if (lost && this.entries.get(desktopId) === e) {
+          this.entries.delete(desktopId);
+          this.hooks.lost(desktopId, lost.reason, lost.error);
+        }
+      },
+    };
+  }
+
+  private client(
+    endpoint: RfbEndpoint,
+    sink: RfbClientOptions['sink'],
+    limits: RfbLimits,
+    log: Logger,
+  ): RfbClient {
+    const rfb = this.options.rfb ?? {};
+    return new RfbClient({
+      endpoint,
+      sink,
+      logger: log,
+      limits,
+      ...rfb,
+      connectTimeoutMs: rfb.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+      // room for the largest clipboard the pool lets a viewer paste, and some input after it
+      sendBufferBytes: Math.max(
+        rfb.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
+        limits.maxCutText + 64 * 1024,
+      ),
+    });
+  }
+
+  /** A link of this entry closing: a loss, unless we closed it or the desktop is moving. */
+  private watch(desktopId: string, entry: Entry, client: RfbClient, log: Logger): void {
+    client.on('close', (info) => {
+      if (entry.client !== client) return; // a link the entry no longer uses
+      entry.closed = info.error ?? new RfbError('closed', info.reason);
+      if (entry.moving) {
+        // the source stops at the switch: not a loss unless the move is abandoned
+        entry.closedWhileMoving = info;
+        return;
+      }
+      entry.linger?.cancel();
+      entry.linger = undefined;
+      if (this.entries.get(desktopId) !== entry) return; // we closed it on purpose
+      this.entries.delete(desktopId);
+      log.warn({ reason: info.reason }, 'RFB connection to desktop lost');
+      this.hooks.lost(desktopId, info.reason, info.error);
+    });
+    client.on('error', (err: Error) => log.warn({ err }, 'RFB error'));
+  }
+
   private open(desktopId: string, endpoint: RfbEndpoint, limits: RfbLimits): Entry {
     const log = this.log.child({ desktopId });
     const stream = new DesktopStream(desktopId, this.clock, log, {
@@ -169,35 +316,16 @@ export class StreamManager {
       linger: undefined,
       endpoint,
       closed: undefined,
+      limits,
+      moving: false,
+      closedWhileMoving: undefined,
       ready: undefined as unknown as Promise<DesktopStream>,
     };
-    const rfb = this.options.rfb ?? {};
-    const connectTimeoutMs = rfb.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+    const connectTimeoutMs = this.options.rfb?.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     entry.ready = (async () => {
-      const client = new RfbClient({
-        endpoint,
-        sink: stream,
-        logger: log,
-        limits,
-        ...rfb,
-        connectTimeoutMs,
-        // room for the largest clipboard the pool lets a viewer paste, and some input after it
-        sendBufferBytes: Math.max(
-          rfb.sendBufferBytes ?? DEFAULT_SEND_BUFFER_BYTES,
-          limits.maxCutText + 64 * 1024,
-        ),
-      });
+      const client = this.client(endpoint, stream, limits, log);
       entry.client = client;
-      client.on('close', (info) => {
-        entry.closed = info.error ?? new RfbError('closed', info.reason);
-        entry.linger?.cancel();
-        entry.linger = undefined;
-        if (this.entries.get(desktopId) !== entry) return; // we closed it on purpose
-        this.entries.delete(desktopId);
-        log.warn({ reason: info.reason }, 'RFB connection to desktop lost');
-        this.hooks.lost(desktopId, info.reason, info.error);
-      });
-      client.on('error', (err: Error) => log.warn({ err }, 'RFB error'));
+      this.watch(desktopId, entry, client, log);
       const info = await client.connect();
       // servers without continuous updates (QEMU) send no CopyRect either: find moves ourselves
       stream.detectMoves(!info.continuousUpdates);
@@ -211,12 +339,6 @@ export class StreamManager {
     this.entries.set(desktopId, entry);
     return entry;
   }
-}
-
-function sameEndpoint(a: RfbEndpoint, b: RfbEndpoint): boolean {
-  return a.kind === 'unix'
-    ? b.kind === 'unix' && a.path === b.path && a.serverUid === b.serverUid
-    : b.kind === 'tcp' && a.host === b.host && a.port === b.port;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

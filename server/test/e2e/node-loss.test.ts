@@ -24,6 +24,8 @@ import { renderNginxConfig } from '../../../infra/nginx/render.mjs';
 
 const PG_ADMIN = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** nginx's passive check: a node that failed gets no requests for this long */
+const FAIL_TIMEOUT_S = 1;
 const NGINX = fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
 
 interface VdiWindow {
@@ -52,6 +54,8 @@ describe('a gateway node lost behind nginx', () => {
   let page: Page;
   let desktopId = '';
   let sessionId = '';
+  /** when a node last came back (nginx takes it back after its fail timeout) */
+  let restartedAt = 0;
 
   const drawn = () =>
     page.evaluate(() => (window as unknown as VdiWindow).__vdiViewer?.framesDrawn ?? 0);
@@ -111,6 +115,7 @@ describe('a gateway node lost behind nginx', () => {
         prefix,
         listen: `127.0.0.1:${port}`,
         nodes: nodes.map((n) => `127.0.0.1:${n.port}`),
+        failTimeoutSec: FAIL_TIMEOUT_S,
       }),
     );
     const t = spawnSync(NGINX, ['-p', prefix, '-c', conf, '-t'], { encoding: 'utf8' });
@@ -186,6 +191,7 @@ describe('a gateway node lost behind nginx', () => {
       desktopId,
     );
     await node.start();
+    restartedAt = Date.now();
   }, 90_000);
 
   it('SIGKILL of the serving node: back on the other node with its desktop within 5 s, nothing lost or doubled', async () => {
@@ -193,6 +199,13 @@ describe('a gateway node lost behind nginx', () => {
     const other = nodes.find((n) => n !== node)!;
     const before = await desktops();
     expect(before).toEqual([{ id: desktopId, state: 'in-use' }]);
+    // nginx marked the node the drain stopped as failed: once its fail timeout is over it is
+    // a live upstream again (otherwise losing the other node leaves nginx none for a moment)
+    await until(
+      () => Date.now() - restartedAt > FAIL_TIMEOUT_S * 1000 + 200,
+      10_000,
+      "nginx's fail timeout over",
+    );
     const n = await drawn();
     await page.evaluate(() => {
       const w = window as unknown as { __t: string[] };

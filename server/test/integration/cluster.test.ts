@@ -5,6 +5,7 @@
  * Needs the local PostgreSQL (trust auth) and Redis this kind of machine runs.
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,9 +74,10 @@ describe('several gateway nodes (decision 11)', () => {
     await admin.connect();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
+    for (const d of [dirs.dataDir, dirs.runDir]) fs.rmSync(d, { recursive: true, force: true });
   });
 
-  async function signIn(node: TestServer | ServerProcess): Promise<Api> {
+  async function signIn(node: { url: string }): Promise<Api> {
     return new Api(node.url).login(ADMIN.username, ADMIN.password);
   }
 
@@ -215,10 +217,21 @@ describe('several gateway nodes (decision 11)', () => {
       expect((await session(sessionId))?.state).not.toBe('ended');
       const hosts = await db.query<{ id: string }>('SELECT id FROM hosts ORDER BY id');
       expect(hosts.rows.map((h) => h.id)).toEqual(['host-1', 'host-2']);
+      // a log-off through the node on the other host: it cannot stop this host's processes,
+      // so it hands the desktop to its host, whose tick stops it
+      const viaC = await signIn(c);
+      expect((await viaC.post(`/api/sessions/${sessionId}/logoff`)).status).toBe(204);
+      expect(destroyed).toEqual([]);
+      const row = await db.query('SELECT state FROM desktops WHERE id = $1', [desktopId]);
+      expect(row.rows).toEqual([{ state: 'stopping' }]);
+      await a.server.broker.tick();
+      expect((await db.query('SELECT id FROM desktops WHERE id = $1', [desktopId])).rows).toEqual(
+        [],
+      );
     } finally {
       await c.close();
+      for (const d of [cDirs.dataDir, cDirs.runDir]) fs.rmSync(d, { recursive: true, force: true });
     }
-    expect((await api.post(`/api/sessions/${sessionId}/logoff`)).status).toBe(204);
   }, 60_000);
 
   it('a session whose only viewer was on a node that died goes disconnected', async () => {

@@ -297,6 +297,7 @@ describe('QemuProvider with a real VM', () => {
       accel: kvmUsable ? 'KVM' : 'TCG',
       memory: '256 MiB',
       vcpus: '1',
+      host: os.hostname(),
       ...(vm.runAs ? { account: `${vm.runAs.user} (uid ${vm.runAs.uid})` } : {}),
     });
     expect(logLines.join('')).toContain(

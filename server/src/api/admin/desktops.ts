@@ -1,9 +1,21 @@
 import { z } from 'zod';
-import { PowerBody, SnapshotName } from '@vdi/shared';
+import {
+  DrainBody,
+  DrainResult,
+  HostList,
+  HostName,
+  MoveBody,
+  MoveResult,
+  PowerBody,
+  SnapshotName,
+} from '@vdi/shared';
 import { actorOf } from '../actor.js';
 import { IdParam, type AdminScope } from './scope.js';
 
-/** One desktop: its thumbnail, a VM's power actions and snapshots (all through the broker). */
+/**
+ * One desktop: its thumbnail, a VM's power actions, snapshots and moves to another host;
+ * hosts and draining them (all through the broker).
+ */
 export function adminDesktopRoutes(admin: AdminScope): void {
   const { broker, live } = admin.deps;
 
@@ -67,5 +79,39 @@ export function adminDesktopRoutes(admin: AdminScope): void {
       const { id } = IdParam.parse(req.params);
       await broker.restoreSnapshot(id, SnapshotName.parse(req.params.name), actorOf(req));
     },
+  );
+
+  admin.route(
+    {
+      method: 'post',
+      path: '/desktops/:id/move',
+      summary: 'Live-migrate a running VM desktop to another host; its viewers stay attached',
+      body: MoveBody,
+      response: MoveResult,
+    },
+    async (req) =>
+      broker.moveDesktop(IdParam.parse(req.params).id, req.parsedBody.host, actorOf(req)),
+  );
+
+  admin.route(
+    {
+      method: 'get',
+      path: '/hosts/move-targets',
+      summary: 'The hosts VM desktops can be moved to, and which is this server',
+      response: HostList,
+    },
+    async () => ({ self: broker.hostName, hosts: [...broker.moveTargets] }),
+  );
+
+  admin.route(
+    {
+      method: 'post',
+      path: '/hosts/:host/drain',
+      summary: 'Move every running VM desktop off a host, a few at a time',
+      body: DrainBody,
+      response: DrainResult,
+    },
+    async (req) =>
+      broker.drainHost(HostName.parse(req.params.host), req.parsedBody.to, actorOf(req)),
   );
 }

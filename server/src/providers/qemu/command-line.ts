@@ -12,6 +12,10 @@ const execFileAsync = promisify(execFile);
 
 /** the drive id, also how query-block names the desktop's disk */
 export const DISK_ID = 'disk0';
+/** QEMU's descriptors of the overlay (read-write, read-only) and the fd set holding both */
+export const DISK_FD_RW = 3;
+export const DISK_FD_RO = 4;
+const DISK_FDSET = 1;
 /**
  * seccomp (`-sandbox on`): no obsolete syscalls, no spawning (fork/exec), no scheduler or
  * resource-limit changes. elevateprivileges stays allowed: QEMU itself calls setuid for
@@ -35,6 +39,11 @@ export interface VmCommand extends VmPaths {
   cpu: string | undefined;
   /** `uid:gid` or a user name to drop to; undefined keeps the server's account */
   runAs: string | undefined;
+  /**
+   * the destination of a move (migrate.ts): started with `-incoming defer`, it waits for
+   * `migrate-incoming` before it runs anything
+   */
+  incoming?: boolean;
 }
 
 /** Builds command lines for one QEMU binary (asked once which run-as flag it has). */
@@ -59,8 +68,15 @@ export class QemuCommandLine {
       '-vga',
       'std',
       // Only the overlay is a drive; QEMU opens its backing file (the golden image) read-only.
+      // The overlay comes as descriptors the server opened (vm-process.ts), not as a path:
+      // QEMU reopens it after dropping to the VM's account (a migration activates it), and
+      // that account cannot reach the server's data directory.
+      '-add-fd',
+      `fd=${DISK_FD_RW},set=${DISK_FDSET}`,
+      '-add-fd',
+      `fd=${DISK_FD_RO},set=${DISK_FDSET}`,
       '-drive',
-      `file=${optValue(o.overlayPath)},format=qcow2,if=virtio,id=${DISK_ID},cache=writeback,discard=unmap`,
+      `file=/dev/fdset/${DISK_FDSET},format=qcow2,if=virtio,id=${DISK_ID},cache=writeback,discard=unmap`,
       '-nic',
       'none',
       '-display',
@@ -76,6 +92,7 @@ export class QemuCommandLine {
       '-msg',
       'timestamp=on',
     ];
+    if (o.incoming) args.push('-incoming', 'defer');
     if (o.kernel) args.push('-kernel', o.kernel);
     if (o.initrd) args.push('-initrd', o.initrd);
     if (o.template.append !== undefined) args.push('-append', o.template.append);

@@ -40,6 +40,14 @@ const Handle = z.object({
   memoryLimitMb: z.number().optional(),
   /** whether the account is this VM's own (its uid lock is released at destroy) */
   ownAccount: z.boolean().optional(),
+  /**
+   * the host this VM runs on, when it was moved there (migrate.ts); absent: the provider's
+   * own host, with the files where vmPaths puts them without a host
+   */
+  host: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/)
+    .optional(),
 });
 export type QemuHandle = z.infer<typeof Handle>;
 
@@ -71,14 +79,28 @@ export interface VmPaths {
   overlayPath: string;
 }
 
-/** `runDir` is the provider's own (`<runDir>/qemu`), `dataDir` the server's. */
-export function vmPaths(runDir: string, dataDir: string, desktopId: string): VmPaths {
-  const run = (ext: string) => path.join(runDir, `${desktopId}.${ext}`);
+/** host names name directories: letters, digits and . _ - only */
+export const HOST_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/**
+ * `runDir` is the provider's own (`<runDir>/qemu`), `dataDir` the server's. `hostDir`, for a
+ * VM moved to another host served from this machine (migrate.ts), puts its files in a
+ * directory of that host's (`<runDir>/qemu/@<host>/`), so the two QEMU processes of a move
+ * never share a file.
+ */
+export function vmPaths(
+  runDir: string,
+  dataDir: string,
+  desktopId: string,
+  hostDir?: string,
+): VmPaths {
+  const sub = hostDir === undefined ? '' : `@${hostDir}`;
+  const run = (ext: string) => path.join(runDir, sub, `${desktopId}.${ext}`);
   return {
     qmpPath: run('qmp'),
     vncPath: run('vnc'),
     pidPath: run('pid'),
     logPath: run('log'),
-    overlayPath: path.join(dataDir, 'qemu', `${desktopId}.qcow2`),
+    overlayPath: path.join(dataDir, 'qemu', sub, `${desktopId}.qcow2`),
   };
 }

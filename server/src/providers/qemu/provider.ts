@@ -15,6 +15,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -29,6 +30,9 @@ import {
   type CreateSpec,
   type DesktopHandle,
   type DesktopHealth,
+  type MigrateSpec,
+  type MigrationHooks,
+  type MigrationOutcome,
   type Provider,
   type ProviderDirs,
   type ProviderStatus,
@@ -38,12 +42,14 @@ import { QemuCommandLine, type VmCommand } from './command-line.js';
 import { VmControl, type PowerAction } from './control.js';
 import {
   DESKTOP_ID,
+  HOST_NAME,
   parseHandle,
   qemuHandles,
   vmPaths,
   type QemuHandle,
   type VmPaths,
 } from './handle.js';
+import { DEFAULT_MIGRATION, migrateVm, type MigrationSettings } from './migrate.js';
 import { checkImages, Overlays } from './overlays.js';
 import { RunAs, type VmAccount } from './run-as.js';
 import { VmProcesses } from './vm-process.js';
@@ -83,6 +89,10 @@ export interface QemuProviderOptions {
    * refuses that MSR (nested virtualisation on some AMD hosts). TCG uses QEMU's default.
    */
   kvmCpu?: string;
+  /** the host this server runs its VMs on (config HOST_NAME) @default os.hostname() */
+  hostName?: string;
+  /** live migration: bandwidth, downtime, postcopy, timeout (migrate.ts) */
+  migration?: Partial<MigrationSettings>;
 }
 
 const DEFAULT_START_TIMEOUT_MS = 30_000;
@@ -116,6 +126,8 @@ export class QemuProvider implements Provider {
   private readonly overlays: Overlays;
   private readonly processes: VmProcesses;
   private readonly control: VmControl;
+  private readonly hostName: string;
+  private readonly migration: MigrationSettings;
 
   constructor(
     private readonly dirs: ProviderDirs,
@@ -126,6 +138,8 @@ export class QemuProvider implements Provider {
     this.qemuImgBinary = opts.qemuImgBinary ?? 'qemu-img';
     this.accelOption = opts.accel ?? 'auto';
     this.kvmDevice = opts.kvmDevice ?? '/dev/kvm';
+    this.hostName = opts.hostName ?? os.hostname();
+    this.migration = { ...DEFAULT_MIGRATION, ...opts.migration };
     const runAsOption = opts.runAs === undefined ? 'per-desktop' : opts.runAs;
     const root = process.getuid?.() === 0;
     this.tag = createHash('sha256').update(path.resolve(dirs.runDir)).digest('hex').slice(0, 8);
@@ -236,7 +250,7 @@ export class QemuProvider implements Provider {
       // the VM's account owns its disk (QEMU opens it before dropping to that account)
       if (runAs) await fs.chown(paths.overlayPath, runAs.uid, runAs.gid);
       if (this.cgroups) {
-        cgroup = this.cgroups.create(`${this.tag}.q.${desktopId}`, {
+        cgroup = this.cgroups.create(this.cgroupName(desktopId, undefined), {
           ...template.limits,
           memoryMb: memoryLimitMb,
         });
@@ -340,8 +354,141 @@ export class QemuProvider implements Provider {
       accel: h.accel === 'kvm' ? 'KVM' : 'TCG',
       memory: `${h.memoryMb} MiB`,
       vcpus: String(h.vcpus),
+      host: h.host ?? this.hostName,
       ...(h.runAs ? { account: `${h.runAs.user} (uid ${h.runAs.uid})` } : {}),
     };
+  }
+
+  hostOf(handle: DesktopHandle): string {
+    return parseHandle(handle).host ?? this.hostName;
+  }
+
+  /**
+   * Moves a running VM to another host (migrate.ts): on this machine, a second QEMU process
+   * under that host's name, with its own files, the same account, its own cgroup.
+   */
+  async migrate(
+    handle: DesktopHandle,
+    spec: MigrateSpec,
+    log: Logger,
+    hooks: MigrationHooks,
+  ): Promise<MigrationOutcome> {
+    const src = parseHandle(handle);
+    const to = spec.destinationHost;
+    if (!HOST_NAME.test(to))
+      throw new ProviderError('QEMU_BAD_HOST', `bad host name ${JSON.stringify(to)}`);
+    if (to === this.hostOf(src))
+      throw new ProviderError('QEMU_SAME_HOST', `the desktop already runs on ${to}`);
+    const template = QemuTemplate.parse(spec.template);
+    const destPaths = this.pathsFor(src.desktopId, to);
+    await this.ensureDirs(to);
+    await this.processes.refuseIfRunning(src.desktopId, destPaths);
+    const socketDir = await this.migrationDir(src);
+    return migrateVm(
+      {
+        source: src,
+        destinationHost: to,
+        destinationPaths: destPaths,
+        socketDir,
+      },
+      {
+        createOverlay: async (golden, overlayPath) => {
+          await fs.rm(overlayPath, { force: true });
+          await this.overlays.prepare(false, golden, overlayPath, log);
+          if (src.runAs) await fs.chown(overlayPath, src.runAs.uid, src.runAs.gid);
+        },
+        startDestination: (paths) => this.startDestination(src, to, template, paths, log),
+        removeVm: async (h, l) => {
+          await this.processes.stop(h, l);
+          if (h.cgroup && this.cgroups) await this.cgroups.remove(h.cgroup);
+          for (const p of [h.qmpPath, h.vncPath, h.pidPath, h.logPath, h.overlayPath])
+            await fs.rm(p, { force: true });
+        },
+      },
+      this.migration,
+      log,
+      hooks,
+    );
+  }
+
+  /** The destination of a move: the source's command line with `-incoming defer`. */
+  private async startDestination(
+    src: QemuHandle,
+    host: string,
+    template: QemuTemplate,
+    paths: VmPaths,
+    log: Logger,
+  ): Promise<QemuHandle> {
+    let cgroup: CgroupRef | undefined;
+    try {
+      if (this.cgroups && src.limits) {
+        cgroup = this.cgroups.create(this.cgroupName(src.desktopId, host), {
+          ...src.limits,
+          memoryMb: src.memoryLimitMb ?? src.limits.memoryMb,
+        });
+        checkCgroupPaths(this.cgroups.procsFiles(cgroup));
+      }
+      const cpu =
+        src.accel === 'kvm' ? (this.kvmCpuLearned ?? this.kvmCpuCandidates[0]) : undefined;
+      const args = await this.commandLine.build({
+        desktopId: src.desktopId,
+        template,
+        kernel: template.kernel ? path.resolve(template.kernel) : undefined,
+        initrd: template.initrd ? path.resolve(template.initrd) : undefined,
+        accel: src.accel,
+        cpu,
+        runAs: src.runAs
+          ? src.ownAccount
+            ? `${src.runAs.uid}:${src.runAs.gid}`
+            : src.runAs.user
+          : undefined,
+        incoming: true,
+        ...paths,
+      });
+      const pid = await this.processes.start(src.desktopId, args, paths, log, cgroup);
+      const stat = await readProcStat(pid);
+      if (!stat)
+        throw new ProviderError('QEMU_START_FAILED', `QEMU process ${pid} vanished while starting`);
+      const { host: _from, cgroup: _cg, ...rest } = src;
+      return {
+        ...rest,
+        ...paths,
+        pid,
+        startTime: stat.startTime,
+        ...(host === this.hostName ? {} : { host }),
+        ...(cgroup ? { cgroup } : {}),
+      };
+    } catch (err) {
+      if (cgroup && this.cgroups) await this.cgroups.remove(cgroup).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * `<runDir>/qemu-migrate/<desktop>`: the move's sockets, where both QEMU processes reach
+   * them after dropping to the VM's account (the provider's own run dir is the server's
+   * alone). The parent may be traversed, not listed; the directory is the account's.
+   */
+  private async migrationDir(h: QemuHandle): Promise<string> {
+    if (h.runAs) {
+      // the VM's account walks through the run dir to its own (as the Xvnc provider's
+      // desktops do): traversable, not listable
+      const st = await fs.stat(this.dirs.runDir);
+      if ((st.mode & 0o011) !== 0o011) await fs.chmod(this.dirs.runDir, (st.mode & 0o777) | 0o011);
+    }
+    const parent = path.join(this.dirs.runDir, 'qemu-migrate');
+    await fs.mkdir(parent, { recursive: true, mode: 0o711 });
+    await fs.chmod(parent, 0o711);
+    const dir = path.join(parent, h.desktopId);
+    await fs.rm(dir, { recursive: true, force: true });
+    await fs.mkdir(dir, { mode: 0o700 });
+    if (h.runAs) await fs.chown(dir, h.runAs.uid, h.runAs.gid);
+    return dir;
+  }
+
+  private cgroupName(desktopId: string, host: string | undefined): string {
+    const base = `${this.tag}.q.${desktopId}`;
+    return host === undefined || host === this.hostName ? base : `${base}.h-${host}`;
   }
 
   /** Deletes a stopped desktop's kept overlay (a dedicated desktop whose pool is gone). */
@@ -373,11 +520,13 @@ export class QemuProvider implements Provider {
     return removed;
   }
 
-  private pathsFor(desktopId: string): VmPaths {
-    return vmPaths(this.runDir, this.dirs.dataDir, desktopId);
+  /** a desktop's files on a host (this provider's own host: the files without a host dir) */
+  private pathsFor(desktopId: string, host?: string): VmPaths {
+    const hostDir = host === undefined || host === this.hostName ? undefined : host;
+    return vmPaths(this.runDir, this.dirs.dataDir, desktopId, hostDir);
   }
 
-  private async ensureDirs(): Promise<void> {
+  private async ensureDirs(host?: string): Promise<void> {
     // Sockets live in a 0700 directory of our own: only the server may reach them
     // (docs/architecture.md, decision 1). The run dir itself is shared with other providers
     // (Xvnc keeps it traversable for its desktop user), so its mode is left alone.
@@ -385,6 +534,14 @@ export class QemuProvider implements Provider {
     const st = await fs.stat(this.runDir);
     if ((st.mode & 0o077) !== 0) await fs.chmod(this.runDir, 0o700);
     await fs.mkdir(path.join(this.dirs.dataDir, 'qemu'), { recursive: true, mode: 0o700 });
+    if (host !== undefined && host !== this.hostName) {
+      // another host's files, served from this machine: a directory of its own in each
+      await fs.mkdir(path.join(this.runDir, `@${host}`), { recursive: true, mode: 0o700 });
+      await fs.mkdir(path.join(this.dirs.dataDir, 'qemu', `@${host}`), {
+        recursive: true,
+        mode: 0o700,
+      });
+    }
   }
 
   /**

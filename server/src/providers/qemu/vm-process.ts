@@ -14,7 +14,7 @@ import { checkProcess, killGroup, readProcStat, signalProcess, waitGone } from '
 import type { CgroupRef, Cgroups } from '../sandbox/cgroups.js';
 import { joinCgroupsArgv } from '../sandbox/launch.js';
 import { ProviderError } from '../types.js';
-import { optValue } from './command-line.js';
+import { DISK_FD_RO, DISK_FD_RW, optValue } from './command-line.js';
 import { DESKTOP_ID, type QemuHandle, type VmPaths } from './handle.js';
 import { exists } from './overlays.js';
 import { QmpError } from './qmp-wire.js';
@@ -52,6 +52,17 @@ export class VmProcesses {
     const { qemuBinary, cgroups } = this.opts;
     for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
     const logFile = await fs.open(paths.logPath, 'w', 0o600);
+    // the overlay as descriptors 3 (read-write) and 4 (read-only): see command-line.ts
+    const disk = await Promise.all([
+      fs.open(paths.overlayPath, 'r+'),
+      fs.open(paths.overlayPath, 'r'),
+    ]).catch(async (err: unknown) => {
+      await logFile.close();
+      throw new ProviderError(
+        'QEMU_START_FAILED',
+        `cannot open the disk ${paths.overlayPath}: ${(err as Error).message}`,
+      );
+    });
     let child: ChildProcess;
     try {
       // Detached: own process group and session, so the VM survives the server and a
@@ -59,15 +70,20 @@ export class VmProcesses {
       // with a cgroup, a shell joins it first and then becomes QEMU (same pid)
       const [cmd, ...argv] =
         cgroup && cgroups
-          ? joinCgroupsArgv(cgroups.procsFiles(cgroup), [qemuBinary, ...args])
+          ? joinCgroupsArgv(
+              cgroups.procsFiles(cgroup),
+              [qemuBinary, ...args],
+              [DISK_FD_RW, DISK_FD_RO],
+            )
           : [qemuBinary, ...args];
       child = spawn(cmd!, argv, {
         detached: true,
-        stdio: ['ignore', logFile.fd, logFile.fd],
+        stdio: ['ignore', logFile.fd, logFile.fd, disk[0].fd, disk[1].fd],
         cwd: this.opts.runDir,
       });
     } finally {
       await logFile.close();
+      for (const fh of disk) await fh.close();
     }
     let exited: string | undefined;
     child.once('error', (err) => {
@@ -194,12 +210,15 @@ export class VmProcesses {
         await signalProcess(h, 'SIGKILL');
         await waitGone([h], KILL_WAIT_MS);
       }
-      // its sockets and pid file; the disk stays (it may be a dedicated desktop's)
-      const id = /([A-Za-z0-9_.-]+)\.qmp(?:,|$)/.exec(qmpArg.slice(prefix.length))?.[1];
-      if (id !== undefined && DESKTOP_ID.test(id)) {
-        const paths = this.opts.pathsFor(id);
-        for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath])
-          await fs.rm(p, { force: true });
+      // its sockets and pid file, in the directory its QMP socket is in (a moved VM's files
+      // are in its host's directory, beside another QEMU's of the same desktop); the disk
+      // stays (it may be a dedicated desktop's)
+      const qmpPath = qmpSocketPath(qmpArg);
+      const id = path.basename(qmpPath, '.qmp');
+      if (qmpPath.endsWith('.qmp') && DESKTOP_ID.test(id)) {
+        const dir = path.dirname(qmpPath);
+        for (const ext of ['qmp', 'vnc', 'pid'])
+          await fs.rm(path.join(dir, `${id}.${ext}`), { force: true });
       }
       removed++;
     }
@@ -247,6 +266,21 @@ export class VmProcesses {
       await delay(POLL_INTERVAL_MS);
     }
   }
+}
+
+/** The socket path of a `-qmp unix:<path>,server=on,...` argument (commas in it are doubled). */
+function qmpSocketPath(arg: string): string {
+  const value = arg.slice('unix:'.length);
+  let out = '';
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] !== ',') {
+      out += value[i];
+    } else if (value[i + 1] === ',') {
+      out += ',';
+      i++;
+    } else break;
+  }
+  return out;
 }
 
 async function readCmdline(pid: number): Promise<string[] | undefined> {

@@ -122,7 +122,17 @@ export const SUPERVISOR_EXIT: Record<number, string> = {
 };
 
 /** account mode: join the cgroups, then become the desktop's command */
-const JOIN_CGROUPS = `${CLOSE_FDS}set -u
+/** CLOSE_FDS but for the descriptors named in $VDI_KEEP_FDS (given to the command on purpose) */
+const CLOSE_FDS_BUT_KEPT = `for fd in /proc/$$/fd/*; do
+  fd=\${fd##*/}
+  case $fd in ''|*[!0-9]*|0|1|2) continue ;; esac
+  case " \${VDI_KEEP_FDS:-} " in *" $fd "*) continue ;; esac
+  eval "exec $fd>&-"
+done
+unset VDI_KEEP_FDS
+`;
+
+const JOIN_CGROUPS = `${CLOSE_FDS_BUT_KEPT}set -u
 procs=$VDI_CGROUP_PROCS
 unset VDI_CGROUP_PROCS
 for f in $procs; do echo $$ >"$f" || exit 124; done
@@ -130,11 +140,17 @@ exec "$@"
 `;
 
 /** argv that joins the cgroups (the procs files) and then becomes `command`, same pid */
-export function joinCgroupsArgv(procs: string[], command: string[]): string[] {
+export function joinCgroupsArgv(
+  procs: string[],
+  command: string[],
+  /** descriptors above stderr the command is given on purpose (a VM's disk) */
+  keepFds: readonly number[] = [],
+): string[] {
   checkCgroupPaths(procs);
   return [
     '/usr/bin/env',
     `VDI_CGROUP_PROCS=${procs.join(' ')}`,
+    `VDI_KEEP_FDS=${keepFds.map((fd) => Math.trunc(fd)).join(' ')}`,
     '/bin/bash',
     '-c',
     JOIN_CGROUPS,

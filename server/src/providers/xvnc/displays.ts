@@ -64,3 +64,30 @@ export function removeDisplayLeftovers(display: number): void {
   fs.rmSync(`/tmp/.X${display}-lock`, { force: true });
   fs.rmSync(path.join(X11_SOCKET_DIR, `X${display}`), { force: true });
 }
+
+/** how long a display claim may be held before it is taken for a crashed starter's leftover */
+const CLAIM_STALE_MS = 120_000;
+
+/**
+ * Claim display n host-wide while an Xvnc starts on it: an exclusive file every server on the
+ * host sees (several nodes on one host each keep only their own `reserved` set), so two of
+ * them never start on the same number between looking for its lock file and Xvnc making one.
+ * Returns the release, or undefined when another starter holds it. `dir` is for tests.
+ */
+export function claimDisplay(n: number, dir = '/tmp', now = Date.now()): (() => void) | undefined {
+  const file = path.join(dir, `.vdi-X${n}-claim`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.closeSync(fs.openSync(file, 'wx', 0o600));
+      return () => fs.rmSync(file, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // left by a starter that died mid-start: old enough to be nobody's
+      const since = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs;
+      if (since === undefined) continue; // released meanwhile: try again
+      if (now - since < CLAIM_STALE_MS) return undefined;
+      fs.rmSync(file, { force: true });
+    }
+  }
+  return undefined;
+}

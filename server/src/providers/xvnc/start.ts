@@ -20,6 +20,7 @@ import { writeXauthority } from '../sandbox/xauth.js';
 import { ProviderError, type CreateSpec } from '../types.js';
 import {
   abstractDisplays,
+  claimDisplay,
   DISPLAY_TAKEN,
   ensureX11SocketDir,
   sandboxDisplay,
@@ -174,7 +175,14 @@ export async function startShared(
   for (let attempt = 0; attempt < 20; attempt++) {
     let display = first;
     const abstract = abstractDisplays();
-    while (taken.has(display) || ctx.displayInUse(display, abstract)) display++;
+    let release: (() => void) | undefined;
+    // the first free number this host-wide claim can take (another node on this host may be
+    // starting on one the lock files do not show yet)
+    for (; ; display++) {
+      if (taken.has(display) || ctx.displayInUse(display, abstract)) continue;
+      release = claimDisplay(display);
+      if (release) break;
+    }
     taken.add(display);
     ctx.reserved.add(display);
     try {
@@ -242,6 +250,7 @@ export async function startShared(
       }
     } finally {
       ctx.reserved.delete(display);
+      release();
     }
   }
   throw new ProviderError('NO_DISPLAY', 'no free X display number found');

@@ -6,7 +6,7 @@
  * bytes R, G, B.
  *
  * Bounds: the compressed length may be at most what the worst-case tiles of this rectangle
- * take plus deflate's overhead; the inflated data may be at most those tiles (a zip bomb
+ * take plus deflate's overhead, and at most limits.maxCompressedRect (it is held whole); the inflated data may be at most those tiles (a zip bomb
  * stops there) and must be exactly the tiles: a palette index past the palette, a run past
  * the tile, an unused subencoding, data missing or left over is a protocol error.
  */
@@ -64,6 +64,12 @@ class ZrleDecoder implements RectDecoder {
         throw new RfbProtocolError(
           'bad-zrle',
           `ZRLE ${w}x${h} rectangle announces ${length} compressed bytes, more than its tiles can take`,
+        );
+      }
+      if (length > ctx.limits.maxCompressedRect) {
+        throw new RfbProtocolError(
+          'bad-zrle',
+          `ZRLE ${w}x${h} rectangle announces ${length} compressed bytes, over the ${ctx.limits.maxCompressedRect}-byte limit`,
         );
       }
       this.length = length;

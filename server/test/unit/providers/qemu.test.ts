@@ -60,8 +60,14 @@ describe('QemuProvider without QEMU', () => {
   });
 
   it('describes a desktop and gives its unix endpoint', () => {
-    const p = new QemuProvider(dirs());
-    expect(p.describe(handle())).toEqual({ accel: 'TCG', memory: '512 MiB', vcpus: '2' });
+    const p = new QemuProvider(dirs(), { hostName: 'h1' });
+    expect(p.describe(handle())).toEqual({
+      accel: 'TCG',
+      memory: '512 MiB',
+      vcpus: '2',
+      host: 'h1',
+    });
+    expect(p.describe(handle({ host: 'h2' })).host).toBe('h2');
     expect(p.describe(handle({ accel: 'kvm' })).accel).toBe('KVM');
     expect(p.endpoint(handle())).toEqual({ kind: 'unix', path: path.join(root, 'qemu-d1.vnc') });
     expect(() => p.endpoint({ vncPath: 1 })).toThrow(ProviderError);

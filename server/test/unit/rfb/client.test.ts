@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RfbClient } from '../../../src/rfb/client.js';
 import type { RfbClientOptions, RfbCloseEvent } from '../../../src/rfb/client-api.js';
 import { Encoding, FenceFlag } from '../../../src/rfb/constants.js';
+import { EXTENDED_CLIPBOARD_ENCODING } from '../../../src/rfb/extended-clipboard.js';
 import { RfbError } from '../../../src/rfb/errors.js';
 import { DEFAULT_RFB_LIMITS } from '../../../src/rfb/types.js';
 import { vncAuthResponse } from '../../../src/rfb/vnc-auth.js';
@@ -181,6 +182,7 @@ describe('ServerInit and set-up', () => {
         Encoding.LastRect,
         Encoding.ContinuousUpdates,
         Encoding.Fence,
+        EXTENDED_CLIPBOARD_ENCODING,
       ],
     });
     expect(await conn.readMessage()).toEqual({

@@ -272,6 +272,16 @@ describe('ZRLE', () => {
       expectProtocolError(run.error, 'bad-zrle', /announces 4294967295 compressed bytes/);
     });
 
+    it('a compressed length over limits.maxCompressedRect, from the length field alone', () => {
+      const limits = { ...DEFAULT_RFB_LIMITS, maxCompressedRect: 1000 };
+      const head = w.cat(w.u8(0), w.pad(1), w.u16(1), w.rectHeader(0, 0, 64, 48, 16), w.u32(1001));
+      const run = runAny([head], 64, 48, limits, ASKED);
+      expectProtocolError(run.error, 'bad-zrle', /over the 1000-byte limit/);
+      expect(
+        runAny([head.subarray(0, head.length - 4), w.u32(1000)], 64, 48, limits, ASKED).error,
+      ).toBeUndefined();
+    });
+
     it('a rect outside the framebuffer, from its header', () => {
       const run = runParser([w.cat(w.u8(0), w.pad(1), w.u16(1), w.rectHeader(60, 0, 8, 8, 16))]);
       expectProtocolError(run.error, 'rect-out-of-bounds');
@@ -581,5 +591,164 @@ describe('only when asked for', () => {
       [16],
     );
     expectProtocolError(refused.error, 'unknown-encoding', /encoding 7, which we did not ask for/);
+  });
+});
+
+describe('ZRLE round trip (fast-check)', () => {
+  /** Encode a tile in the chosen subencoding (falling back to raw when it cannot apply). */
+  function encodeTile(px: Rgb[], tw: number, choice: number): Buffer {
+    const key = (c: Rgb): number => c[0] | (c[1] << 8) | (c[2] << 16);
+    const palette: Rgb[] = [];
+    const index = new Map<number, number>();
+    for (const c of px) {
+      if (!index.has(key(c))) {
+        index.set(key(c), palette.length);
+        palette.push(c);
+      }
+    }
+    const idx = px.map((c) => index.get(key(c)) as number);
+    const runs: [number, number][] = [];
+    for (const i of idx) {
+      const last = runs.at(-1);
+      if (last && last[0] === i) last[1]++;
+      else runs.push([i, 1]);
+    }
+    if (palette.length === 1 && choice % 2 === 0) return zrle.solid(palette[0] as Rgb);
+    switch (choice) {
+      case 1:
+        if (palette.length >= 2 && palette.length <= 16) return zrle.packed(palette, idx, tw);
+        break;
+      case 2:
+        return zrle.plainRle(runs.map(([i, n]) => [palette[i] as Rgb, n]));
+      case 3:
+        if (palette.length >= 2 && palette.length <= 127) return zrle.paletteRle(palette, runs);
+        break;
+    }
+    return zrle.raw(px);
+  }
+
+  it('random tiles in random subencodings decode to the pixels encoded, however split', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 150 }),
+        fc.integer({ min: 1, max: 100 }),
+        fc.integer({ min: 1, max: 20 }),
+        fc.array(fc.nat(3), { minLength: 12, maxLength: 12 }),
+        fc.nat(),
+        fc.array(fc.nat(), { maxLength: 5 }),
+        async (rw, rh, colourCount, choices, seed, cuts) => {
+          const pal = colours(colourCount, seed % 97);
+          let s = seed;
+          const pick = (): Rgb => {
+            s = (s * 1103515245 + 12345) & 0x7fffffff;
+            // long stretches of one colour, so runs and solid tiles happen
+            return pal[(s >> 16) % 7 === 0 ? (s >> 8) % colourCount : 0] as Rgb;
+          };
+          const pixels: Rgb[] = Array.from({ length: rw * rh }, pick);
+          const tiles: Buffer[] = [];
+          let t = 0;
+          for (let ty = 0; ty < rh; ty += 64)
+            for (let tx = 0; tx < rw; tx += 64) {
+              const tw = Math.min(64, rw - tx);
+              const th = Math.min(64, rh - ty);
+              const px: Rgb[] = [];
+              for (let row = 0; row < th; row++)
+                for (let col = 0; col < tw; col++)
+                  px.push(pixels[(ty + row) * rw + tx + col] as Rgb);
+              tiles.push(encodeTile(px, tw, choices[t++ % choices.length] as number));
+            }
+          const z = deflater();
+          const stream = w.update([zrle.rect(0, 0, rw, rh, await z.chunk(w.cat(...tiles)))]);
+          const { fb, error } = decode(
+            w.splitAt(
+              stream,
+              cuts.map((c) => c % (stream.length + 1)),
+            ),
+            150,
+            100,
+          );
+          expect(error).toBeUndefined();
+          expect(region(fb, 0, 0, rw, rh).equals(toRgbx(pixels))).toBe(true);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});
+
+describe('Tight round trip (fast-check)', () => {
+  it('random rects in random filters and streams decode to the pixels encoded, however split', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            w: fc.integer({ min: 1, max: 40 }),
+            h: fc.integer({ min: 1, max: 30 }),
+            filter: fc.constantFrom('copy', 'palette', 'gradient', 'fill'),
+            stream: fc.nat(3),
+            reset: fc.boolean(),
+            colours: fc.integer({ min: 1, max: 256 }),
+            seed: fc.nat(),
+          }),
+          { minLength: 1, maxLength: 6 },
+        ),
+        fc.array(fc.nat(), { maxLength: 5 }),
+        async (rects, cuts) => {
+          const zs = [deflater(), deflater(), deflater(), deflater()];
+          const wire: w.WireRect[] = [];
+          const expected = new FramebufferModel();
+          expected.resize(W, H);
+          for (const r of rects) {
+            const pal = colours(r.filter === 'fill' ? 1 : r.colours, r.seed % 101);
+            let s = r.seed;
+            const px: Rgb[] = Array.from({ length: r.w * r.h }, () => {
+              s = (s * 1103515245 + 12345) & 0x7fffffff;
+              return pal[(s >> 8) % pal.length] as Rgb;
+            });
+            expected.putPixels(0, 0, r.w, r.h, toRgbx(px));
+            let resets = 0;
+            if (r.reset) {
+              zs[r.stream]?.reset();
+              resets = 1 << r.stream;
+            }
+            if (r.filter === 'fill') {
+              wire.push(tight.rect(0, 0, r.w, r.h, tight.fill(pal[0] as Rgb, resets)));
+              continue;
+            }
+            const paletteFilter = r.filter === 'palette';
+            const data =
+              r.filter === 'copy'
+                ? tight.copyData(px)
+                : r.filter === 'gradient'
+                  ? tight.gradientData(px, r.w)
+                  : tight.paletteData(
+                      pal.length,
+                      px.map((p) => pal.indexOf(p)),
+                      r.w,
+                    );
+            const body = tight.basic({
+              stream: r.stream,
+              resets,
+              filter: r.filter === 'copy' ? 0 : paletteFilter ? 1 : 2,
+              ...(paletteFilter ? { palette: pal } : {}),
+              data,
+              compressed:
+                data.length >= 12 ? await (zs[r.stream] as DeflateStream).chunk(data) : undefined,
+            });
+            wire.push(tight.rect(0, 0, r.w, r.h, body));
+          }
+          const stream = w.update(wire);
+          const { fb, error } = decode(
+            w.splitAt(
+              stream,
+              cuts.map((c) => c % (stream.length + 1)),
+            ),
+          );
+          expect(error).toBeUndefined();
+          expect(fb.data.equals(expected.data)).toBe(true);
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 });

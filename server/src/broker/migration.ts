@@ -1,0 +1,185 @@
+import type { MoveResult, DrainResult } from '@vdi/shared';
+import type { RfbEndpoint } from '../rfb/endpoint.js';
+import type { LinkMove } from '../stream/stream-manager.js';
+import { jsonColumn } from '../store/rows.js';
+import type { Actor } from './actor.js';
+import { BrokerPart, type BrokerContext } from './context.js';
+import type { Desktops } from './desktops.js';
+import { BrokerError } from './errors.js';
+import type { BrokerQueries } from './queries.js';
+
+/** What keeps a desktop's viewers attached across a move: the gateway's stream manager. */
+export interface DesktopLinks {
+  prepareMove(desktopId: string, endpoint: RfbEndpoint): Promise<LinkMove | undefined>;
+}
+
+export interface MigrationOptions {
+  /** this server's host (desktops whose row names no host run here) */
+  hostName: string;
+  /** the hosts a desktop may move to */
+  hosts: readonly string[];
+  /** how many desktops a drain moves at once */
+  drainConcurrency: number;
+}
+
+/**
+ * Live migration of desktops between hosts (issue 12, decision 12). A move is a desktop
+ * state (`migrating`) with one owner: it holds the desktop's lock from start to end, and
+ * log-off, reset, power actions and a second move are refused meanwhile (409 MIGRATING).
+ * The provider moves the VM; the gateway's stream opens the destination's display before
+ * the switch and takes it over after, so viewers stay attached. A failure at any step
+ * leaves the desktop running where it was, its row saying why.
+ */
+export class Migrations extends BrokerPart {
+  private links: DesktopLinks | undefined;
+
+  constructor(
+    ctx: BrokerContext,
+    private readonly queries: BrokerQueries,
+    private readonly desktops: Desktops,
+    private readonly opts: MigrationOptions,
+  ) {
+    super(ctx);
+  }
+
+  /** the gateway's streams, once it is built */
+  setLinks(links: DesktopLinks): void {
+    this.links = links;
+  }
+
+  get hosts(): readonly string[] {
+    return this.opts.hosts;
+  }
+
+  get hostName(): string {
+    return this.opts.hostName;
+  }
+
+  /** Move one running desktop to host `to`; resolves once it runs there. */
+  async move(desktopId: string, to: string, actor: Actor): Promise<MoveResult> {
+    if (!this.opts.hosts.includes(to))
+      throw new BrokerError(
+        'UNKNOWN_HOST',
+        `no host ${JSON.stringify(to)}; hosts: ${this.opts.hosts.join(', ')}`,
+        400,
+      );
+    this.desktops.refuseIfMoving(desktopId, 'another move');
+    // claimed before the lock: a second move, a log-off or a reset is refused from now on
+    this.desktops.moving.set(desktopId, to);
+    try {
+      return await this.desktops.withDesktop(desktopId, () =>
+        this.moveLocked(desktopId, to, actor),
+      );
+    } finally {
+      this.desktops.moving.delete(desktopId);
+    }
+  }
+
+  private async moveLocked(desktopId: string, to: string, actor: Actor): Promise<MoveResult> {
+    const { desktop: d, pool, provider, handle } = await this.queries.runningDesktop(desktopId);
+    if (!provider.migrate)
+      throw new BrokerError('NOT_SUPPORTED', `${provider.kind} desktops cannot be moved`, 409);
+    if (d.state !== 'in-use' && d.state !== 'ready')
+      throw new BrokerError('DESKTOP_BUSY', `the desktop is ${d.state}; it cannot move now`, 409);
+    const from = provider.hostOf?.(handle) ?? d.host ?? this.opts.hostName;
+    if (from === to)
+      throw new BrokerError('SAME_HOST', `the desktop already runs on host ${to}`, 409);
+    const before = d.state;
+    const log = this.log.child({ desktopId, from, to });
+    await this.db
+      .updateTable('desktops')
+      .set({ state: 'migrating', state_since: this.nowIso() })
+      .where('id', '=', desktopId)
+      .execute();
+    await this.record(actor, 'desktop.move.start', desktopId, { from, to });
+    let link: LinkMove | undefined;
+    try {
+      const outcome = await provider.migrate(
+        handle,
+        { destinationHost: to, template: pool.template },
+        log,
+        {
+          destinationReady: async (endpoint) => {
+            link = await this.links?.prepareMove(desktopId, endpoint);
+          },
+          holdInput: async () => {
+            await link?.holdInput();
+          },
+          switchedOver: async () => {
+            await link?.switchOver();
+          },
+        },
+      );
+      await this.db
+        .updateTable('desktops')
+        .set({
+          handle: jsonColumn(outcome.handle),
+          host: to,
+          state: before,
+          state_since: this.nowIso(),
+          error: null,
+        })
+        .where('id', '=', desktopId)
+        .execute();
+      await this.record(actor, 'desktop.move', desktopId, { from, to, ...outcome.stats });
+      return { desktopId, from, to, ...outcome.stats };
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      link?.abort(why);
+      await this.db
+        .updateTable('desktops')
+        .set({ state: before, state_since: this.nowIso(), error: `move to ${to} failed: ${why}` })
+        .where('id', '=', desktopId)
+        .execute();
+      await this.record(actor, 'desktop.move.failed', desktopId, { from, to, error: why });
+      throw new BrokerError(
+        'MOVE_FAILED',
+        `the desktop could not be moved to ${to} and still runs on ${from}: ${why}`,
+        502,
+      );
+    }
+  }
+
+  /**
+   * Drain a host: every running VM desktop on it moves to `to` (default: the first other
+   * host), a few at a time. Resolves with each desktop's outcome; one failing stops none.
+   */
+  async drain(host: string, to: string | undefined, actor: Actor): Promise<DrainResult> {
+    if (!this.opts.hosts.includes(host))
+      throw new BrokerError('UNKNOWN_HOST', `no host ${JSON.stringify(host)}`, 400);
+    const target = to ?? this.opts.hosts.find((h) => h !== host);
+    if (target === undefined || target === host)
+      throw new BrokerError('NO_TARGET', `no other host to move the desktops of ${host} to`, 409);
+    const rows = await this.db
+      .selectFrom('desktops as d')
+      .innerJoin('pools as p', 'p.id', 'd.pool_id')
+      .select(['d.id', 'd.host'])
+      .where('d.state', 'in', ['in-use', 'ready'])
+      .where('p.provider', '=', 'qemu')
+      .execute();
+    const ids = rows
+      .filter((r) => (r.host ?? this.opts.hostName) === host)
+      .map((r) => r.id)
+      .sort();
+    await this.record(actor, 'host.drain.start', host, { to: target, desktops: ids });
+    const results: DrainResult['results'] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < ids.length) {
+        const id = ids[next++]!;
+        try {
+          const r = await this.move(id, target, actor);
+          results.push({ desktopId: id, ok: true, totalMs: r.totalMs, downtimeMs: r.downtimeMs });
+        } catch (err) {
+          results.push({ desktopId: id, ok: false, error: (err as Error).message });
+        }
+      }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(this.opts.drainConcurrency, ids.length) }, worker),
+    );
+    const moved = results.filter((r) => r.ok).length;
+    await this.record(actor, 'host.drain', host, { to: target, moved, failed: ids.length - moved });
+    return { host, to: target, moved, failed: ids.length - moved, results };
+  }
+}

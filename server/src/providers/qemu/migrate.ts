@@ -1,0 +1,342 @@
+/**
+ * Live migration of a running VM to another host (issue 12): here, another QEMU process on
+ * this machine under that host's name, with its own files.
+ *
+ * The disk. The golden image is storage every host sees (the pool's image, read-only); the
+ * desktop's overlay is not. It moves with an NBD mirror, not with QEMU's block migration:
+ * the destination exports its (empty, same-backing) overlay over NBD (`block-export-add`),
+ * the source mirrors only the overlay's own clusters into it (`drive-mirror`, sync=top)
+ * while the guest runs, and RAM is sent only once the mirror is in sync. Block migration
+ * (the `block` capability) is deprecated since QEMU 8.2 and gone in 9.1, copies the disk
+ * inside the RAM stream (so its dirty tracking competes with RAM's for the downtime), and
+ * cannot be cancelled apart from the RAM; the mirror is what libvirt does, survives a QEMU
+ * upgrade, and fails on its own before any RAM is sent.
+ *
+ * The switch. `pause-before-switchover` stops the migration once the source is paused and
+ * before the destination gets the device state: the mirror is ended there
+ * (`block-job-cancel` on a job in sync leaves the destination an exact copy, and nothing
+ * writes any more), then `migrate-continue`. So nothing written during the move is lost.
+ *
+ * Capabilities, chosen: `events` (MIGRATION and MIGRATION_PASS events instead of polling),
+ * `pause-before-switchover` (above), `postcopy-ram` only when asked for (a guest that
+ * dirties memory faster than the link: the destination runs first and pulls pages, but a
+ * failure after the switch then loses the VM, so it is off by default). Not
+ * `zero-blocks` (a block-migration option) nor compression (CPU-bound under TCG, where the
+ * vCPU already takes a core). Parameters: `max-bandwidth` (QEMU's default, 128 MiB/s,
+ * would make a 256 MiB guest take seconds on a loopback link) and `downtime-limit`.
+ *
+ * Failure at any step: the migration and mirror are cancelled, a source that was running
+ * runs again (QEMU resumes it; `cont` if it does not), and the destination is killed and
+ * its files removed.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { RfbEndpoint } from '../../rfb/endpoint.js';
+import type { MigrationHooks, MigrationOutcome } from '../types.js';
+import { ProviderError } from '../types.js';
+import { DISK_ID } from './command-line.js';
+import type { QemuHandle, VmPaths } from './handle.js';
+import { QmpClient } from './qmp-client.js';
+import { QmpEvents } from './qmp-events.js';
+import type { QmpEvent } from './qmp-wire.js';
+
+export interface MigrationSettings {
+  /** `max-bandwidth`, bytes per second */
+  maxBandwidthBytes: number;
+  /** `downtime-limit`: the pause QEMU aims for at the switch, ms */
+  downtimeLimitMs: number;
+  /** enable `postcopy-ram` and switch to postcopy after the first pass */
+  postcopy: boolean;
+  /** the whole move, from starting the destination to the switch, ms */
+  timeoutMs: number;
+}
+
+export const DEFAULT_MIGRATION: MigrationSettings = {
+  maxBandwidthBytes: 1024 * 1024 * 1024,
+  downtimeLimitMs: 300,
+  postcopy: false,
+  timeoutMs: 180_000,
+};
+
+/** what the provider does for a move: start, stop, make disks */
+export interface MigrationDeps {
+  /** a fresh overlay on `golden` at `overlayPath`, owned by the VM's account */
+  createOverlay(golden: string, overlayPath: string): Promise<void>;
+  /** start the destination QEMU (-incoming defer) on these files; its handle */
+  startDestination(paths: VmPaths): Promise<QemuHandle>;
+  /** stop a VM, remove its files and cgroup (the account stays: the other side uses it) */
+  removeVm(h: QemuHandle, log: Logger): Promise<void>;
+}
+
+export interface MigrationJob {
+  source: QemuHandle;
+  destinationHost: string;
+  destinationPaths: VmPaths;
+  /** a directory the VM's account owns, for the migration and NBD sockets */
+  socketDir: string;
+}
+
+/** the block job and NBD export of a move */
+const JOB_ID = 'vdi-move';
+const EXPORT_NAME = DISK_ID;
+/** QMP budget for one command of the move */
+const COMMAND_MS = 15_000;
+
+type Step =
+  | 'preparing'
+  | 'starting the destination'
+  | 'copying the disk'
+  | 'opening the destination display'
+  | 'streaming memory'
+  | 'switching over'
+  | 'finishing';
+
+export async function migrateVm(
+  job: MigrationJob,
+  deps: MigrationDeps,
+  settings: MigrationSettings,
+  log: Logger,
+  hooks: MigrationHooks,
+): Promise<MigrationOutcome> {
+  const { source: src } = job;
+  const t0 = Date.now();
+  const deadline = t0 + settings.timeoutMs;
+  const left = () => Math.max(1, deadline - Date.now());
+  const migSock = path.join(job.socketDir, 'state.sock');
+  const nbdSock = path.join(job.socketDir, 'disk.sock');
+  let step: Step = 'preparing';
+  let dest: QemuHandle | undefined;
+  let srcQmp: QmpClient | undefined;
+  let destQmp: QmpClient | undefined;
+  let srcEvents: QmpEvents | undefined;
+  let mirroring = false;
+  let migrating = false;
+  let wasRunning = false;
+  let switched = false;
+  const times = { setupMs: 0, mirrorMs: 0, migrateMs: 0 };
+  try {
+    srcQmp = await QmpClient.connect(src.qmpPath, { commandTimeoutMs: COMMAND_MS });
+    srcEvents = new QmpEvents(srcQmp, 'the source');
+    const status = await srcQmp.execute<{ status: string }>('query-status');
+    wasRunning = status.status === 'running';
+    if (!wasRunning && status.status !== 'paused') {
+      throw new ProviderError(
+        'QEMU_MIGRATE_REFUSED',
+        `the VM is ${status.status}; only a running or paused VM moves`,
+      );
+    }
+
+    step = 'starting the destination';
+    await deps.createOverlay(src.goldenPath, job.destinationPaths.overlayPath);
+    dest = await deps.startDestination(job.destinationPaths);
+    destQmp = await QmpClient.connect(dest.qmpPath, { commandTimeoutMs: COMMAND_MS });
+    const destEvents = new QmpEvents(destQmp, 'the destination');
+    const caps = capabilities(settings);
+    // both sides agree on postcopy; pause-before-switchover is the source's alone
+    await destQmp.execute('migrate-set-capabilities', {
+      capabilities: caps.filter((c) => c.capability !== 'pause-before-switchover'),
+    });
+    await destQmp.execute('migrate-incoming', { uri: `unix:${migSock}` });
+    await destQmp.execute('nbd-server-start', {
+      addr: { type: 'unix', data: { path: nbdSock } },
+    });
+    await destQmp.execute('block-export-add', {
+      type: 'nbd',
+      id: JOB_ID,
+      'node-name': await diskNode(destQmp),
+      name: EXPORT_NAME,
+      writable: true,
+    });
+    times.setupMs = Date.now() - t0;
+
+    step = 'copying the disk';
+    const mirrorAt = Date.now();
+    await srcQmp.execute('drive-mirror', {
+      'job-id': JOB_ID,
+      device: DISK_ID,
+      target: `nbd+unix:///${EXPORT_NAME}?socket=${nbdSock}`,
+      format: 'raw',
+      // only the overlay's own clusters: the golden image is on both hosts
+      sync: 'top',
+      mode: 'existing',
+    });
+    mirroring = true;
+    const ready = await srcEvents.next(
+      (e) => isJobEvent(e, ['BLOCK_JOB_READY', 'BLOCK_JOB_COMPLETED', 'BLOCK_JOB_ERROR']),
+      left(),
+      'disk mirror in sync',
+    );
+    if (ready.event !== 'BLOCK_JOB_READY') throw new Error(`disk mirror ended: ${jobError(ready)}`);
+    times.mirrorMs = Date.now() - mirrorAt;
+
+    step = 'opening the destination display';
+    const endpoint: RfbEndpoint = { kind: 'unix', path: dest.vncPath };
+    await hooks.destinationReady?.(endpoint);
+
+    step = 'streaming memory';
+    await srcQmp.execute('migrate-set-capabilities', { capabilities: caps });
+    await srcQmp.execute('migrate-set-parameters', {
+      'max-bandwidth': settings.maxBandwidthBytes,
+      'downtime-limit': settings.downtimeLimitMs,
+    });
+    // the source may pause any moment once the state flows, and a paused VM drops input
+    await hooks.holdInput?.();
+    const migrateAt = Date.now();
+    await srcQmp.execute('migrate', { uri: `unix:${migSock}` });
+    migrating = true;
+    let postcopyStarted = false;
+    for (;;) {
+      const e = await srcEvents.next(
+        (ev) =>
+          ev.event === 'MIGRATION' ||
+          (settings.postcopy && !postcopyStarted && ev.event === 'MIGRATION_PASS') ||
+          isJobEvent(ev, ['BLOCK_JOB_COMPLETED', 'BLOCK_JOB_ERROR']),
+        left(),
+        'end of the migration',
+      );
+      if (e.event === 'MIGRATION_PASS') {
+        postcopyStarted = true;
+        await srcQmp.execute('migrate-start-postcopy');
+        continue;
+      }
+      if (e.event !== 'MIGRATION') {
+        if (e.event === 'BLOCK_JOB_ERROR' && e.data?.action !== 'stop') continue;
+        throw new Error(`the disk mirror broke: ${jobError(e)}`);
+      }
+      const st = String(e.data?.status);
+      if (st === 'pre-switchover') {
+        step = 'switching over';
+        // the source is paused: end the mirror in sync, then let the device state go
+        await srcQmp.execute('block-job-cancel', { device: JOB_ID });
+        const done = await srcEvents.next(
+          (ev) => isJobEvent(ev, ['BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED']),
+          left(),
+          'end of the disk mirror',
+        );
+        if (done.event !== 'BLOCK_JOB_COMPLETED' || done.data?.error !== undefined)
+          throw new Error(`the disk mirror did not complete: ${jobError(done)}`);
+        mirroring = false;
+        await srcQmp.execute('migrate-continue', { state: 'pre-switchover' });
+      } else if (st === 'completed') {
+        break;
+      } else if (st === 'failed' || st === 'cancelled') {
+        const desc = await srcQmp
+          .execute<{ 'error-desc'?: string }>('query-migrate')
+          .then((i) => i['error-desc'])
+          .catch(() => undefined);
+        throw new Error(`migration ${st}${desc ? `: ${desc}` : ''}`);
+      }
+    }
+    times.migrateMs = Date.now() - migrateAt;
+
+    step = 'finishing';
+    const info = await srcQmp.execute<{
+      downtime?: number;
+      ram?: { transferred?: number };
+    }>('query-migrate');
+    // the destination resumes by itself when the source was running (no -S)
+    if (wasRunning) {
+      const st = await destQmp.execute<{ status: string }>('query-status');
+      if (st.status !== 'running') {
+        await destEvents
+          .next((e) => e.event === 'RESUME', Math.min(left(), 10_000), 'resume')
+          .catch(async () => {
+            await destQmp!.execute('cont');
+          });
+      }
+    }
+    // from here on the move stands: the destination runs the guest, the source is stale,
+    // and what fails now is left over, never undone
+    switched = true;
+    await hooks
+      .switchedOver?.()
+      .catch((err: unknown) => log.warn({ err }, 'viewers did not take the destination display'));
+    await destQmp.execute('block-export-del', { id: JOB_ID }).catch(() => undefined);
+    await destQmp.execute('nbd-server-stop').catch(() => undefined);
+    destEvents.stop();
+    destQmp.close();
+    srcEvents.stop();
+    srcQmp.close();
+    await deps
+      .removeVm(src, log)
+      .catch((err: unknown) => log.error({ err }, 'the source VM could not be cleaned up'));
+    await fs.rm(job.socketDir, { recursive: true, force: true }).catch(() => undefined);
+    const stats = {
+      totalMs: Date.now() - t0,
+      downtimeMs: info.downtime ?? 0,
+      ...times,
+      ramBytes: info.ram?.transferred ?? 0,
+    };
+    log.info(
+      {
+        desktopId: src.desktopId,
+        from: src.host,
+        to: job.destinationHost,
+        pid: dest.pid,
+        ...stats,
+      },
+      'qemu desktop moved',
+    );
+    return { handle: { ...dest }, stats };
+  } catch (err) {
+    if (switched) throw err;
+    const why = (err as Error).message;
+    log.error(
+      { desktopId: src.desktopId, to: job.destinationHost, step, err },
+      'qemu desktop move failed; it stays where it was',
+    );
+    if (srcQmp && !srcQmp.closed) {
+      if (migrating) await srcQmp.execute('migrate_cancel').catch(() => undefined);
+      if (mirroring)
+        await srcQmp
+          .execute('block-job-cancel', { device: JOB_ID, force: true })
+          .catch(() => undefined);
+      if (wasRunning) {
+        // QEMU resumes a source whose migration failed; make sure of it
+        const st = await srcQmp
+          .execute<{ status: string }>('query-status')
+          .catch(() => ({ status: 'unknown' }));
+        if (st.status !== 'running')
+          await srcQmp
+            .execute('cont')
+            .catch((e: unknown) => log.error({ err: e }, 'the source did not resume'));
+      }
+    }
+    srcEvents?.stop();
+    srcQmp?.close();
+    destQmp?.close();
+    if (dest) await deps.removeVm(dest, log).catch(() => undefined);
+    await fs.rm(job.destinationPaths.overlayPath, { force: true });
+    await fs.rm(job.socketDir, { recursive: true, force: true });
+    throw new ProviderError('QEMU_MIGRATE_FAILED', `moving the VM failed while ${step}: ${why}`);
+  }
+}
+
+function capabilities(s: MigrationSettings): Array<{ capability: string; state: boolean }> {
+  return [
+    { capability: 'events', state: true },
+    { capability: 'pause-before-switchover', state: true },
+    ...(s.postcopy ? [{ capability: 'postcopy-ram', state: true }] : []),
+  ];
+}
+
+function isJobEvent(e: QmpEvent, names: string[]): boolean {
+  return names.includes(e.event) && e.data?.device === JOB_ID;
+}
+
+function jobError(e: QmpEvent): string {
+  const error = e.data?.error;
+  return typeof error === 'string' ? error : e.event;
+}
+
+/** the node name of the desktop's disk (its format node), which the NBD export serves */
+async function diskNode(qmp: QmpClient): Promise<string> {
+  const blocks =
+    await qmp.execute<Array<{ device?: string; inserted?: { 'node-name'?: string } }>>(
+      'query-block',
+    );
+  const node = blocks.find((b) => b.device === DISK_ID)?.inserted?.['node-name'];
+  if (!node) throw new Error(`the destination has no ${DISK_ID} drive`);
+  return node;
+}
