@@ -12,14 +12,29 @@ export const SYNC_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 export class DeflateStream {
   private z: zlib.DeflateRaw;
   private tail: Promise<unknown> = Promise.resolve();
+  /** output of the write in progress (writes are serialised through `tail`) */
+  private chunks: Buffer[] = [];
 
   constructor(private readonly level = 6) {
     this.z = this.open();
   }
 
   private open(): zlib.DeflateRaw {
-    // memLevel 8 and a 32 KiB window: about 256 KiB per viewer
-    return zlib.createDeflateRaw({ level: this.level, memLevel: 8, windowBits: 15 });
+    // memLevel 8 and a 32 KiB window: about 256 KiB per viewer. Every write is sync-flushed
+    // (`flush`), so a segment costs one trip to the zlib thread, not a write and a flush.
+    const z = zlib.createDeflateRaw({
+      level: this.level,
+      memLevel: 8,
+      windowBits: 15,
+      flush: zlib.constants.Z_SYNC_FLUSH,
+    });
+    z.on('data', (c: Buffer) => {
+      if (z === this.z) this.chunks.push(c);
+    });
+    // an error also reaches the pending write's callback, which rejects that segment: the
+    // event itself must not go unhandled (it would end the process)
+    z.on('error', () => undefined);
+    return z;
   }
 
   /** Start over (a keyframe): segments after this decode without earlier ones. */
@@ -27,6 +42,7 @@ export class DeflateStream {
     const old = this.z;
     this.z = this.open();
     this.tail = Promise.resolve();
+    this.chunks = [];
     old.close();
   }
 
@@ -39,20 +55,16 @@ export class DeflateStream {
     const job = this.tail.then(
       () =>
         new Promise<Buffer>((resolve, reject) => {
-          const chunks: Buffer[] = [];
-          const onData = (c: Buffer) => chunks.push(c);
-          const onError = (e: Error) => {
-            z.off('data', onData);
-            reject(e);
-          };
-          z.on('data', onData);
-          z.once('error', onError);
-          z.write(data);
-          z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-            z.off('data', onData);
-            z.off('error', onError);
-            const out = Buffer.concat(chunks);
-            // a sync flush always ends with an empty stored block: 00 00 FF FF
+          this.chunks = [];
+          z.write(data, (e) => {
+            if (e) return reject(e);
+            if (z !== this.z) return reject(new Error('the deflate stream was reset'));
+            const out = Buffer.concat(this.chunks);
+            this.chunks = [];
+            // a sync flush always ends with an empty stored block: 00 00 FF FF (and its
+            // output is all here by the time the write completes; checked, not assumed)
+            if (!out.subarray(out.length - SYNC_TAIL.length).equals(SYNC_TAIL))
+              return reject(new Error('deflate segment did not end with a sync flush'));
             resolve(out.subarray(0, out.length - SYNC_TAIL.length));
           });
         }),
