@@ -252,7 +252,7 @@ export class Desktops extends BrokerPart {
       if (
         d.handle &&
         d.host !== null &&
-        d.host !== this.node.host &&
+        !this.node.served.includes(d.host) &&
         HOST_LOCAL.has(pool.provider)
       ) {
         // its processes are on another host: that host's tick stops it (decision 11)

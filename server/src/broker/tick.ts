@@ -309,7 +309,8 @@ export class BrokerTick extends BrokerPart {
     const rows = await this.db
       .selectFrom('desktops as d')
       .select(['d.id', 'd.pool_id'])
-      .where('d.host', '=', this.node.host)
+      // this machine's desktops, those moved to the other hosts it serves included
+      .where('d.host', 'in', this.node.served)
       .where('d.state', '=', 'stopping')
       .where('d.handle', 'is not', null)
       .where((eb) =>

@@ -515,5 +515,13 @@ describe('live migration of a VM desktop with the browser attached', () => {
     await echoShows(h, `${token}u`);
     expect(websockets).toBe(socketsBefore);
     expect(await states()).not.toContain('reconnecting');
+
+    // logging off a desktop that now runs on h3 (another host this machine serves) stops it
+    const sessionId = await page.evaluate(
+      () => (window as unknown as { __vdiViewer: { sessionId: string } }).__vdiViewer.sessionId,
+    );
+    const off = await api.post(`/api/admin/sessions/${sessionId}/logoff`);
+    expect(off.status, JSON.stringify(off.body)).toBe(204);
+    await until(() => !alive(h.pid), UI_MS, 'the moved QEMU to stop at log off');
   }, 120_000);
 });

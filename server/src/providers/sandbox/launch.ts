@@ -159,6 +159,14 @@ export function joinCgroupsArgv(
   ];
 }
 
+/**
+ * A short helper command as a desktop's account, outside its sandbox's namespaces but with no
+ * network at all (a fresh network namespace) and no privileges (file transfers, sound).
+ */
+export function asDesktopAccount(account: DesktopAccount, command: string[]): string[] {
+  return ['unshare', '--net', '--', ...dropPrivileges(account), ...command];
+}
+
 function dropPrivileges(account: DesktopAccount, groups: number[] = []): string[] {
   return [
     'setpriv',

@@ -23,6 +23,7 @@ import path from 'node:path';
 import type { AudioCodec } from '@vdi/shared';
 import type { AudioCapture, AudioSource } from '../types.js';
 import { ProviderError } from '../types.js';
+import { asDesktopAccount } from '../sandbox/launch.js';
 import type { XvncHandle } from './handle.js';
 
 /** PATH of the encoder (session.ts's DESKTOP_PATH; session.ts imports this file) */
@@ -192,22 +193,7 @@ class FifoCapture
     }
     const a = h.account;
     const argv = a
-      ? [
-          // no network at all (a fresh network namespace), then the desktop's account
-          'unshare',
-          '--net',
-          '--',
-          'setpriv',
-          `--reuid=${a.uid}`,
-          `--regid=${a.gid}`,
-          '--clear-groups',
-          '--no-new-privs',
-          '--inh-caps=-all',
-          '--bounding-set=-all',
-          '--',
-          'ffmpeg',
-          ...opusEncoderArgs(),
-        ]
+      ? asDesktopAccount(a, ['ffmpeg', ...opusEncoderArgs()])
       : ['ffmpeg', ...opusEncoderArgs()];
     const enc = spawn(argv[0]!, argv.slice(1), {
       cwd: '/',

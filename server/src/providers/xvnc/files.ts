@@ -19,6 +19,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { DesktopAccount } from '../sandbox/accounts.js';
+import { asDesktopAccount } from '../sandbox/launch.js';
 import { ProviderError, type DesktopFiles, type DesktopFileEntry } from '../types.js';
 import { DESKTOP_PATH } from './session.js';
 
@@ -185,23 +186,7 @@ export class XvncFiles implements DesktopFiles {
     try {
       const a = this.owner.account;
       const node = [process.execPath, '-e', HELPER, ...args];
-      const argv = a
-        ? [
-            // no network at all (a fresh network namespace), then the desktop's account
-            'unshare',
-            '--net',
-            '--',
-            'setpriv',
-            `--reuid=${a.uid}`,
-            `--regid=${a.gid}`,
-            '--clear-groups',
-            '--no-new-privs',
-            '--inh-caps=-all',
-            '--bounding-set=-all',
-            '--',
-            ...node,
-          ]
-        : node;
+      const argv = a ? asDesktopAccount(a, node) : node;
       return spawn(argv[0]!, argv.slice(1), {
         cwd: '/',
         env: { PATH: DESKTOP_PATH, LANG: 'C.UTF-8' },
