@@ -214,7 +214,7 @@ export class Assignment extends BrokerPart {
       try {
         const handle = await this.desktops.withLease(
           fresh.id,
-          () => this.desktops.start(pool, fresh),
+          () => this.desktops.start(pool, fresh, undefined, true),
           true,
         );
         await this.db

@@ -126,10 +126,20 @@ export class Desktops extends BrokerPart {
     throw new BrokerError('POOL_FULL', `pool "${pool.name}" has no free machine`);
   }
 
-  async start(pool: PoolRow, d: DesktopRow, forUser?: string): Promise<DesktopHandle> {
+  /**
+   * Start a desktop. `again`: a kept desktop started again (a dedicated desktop after its
+   * log-off) stays where its disk is, so no placement (a drained or full host must not refuse
+   * its own stopped desktop).
+   */
+  async start(
+    pool: PoolRow,
+    d: DesktopRow,
+    forUser?: string,
+    again = false,
+  ): Promise<DesktopHandle> {
     const provider = this.provider(pool.provider);
     // providers with several hosts (an LXD cluster): the placement policy picks one
-    const host = await this.hosts.place(pool, forUser ?? d.owner_user_id);
+    const host = again ? undefined : await this.hosts.place(pool, forUser ?? d.owner_user_id);
     const release = host !== undefined ? this.hosts.reserve(host) : undefined;
     try {
       return await provider.create(

@@ -81,6 +81,21 @@ describe('placement on hosts', () => {
     expect(listed.find((h) => h.id === 'm2')).toMatchObject({ maxSessions: 1, sessions: 1 });
   });
 
+  it('starts a stopped dedicated desktop again where its disk is, even with every host drained', async () => {
+    const id = await pool({ assignment: 'dedicated', maxSize: 3 });
+    const u = await user('u');
+    await entitle(id, u);
+    const first = await broker.connect(u, id);
+    expect(fake.created.at(-1)?.host).toBe('m1');
+    await broker.logoff(first.sessionId, u, 'logged off by user');
+    for (const m of ['m1', 'm2']) await broker.updateHost(m, { state: 'draining' }, ADMIN);
+    // a new desktop has nowhere to go, the kept one goes back to its own container
+    const again = await broker.connect(u, id);
+    expect(again.desktopId).toBe(first.desktopId);
+    expect(fake.created).toHaveLength(2);
+    expect(fake.created.at(-1)?.host).toBeUndefined();
+  });
+
   it('sends a user back to the host of their existing desktop', async () => {
     const first = await pool({ maxSize: 10 });
     const second = await pool({ maxSize: 10 });
