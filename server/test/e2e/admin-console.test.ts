@@ -727,7 +727,10 @@ describe('the admin console runs the live system', () => {
         }),
       });
     expect(await rowOf('session.end').first().textContent()).toContain(ADMIN.username);
-    expect(await rowOf('session.message').first().textContent()).toContain(s.sessionId);
+    // a session is named by its user and pool, not its UUID
+    const messageRow = await rowOf('session.message').first().textContent();
+    expect(messageRow).toContain(`${s.user.username} · ${s.pool.name}`);
+    expect(messageRow).not.toContain(s.sessionId);
     // the filter narrows the list
     await admin.getByLabel('Action').fill('session.');
     await admin.getByRole('button', { name: 'Filter' }).click();
