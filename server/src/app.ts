@@ -74,7 +74,11 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
   const clock = deps.clock ?? systemClock;
   const log = deps.logger ?? pino({ level: config.logLevel });
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const store = await openStore({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    onPoolError: (err) => log.warn({ err }, 'a PostgreSQL connection was lost; it is replaced'),
+  });
   const db = store.db;
 
   const dirs = { runDir: config.runDir, dataDir: config.dataDir };

@@ -43,6 +43,10 @@ export function pgClusterLock(pool: pg.Pool): ClusterLock {
       }
       const client = await pool.connect();
       const chain = { client, open: true, broken: false };
+      // the connection can die while the lock is held and no query runs (PostgreSQL restarted,
+      // the session terminated): that must cost this lock's holder, never the process
+      const onError = () => (chain.broken = true);
+      client.on('error', onError);
       try {
         await lock(client, key);
         return await held.run(chain, fn);
@@ -50,6 +54,7 @@ export function pgClusterLock(pool: pg.Pool): ClusterLock {
         chain.open = false;
         // a connection that cannot unlock is dropped: PostgreSQL releases a gone session's locks
         await unlock(client, key).catch(() => (chain.broken = true));
+        client.off('error', onError);
         client.release(chain.broken);
       }
     },

@@ -13,6 +13,8 @@ export interface StoreOptions {
   /** PostgreSQL URL; SQLite file `<dataDir>/vdi.sqlite` when undefined */
   databaseUrl?: string | undefined;
   dataDir: string;
+  /** told of a pooled PostgreSQL connection that died while idle (the pool replaces it) */
+  onPoolError?: (err: Error) => void;
 }
 
 export interface Store {
@@ -33,13 +35,15 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
     dialect = 'postgres';
     // bigint (int8) columns come back as strings by default; ours hold ms timestamps that fit a double
     pg.types.setTypeParser(20, (v) => Number(v));
-    db = new Kysely<Database>({
-      dialect: new PostgresDialect({
-        pool: new pg.Pool({ connectionString: opts.databaseUrl, max: 10 }),
-      }),
-    });
+    // an idle connection that dies (PostgreSQL restarted, the session terminated) is dropped
+    // by its pool; unheard, its 'error' event would end the process
+    const pgPool = (max: number) =>
+      new pg.Pool({ connectionString: opts.databaseUrl, max }).on('error', (err) =>
+        opts.onPoolError?.(err),
+      );
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: pgPool(10) }) });
     // a pool of its own: a chain of held locks never starves the queries it waits on
-    lock = pgClusterLock(new pg.Pool({ connectionString: opts.databaseUrl, max: 16 }));
+    lock = pgClusterLock(pgPool(16));
   } else {
     dialect = 'sqlite';
     fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
