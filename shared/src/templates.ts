@@ -72,6 +72,18 @@ const MIN_PIDS = 16;
 /** what QEMU needs beside the guest's RAM, at the least */
 const MIN_QEMU_OVERHEAD_MB = 64;
 
+/** A memory limit in MiB, for any provider: 0 (none) or enough to run a desktop. */
+const memoryMb = (defaultMb: number) =>
+  z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_MEMORY_MB)
+    .refine((v) => v === 0 || v >= MIN_MEMORY_MB, {
+      message: `0 (no limit) or at least ${MIN_MEMORY_MB} MiB: less cannot run a desktop`,
+    })
+    .default(defaultMb);
+
 /** Resource limits of each desktop of a pool (one cgroup per desktop). 0 = no limit. */
 function limitsSchema(defaults: { memoryMb: number; pids: number }) {
   return z.strictObject({
@@ -80,15 +92,7 @@ function limitsSchema(defaults: { memoryMb: number; pids: number }) {
     /** at most this many CPUs' worth of time (e.g. 1.5); 0 = no cap */
     cpuMax: z.number().min(0).max(1024).default(0),
     /** memory the desktop's processes may hold, MiB; beyond it the kernel kills one of them */
-    memoryMb: z
-      .number()
-      .int()
-      .min(0)
-      .max(MAX_MEMORY_MB)
-      .refine((v) => v === 0 || v >= MIN_MEMORY_MB, {
-        message: `0 (no limit) or at least ${MIN_MEMORY_MB} MiB: less cannot run a desktop`,
-      })
-      .default(defaults.memoryMb),
+    memoryMb: memoryMb(defaults.memoryMb),
     /** processes and threads at once (caps a fork bomb) */
     pids: z
       .number()
@@ -182,15 +186,7 @@ export const LxdLimits = z.strictObject({
   /** at most this many CPUs' worth of time (e.g. 1.5 → limits.cpu 2, allowance 150ms/100ms); 0 = no cap */
   cpuMax: z.number().min(0).max(1024).default(0),
   /** limits.memory, MiB; beyond it the kernel kills a process inside the container only */
-  memoryMb: z
-    .number()
-    .int()
-    .min(0)
-    .max(MAX_MEMORY_MB)
-    .refine((v) => v === 0 || v >= MIN_MEMORY_MB, {
-      message: `0 (no limit) or at least ${MIN_MEMORY_MB} MiB: less cannot run a desktop`,
-    })
-    .default(2048),
+  memoryMb: memoryMb(2048),
   /** limits.processes (caps a fork bomb) */
   pids: z
     .number()
