@@ -139,23 +139,19 @@ export class Desktops extends BrokerPart {
   ): Promise<DesktopHandle> {
     const provider = this.provider(pool.provider);
     // providers with several hosts (an LXD cluster): the placement policy picks one
-    const host = again ? undefined : await this.hosts.place(pool, forUser ?? d.owner_user_id);
-    const release = host !== undefined ? this.hosts.reserve(host) : undefined;
-    try {
-      return await provider.create(
-        {
-          desktopId: d.id,
-          poolId: pool.id,
-          template: pool.template,
-          persistent: pool.assignment === 'dedicated',
-          ...(d.slot !== null ? { slot: d.slot } : {}),
-          ...(host !== undefined ? { host } : {}),
-        },
-        this.log.child({ desktopId: d.id }),
-      );
-    } finally {
-      release?.();
-    }
+    // (recorded on the row, where every node's next placement counts it)
+    const host = again ? undefined : await this.hosts.place(pool, d.id, forUser ?? d.owner_user_id);
+    return provider.create(
+      {
+        desktopId: d.id,
+        poolId: pool.id,
+        template: pool.template,
+        persistent: pool.assignment === 'dedicated',
+        ...(d.slot !== null ? { slot: d.slot } : {}),
+        ...(host !== undefined ? { host } : {}),
+      },
+      this.log.child({ desktopId: d.id }),
+    );
   }
 
   /**
@@ -200,6 +196,7 @@ export class Desktops extends BrokerPart {
       host: this.node.host,
       lease_node: this.node.id,
       lease_until: this.leaseUntil(),
+      member: null,
     };
     await this.db
       .insertInto('desktops')

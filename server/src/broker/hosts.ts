@@ -5,6 +5,7 @@ type ProviderKindName = PoolRow['provider'];
 import type { Actor } from './actor.js';
 import { BrokerPart, type BrokerContext } from './context.js';
 import { BrokerError } from './errors.js';
+import { ClusterMutex } from './keyed-mutex.js';
 import { placeDesktop, type HostLoad } from './placement.js';
 
 /** A host as the admin console shows it. */
@@ -36,11 +37,16 @@ function hostState(s: string): HostView['state'] {
  * the pure function in placement.ts.
  */
 export class Hosts extends BrokerPart {
-  /** desktops being started per host: counted as load until their handle is recorded */
-  private readonly starting = new Map<string, number>();
+  /**
+   * One placement at a time per provider, on every node (decision 11): the load a decision
+   * reads includes every desktop placed before it, so no host gets more than its maximum
+   * however many nodes place at once.
+   */
+  private readonly placing: ClusterMutex;
 
   constructor(ctx: BrokerContext) {
     super(ctx);
+    this.placing = new ClusterMutex(ctx.lock, 'placement');
   }
 
   /** Every host of every provider that has hosts; refreshes the store's list of them. */
@@ -94,7 +100,7 @@ export class Hosts extends BrokerPart {
           online: m.online,
           detail: m.detail,
           maxSessions: row.max_sessions,
-          sessions: (load.get(m.name) ?? 0) + (this.starting.get(m.name) ?? 0),
+          sessions: load.get(m.name) ?? 0,
           lastSeen: m.online ? now : row.last_seen,
         });
       }
@@ -102,30 +108,52 @@ export class Hosts extends BrokerPart {
     return out;
   }
 
-  /** Desktops per host of one provider, from the handles the store keeps. */
+  /**
+   * Desktops per host of one provider, from what the store records: the member placement
+   * chose (so a desktop still starting, on any node, counts), else the one its handle names.
+   * Failed desktops and dedicated ones at rest (stopped) take no room.
+   */
   private async loadOf(kind: ProviderKindName): Promise<Map<string, number>> {
     const rows = await this.db
       .selectFrom('desktops')
       .innerJoin('pools', 'pools.id', 'desktops.pool_id')
-      .select(['desktops.handle'])
+      .select(['desktops.handle', 'desktops.member'])
       .where('pools.provider', '=', kind)
-      .where('desktops.state', '<>', 'failed')
+      .where('desktops.state', 'not in', ['failed', 'stopped'])
       .execute();
     const load = new Map<string, number>();
     for (const r of rows) {
-      const member = hostOfHandle(r.handle);
+      const member = r.member ?? hostOfHandle(r.handle);
       if (member !== undefined) load.set(member, (load.get(member) ?? 0) + 1);
     }
     return load;
   }
 
   /**
-   * The host for a new desktop of this pool, or undefined when its provider runs desktops
-   * on one machine. Throws NO_HOST_CAPACITY when no host may take it.
+   * The host for desktop `desktopId` of this pool, recorded on its row (`member`) before this
+   * returns; undefined when its provider runs desktops on one machine. Throws
+   * NO_HOST_CAPACITY when no host may take it.
    */
-  async place(pool: PoolRow, userId: string | null): Promise<string | undefined> {
+  async place(
+    pool: PoolRow,
+    desktopId: string,
+    userId: string | null,
+  ): Promise<string | undefined> {
     const provider = this.provider(pool.provider);
     if (!provider.hosts) return undefined;
+    return this.placing.run(pool.provider, async () => {
+      const host = await this.decide(pool, userId);
+      if (host !== undefined)
+        await this.db
+          .updateTable('desktops')
+          .set({ member: host })
+          .where('id', '=', desktopId)
+          .execute();
+      return host;
+    });
+  }
+
+  private async decide(pool: PoolRow, userId: string | null): Promise<string | undefined> {
     const hosts = (await this.list()).filter((h) => h.provider === pool.provider);
     if (hosts.length === 0) return undefined;
     const policy = PlacementPolicy.safeParse(pool.template.placement);
@@ -144,19 +172,6 @@ export class Hosts extends BrokerPart {
     if (!r.ok) throw new BrokerError('NO_HOST_CAPACITY', r.message, 503);
     this.log.info({ pool: pool.name, host: r.host, reason: r.reason }, 'desktop placed');
     return r.host;
-  }
-
-  /** Count a desktop being started on a host until `done` is called. */
-  reserve(host: string): () => void {
-    this.starting.set(host, (this.starting.get(host) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const n = (this.starting.get(host) ?? 1) - 1;
-      if (n <= 0) this.starting.delete(host);
-      else this.starting.set(host, n);
-    };
   }
 
   /**

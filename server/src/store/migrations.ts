@@ -157,6 +157,16 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .execute();
       },
     },
+    /**
+     * The member placement chose for a desktop of a provider with several hosts (an LXD
+     * cluster), written under the placement lock before the desktop starts: a desktop being
+     * started counts towards its host's load on every node, not only on the node starting it.
+     */
+    '0003_desktop_member': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('desktops').addColumn('member', 'text').execute();
+      },
+    },
   };
   return { getMigrations: async () => list };
 }

@@ -83,6 +83,11 @@ export interface DesktopsTable {
   state_since: string;
   /** the host the desktop runs on (hosts.id); null only for rows older than hosts */
   host: string | null;
+  /**
+   * providers with several hosts: the member placement chose (the handle names it too once
+   * the desktop runs); null for providers on one machine
+   */
+  member: string | null;
   /** the node doing in-flight work on the desktop (starting it) until lease_until */
   lease_node: string | null;
   /** ISO time the lease ends; another node may take over or clean up after it */

@@ -15,6 +15,7 @@ const desktop = {
   host: null,
   lease_node: null,
   lease_until: null,
+  member: null,
 };
 
 const pool = {
