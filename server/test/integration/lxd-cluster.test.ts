@@ -10,7 +10,12 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LxdTemplate } from '@vdi/shared';
+import { LxdTemplate, PoolCreateBody } from '@vdi/shared';
+import { Broker } from '../../src/broker/broker.js';
+import { PoolAdmin } from '../../src/broker/pools.js';
+import { ManualClock } from '../../src/clock.js';
+import { openStore } from '../../src/store/db.js';
+import type { Provider } from '../../src/providers/types.js';
 import { RfbClient } from '../../src/rfb/client.js';
 import { probeBanner } from '../../src/rfb/probe.js';
 import { LxdClient } from '../../src/providers/lxd/client.js';
@@ -186,5 +191,101 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
     await expect(m1.client.get(`/1.0/instances/${String(handle.name)}`)).rejects.toMatchObject({
       code: 'LXD_NOT_FOUND',
     });
+  }, 600_000);
+
+  it('the broker places Connects across the members, honours a drain and a maximum, and cleans up', async () => {
+    const dataDir = fs.mkdtempSync(path.join(base, 'store-'));
+    const store = await openStore({ dataDir });
+    const clock = new ManualClock();
+    const broker = new Broker(
+      store.db,
+      new Map<string, Provider>([['lxd', provider]]),
+      clock,
+      log,
+      {
+        tickMs: 60_000,
+      },
+    );
+    const admin = { id: null, name: 'test-admin' };
+    try {
+      const pool = await new PoolAdmin(store.db, broker, clock, log).create(
+        PoolCreateBody.parse({
+          name: 'cluster',
+          provider: 'lxd',
+          maxSize: 4,
+          template: { width: 640, height: 480, placement: 'breadth-first' },
+        }),
+        admin,
+      );
+      await broker.tick();
+      const users: { id: string; name: string }[] = [];
+      for (const name of ['a', 'b', 'c']) {
+        const id = randomUUID();
+        const now = new Date(clock.now()).toISOString();
+        await store.db
+          .insertInto('users')
+          .values({
+            id,
+            username: name,
+            display_name: '',
+            password_hash: 'x',
+            role: 'user',
+            disabled: 0,
+            created_at: now,
+          })
+          .execute();
+        await store.db
+          .insertInto('entitlements')
+          .values({
+            id: randomUUID(),
+            pool_id: pool.id,
+            principal_type: 'user',
+            principal_id: id,
+            created_at: now,
+          })
+          .execute();
+        users.push({ id, name });
+      }
+      const memberOf = async (desktopId: string) => {
+        const row = await store.db
+          .selectFrom('desktops')
+          .select(['handle', 'member'])
+          .where('id', '=', desktopId)
+          .executeTakeFirstOrThrow();
+        const name = (JSON.parse(row.handle ?? '{}') as { name?: string }).name;
+        // where LXD itself says the container runs
+        const inst = await m1.client.get<{ location: string }>(`/1.0/instances/${String(name)}`);
+        expect(inst.location).toBe(row.member);
+        return inst.location;
+      };
+      // breadth-first: the first two desktops go to different members
+      const first = await broker.connect(users[0]!, pool.id);
+      const second = await broker.connect(users[1]!, pool.id);
+      expect(new Set([await memberOf(first.desktopId), await memberOf(second.desktopId)])).toEqual(
+        new Set(['m1', 'm2']),
+      );
+      expect((await broker.hosts()).map((h) => [h.id, h.sessions])).toEqual([
+        ['m1', 1],
+        ['m2', 1],
+      ]);
+      // m1 drained, m2 at its maximum: no room anywhere; m2's maximum raised: the third goes there
+      await broker.updateHost('m1', { state: 'draining' }, admin);
+      await broker.updateHost('m2', { maxSessions: 1 }, admin);
+      await expect(broker.connect(users[2]!, pool.id)).rejects.toMatchObject({
+        code: 'NO_HOST_CAPACITY',
+      });
+      await broker.updateHost('m2', { maxSessions: 2 }, admin);
+      const third = await broker.connect(users[2]!, pool.id);
+      expect(await memberOf(third.desktopId)).toBe('m2');
+      // log off: floating desktops are deleted from whichever member ran them
+      for (const [i, s] of [first, second, third].entries())
+        await broker.logoff(s.sessionId, users[i]!, 'logged off by test');
+      await broker.tick();
+      const left = await m1.client.get<string[]>('/1.0/instances');
+      expect(left.filter((u) => u.includes('/vdi-'))).toEqual([]);
+      expect((await broker.hosts()).map((h) => h.sessions)).toEqual([0, 0]);
+    } finally {
+      await store.close();
+    }
   }, 600_000);
 });
