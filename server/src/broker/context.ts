@@ -1,3 +1,4 @@
+import { sql, type SqlBool } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Db } from '../store/db.js';
@@ -10,6 +11,12 @@ import type { BrokerEvents } from './events.js';
 
 /** Session states that hold a desktop. */
 export const LIVE = ['starting', 'active', 'disconnected'] as const;
+
+/**
+ * A `.where()` for a query over `desktops as d`: no live session holds the desktop (a
+ * released desktop to stop, one claimed without its session).
+ */
+export const noLiveSession = sql<SqlBool>`not exists (select 1 from sessions s where s.desktop_id = d.id and s.state in (${sql.join(LIVE)}))`;
 
 /** This node among several (decision 11). */
 export interface BrokerNode {

@@ -1,6 +1,6 @@
 import type { DesktopHandle } from '../providers/types.js';
 import { desktopRow, poolRow } from '../store/rows.js';
-import { BrokerPart, LIVE, type BrokerContext } from './context.js';
+import { BrokerPart, LIVE, noLiveSession, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';
 import type { BrokerQueries } from './queries.js';
 import type { SessionLifecycle } from './sessions.js';
@@ -164,17 +164,7 @@ export class Reconciler extends BrokerPart {
       .where('d.host', 'in', this.node.served)
       // claimed by a Connect still in progress on another node: its session is coming
       .where((eb) => eb.or([eb('d.lease_until', 'is', null), eb('d.lease_until', '<=', now)]))
-      .where((eb) =>
-        eb.not(
-          eb.exists(
-            eb
-              .selectFrom('sessions as s')
-              .select('s.id')
-              .whereRef('s.desktop_id', '=', 'd.id')
-              .where('s.state', 'in', LIVE),
-          ),
-        ),
-      )
+      .where(noLiveSession)
       .execute();
     for (const d of unclaimed) {
       const pool = await this.queries.pool(d.pool_id);

@@ -2,7 +2,7 @@ import { metrics } from '../metrics.js';
 import { desktopRow, poolRow } from '../store/rows.js';
 import { SYSTEM } from './actor.js';
 import { AppExits } from './app-exits.js';
-import { BrokerPart, LIVE, type BrokerContext } from './context.js';
+import { BrokerPart, LIVE, noLiveSession, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';
 import type { BrokerQueries } from './queries.js';
 import type { SessionLifecycle } from './sessions.js';
@@ -313,17 +313,7 @@ export class BrokerTick extends BrokerPart {
       .where('d.host', 'in', this.node.served)
       .where('d.state', '=', 'stopping')
       .where('d.handle', 'is not', null)
-      .where((eb) =>
-        eb.not(
-          eb.exists(
-            eb
-              .selectFrom('sessions as s')
-              .select('s.id')
-              .whereRef('s.desktop_id', '=', 'd.id')
-              .where('s.state', 'in', LIVE),
-          ),
-        ),
-      )
+      .where(noLiveSession)
       .execute();
     for (const d of rows) {
       const pool = await this.queries.pool(d.pool_id).catch(() => undefined);
