@@ -331,6 +331,11 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.moves = on ? new MoveDetector(this.width, this.height, this.fb) : undefined;
   }
 
+  /** pixels of an update under way wait for its end to be told (see MirrorView.midUpdate) */
+  get midUpdate(): boolean {
+    return (this.moves?.pending.length ?? 0) > 0;
+  }
+
   private flushMoves(): void {
     const m = this.moves;
     if (!m || m.pending.length === 0) return;

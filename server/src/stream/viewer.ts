@@ -19,6 +19,13 @@ export interface MirrorView {
   quietFor(r: Rect, now: number): number;
   /** which cells are hot now (video mode looks for a region in motion in them) */
   hotCells?(): HotCells;
+  /**
+   * An update is under way whose pixels are in the mirror but not yet told as damage or
+   * copies (moves are found at its end, against the picture before it): no frame may read
+   * the mirror meanwhile, or a copy planned at the end would move pixels the viewer already
+   * has in their new place. The mirror flushes its viewers when the update ends.
+   */
+  readonly midUpdate?: boolean;
 }
 
 export interface ViewerStats {
@@ -244,7 +251,7 @@ export class Viewer {
 
   /** Send a frame now if there is something to send and room in flight. */
   flush(): void {
-    if (this.closed) return;
+    if (this.closed || this.mirror.midUpdate) return;
     this.video?.pump();
     if (this.building || this.inFlight.size >= this.opts.maxInFlight) return;
     if (this.dirty.empty && this.copies.length === 0 && !this.refreshDue && !this.video?.hasChunks)

@@ -10,6 +10,7 @@ import { ManualClock } from '../../../src/clock.js';
 import { DesktopStream, type RfbLink } from '../../../src/stream/desktop-stream.js';
 import { StagingSink } from '../../../src/stream/staging.js';
 import { ManualTimers } from './helpers/manual-timers.js';
+import { CanvasReplay } from './helpers/canvas-replay.js';
 
 const log = pino({ level: 'silent' });
 
@@ -131,5 +132,66 @@ describe('taking over the destination framebuffer', () => {
     staging.forwardTo(stream);
     staging.putPixels(0, 0, 1, 1, Buffer.from([1, 2, 3, 0]));
     expect([...stream.fb.subarray(0, 3)]).toEqual([1, 2, 3]);
+  });
+});
+
+describe('a frame while an update is under way (moves found at its end)', () => {
+  it('waits for the end: a copy planned then never moves pixels the viewer already has', async () => {
+    const w = 64;
+    const h = 64;
+    const stream = setup(w, h);
+    stream.detectMoves(true); // as for QEMU, which sends no CopyRect
+    const frames: Frame[] = [];
+    const viewer = stream.attach({
+      send: (b) => frames.push(decodeFrame(b)),
+      maxInFlight: 8,
+      onError: (e) => {
+        throw e;
+      },
+      setTimer: new ManualTimers().schedule,
+    });
+    const replay = new CanvasReplay(w, h);
+    const drawAll = async () => {
+      while (viewer.encoding) await new Promise((r) => setTimeout(r, 1));
+      for (const f of frames.splice(0)) {
+        await replay.draw(f);
+        viewer.ack(f.seq);
+      }
+      while (viewer.encoding) await new Promise((r) => setTimeout(r, 1));
+    };
+    // rows of distinct flat colours (lossless), like lines of a console
+    const row = (n: number) => [(n * 37) & 0xff, (n * 91) & 0xff, (n * 13 + 50) & 0xff, 0];
+    const rows = (first: number, count: number, line: (y: number) => number) => {
+      const px = Buffer.alloc(w * count * 4);
+      for (let y = 0; y < count; y++)
+        for (let x = 0; x < w; x++) px.set(row(line(first + y)), (y * w + x) * 4);
+      return px;
+    };
+    stream.putPixels(
+      0,
+      0,
+      w,
+      h,
+      rows(0, h, (y) => y),
+    );
+    stream.updateEnd();
+    await drawAll();
+    expect(replay.canvas.equals(stream.fb)).toBe(true);
+
+    // the screen scrolls up 16 rows; the update arrives in two reads, and between them the
+    // viewer wants a frame (a keyframe: after a resize, or asked for by the browser)
+    const scrolled = (y: number) => (y + 16 < h ? y + 16 : 1000 + y);
+    stream.putPixels(0, 0, w, 32, rows(0, 32, scrolled));
+    viewer.requestKeyframe();
+    await drawAll();
+    stream.putPixels(0, 32, w, 32, rows(32, 32, scrolled));
+    stream.updateEnd();
+    await drawAll();
+
+    expect(stream.fb.equals(rows(0, h, scrolled))).toBe(true);
+    let wrong = 0;
+    for (let i = 0; i < w * h; i++)
+      if (replay.canvas.readUIntLE(i * 4, 3) !== stream.fb.readUIntLE(i * 4, 3)) wrong++;
+    expect(wrong).toBe(0);
   });
 });
