@@ -197,8 +197,8 @@ export class StreamManager {
     const connectTimeoutMs = this.options.rfb?.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     try {
       await client.connect();
-      if (staging.updates === 0)
-        await withTimeout(staging.nextUpdate(), connectTimeoutMs, "the destination's first update");
+      if (staging.screens === 0)
+        await withTimeout(staging.nextScreen(), connectTimeoutMs, "the destination's first screen");
     } catch (err) {
       client.close('move abandoned');
       throw err;
@@ -220,12 +220,19 @@ export class StreamManager {
       },
       switchOver: async () => {
         if (settled) throw new RfbError('closed', 'the move already ended');
-        // the destination's whole screen as it is now that it runs
+        // The destination's whole screen as it is now that it runs: the answer to this
+        // request, an update drawing every pixel. Not just the next update to end: QEMU
+        // answers at once with the cursor shape alone, and draws the migrated guest's screen
+        // (until then its "display not initialized" placeholder, often of another size) at
+        // its next display refresh, when the pixels go out.
+        const asked = Date.now();
+        const screen = staging.nextScreen();
         client.requestFullUpdate();
-        await withTimeout(staging.nextUpdate(), SWITCH_UPDATE_MS, "the destination's screen").catch(
+        await withTimeout(screen, SWITCH_UPDATE_MS, "the destination's screen").catch(
           (err: unknown) =>
             log.warn({ err }, 'switching without a fresh screen from the destination'),
         );
+        const screenMs = Date.now() - asked;
         endMove();
         const old = e.client;
         e.client = client;
@@ -240,7 +247,7 @@ export class StreamManager {
         old?.close('desktop moved');
         const released = stream.releaseInput(this.setTimer);
         log.info(
-          { changedPixels, releasedInput: released },
+          { changedPixels, releasedInput: released, screenMs },
           'desktop link moved to the destination',
         );
         return { changedPixels };

@@ -88,3 +88,49 @@ describe('a replaced desktop link', () => {
     expect(lost).toEqual([]); // closed on purpose, not lost
   });
 });
+
+describe('a live migration switching to the destination display', () => {
+  it("takes the destination's whole screen, not whatever the first update after the request left", async () => {
+    const src = await acquire();
+    const dest = await FakeRfbServer.start();
+    try {
+      // the destination's display before the guest's state arrived: QEMU's placeholder, of
+      // another size than the guest's screen
+      const preparing = manager.prepareMove('d1', dest.endpoint);
+      const conn = await dest.accept();
+      await conn.handshake(40, 24);
+      conn.write(w.update([w.raw(0, 0, 40, 24, w.solid(40, 24, 90, 90, 90))]));
+      const move = (await preparing)!;
+      expect(move).toBeDefined();
+      const reallocations = src.stream.reallocations;
+
+      const switching = move.switchOver();
+      let req = await conn.readUntil('FramebufferUpdateRequest');
+      while (req.message.incremental) req = await conn.readUntil('FramebufferUpdateRequest');
+      // QEMU answers a full request at once with the cursor shape only...
+      conn.write(w.update([w.cursor(0, 0, 1, 1, Buffer.from([1, 2, 3, 0]), Buffer.from([0x80]))]));
+      // (the client has read it: it asks for the next update)
+      await conn.readUntil('FramebufferUpdateRequest');
+      // ...and at its next display refresh sends the guest's screen, drawn from the moved
+      // state: the source's picture but for one square that changed since
+      const screen = w.solid(32, 32, 5, 5, 5);
+      for (let y = 16; y < 32; y++)
+        for (let x = 0; x < 16; x++) screen.set([7, 7, 7, 0], (y * 32 + x) * 4);
+      conn.write(w.update([w.desktopSize(32, 32), w.raw(0, 0, 32, 32, screen)]));
+      const { changedPixels } = await switching;
+
+      expect(changedPixels).toBe(16 * 16);
+      expect(src.stream.width).toBe(32);
+      expect(src.stream.height).toBe(32);
+      // viewers never saw the placeholder: the mirror was not resized to it and back
+      expect(src.stream.reallocations).toBe(reallocations);
+      expect(src.stream.fb.equals(screen)).toBe(true);
+      // the source's link is closed; the destination's carries input now
+      await src.conn.closed;
+      expect(src.stream.input({ kind: 'key', keysym: 0x62, down: true })).toBe(true);
+      expect((await conn.readUntil('KeyEvent')).message).toMatchObject({ keysym: 0x62 });
+    } finally {
+      await dest.close();
+    }
+  });
+});
