@@ -109,16 +109,25 @@ export async function openViewerPage(
     /** WebSocket traffic so far (a copy) */
     ws: () => ({ ...ws, urls: [...ws.urls] }),
     /**
-     * Resolves once no WebSocket message has reached the page for `quietMs`; returns when the
-     * last one came (Date.now()). The page's own count, so it also works without CDP.
+     * Resolves once, for `quietMs`, no binary WebSocket message (picture data; this server's
+     * viewer exchanges text heartbeats on a still screen) has reached the page and the page
+     * has not drawn on its visible canvas: a viewer that is behind goes on drawing what it
+     * has received after the last message (noVNC's receive queue). Returns when the last
+     * message came and when the last draw was (Date.now()). The page's own count, so it also
+     * works without CDP.
      */
     async quiet(quietMs, timeoutMs) {
-      let last = 0;
+      let last = { messageAt: 0, drawAt: 0 };
       await until(
-        `${quietMs} ms without frames`,
+        `${quietMs} ms without frames or drawing`,
         async () => {
-          last = await page.evaluate(() => window.__bench.lastMessageAt());
-          return last > 0 && Date.now() - last >= quietMs;
+          last = await page.evaluate(() => ({
+            messageAt: window.__bench.lastMessageAt(),
+            drawAt: window.__bench.lastDrawAt(),
+          }));
+          return (
+            last.messageAt > 0 && Date.now() - Math.max(last.messageAt, last.drawAt) >= quietMs
+          );
         },
         timeoutMs,
       );

@@ -2,8 +2,8 @@
 //   1. the workload opens its windows; the viewer opens and settles (no message for QUIET_MS);
 //   2. warm-up, then the measured phase: bytes, painted frames, CPU (no time code on the
 //      screen, so the figures are the workload's alone);
-//   3. the workload stops; once the viewer has had no message for SETTLE_QUIET_MS its canvas
-//      is compared with the desktop's own framebuffer (xwd);
+//   3. the workload stops; once the viewer has had no picture message and has not drawn for
+//      SETTLE_QUIET_MS, its canvas is compared with the desktop's own framebuffer (xwd);
 //   4. latency phase: the same workload again, with the time code (bench-x clock) on the
 //      screen; the page reads it back after each paint.
 import { browserRootPids } from './browser.mjs';
@@ -19,10 +19,11 @@ import {
 import { saveImages } from './report.mjs';
 import { timeCodeAt } from './workloads.mjs';
 
-/** A freshly opened viewer counts as settled after this long without a message, ms. */
+/** A freshly opened viewer counts as settled after this long without a message or a draw, ms. */
 const QUIET_MS = 1_000;
 /**
- * After a workload stops, the viewer counts as settled after this long without a message, ms.
+ * After a workload stops, the viewer counts as settled after this long without a picture
+ * message and without drawing, ms.
  * Long enough for a delayed lossless refresh (this server re-sends lossy areas once they have
  * cooled down, which can take a couple of seconds after a 30 fps animation stops).
  */
@@ -102,7 +103,7 @@ async function phases(wl, v, { desk, opts, label }, state, viewer) {
 
   // settle, then compare with the desktop's own framebuffer
   const stoppedAt = Date.now();
-  const lastMessageAt = await viewer.quiet(SETTLE_QUIET_MS, SETTLE_TIMEOUT_MS);
+  const last = await viewer.quiet(SETTLE_QUIET_MS, SETTLE_TIMEOUT_MS);
   const ref = await desk.capture();
   const got = await viewer.grab();
   const p = await desk.pointer();
@@ -113,7 +114,11 @@ async function phases(wl, v, { desk, opts, label }, state, viewer) {
     h: 2 * CURSOR_BOX_PX,
   };
   const quality = {
-    settleMs: Math.max(0, lastMessageAt - stoppedAt),
+    // until the viewer's picture last changed (its last message, or the last draw of what it
+    // still had queued, whichever came later)
+    settleMs: Math.max(0, Math.max(last.messageAt, last.drawAt) - stoppedAt),
+    lastMessageMs: last.messageAt - stoppedAt,
+    lastDrawMs: last.drawAt ? last.drawAt - stoppedAt : null,
     screen: compareImages(ref, got, undefined, cursorBox),
     area: compareImages(ref, got, state.roi, cursorBox),
     cursorBox: compareImages(ref, got, cursorBox),

@@ -28,6 +28,7 @@
     wsBytes: 0,
     wsMessages: 0,
     lastMessageAt: 0,
+    lastDrawAt: 0,
     rafTicks: 0,
     samples: [],
     torn: 0,
@@ -88,6 +89,7 @@
       return;
     state.canvas = canvas;
     state.draws++;
+    state.lastDrawAt = Date.now();
     dirty = true;
     if (state.clock && !readQueued) {
       readQueued = true;
@@ -175,8 +177,14 @@
         canvas: c ? { width: c.width, height: c.height } : null,
       };
     },
-    /** when the last WebSocket message arrived (Date.now()), 0 before the first */
+    /** when the last binary WebSocket message arrived (Date.now()), 0 before the first */
     lastMessageAt: () => state.lastMessageAt,
+    /**
+     * when the viewer last drew on its visible canvas (Date.now()), 0 before the first: a
+     * viewer can go on drawing long after the last message came (noVNC works through its
+     * receive queue for seconds when it is behind, e.g. CopyRect-heavy window drags)
+     */
+    lastDrawAt: () => state.lastDrawAt,
     /** the visible canvas as a PNG data URL (lossless) */
     grab() {
       return state.canvas ? state.canvas.toDataURL('image/png') : null;

@@ -112,6 +112,7 @@ export function renderMarkdown(run) {
       `*exact px % / PSNR* = viewer canvas vs the desktop framebuffer (xwd) once no frame has arrived for ${settings.settleQuietMs / 1000} s after the workload stopped, over the workload's area (the whole screen for idle and drag).`,
     '',
   );
+  lines.push(...issue10Table(results, settings));
   const ours = results.filter((r) => r.viewer === 'vdi' && !r.error && r.traffic.frames);
   if (ours.length) {
     const codecs = [...new Set(ours.flatMap((r) => Object.keys(r.traffic.frames.byCodec ?? {})))];
@@ -160,6 +161,103 @@ export function renderMarkdown(run) {
     lines.push('');
   }
   return lines.join('\n');
+}
+
+/** The repetitions behind a result (one unless --repeat). */
+const repsOf = (r) => r.runs ?? [r];
+const median = (xs) => {
+  const s = xs.filter((x) => typeof x === 'number' && !Number.isNaN(x)).sort((a, b) => a - b);
+  if (!s.length) return null;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+/** CPU seconds per measured second, per repetition: `xvnc` adds Xvnc's share (this server). */
+const cpuPerSec = (r, xvnc) =>
+  median(
+    repsOf(r).map(
+      (x) => (x.traffic.serverCpuSec + (xvnc ? x.traffic.xvncCpuSec : 0)) / x.traffic.seconds,
+    ),
+  );
+/** Repetitions whose canvas was pixel-exact after settling (cursor box left out). */
+const exactCount = (r) => {
+  const reps = repsOf(r);
+  const n = reps.filter((x) => x.quality?.area && x.quality.area.mismatched === 0).length;
+  return { n, of: reps.length + (r.failedRuns?.count ?? 0) };
+};
+
+/**
+ * Issue 10's targets per workload, from one run: bytes, frames painted, latency, server CPU
+ * (gateway + Xvnc against websockify + Xvnc, as the issue states it) and how many
+ * repetitions were exact after settling. Figures are medians over the repetitions, latency
+ * percentiles are over the pooled samples.
+ */
+export function issue10Rows(results) {
+  const rows = [];
+  for (const w of [...new Set(results.map((r) => r.workload))]) {
+    const a = results.find((r) => r.workload === w && r.viewer === 'vdi' && !r.error);
+    const b = results.find((r) => r.workload === w && r.viewer === 'novnc' && !r.error);
+    if (!a || !b) continue;
+    const anim = w.startsWith('anim');
+    const bytes = b.traffic.kbitPerSec ? a.traffic.kbitPerSec / b.traffic.kbitPerSec : null;
+    const cpuUs = cpuPerSec(a, true);
+    const cpuThem = cpuPerSec(b, false);
+    const cpu = cpuThem ? cpuUs / cpuThem : null;
+    const cpuGateway = cpuThem ? cpuPerSec(a, false) / cpuThem : null;
+    const exactUs = exactCount(a);
+    const exactThem = exactCount(b);
+    const missed = [];
+    if (cpu !== null && cpu > 1) missed.push('CPU');
+    if (bytes !== null && bytes > (anim ? 0.2 : 0.5)) missed.push('bytes');
+    if (a.traffic.paintsPerSec < b.traffic.paintsPerSec) missed.push('frames');
+    if (a.latency?.n && b.latency?.n) {
+      if (a.latency.p50 > b.latency.p50) missed.push('p50');
+      if (a.latency.p99 > b.latency.p99) missed.push('p99');
+    } else missed.push('latency not measured');
+    if (exactUs.n < exactUs.of) missed.push('exact');
+    rows.push({
+      workload: w,
+      reps: exactUs.of,
+      bytesRatio: bytes,
+      bytesTarget: anim ? 0.2 : 0.5,
+      paintsPerSec: { us: a.traffic.paintsPerSec, novnc: b.traffic.paintsPerSec },
+      latency: {
+        us: { p50: a.latency?.p50 ?? null, p99: a.latency?.p99 ?? null },
+        novnc: { p50: b.latency?.p50 ?? null, p99: b.latency?.p99 ?? null },
+      },
+      cpuRatio: cpu,
+      cpuRatioGatewayOnly: cpuGateway,
+      cpuPercentOfCore: { us: cpuUs * 100, novnc: cpuThem * 100 },
+      exact: { us: exactUs, novnc: exactThem },
+      settleMsMax: Math.max(...repsOf(a).map((x) => x.quality?.settleMs ?? 0)),
+      missed,
+    });
+  }
+  return rows;
+}
+
+function issue10Table(results, settings) {
+  const rows = issue10Rows(results);
+  if (!rows.length) return [];
+  const reps = settings.repeat ?? 1;
+  const out = [
+    `Issue 10's targets, per workload (${reps} repetition${reps === 1 ? '' : 's'}; medians, latency over the pooled samples; *server CPU* = this gateway + Xvnc against websockify + Xvnc, % of a core over the measured phase):`,
+    '',
+    '| workload | bytes us/noVNC | frames painted/s us vs noVNC | latency p50 / p99 ms us vs noVNC | server CPU us/noVNC (gateway alone) | server CPU % us vs noVNC | exact after settling: us, noVNC (settled within, ms) | targets missed |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const r of rows) {
+    const l = r.latency;
+    out.push(
+      `| ${r.workload} | ${r.bytesRatio === null ? 'n/a' : `${r.bytesRatio.toFixed(2)} (≤ ${r.bytesTarget})`} | ` +
+        `${fmt(r.paintsPerSec.us, 1)} vs ${fmt(r.paintsPerSec.novnc, 1)} | ` +
+        `${fmt(l.us.p50)} / ${fmt(l.us.p99)} vs ${fmt(l.novnc.p50)} / ${fmt(l.novnc.p99)} | ` +
+        `${fmt(r.cpuRatio, 2)} (${fmt(r.cpuRatioGatewayOnly, 2)}) | ${fmt(r.cpuPercentOfCore.us, 1)} vs ${fmt(r.cpuPercentOfCore.novnc, 1)} | ` +
+        `${r.exact.us.n} of ${r.exact.us.of}, ${r.exact.novnc.n} of ${r.exact.novnc.of} (${fmt(r.settleMsMax)}) | ` +
+        `${r.missed.length ? r.missed.join(', ') : 'none'} |`,
+    );
+  }
+  out.push('');
+  return out;
 }
 
 /** The issue's targets, checked against the figures (null = could not be checked). */

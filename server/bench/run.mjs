@@ -22,7 +22,7 @@ import { measureOne, SETTLE_QUIET_MS } from './measure.mjs';
 import { combineRepeats } from './metrics.mjs';
 import { openNoVncViewer, startWebsockify } from './novnc-runner.mjs';
 import { installCleanup, onCleanup, stopAll } from './processes.mjs';
-import { checkTargets, machineInfo, renderMarkdown, writeResults } from './report.mjs';
+import { checkTargets, issue10Rows, machineInfo, renderMarkdown, writeResults } from './report.mjs';
 import { stallCheck } from './stall-check.mjs';
 import { openVdiViewer, startVdiServer } from './vdi-runner.mjs';
 import { TIME_CODE_SIZE, timeCodeAt, workloads } from './workloads.mjs';
@@ -140,7 +140,8 @@ export async function main(argv = process.argv.slice(2)) {
             log(`  ${summary(r)}`);
           } catch (err) {
             log(`  failed: ${err.stack ?? err}`);
-            failures.set(v.id, String(err.message ?? err));
+            const f = failures.get(v.id) ?? { count: 0 };
+            failures.set(v.id, { count: f.count + 1, last: String(err.message ?? err) });
             if (v.id === 'vdi') log(`  server output: ${vdi.child.tail().slice(-1500)}`);
           }
         }
@@ -148,9 +149,15 @@ export async function main(argv = process.argv.slice(2)) {
       for (const v of viewers) {
         const got = reps.get(v.id);
         const base = { workload: wl.id, title: wl.title, viewer: v.id, viewerName: v.name };
-        if (got.length === 0) results.push({ ...base, error: failures.get(v.id) ?? 'no result' });
+        const failed = failures.get(v.id);
+        if (got.length === 0) results.push({ ...base, error: failed?.last ?? 'no result' });
         else
-          results.push({ ...base, ...combineRepeats(got), runs: got.length > 1 ? got : undefined });
+          results.push({
+            ...base,
+            ...combineRepeats(got),
+            runs: got.length > 1 ? got : undefined,
+            failedRuns: failed ? { count: failed.count, last: failed.last } : undefined,
+          });
       }
     }
 
@@ -192,6 +199,7 @@ export async function main(argv = process.argv.slice(2)) {
       results,
       stallCheck: stall,
       targets: checkTargets(results),
+      issue10: issue10Rows(results),
       notes: [
         'Everything runs on one machine (Xvnc, both servers, the X clients, Chromium), so CPU and frame-rate figures include contention; the load average shows what else was running.',
         "This server's gateway reads the desktop from Xvnc over RFB/TCP (provider `vnc`, Raw/CopyRect); the Xvnc CPU spent on it is in the JSON (xvncCpuSec), not in the server CPU column.",
