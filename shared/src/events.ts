@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AudioRequest } from './audio.js';
+import { AudioRequest, MicChunk } from './audio.js';
 
 /**
  * Socket.IO event maps used by both ends (typed, so a renamed event breaks the build).
@@ -202,6 +202,8 @@ export interface ClientToServerEvents {
   heartbeat: (cb: () => void) => void;
   /** start (in a codec) or stop the desktop's sound */
   audio: (msg: AudioRequest) => void;
+  /** microphone PCM for the desktop (audio.ts MicChunk); an empty chunk: the microphone is off */
+  mic: (data: MicChunk) => void;
 }
 
 /**
@@ -226,6 +228,7 @@ export const ClientEventSchemas = {
   refresh: null,
   heartbeat: null,
   audio: AudioRequest,
+  mic: MicChunk,
 } as const satisfies ClientEventSchemaMap;
 
 export type ClientEventName = keyof ClientToServerEvents;

@@ -38,6 +38,7 @@ describe('client → server events', () => {
         'clipboard',
         'heartbeat',
         'key',
+        'mic',
         'pointer',
         'refresh',
         'resize',
@@ -58,6 +59,7 @@ describe('client → server events', () => {
     expectTypeOf<z.infer<typeof ClientEventSchemas.videoError>>().toEqualTypeOf<
       Payload<'videoError'>
     >();
+    expectTypeOf<z.infer<typeof ClientEventSchemas.mic>>().toEqualTypeOf<Payload<'mic'>>();
     expectTypeOf(ClientEventSchemas.refresh).toEqualTypeOf<null>();
     expectTypeOf(ClientEventSchemas.heartbeat).toEqualTypeOf<null>();
   });
@@ -89,6 +91,8 @@ describe('client → server events', () => {
       resize: { width: 800, height: 600 },
       videoError: { regionId: 0, reason: 'EncodingError: decode failed' },
       audio: { codec: 'opus' },
+      // binary: a spread copy is a plain object, which the schema refuses like an extra key
+      mic: new Uint8Array(640),
     };
     for (const name of CLIENT_EVENT_NAMES) {
       const schema = ClientEventSchemas[name];

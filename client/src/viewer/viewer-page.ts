@@ -12,6 +12,7 @@ import { ApiError, api, errorMessage, seg } from '../http';
 import { navigate, currentPath, type Page, type RouteContext } from '../router';
 import { AudioPanel } from './audio-panel';
 import { AudioPlayer } from './audio-player';
+import { MicCapture } from './mic-capture';
 import { AutoHide } from './auto-hide';
 import { Banners } from './banners';
 import { CanvasPainter } from './canvas-painter';
@@ -83,7 +84,8 @@ export function viewerPage({ params, url }: RouteContext): Page {
   const audio = shadow
     ? undefined
     : new AudioPlayer({ request: (codec) => socket.emit('audio', { codec }) });
-  const audioPanel = audio ? new AudioPanel(audio) : undefined;
+  const mic = shadow ? undefined : new MicCapture((pcm) => socket.emit('mic', pcm));
+  const audioPanel = audio && mic ? new AudioPanel(audio, mic) : undefined;
   const root = h(
     'div',
     { class: 'viewer', dataset: { state: 'connecting' } },
@@ -393,6 +395,7 @@ export function viewerPage({ params, url }: RouteContext): Page {
       keyboard.dispose();
       pointer.dispose();
       audio?.dispose();
+      mic?.dispose();
       touch.dispose();
       conn.close();
       frames.reset();

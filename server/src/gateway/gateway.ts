@@ -16,6 +16,7 @@ import type { RfbLimits } from '../rfb/types.js';
 import type { RfbEndpoint } from '../rfb/endpoint.js';
 import { Attachments } from './attachments.js';
 import { AudioRelay } from './audio-relay.js';
+import { MicRelay } from './mic-relay.js';
 import { ClipboardOut } from './clipboard-out.js';
 import { relayBrokerEvents, streamHooks } from './desktop-events.js';
 import { authenticate, originAllowed } from './handshake.js';
@@ -96,6 +97,7 @@ export class Gateway {
   private readonly attachments: Attachments;
   private readonly liveness: Liveness;
   private readonly audio: AudioRelay;
+  private readonly mic: MicRelay;
   /** SIGTERM: no new viewers; the ones here were told to come back */
   private draining = false;
 
@@ -174,6 +176,7 @@ export class Gateway {
     );
     relayBrokerEvents(events, this.streams);
     this.audio = new AudioRelay(broker, log);
+    this.mic = new MicRelay(broker, this.clock, log);
     this.presenceTimer = setInterval(
       () => void this.sweepPresence().catch((err: unknown) => log.warn({ err }, 'presence sweep')),
       opts.presenceSweepMs ?? 5000,
@@ -245,6 +248,7 @@ export class Gateway {
     });
     socket.on('refresh', () => this.attachments.of(socket)?.viewer.requestKeyframe());
     socket.on('audio', (payload) => this.onAudio(socket, payload));
+    socket.on('mic', (payload) => this.onMic(socket, payload));
     socket.on('heartbeat', (cb: unknown) => {
       if (typeof cb === 'function') (cb as () => void)();
       else fail(socket, 'BAD_EVENT', 'a heartbeat needs an acknowledgement callback');
@@ -253,6 +257,7 @@ export class Gateway {
     socket.on('disconnect', (reason) => {
       gatewayMetrics.sockets.dec();
       this.audio.unsubscribe(socket);
+      this.mic.stop(socket);
       this.attachments.disconnected(socket, reason);
     });
   }
@@ -266,6 +271,20 @@ export class Gateway {
     if (a.shadow) return fail(socket, 'AUDIO_SHADOW', 'a shadowing viewer gets no sound');
     this.audio.subscribe(socket, a.desktopId, m.codec).catch((err: unknown) => {
       this.log.warn({ err, desktopId: a.desktopId }, 'desktop sound not available');
+      fail(socket, 'AUDIO_UNAVAILABLE', (err as Error).message);
+    });
+  }
+
+  /** Microphone PCM from a viewer for its desktop, or (empty) the microphone off (mic-relay.ts). */
+  private onMic(socket: VdiSocket, payload: unknown): void {
+    const m = valid(socket, this.log, 'mic', payload);
+    if (!m) return;
+    const a = this.attachments.of(socket);
+    if (!a) return this.mic.stop(socket);
+    if (a.shadow) return fail(socket, 'AUDIO_SHADOW', 'a shadowing viewer has no microphone');
+    const pcm = Buffer.from(m.buffer, m.byteOffset, m.byteLength);
+    this.mic.chunk(socket, a.desktopId, pcm).catch((err: unknown) => {
+      this.log.warn({ err, desktopId: a.desktopId }, 'desktop microphone not available');
       fail(socket, 'AUDIO_UNAVAILABLE', (err as Error).message);
     });
   }
@@ -350,6 +369,7 @@ export class Gateway {
     clearInterval(this.presenceTimer);
     this.liveness.close();
     this.audio.close();
+    this.mic.close();
     this.attachments.close();
     this.streams.closeAll();
     // No disconnect packet: a viewer that still holds a connection sees the transport close,

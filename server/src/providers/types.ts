@@ -131,6 +131,18 @@ export interface Provider {
 export interface AudioSource {
   /** starts capturing; throws a ProviderError when the desktop has no sound */
   open(codec: AudioCodec): AudioCapture;
+  /**
+   * the desktop's microphone input (MIC_FORMAT PCM); throws a ProviderError when it has none.
+   * Absent for desktops without one.
+   */
+  microphone?(): AudioSink;
+}
+
+/** Where microphone PCM goes in a desktop: written without ever blocking. */
+export interface AudioSink {
+  /** false when the desktop is not taking it now (the chunk is dropped) */
+  write(pcm: Buffer): boolean;
+  close(): void;
 }
 
 /** One running capture: 10 ms packets until closed, or `end` with a reason. */

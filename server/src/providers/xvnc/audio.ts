@@ -9,6 +9,11 @@
  * nothing is recorded while nobody listens; when the gateway closes it parec gets EPIPE and
  * the loop waits again.
  *
+ * Microphone: the same PulseAudio makes and reads the FIFO `$XDG_RUNTIME_DIR/mic.fifo` as a pipe source
+ * (`mic`, s16le mono 16 kHz), set as the default source, so recording programs hear the
+ * browser's microphone; the gateway writes each chunk the viewer sends without blocking
+ * (a chunk the pipe cannot take now is dropped).
+ *
  * In the gateway (XvncAudio): the FIFO is opened (O_NOFOLLOW, and it must be a FIFO of the
  * desktop's account; O_RDWR so a writer coming and going never reads as end of file), its PCM
  * cut into 10 ms packets, or encoded to Opus by ffmpeg running as the desktop's account
@@ -20,8 +25,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { AudioCodec } from '@vdi/shared';
-import type { AudioCapture, AudioSource } from '../types.js';
+import { MIC_FORMAT, type AudioCodec } from '@vdi/shared';
+import type { AudioCapture, AudioSink, AudioSource } from '../types.js';
 import { ProviderError } from '../types.js';
 import { asDesktopAccount } from '../sandbox/launch.js';
 import type { XvncHandle } from './handle.js';
@@ -36,6 +41,8 @@ export const AUDIO_CHANNELS = 2;
 const PCM_PACKET_BYTES = (AUDIO_RATE / 100) * AUDIO_CHANNELS * 2;
 /** the FIFO's name in the desktop's runtime directory */
 export const AUDIO_FIFO = 'audio.fifo';
+/** the microphone FIFO's name there */
+export const MIC_FIFO = 'mic.fifo';
 /** most bytes of PCM or Ogg held while cutting packets before data is dropped */
 const MAX_PENDING_BYTES = 256 * 1024;
 
@@ -45,13 +52,21 @@ const MAX_PENDING_BYTES = 256 * 1024;
  */
 export const AUDIO_INIT = `if command -v pulseaudio >/dev/null 2>&1 && command -v parec >/dev/null 2>&1; then
   mkdir -p "$rt/pulse"
-  rm -f "$rt/${AUDIO_FIFO}"
+  rm -f "$rt/${AUDIO_FIFO}" "$rt/${MIC_FIFO}"
   mkfifo -m 600 "$rt/${AUDIO_FIFO}"
   pulseaudio -n --daemonize=no --exit-idle-time=-1 --disallow-exit=yes --disable-shm=yes \\
     --realtime=no --high-priority=no --use-pid-file=no --log-target=stderr --log-level=error \\
     --load="module-native-protocol-unix socket=$rt/pulse/native auth-anonymous=1" \\
     --load="module-null-sink sink_name=vdi rate=${AUDIO_RATE} channels=${AUDIO_CHANNELS} sink_properties=device.description=Desktop" \\
+    --load="module-pipe-source source_name=mic file=$rt/${MIC_FIFO} format=s16le rate=${MIC_FORMAT.sampleRate} channels=${MIC_FORMAT.channels} source_properties=device.description=Microphone" \\
     </dev/null >"$rt/pulse.log" 2>&1 &
+  # the browser's microphone is what recording programs get by default
+  (
+    for i in $(seq 50); do
+      PULSE_SERVER="unix:$rt/pulse/native" pactl set-default-source mic 2>/dev/null && chmod 600 "$rt/${MIC_FIFO}" && break
+      sleep 0.1
+    done
+  ) </dev/null >/dev/null 2>&1 &
   (
     while kill -0 $x 2>/dev/null; do
       PULSE_SERVER="unix:$rt/pulse/native" parec --raw --format=s16le --rate=${AUDIO_RATE} \\
@@ -231,11 +246,68 @@ class FifoCapture
   }
 }
 
+/**
+ * The desktop's microphone FIFO, opened for writing without blocking (O_NOFOLLOW, and it must
+ * be a FIFO of the desktop's account: the gateway never writes into anything else the
+ * desktop's user could put there). PulseAudio holds its read end open while it runs.
+ */
+class FifoSink implements AudioSink {
+  private fd: number | undefined;
+
+  constructor(h: XvncHandle) {
+    const fifo = path.join(path.dirname(h.socket), MIC_FIFO);
+    let fd: number;
+    try {
+      fd = fs.openSync(
+        fifo,
+        fs.constants.O_WRONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW,
+      );
+    } catch (e) {
+      throw new ProviderError(
+        'AUDIO_UNAVAILABLE',
+        `the desktop has no microphone input (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+    const st = fs.fstatSync(fd);
+    if (!st.isFIFO() || (h.account && st.uid !== h.account.uid)) {
+      fs.closeSync(fd);
+      throw new ProviderError(
+        'AUDIO_UNAVAILABLE',
+        "the desktop's microphone pipe is not its own FIFO",
+      );
+    }
+    this.fd = fd;
+  }
+
+  write(pcm: Buffer): boolean {
+    if (this.fd === undefined) return false;
+    try {
+      // at most PIPE_BUF bytes: written whole or not at all
+      return fs.writeSync(this.fd, pcm) === pcm.length;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') return false; // the pipe is full: PulseAudio is behind
+      this.close(); // EPIPE: the desktop's sound server is gone
+      return false;
+    }
+  }
+
+  close(): void {
+    if (this.fd === undefined) return;
+    fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
 /** The sound of one Xvnc desktop. */
 export class XvncAudio implements AudioSource {
   constructor(private readonly h: XvncHandle) {}
 
   open(codec: AudioCodec): AudioCapture {
     return new FifoCapture(this.h, codec);
+  }
+
+  microphone(): AudioSink {
+    return new FifoSink(this.h);
   }
 }
