@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// Where a process's CPU time went, from a V8 CPU profile (`node --cpu-prof`, e.g. the bench's
+// server with BENCH_SERVER_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'): self time by part of
+// the system (the stream, the RFB link, Socket.IO and ws, zlib, the store, GC, ...) and the
+// functions that cost the most. Idle time is left out of the shares.
+//
+//   node server/bench/profile-summary.mjs DIR/CPU.*.cpuprofile [--top=25]
+import fs from 'node:fs';
+
+const args = process.argv.slice(2);
+const file = args.find((a) => !a.startsWith('--'));
+const top = Number(args.find((a) => a.startsWith('--top='))?.slice(6) ?? 25);
+if (!file) {
+  console.error('usage: profile-summary.mjs FILE.cpuprofile [--top=N]');
+  process.exit(2);
+}
+const prof = JSON.parse(fs.readFileSync(file, 'utf8'));
+
+/** the part of the system a frame of the profile belongs to */
+function partOf(frame) {
+  const { functionName: fn, url } = frame;
+  if (fn === '(idle)') return 'idle';
+  if (fn === '(garbage collector)') return 'garbage collection';
+  if (fn === '(program)') return 'native (V8, libuv, outside JS)';
+  const rules = [
+    [/\/dist\/stream\/video\//, 'stream: video mode'],
+    [/\/dist\/stream\//, 'stream (mirror, damage, plan, encode, frame)'],
+    [/\/dist\/rfb\//, 'RFB link (read, parse, decode)'],
+    [/\/dist\/gateway\//, 'gateway (sockets, input, acks)'],
+    [/\/dist\/broker\/|\/dist\/store\/|kysely|better-sqlite3/, 'broker and store'],
+    [/socket\.io|engine\.io/, 'Socket.IO / Engine.IO'],
+    [/node_modules\/ws\//, 'ws (WebSocket)'],
+    [/zlib/, 'zlib (node)'],
+    [
+      /node:net|node:stream|internal\/streams|node:internal\/stream_base|node:buffer/,
+      'node streams, net, buffers',
+    ],
+    [/node:internal\/timers|node:timers/, 'timers'],
+    [/sharp/, 'sharp (JPEG/PNG)'],
+    [/pino/, 'logging'],
+  ];
+  for (const [re, name] of rules) if (re.test(url)) return name;
+  return url ? 'other JS' : 'native builtins (microtasks, fs, ...)';
+}
+
+const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+const self = new Map();
+for (let i = 0; i < prof.samples.length; i++) {
+  const id = prof.samples[i];
+  self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
+}
+const parts = new Map();
+const fns = new Map();
+let total = 0;
+let idle = 0;
+for (const [id, us] of self) {
+  const frame = byId.get(id).callFrame;
+  const part = partOf(frame);
+  if (part === 'idle') {
+    idle += us;
+    continue;
+  }
+  total += us;
+  parts.set(part, (parts.get(part) ?? 0) + us);
+  const where = frame.url
+    ? `${frame.url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${frame.lineNumber + 1}`
+    : '';
+  const key = `${frame.functionName || '(anonymous)'} ${where}`.trim();
+  fns.set(key, (fns.get(key) ?? 0) + us);
+}
+const ms = (us) => (us / 1000).toFixed(0);
+const pct = (us) => ((100 * us) / total).toFixed(1);
+const wall = (prof.endTime - prof.startTime) / 1e6;
+console.log(
+  `${file}: ${wall.toFixed(1)} s profiled, ${ms(total)} ms busy (${((100 * total) / (total + idle)).toFixed(1)} % of the sampled time), idle left out\n`,
+);
+console.log('| part | self ms | share of busy |\n|---|---:|---:|');
+for (const [part, us] of [...parts].sort((a, b) => b[1] - a[1]))
+  console.log(`| ${part} | ${ms(us)} | ${pct(us)} % |`);
+console.log(`\n| top ${top} functions (self) | self ms | share of busy |\n|---|---:|---:|`);
+for (const [fn, us] of [...fns].sort((a, b) => b[1] - a[1]).slice(0, top))
+  console.log(`| \`${fn.replace(/\|/g, '\\|')}\` | ${ms(us)} | ${pct(us)} % |`);
