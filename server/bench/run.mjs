@@ -75,7 +75,7 @@ function summary(r) {
   return (
     `${Math.round(r.traffic.kbitPerSec)} kbit/s, ${r.traffic.paintsPerSec.toFixed(1)} paints/s, ` +
     `latency p50 ${r.latency.p50 ?? 'n/a'} p99 ${r.latency.p99 ?? 'n/a'} ms (n=${r.latency.n}), ` +
-    `server CPU ${r.traffic.serverCpuSec.toFixed(2)} s, exact ${r.quality.area.exactPct?.toFixed(2)} % (settled after ${r.quality.settleMs} ms)`
+    `server CPU ${r.traffic.serverCpuSec.toFixed(2)} s, exact ${r.quality.area.exactPct?.toFixed(2)} % (settled after ${r.quality.settleMs} ms); ${r.wallSeconds.toFixed(0)} s`
   );
 }
 
@@ -128,6 +128,7 @@ export async function main(argv = process.argv.slice(2)) {
         const order = i % 2 === 0 ? viewers : [...viewers].reverse();
         for (const v of order) {
           log(`${wl.id} · ${v.name}${opts.repeat > 1 ? ` · ${i + 1}/${opts.repeat}` : ''}`);
+          const began = Date.now();
           try {
             const r = await measureOne(wl, v, {
               desk,
@@ -136,6 +137,8 @@ export async function main(argv = process.argv.slice(2)) {
               label: `${wl.id}-${v.id}${opts.repeat > 1 ? `-${i + 1}` : ''}`,
             });
             r.loadAverage = os.loadavg()[0];
+            // wall time of this measurement, waiting for the other viewer's link to go included
+            r.wallSeconds = (Date.now() - began) / 1000;
             reps.get(v.id).push(r);
             log(`  ${summary(r)}`);
           } catch (err) {
@@ -211,6 +214,7 @@ export async function main(argv = process.argv.slice(2)) {
     const files = writeResults(run, markdown);
     process.stdout.write(`\n${markdown}\n`);
     log(`written: ${files.markdown} and ${files.json}`);
+    log(`took ${((Date.now() - Date.parse(startedAt)) / 60_000).toFixed(1)} min`);
     return run;
   } finally {
     await stopAll();

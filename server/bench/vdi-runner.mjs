@@ -3,6 +3,7 @@
 // host is the bench Xvnc's TCP port (the same X server noVNC watches), an entitlement for the
 // bench admin, a session; then its viewer page `/desktop/<sessionId>` in Chromium.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { until } from './conditions.mjs';
 import { freePort } from './desktop.mjs';
@@ -41,6 +42,13 @@ export async function startVdiServer({ workDir, rfbPort }) {
       LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? 'warn',
     },
   });
+  // BENCH_SERVER_LOG=<file>: the server's whole output there (with BENCH_SERVER_LOG_LEVEL=info
+  // it says when video regions start and end)
+  if (process.env.BENCH_SERVER_LOG) {
+    const file = fs.createWriteStream(process.env.BENCH_SERVER_LOG);
+    child.stdout.pipe(file);
+    child.stderr.pipe(file);
+  }
   await until(
     'the VDI server to be ready',
     async () => {
