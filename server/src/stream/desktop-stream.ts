@@ -83,6 +83,8 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   private heldBytes = 0;
   /** held input is being sent out, paced */
   private releasing = false;
+  /** the last pointer event sent to the desktop */
+  private lastPointer: { x: number; y: number; buttons: number } | undefined;
 
   constructor(
     readonly desktopId: string,
@@ -197,6 +199,17 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     return true;
   }
 
+  /**
+   * Send the last pointer event again (a live migration's switch wakes the destination's
+   * display refresh with it). False when there was none or it was not sent.
+   */
+  repeatPointer(): boolean {
+    const p = this.lastPointer;
+    return (
+      p !== undefined && this.link !== undefined && this.link.pointerEvent(p.x, p.y, p.buttons)
+    );
+  }
+
   private send(ev: DesktopInput): boolean {
     const link = this.link;
     if (!link) return false;
@@ -204,6 +217,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
       case 'key':
         return link.keyEvent(ev.keysym, ev.down);
       case 'pointer':
+        this.lastPointer = ev;
         return link.pointerEvent(ev.x, ev.y, ev.buttons);
       case 'clipboard':
         return link.clientCutText(ev.text);

@@ -226,6 +226,14 @@ export class StreamManager {
         // (until then its "display not initialized" placeholder, often of another size) at
         // its next display refresh, when the pixels go out.
         const asked = Date.now();
+        // The destination runs the guest now: input goes to it from here on, the held input
+        // first. Any input message also brings QEMU's display refresh back to its shortest
+        // period (it grew up to seconds while the destination waited for the state), so the
+        // screen asked for below comes in tens of ms instead of hundreds. Without held input,
+        // the last pointer event is said again (the same place and buttons: nothing moves).
+        stream.connected(client);
+        const released = stream.releaseInput(this.setTimer);
+        if (released === 0) stream.repeatPointer();
         const screen = staging.nextScreen();
         client.requestFullUpdate();
         await withTimeout(screen, SWITCH_UPDATE_MS, "the destination's screen").catch(
@@ -242,10 +250,8 @@ export class StreamManager {
         const changedPixels = stream.adoptFramebuffer(staging.fb, staging.width, staging.height);
         staging.forwardTo(stream);
         stream.detectMoves(!(client.info?.continuousUpdates ?? false));
-        stream.connected(client);
         this.watch(desktopId, e, client, this.log.child({ desktopId }));
         old?.close('desktop moved');
-        const released = stream.releaseInput(this.setTimer);
         log.info(
           { changedPixels, releasedInput: released, screenMs },
           'desktop link moved to the destination',

@@ -104,9 +104,16 @@ describe('a live migration switching to the destination display', () => {
       expect(move).toBeDefined();
       const reallocations = src.stream.reallocations;
 
+      src.stream.input({ kind: 'pointer', x: 3, y: 4, buttons: 0 });
       const switching = move.switchOver();
       let req = await conn.readUntil('FramebufferUpdateRequest');
-      while (req.message.incremental) req = await conn.readUntil('FramebufferUpdateRequest');
+      const before = [...req.before];
+      while (req.message.incremental) {
+        req = await conn.readUntil('FramebufferUpdateRequest');
+        before.push(...req.before);
+      }
+      // input first (it wakes QEMU's display refresh): the last pointer event, said again
+      expect(before).toContainEqual(expect.objectContaining({ type: 'PointerEvent', x: 3, y: 4 }));
       // QEMU answers a full request at once with the cursor shape only...
       conn.write(w.update([w.cursor(0, 0, 1, 1, Buffer.from([1, 2, 3, 0]), Buffer.from([0x80]))]));
       // (the client has read it: it asks for the next update)
