@@ -24,7 +24,7 @@ export class MicCapture {
   private ctx: AudioContext | undefined;
   readonly hooks: MicHooks = { state: 'off', chunks: 0 };
 
-  constructor(private readonly send: (pcm: Uint8Array) => void) {
+  constructor(private readonly send: (pcm: Uint8Array<ArrayBuffer>) => void) {
     window.__vdiMic = this.hooks;
   }
 
