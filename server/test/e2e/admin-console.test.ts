@@ -24,7 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import type { ConnectResult, Pool } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { alive, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
@@ -491,11 +491,12 @@ describe('the admin console runs the live system', () => {
     expect(await userPage.getByRole('article', { name: 'Linux desktop' }).count()).toBe(0);
     expect(await userPage.getByRole('link', { name: 'Admin' }).count()).toBe(0);
 
-    await userPage
-      .getByRole('article', { name: pool.name })
-      .getByRole('button', { name: /^(Connect|Resume)$/ })
-      .click();
-    await userPage.waitForURL(/\/desktop\//, { timeout: 30_000 });
+    await openDesktop(
+      userPage,
+      userPage
+        .getByRole('article', { name: pool.name })
+        .getByRole('button', { name: /^(Connect|Resume)$/ }),
+    );
     await drawing(userPage);
     const sessionId = new URL(userPage.url()).pathname.split('/desktop/')[1]!;
     const desktop = desktopOf(sessionId);

@@ -9,10 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { alive, homeInside, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
@@ -99,18 +99,7 @@ describe('a real desktop in the browser', () => {
 
   async function connect(p: Page) {
     const t0 = Date.now();
-    await p
-      .getByRole('button', { name: /^(Connect|Resume)$/ })
-      .first()
-      .click();
-    await p.waitForURL(/\/desktop\//, { timeout: 30_000 }).catch(async (err: unknown) => {
-      // the page says why Connect did not get a desktop (its error line), if it knows
-      const said = await p
-        .locator('[role=alert]:visible')
-        .allTextContents()
-        .catch(() => []);
-      throw new Error(`Connect did not open the viewer: ${said.join(' ') || String(err)}`);
-    });
+    await openDesktop(p, p.getByRole('button', { name: /^(Connect|Resume)$/ }).first());
     await p.waitForFunction(
       () =>
         document.body.dataset.viewer === 'connected' &&
@@ -139,11 +128,6 @@ describe('a real desktop in the browser', () => {
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
     page = await context.newPage();
-  });
-
-  afterEach((ctx) => {
-    // the server's log tells why a step failed
-    if (ctx.task.result?.state === 'fail') console.log(server?.output.slice(-6000));
   });
 
   afterAll(async () => {

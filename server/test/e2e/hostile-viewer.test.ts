@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { HostileProvider, startHostileServer, type HostileServer } from '../helpers/hostile.js';
 import {
   ADMIN,
@@ -65,11 +65,7 @@ describe('a hostile desktop in the browser', () => {
 
   it('shows why a desktop whose screen is too large cannot be opened', async () => {
     hostile = await startHostileServer(socketPath, 'huge-init');
-    await page
-      .getByRole('button', { name: /^(Connect|Resume)$/ })
-      .first()
-      .click();
-    await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
+    await openDesktop(page, page.getByRole('button', { name: /^(Connect|Resume)$/ }).first());
     await page.getByText('Cannot open this desktop').waitFor({ timeout: 30_000 });
     const reason = await page.locator('.end-reason').textContent();
     expect(reason).toBe(
@@ -81,11 +77,7 @@ describe('a hostile desktop in the browser', () => {
   it('shows why the link was dropped when the screen grows too large later', async () => {
     hostile = await startHostileServer(socketPath, 'huge-resize');
     await page.goto(t.url + '/');
-    await page
-      .getByRole('button', { name: /^(Connect|Resume)$/ })
-      .first()
-      .click();
-    await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
+    await openDesktop(page, page.getByRole('button', { name: /^(Connect|Resume)$/ }).first());
     const banner = page.locator('.banner-warn').filter({ hasText: '16384×16384' });
     await banner.waitFor({ timeout: 30_000 });
     expect(await banner.textContent()).toContain(

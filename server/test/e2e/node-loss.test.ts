@@ -15,7 +15,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { alive, xvncUnder } from '../helpers/desktops.js';
 import { freePort, ServerProcess } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
@@ -134,8 +134,7 @@ describe('a gateway node lost behind nginx', () => {
     await page.getByLabel('Username').fill(ADMIN.username);
     await page.getByLabel('Password').fill(ADMIN.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: 'Connect' }).first().click();
-    await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
+    await openDesktop(page, page.getByRole('button', { name: 'Connect' }).first());
     await back(0, 60_000);
     desktopId = await page.evaluate(
       () => (window as unknown as VdiWindow).__vdiViewer?.desktopId ?? '',

@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { alive } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
@@ -187,11 +187,7 @@ describe('video mode in a real browser', () => {
     await p.getByLabel('Password').fill(ADMIN.password);
     await p.getByRole('button', { name: 'Sign in' }).click();
     // a session already running shows Resume
-    await p
-      .getByRole('button', { name: /^(Connect|Resume)$/ })
-      .first()
-      .click();
-    await p.waitForURL(/\/desktop\//, { timeout: 30_000 });
+    await openDesktop(p, p.getByRole('button', { name: /^(Connect|Resume)$/ }).first());
     await p.waitForFunction(
       () =>
         document.body.dataset.viewer === 'connected' &&

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Pool } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import {
   deletePoolsAndClose,
   desktopHandle,
@@ -142,8 +142,7 @@ describe("the viewer's controls on a real desktop", () => {
   /** Connect (or resume) to `poolName` from the desktop list and wait for the picture. */
   async function open(p: Page, poolName: string): Promise<string> {
     const card = p.getByRole('article').filter({ hasText: poolName });
-    await card.getByRole('button', { name: /^(Connect|Resume)$/ }).click({ timeout: UI_MS });
-    await p.waitForURL(/\/desktop\//, { timeout: 60_000 });
+    await openDesktop(p, card.getByRole('button', { name: /^(Connect|Resume)$/ }), 60_000);
     await drawing(p);
     return new URL(p.url()).pathname.split('/').pop()!;
   }

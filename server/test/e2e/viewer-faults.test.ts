@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { HEARTBEAT } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { alive, xvncUnder } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
@@ -69,11 +69,7 @@ describe('viewer faults in the browser: black hole and SIGTERM', () => {
     await page.getByLabel('Username').fill(ADMIN.username);
     await page.getByLabel('Password').fill(ADMIN.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page
-      .getByRole('button', { name: /^(Connect|Resume)$/ })
-      .first()
-      .click();
-    await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
+    await openDesktop(page, page.getByRole('button', { name: /^(Connect|Resume)$/ }).first());
     await page.waitForFunction(
       () =>
         document.body.dataset.viewer === 'connected' &&

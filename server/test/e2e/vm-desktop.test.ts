@@ -15,7 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { QemuHandle } from '../../src/providers/qemu/handle.js';
 import type { PpmImage } from '../helpers/qemu-console.js';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { alive } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
@@ -207,8 +207,7 @@ describe('a VM desktop in the browser', () => {
     await page.getByLabel('Username').fill(ADMIN.username);
     await page.getByLabel('Password').fill(ADMIN.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: /^(Connect|Resume)$/ }).click({ timeout: UI_MS });
-    await page.waitForURL(/\/desktop\//, { timeout: 30_000 });
+    await openDesktop(page, page.getByRole('button', { name: /^(Connect|Resume)$/ }));
     await page.waitForFunction(
       () =>
         document.body.dataset.viewer === 'connected' &&

@@ -19,7 +19,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { QemuHandle } from '../../src/providers/qemu/handle.js';
 import type { PpmImage } from '../helpers/qemu-console.js';
-import { launchChromium } from '../helpers/browser.js';
+import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { alive } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
@@ -284,8 +284,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     await page.getByLabel('Username').fill(ADMIN.username);
     await page.getByLabel('Password').fill(ADMIN.password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('button', { name: 'Connect' }).click({ timeout: UI_MS });
-    await page.waitForURL(/\/desktop\//, { timeout: 60_000 });
+    await openDesktop(page, page.getByRole('button', { name: 'Connect' }), 60_000);
     await page.waitForFunction(
       () =>
         document.body.dataset.viewer === 'connected' &&

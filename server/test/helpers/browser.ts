@@ -1,4 +1,11 @@
-import { chromium, type Browser } from 'playwright-core';
+import {
+  chromium,
+  type Browser,
+  type Locator,
+  type Page,
+  type Request,
+  type Response,
+} from 'playwright-core';
 
 /**
  * Debian's Chromium (browsers cannot be downloaded here), with the flags this machine needs.
@@ -19,4 +26,43 @@ export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
       ...extraArgs,
     ],
   });
+}
+
+/**
+ * Clicks a desktop card's Connect (or Resume) `button` and waits for the viewer's address.
+ * When the viewer does not open, the error says what the page showed (the card's error line)
+ * and what became of the connect request, so a failure explains itself.
+ */
+export async function openDesktop(page: Page, button: Locator, timeoutMs = 30_000): Promise<void> {
+  const requests: string[] = [];
+  const t0 = Date.now();
+  const seen = (what: string) => requests.push(`${what} after ${Date.now() - t0} ms`);
+  const onResponse = (r: Response) => {
+    if (r.url().endsWith('/connect')) seen(`connect answered ${r.status()}`);
+  };
+  const onFailed = (r: Request) => {
+    if (r.url().endsWith('/connect')) seen(`connect failed (${r.failure()?.errorText ?? '?'})`);
+  };
+  page.on('response', onResponse);
+  page.on('requestfailed', onFailed);
+  try {
+    await button.click({ timeout: timeoutMs });
+    seen('clicked');
+    await page.waitForURL(/\/desktop\//, {
+      timeout: Math.max(1000, timeoutMs - (Date.now() - t0)),
+    });
+  } catch (err) {
+    const said = await page
+      .locator('[role=alert]:visible')
+      .allTextContents()
+      .catch(() => []);
+    throw new Error(
+      `Connect did not open the viewer (${requests.join(', ') || 'not clicked'}; page at ` +
+        `${page.url()}): ${said.join(' ').trim() || (err as Error).message}`,
+      { cause: err },
+    );
+  } finally {
+    page.off('response', onResponse);
+    page.off('requestfailed', onFailed);
+  }
 }

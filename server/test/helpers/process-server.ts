@@ -30,6 +30,9 @@ export function readStore<T>(dataDir: string, fn: (db: Database.Database) => T):
   }
 }
 
+/** the server processes started and not yet stopped: a failed e2e step prints their logs */
+export const runningServers = new Set<ServerProcess>();
+
 /**
  * The real server as its own process (`node server/dist/main.js`), so a test can kill and
  * restart it the way an operator would. Desktops it started survive its exit.
@@ -62,6 +65,8 @@ export class ServerProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
+    runningServers.add(this);
+    child.once('exit', () => runningServers.delete(this));
     child.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (this.output += d.toString()));
     await until(
