@@ -25,7 +25,7 @@ import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import type { ConnectResult, Pool } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium, openDesktop } from '../helpers/browser.js';
-import { alive, xInvocation } from '../helpers/desktops.js';
+import { alive, killLeftDesktop, xInvocation } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
 
@@ -391,6 +391,8 @@ describe('the admin console runs the live system', () => {
       // a sandbox ends with its supervisor and first process; else each leads a process group
       for (const pid of [h.supervisorPid, h.initPid, h.xvncPid, h.sessionPid])
         if (pid !== undefined && alive(pid) && !kill(-pid)) kill(pid);
+      // and what runs in its cgroup outside the sandbox (slirp4netns)
+      await killLeftDesktop(h);
     }
     for (const dir of [dataDir, runDir])
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });

@@ -16,7 +16,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, openDesktop } from '../helpers/browser.js';
-import { alive, xvncUnder } from '../helpers/desktops.js';
+import { killLeftDesktop, type LeftDesktop, xvncUnder } from '../helpers/desktops.js';
 import { freePort, ServerProcess } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
 // @ts-expect-error a plain .mjs module of the repository's infra (no types)
@@ -152,13 +152,8 @@ describe('a gateway node lost behind nginx', () => {
     for (const n of nodes) await n.stop('SIGKILL');
     nginx?.kill('SIGTERM');
     await db?.end();
-    for (const { handle } of handles) {
-      const h = handle
-        ? (JSON.parse(handle) as { supervisorPid?: number; initPid?: number; xvncPid?: number })
-        : undefined;
-      for (const pid of [h?.supervisorPid, h?.initPid, h?.xvncPid])
-        if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
-    }
+    for (const { handle } of handles)
+      await killLeftDesktop(handle ? (JSON.parse(handle) as LeftDesktop) : undefined);
     await until(() => xvncUnder(runDir).length === 0, 10_000, 'no Xvnc left');
     const admin = new pg.Client({ connectionString: PG_ADMIN });
     await admin.connect();

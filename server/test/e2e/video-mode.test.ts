@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium, openDesktop } from '../helpers/browser.js';
-import { alive } from '../helpers/desktops.js';
+import { alive, killLeftDesktop } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
 import { parseXwd } from '../helpers/xwd.js';
@@ -272,13 +272,7 @@ describe('video mode in a real browser', () => {
     }
     await server?.stop();
     // and if that failed: the desktop's processes themselves (in a sandbox they lead no group)
-    for (const pid of [h?.supervisorPid, h?.xvncPid, h?.sessionPid]) {
-      try {
-        if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    await killLeftDesktop(h);
     fs.rmSync(buildDir, { recursive: true, force: true });
   });
 

@@ -18,7 +18,7 @@ import type { Browser, Page } from 'playwright-core';
 import { HEARTBEAT } from '@vdi/shared';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { launchChromium, openDesktop } from '../helpers/browser.js';
-import { alive, xvncUnder } from '../helpers/desktops.js';
+import { alive, killLeftDesktop, xvncUnder } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -97,9 +97,8 @@ describe('viewer faults in the browser: black hole and SIGTERM', () => {
     const h = desktopId ? handle() : undefined;
     await server?.stop();
     await proxy?.close();
-    // the sandbox's supervisor and its PID namespace's first process: killing them ends it all
-    for (const pid of [h?.supervisorPid, h?.initPid, h?.xvncPid])
-      if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+    // the sandbox's processes and its cgroup (slirp4netns included)
+    await killLeftDesktop(h);
     await until(() => xvncUnder(runDir).length === 0, 10_000, 'no Xvnc left');
     fs.rmSync(dataDir, { recursive: true, force: true });
     fs.rmSync(runDir, { recursive: true, force: true });

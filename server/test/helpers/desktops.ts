@@ -11,7 +11,7 @@ import type { ServerDeps } from '../../src/app.js';
 import type { Config } from '../../src/config/index.js';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
 import { XvncProvider } from '../../src/providers/xvnc/provider.js';
-import { Api, startServer, type TestServer } from './server.js';
+import { Api, startServer, until, type TestServer } from './server.js';
 
 /** No default pool, and the broker's timer parked: each test drives `broker.tick()` itself. */
 export const PARKED_BROKER = { DEFAULT_POOL: 'false', BROKER_TICK_MS: '3600000' };
@@ -175,4 +175,59 @@ export async function desktopHandle<H = XvncHandle>(ts: TestServer, desktopId: s
   const row = await ts.server.broker.desktop(desktopId);
   expect(row, `desktop ${desktopId}`).toBeDefined();
   return handleOf<H>(row!);
+}
+
+/** What a test's clean-up reads of a desktop's handle (as the store keeps it). */
+export interface LeftDesktop {
+  supervisorPid?: number;
+  initPid?: number;
+  xvncPid?: number;
+  sessionPid?: number;
+  cgroup?: { dirs: string[] };
+}
+
+/**
+ * Ends a desktop a test's server left running (the server was stopped or killed, so no log
+ * off ran): its own processes, then everything in its cgroup — slirp4netns runs outside the
+ * sandbox's PID namespace and outlives its supervisor — and removes the cgroup.
+ */
+export async function killLeftDesktop(h: LeftDesktop | undefined): Promise<void> {
+  if (!h) return;
+  const kill = (pid: number) => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone already */
+    }
+  };
+  for (const pid of [h.supervisorPid, h.initPid, h.xvncPid, h.sessionPid])
+    if (pid !== undefined && alive(pid)) kill(pid);
+  const dirs = h.cgroup?.dirs ?? [];
+  const members = (dir: string): number[] => {
+    try {
+      return fs
+        .readFileSync(path.join(dir, 'cgroup.procs'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return []; // removed already
+    }
+  };
+  await until(
+    () => {
+      const left = dirs.flatMap(members).filter(alive);
+      left.forEach(kill);
+      return left.length === 0;
+    },
+    10_000,
+    'the desktop cgroup to empty',
+  );
+  for (const dir of dirs) {
+    try {
+      fs.rmdirSync(dir); // a cgroup goes with rmdir once empty
+    } catch {
+      /* removed already */
+    }
+  }
 }

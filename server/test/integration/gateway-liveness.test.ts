@@ -8,7 +8,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerStatusMsg } from '@vdi/shared';
-import { alive, desktopHandle, expectNoXvncLeft, startXvncServer } from '../helpers/desktops.js';
+import {
+  alive,
+  desktopHandle,
+  expectNoXvncLeft,
+  killLeftDesktop,
+  type LeftDesktop,
+  startXvncServer,
+} from '../helpers/desktops.js';
 import { ADMIN, Api, tempDirs, testConfig, until, type TestServer } from '../helpers/server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { attach, connected, disconnected, receiveFrames, Viewers } from '../helpers/viewer.js';
@@ -25,6 +32,8 @@ describe('viewer liveness and drain', () => {
   let desktopId = '';
   let proxy: TcpProxy;
   const pids: number[] = [];
+  /** the desktop's handle: its cgroup holds what the pids do not (slirp4netns) */
+  let left: LeftDesktop | undefined;
 
   const sessionState = async () => (await ts.server.broker.session(sessionId))?.state;
   const socketCount = () => ts.server.gateway.io.of('/').sockets.size;
@@ -40,6 +49,7 @@ describe('viewer liveness and drain', () => {
     sessionId = c.body.sessionId;
     desktopId = c.body.desktopId;
     const h = await desktopHandle(ts, desktopId);
+    left = h;
     // the sandbox's supervisor and its PID namespace's first process: killing them ends it all
     pids.push(
       ...[h.supervisorPid, h.initPid, h.xvncPid].filter((p): p is number => p !== undefined),
@@ -55,6 +65,7 @@ describe('viewer liveness and drain', () => {
     // the drain test leaves the desktop running on purpose (desktops outlive the server)
     for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
     await until(() => pids.every((p) => !alive(p)), 10_000, 'desktop processes gone');
+    await killLeftDesktop(left);
     expectNoXvncLeft(dirs);
   });
 
