@@ -41,6 +41,23 @@ export interface SpecialKeysMenu {
   close(): void;
 }
 
+/** Space kept between an open menu and the window's edges, px */
+const EDGE_PX = 8;
+
+/**
+ * Shifts an open menu sideways so all of it is in the window: it hangs from its button's
+ * right edge, which in a narrow window (or with the button near the left) would put its
+ * first column off screen.
+ */
+function keepInView(menu: HTMLElement): void {
+  menu.style.transform = '';
+  const r = menu.getBoundingClientRect();
+  let dx = 0;
+  if (r.right > window.innerWidth - EDGE_PX) dx = window.innerWidth - EDGE_PX - r.right;
+  if (r.left + dx < EDGE_PX) dx = EDGE_PX - r.left;
+  if (dx !== 0) menu.style.transform = `translateX(${Math.round(dx)}px)`;
+}
+
 /** The toolbar's Keys button and its menu; `send` gets each chosen combination. */
 export function specialKeysMenu(send: (keysyms: readonly number[]) => void): SpecialKeysMenu {
   const button = h(
@@ -78,7 +95,10 @@ export function specialKeysMenu(send: (keysyms: readonly number[]) => void): Spe
     const open = menu.hidden === true;
     menu.hidden = !open;
     button.setAttribute('aria-expanded', String(open));
-    if (open) menu.querySelector<HTMLButtonElement>('button')?.focus();
+    if (open) {
+      keepInView(menu);
+      menu.querySelector<HTMLButtonElement>('button')?.focus();
+    }
   });
   menu.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') {

@@ -256,8 +256,16 @@ describe("the viewer's controls on a real desktop", () => {
       'the xev window',
     );
     await x('xdotool', ['search', '--name', 'Event Tester', 'windowfocus', '--sync']);
+    // a narrow window: the menu must still fit in it
+    await page.setViewportSize({ width: 800, height: 600 });
     await revealToolbar(page);
     await page.getByRole('button', { name: 'Keys' }).click();
+    // the whole menu is in the window, not hanging off its left edge
+    const menuBox = await page.getByRole('menu', { name: 'Special keys' }).boundingBox();
+    const width = page.viewportSize()!.width;
+    expect(menuBox).not.toBeNull();
+    expect(menuBox!.x).toBeGreaterThanOrEqual(0);
+    expect(menuBox!.x + menuBox!.width).toBeLessThanOrEqual(width);
     await page.screenshot({ path: screenshotPath('viewer-keys.png') });
     await page.getByRole('menuitem', { name: 'Ctrl+Alt+Del' }).click();
     await until(
