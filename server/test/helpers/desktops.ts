@@ -10,6 +10,7 @@ import { expect } from 'vitest';
 import type { ServerDeps } from '../../src/app.js';
 import type { Config } from '../../src/config/index.js';
 import type { XvncHandle } from '../../src/providers/xvnc/handle.js';
+import { readPids } from '../../src/providers/sandbox/cgroups.js';
 import { XvncProvider } from '../../src/providers/xvnc/provider.js';
 import { Api, startServer, until, type TestServer } from './server.js';
 
@@ -203,20 +204,9 @@ export async function killLeftDesktop(h: LeftDesktop | undefined): Promise<void>
   for (const pid of [h.supervisorPid, h.initPid, h.xvncPid, h.sessionPid])
     if (pid !== undefined && alive(pid)) kill(pid);
   const dirs = h.cgroup?.dirs ?? [];
-  const members = (dir: string): number[] => {
-    try {
-      return fs
-        .readFileSync(path.join(dir, 'cgroup.procs'), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map(Number);
-    } catch {
-      return []; // removed already
-    }
-  };
   await until(
     () => {
-      const left = dirs.flatMap(members).filter(alive);
+      const left = dirs.flatMap(readPids).filter(alive);
       left.forEach(kill);
       return left.length === 0;
     },

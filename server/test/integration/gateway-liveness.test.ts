@@ -63,9 +63,8 @@ describe('viewer liveness and drain', () => {
     await proxy?.close();
     await ts?.close();
     // the drain test leaves the desktop running on purpose (desktops outlive the server)
-    for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    await until(() => pids.every((p) => !alive(p)), 10_000, 'desktop processes gone');
     await killLeftDesktop(left);
+    await until(() => pids.every((p) => !alive(p)), 10_000, 'desktop processes gone');
     expectNoXvncLeft(dirs);
   });
 

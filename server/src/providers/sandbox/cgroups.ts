@@ -79,7 +79,8 @@ function write(file: string, value: string): void {
   }
 }
 
-function readPids(dir: string): number[] {
+/** The processes in a cgroup directory (none once it is gone). */
+export function readPids(dir: string): number[] {
   try {
     return fs
       .readFileSync(path.join(dir, 'cgroup.procs'), 'utf8')
