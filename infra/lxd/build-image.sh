@@ -6,17 +6,25 @@
 #   infra/lxd/build-image.sh OUT.tar --import   build, then `lxc image import` as vdi-desktop
 #
 # The image: Debian minbase + TigerVNC Xvnc + openbox + xterm + socat (the exec byte relay)
-# + xdotool/x11-utils (tests drive the desktop through exec), user `desk` (uid 1000), and
-# /sbin/init = tini (a tiny init that reaps children) running /usr/local/sbin/vdi-desktop,
-# which mounts a fresh /tmp on every boot (a stale /tmp/.X1-lock stops Xvnc after a restart
-# or a copy) and serves RFB on the unix socket /run/vdi/rfb.sock inside the container.
+# + xdotool/x11-utils (tests drive the desktop through exec) + QEMU (VM desktops), user
+# `desk` (uid 1000), and /sbin/init = tini (a tiny init that reaps children) running
+# /usr/local/sbin/vdi-desktop, which mounts a fresh /tmp on every boot (a stale
+# /tmp/.X1-lock stops Xvnc after a restart or a copy) and serves RFB on the unix socket
+# /run/vdi/rfb.sock inside the container.
+#
+# With VDI_ROLE=vm in the container's environment the desktop is a virtual machine instead
+# (LXD's own VMs need vhost_vsock; QEMU in a system container does not): QEMU (TCG) as
+# `desk` boots the golden image mounted read-only at /vdi/golden.qcow2 (and /vdi/vmlinuz,
+# /vdi/initrd.img when set) through a qcow2 overlay in the container's own disk, serves
+# its display as RFB on the same socket and QMP on /run/vdi/qmp.sock. VDI_INCOMING=1
+# starts it waiting for a live migration (-incoming defer).
 # Runs as root (debootstrap). The Debian mirror is the host's own (its apt sources), or MIRROR.
 set -eu
 
 OUT=${1:?usage: build-image.sh OUT.tar [--import]}
 SUITE=${SUITE:-bookworm}
 ALIAS=${ALIAS:-vdi-desktop}
-PACKAGES=tigervnc-standalone-server,openbox,xterm,socat,tini,x11-utils,xdotool,fonts-dejavu-core,x11-xserver-utils,procps
+PACKAGES=tigervnc-standalone-server,openbox,xterm,socat,tini,x11-utils,xdotool,fonts-dejavu-core,x11-xserver-utils,procps,qemu-system-x86,qemu-utils
 
 if [ -z "${MIRROR:-}" ]; then
   MIRROR=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null \
@@ -45,6 +53,26 @@ cat >"$ROOT/usr/local/sbin/vdi-desktop" <<'DESKTOP'
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp 2>/dev/null || rm -rf /tmp/.X*-lock /tmp/.X11-unix
 mkdir -p /run/vdi && chown desk:desk /run/vdi && chmod 0700 /run/vdi
 rm -f /run/vdi/rfb.sock
+if [ "${VDI_ROLE:-}" = vm ]; then
+  mkdir -p /var/lib/vdi && chown desk:desk /var/lib/vdi && chmod 0700 /var/lib/vdi
+  DISK=/var/lib/vdi/disk.qcow2
+  # a new container's overlay is empty (a moved VM's destination too: the mirror fills it)
+  if [ ! -f "$DISK" ]; then
+    setpriv --reuid=desk --regid=desk --init-groups qemu-img create -q -f qcow2 -F qcow2 \
+      -b /vdi/golden.qcow2 "$DISK" || exit 1
+  fi
+  set -- qemu-system-x86_64 -name vdi -no-user-config -nodefaults \
+    -machine q35,accel=tcg -m "${VDI_VM_MEMORY:-256}" -smp "${VDI_VM_CPUS:-1}" -vga std \
+    -drive "file=$DISK,format=qcow2,if=virtio,id=disk0,cache=writeback,discard=unmap" \
+    -nic none -display none -vnc unix:/run/vdi/rfb.sock \
+    -qmp unix:/run/vdi/qmp.sock,server=on,wait=off -no-shutdown \
+    -sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny,elevateprivileges=deny
+  [ -f /vdi/vmlinuz ] && set -- "$@" -kernel /vdi/vmlinuz
+  [ -f /vdi/initrd.img ] && set -- "$@" -initrd /vdi/initrd.img
+  [ -n "${VDI_VM_APPEND:-}" ] && set -- "$@" -append "$VDI_VM_APPEND"
+  [ "${VDI_INCOMING:-}" = 1 ] && set -- "$@" -incoming defer
+  exec setpriv --reuid=desk --regid=desk --init-groups --reset-env "$@"
+fi
 GEOMETRY=${VDI_GEOMETRY:-1280x800}
 setpriv --reuid=desk --regid=desk --init-groups --reset-env env HOME=/home/desk \
   Xvnc :1 -geometry "$GEOMETRY" -depth 24 -rfbport -1 -rfbunixpath /run/vdi/rfb.sock \
@@ -72,7 +100,7 @@ cat >"$WORK/metadata.yaml" <<META
 architecture: x86_64
 creation_date: $(date +%s)
 properties:
-  description: VDI desktop (Debian $SUITE, Xvnc + openbox + xterm)
+  description: VDI desktop (Debian $SUITE, Xvnc + openbox + xterm, or QEMU)
   os: debian
   release: $SUITE
 META

@@ -201,6 +201,29 @@ export const LxdLimits = z.strictObject({
 export type LxdLimits = z.infer<typeof LxdLimits>;
 
 /** A pool of LXD system containers made from a desktop image (infra/lxd/build-image.sh). */
+/** An absolute path on the cluster's members (the same on each: shared storage). */
+const MemberPath = z
+  .string()
+  .min(2)
+  .max(4096)
+  .regex(/^\/[^\0]*$/, 'an absolute path');
+
+/**
+ * A VM desktop on an LXD cluster: QEMU in a system container (LXD's own VMs need
+ * vhost_vsock). The golden image, kernel and initrd are files every member sees, mounted
+ * read-only into the container; its overlay is the container's own.
+ */
+export const LxdVm = z.strictObject({
+  /** the golden qcow2 image */
+  image: MemberPath,
+  kernel: MemberPath.optional(),
+  initrd: MemberPath.optional(),
+  append: z.string().max(4096).optional(),
+  memoryMb: z.number().int().min(64).max(65536).default(256),
+  vcpus: z.number().int().min(1).max(64).default(1),
+});
+export type LxdVm = z.infer<typeof LxdVm>;
+
 export const LxdTemplate = z.strictObject({
   ...DesktopLimitFields,
   /** image alias or fingerprint on the LXD server @default vdi-desktop */
@@ -222,5 +245,7 @@ export const LxdTemplate = z.strictObject({
     .optional(),
   placement: PlacementPolicy.default('breadth-first'),
   limits: LxdLimits.prefault({}),
+  /** a VM desktop instead of an X11 one (the image runs QEMU); it can move live between members */
+  vm: LxdVm.optional(),
 });
 export type LxdTemplate = z.infer<typeof LxdTemplate>;

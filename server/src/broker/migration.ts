@@ -1,7 +1,7 @@
 import type { MoveResult, DrainResult } from '@vdi/shared';
 import type { RfbEndpoint } from '../rfb/endpoint.js';
 import type { LinkMove } from '../stream/stream-manager.js';
-import { jsonColumn } from '../store/rows.js';
+import { jsonColumn, parseObject } from '../store/rows.js';
 import type { Actor } from './actor.js';
 import { BrokerPart, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';
@@ -57,12 +57,6 @@ export class Migrations extends BrokerPart {
 
   /** Move one running desktop to host `to`; resolves once it runs there. */
   async move(desktopId: string, to: string, actor: Actor): Promise<MoveResult> {
-    if (!this.opts.hosts.includes(to))
-      throw new BrokerError(
-        'UNKNOWN_HOST',
-        `no host ${JSON.stringify(to)}; hosts: ${this.opts.hosts.join(', ')}`,
-        400,
-      );
     this.desktops.refuseIfMoving(desktopId, 'another move');
     // claimed before the lock: a second move, a log-off or a reset is refused from now on
     this.desktops.moving.set(desktopId, to);
@@ -79,6 +73,16 @@ export class Migrations extends BrokerPart {
     const { desktop: d, pool, provider, handle } = await this.queries.runningDesktop(desktopId);
     if (!provider.migrate)
       throw new BrokerError('NOT_SUPPORTED', `${provider.kind} desktops cannot be moved`, 409);
+    // a provider with members of its own (an LXD cluster) moves between those; QEMU between
+    // the hosts this server runs VMs on
+    const members = await provider.hosts?.();
+    const hosts = members?.map((m) => m.name) ?? this.opts.hosts;
+    if (!hosts.includes(to))
+      throw new BrokerError(
+        'UNKNOWN_HOST',
+        `no host ${JSON.stringify(to)}; hosts: ${hosts.join(', ')}`,
+        400,
+      );
     if (d.state !== 'in-use' && d.state !== 'ready')
       throw new BrokerError('DESKTOP_BUSY', `the desktop is ${d.state}; it cannot move now`, 409);
     const from = provider.hostOf?.(handle) ?? d.host ?? this.opts.hostName;
@@ -114,7 +118,8 @@ export class Migrations extends BrokerPart {
         .updateTable('desktops')
         .set({
           handle: jsonColumn(outcome.handle),
-          host: to,
+          // a member moves within the provider's cluster; the node serving it stays
+          ...(members !== undefined ? { member: to } : { host: to }),
           state: before,
           state_since: this.nowIso(),
           error: null,
@@ -145,22 +150,9 @@ export class Migrations extends BrokerPart {
    * host), a few at a time. Resolves with each desktop's outcome; one failing stops none.
    */
   async drain(host: string, to: string | undefined, actor: Actor): Promise<DrainResult> {
-    if (!this.opts.hosts.includes(host))
-      throw new BrokerError('UNKNOWN_HOST', `no host ${JSON.stringify(host)}`, 400);
-    const target = to ?? this.opts.hosts.find((h) => h !== host);
-    if (target === undefined || target === host)
-      throw new BrokerError('NO_TARGET', `no other host to move the desktops of ${host} to`, 409);
-    const rows = await this.db
-      .selectFrom('desktops as d')
-      .innerJoin('pools as p', 'p.id', 'd.pool_id')
-      .select(['d.id', 'd.host'])
-      .where('d.state', 'in', ['in-use', 'ready'])
-      .where('p.provider', '=', 'qemu')
-      .execute();
-    const ids = rows
-      .filter((r) => (r.host ?? this.opts.hostName) === host)
-      .map((r) => r.id)
-      .sort();
+    const { ids, target } = this.opts.hosts.includes(host)
+      ? await this.qemuOn(host, to)
+      : await this.lxdVmsOn(host, to);
     await this.record(actor, 'host.drain.start', host, { to: target, desktops: ids });
     const results: DrainResult['results'] = [];
     let next = 0;
@@ -181,5 +173,57 @@ export class Migrations extends BrokerPart {
     const moved = results.filter((r) => r.ok).length;
     await this.record(actor, 'host.drain', host, { to: target, moved, failed: ids.length - moved });
     return { host, to: target, moved, failed: ids.length - moved, results };
+  }
+
+  /** The running QEMU desktops on one of this server's VM hosts, and where they go. */
+  private async qemuOn(host: string, to: string | undefined) {
+    const target = to ?? this.opts.hosts.find((h) => h !== host);
+    if (target === undefined || target === host)
+      throw new BrokerError('NO_TARGET', `no other host to move the desktops of ${host} to`, 409);
+    const rows = await this.db
+      .selectFrom('desktops as d')
+      .innerJoin('pools as p', 'p.id', 'd.pool_id')
+      .select(['d.id', 'd.host'])
+      .where('d.state', 'in', ['in-use', 'ready'])
+      .where('p.provider', '=', 'qemu')
+      .execute();
+    const ids = rows
+      .filter((r) => (r.host ?? this.opts.hostName) === host)
+      .map((r) => r.id)
+      .sort();
+    return { ids, target };
+  }
+
+  /**
+   * The running VM desktops on a member of the LXD cluster, and where they go (the first
+   * other member online). Container desktops stay: they cannot move live.
+   */
+  private async lxdVmsOn(host: string, to: string | undefined) {
+    const members = this.providers.has('lxd')
+      ? await this.provider('lxd')
+          .hosts?.()
+          .catch(() => undefined)
+      : undefined;
+    if (members === undefined || !members.some((m) => m.name === host))
+      throw new BrokerError('UNKNOWN_HOST', `no host ${JSON.stringify(host)}`, 400);
+    const target = to ?? members.find((m) => m.name !== host && m.online)?.name;
+    if (target === undefined || target === host)
+      throw new BrokerError('NO_TARGET', `no other host to move the desktops of ${host} to`, 409);
+    const rows = await this.db
+      .selectFrom('desktops as d')
+      .innerJoin('pools as p', 'p.id', 'd.pool_id')
+      .select(['d.id', 'd.member', 'p.template'])
+      .where('d.state', 'in', ['in-use', 'ready'])
+      .where('p.provider', '=', 'lxd')
+      .execute();
+    const ids = rows
+      .filter(
+        (r) =>
+          r.member === host &&
+          parseObject(r.template, `the template of desktop ${r.id}'s pool`).vm !== undefined,
+      )
+      .map((r) => r.id)
+      .sort();
+    return { ids, target };
   }
 }

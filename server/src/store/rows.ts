@@ -17,7 +17,7 @@ export class StoreError extends Error {
   }
 }
 
-function parseObject(text: string, where: string): JsonObject {
+export function parseObject(text: string, where: string): JsonObject {
   let value: unknown;
   try {
     value = JSON.parse(text);

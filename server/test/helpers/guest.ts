@@ -143,7 +143,11 @@ export function litPixels(
  * `vdi-guest:/# ` (and perhaps the cursor). Keys typed earlier can be lost.
  */
 export async function atPrompt(handle: DesktopHandle): Promise<boolean> {
-  const img = await screen(handle);
+  return promptShown(await screen(handle));
+}
+
+/** The same test on a picture of the screen however it was taken (QMP, or RFB). */
+export function promptShown(img: PpmImage): boolean {
   if (img.width !== 720 || img.height !== 400) return false;
   const i = (8 * img.width + 2) * 3;
   if ([...img.rgb.subarray(i, i + 3)].join() !== BANNER_BLUE) return false;

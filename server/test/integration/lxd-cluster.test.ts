@@ -3,7 +3,8 @@
  * directories listening on 127.0.0.2:8443 and 127.0.0.3:8443, the second joined by token.
  * The gateway talks only to the first, over HTTPS with a client certificate the cluster
  * trusts. A desktop placed on the second member is reached through the first: an exec of a
- * byte relay inside the container over LXD's websocket API.
+ * byte relay inside the container over LXD's websocket API. A VM desktop (QEMU in a container)
+ * moves live from one member to the other, its relays and QMP all through LXD's exec API.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,6 +22,16 @@ import { probeBanner } from '../../src/rfb/probe.js';
 import { LxdClient } from '../../src/providers/lxd/client.js';
 import { LxdProvider } from '../../src/providers/lxd/provider.js';
 import { FramebufferModel } from '../unit/rfb/helpers/sinks.js';
+import type { RfbEndpoint } from '../../src/rfb/endpoint.js';
+import {
+  buildGuest,
+  CELL_H,
+  keyEventsFor,
+  litPixels,
+  promptShown,
+  type GuestTemplate,
+} from '../helpers/guest.js';
+import type { PpmImage } from '../helpers/qemu-console.js';
 import {
   clientCertificate,
   desktopImage,
@@ -288,4 +299,179 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
       await store.close();
     }
   }, 600_000);
+
+  describe('a VM desktop (QEMU in a container) moves live between the members', () => {
+    let guest: GuestTemplate;
+    const vmTemplate = () =>
+      LxdTemplate.parse({
+        vm: {
+          image: guest.image,
+          kernel: guest.kernel,
+          initrd: guest.initrd,
+          append: guest.append,
+          memoryMb: 256,
+        },
+      });
+    beforeAll(async () => {
+      guest = await buildGuest();
+    }, 300_000);
+
+    /** A viewer of the VM's display: its screen as RGB, and keys typed into it. */
+    async function view(ep: RfbEndpoint) {
+      const fb = new FramebufferModel();
+      const client = new RfbClient({ endpoint: ep, sink: fb, connectTimeoutMs: 30_000 });
+      client.on('error', () => undefined);
+      await client.connect();
+      const image = (): PpmImage => {
+        const rgb = Buffer.alloc(fb.width * fb.height * 3);
+        for (let i = 0, j = 0; i < fb.width * fb.height * 4; i += 4, j += 3) {
+          rgb[j] = fb.data[i]!;
+          rgb[j + 1] = fb.data[i + 1]!;
+          rgb[j + 2] = fb.data[i + 2]!;
+        }
+        return { width: fb.width, height: fb.height, rgb };
+      };
+      const type = (text: string) => {
+        for (const k of keyEventsFor(text)) client.keyEvent(k.keysym, k.down);
+      };
+      return { client, image, type };
+    }
+    type View = Awaited<ReturnType<typeof view>>;
+
+    async function until<T>(what: string, ms: number, f: () => T | undefined): Promise<T> {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const v = f();
+        if (v !== undefined) return v;
+        if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+
+    /** One text row's pixels (80 cells). */
+    const row = (img: PpmImage, r: number) =>
+      img.rgb.subarray(r * CELL_H * img.width * 3, (r + 1) * CELL_H * img.width * 3);
+    /** `clear; …` leaves its output on the top rows and the prompt under them. */
+    const outputShown = (img: PpmImage, rows: number) =>
+      img.width === 720 &&
+      litPixels(img, 0, rows, 12, 1) > 100 &&
+      litPixels(img, 14, rows, 80 - 14, 1) === 0 &&
+      Array.from({ length: rows }, (_, r) => litPixels(img, 0, r, 80, 1) > 0).every(Boolean);
+
+    /** Types a line until its output is on screen (keys typed before the shell reads are lost). */
+    async function runLine(v: View, line: string, rows: number): Promise<PpmImage> {
+      const deadline = Date.now() + 90_000;
+      while (Date.now() < deadline) {
+        v.type('\n');
+        await new Promise((r) => setTimeout(r, 300));
+        v.type(`${line}\n`);
+        const shown = await until(line, 10_000, () =>
+          outputShown(v.image(), rows) ? v.image() : undefined,
+        ).catch(() => undefined);
+        if (shown) return shown;
+      }
+      throw new Error(`the guest did not run: ${line}`);
+    }
+
+    it('moves to the other member with its memory and disk, the source container gone', async () => {
+      const desktopId = randomUUID();
+      const t0 = Date.now();
+      const handle = await provider.create(
+        { desktopId, poolId: 'p', template: vmTemplate(), persistent: false, host: 'm1' },
+        log,
+      );
+      expect(handle.member).toBe('m1');
+      const before = await view(provider.endpoint(handle));
+      await until('the guest shell', 180_000, () =>
+        promptShown(before.image()) ? true : undefined,
+      );
+      process.stdout.write(`[lxd-cluster] VM on m1 at its prompt in ${Date.now() - t0} ms\n`);
+      // a shell variable lives only in the guest's memory, the file on its disk (synced)
+      const shown = await runLine(
+        before,
+        'V=kept-in-ram; clear; echo moved-ok > /data/m; sync; cat /data/m; echo $V',
+        2,
+      );
+      const fileRow = Buffer.from(row(shown, 0));
+      const varRow = Buffer.from(row(shown, 1));
+      expect(fileRow.equals(varRow)).toBe(false);
+
+      const t1 = Date.now();
+      let destinationSeen: RfbEndpoint | undefined;
+      const outcome = await provider.migrate(
+        handle,
+        { destinationHost: 'm2', template: vmTemplate() },
+        log,
+        {
+          destinationReady: (ep) => {
+            destinationSeen = ep;
+            return Promise.resolve();
+          },
+        },
+      );
+      process.stdout.write(
+        `[lxd-cluster] VM moved m1 -> m2 in ${Date.now() - t1} ms: ${JSON.stringify(outcome.stats)}\n`,
+      );
+      before.client.close('moved');
+      expect(outcome.handle.member).toBe('m2');
+      expect(outcome.handle.name).not.toBe(handle.name);
+      expect(destinationSeen?.kind).toBe('stream');
+      // the source container is gone; the destination runs on m2, as m2 itself says
+      await expect(m1.client.get(`/1.0/instances/${String(handle.name)}`)).rejects.toMatchObject({
+        code: 'LXD_NOT_FOUND',
+      });
+      const inst = await m2.client.get<{
+        status: string;
+        location: string;
+        config: Record<string, string>;
+      }>(`/1.0/instances/${String(outcome.handle.name)}`);
+      expect(inst.status).toBe('Running');
+      expect(inst.location).toBe('m2');
+      // a restart would not wait for a move again
+      expect(inst.config['environment.VDI_INCOMING']).toBeUndefined();
+
+      // the same shell: the variable is still set; the file is read from the disk, not the cache
+      const after = await view(provider.endpoint(outcome.handle));
+      const again = await runLine(
+        after,
+        'clear; echo 3 > /proc/sys/vm/drop_caches; cat /data/m; echo $V',
+        2,
+      );
+      expect(Buffer.from(row(again, 0)).equals(fileRow)).toBe(true);
+      expect(Buffer.from(row(again, 1)).equals(varRow)).toBe(true);
+      after.client.close('test over');
+      await provider.destroy(outcome.handle, log);
+    }, 600_000);
+
+    it('a move whose destination fails leaves the VM running on its member', async () => {
+      const handle = await provider.create(
+        {
+          desktopId: randomUUID(),
+          poolId: 'p',
+          template: vmTemplate(),
+          persistent: false,
+          host: 'm2',
+        },
+        log,
+      );
+      let destination: string | undefined;
+      await expect(
+        provider.migrate(handle, { destinationHost: 'm1', template: vmTemplate() }, log, {
+          destinationReady: async () => {
+            const list = await m1.client.get<{ name: string }[]>('/1.0/instances?recursion=1');
+            destination = list.find((i) => i.name !== handle.name)?.name;
+            throw new Error('the viewer could not open the destination');
+          },
+        }),
+      ).rejects.toThrow(/the viewer could not open the destination/);
+      expect(destination).toBeDefined();
+      // the destination container is removed, the source still runs the VM and serves RFB
+      await expect(m1.client.get(`/1.0/instances/${String(destination)}`)).rejects.toMatchObject({
+        code: 'LXD_NOT_FOUND',
+      });
+      expect(await provider.health(handle)).toEqual({ state: 'running' });
+      expect((await probeBanner(provider.endpoint(handle), 10_000)).ok).toBe(true);
+      await provider.destroy(handle, log);
+    }, 600_000);
+  });
 });

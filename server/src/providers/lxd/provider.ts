@@ -9,13 +9,24 @@ import {
   type CreateSpec,
   type DesktopHandle,
   type DesktopHealth,
+  type MigrateSpec,
+  type MigrationHooks,
+  type MigrationOutcome,
   type Provider,
   type ProviderHost,
   type ProviderStatus,
 } from '../types.js';
 import { LxdApiError, LxdClient } from './client.js';
 import { ExecStream } from './exec-stream.js';
-import { containerConfig, containerName, parseLxdHandle, type LxdHandle } from './spec.js';
+import {
+  containerConfig,
+  containerName,
+  parseLxdHandle,
+  vmDevices,
+  type LxdHandle,
+} from './spec.js';
+import { lxdVmMove, movedName } from './vm-move.js';
+import { DEFAULT_MIGRATION, migrateVm, type MigrationSettings } from '../qemu/migrate.js';
 
 /**
  * Desktops as LXD system containers (issue 11). Each desktop is a container made from the
@@ -45,6 +56,8 @@ export interface LxdProviderOptions {
   /** uid/gid that may use the proxy sockets @default this process's */
   uid?: number;
   gid?: number;
+  /** live migration of VM desktops between members @default DEFAULT_MIGRATION */
+  migration?: MigrationSettings;
 }
 
 /** RFB socket of Xvnc inside the image (infra/lxd/build-image.sh). */
@@ -110,14 +123,18 @@ export class LxdProvider implements Provider {
 
   async create(spec: CreateSpec, log: Logger): Promise<DesktopHandle> {
     const t = LxdTemplate.parse(spec.template);
-    const name = containerName(spec.desktopId);
+    const base = containerName(spec.desktopId);
+    let name = base;
     const started = Date.now();
     await fs.mkdir(this.opts.runDir, { recursive: true, mode: 0o700 });
     let existing: { location?: string; status?: string } | undefined;
-    try {
-      existing = await this.client.get(this.instancePath(name));
-    } catch (err) {
-      if (!(err instanceof LxdApiError && err.code === 'LXD_NOT_FOUND')) throw err;
+    // a VM desktop that moved runs under the other of its two names (vm-move.ts)
+    for (const candidate of t.vm !== undefined ? [base, movedName(base, base)] : [base]) {
+      existing = await this.find(candidate);
+      if (existing !== undefined) {
+        name = candidate;
+        break;
+      }
     }
     if (existing !== undefined && !spec.persistent) {
       // a floating desktop is never reused: a leftover of a crash goes
@@ -165,6 +182,15 @@ export class LxdProvider implements Provider {
     return { ...handle };
   }
 
+  private async find(name: string): Promise<{ location?: string; status?: string } | undefined> {
+    try {
+      return await this.client.get(this.instancePath(name));
+    } catch (err) {
+      if (err instanceof LxdApiError && err.code === 'LXD_NOT_FOUND') return undefined;
+      throw err;
+    }
+  }
+
   private devices(
     name: string,
     t: LxdTemplate,
@@ -172,6 +198,7 @@ export class LxdProvider implements Provider {
   ): Record<string, Record<string, string>> {
     const devices: Record<string, Record<string, string>> = {
       root: { type: 'disk', path: '/', pool: t.storagePool },
+      ...vmDevices(t),
     };
     if (t.network !== undefined) {
       devices.eth0 = { type: 'nic', name: 'eth0', network: t.network };
@@ -194,22 +221,31 @@ export class LxdProvider implements Provider {
 
   /** Sets (or removes) the proxy device so that its listen path is this host's, for this name. */
   private async ensureProxy(name: string, member: string): Promise<void> {
-    const inst = await this.client.get<InstanceBody>(this.instancePath(name));
-    const devices = { ...inst.devices };
     const want = this.isLocal(member) ? this.proxyDevice(name) : undefined;
-    if (JSON.stringify(devices.rfb) === JSON.stringify(want)) return;
-    if (want === undefined) delete devices.rfb;
-    else devices.rfb = want;
-    // PUT with the whole writable body: a PATCH would merge, and could not remove the device
-    await this.client.run('PUT', this.instancePath(name), {
+    await this.rewrite(name, (body) => {
+      if (JSON.stringify(body.devices.rfb) === JSON.stringify(want)) return false;
+      if (want === undefined) delete body.devices.rfb;
+      else body.devices.rfb = want;
+      return true;
+    });
+  }
+
+  /**
+   * Changes an instance's writable body; `change` says whether it changed anything. A PUT of
+   * the whole body: a PATCH would merge, and could not remove a device or a key.
+   */
+  private async rewrite(name: string, change: (body: InstanceBody) => boolean): Promise<void> {
+    const inst = await this.client.get<InstanceBody>(this.instancePath(name));
+    const body: InstanceBody = {
       architecture: inst.architecture,
-      config: inst.config,
-      devices,
+      config: { ...inst.config },
+      devices: { ...inst.devices },
       ephemeral: inst.ephemeral,
       profiles: inst.profiles,
       stateful: inst.stateful,
       description: inst.description,
-    });
+    };
+    if (change(body)) await this.client.run('PUT', this.instancePath(name), body);
   }
 
   endpoint(handle: DesktopHandle): RfbEndpoint {
@@ -377,8 +413,9 @@ export class LxdProvider implements Provider {
   }
 
   async purge(desktopId: string): Promise<void> {
-    const name = containerName(desktopId);
-    await this.remove(name, { info: () => undefined } as unknown as Logger);
+    const base = containerName(desktopId);
+    for (const name of [base, movedName(base, base)])
+      await this.remove(name, { info: () => undefined } as unknown as Logger);
   }
 
   /** Deletes this node's floating containers that no known handle accounts for. */
@@ -430,5 +467,93 @@ export class LxdProvider implements Provider {
       member: h.member,
       reached: this.isLocal(h.member) ? 'proxy socket' : 'exec relay',
     };
+  }
+
+  hostOf(handle: DesktopHandle): string {
+    return parseLxdHandle(handle).member;
+  }
+
+  /**
+   * Moves a running VM desktop to another member while it runs (vm-move.ts): a container
+   * desktop cannot move live (LXD would need CRIU), a VM one can.
+   */
+  async migrate(
+    handle: DesktopHandle,
+    spec: MigrateSpec,
+    log: Logger,
+    hooks: MigrationHooks,
+  ): Promise<MigrationOutcome> {
+    const src = parseLxdHandle(handle);
+    const t = LxdTemplate.parse(spec.template);
+    if (t.vm === undefined)
+      throw new ProviderError(
+        'LXD_MOVE_UNSUPPORTED',
+        'only VM desktops move live; this pool runs X11 containers',
+      );
+    const to = spec.destinationHost;
+    const members = (await this.hosts()) ?? [];
+    const target = members.find((m) => m.name === to);
+    if (target === undefined)
+      throw new ProviderError('LXD_BAD_HOST', `no cluster member ${JSON.stringify(to)}`);
+    if (!target.online)
+      throw new ProviderError('LXD_HOST_OFFLINE', `member ${to} is ${target.detail}`);
+    if (to === src.member)
+      throw new ProviderError('LXD_SAME_HOST', `the desktop already runs on ${to}`);
+    const desktopId = (await this.client.get<InstanceBody>(this.instancePath(src.name))).config[
+      'user.vdi.desktop'
+    ];
+    if (desktopId === undefined)
+      throw new ProviderError('LXD_BAD_HANDLE', `${src.name} is not a desktop's container`);
+    const plan = lxdVmMove(
+      {
+        client: this.client,
+        createDestination: (from, name, member) => this.createDestination(from, name, member),
+        start: (name) => this.start(name),
+        remove: (name, l) => this.remove(name, l),
+        settle: (name) =>
+          this.rewrite(name, (body) => {
+            if (body.config['environment.VDI_INCOMING'] === undefined) return false;
+            delete body.config['environment.VDI_INCOMING'];
+            return true;
+          }),
+        endpoint: (h) => this.endpoint({ ...h }),
+      },
+      { desktopId, source: src, to, baseName: containerName(desktopId) },
+    );
+    return migrateVm(plan, this.opts.migration ?? DEFAULT_MIGRATION, log, hooks);
+  }
+
+  /**
+   * The destination of a move: a container from the same image with the source's config and
+   * devices (its own proxy device where it runs on this host), waiting for the VM's state.
+   */
+  private async createDestination(src: LxdHandle, name: string, member: string): Promise<void> {
+    const inst = await this.client.get<
+      InstanceBody & { config: Record<string, string | undefined> }
+    >(this.instancePath(src.name));
+    const config: Record<string, string> = {};
+    for (const [k, v] of Object.entries(inst.config)) {
+      // volatile keys are the instance's own state, image keys come with the image
+      if (v === undefined || k.startsWith('volatile.') || k.startsWith('image.')) continue;
+      config[k] = v;
+    }
+    config['environment.VDI_INCOMING'] = '1';
+    const devices = { ...inst.devices };
+    delete devices.rfb;
+    if (this.isLocal(member)) devices.rfb = this.proxyDevice(name);
+    const image = inst.config['image.alias'] ?? inst.config['volatile.base_image'];
+    if (image === undefined)
+      throw new ProviderError('LXD_BAD_HANDLE', `${src.name} does not say which image it is from`);
+    await fs.rm(this.proxyPath(name), { force: true });
+    await this.client.run('POST', `/1.0/instances?target=${encodeURIComponent(member)}`, {
+      name,
+      type: 'container',
+      source: inst.config['image.alias']
+        ? { type: 'image', alias: image }
+        : { type: 'image', fingerprint: image },
+      profiles: inst.profiles,
+      config,
+      devices,
+    });
   }
 }

@@ -47,6 +47,12 @@ export function containerConfig(
     // the image reads its screen size from the init process environment
     'environment.VDI_GEOMETRY': `${t.width}x${t.height}`,
   };
+  if (t.vm !== undefined) {
+    c['environment.VDI_ROLE'] = 'vm';
+    c['environment.VDI_VM_MEMORY'] = String(t.vm.memoryMb);
+    c['environment.VDI_VM_CPUS'] = String(t.vm.vcpus);
+    if (t.vm.append !== undefined) c['environment.VDI_VM_APPEND'] = t.vm.append;
+  }
   if (t.limits.memoryMb > 0) {
     c['limits.memory'] = `${t.limits.memoryMb}MiB`;
     c['limits.memory.enforce'] = 'hard';
@@ -64,5 +70,21 @@ export function parseLxdHandle(handle: DesktopHandle): LxdHandle {
     name,
     member: typeof member === 'string' ? member : 'none',
     persistent: persistent === true,
+  };
+}
+
+/** A VM desktop's files from the members' shared storage, read-only where the image looks. */
+export function vmDevices(t: LxdTemplate): Record<string, Record<string, string>> {
+  if (t.vm === undefined) return {};
+  const file = (source: string, at: string) => ({
+    type: 'disk',
+    source,
+    path: at,
+    readonly: 'true',
+  });
+  return {
+    golden: file(t.vm.image, '/vdi/golden.qcow2'),
+    ...(t.vm.kernel !== undefined ? { kernel: file(t.vm.kernel, '/vdi/vmlinuz') } : {}),
+    ...(t.vm.initrd !== undefined ? { initrd: file(t.vm.initrd, '/vdi/initrd.img') } : {}),
   };
 }

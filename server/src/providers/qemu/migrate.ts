@@ -28,12 +28,14 @@
  * Failure at any step: the migration and mirror are cancelled, a source that was running
  * runs again (QEMU resumes it; `cont` if it does not), and the destination is killed and
  * its files removed.
+ *
+ * The steps are the same whatever the hosts are; a `MovePlan` says how to reach each side.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { RfbEndpoint } from '../../rfb/endpoint.js';
-import type { MigrationHooks, MigrationOutcome } from '../types.js';
+import type { DesktopHandle, MigrationHooks, MigrationOutcome } from '../types.js';
 import { ProviderError } from '../types.js';
 import { DISK_ID } from './command-line.js';
 import type { QemuHandle, VmPaths } from './handle.js';
@@ -59,7 +61,52 @@ export const DEFAULT_MIGRATION: MigrationSettings = {
   timeoutMs: 180_000,
 };
 
-/** what the provider does for a move: start, stop, make disks */
+/** the block job and NBD export of a move */
+const JOB_ID = 'vdi-move';
+const EXPORT_NAME = DISK_ID;
+/** QMP budget for one command of the move */
+const COMMAND_MS = 15_000;
+
+/**
+ * One move's two sides as the steps below see them. Two kinds of host make one: processes on
+ * this machine under another host's name (`localMove`), and QEMU in containers on two
+ * members of an LXD cluster (providers/lxd/vm-move.ts), where the two sides share no file
+ * system and every socket is reached through LXD's exec relays.
+ */
+export interface MovePlan {
+  desktopId: string;
+  from: string | undefined;
+  to: string;
+  /** QMP of the running source */
+  sourceQmp(): Promise<QmpClient>;
+  /**
+   * Start the destination waiting for the state (`-incoming defer`), on an empty overlay of
+   * the same golden image; its QMP.
+   */
+  startDestination(): Promise<QmpClient>;
+  /** where the destination listens for the state and the disk (paths it sees) */
+  readonly listen: MoveSockets;
+  /**
+   * Make the destination's sockets reachable from the source, once they listen; the paths
+   * the source connects to.
+   */
+  link(): Promise<MoveSockets>;
+  /** the destination's display */
+  destinationEndpoint(): RfbEndpoint;
+  /** The move stands: remove the source and what `link` made; the destination's handle. */
+  finish(log: Logger): Promise<DesktopHandle>;
+  /** The move failed: remove the destination and what `link` made. */
+  abandon(log: Logger): Promise<void>;
+}
+
+export interface MoveSockets {
+  /** the migration stream's unix socket */
+  state: string;
+  /** the NBD server's unix socket (the disk mirror) */
+  disk: string;
+}
+
+/** what the QEMU provider does for a move on this machine: start, stop, make disks */
 export interface MigrationDeps {
   /** a fresh overlay on `golden` at `overlayPath`, owned by the VM's account */
   createOverlay(golden: string, overlayPath: string): Promise<void>;
@@ -77,11 +124,45 @@ export interface MigrationJob {
   socketDir: string;
 }
 
-/** the block job and NBD export of a move */
-const JOB_ID = 'vdi-move';
-const EXPORT_NAME = DISK_ID;
-/** QMP budget for one command of the move */
-const COMMAND_MS = 15_000;
+/** A move between two QEMU processes on this machine: both sides see the same sockets. */
+export function localMove(job: MigrationJob, deps: MigrationDeps): MovePlan {
+  const { source: src } = job;
+  const sockets = {
+    state: path.join(job.socketDir, 'state.sock'),
+    disk: path.join(job.socketDir, 'disk.sock'),
+  };
+  let dest: QemuHandle | undefined;
+  return {
+    desktopId: src.desktopId,
+    from: src.host,
+    to: job.destinationHost,
+    sourceQmp: () => QmpClient.connect(src.qmpPath, { commandTimeoutMs: COMMAND_MS }),
+    async startDestination() {
+      await deps.createOverlay(src.goldenPath, job.destinationPaths.overlayPath);
+      dest = await deps.startDestination(job.destinationPaths);
+      return QmpClient.connect(dest.qmpPath, { commandTimeoutMs: COMMAND_MS });
+    },
+    listen: sockets,
+    link: () => Promise.resolve(sockets),
+    destinationEndpoint() {
+      if (!dest) throw new Error('the destination is not started');
+      return { kind: 'unix', path: dest.vncPath };
+    },
+    async finish(log) {
+      if (!dest) throw new Error('the destination is not started');
+      await deps
+        .removeVm(src, log)
+        .catch((err: unknown) => log.error({ err }, 'the source VM could not be cleaned up'));
+      await fs.rm(job.socketDir, { recursive: true, force: true }).catch(() => undefined);
+      return { ...dest };
+    },
+    async abandon(log) {
+      if (dest) await deps.removeVm(dest, log).catch(() => undefined);
+      await fs.rm(job.destinationPaths.overlayPath, { force: true });
+      await fs.rm(job.socketDir, { recursive: true, force: true });
+    },
+  };
+}
 
 type Step =
   | 'preparing'
@@ -93,20 +174,15 @@ type Step =
   | 'finishing';
 
 export async function migrateVm(
-  job: MigrationJob,
-  deps: MigrationDeps,
+  plan: MovePlan,
   settings: MigrationSettings,
   log: Logger,
   hooks: MigrationHooks,
 ): Promise<MigrationOutcome> {
-  const { source: src } = job;
   const t0 = Date.now();
   const deadline = t0 + settings.timeoutMs;
   const left = () => Math.max(1, deadline - Date.now());
-  const migSock = path.join(job.socketDir, 'state.sock');
-  const nbdSock = path.join(job.socketDir, 'disk.sock');
   let step: Step = 'preparing';
-  let dest: QemuHandle | undefined;
   let srcQmp: QmpClient | undefined;
   let destQmp: QmpClient | undefined;
   let srcEvents: QmpEvents | undefined;
@@ -116,7 +192,7 @@ export async function migrateVm(
   let switched = false;
   const times = { setupMs: 0, mirrorMs: 0, migrateMs: 0 };
   try {
-    srcQmp = await QmpClient.connect(src.qmpPath, { commandTimeoutMs: COMMAND_MS });
+    srcQmp = await plan.sourceQmp();
     srcEvents = new QmpEvents(srcQmp, 'the source');
     const status = await srcQmp.execute<{ status: string }>('query-status');
     wasRunning = status.status === 'running';
@@ -128,18 +204,16 @@ export async function migrateVm(
     }
 
     step = 'starting the destination';
-    await deps.createOverlay(src.goldenPath, job.destinationPaths.overlayPath);
-    dest = await deps.startDestination(job.destinationPaths);
-    destQmp = await QmpClient.connect(dest.qmpPath, { commandTimeoutMs: COMMAND_MS });
+    destQmp = await plan.startDestination();
     const destEvents = new QmpEvents(destQmp, 'the destination');
     const caps = capabilities(settings);
     // both sides agree on postcopy; pause-before-switchover is the source's alone
     await destQmp.execute('migrate-set-capabilities', {
       capabilities: caps.filter((c) => c.capability !== 'pause-before-switchover'),
     });
-    await destQmp.execute('migrate-incoming', { uri: `unix:${migSock}` });
+    await destQmp.execute('migrate-incoming', { uri: `unix:${plan.listen.state}` });
     await destQmp.execute('nbd-server-start', {
-      addr: { type: 'unix', data: { path: nbdSock } },
+      addr: { type: 'unix', data: { path: plan.listen.disk } },
     });
     await destQmp.execute('block-export-add', {
       type: 'nbd',
@@ -148,6 +222,7 @@ export async function migrateVm(
       name: EXPORT_NAME,
       writable: true,
     });
+    const reach = await plan.link();
     times.setupMs = Date.now() - t0;
 
     step = 'copying the disk';
@@ -155,7 +230,7 @@ export async function migrateVm(
     await srcQmp.execute('drive-mirror', {
       'job-id': JOB_ID,
       device: DISK_ID,
-      target: `nbd+unix:///${EXPORT_NAME}?socket=${nbdSock}`,
+      target: `nbd+unix:///${EXPORT_NAME}?socket=${reach.disk}`,
       format: 'raw',
       // only the overlay's own clusters: the golden image is on both hosts
       sync: 'top',
@@ -171,8 +246,7 @@ export async function migrateVm(
     times.mirrorMs = Date.now() - mirrorAt;
 
     step = 'opening the destination display';
-    const endpoint: RfbEndpoint = { kind: 'unix', path: dest.vncPath };
-    await hooks.destinationReady?.(endpoint);
+    await hooks.destinationReady?.(plan.destinationEndpoint());
 
     step = 'streaming memory';
     await srcQmp.execute('migrate-set-capabilities', { capabilities: caps });
@@ -183,7 +257,7 @@ export async function migrateVm(
     // the source may pause any moment once the state flows, and a paused VM drops input
     await hooks.holdInput?.();
     const migrateAt = Date.now();
-    await srcQmp.execute('migrate', { uri: `unix:${migSock}` });
+    await srcQmp.execute('migrate', { uri: `unix:${reach.state}` });
     migrating = true;
     let postcopyStarted = false;
     for (;;) {
@@ -258,10 +332,7 @@ export async function migrateVm(
     destQmp.close();
     srcEvents.stop();
     srcQmp.close();
-    await deps
-      .removeVm(src, log)
-      .catch((err: unknown) => log.error({ err }, 'the source VM could not be cleaned up'));
-    await fs.rm(job.socketDir, { recursive: true, force: true }).catch(() => undefined);
+    const handle = await plan.finish(log);
     const stats = {
       totalMs: Date.now() - t0,
       downtimeMs: info.downtime ?? 0,
@@ -269,21 +340,15 @@ export async function migrateVm(
       ramBytes: info.ram?.transferred ?? 0,
     };
     log.info(
-      {
-        desktopId: src.desktopId,
-        from: src.host,
-        to: job.destinationHost,
-        pid: dest.pid,
-        ...stats,
-      },
+      { desktopId: plan.desktopId, from: plan.from, to: plan.to, ...stats },
       'qemu desktop moved',
     );
-    return { handle: { ...dest }, stats };
+    return { handle, stats };
   } catch (err) {
     if (switched) throw err;
     const why = (err as Error).message;
     log.error(
-      { desktopId: src.desktopId, to: job.destinationHost, step, err },
+      { desktopId: plan.desktopId, to: plan.to, step, err },
       'qemu desktop move failed; it stays where it was',
     );
     if (srcQmp && !srcQmp.closed) {
@@ -306,9 +371,9 @@ export async function migrateVm(
     srcEvents?.stop();
     srcQmp?.close();
     destQmp?.close();
-    if (dest) await deps.removeVm(dest, log).catch(() => undefined);
-    await fs.rm(job.destinationPaths.overlayPath, { force: true });
-    await fs.rm(job.socketDir, { recursive: true, force: true });
+    await plan
+      .abandon(log)
+      .catch((e: unknown) => log.warn({ err: e }, 'the destination could not be cleaned up'));
     throw new ProviderError('QEMU_MIGRATE_FAILED', `moving the VM failed while ${step}: ${why}`);
   }
 }

@@ -49,7 +49,7 @@ import {
   type QemuHandle,
   type VmPaths,
 } from './handle.js';
-import { DEFAULT_MIGRATION, migrateVm, type MigrationSettings } from './migrate.js';
+import { DEFAULT_MIGRATION, localMove, migrateVm, type MigrationSettings } from './migrate.js';
 import { checkImages, Overlays } from './overlays.js';
 import { RunAs, type VmAccount } from './run-as.js';
 import { VmProcesses } from './vm-process.js';
@@ -385,26 +385,28 @@ export class QemuProvider implements Provider {
     await this.processes.refuseIfRunning(src.desktopId, destPaths);
     const socketDir = await this.migrationDir(src);
     return migrateVm(
-      {
-        source: src,
-        destinationHost: to,
-        destinationPaths: destPaths,
-        socketDir,
-      },
-      {
-        createOverlay: async (golden, overlayPath) => {
-          await fs.rm(overlayPath, { force: true });
-          await this.overlays.prepare(false, golden, overlayPath, log);
-          if (src.runAs) await fs.chown(overlayPath, src.runAs.uid, src.runAs.gid);
+      localMove(
+        {
+          source: src,
+          destinationHost: to,
+          destinationPaths: destPaths,
+          socketDir,
         },
-        startDestination: (paths) => this.startDestination(src, to, template, paths, log),
-        removeVm: async (h, l) => {
-          await this.processes.stop(h, l);
-          if (h.cgroup && this.cgroups) await this.cgroups.remove(h.cgroup);
-          for (const p of [h.qmpPath, h.vncPath, h.pidPath, h.logPath, h.overlayPath])
-            await fs.rm(p, { force: true });
+        {
+          createOverlay: async (golden, overlayPath) => {
+            await fs.rm(overlayPath, { force: true });
+            await this.overlays.prepare(false, golden, overlayPath, log);
+            if (src.runAs) await fs.chown(overlayPath, src.runAs.uid, src.runAs.gid);
+          },
+          startDestination: (paths) => this.startDestination(src, to, template, paths, log),
+          removeVm: async (h, l) => {
+            await this.processes.stop(h, l);
+            if (h.cgroup && this.cgroups) await this.cgroups.remove(h.cgroup);
+            for (const p of [h.qmpPath, h.vncPath, h.pidPath, h.logPath, h.overlayPath])
+              await fs.rm(p, { force: true });
+          },
         },
-      },
+      ),
       this.migration,
       log,
       hooks,

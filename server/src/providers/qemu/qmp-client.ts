@@ -4,6 +4,7 @@
  * events may arrive between answers. Every failure is a QmpError with a code (qmp-wire.ts).
  */
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import {
   classifyQmpMessage,
   LineSplitter,
@@ -51,7 +52,7 @@ export class QmpClient {
   private readonly commandTimeoutMs: number;
 
   private constructor(
-    private readonly socket: net.Socket,
+    private readonly socket: Duplex,
     opts: QmpConnectOptions,
   ) {
     this.splitter = new LineSplitter(opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES);
@@ -76,13 +77,20 @@ export class QmpClient {
    * accepts but does not greet in time (e.g. a stopped QEMU).
    */
   static connect(path: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
+    return QmpClient.over(net.createConnection({ path }), path, opts);
+  }
+
+  /**
+   * The same over any byte stream to a QMP socket (an LXD exec relay to a VM in a
+   * container on another member); `label` names it in errors.
+   */
+  static over(stream: Duplex, label: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     return new Promise<QmpClient>((resolve, reject) => {
-      const socket = net.createConnection({ path });
-      const client = new QmpClient(socket, opts);
+      const client = new QmpClient(stream, opts);
       const timer = setTimeout(() => {
         client.fail(
-          new QmpError('QMP_TIMEOUT', `no QMP greeting from ${path} within ${timeoutMs} ms`),
+          new QmpError('QMP_TIMEOUT', `no QMP greeting from ${label} within ${timeoutMs} ms`),
         );
       }, timeoutMs);
       const unsubscribe = client.onClose((err) => {
