@@ -473,5 +473,116 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
       expect((await probeBanner(provider.endpoint(handle), 10_000)).ok).toBe(true);
       await provider.destroy(handle, log);
     }, 600_000);
+
+    it('the broker drains a member: both VM desktops on it move to the other, then one comes back', async () => {
+      const dataDir = fs.mkdtempSync(path.join(base, 'store-'));
+      const store = await openStore({ dataDir });
+      const clock = new ManualClock();
+      const broker = new Broker(
+        store.db,
+        new Map<string, Provider>([['lxd', provider]]),
+        clock,
+        log,
+        {
+          tickMs: 60_000,
+        },
+      );
+      const admin = { id: null, name: 'test-admin' };
+      try {
+        const pool = await new PoolAdmin(store.db, broker, clock, log).create(
+          PoolCreateBody.parse({
+            name: 'vms',
+            provider: 'lxd',
+            maxSize: 2,
+            template: { ...vmTemplate(), placement: 'depth-first' },
+          }),
+          admin,
+        );
+        const now = new Date(clock.now()).toISOString();
+        const users: { id: string; name: string }[] = [];
+        for (const name of ['vm-a', 'vm-b']) {
+          const id = randomUUID();
+          await store.db
+            .insertInto('users')
+            .values({
+              id,
+              username: name,
+              display_name: '',
+              password_hash: 'x',
+              role: 'user',
+              disabled: 0,
+              created_at: now,
+            })
+            .execute();
+          await store.db
+            .insertInto('entitlements')
+            .values({
+              id: randomUUID(),
+              pool_id: pool.id,
+              principal_type: 'user',
+              principal_id: id,
+              created_at: now,
+            })
+            .execute();
+          users.push({ id, name });
+        }
+        const where = async (desktopId: string) => {
+          const r = await store.db
+            .selectFrom('desktops')
+            .select(['handle', 'member', 'state'])
+            .where('id', '=', desktopId)
+            .executeTakeFirstOrThrow();
+          const name = (JSON.parse(r.handle ?? '{}') as { name?: string }).name;
+          const inst = await m1.client.get<{ location: string; status: string }>(
+            `/1.0/instances/${String(name)}`,
+          );
+          return { row: r.member, lxd: inst.location, status: inst.status, state: r.state };
+        };
+        // depth-first: both on one member
+        const sessions = [
+          await broker.connect(users[0]!, pool.id),
+          await broker.connect(users[1]!, pool.id),
+        ];
+        const ids = sessions.map((s) => s.desktopId);
+        const [from] = [(await where(ids[0]!)).lxd];
+        expect((await where(ids[1]!)).lxd).toBe(from);
+        const other = from === 'm1' ? 'm2' : 'm1';
+
+        const t = Date.now();
+        const drained = await broker.drainHost(from, undefined, admin);
+        process.stdout.write(
+          `[lxd-cluster] drained ${from}: ${drained.moved} VM desktops to ${drained.to} in ${Date.now() - t} ms\n`,
+        );
+        expect(drained).toMatchObject({ host: from, to: other, moved: 2, failed: 0 });
+        for (const id of ids)
+          expect(await where(id)).toEqual({
+            row: other,
+            lxd: other,
+            status: 'Running',
+            state: 'in-use',
+          });
+        // and one back by itself, to the member it came from
+        const back = await broker.moveDesktop(ids[0]!, from, admin);
+        expect(back).toMatchObject({ desktopId: ids[0], from: other, to: from });
+        expect(await where(ids[0]!)).toMatchObject({ row: from, lxd: from });
+        // a move to a host that is no member is refused before anything starts
+        await expect(broker.moveDesktop(ids[0]!, 'nowhere', admin)).rejects.toMatchObject({
+          code: 'UNKNOWN_HOST',
+        });
+        const audit = await store.db
+          .selectFrom('audit_log')
+          .select(['action'])
+          .where('action', 'like', '%move%')
+          .execute();
+        expect(audit.filter((a) => a.action === 'desktop.move')).toHaveLength(3);
+        for (const [i, s] of sessions.entries())
+          await broker.logoff(s.sessionId, users[i]!, 'logged off by test');
+        await broker.tick();
+        const left = await m1.client.get<string[]>('/1.0/instances');
+        expect(left.filter((u) => u.includes('/vdi-'))).toEqual([]);
+      } finally {
+        await store.close();
+      }
+    }, 900_000);
   });
 });
