@@ -32,6 +32,7 @@ import {
   type GuestTemplate,
 } from '../helpers/guest.js';
 import type { PpmImage } from '../helpers/qemu-console.js';
+import { StreamManager } from '../../src/stream/stream-manager.js';
 import {
   clientCertificate,
   desktopImage,
@@ -547,11 +548,39 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
         const [from] = [(await where(ids[0]!)).lxd];
         expect((await where(ids[1]!)).lxd).toBe(from);
         const other = from === 'm1' ? 'm2' : 'm1';
+        const handleOf = async (id: string) =>
+          JSON.parse(
+            (
+              await store.db
+                .selectFrom('desktops')
+                .select('handle')
+                .where('id', '=', id)
+                .executeTakeFirstOrThrow()
+            ).handle ?? '{}',
+          ) as Record<string, unknown>;
+        // the gateway's links to both desktops, as a viewer's would be: they must survive the move
+        const lost: string[] = [];
+        const links = new StreamManager(clock, log, {
+          cursor: () => undefined,
+          clipboard: () => undefined,
+          lost: (id, reason) => lost.push(`${id}: ${reason}`),
+        });
+        broker.setDesktopLinks(links);
+        const streams = [];
+        for (const id of ids) {
+          const h = await handleOf(id);
+          const v = await view(provider.endpoint(h));
+          await until('the guest shell', 180_000, () =>
+            promptShown(v.image()) ? true : undefined,
+          );
+          v.client.close('booted');
+          streams.push(await links.acquire(id, provider.endpoint(h)));
+        }
 
         const t = Date.now();
         const drained = await broker.drainHost(from, undefined, admin);
         process.stdout.write(
-          `[lxd-cluster] drained ${from}: ${drained.moved} VM desktops to ${drained.to} in ${Date.now() - t} ms\n`,
+          `[lxd-cluster] drained ${from}: ${drained.moved} VM desktops to ${drained.to} in ${Date.now() - t} ms: ${JSON.stringify(drained.results)}\n`,
         );
         expect(drained).toMatchObject({ host: from, to: other, moved: 2, failed: 0 });
         for (const id of ids)
@@ -561,6 +590,23 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
             status: 'Running',
             state: 'in-use',
           });
+        // the same links, never lost, now carry input to the moved VMs: `clear` typed through
+        // them leaves the prompt alone on the top row of the destination's screen
+        expect(lost).toEqual([]);
+        for (const [i, id] of ids.entries()) {
+          expect(links.get(id)).toBe(streams[i]);
+          const check = await view(provider.endpoint(await handleOf(id)));
+          await until('the moved screen', 30_000, () =>
+            promptShown(check.image()) ? true : undefined,
+          );
+          for (const k of keyEventsFor('clear\n'))
+            expect(streams[i]!.input({ kind: 'key', keysym: k.keysym, down: k.down })).toBe(true);
+          await until('clear typed through the moved link', 30_000, () =>
+            outputShown(check.image(), 0) ? true : undefined,
+          );
+          check.client.close('checked');
+        }
+        links.closeAll();
         // and one back by itself, to the member it came from
         const back = await broker.moveDesktop(ids[0]!, from, admin);
         expect(back).toMatchObject({ desktopId: ids[0], from: other, to: from });

@@ -85,6 +85,8 @@ export class LxdProvider implements Provider {
   readonly kind = 'lxd' as const;
   private readonly client: LxdClient;
 
+  private destinations: Promise<unknown> = Promise.resolve();
+
   constructor(private readonly opts: LxdProviderOptions) {
     this.client = opts.client;
   }
@@ -507,8 +509,13 @@ export class LxdProvider implements Provider {
     const plan = lxdVmMove(
       {
         client: this.client,
-        createDestination: (from, name, member) => this.createDestination(from, name, member),
-        start: (name) => this.start(name),
+        // one at a time: LXD 5.0 starting two new containers with isolated id maps on a
+        // member at once failed here now and then ("newuidmap failed to write mapping")
+        startDestination: (from, name, member) =>
+          this.oneAtATime(async () => {
+            await this.createDestination(from, name, member);
+            await this.start(name);
+          }),
         remove: (name, l) => this.remove(name, l),
         settle: (name) =>
           this.rewrite(name, (body) => {
@@ -521,6 +528,12 @@ export class LxdProvider implements Provider {
       { desktopId, source: src, to, baseName: containerName(desktopId) },
     );
     return migrateVm(plan, this.opts.migration ?? DEFAULT_MIGRATION, log, hooks);
+  }
+
+  private oneAtATime<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.destinations.then(f, f);
+    this.destinations = run.catch(() => undefined);
+    return run;
   }
 
   /**

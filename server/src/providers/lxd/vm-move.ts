@@ -42,9 +42,8 @@ const DESTINATION_READY_MS = 60_000;
 /** What the move needs of the LXD provider. */
 export interface LxdVmHost {
   client: LxdClient;
-  /** create (not start) the destination container on `member`, from the source's config */
-  createDestination(src: LxdHandle, name: string, member: string): Promise<void>;
-  start(name: string): Promise<void>;
+  /** create and start the destination container on `member`, from the source's config */
+  startDestination(src: LxdHandle, name: string, member: string): Promise<void>;
   remove(name: string, log: Logger): Promise<void>;
   /** once the move stands: the destination no longer starts waiting for a move */
   settle(name: string): Promise<void>;
@@ -110,8 +109,7 @@ export function lxdVmMove(
     sourceQmp: () => qmpOf(client, src.name),
     async startDestination() {
       created = true;
-      await host.createDestination(src, dest.name, dest.member);
-      await host.start(dest.name);
+      await host.startDestination(src, dest.name, dest.member);
       // QEMU's QMP socket appears a moment after the container starts
       const deadline = Date.now() + DESTINATION_READY_MS;
       for (;;) {
