@@ -349,7 +349,12 @@ export const DrainResult = z.object({
 });
 export type DrainResult = z.infer<typeof DrainResult>;
 /** GET /api/admin/hosts/move-targets: where VM desktops can be moved, and which host is this server's */
-export const HostList = z.object({ self: z.string(), hosts: z.array(z.string()) });
+export const HostList = z.object({
+  self: z.string(),
+  hosts: z.array(z.string()),
+  /** asked for one desktop: the host it runs on (its provider's member, for LXD) */
+  current: z.string().optional(),
+});
 export type HostList = z.infer<typeof HostList>;
 
 export const AuditEntry = z.object({

@@ -183,20 +183,25 @@ function move(s: AdminSession, ctx: SessionActionContext): void {
     ],
   });
   void api
-    .get<HostList>('/api/admin/hosts/move-targets')
+    .get<HostList>(`/api/admin/hosts/move-targets?desktop=${encodeURIComponent(s.desktopId)}`)
     .then((list) => {
-      const others = list.hosts.filter((x) => x !== here);
+      const others = list.hosts.filter((x) => x !== (list.current ?? here));
       hosts.replaceChildren(...others.map((x) => h('option', { value: x }, x)));
       if (others.length === 0) dialog.setError('There is no other host to move to.');
     })
     .catch((err: unknown) => dialog.setError(err instanceof Error ? err.message : String(err)));
 }
 
-/** The buttons of one session's row; VMs get snapshot, restore, power and move besides. */
+/**
+ * The buttons of one session's row; VMs get snapshot, restore, power and move besides, and
+ * LXD desktops move (a VM one between the cluster's members; the server says why an X11
+ * container cannot).
+ */
 export function sessionActions(
   s: AdminSession,
   isQemu: boolean,
   ctx: SessionActionContext,
+  isLxd = false,
 ): HTMLElement[] {
   const id = seg(s.id);
   const list = [
@@ -235,6 +240,8 @@ export function sessionActions(
       button('Power', () => power(s, ctx)),
       button('Move', () => move(s, ctx)),
     );
+  } else if (isLxd) {
+    list.push(button('Move', () => move(s, ctx)));
   }
   return list;
 }

@@ -44,7 +44,8 @@ export function sessionsTab({ flash }: TabContext): Tab {
   let loading = false;
   let poolsAt = -Infinity;
   const actionContext: SessionActionContext = { flash, refresh: () => refresh() };
-  const actionsFor = (s: AdminSession, isQemu: boolean) => sessionActions(s, isQemu, actionContext);
+  const actionsFor = (s: AdminSession, isQemu: boolean) =>
+    sessionActions(s, isQemu, actionContext, (s.provider ?? providers.get(s.poolId)) === 'lxd');
 
   async function refreshPools(): Promise<void> {
     if (performance.now() - poolsAt < POOLS_MS) return;

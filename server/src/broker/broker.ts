@@ -294,6 +294,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
     return this.migrations.hosts;
   }
 
+  /** where one running desktop can move, and where it runs */
+  moveTargetsFor(desktopId: string): Promise<{ hosts: string[]; current: string }> {
+    return this.migrations.targetsFor(desktopId);
+  }
+
   /** this server's host */
   get hostName(): string {
     return this.migrations.hostName;

@@ -55,6 +55,19 @@ export class Migrations extends BrokerPart {
     return this.opts.hostName;
   }
 
+  /**
+   * Where one running desktop can move: its provider's own members online (an LXD cluster),
+   * else the hosts this server runs VMs on; and where it runs now.
+   */
+  async targetsFor(desktopId: string): Promise<{ hosts: string[]; current: string }> {
+    const { desktop: d, provider, handle } = await this.queries.runningDesktop(desktopId);
+    const members = await provider.hosts?.();
+    const current = provider.hostOf?.(handle) ?? d.host ?? this.opts.hostName;
+    if (members !== undefined)
+      return { hosts: members.filter((m) => m.online).map((m) => m.name), current };
+    return { hosts: [...this.opts.hosts], current };
+  }
+
   /** Move one running desktop to host `to`; resolves once it runs there. */
   async move(desktopId: string, to: string, actor: Actor): Promise<MoveResult> {
     this.desktops.refuseIfMoving(desktopId, 'another move');

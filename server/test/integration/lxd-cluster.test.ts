@@ -577,6 +577,11 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
           streams.push(await links.acquire(id, provider.endpoint(h)));
         }
 
+        // the console's Move dialog offers the members, and says where the desktop runs
+        expect(await broker.moveTargetsFor(ids[0]!)).toEqual({
+          hosts: ['m1', 'm2'],
+          current: from,
+        });
         const t = Date.now();
         const drained = await broker.drainHost(from, undefined, admin);
         process.stdout.write(

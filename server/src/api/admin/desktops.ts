@@ -97,10 +97,17 @@ export function adminDesktopRoutes(admin: AdminScope): void {
     {
       method: 'get',
       path: '/hosts/move-targets',
-      summary: 'The hosts VM desktops can be moved to, and which is this server',
+      summary:
+        'The hosts VM desktops can be moved to, and which is this server; ?desktop=ID: where that desktop can move (an LXD VM desktop: the cluster members online) and where it runs',
       response: HostList,
     },
-    async () => ({ self: broker.hostName, hosts: [...broker.moveTargets] }),
+    async (req) => {
+      const desktop = req.query.desktop;
+      if (typeof desktop !== 'string' || desktop === '')
+        return { self: broker.hostName, hosts: [...broker.moveTargets] };
+      const t = await broker.moveTargetsFor(IdParam.parse({ id: desktop }).id);
+      return { self: broker.hostName, ...t };
+    },
   );
 
   admin.route(
