@@ -5,7 +5,9 @@ import {
   containerName,
   cpuConfig,
   parseLxdHandle,
+  vmDevices,
 } from '../../../src/providers/lxd/spec.js';
+import { movedName } from '../../../src/providers/lxd/vm-move.js';
 
 const marks = { desktopId: 'd', poolId: 'p', node: 'n', persistent: false };
 
@@ -48,5 +50,35 @@ describe('lxd container spec', () => {
       member: 'm2',
       persistent: true,
     });
+  });
+
+  it('a VM template sets the image role and mounts its files read-only; an X11 one neither', () => {
+    const vm = LxdTemplate.parse({
+      vm: { image: '/srv/g.qcow2', kernel: '/srv/k', append: 'console=tty0', memoryMb: 512 },
+    });
+    expect(containerConfig(vm, marks)).toMatchObject({
+      'environment.VDI_ROLE': 'vm',
+      'environment.VDI_VM_MEMORY': '512',
+      'environment.VDI_VM_CPUS': '1',
+      'environment.VDI_VM_APPEND': 'console=tty0',
+    });
+    expect(vmDevices(vm)).toEqual({
+      golden: { type: 'disk', source: '/srv/g.qcow2', path: '/vdi/golden.qcow2', readonly: 'true' },
+      kernel: { type: 'disk', source: '/srv/k', path: '/vdi/vmlinuz', readonly: 'true' },
+    });
+    const x11 = LxdTemplate.parse({});
+    expect(containerConfig(x11, marks)['environment.VDI_ROLE']).toBeUndefined();
+    expect(vmDevices(x11)).toEqual({});
+    // the files are paths on the members: relative ones are refused
+    expect(() => LxdTemplate.parse({ vm: { image: 'g.qcow2' } })).toThrow();
+  });
+
+  it("a moved VM's container alternates between two names LXD accepts", () => {
+    const base = containerName('a'.repeat(100));
+    const moved = movedName(base, base);
+    expect(moved).not.toBe(base);
+    expect(moved.length).toBeLessThanOrEqual(63);
+    expect(moved).toMatch(/^[a-z][a-z0-9-]*[a-z0-9]$/);
+    expect(movedName(moved, base)).toBe(base);
   });
 });
