@@ -64,6 +64,44 @@ function joinToken(meta: Record<string, unknown>): string {
   ).toString('base64');
 }
 
+/** Users entitled to a pool, straight in the store. */
+async function entitledUsers(
+  store: Awaited<ReturnType<typeof openStore>>,
+  clock: ManualClock,
+  poolId: string,
+  names: string[],
+): Promise<{ id: string; name: string }[]> {
+  const now = new Date(clock.now()).toISOString();
+  const users: { id: string; name: string }[] = [];
+  for (const name of names) {
+    const id = randomUUID();
+    await store.db
+      .insertInto('users')
+      .values({
+        id,
+        username: name,
+        display_name: '',
+        password_hash: 'x',
+        role: 'user',
+        disabled: 0,
+        created_at: now,
+      })
+      .execute();
+    await store.db
+      .insertInto('entitlements')
+      .values({
+        id: randomUUID(),
+        pool_id: poolId,
+        principal_type: 'user',
+        principal_id: id,
+        created_at: now,
+      })
+      .execute();
+    users.push({ id, name });
+  }
+  return users;
+}
+
 describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', () => {
   let m1: TestLxd;
   let m2: TestLxd;
@@ -121,6 +159,32 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
     await m1?.stop();
     fs.rmSync(base, { recursive: true, force: true });
   }, 180_000);
+
+  /** A broker on a fresh store with the cluster's provider, and one pool of it. */
+  async function brokerWithPool(name: string, maxSize: number, template: Record<string, unknown>) {
+    const store = await openStore({ dataDir: fs.mkdtempSync(path.join(base, 'store-')) });
+    const clock = new ManualClock();
+    const broker = new Broker(
+      store.db,
+      new Map<string, Provider>([['lxd', provider]]),
+      clock,
+      log,
+      {
+        tickMs: 60_000,
+      },
+    );
+    const admin = { id: null, name: 'test-admin' };
+    try {
+      const pool = await new PoolAdmin(store.db, broker, clock, log).create(
+        PoolCreateBody.parse({ name, provider: 'lxd', maxSize, template }),
+        admin,
+      );
+      return { store, clock, broker, admin, pool };
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
 
   it('lists both members online, through HTTPS with the client certificate', async () => {
     const hosts = await provider.hosts();
@@ -206,58 +270,14 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
   }, 600_000);
 
   it('the broker places Connects across the members, honours a drain and a maximum, and cleans up', async () => {
-    const dataDir = fs.mkdtempSync(path.join(base, 'store-'));
-    const store = await openStore({ dataDir });
-    const clock = new ManualClock();
-    const broker = new Broker(
-      store.db,
-      new Map<string, Provider>([['lxd', provider]]),
-      clock,
-      log,
-      {
-        tickMs: 60_000,
-      },
-    );
-    const admin = { id: null, name: 'test-admin' };
+    const { store, clock, broker, admin, pool } = await brokerWithPool('cluster', 4, {
+      width: 640,
+      height: 480,
+      placement: 'breadth-first',
+    });
     try {
-      const pool = await new PoolAdmin(store.db, broker, clock, log).create(
-        PoolCreateBody.parse({
-          name: 'cluster',
-          provider: 'lxd',
-          maxSize: 4,
-          template: { width: 640, height: 480, placement: 'breadth-first' },
-        }),
-        admin,
-      );
       await broker.tick();
-      const users: { id: string; name: string }[] = [];
-      for (const name of ['a', 'b', 'c']) {
-        const id = randomUUID();
-        const now = new Date(clock.now()).toISOString();
-        await store.db
-          .insertInto('users')
-          .values({
-            id,
-            username: name,
-            display_name: '',
-            password_hash: 'x',
-            role: 'user',
-            disabled: 0,
-            created_at: now,
-          })
-          .execute();
-        await store.db
-          .insertInto('entitlements')
-          .values({
-            id: randomUUID(),
-            pool_id: pool.id,
-            principal_type: 'user',
-            principal_id: id,
-            created_at: now,
-          })
-          .execute();
-        users.push({ id, name });
-      }
+      const users = await entitledUsers(store, clock, pool.id, ['a', 'b', 'c']);
       const memberOf = async (desktopId: string) => {
         const row = await store.db
           .selectFrom('desktops')
@@ -456,77 +476,35 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
         log,
       );
       let destination: string | undefined;
-      await expect(
-        provider.migrate(handle, { destinationHost: 'm1', template: vmTemplate() }, log, {
-          destinationReady: async () => {
-            const list = await m1.client.get<{ name: string }[]>('/1.0/instances?recursion=1');
-            destination = list.find((i) => i.name !== handle.name)?.name;
-            throw new Error('the viewer could not open the destination');
-          },
-        }),
-      ).rejects.toThrow(/the viewer could not open the destination/);
-      expect(destination).toBeDefined();
-      // the destination container is removed, the source still runs the VM and serves RFB
-      await expect(m1.client.get(`/1.0/instances/${String(destination)}`)).rejects.toMatchObject({
-        code: 'LXD_NOT_FOUND',
-      });
-      expect(await provider.health(handle)).toEqual({ state: 'running' });
-      expect((await probeBanner(provider.endpoint(handle), 10_000)).ok).toBe(true);
-      await provider.destroy(handle, log);
+      try {
+        await expect(
+          provider.migrate(handle, { destinationHost: 'm1', template: vmTemplate() }, log, {
+            destinationReady: async () => {
+              const list = await m1.client.get<{ name: string }[]>('/1.0/instances?recursion=1');
+              destination = list.find((i) => i.name !== handle.name)?.name;
+              throw new Error('the viewer could not open the destination');
+            },
+          }),
+        ).rejects.toThrow(/the viewer could not open the destination/);
+        expect(destination).toBeDefined();
+        // the destination container is removed, the source still runs the VM and serves RFB
+        await expect(m1.client.get(`/1.0/instances/${String(destination)}`)).rejects.toMatchObject({
+          code: 'LXD_NOT_FOUND',
+        });
+        expect(await provider.health(handle)).toEqual({ state: 'running' });
+        expect((await probeBanner(provider.endpoint(handle), 10_000)).ok).toBe(true);
+      } finally {
+        await provider.destroy(handle, log);
+      }
     }, 600_000);
 
     it('the broker drains a member: both VM desktops on it move to the other, then one comes back', async () => {
-      const dataDir = fs.mkdtempSync(path.join(base, 'store-'));
-      const store = await openStore({ dataDir });
-      const clock = new ManualClock();
-      const broker = new Broker(
-        store.db,
-        new Map<string, Provider>([['lxd', provider]]),
-        clock,
-        log,
-        {
-          tickMs: 60_000,
-        },
-      );
-      const admin = { id: null, name: 'test-admin' };
+      const { store, clock, broker, admin, pool } = await brokerWithPool('vms', 2, {
+        ...vmTemplate(),
+        placement: 'depth-first',
+      });
       try {
-        const pool = await new PoolAdmin(store.db, broker, clock, log).create(
-          PoolCreateBody.parse({
-            name: 'vms',
-            provider: 'lxd',
-            maxSize: 2,
-            template: { ...vmTemplate(), placement: 'depth-first' },
-          }),
-          admin,
-        );
-        const now = new Date(clock.now()).toISOString();
-        const users: { id: string; name: string }[] = [];
-        for (const name of ['vm-a', 'vm-b']) {
-          const id = randomUUID();
-          await store.db
-            .insertInto('users')
-            .values({
-              id,
-              username: name,
-              display_name: '',
-              password_hash: 'x',
-              role: 'user',
-              disabled: 0,
-              created_at: now,
-            })
-            .execute();
-          await store.db
-            .insertInto('entitlements')
-            .values({
-              id: randomUUID(),
-              pool_id: pool.id,
-              principal_type: 'user',
-              principal_id: id,
-              created_at: now,
-            })
-            .execute();
-          users.push({ id, name });
-        }
+        const users = await entitledUsers(store, clock, pool.id, ['vm-a', 'vm-b']);
         const where = async (desktopId: string) => {
           const r = await store.db
             .selectFrom('desktops')

@@ -78,6 +78,8 @@ const DEFAULT_READY_TIMEOUT_MS = 180_000;
 const PROBE_TIMEOUT_MS = 5_000;
 const RETRY_MS = 250;
 const RETRY_REMOTE_MS = 1000;
+/** how long a delete waits for LXD to let go of an instance it calls busy, ms */
+const BUSY_RETRY_MS = 15_000;
 /** a stop that takes longer is forced, in s */
 const STOP_TIMEOUT_SEC = 10;
 
@@ -361,11 +363,19 @@ export class LxdProvider implements Provider {
 
   private async remove(name: string, log: Logger): Promise<void> {
     await this.stop(name);
-    try {
-      await this.client.run('DELETE', this.instancePath(name));
-      log.info({ name }, 'lxd container deleted');
-    } catch (err) {
-      if (!(err instanceof LxdApiError && err.code === 'LXD_NOT_FOUND')) throw err;
+    // LXD 5.0 may still hold the instance for the stop it just reported done ("busy running
+    // a stop operation"): try again for a while
+    const deadline = Date.now() + BUSY_RETRY_MS;
+    for (;;) {
+      try {
+        await this.client.run('DELETE', this.instancePath(name));
+        log.info({ name }, 'lxd container deleted');
+        break;
+      } catch (err) {
+        if (err instanceof LxdApiError && err.code === 'LXD_NOT_FOUND') break;
+        if (!/busy/i.test((err as Error).message) || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
     }
     await fs.rm(this.proxyPath(name), { force: true });
   }
