@@ -93,6 +93,19 @@ export async function startLxd(dir: string, httpsAddress?: string): Promise<Test
   }
   const stop = async (): Promise<void> => {
     if (!exited) {
+      // a test that failed half-way leaves instances: force them off first (a VM container
+      // outlasted `lxd shutdown`'s clean stop and ran on after the daemon was killed)
+      const left = await client
+        .get<{ name: string; status: string }[]>('/1.0/instances?recursion=1')
+        .catch(() => []);
+      for (const i of left.filter((x) => x.status === 'Running'))
+        await client
+          .run('PUT', `/1.0/instances/${encodeURIComponent(i.name)}/state`, {
+            action: 'stop',
+            force: true,
+            timeout: 10,
+          })
+          .catch(() => undefined);
       // `lxd shutdown` stops every instance, then the daemon
       await run('/usr/bin/lxd', ['shutdown', '--timeout', '60'], {
         env: { ...process.env, LXD_DIR: dir },

@@ -61,6 +61,9 @@ function exec(client: LxdClient, instance: string, command: string[]): Promise<E
   return new Promise((resolve, reject) => {
     s.once('connect', () => {
       s.off('error', reject);
+      // from here on its user listens (QMP, or the relay pair below); until then an error
+      // must not go unheard, which would end the process
+      s.on('error', () => undefined);
       resolve(s);
     });
     s.once('error', reject);
@@ -142,6 +145,8 @@ export function lxdVmMove(
         }),
       );
       for (const [out, into] of pairs) {
+        // a side that fails ends the other (QEMU then sees its socket close and the move
+        // fails); a side that ends does so through pipe(), after what it sent is written
         out.on('error', () => into.destroy());
         into.on('error', () => out.destroy());
         out.pipe(into);
