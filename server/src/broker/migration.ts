@@ -6,7 +6,7 @@ import type { Actor } from './actor.js';
 import { BrokerPart, type BrokerContext } from './context.js';
 import type { Desktops } from './desktops.js';
 import { BrokerError } from './errors.js';
-import type { BrokerQueries } from './queries.js';
+import type { BrokerQueries, RunningDesktop } from './queries.js';
 
 /** What keeps a desktop's viewers attached across a move: the gateway's stream manager. */
 export interface DesktopLinks {
@@ -56,13 +56,20 @@ export class Migrations extends BrokerPart {
   }
 
   /**
-   * Where one running desktop can move: its provider's own members online (an LXD cluster),
-   * else the hosts this server runs VMs on; and where it runs now.
+   * Where a running desktop runs, and the hosts of its kind: a provider with members of its
+   * own (an LXD cluster) moves between those (`members`), QEMU between the hosts this server
+   * runs VMs on.
    */
+  private async placesOf({ desktop: d, provider, handle }: RunningDesktop) {
+    return {
+      current: provider.hostOf?.(handle) ?? d.host ?? this.opts.hostName,
+      members: await provider.hosts?.(),
+    };
+  }
+
+  /** Where one running desktop can move (members online only), and where it runs now. */
   async targetsFor(desktopId: string): Promise<{ hosts: string[]; current: string }> {
-    const { desktop: d, provider, handle } = await this.queries.runningDesktop(desktopId);
-    const members = await provider.hosts?.();
-    const current = provider.hostOf?.(handle) ?? d.host ?? this.opts.hostName;
+    const { members, current } = await this.placesOf(await this.queries.runningDesktop(desktopId));
     if (members !== undefined)
       return { hosts: members.filter((m) => m.online).map((m) => m.name), current };
     return { hosts: [...this.opts.hosts], current };
@@ -83,12 +90,11 @@ export class Migrations extends BrokerPart {
   }
 
   private async moveLocked(desktopId: string, to: string, actor: Actor): Promise<MoveResult> {
-    const { desktop: d, pool, provider, handle } = await this.queries.runningDesktop(desktopId);
+    const running = await this.queries.runningDesktop(desktopId);
+    const { desktop: d, pool, provider, handle } = running;
     if (!provider.migrate)
       throw new BrokerError('NOT_SUPPORTED', `${provider.kind} desktops cannot be moved`, 409);
-    // a provider with members of its own (an LXD cluster) moves between those; QEMU between
-    // the hosts this server runs VMs on
-    const members = await provider.hosts?.();
+    const { members, current: from } = await this.placesOf(running);
     const hosts = members?.map((m) => m.name) ?? this.opts.hosts;
     if (!hosts.includes(to))
       throw new BrokerError(
@@ -98,7 +104,6 @@ export class Migrations extends BrokerPart {
       );
     if (d.state !== 'in-use' && d.state !== 'ready')
       throw new BrokerError('DESKTOP_BUSY', `the desktop is ${d.state}; it cannot move now`, 409);
-    const from = provider.hostOf?.(handle) ?? d.host ?? this.opts.hostName;
     if (from === to)
       throw new BrokerError('SAME_HOST', `the desktop already runs on host ${to}`, 409);
     const before = d.state;

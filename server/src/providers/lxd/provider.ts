@@ -74,6 +74,8 @@ interface InstanceBody {
   stateful: boolean;
   description: string;
 }
+/** A moved container's body, as GET returns it: the keys may be absent. */
+type SourceBody = InstanceBody & { config: Record<string, string | undefined> };
 const DEFAULT_READY_TIMEOUT_MS = 180_000;
 const PROBE_TIMEOUT_MS = 5_000;
 const RETRY_MS = 250;
@@ -511,9 +513,8 @@ export class LxdProvider implements Provider {
       throw new ProviderError('LXD_HOST_OFFLINE', `member ${to} is ${target.detail}`);
     if (to === src.member)
       throw new ProviderError('LXD_SAME_HOST', `the desktop already runs on ${to}`);
-    const desktopId = (await this.client.get<InstanceBody>(this.instancePath(src.name))).config[
-      'user.vdi.desktop'
-    ];
+    const source = await this.client.get<SourceBody>(this.instancePath(src.name));
+    const desktopId = source.config['user.vdi.desktop'];
     if (desktopId === undefined)
       throw new ProviderError('LXD_BAD_HANDLE', `${src.name} is not a desktop's container`);
     const plan = lxdVmMove(
@@ -521,9 +522,9 @@ export class LxdProvider implements Provider {
         client: this.client,
         // one at a time: LXD 5.0 starting two new containers with isolated id maps on a
         // member at once failed here now and then ("newuidmap failed to write mapping")
-        startDestination: (from, name, member) =>
+        startDestination: (name, member) =>
           this.oneAtATime(async () => {
-            await this.createDestination(from, name, member);
+            await this.createDestination(source, name, member);
             await this.start(name);
           }),
         remove: (name, l) => this.remove(name, l),
@@ -550,10 +551,7 @@ export class LxdProvider implements Provider {
    * The destination of a move: a container from the same image with the source's config and
    * devices (its own proxy device where it runs on this host), waiting for the VM's state.
    */
-  private async createDestination(src: LxdHandle, name: string, member: string): Promise<void> {
-    const inst = await this.client.get<
-      InstanceBody & { config: Record<string, string | undefined> }
-    >(this.instancePath(src.name));
+  private async createDestination(inst: SourceBody, name: string, member: string): Promise<void> {
     const config: Record<string, string> = {};
     for (const [k, v] of Object.entries(inst.config)) {
       // volatile keys are the instance's own state, image keys come with the image
@@ -566,7 +564,7 @@ export class LxdProvider implements Provider {
     if (this.isLocal(member)) devices.rfb = this.proxyDevice(name);
     const image = inst.config['image.alias'] ?? inst.config['volatile.base_image'];
     if (image === undefined)
-      throw new ProviderError('LXD_BAD_HANDLE', `${src.name} does not say which image it is from`);
+      throw new ProviderError('LXD_BAD_HANDLE', `${name}'s source does not say its image`);
     await fs.rm(this.proxyPath(name), { force: true });
     await this.client.run('POST', `/1.0/instances?target=${encodeURIComponent(member)}`, {
       name,

@@ -43,7 +43,7 @@ const DESTINATION_READY_MS = 60_000;
 export interface LxdVmHost {
   client: LxdClient;
   /** create and start the destination container on `member`, from the source's config */
-  startDestination(src: LxdHandle, name: string, member: string): Promise<void>;
+  startDestination(name: string, member: string): Promise<void>;
   remove(name: string, log: Logger): Promise<void>;
   /** once the move stands: the destination no longer starts waiting for a move */
   settle(name: string): Promise<void>;
@@ -112,7 +112,7 @@ export function lxdVmMove(
     sourceQmp: () => qmpOf(client, src.name),
     async startDestination() {
       created = true;
-      await host.startDestination(src, dest.name, dest.member);
+      await host.startDestination(dest.name, dest.member);
       // QEMU's QMP socket appears a moment after the container starts
       const deadline = Date.now() + DESTINATION_READY_MS;
       for (;;) {
