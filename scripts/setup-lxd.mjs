@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ensurePackages, root, run } from './setup.mjs';
 
-export const LXD_PACKAGES = ['lxd', 'debootstrap'];
+export const LXD_PACKAGES = ['lxd', 'debootstrap', 'gcc', 'libc6-dev']; // cc: the image's postcopy helper
 const SOCKET = '/var/lib/lxd/unix.socket';
 const STORAGE_DRIVER = process.env.LXD_STORAGE_DRIVER ?? 'dir';
 const IMAGE = process.env.LXD_IMAGE_TAR ?? '/var/cache/vdi-lxd/vdi-desktop.tar';

@@ -17,13 +17,16 @@
 # `desk` boots the golden image mounted read-only at /vdi/golden.qcow2 (and /vdi/vmlinuz,
 # /vdi/initrd.img when set) through a qcow2 overlay in the container's own disk, serves
 # its display as RFB on the same socket and QMP on /run/vdi/qmp.sock. VDI_INCOMING=1
-# starts it waiting for a live migration (-incoming defer).
+# starts it waiting for a live migration (-incoming defer); with VDI_POSTCOPY=1 as well (and
+# /dev/userfaultfd passed in), QEMU starts as root with the postcopy helper preloaded
+# (server/native/uffd-preload.c, built here with the host's cc) and drops to desk itself.
 # Runs as root (debootstrap). The Debian mirror is the host's own (its apt sources), or MIRROR.
 set -eu
 
 OUT=${1:?usage: build-image.sh OUT.tar [--import]}
 SUITE=${SUITE:-bookworm}
 ALIAS=${ALIAS:-vdi-desktop}
+HERE=$(cd "$(dirname "$0")" && pwd)
 PACKAGES=tigervnc-standalone-server,openbox,xterm,socat,tini,x11-utils,xdotool,fonts-dejavu-core,x11-xserver-utils,procps,qemu-system-x86,qemu-utils
 
 if [ -z "${MIRROR:-}" ]; then
@@ -46,6 +49,10 @@ debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" >
 }
 
 chroot "$ROOT" useradd --uid 1000 --create-home --shell /bin/sh desk
+# postcopy's userfaultfd helper for VM desktops (the host's Debian release is the image's)
+mkdir -p "$ROOT/usr/local/lib/vdi"
+cc -shared -fPIC -O2 -o "$ROOT/usr/local/lib/vdi/uffd-preload.so" \
+  "$HERE/../../server/native/uffd-preload.c" -ldl
 mkdir -p "$ROOT/usr/local/sbin"
 cat >"$ROOT/usr/local/sbin/vdi-desktop" <<'DESKTOP'
 #!/bin/sh
@@ -65,13 +72,23 @@ if [ "${VDI_ROLE:-}" = vm ]; then
     -machine q35,accel=tcg -m "${VDI_VM_MEMORY:-256}" -smp "${VDI_VM_CPUS:-1}" -vga std \
     -drive "file=$DISK,format=qcow2,if=virtio,id=disk0,cache=writeback,discard=unmap" \
     -nic none -display none -vnc unix:/run/vdi/rfb.sock \
-    -qmp unix:/run/vdi/qmp.sock,server=on,wait=off -no-shutdown \
-    -sandbox on,obsolete=deny,spawn=deny,resourcecontrol=deny,elevateprivileges=deny
+    -qmp unix:/run/vdi/qmp.sock,server=on,wait=off -no-shutdown
   [ -f /vdi/vmlinuz ] && set -- "$@" -kernel /vdi/vmlinuz
   [ -f /vdi/initrd.img ] && set -- "$@" -initrd /vdi/initrd.img
   [ -n "${VDI_VM_APPEND:-}" ] && set -- "$@" -append "$VDI_VM_APPEND"
   [ "${VDI_INCOMING:-}" = 1 ] && set -- "$@" -incoming defer
-  exec setpriv --reuid=desk --regid=desk --init-groups --reset-env "$@"
+  SANDBOX=on,obsolete=deny,spawn=deny,resourcecontrol=deny
+  if [ "${VDI_INCOMING:-}" = 1 ] && [ "${VDI_POSTCOPY:-}" = 1 ] && [ -c /dev/userfaultfd ]; then
+    # a postcopy destination: the helper opens /dev/userfaultfd while QEMU is still root,
+    # then QEMU drops to desk (-runas; the filter must let it call setuid once). Its QMP and
+    # RFB sockets, made while root, must let desk connect: no umask (their directory is
+    # desk's own, 0700).
+    umask 0
+    exec env -i PATH=/usr/bin:/bin LD_PRELOAD=/usr/local/lib/vdi/uffd-preload.so \
+      "$@" -runas desk -sandbox "$SANDBOX"
+  fi
+  exec setpriv --reuid=desk --regid=desk --init-groups --reset-env "$@" \
+    -sandbox "$SANDBOX,elevateprivileges=deny"
 fi
 GEOMETRY=${VDI_GEOMETRY:-1280x800}
 setpriv --reuid=desk --regid=desk --init-groups --reset-env env HOME=/home/desk \

@@ -350,5 +350,6 @@ async function attachRedisAdapter(gateway: Gateway, url: string, log: Logger): P
   sub.on('error', (err: unknown) => log.error({ err }, 'redis error'));
   await Promise.all([pub.connect(), sub.connect()]);
   gateway.io.adapter(createAdapter(pub, sub));
+  gateway.joinedCluster();
   log.info('Socket.IO Redis adapter enabled');
 }

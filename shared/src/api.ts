@@ -327,6 +327,8 @@ export const MoveResult = z.object({
   setupMs: z.number(),
   mirrorMs: z.number(),
   migrateMs: z.number(),
+  /** of migrateMs, the destination running while pulling the pages left (postcopy); 0 without */
+  postcopyMs: z.number(),
   ramBytes: z.number(),
 });
 export type MoveResult = z.infer<typeof MoveResult>;

@@ -13,7 +13,7 @@ import type { Clock } from '../clock.js';
 import { metrics } from '../metrics.js';
 import type { Db } from '../store/db.js';
 import type { DesktopRow, PoolRow, SessionRow } from '../store/schema.js';
-import type { Provider } from '../providers/types.js';
+import type { DesktopHandle, Provider } from '../providers/types.js';
 import type { RfbEndpoint } from '../rfb/endpoint.js';
 import type { Actor } from './actor.js';
 import { Assignment } from './assignment.js';
@@ -287,6 +287,15 @@ export class Broker extends EventEmitter<BrokerEvents> {
   /** The gateway's streams keep viewers attached across a move (set once it is built). */
   setDesktopLinks(links: DesktopLinks): void {
     this.migrations.setLinks(links);
+  }
+
+  /**
+   * Where a desktop of provider `kind` with this handle answers RFB, as seen from this node
+   * (a move's destination, told by the node that moves it). PROVIDER_UNAVAILABLE when this
+   * node lacks the provider; the provider's own error when the handle is not one of its own.
+   */
+  endpointOf(kind: string, handle: DesktopHandle): RfbEndpoint {
+    return this.migrations.provider(kind).endpoint(handle);
   }
 
   /** the hosts desktops may move to */

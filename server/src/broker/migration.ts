@@ -1,5 +1,5 @@
 import type { MoveResult, DrainResult } from '@vdi/shared';
-import type { RfbEndpoint } from '../rfb/endpoint.js';
+import { ProviderError, type MoveDestination } from '../providers/types.js';
 import type { LinkMove } from '../stream/stream-manager.js';
 import { jsonColumn, parseObject } from '../store/rows.js';
 import type { Actor } from './actor.js';
@@ -8,9 +8,16 @@ import type { Desktops } from './desktops.js';
 import { BrokerError } from './errors.js';
 import type { BrokerQueries, RunningDesktop } from './queries.js';
 
-/** What keeps a desktop's viewers attached across a move: the gateway's stream manager. */
+/**
+ * What keeps a desktop's viewers attached across a move: the gateway's streams, on this node
+ * and on the others (they find the destination's endpoint from its handle and provider kind).
+ */
 export interface DesktopLinks {
-  prepareMove(desktopId: string, endpoint: RfbEndpoint): Promise<LinkMove | undefined>;
+  prepareMove(
+    desktopId: string,
+    destination: MoveDestination,
+    provider: string,
+  ): Promise<LinkMove | undefined>;
 }
 
 export interface MigrationOptions {
@@ -121,8 +128,8 @@ export class Migrations extends BrokerPart {
         { destinationHost: to, template: pool.template },
         log,
         {
-          destinationReady: async (endpoint) => {
-            link = await this.links?.prepareMove(desktopId, endpoint);
+          destinationReady: async (destination) => {
+            link = await this.links?.prepareMove(desktopId, destination, pool.provider);
           },
           holdInput: async () => {
             await link?.holdInput();
@@ -155,9 +162,13 @@ export class Migrations extends BrokerPart {
         .where('id', '=', desktopId)
         .execute();
       await this.record(actor, 'desktop.move.failed', desktopId, { from, to, error: why });
+      // postcopy failing after the switch is the one failure that leaves nothing running
+      const lost = err instanceof ProviderError && err.code === 'QEMU_MOVE_LOST';
       throw new BrokerError(
         'MOVE_FAILED',
-        `the desktop could not be moved to ${to} and still runs on ${from}: ${why}`,
+        lost
+          ? `the desktop was lost moving to ${to} (its source on ${from} is paused; reset it): ${why}`
+          : `the desktop could not be moved to ${to} and still runs on ${from}: ${why}`,
         502,
       );
     }

@@ -99,11 +99,12 @@ export class Reconciler extends BrokerPart {
       }
       if (d.state === 'migrating' && handle) {
         // the server stopped mid-move: the VM stays at the source (the destination, which
-        // no record names, is swept below); a source the move left paused runs again
-        if (health.state === 'paused' && /migrat/.test(health.reason))
-          await provider
-            .powerAction?.(handle, 'cont')
-            .catch((err: unknown) => log.error({ err }, 'could not resume the source'));
+        // no record names, is swept below); what the VM still does of the move by itself
+        // (QEMU carries on without the server) is cancelled and it runs again
+        await provider
+          .abandonMove?.(handle)
+          .then((done) => log.info({ done }, 'reconcile: the interrupted move was undone'))
+          .catch((err: unknown) => log.error({ err }, 'could not undo the interrupted move'));
         const live = await this.db
           .selectFrom('sessions')
           .select('id')

@@ -18,6 +18,7 @@ import { Attachments } from './attachments.js';
 import { AudioRelay } from './audio-relay.js';
 import { MicRelay } from './mic-relay.js';
 import { ClipboardOut } from './clipboard-out.js';
+import { NodeMoves } from './node-moves.js';
 import { relayBrokerEvents, streamHooks } from './desktop-events.js';
 import { authenticate, originAllowed } from './handshake.js';
 import { listenForInput } from './input.js';
@@ -182,11 +183,23 @@ export class Gateway {
       opts.presenceSweepMs ?? 5000,
     );
     this.presenceTimer.unref();
-    // a desktop's move to another host keeps its viewers on this node attached (decision 12)
-    broker.setDesktopLinks(this.streams);
+    // a desktop's move to another host keeps its viewers on every node attached (decision 12)
+    this.moves = new NodeMoves(
+      this.io,
+      this.streams,
+      (provider, handle) => broker.endpointOf(provider, handle),
+      log,
+    );
+    broker.setDesktopLinks(this.moves);
   }
 
   private readonly presenceTimer: NodeJS.Timeout;
+  private readonly moves: NodeMoves;
+
+  /** A cluster adapter carries events between nodes now: moves are told to the others. */
+  joinedCluster(): void {
+    this.moves.tellPeers();
+  }
   /** active sessions no node viewed at the last sweep */
   private unviewed = new Set<string>();
 

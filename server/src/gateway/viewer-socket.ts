@@ -2,6 +2,7 @@ import type { Server, Socket } from 'socket.io';
 import type { ClientToServerEvents, ServerToClientEvents, VideoCodecFamily } from '@vdi/shared';
 import type { AuthedUser } from '../auth/index.js';
 import type { TokenBucket } from './input-budget.js';
+import type { NodeMoveEvents } from './node-moves.js';
 
 /** What travels with a socket. Plain data only: the Redis adapter serialises it across nodes. */
 export interface SocketData {
@@ -19,14 +20,14 @@ export interface SocketData {
 export type VdiServer = Server<
   ClientToServerEvents,
   ServerToClientEvents,
-  Record<string, never>,
+  NodeMoveEvents,
   SocketData
 >;
 
 export type VdiSocket = Socket<
   ClientToServerEvents,
   ServerToClientEvents,
-  Record<string, never>,
+  NodeMoveEvents,
   SocketData
 >;
 

@@ -85,6 +85,11 @@ export interface Provider {
     handle: DesktopHandle,
     action: 'reset' | 'powerdown' | 'stop' | 'cont',
   ): Promise<void>;
+  /**
+   * The server stopped during a move of this desktop, which runs at its source: cancel what
+   * the VM still does of the move by itself and let it run. Resolves with what was done.
+   */
+  abandonMove?(handle: DesktopHandle): Promise<string[]>;
   snapshot?(handle: DesktopHandle, name: string): Promise<void>;
   restore?(handle: DesktopHandle, name: string): Promise<void>;
   listSnapshots?(handle: DesktopHandle): Promise<string[]>;
@@ -186,10 +191,11 @@ export interface MigrateSpec {
 /** What the provider tells its caller during a move, so that viewers stay attached. */
 export interface MigrationHooks {
   /**
-   * The destination runs (waiting for the state) and its display answers at `endpoint`:
-   * open a second link to it now. Rejecting fails the move.
+   * The destination runs (waiting for the state) and its display answers at its endpoint:
+   * open a second link to it now (gateway nodes elsewhere find it from the handle). Rejecting
+   * fails the move.
    */
-  destinationReady?(endpoint: RfbEndpoint): Promise<void>;
+  destinationReady?(destination: MoveDestination): Promise<void>;
   /**
    * The source may stop any moment from now on: hold input (a stopped VM drops it) until
    * the move ends. Resolves once input sent so far has reached the source.
@@ -200,6 +206,12 @@ export interface MigrationHooks {
    * Called before the source is cleaned up; a rejection is logged, the move stands.
    */
   switchedOver?(): Promise<void>;
+}
+
+/** A move's destination, once it runs: its display, and its handle should the move stand. */
+export interface MoveDestination {
+  endpoint: RfbEndpoint;
+  handle: DesktopHandle;
 }
 
 export interface MigrationOutcome {
@@ -219,6 +231,8 @@ export interface MigrationStats {
   mirrorMs: number;
   /** RAM and device state streamed (query-migrate), ms */
   migrateMs: number;
+  /** of migrateMs, the destination running while it pulled the pages left (postcopy), ms; 0 without */
+  postcopyMs: number;
   /** bytes of RAM sent */
   ramBytes: number;
 }

@@ -114,6 +114,23 @@ export class ByteQueue {
     return out;
   }
 
+  /**
+   * Take `n` bytes straight into `dst` at `at`: one copy from the received chunks, none in
+   * between (Raw pixels go from the socket's chunks into the mirror this way).
+   */
+  readInto(dst: Uint8Array, at: number, n: number): void {
+    this.need(n);
+    if (at < 0 || at + n > dst.length) throw new RangeError('ByteQueue: readInto past the target');
+    let written = 0;
+    while (written < n) {
+      const chunk = this.headChunk();
+      const take = Math.min(n - written, chunk.length - this.offset);
+      chunk.copy(dst, at + written, this.offset, this.offset + take);
+      written += take;
+      this.skip(take);
+    }
+  }
+
   /** Drop `n` bytes. */
   skip(n: number): void {
     this.need(n);

@@ -3,6 +3,12 @@
  * recording sink. Pixel data is always 4 bytes per pixel in R, G, B, X order (the client
  * asks the server for that pixel format), rows packed (stride = w * 4). X is undefined.
  */
+/** The bytes of pixel rows as they arrived, read in order into the sink's own memory. */
+export interface RowSource {
+  /** copy the next `bytes` bytes into `dst` at `at` */
+  readInto(dst: Uint8Array, at: number, bytes: number): void;
+}
+
 export interface FramebufferSink {
   /** initial size, and every DesktopSize / ExtendedDesktopSize change */
   resize(width: number, height: number): void;
@@ -11,6 +17,11 @@ export interface FramebufferSink {
    * valid during the call
    */
   putPixels(x: number, y: number, w: number, h: number, pixels: Buffer): void;
+  /**
+   * putPixels without the band in between: the sink takes the rows' bytes itself, in order
+   * (w*4 bytes per row, each exactly once), from `rows`. A sink without it gets putPixels.
+   */
+  putRows?(x: number, y: number, w: number, h: number, rows: RowSource): void;
   /** CopyRect: copy w×h from (srcX, srcY) to (x, y) */
   copyRect(srcX: number, srcY: number, x: number, y: number, w: number, h: number): void;
   /**

@@ -50,7 +50,10 @@ export function analyse(
   return { kind: 'palette', palette, indices };
 }
 
-/** Copy a w×h window out of a framebuffer (RGBX, stride fbWidth*4) into a packed buffer. */
+/**
+ * Copy a w×h window out of a framebuffer (RGBX, stride fbWidth*4) into a packed buffer:
+ * `into` when given (w*h*4 bytes, reused by its owner), else a new one.
+ */
 export function extract(
   fb: Buffer,
   fbWidth: number,
@@ -58,9 +61,15 @@ export function extract(
   y: number,
   w: number,
   h: number,
+  into?: Buffer,
 ): Buffer {
-  if (x === 0 && w === fbWidth) return Buffer.from(fb.subarray(y * w * 4, (y + h) * w * 4)); // whole rows: one copy
-  const out = Buffer.allocUnsafe(w * h * 4);
+  if (into && into.length !== w * h * 4)
+    throw new RangeError(`${into.length} bytes for a ${w}x${h} window`);
+  const out = into ?? Buffer.allocUnsafe(w * h * 4);
+  if (x === 0 && w === fbWidth) {
+    fb.copy(out, 0, y * w * 4, (y + h) * w * 4); // whole rows: one copy
+    return out;
+  }
   const rowBytes = w * 4;
   for (let row = 0; row < h; row++) {
     const src = ((y + row) * fbWidth + x) * 4;

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { RfbProtocolError } from '../rfb/errors.js';
-import type { FramebufferSink } from '../rfb/types.js';
+import type { FramebufferSink, RowSource } from '../rfb/types.js';
 import type { Rect } from './dirty-grid.js';
 import { Viewer, type MirrorView, type ViewerOptions } from './viewer.js';
 import { MoveDetector } from './move-detector.js';
@@ -65,6 +65,8 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   height = 0;
   fb: Buffer = Buffer.alloc(0);
   private readonly heat: HeatMap;
+  /** the rows of a rect told so far, whose heat is not yet told (see heatBand) */
+  private band: Rect | undefined;
   private readonly cursorEncoder: CursorEncoder;
   private readonly attached = new Set<Viewer>();
   private link: RfbLink | undefined;
@@ -298,6 +300,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     const w = Math.min(width, oldW);
     for (let y = 0; y < Math.min(height, oldH); y++)
       old.copy(this.fb, y * width * 4, y * oldW * 4, y * oldW * 4 + w * 4);
+    this.band = undefined; // of the old size
     this.heat.resize(width, height);
     if (this.moves) this.detectMoves(true);
     for (const v of this.attached) v.resized();
@@ -319,21 +322,49 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   }
 
   putPixels(x: number, y: number, w: number, h: number, pixels: Buffer): void {
+    let read = 0;
+    this.putRows(x, y, w, h, {
+      readInto: (dst, at, bytes) => {
+        pixels.copy(dst, at, read, read + bytes);
+        read += bytes;
+      },
+    });
+  }
+
+  putRows(x: number, y: number, w: number, h: number, rows: RowSource): void {
     this.applyResize();
     const rowBytes = w * 4;
-    for (let row = 0; row < h; row++) {
-      pixels.copy(
-        this.fb,
-        ((y + row) * this.width + x) * 4,
-        row * rowBytes,
-        row * rowBytes + rowBytes,
-      );
-    }
+    if (x === 0 && w === this.width) rows.readInto(this.fb, y * rowBytes, h * rowBytes);
+    else
+      for (let row = 0; row < h; row++)
+        rows.readInto(this.fb, ((y + row) * this.width + x) * 4, rowBytes);
+    this.heatBand(x, y, w, h);
     if (this.moves) {
       // held back until the update ends: some of it may turn out to be moved content
-      this.heat.touch({ x, y, w, h });
       this.moves.pending.push({ x, y, w, h });
-    } else this.touched({ x, y, w, h });
+    } else for (const v of this.attached) v.damage({ x, y, w, h });
+  }
+
+  /**
+   * A rect's rows arrive in bands (as the socket delivers them): its heat is told once, for
+   * the whole rect, not once per band, so a cell under two bands changed once (the rate is
+   * of updates, not of bands) and a full-screen picture costs one pass over the cells.
+   */
+  private heatBand(x: number, y: number, w: number, h: number): void {
+    const b = this.band;
+    if (b !== undefined && b.x === x && b.w === w && b.y + b.h === y) {
+      b.h += h;
+      return;
+    }
+    this.flushHeat();
+    this.band = { x, y, w, h };
+  }
+
+  private flushHeat(): void {
+    const b = this.band;
+    if (b === undefined) return;
+    this.band = undefined;
+    this.heat.touch(b);
   }
 
   /**
@@ -365,24 +396,21 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     this.flushMoves(); // pixels before this copy belong before it
     const rowBytes = w * 4;
     const stride = this.width * 4;
-    // overlapping moves: walk rows away from the destination so no source row is clobbered first
-    if (y > srcY) {
+    const fb = this.fb;
+    if (x === 0 && srcX === 0 && w === this.width) {
+      // whole rows (a full-width scroll): one block, and copyWithin is a memmove
+      fb.copyWithin(y * stride, srcY * stride, (srcY + h) * stride);
+    } else if (y > srcY) {
+      // overlapping moves: walk rows away from the destination so no source row is clobbered
+      // first (copyWithin moves within the buffer without a view per row, as copy() makes)
       for (let row = h - 1; row >= 0; row--) {
-        this.fb.copy(
-          this.fb,
-          (y + row) * stride + x * 4,
-          (srcY + row) * stride + srcX * 4,
-          (srcY + row) * stride + srcX * 4 + rowBytes,
-        );
+        const from = (srcY + row) * stride + srcX * 4;
+        fb.copyWithin((y + row) * stride + x * 4, from, from + rowBytes);
       }
     } else {
       for (let row = 0; row < h; row++) {
-        this.fb.copy(
-          this.fb,
-          (y + row) * stride + x * 4,
-          (srcY + row) * stride + srcX * 4,
-          (srcY + row) * stride + srcX * 4 + rowBytes,
-        );
+        const from = (srcY + row) * stride + srcX * 4;
+        fb.copyWithin((y + row) * stride + x * 4, from, from + rowBytes);
       }
     }
     // moved content is not "changing": it stays lossless unless it changes in place
@@ -394,6 +422,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   }
 
   updateEnd(): void {
+    this.flushHeat();
     this.flushMoves();
     this.updates++;
     if (this.updates === 1) this.resolveFirst();
@@ -413,19 +442,23 @@ export class DesktopStream implements FramebufferSink, MirrorView {
   // ---- MirrorView (read by viewers) ----
 
   private touched(r: Rect): void {
+    this.flushHeat();
     this.heat.touch(r);
     for (const v of this.attached) v.damage(r);
   }
 
   isHot(r: Rect): boolean {
+    this.flushHeat();
     return this.heat.isHot(r);
   }
 
   quietFor(r: Rect, now: number): number {
+    this.flushHeat();
     return this.heat.quietFor(r, now);
   }
 
   hotCells(): HotCells {
+    this.flushHeat();
     return this.heat.hotCells();
   }
 

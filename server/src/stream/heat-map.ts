@@ -41,11 +41,18 @@ export class HeatMap {
   touch(r: Rect): void {
     const now = this.clock.now();
     const { c0, c1, r0, r1 } = cellSpan(r);
+    // the cells of a region in motion changed together last time too: one decay for all
+    let lastDt = -1;
+    let decay = 1;
     for (let row = r0; row < r1; row++) {
       for (let c = c0; c < c1; c++) {
         const i = row * this.cols + c;
         const dt = now - this.lastChange[i]!;
-        this.rate[i] = this.rate[i]! * Math.pow(0.5, dt / RATE_HALF_LIFE_MS) + 1;
+        if (dt !== lastDt) {
+          lastDt = dt;
+          decay = Math.pow(0.5, dt / RATE_HALF_LIFE_MS);
+        }
+        this.rate[i] = this.rate[i]! * decay + 1;
         this.lastChange[i] = now;
       }
     }

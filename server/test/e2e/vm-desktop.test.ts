@@ -15,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { QemuHandle } from '../../src/providers/qemu/handle.js';
 import type { PpmImage } from '../helpers/qemu-console.js';
+import { canvasImage, cells, PROMPT_CELLS } from '../helpers/vm-viewer.js';
 import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { alive } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
@@ -38,21 +39,6 @@ type ViewerWindow = Window & {
 /** a TCG boot takes 4–7 s here */
 const BOOT_TIMEOUT_MS = 60_000;
 const UI_MS = 15_000;
-/** "vdi-guest:/# " */
-const PROMPT_CELLS = 13;
-
-/** The canvas as RGB, the layout of a screendump. */
-async function canvasImage(page: Page): Promise<PpmImage> {
-  const { width, height, b64 } = await page.evaluate(() => {
-    const c = document.querySelector<HTMLCanvasElement>('#screen')!;
-    const data = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-    let bin = '';
-    for (let i = 0; i < data.length; i += 4)
-      bin += String.fromCharCode(data[i]!, data[i + 1]!, data[i + 2]!);
-    return { width: c.width, height: c.height, b64: btoa(bin) };
-  });
-  return { width, height, rgb: Buffer.from(b64, 'base64') };
-}
 
 /** The lowest text row holding only a prompt: where the shell waits; -1 when none. */
 function promptRow(img: PpmImage): number {
@@ -61,16 +47,6 @@ function promptRow(img: PpmImage): number {
       return row;
   }
   return -1;
-}
-
-/** Pixels of one block of text cells, for comparing glyphs. */
-function cells(img: PpmImage, col0: number, row: number, cols: number): Buffer {
-  const parts: Buffer[] = [];
-  for (let y = row * CELL_H; y < (row + 1) * CELL_H; y++) {
-    const start = (y * img.width + col0 * CELL_W) * 3;
-    parts.push(img.rgb.subarray(start, start + cols * CELL_W * 3));
-  }
-  return Buffer.concat(parts);
 }
 
 /** Bounding box of the pixels that differ between two images of the same size. */

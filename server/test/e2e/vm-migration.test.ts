@@ -18,9 +18,26 @@ import type Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { QemuHandle } from '../../src/providers/qemu/handle.js';
+import { qmpExecute } from '../../src/providers/qemu/qmp-client.js';
 import type { PpmImage } from '../helpers/qemu-console.js';
-import { launchChromium, openDesktop } from '../helpers/browser.js';
-import { alive } from '../helpers/desktops.js';
+import { openDesktop, signIn } from '../helpers/browser.js';
+import {
+  canvasImage,
+  echoShows as echoOn,
+  framesPainted,
+  longestGap,
+  PROMPT_CELLS,
+  promptRow,
+  trackFrames,
+  typeLine as typeLineOn,
+  typeText as typeTextOn,
+  viewerConnected,
+  viewerStates,
+  watchViewer,
+  viewerBrowser,
+  type ViewerWindow,
+} from '../helpers/vm-viewer.js';
+import { alive, killMovedVms, pidInFile } from '../helpers/desktops.js';
 import { ServerProcess, freePort, readStore } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
 import {
@@ -28,55 +45,15 @@ import {
   buildGuest,
   CELL_H,
   CELL_W,
-  litPixels,
   readGuestFile,
   screen,
   type GuestTemplate,
 } from '../helpers/guest.js';
 
-type ViewerWindow = Window & {
-  __vdiViewer?: { framesDrawn: number; width: number; height: number; desktopId: string };
-  __states?: string[];
-  __frames?: { last: number; maxGap: number; track: boolean; drawn: number };
-};
-
 const BOOT_TIMEOUT_MS = 90_000;
 const UI_MS = 20_000;
 /** how soon the canvas must match the VM's screen exactly once the screen is still, ms */
 const EXACT_MS = 1_500;
-/** "vdi-guest:/# " */
-const PROMPT_CELLS = 13;
-const SHIFTED = new Set('~!@#$%^&*()_+{}|:"<>?');
-
-async function canvasImage(page: Page): Promise<PpmImage> {
-  const { width, height, b64 } = await page.evaluate(() => {
-    const c = document.querySelector<HTMLCanvasElement>('#screen')!;
-    const data = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-    let bin = '';
-    for (let i = 0; i < data.length; i += 4)
-      bin += String.fromCharCode(data[i]!, data[i + 1]!, data[i + 2]!);
-    return { width: c.width, height: c.height, b64: btoa(bin) };
-  });
-  return { width, height, rgb: Buffer.from(b64, 'base64') };
-}
-
-/** The lowest text row holding only a prompt; -1 when none. */
-function promptRow(img: PpmImage): number {
-  for (let row = img.height / CELL_H - 1; row >= 0; row--) {
-    if (litPixels(img, 0, row, 12, 1) > 100 && litPixels(img, 14, row, 80 - 14, 1) === 0)
-      return row;
-  }
-  return -1;
-}
-
-function cells(img: PpmImage, col0: number, row: number, cols: number): Buffer {
-  const parts: Buffer[] = [];
-  for (let y = row * CELL_H; y < (row + 1) * CELL_H; y++) {
-    const start = (y * img.width + col0 * CELL_W) * 3;
-    parts.push(img.rgb.subarray(start, start + cols * CELL_W * 3));
-  }
-  return Buffer.concat(parts);
-}
 
 /** where pixels last differed (for failure messages) */
 let lastDiff = { x0: Infinity, y0: Infinity, x1: -1, y1: -1 };
@@ -114,7 +91,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
   let api: Api;
   let template: GuestTemplate;
   let desktopId = '';
-  let websockets = 0;
+  let sockets = { opened: 0 };
   const pids = new Set<number>();
 
   const db = <T>(fn: (d: Database.Database) => T): T => readStore(dataDir, fn);
@@ -133,7 +110,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     pids.add(h.pid);
     return h;
   };
-  const states = () => page.evaluate(() => (window as ViewerWindow).__states ?? []);
+  const states = () => viewerStates(page);
   const move = (id: string, host: string) =>
     api.post(`/api/admin/desktops/${id}/move`, { host }) as unknown as Promise<{
       status: number;
@@ -141,24 +118,8 @@ describe('live migration of a VM desktop with the browser attached', () => {
       error?: { code: string; message: string };
     }>;
 
-  /**
-   * Types text into the canvas as a user on a US keyboard would: shifted characters with
-   * Shift held (QEMU turns keysyms into scancodes and needs the Shift press).
-   */
-  const typeText = async (text: string, delay = 25) => {
-    await page.locator('#screen').focus();
-    for (const c of text) {
-      const shift = SHIFTED.has(c);
-      if (shift) await page.keyboard.down('Shift');
-      await page.keyboard.press(c);
-      if (shift) await page.keyboard.up('Shift');
-      await new Promise((r) => setTimeout(r, delay));
-    }
-  };
-  const typeLine = async (text: string) => {
-    await typeText(text);
-    await page.keyboard.press('Enter');
-  };
+  const typeText = (text: string, delay?: number) => typeTextOn(page, text, delay);
+  const typeLine = (text: string) => typeLineOn(page, text);
 
   /**
    * the canvas shows the VM's screen exactly, the cursor cell apart, within `ms`; resolves
@@ -185,40 +146,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     return promptAt;
   };
 
-  /** `echo <word>` typed into the canvas: its output row shows the same glyphs */
-  const echoShows = async (h: QemuHandle, word: string) => {
-    // The shell may report the killed counter ("[1]+ Terminated ...") only after the next
-    // command, i.e. below a cleared screen's top: clear again until the prompt is on top.
-    for (let attempt = 1; ; attempt++) {
-      await typeLine('clear');
-      const cleared = await until(
-        async () => promptRow(await screen(h)) === 0,
-        attempt < 3 ? 5_000 : UI_MS,
-        'a cleared screen',
-        200,
-      ).then(
-        () => true,
-        (err: unknown) => {
-          if (attempt >= 3) throw err;
-          return false;
-        },
-      );
-      if (cleared) break;
-    }
-    await typeLine(`echo ${word}`);
-    await until(
-      async () => {
-        const c = await canvasImage(page);
-        return (
-          litPixels(c, 0, 1, word.length, 1) > 0 &&
-          cells(c, 0, 1, word.length).equals(cells(c, PROMPT_CELLS + 5, 0, word.length))
-        );
-      },
-      UI_MS,
-      `the output of echo ${word} on the canvas`,
-      200,
-    );
-  };
+  const echoShows = (h: QemuHandle, word: string) => echoOn(page, h, word);
 
   beforeAll(async () => {
     template = await buildGuest();
@@ -236,8 +164,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     });
     await server.start();
     api = await new Api(server.url).login(ADMIN.username, ADMIN.password);
-    const me = (await api.get('/api/auth/me')).body as { id: string };
-    const pool = await api.post('/api/admin/pools', {
+    await api.entitledPool({
       name: 'Moving VM',
       provider: 'qemu',
       assignment: 'floating',
@@ -245,17 +172,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
       spares: 1,
       template,
     });
-    expect(pool.status, JSON.stringify(pool.body)).toBe(201);
-    const poolId = (pool.body as { id: string }).id;
-    const ent = await api.post('/api/admin/entitlements', {
-      poolId,
-      principalType: 'user',
-      principalId: me.id,
-    });
-    expect(ent.status).toBe(201);
-    browser = await launchChromium();
-    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    page.on('websocket', () => websockets++);
+    ({ browser, page, sockets } = await viewerBrowser());
   }, 240_000);
 
   afterEach((ctx) => {
@@ -267,74 +184,28 @@ describe('live migration of a VM desktop with the browser attached', () => {
     await server?.stop();
     for (const pid of pids) if (alive(pid)) process.kill(-pid, 'SIGKILL');
     // destinations of failed or interrupted moves
-    for (const d of fs.readdirSync(path.join(runDir, 'qemu'), { withFileTypes: true })) {
-      if (!d.isDirectory()) continue;
-      for (const f of fs.readdirSync(path.join(runDir, 'qemu', d.name))) {
-        if (!f.endsWith('.pid')) continue;
-        const pid = Number(fs.readFileSync(path.join(runDir, 'qemu', d.name, f), 'utf8'));
-        if (pid > 0 && alive(pid)) process.kill(-pid, 'SIGKILL');
-      }
-    }
+    killMovedVms(runDir);
     fs.rmSync(dataDir, { recursive: true, force: true });
     fs.rmSync(runDir, { recursive: true, force: true });
   });
 
   it('moves the VM to another host while the user types; no reconnect, no key lost', async () => {
-    await page.goto(server.url + '/');
-    await page.getByLabel('Username').fill(ADMIN.username);
-    await page.getByLabel('Password').fill(ADMIN.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await signIn(page, server.url + '/', ADMIN);
     await openDesktop(page, page.getByRole('button', { name: 'Connect' }), 60_000);
-    await page.waitForFunction(
-      () =>
-        document.body.dataset.viewer === 'connected' &&
-        ((window as ViewerWindow).__vdiViewer?.framesDrawn ?? 0) > 0,
-      null,
-      { timeout: 60_000 },
-    );
+    await viewerConnected(page);
     desktopId = await page.evaluate(() => (window as ViewerWindow).__vdiViewer!.desktopId);
     const src = handleOf(desktopId);
     expect(row(desktopId).host).toBe('h1');
     await until(() => atPrompt(src), BOOT_TIMEOUT_MS, "the guest's prompt", 250);
-    await page.evaluate(() => {
-      const w = window as ViewerWindow;
-      w.__states = [document.body.dataset.viewer ?? ''];
-      new MutationObserver(() => {
-        const s = document.body.dataset.viewer ?? '';
-        if (w.__states!.at(-1) !== s) w.__states!.push(s);
-      }).observe(document.body, { attributes: true, attributeFilter: ['data-viewer'] });
-      // the longest time between two painted frames while tracking
-      const f = { last: performance.now(), maxGap: 0, track: false, drawn: 0 };
-      w.__frames = f;
-      const tick = () => {
-        const drawn = w.__vdiViewer?.framesDrawn ?? 0;
-        const now = performance.now();
-        if (drawn !== f.drawn) {
-          if (f.track) f.maxGap = Math.max(f.maxGap, now - f.last);
-          f.last = now;
-          f.drawn = drawn;
-        }
-        requestAnimationFrame(tick);
-      };
-      requestAnimationFrame(tick);
-    });
-    const socketsBefore = websockets;
+    await watchViewer(page);
+    const socketsBefore = sockets.opened;
     expect(socketsBefore).toBeGreaterThan(0);
 
     // a counter printing in the guest's console, in the background: the screen changes
     // five times a second and the shell still reads what is typed
     await typeLine('(i=0; while :; do i=$((i+1)); echo n$i; sleep 0.2; done) &');
-    await until(
-      async () => (await page.evaluate(() => (window as ViewerWindow).__frames!.drawn)) > 20,
-      UI_MS,
-      'the counter painting frames',
-    );
-    await page.evaluate(() => {
-      const f = (window as ViewerWindow).__frames!;
-      f.track = true;
-      f.maxGap = 0;
-      f.last = performance.now();
-    });
+    await until(async () => (await framesPainted(page)) > 20, UI_MS, 'the counter painting frames');
+    await trackFrames(page);
 
     // the move, and a command typed across it (its keys land before, during and after)
     const t0 = Date.now();
@@ -359,18 +230,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     expect(moved.status, JSON.stringify(moved.body)).toBe(200);
     expect(moved.body).toMatchObject({ desktopId, from: 'h1', to: 'h2' });
     // frames after the switch count too
-    await until(
-      async () =>
-        (await page.evaluate(() => performance.now() - (window as ViewerWindow).__frames!.last)) <
-        500,
-      UI_MS,
-      'frames after the move',
-    );
-    const maxGap = await page.evaluate(() => {
-      const f = (window as ViewerWindow).__frames!;
-      f.track = false;
-      return Math.round(f.maxGap);
-    });
+    const maxGap = await longestGap(page);
 
     const dest = handleOf(desktopId);
     expect(dest.host).toBe('h2');
@@ -401,7 +261,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     expect(Math.abs(skew)).toBeLessThan(5);
 
     // the same socket all along: no new WebSocket, never "reconnecting"
-    expect(websockets).toBe(socketsBefore);
+    expect(sockets.opened).toBe(socketsBefore);
     expect(await states()).not.toContain('reconnecting');
     expect(await states()).not.toContain('desktop-lost');
     expect(await page.locator('.viewer-overlay').isVisible()).toBe(false);
@@ -431,21 +291,13 @@ describe('live migration of a VM desktop with the browser attached', () => {
 
   it('a destination killed mid-way: the VM keeps running at the source, viewer attached', async () => {
     const before = handleOf(desktopId);
-    const socketsBefore = websockets;
+    const socketsBefore = sockets.opened;
     const pidFile = path.join(runDir, 'qemu', '@h3', `${desktopId}.pid`);
     const stateSocket = path.join(runDir, 'qemu-migrate', desktopId, 'state.sock');
     const moving = move(desktopId, 'h3');
     // kill the destination mid-way: once it runs and waits for the VM's state
     const destPid = await until(
-      () => {
-        try {
-          if (!fs.existsSync(stateSocket)) return undefined;
-          const pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
-          return pid > 0 ? pid : undefined;
-        } catch {
-          return undefined;
-        }
-      },
+      () => (fs.existsSync(stateSocket) ? pidInFile(pidFile) : undefined),
       30_000,
       'the destination QEMU',
       5,
@@ -463,7 +315,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     await until(() => !alive(destPid), 10_000, 'the destination to be gone');
     // the viewer never left: same socket, and the VM answers what is typed
     await echoShows(before, `${token}x`);
-    expect(websockets).toBe(socketsBefore);
+    expect(sockets.opened).toBe(socketsBefore);
     expect(await states()).not.toContain('reconnecting');
     console.log(`failed move to h3: ${r.error?.message}`);
   }, 120_000);
@@ -484,7 +336,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     handleOf(spare.id);
     const m = await move(spare.id, 'h2');
     expect(m.status, JSON.stringify(m.body)).toBe(200);
-    const socketsBefore = websockets;
+    const socketsBefore = sockets.opened;
 
     const r = (await api.post('/api/admin/hosts/h2/drain', { to: 'h1' })) as unknown as {
       status: number;
@@ -501,7 +353,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     }
     // the viewed one still shows in the same socket
     await echoShows(handleOf(desktopId), `${token}d`);
-    expect(websockets).toBe(socketsBefore);
+    expect(sockets.opened).toBe(socketsBefore);
     const audit = (await api.get('/api/admin/audit?action=host.drain')).body as Array<{
       target: string;
     }>;
@@ -511,7 +363,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
   }, 240_000);
 
   it("the admin console's Move moves the viewed desktop; the viewer stays", async () => {
-    const socketsBefore = websockets;
+    const socketsBefore = sockets.opened;
     const admin = await page.context().newPage();
     try {
       await admin.goto(`${server.url}/admin/sessions`);
@@ -537,7 +389,7 @@ describe('live migration of a VM desktop with the browser attached', () => {
     const h = handleOf(desktopId);
     expect(h.host).toBe('h3');
     await echoShows(h, `${token}u`);
-    expect(websockets).toBe(socketsBefore);
+    expect(sockets.opened).toBe(socketsBefore);
     expect(await states()).not.toContain('reconnecting');
 
     // logging off a desktop that now runs on h3 (another host this machine serves) stops it
@@ -548,4 +400,69 @@ describe('live migration of a VM desktop with the browser attached', () => {
     expect(off.status, JSON.stringify(off.body)).toBe(204);
     await until(() => !alive(h.pid), UI_MS, 'the moved QEMU to stop at log off');
   }, 120_000);
+
+  it('a server killed mid-move finds the VM at its source at restart, running and movable', async () => {
+    const spare = db(
+      (d) =>
+        d.prepare("select id from desktops where state = 'ready'").get() as
+          { id: string } | undefined,
+    );
+    expect(spare).toBeDefined();
+    const id = spare!.id;
+    const src = handleOf(id);
+    expect(src.host).toBeUndefined();
+    const hostBefore = row(id).host;
+    // a slower RAM copy, so that the server dies while it runs
+    await server.stop();
+    server.env.MIGRATION_MAX_BANDWIDTH_MIBPS = '32';
+    await server.start();
+    api = await new Api(server.url).login(ADMIN.username, ADMIN.password);
+    const moving = move(id, 'h2').catch(() => undefined);
+    const pidFile = path.join(runDir, 'qemu', '@h2', `${id}.pid`);
+    const destPid = await until(() => pidInFile(pidFile), 60_000, 'the destination QEMU', 5);
+    // the memory stream running: the source has connected to the destination's socket
+    const stateSocket = path.join(runDir, 'qemu-migrate', id, 'state.sock');
+    await until(
+      () =>
+        fs
+          .readFileSync('/proc/net/unix', 'utf8')
+          .split('\n')
+          .filter((l) => l.endsWith(` ${stateSocket}`)).length > 1,
+      60_000,
+      'the memory stream',
+      5,
+    );
+    await server.stop('SIGKILL');
+    await moving;
+    // QEMU carries on alone: the copy ends, the source pauses before the switch, and waits
+    const alone = await until(
+      async () => {
+        const m = await qmpExecute<{ status: string }>(src.qmpPath, 'query-migrate');
+        return m.status === 'pre-switchover' ? m.status : undefined;
+      },
+      60_000,
+      'the source to wait before the switch',
+      100,
+    );
+    expect(alone).toBe('pre-switchover');
+    expect(await qmpExecute<{ status: string }>(src.qmpPath, 'query-status')).toMatchObject({
+      status: 'finish-migrate',
+    });
+
+    await server.start();
+    // the desktop is where it was, running, the destination gone, the row saying why
+    await until(() => row(id).state === 'ready', 30_000, 'the desktop reconciled');
+    expect(row(id).host).toBe(hostBefore);
+    expect(row(id).error).toMatch(/interrupted/);
+    expect(handleOf(id).pid).toBe(src.pid);
+    expect(await qmpExecute<{ status: string }>(src.qmpPath, 'query-status')).toMatchObject({
+      status: 'running',
+    });
+    await until(() => !alive(destPid), 10_000, 'the unrecorded destination to be swept');
+    // nothing of the old move is left in QEMU: the next move goes through
+    api = await new Api(server.url).login(ADMIN.username, ADMIN.password);
+    const again = await move(id, 'h2');
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    expect(row(id)).toMatchObject({ state: 'ready', host: 'h2', error: null });
+  }, 240_000);
 });

@@ -28,6 +28,18 @@ export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   });
 }
 
+/** Signs in on the page at `url` through the sign-in form. */
+export async function signIn(
+  page: Page,
+  url: string,
+  user: { username: string; password: string },
+): Promise<void> {
+  await page.goto(url);
+  await page.getByLabel('Username').fill(user.username);
+  await page.getByLabel('Password').fill(user.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
 /**
  * Clicks a desktop card's Connect (or Resume) `button` and waits for the viewer's address.
  * When the viewer does not open, the error says what the page showed (the card's error line)

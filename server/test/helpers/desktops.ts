@@ -160,6 +160,32 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** The pid a pid file names; undefined while the file is missing, empty or not a pid. */
+export function pidInFile(file: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(file, 'utf8').trim());
+    return pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * SIGKILL the QEMU of every pid file under `<runDir>/qemu/@<host>/`: the VMs on the other
+ * hosts of a move test, destinations of moves that failed or were interrupted included.
+ */
+export function killMovedVms(runDir: string): void {
+  const qemuDir = path.join(runDir, 'qemu');
+  if (!fs.existsSync(qemuDir)) return;
+  for (const d of fs.readdirSync(qemuDir, { withFileTypes: true })) {
+    if (!d.isDirectory()) continue;
+    for (const f of fs.readdirSync(path.join(qemuDir, d.name))) {
+      const pid = f.endsWith('.pid') ? pidInFile(path.join(qemuDir, d.name, f)) : undefined;
+      if (pid !== undefined && alive(pid)) process.kill(-pid, 'SIGKILL');
+    }
+  }
+}
+
 /**
  * The provider's handle in a desktop row, as the broker gives it (parsed) or as a test reads it
  * from the table (JSON text); fails the test when the row has none.

@@ -34,6 +34,13 @@ export interface GuestTemplate {
   vcpus: number;
 }
 
+/** The lxd pool template whose desktops are the test guest (QEMU in a container, 256 MiB). */
+export function lxdVmTemplate(g: GuestTemplate): { vm: Record<string, string | number> } {
+  return {
+    vm: { image: g.image, kernel: g.kernel, initrd: g.initrd, append: g.append, memoryMb: 256 },
+  };
+}
+
 /** Builds (or finds cached) the test guest; returns the qemu pool template that boots it. */
 export async function buildGuest(): Promise<GuestTemplate> {
   await run(path.join(repoRoot, 'infra/guest/build-guest.sh'), [GUEST_DIR], { timeout: 180_000 });

@@ -2,7 +2,7 @@
  * Real LXD daemons for the tests: each test file starts its own `lxd` with a private data
  * directory (LXD_DIR), initialises it through the REST API (a `dir` storage pool, no network)
  * and imports the desktop image, which is built once per machine by infra/lxd/build-image.sh
- * and cached under /var/cache/vdi-lxd (keyed by the script's hash). For a cluster, extra
+ * and cached under /var/cache/vdi-lxd (keyed by the hash of its sources). For a cluster, extra
  * daemons listen on 127.0.0.2, 127.0.0.3 and join the first by token.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -16,6 +16,8 @@ import { ExecStream } from '../../src/providers/lxd/exec-stream.js';
 const run = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, '../../..');
 const BUILD_SCRIPT = path.join(repoRoot, 'infra/lxd/build-image.sh');
+/** built into the image too (the postcopy helper) */
+const IMAGE_SOURCES = [BUILD_SCRIPT, path.join(repoRoot, 'server/native/uffd-preload.c')];
 const IMAGE_CACHE = '/var/cache/vdi-lxd';
 export const IMAGE_ALIAS = 'vdi-desktop';
 
@@ -29,10 +31,9 @@ export function lxdUnavailable(): string | undefined {
 
 /** The cached desktop image tarball, built first if the script changed since. */
 export async function desktopImage(): Promise<string> {
-  const hash = createHash('sha256')
-    .update(fs.readFileSync(BUILD_SCRIPT))
-    .digest('hex')
-    .slice(0, 12);
+  const h = createHash('sha256');
+  for (const f of IMAGE_SOURCES) h.update(fs.readFileSync(f));
+  const hash = h.digest('hex').slice(0, 12);
   const tar = path.join(IMAGE_CACHE, `vdi-desktop-${hash}.tar`);
   if (fs.existsSync(tar)) return tar;
   fs.mkdirSync(IMAGE_CACHE, { recursive: true });
@@ -237,4 +238,91 @@ export async function clientCertificate(dir: string): Promise<{ cert: string; ke
     '/CN=vdi-gateway-test',
   ]);
   return { cert: fs.readFileSync(crt, 'utf8'), key: fs.readFileSync(key, 'utf8') };
+}
+
+/** A join token as `lxc cluster add` prints it: base64 of the operation's join facts. */
+function joinToken(meta: Record<string, unknown>): string {
+  return Buffer.from(
+    JSON.stringify({
+      server_name: meta.serverName,
+      fingerprint: meta.fingerprint,
+      addresses: meta.addresses,
+      secret: meta.secret,
+      expires_at: meta.expiresAt,
+    }),
+  ).toString('base64');
+}
+
+export interface TestCluster {
+  m1: TestLxd;
+  m2: TestLxd;
+  /** the gateway's client certificate, which the cluster trusts (PEM, and its files) */
+  cert: { cert: string; key: string; certFile: string; keyFile: string };
+  /** the cluster's certificate (PEM, and its file) */
+  clusterCert: string;
+  clusterCertFile: string;
+  /** HTTPS to the first member with the client certificate */
+  client: LxdClient;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A two-member cluster: daemons under `base`/m1 and /m2 listening on the two addresses, the
+ * second joined by token as `lxd init` does, the desktop image imported, and a client
+ * certificate trusted for the gateway.
+ */
+export async function startCluster(
+  base: string,
+  addresses: [string, string],
+  report: (line: string) => void = () => undefined,
+): Promise<TestCluster> {
+  const image = await desktopImage();
+  fs.mkdirSync(base, { recursive: true });
+  fs.chmodSync(base, 0o711);
+  const m1 = await startLxd(path.join(base, 'm1'), addresses[0]);
+  const m2 = await startLxd(path.join(base, 'm2'), addresses[1]);
+  let t = Date.now();
+  await m1.client.run('POST', '/1.0/storage-pools', { name: 'default', driver: 'dir' });
+  await m1.client.run('PUT', '/1.0/cluster', { server_name: 'm1', enabled: true });
+  report(`bootstrap in ${Date.now() - t} ms`);
+  t = Date.now();
+  // the token's operation runs until the token is used: take its facts, do not wait
+  const { op } = await m1.client.start('POST', '/1.0/cluster/members', { server_name: 'm2' });
+  // the join as `lxd init` does it: it checks the token's fingerprint, then has the
+  // cluster trust the new member's certificate with the token's secret
+  await joinByToken(m2.dir, {
+    serverName: 'm2',
+    serverAddress: addresses[1],
+    token: joinToken(op.metadata ?? {}),
+  });
+  report(`join by token in ${Date.now() - t} ms`);
+  await importImage(m1.client, image);
+  const cert = await clientCertificate(base);
+  await m1.client.run('POST', '/1.0/certificates', {
+    type: 'client',
+    name: 'vdi-gateway',
+    certificate: cert.cert.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, ''),
+  });
+  const clusterCertFile = path.join(m1.dir, 'cluster.crt');
+  const clusterCert = fs.readFileSync(clusterCertFile, 'utf8');
+  const url = `https://${addresses[0]}`;
+  return {
+    m1,
+    m2,
+    cert: {
+      ...cert,
+      certFile: path.join(base, 'client.crt'),
+      keyFile: path.join(base, 'client.key'),
+    },
+    clusterCert,
+    clusterCertFile,
+    client: new LxdClient(httpsConnection(url, cert, clusterCert)),
+    url,
+    stop: async () => {
+      await m2.stop();
+      await m1.stop();
+      fs.rmSync(base, { recursive: true, force: true });
+    },
+  };
 }

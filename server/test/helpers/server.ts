@@ -116,6 +116,24 @@ export class Api {
     return this.call('DELETE', p);
   }
 
+  /**
+   * Creates a pool (the admin API's body) and entitles the signed-in account to it; its id.
+   * Throws with the server's answer when either is refused.
+   */
+  async entitledPool(body: Record<string, unknown>): Promise<string> {
+    const me = (await this.get('/api/auth/me')).body as { id: string };
+    const pool = await this.post('/api/admin/pools', body);
+    if (pool.status !== 201) throw new Error(`pool refused: ${JSON.stringify(pool.body)}`);
+    const poolId = (pool.body as { id: string }).id;
+    const ent = await this.post('/api/admin/entitlements', {
+      poolId,
+      principalType: 'user',
+      principalId: me.id,
+    });
+    if (ent.status !== 201) throw new Error(`entitlement refused: ${JSON.stringify(ent.body)}`);
+    return poolId;
+  }
+
   async login(username: string, password: string): Promise<this> {
     const r = await this.post('/api/auth/login', { username, password });
     if (r.status !== 200)

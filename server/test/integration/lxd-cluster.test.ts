@@ -16,7 +16,8 @@ import { Broker } from '../../src/broker/broker.js';
 import { PoolAdmin } from '../../src/broker/pools.js';
 import { ManualClock } from '../../src/clock.js';
 import { openStore } from '../../src/store/db.js';
-import type { Provider } from '../../src/providers/types.js';
+import type { DesktopHandle, Provider } from '../../src/providers/types.js';
+import { DEFAULT_MIGRATION } from '../../src/providers/qemu/migrate.js';
 import { RfbClient } from '../../src/rfb/client.js';
 import { probeBanner } from '../../src/rfb/probe.js';
 import { LxdClient } from '../../src/providers/lxd/client.js';
@@ -28,6 +29,7 @@ import {
   CELL_H,
   keyEventsFor,
   litPixels,
+  lxdVmTemplate,
   promptShown,
   type GuestTemplate,
 } from '../helpers/guest.js';
@@ -35,11 +37,10 @@ import type { PpmImage } from '../helpers/qemu-console.js';
 import { StreamManager } from '../../src/stream/stream-manager.js';
 import {
   clientCertificate,
-  desktopImage,
-  importImage,
-  joinByToken,
+  execIn,
   lxdUnavailable,
-  startLxd,
+  startCluster,
+  type TestCluster,
   type TestLxd,
 } from '../helpers/lxd.js';
 
@@ -50,19 +51,6 @@ const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 const base = '/var/tmp/vdi-lxd-cluster';
 const M1 = '127.0.0.2:8443';
 const M2 = '127.0.0.3:8443';
-
-/** A join token as `lxc cluster add` prints it: base64 of the operation's join facts. */
-function joinToken(meta: Record<string, unknown>): string {
-  return Buffer.from(
-    JSON.stringify({
-      server_name: meta.serverName,
-      fingerprint: meta.fingerprint,
-      addresses: meta.addresses,
-      secret: meta.secret,
-      expires_at: meta.expiresAt,
-    }),
-  ).toString('base64');
-}
 
 /** Users entitled to a pool, straight in the store. */
 async function entitledUsers(
@@ -108,44 +96,13 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
   let provider: LxdProvider;
   let remote: LxdClient;
 
+  let cluster: TestCluster;
+
   beforeAll(async () => {
-    const image = await desktopImage();
-    fs.mkdirSync(base, { recursive: true });
-    fs.chmodSync(base, 0o711);
-    m1 = await startLxd(path.join(base, 'm1'), M1);
-    m2 = await startLxd(path.join(base, 'm2'), M2);
-
-    let t = Date.now();
-    await m1.client.run('POST', '/1.0/storage-pools', { name: 'default', driver: 'dir' });
-    await m1.client.run('PUT', '/1.0/cluster', { server_name: 'm1', enabled: true });
-    process.stdout.write(`[lxd-cluster] bootstrap in ${Date.now() - t} ms\n`);
-    t = Date.now();
-    // the token's operation runs until the token is used: take its facts, do not wait
-    const { op } = await m1.client.start('POST', '/1.0/cluster/members', { server_name: 'm2' });
-    // the join as `lxd init` does it: it checks the token's fingerprint, then has the
-    // cluster trust the new member's certificate with the token's secret
-    await joinByToken(m2.dir, {
-      serverName: 'm2',
-      serverAddress: M2,
-      token: joinToken(op.metadata ?? {}),
-    });
-    process.stdout.write(`[lxd-cluster] join by token in ${Date.now() - t} ms\n`);
-    await importImage(m1.client, image);
-
-    // the gateway: a client certificate the cluster trusts, HTTPS to the first member only
-    const cert = await clientCertificate(base);
-    await m1.client.run('POST', '/1.0/certificates', {
-      type: 'client',
-      name: 'vdi-gateway',
-      certificate: cert.cert.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, ''),
-    });
-    const clusterCert = fs.readFileSync(path.join(m1.dir, 'cluster.crt'), 'utf8');
-    remote = new LxdClient({
-      kind: 'https',
-      url: `https://${M1}`,
-      ...cert,
-      serverCert: clusterCert,
-    });
+    cluster = await startCluster(base, [M1, M2], (line) =>
+      process.stdout.write(`[lxd-cluster] ${line}\n`),
+    );
+    ({ m1, m2, client: remote } = cluster);
     provider = new LxdProvider({
       client: remote,
       runDir: path.join(base, 'run'),
@@ -155,9 +112,7 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
   }, 900_000);
 
   afterAll(async () => {
-    await m2?.stop();
-    await m1?.stop();
-    fs.rmSync(base, { recursive: true, force: true });
+    await cluster?.stop();
   }, 180_000);
 
   /** A broker on a fresh store with the cluster's provider, and one pool of it. */
@@ -323,16 +278,7 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
 
   describe('a VM desktop (QEMU in a container) moves live between the members', () => {
     let guest: GuestTemplate;
-    const vmTemplate = () =>
-      LxdTemplate.parse({
-        vm: {
-          image: guest.image,
-          kernel: guest.kernel,
-          initrd: guest.initrd,
-          append: guest.append,
-          memoryMb: 256,
-        },
-      });
+    const vmTemplate = () => LxdTemplate.parse(lxdVmTemplate(guest));
     beforeAll(async () => {
       guest = await buildGuest();
     }, 300_000);
@@ -419,13 +365,15 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
 
       const t1 = Date.now();
       let destinationSeen: RfbEndpoint | undefined;
+      let destinationHandle: unknown;
       const outcome = await provider.migrate(
         handle,
         { destinationHost: 'm2', template: vmTemplate() },
         log,
         {
-          destinationReady: (ep) => {
-            destinationSeen = ep;
+          destinationReady: (d) => {
+            destinationSeen = d.endpoint;
+            destinationHandle = d.handle;
             return Promise.resolve();
           },
         },
@@ -437,6 +385,8 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
       expect(outcome.handle.member).toBe('m2');
       expect(outcome.handle.name).not.toBe(handle.name);
       expect(destinationSeen?.kind).toBe('stream');
+      // the handle told at destinationReady is the one the desktop ends with
+      expect(destinationHandle).toEqual(outcome.handle);
       // the source container is gone; the destination runs on m2, as m2 itself says
       await expect(m1.client.get(`/1.0/instances/${String(handle.name)}`)).rejects.toMatchObject({
         code: 'LXD_NOT_FOUND',
@@ -498,6 +448,67 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
       }
     }, 600_000);
 
+    it('moves with postcopy: the destination runs before all memory has come', async () => {
+      // the cluster's provider with MIGRATION_POSTCOPY on
+      const pc = new LxdProvider({
+        client: remote,
+        runDir: path.join(base, 'run-pc'),
+        localMember: 'm1',
+        nodeName: 'cluster-test',
+        migration: { ...DEFAULT_MIGRATION, postcopy: true },
+      });
+      const handle = await pc.create(
+        {
+          desktopId: randomUUID(),
+          poolId: 'p',
+          template: vmTemplate(),
+          persistent: false,
+          host: 'm1',
+        },
+        log,
+      );
+      let moved: DesktopHandle | undefined;
+      try {
+        const before = await view(pc.endpoint(handle));
+        await until('the guest shell', 180_000, () =>
+          promptShown(before.image()) ? true : undefined,
+        );
+        const shown = await runLine(before, 'V=pc-kept; clear; echo $V; echo $V', 2);
+        const varRow = Buffer.from(row(shown, 0));
+        before.client.close('moving');
+        const outcome = await pc.migrate(
+          handle,
+          { destinationHost: 'm2', template: vmTemplate() },
+          log,
+          {},
+        );
+        moved = outcome.handle;
+        process.stdout.write(
+          `[lxd-cluster] VM moved m1 -> m2 with postcopy: ${JSON.stringify(outcome.stats)}\n`,
+        );
+        // the destination ran while it pulled the pages left
+        expect(outcome.stats.postcopyMs).toBeGreaterThan(0);
+        const inst = await m2.client.get<{
+          config: Record<string, string>;
+          devices: Record<string, unknown>;
+        }>(`/1.0/instances/${String(moved.name)}`);
+        // settled: a restart is an ordinary start, the userfaultfd device is gone
+        expect(inst.config['environment.VDI_POSTCOPY']).toBeUndefined();
+        expect(inst.devices.uffd).toBeUndefined();
+        // QEMU runs as desk (uid 1000 in the container), not as the container's root
+        const uid = (
+          await execIn(remote, String(moved.name), ['sh', '-c', 'ps -o uid= -C qemu-system-x86_64'])
+        ).trim();
+        expect(uid).toBe('1000');
+        const after = await view(pc.endpoint(moved));
+        const again = await runLine(after, 'clear; echo $V; echo $V', 2);
+        expect(Buffer.from(row(again, 0)).equals(varRow)).toBe(true);
+        after.client.close('test over');
+      } finally {
+        await pc.destroy(moved ?? handle, log);
+      }
+    }, 600_000);
+
     it('the broker drains a member: both VM desktops on it move to the other, then one comes back', async () => {
       const { store, clock, broker, admin, pool } = await brokerWithPool('vms', 2, {
         ...vmTemplate(),
@@ -543,7 +554,7 @@ describe.skipIf(skip !== undefined)('lxd provider on a two-member LXD cluster', 
           clipboard: () => undefined,
           lost: (id, reason) => lost.push(`${id}: ${reason}`),
         });
-        broker.setDesktopLinks(links);
+        broker.setDesktopLinks({ prepareMove: (id, d) => links.prepareMove(id, d.endpoint) });
         const streams = [];
         for (const id of ids) {
           const h = await handleOf(id);

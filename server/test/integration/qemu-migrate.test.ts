@@ -84,9 +84,14 @@ describe('QEMU live migration between two hosts on one machine', () => {
       { destinationHost: 'h2', template: { ...template } },
       log,
       {
-        destinationReady: async (endpoint) => {
+        destinationReady: async ({ endpoint, handle }) => {
           displayAt = Date.now();
           expect(endpoint.kind === 'unix' && endpoint.path.includes('/@h2/')).toBe(true);
+          // the handle the desktop gets should the move stand: other nodes find its display by it
+          expect(handle).toMatchObject({
+            host: 'h2',
+            vncPath: (endpoint as { path: string }).path,
+          });
           await Promise.resolve();
         },
         holdInput: async () => {
@@ -170,4 +175,51 @@ describe('QEMU live migration between two hosts on one machine', () => {
     );
     await provider.destroy(vm, log);
   }, 180_000);
+});
+
+describe('postcopy', () => {
+  it('moves a VM whose account may not create a userfaultfd: the destination runs first', async () => {
+    // a provider with postcopy on (MIGRATION_POSTCOPY), on its own directories
+    const pcDirs = { runDir: path.join(root, 'run-pc'), dataDir: path.join(root, 'data-pc') };
+    await fs.mkdir(pcDirs.runDir, { mode: 0o700 });
+    const pc = new QemuProvider(pcDirs, {
+      hostName: 'h1',
+      accel: 'auto',
+      migration: { postcopy: true },
+    });
+    const vm = (await pc.create(
+      { desktopId: 'mig-pc', poolId: 'p', template: { ...template }, persistent: false },
+      log,
+    )) as QemuHandle;
+    started.push(vm);
+    await until(() => atPrompt(vm), GUEST_MS, 'the guest prompt', 250);
+    // the shell holds a file open and keeps a variable: both live in the guest's memory
+    await runInGuest(
+      vm,
+      'exec 3>/data/pc; v=kept; echo before >&3; sync',
+      async () => (await readGuestFile(vm.overlayPath, '/pc'))?.trim() === 'before',
+    );
+    const moved = await pc.migrate(
+      vm,
+      { destinationHost: 'h2', template: { ...template } },
+      log,
+      {},
+    );
+    const h2 = moved.handle as QemuHandle;
+    started.push(h2);
+    console.log(`postcopy move to h2: ${JSON.stringify(moved.stats)}`);
+    // the destination ran while it pulled the pages left: postcopy happened
+    expect(moved.stats.postcopyMs).toBeGreaterThan(0);
+    // still the VM's own unprivileged account (the tests run as root)
+    expect(vm.runAs).toBeDefined();
+    expect(h2.runAs).toEqual(vm.runAs);
+    await until(() => !alive(vm.pid), 10_000, 'the source QEMU to exit');
+    expect(await status(h2)).toBe('running');
+    await runInGuest(
+      h2,
+      'echo after $v >&3; sync',
+      async () => (await readGuestFile(h2.overlayPath, '/pc'))?.trim() === 'before\nafter kept',
+    );
+    await pc.destroy(h2, log);
+  }, 300_000);
 });

@@ -61,10 +61,16 @@ describe('ffmpeg/x264 encoder of a video region', () => {
       failed: (e) => failures.push(e),
     });
     const pictures = 12;
+    /** the encoder's own picture buffers this test was given */
+    const buffers = new Set<Buffer>();
     try {
       for (let i = 0; i < pictures; i++) {
-        // one at a time, as a viewer does: the next picture once the last came back
-        expect(enc.encode(picture(i))).toBe(true);
+        // one at a time, as a viewer does: the next picture once the last came back, filled
+        // into a buffer the encoder lends (written to the pipe by then, so free again)
+        const buf = enc.picture();
+        buffers.add(buf);
+        picture(i).copy(buf);
+        expect(enc.encode(buf)).toBe(true);
         await until(() => chunks.length === i + 1, 20_000, `chunk ${i}`);
         expect(enc.pending).toBe(0);
       }
@@ -72,6 +78,7 @@ describe('ffmpeg/x264 encoder of a video region', () => {
       enc.close();
     }
     expect(failures).toEqual([]);
+    expect(buffers.size).toBe(1); // no picture allocated after the first
     expect(chunks[0]!.key).toBe(true);
     expect(chunks[0]!.codec).toMatch(/^avc1\.42[0-9A-F]{4}$/);
     // the key chunk carries its parameter sets (SPS 7, PPS 8) before the IDR slice (5)

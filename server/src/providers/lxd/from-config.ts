@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../../config/index.js';
+import { DEFAULT_MIGRATION } from '../qemu/migrate.js';
 import { LxdClient, type LxdConnection } from './client.js';
 import { LxdProvider } from './provider.js';
 
@@ -26,5 +27,11 @@ export function lxdProviderFromConfig(config: Config): LxdProvider {
     runDir: path.join(config.runDir, 'lxd'),
     ...(member !== undefined ? { localMember: member } : {}),
     nodeName: config.node.host,
+    migration: {
+      ...DEFAULT_MIGRATION,
+      maxBandwidthBytes: config.migration.maxBandwidthBytes,
+      downtimeLimitMs: config.migration.downtimeLimitMs,
+      postcopy: config.migration.postcopy,
+    },
   });
 }

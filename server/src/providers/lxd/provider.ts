@@ -25,8 +25,13 @@ import {
   vmDevices,
   type LxdHandle,
 } from './spec.js';
-import { lxdVmMove, movedName } from './vm-move.js';
-import { DEFAULT_MIGRATION, migrateVm, type MigrationSettings } from '../qemu/migrate.js';
+import { lxdVmMove, movedName, qmpOf } from './vm-move.js';
+import {
+  DEFAULT_MIGRATION,
+  migrateVm,
+  recoverSource,
+  type MigrationSettings,
+} from '../qemu/migrate.js';
 
 /**
  * Desktops as LXD system containers (issue 11). Each desktop is a container made from the
@@ -59,6 +64,11 @@ export interface LxdProviderOptions {
   /** live migration of VM desktops between members @default DEFAULT_MIGRATION */
   migration?: MigrationSettings;
 }
+
+/** config keys of a move's destination only, removed once the move stands */
+const MOVE_ONLY_KEYS = ['environment.VDI_INCOMING', 'environment.VDI_POSTCOPY'];
+/** the device a postcopy destination gets its userfaultfd from */
+const UFFD_DEVICE = 'uffd';
 
 /** RFB socket of Xvnc inside the image (infra/lxd/build-image.sh). */
 export const GUEST_RFB_SOCKET = '/run/vdi/rfb.sock';
@@ -382,6 +392,10 @@ export class LxdProvider implements Provider {
     await fs.rm(this.proxyPath(name), { force: true });
   }
 
+  abandonMove(handle: DesktopHandle): Promise<string[]> {
+    return recoverSource(() => qmpOf(this.client, parseLxdHandle(handle).name));
+  }
+
   async powerAction(
     handle: DesktopHandle,
     action: 'reset' | 'powerdown' | 'stop' | 'cont',
@@ -528,10 +542,14 @@ export class LxdProvider implements Provider {
             await this.start(name);
           }),
         remove: (name, l) => this.remove(name, l),
+        // the destination's next start is an ordinary one; the device goes too (QEMU keeps the
+        // descriptor it opened)
         settle: (name) =>
           this.rewrite(name, (body) => {
-            if (body.config['environment.VDI_INCOMING'] === undefined) return false;
-            delete body.config['environment.VDI_INCOMING'];
+            const moving = MOVE_ONLY_KEYS.filter((k) => body.config[k] !== undefined);
+            if (moving.length === 0 && body.devices[UFFD_DEVICE] === undefined) return false;
+            for (const k of moving) delete body.config[k];
+            delete body.devices[UFFD_DEVICE];
             return true;
           }),
         endpoint: (h) => this.endpoint({ ...h }),
@@ -560,6 +578,17 @@ export class LxdProvider implements Provider {
     }
     config['environment.VDI_INCOMING'] = '1';
     const devices = { ...inst.devices };
+    if (this.opts.migration?.postcopy === true) {
+      // postcopy: the destination's QEMU pulls pages through a userfaultfd, from the host's
+      // /dev/userfaultfd (the image's helper opens it while QEMU is still root)
+      config['environment.VDI_POSTCOPY'] = '1';
+      devices[UFFD_DEVICE] = {
+        type: 'unix-char',
+        source: '/dev/userfaultfd',
+        path: '/dev/userfaultfd',
+        mode: '0600',
+      };
+    }
     delete devices.rfb;
     if (this.isLocal(member)) devices.rfb = this.proxyDevice(name);
     const image = inst.config['image.alias'] ?? inst.config['volatile.base_image'];

@@ -84,7 +84,8 @@ async function run(client: LxdClient, instance: string, command: string[]): Prom
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function qmpOf(client: LxdClient, instance: string): Promise<QmpClient> {
+/** QMP of the VM in a container, through an exec of socat. */
+export async function qmpOf(client: LxdClient, instance: string): Promise<QmpClient> {
   const s = await exec(client, instance, ['socat', '-', `UNIX-CONNECT:${GUEST_QMP_SOCKET}`]);
   return QmpClient.over(s, `QMP of ${instance}`, { commandTimeoutMs: COMMAND_MS });
 }
@@ -161,7 +162,7 @@ export function lxdVmMove(
         throw new Error(`the relays in ${src.name} did not start listening`);
       return OUTGOING;
     },
-    destinationEndpoint: () => host.endpoint(dest),
+    destination: () => ({ endpoint: host.endpoint(dest), handle: { ...dest } }),
     async finish(log): Promise<DesktopHandle> {
       dropRelays();
       await host

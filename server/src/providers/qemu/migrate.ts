@@ -34,8 +34,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { RfbEndpoint } from '../../rfb/endpoint.js';
-import type { DesktopHandle, MigrationHooks, MigrationOutcome } from '../types.js';
+import type { DesktopHandle, MigrationHooks, MigrationOutcome, MoveDestination } from '../types.js';
 import { ProviderError } from '../types.js';
 import { DISK_ID } from './command-line.js';
 import type { QemuHandle, VmPaths } from './handle.js';
@@ -91,8 +90,8 @@ export interface MovePlan {
    * the source connects to.
    */
   link(): Promise<MoveSockets>;
-  /** the destination's display */
-  destinationEndpoint(): RfbEndpoint;
+  /** the destination's display and handle, once it runs */
+  destination(): MoveDestination;
   /** The move stands: remove the source and what `link` made; the destination's handle. */
   finish(log: Logger): Promise<DesktopHandle>;
   /** The move failed: remove the destination and what `link` made. */
@@ -144,9 +143,9 @@ export function localMove(job: MigrationJob, deps: MigrationDeps): MovePlan {
     },
     listen: sockets,
     link: () => Promise.resolve(sockets),
-    destinationEndpoint() {
+    destination() {
       if (!dest) throw new Error('the destination is not started');
-      return { kind: 'unix', path: dest.vncPath };
+      return { endpoint: { kind: 'unix', path: dest.vncPath }, handle: { ...dest } };
     },
     async finish(log) {
       if (!dest) throw new Error('the destination is not started');
@@ -190,7 +189,9 @@ export async function migrateVm(
   let migrating = false;
   let wasRunning = false;
   let switched = false;
-  const times = { setupMs: 0, mirrorMs: 0, migrateMs: 0 };
+  const times = { setupMs: 0, mirrorMs: 0, migrateMs: 0, postcopyMs: 0 };
+  /** when the destination began to run in postcopy (0: not yet, or no postcopy) */
+  let postcopyAt = 0;
   try {
     srcQmp = await plan.sourceQmp();
     srcEvents = new QmpEvents(srcQmp, 'the source');
@@ -246,7 +247,7 @@ export async function migrateVm(
     times.mirrorMs = Date.now() - mirrorAt;
 
     step = 'opening the destination display';
-    await hooks.destinationReady?.(plan.destinationEndpoint());
+    await hooks.destinationReady?.(plan.destination());
 
     step = 'streaming memory';
     await srcQmp.execute('migrate-set-capabilities', { capabilities: caps });
@@ -292,7 +293,10 @@ export async function migrateVm(
           throw new Error(`the disk mirror did not complete: ${jobError(done)}`);
         mirroring = false;
         await srcQmp.execute('migrate-continue', { state: 'pre-switchover' });
+      } else if (st === 'postcopy-active') {
+        postcopyAt = Date.now();
       } else if (st === 'completed') {
+        if (postcopyAt > 0) times.postcopyMs = Date.now() - postcopyAt;
         break;
       } else if (st === 'failed' || st === 'cancelled') {
         const desc = await srcQmp
@@ -351,6 +355,23 @@ export async function migrateVm(
       { desktopId: plan.desktopId, to: plan.to, step, err },
       'qemu desktop move failed; it stays where it was',
     );
+    if (postcopyAt > 0) {
+      // The destination ran the guest with part of its memory still at the source: neither
+      // side holds the whole guest now, and the source must not run again on stale memory
+      // and a disk that missed the destination's writes. Left paused for an operator.
+      log.error(
+        { desktopId: plan.desktopId, to: plan.to, err },
+        'postcopy failed after the switch: the VM is lost (the source stays paused)',
+      );
+      srcEvents?.stop();
+      srcQmp?.close();
+      destQmp?.close();
+      await plan.abandon(log).catch(() => undefined);
+      throw new ProviderError(
+        'QEMU_MOVE_LOST',
+        `postcopy failed after the destination began to run (${why}); the VM is lost, its source left paused`,
+      );
+    }
     if (srcQmp && !srcQmp.closed) {
       if (migrating) await srcQmp.execute('migrate_cancel').catch(() => undefined);
       if (mirroring)
@@ -376,6 +397,67 @@ export async function migrateVm(
       .catch((e: unknown) => log.warn({ err: e }, 'the destination could not be cleaned up'));
     throw new ProviderError('QEMU_MIGRATE_FAILED', `moving the VM failed while ${step}: ${why}`);
   }
+}
+
+/** migration states in which QEMU still moves the VM (query-migrate `status`) */
+const MOVING = new Set([
+  'setup',
+  'active',
+  'pre-switchover',
+  'device',
+  'cancelling',
+  'wait-unplug',
+]);
+/** how long a cancelled migration may take to stop */
+const CANCEL_MS = 10_000;
+
+/**
+ * The server stopped in the middle of a move and finds the VM at its source (the
+ * destination, which no record names, is swept): whatever QEMU still does of the move
+ * alone (it carries on without the server: the RAM copy, the disk mirror, a pause before
+ * the switch that nobody will end) is cancelled and the guest runs again. A migration that
+ * completed leaves the source stopped with the whole guest: it runs on from there and the
+ * destination's few seconds are dropped with it. Resolves with what was done; throws when
+ * the VM cannot run again here (postcopy had begun: the guest's memory is split).
+ */
+export async function recoverSource(openQmp: () => Promise<QmpClient>): Promise<string[]> {
+  const qmp = await openQmp();
+  try {
+    return await undoMove(qmp);
+  } finally {
+    qmp.close();
+  }
+}
+
+async function undoMove(qmp: QmpClient): Promise<string[]> {
+  const done: string[] = [];
+  const status = async () =>
+    (await qmp.execute<{ status?: string }>('query-migrate')).status ?? 'none';
+  const st = await status();
+  if (st.startsWith('postcopy'))
+    throw new ProviderError(
+      'QEMU_MOVE_LOST',
+      `the move was in postcopy (${st}): the guest's memory is split between two hosts`,
+    );
+  if (MOVING.has(st)) {
+    // a pause before the switch ends too: QEMU lets the waiting migration go on cancel
+    await qmp.execute('migrate_cancel');
+    done.push(`cancelled the migration (${st})`);
+    const deadline = Date.now() + CANCEL_MS;
+    while (MOVING.has(await status()) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+  }
+  const jobs = await qmp.execute<Array<{ device: string }>>('query-block-jobs');
+  if (jobs.some((j) => j.device === JOB_ID)) {
+    await qmp.execute('block-job-cancel', { device: JOB_ID, force: true });
+    done.push('cancelled the disk mirror');
+  }
+  const run = await qmp.execute<{ status: string }>('query-status');
+  if (['finish-migrate', 'postmigrate', 'paused'].includes(run.status)) {
+    await qmp.execute('cont');
+    done.push(`resumed the guest (${run.status})`);
+  }
+  return done;
 }
 
 function capabilities(s: MigrationSettings): Array<{ capability: string; state: boolean }> {

@@ -38,6 +38,8 @@ import {
   type ProviderStatus,
 } from '../types.js';
 import { chooseAccel, type QemuAccel } from './accelerator.js';
+import { uffdPreload } from './postcopy.js';
+import { QmpClient } from './qmp-client.js';
 import { QemuCommandLine, type VmCommand } from './command-line.js';
 import { VmControl, type PowerAction } from './control.js';
 import {
@@ -49,7 +51,13 @@ import {
   type QemuHandle,
   type VmPaths,
 } from './handle.js';
-import { DEFAULT_MIGRATION, localMove, migrateVm, type MigrationSettings } from './migrate.js';
+import {
+  DEFAULT_MIGRATION,
+  localMove,
+  migrateVm,
+  recoverSource,
+  type MigrationSettings,
+} from './migrate.js';
 import { checkImages, Overlays } from './overlays.js';
 import { RunAs, type VmAccount } from './run-as.js';
 import { VmProcesses } from './vm-process.js';
@@ -332,6 +340,10 @@ export class QemuProvider implements Provider {
     );
   }
 
+  abandonMove(handle: DesktopHandle): Promise<string[]> {
+    return recoverSource(() => QmpClient.connect(parseHandle(handle).qmpPath));
+  }
+
   powerAction(handle: DesktopHandle, action: PowerAction): Promise<void> {
     return this.control.power(parseHandle(handle), action);
   }
@@ -447,7 +459,12 @@ export class QemuProvider implements Provider {
         incoming: true,
         ...paths,
       });
-      const pid = await this.processes.start(src.desktopId, args, paths, log, cgroup);
+      // postcopy: the destination pulls pages through a userfaultfd, which its account may
+      // not create by itself (postcopy.ts)
+      const env = this.migration.postcopy
+        ? { LD_PRELOAD: await uffdPreload(path.join(this.dirs.dataDir, 'qemu', 'native')) }
+        : undefined;
+      const pid = await this.processes.start(src.desktopId, args, paths, log, cgroup, env);
       const stat = await readProcStat(pid);
       if (!stat)
         throw new ProviderError('QEMU_START_FAILED', `QEMU process ${pid} vanished while starting`);

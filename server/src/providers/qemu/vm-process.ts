@@ -48,6 +48,8 @@ export class VmProcesses {
     paths: VmPaths,
     log: Logger,
     cgroup?: CgroupRef,
+    /** added to QEMU's environment (the postcopy preload) */
+    env?: Record<string, string>,
   ): Promise<number> {
     const { qemuBinary, cgroups } = this.opts;
     for (const p of [paths.qmpPath, paths.vncPath, paths.pidPath]) await fs.rm(p, { force: true });
@@ -63,6 +65,12 @@ export class VmProcesses {
         `cannot open the disk ${paths.overlayPath}: ${(err as Error).message}`,
       );
     });
+    // QEMU's command, after `env` when it needs more in its environment (exec keeps the pid)
+    const qemu = [
+      ...(env ? ['/usr/bin/env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : []),
+      qemuBinary,
+      ...args,
+    ];
     let child: ChildProcess;
     try {
       // Detached: own process group and session, so the VM survives the server and a
@@ -70,12 +78,8 @@ export class VmProcesses {
       // with a cgroup, a shell joins it first and then becomes QEMU (same pid)
       const [cmd, ...argv] =
         cgroup && cgroups
-          ? joinCgroupsArgv(
-              cgroups.procsFiles(cgroup),
-              [qemuBinary, ...args],
-              [DISK_FD_RW, DISK_FD_RO],
-            )
-          : [qemuBinary, ...args];
+          ? joinCgroupsArgv(cgroups.procsFiles(cgroup), qemu, [DISK_FD_RW, DISK_FD_RO])
+          : qemu;
       child = spawn(cmd!, argv, {
         detached: true,
         stdio: ['ignore', logFile.fd, logFile.fd, disk[0].fd, disk[1].fd],

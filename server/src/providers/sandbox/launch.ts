@@ -98,11 +98,19 @@ if [ "$net" = outbound ]; then
     sleep 0.02
   done
   child=$(sed -n 's/.*"child-pid": *\\([0-9][0-9]*\\).*/\\1/p' "$info")
+  # the sandbox gives its loopback 127.0.0.1 and then brings it up, and slirp4netns brings it
+  # up too; had slirp4netns been first, the kernel would have given lo its address already and
+  # the sandbox, refused the same address, would die: slirp4netns starts once lo is up
+  until nsenter --net="/proc/$child/ns/net" ip -o link show dev lo up 2>/dev/null | grep -q .; do
+    kill -0 $sandbox 2>/dev/null || exit 126
+    sleep 0.01
+  done
   slirp4netns --configure --mtu=65520 --disable-host-loopback --ready-fd 7 "$child" tap0 \\
     7>"$meta/slirp.ready" >"$meta/slirp.log" 2>&1 &
   slirp=$!
   while [ ! -s "$meta/slirp.ready" ]; do
     kill -0 $slirp 2>/dev/null || { kill -KILL $sandbox; exit 127; }
+    kill -0 $sandbox 2>/dev/null || { kill $slirp; wait $sandbox; exit $?; }
     sleep 0.02
   done
 fi

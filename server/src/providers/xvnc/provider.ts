@@ -116,6 +116,9 @@ export class XvncProvider implements Provider {
             ['bwrap', 'bubblewrap'],
             ['setpriv', 'util-linux'],
             ['slirp4netns', 'slirp4netns'],
+            // the supervisor waits for the sandbox's loopback with them before slirp4netns
+            ['nsenter', 'util-linux'],
+            ['ip', 'iproute2'],
           ]
         : this.isolation === 'account'
           ? [['setpriv', 'util-linux']]

@@ -101,6 +101,9 @@ export async function startSandboxed(
   const logFile = path.join(d.base, 'desktop.log');
   const supervisor = spawnDetached(launch.argv, launch.env, logFile);
   const socket = path.join(d.desk, 'rfb.sock');
+  const started = Date.now();
+  // how far the start got: a start that times out says where it stopped
+  let waitingFor = 'bubblewrap to make the sandbox';
   try {
     const ready = await waitFor(
       async () => {
@@ -108,11 +111,17 @@ export async function startSandboxed(
           throw new Error(`the sandbox exited${exitReason(supervisor.code())}`);
         const info = readSandboxInfo(d.base);
         if (!info) return undefined;
+        waitingFor = tpl.network === 'outbound' ? 'slirp4netns or Xvnc to start' : 'Xvnc to start';
         const xvnc = childrenOf(info.childPid).find((p) => commOf(p) === 'Xvnc');
-        if (xvnc === undefined || !fs.existsSync(socket)) return undefined;
+        if (xvnc === undefined) return undefined;
+        waitingFor = 'Xvnc to make its RFB socket';
+        if (!fs.existsSync(socket)) return undefined;
+        waitingFor = 'Xvnc to answer on its RFB socket';
         if (!(await probeBanner({ kind: 'unix', path: socket }, 1000)).ok) return undefined;
+        waitingFor = 'the session to start';
         const nsSession = Number(readUntrustedSmallFile(path.join(d.desk, 'session.pid'))?.trim());
         if (!Number.isInteger(nsSession) || nsSession <= 0) return undefined;
+        waitingFor = `the session (pid ${nsSession} in the sandbox) to be found`;
         const session = hostPidOf(info.pidNamespace, nsSession);
         if (session === undefined) return undefined;
         return { info, xvnc, session };
@@ -120,6 +129,7 @@ export async function startSandboxed(
       ctx.startTimeoutMs,
       'the sandboxed Xvnc to accept connections',
     );
+    log.debug({ desktopId: spec.desktopId, ms: Date.now() - started }, 'sandboxed desktop started');
     return {
       desktopId: spec.desktopId,
       display,
@@ -148,11 +158,18 @@ export async function startSandboxed(
       { supervisorPid: supervisor.pid, cgroup: d.cgroup },
       readSandboxInfo(d.base)?.childPid,
     );
-    const tail = readTail(logFile) + readTail(path.join(d.base, 'slirp.log'));
-    log.error({ desktopId: spec.desktopId, err: e, tail }, 'sandboxed Xvnc did not start');
+    const tail =
+      readTail(logFile) +
+      readTail(path.join(d.base, 'slirp.log')) +
+      // the session's own output: the desktop's file, read as an untrusted one
+      (readUntrustedSmallFile(path.join(d.desk, 'session.log'), 2000) ?? '');
+    log.error(
+      { desktopId: spec.desktopId, err: e, waitingFor, ms: Date.now() - started, tail },
+      'sandboxed Xvnc did not start',
+    );
     throw new ProviderError(
       'XVNC_START_FAILED',
-      `Xvnc did not start in its sandbox: ${(e as Error).message}\n${tail}`,
+      `Xvnc did not start in its sandbox: ${(e as Error).message} (still waiting for ${waitingFor})\n${tail}`,
     );
   }
 }

@@ -38,7 +38,13 @@ class RawDecoder implements RectDecoder {
       const rows = Math.min(this.bandRows, h - this.rowsDone);
       const bytes = rows * this.rowBytes;
       if (queue.available < bytes) return false;
-      ctx.sink.putPixels(x, y + this.rowsDone, w, rows, queue.read(bytes));
+      const { sink } = ctx;
+      if (sink.putRows) {
+        const before = queue.available;
+        sink.putRows(x, y + this.rowsDone, w, rows, queue);
+        if (before - queue.available !== bytes)
+          throw new Error(`a sink took ${before - queue.available} of a band's ${bytes} bytes`);
+      } else sink.putPixels(x, y + this.rowsDone, w, rows, queue.read(bytes));
       this.rowsDone += rows;
     }
     return true;

@@ -31,6 +31,11 @@ export interface VideoEncoder {
    * MAX_PENDING_PICTURES earlier ones, and this one was dropped (never queued).
    */
   encode(rgbx: Buffer): boolean;
+  /**
+   * A buffer of one picture's size to fill and hand to encode(): the encoder takes it back
+   * once written, so a region in motion does not allocate a picture per frame.
+   */
+  picture?(): Buffer;
   /** pictures handed over and not yet come back as chunks */
   readonly pending: number;
   /** stop it (kills the child); no event follows */
@@ -82,6 +87,9 @@ export class FfmpegEncoder implements VideoEncoder {
   private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
   private readonly reader = new FlvH264Reader();
   private inFlight = 0;
+  /** picture buffers of this encoder (picture()), and those written and free again */
+  private readonly own = new WeakSet<Buffer>();
+  private readonly free: Buffer[] = [];
   private closed = false;
   private stderr = '';
   /** resolves when the child has exited */
@@ -118,15 +126,34 @@ export class FfmpegEncoder implements VideoEncoder {
   }
 
   encode(rgbx: Buffer): boolean {
-    if (this.closed || this.inFlight >= MAX_PENDING_PICTURES) return false;
+    if (this.closed || this.inFlight >= MAX_PENDING_PICTURES) {
+      if (this.own.has(rgbx)) this.giveBack(rgbx);
+      return false;
+    }
     if (rgbx.length !== this.spec.width * this.spec.height * 4) {
       throw new RangeError(
         `picture of ${rgbx.length} bytes for ${this.spec.width}x${this.spec.height}`,
       );
     }
     this.inFlight++;
-    this.child.stdin.write(rgbx);
+    if (this.own.has(rgbx))
+      // written to the pipe: the buffer is free again
+      this.child.stdin.write(rgbx, () => this.giveBack(rgbx));
+    else this.child.stdin.write(rgbx);
     return true;
+  }
+
+  /** a picture buffer of ours is free again (at most one more than can be pending is kept) */
+  private giveBack(buf: Buffer): void {
+    if (this.free.length < MAX_PENDING_PICTURES + 1) this.free.push(buf);
+  }
+
+  picture(): Buffer {
+    const free = this.free.pop();
+    if (free) return free;
+    const buf = Buffer.allocUnsafe(this.spec.width * this.spec.height * 4);
+    this.own.add(buf);
+    return buf;
   }
 
   close(): void {

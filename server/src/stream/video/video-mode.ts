@@ -77,8 +77,13 @@ export interface VideoOptions {
   setTimer?: SetTimer;
 }
 
+/** region ids are one byte on the wire and wrap */
+const nextRegionId = (id: number): number => (id + 1) & 0xff;
+
 interface Active {
   region: Rect;
+  /** the region id its chunks carry (the browser opens a decoder per id) */
+  regionId: number;
   encoder: VideoEncoder;
   level: number;
   /** the encoder has returned its first picture: the region is video's from now on */
@@ -103,6 +108,11 @@ interface Active {
  */
 export class VideoMode {
   private active: Active | undefined;
+  /**
+   * The same region at a new bit rate, warming up while the active encoder goes on: it takes
+   * over with its first key picture, so a change of rate never repaints the region as images.
+   */
+  private next: Active | undefined;
   private candidate: { region: Rect; since: number } | undefined;
   private lastLook = -Infinity;
   private timer: TimerHandle | undefined;
@@ -154,15 +164,25 @@ export class VideoMode {
       // until the encoder is warm the normal path keeps painting the region too
       if (a.warm) this.host.dirty.clearInside(a.region);
     }
+    // the replacement needs one picture to give its key; the newest ones follow once it leads
+    const n = this.next;
+    if (n && n.dirty && n.encoder.pending === 0 && this.feed(n)) n.waitingSince = now;
     // a picture may go in while the one before is still encoding (the child works while its
     // chunk travels), but none while an encoded one waits for the viewer: it is behind
     if (!a.dirty || a.ready.length > 0 || a.encoder.pending >= PIPELINE_PICTURES) return;
-    const { x, y, w, h } = a.region;
-    if (a.encoder.encode(extract(this.host.mirror.fb, this.host.mirror.width, x, y, w, h))) {
-      a.dirty = false;
+    if (this.feed(a)) {
       a.waitingSince = now;
       this.counts.pictures++;
     } else this.counts.dropped++;
+  }
+
+  /** Hand the region's pixels to an encoder; false if it was busy. */
+  private feed(a: Active): boolean {
+    const { x, y, w, h } = a.region;
+    const { fb, width } = this.host.mirror;
+    if (!a.encoder.encode(extract(fb, width, x, y, w, h, a.encoder.picture?.()))) return false;
+    a.dirty = false;
+    return true;
   }
 
   /** The encoded pictures to put first in the frame being built (lossy: refreshed later). */
@@ -230,15 +250,22 @@ export class VideoMode {
   }
 
   private enter(region: Rect, level: number): void {
+    this.active = this.encoderFor(region, level, this.regionId);
+    this.counts.entered++;
+    this.schedule();
+  }
+
+  /** An encoder for `region` at `level`'s bit rate, its chunks carrying `regionId`. */
+  private encoderFor(region: Rect, level: number, regionId: number): Active {
     const downscale = region.w * region.h > DOWNSCALE_ABOVE_PIXELS ? 2 : 1;
     const coded = (region.w * region.h) / (downscale * downscale);
     const kbps = Math.min(
       MAX_KBPS,
       Math.max(MIN_KBPS, (coded * VIDEO_FPS * BITS_PER_PIXEL[level]!) / 1000),
     );
-    const regionId = this.regionId;
     const a: Active = {
       region,
+      regionId,
       level,
       warm: false,
       dirty: true,
@@ -250,9 +277,9 @@ export class VideoMode {
     a.encoder = this.opts.start(
       { width: region.w, height: region.h, kbps, fps: VIDEO_FPS, downscale },
       {
-        chunk: (c) => this.chunk(a, regionId, c),
+        chunk: (c) => (this.next === a ? this.takeOver(a, c) : this.chunk(a, c)),
         failed: (err) => {
-          if (this.active !== a) return;
+          if (this.active !== a && this.next !== a) return;
           this.opts.log.warn(
             { err: err.message, region },
             'video encoder failed: images from now on',
@@ -262,16 +289,31 @@ export class VideoMode {
         },
       },
     );
-    this.active = a;
-    this.counts.entered++;
     this.opts.log.info(
       { region, kbps: Math.round(kbps), level, downscale },
       'video region started',
     );
-    this.schedule();
+    return a;
   }
 
-  private chunk(a: Active, regionId: number, c: H264Chunk): void {
+  /** The replacement's first key picture: it leads from here, the encoder before it stops. */
+  private takeOver(n: Active, c: H264Chunk): void {
+    if (!c.key) return;
+    const old = this.active;
+    this.next = undefined;
+    if (old) {
+      // what the old encoder holds or has not sent yet is of a region the browser is about
+      // to close: the replacement is fed the newest pixels instead
+      old.encoder.close();
+    }
+    // its key is of a picture taken when it started: the newest pixels go in next
+    n.dirty = true;
+    this.regionId = n.regionId;
+    this.active = n;
+    this.chunk(n, c);
+  }
+
+  private chunk(a: Active, c: H264Chunk): void {
     if (this.active !== a) return;
     a.waitingSince = a.encoder.pending > 0 ? this.clock.now() : undefined;
     if (!a.warm) {
@@ -287,7 +329,7 @@ export class VideoMode {
       w,
       h,
       codec: Codec.Video,
-      payload: videoPayload({ regionId, key: c.key, codec: c.codec, data: c.data }),
+      payload: videoPayload({ regionId: a.regionId, key: c.key, codec: c.codec, data: c.data }),
       lossy: true,
     });
     this.counts.chunks++;
@@ -311,22 +353,36 @@ export class VideoMode {
       this.stop(true);
       return;
     }
-    if (a.waitingSince !== undefined && now - a.waitingSince >= ENCODER_STALL_MS) {
+    const stalled = (e: Active | undefined) =>
+      e?.waitingSince !== undefined && now - e.waitingSince >= ENCODER_STALL_MS;
+    if (stalled(a) || stalled(this.next)) {
       this.opts.log.warn({ region: a.region }, 'video encoder stalled: images from now on');
       this.disabled = 'encoder stalled';
       this.stop(true);
       return;
     }
     const want = this.levelFor(this.host.lagMs());
-    if (want === a.level) a.levelWanted = undefined;
-    else if (!a.levelWanted || a.levelWanted.level !== want)
+    if (want === a.level) {
+      a.levelWanted = undefined;
+      // the lag came back before the replacement was ready: the rate stays
+      this.next?.encoder.close();
+      this.next = undefined;
+    } else if (!a.levelWanted || a.levelWanted.level !== want)
       a.levelWanted = { level: want, since: now };
     else if (now - a.levelWanted.since >= VIDEO_LEVEL_HOLD_MS) {
       // x264 in a child cannot change its rate on the fly: a new encoder at the new rate
-      const region = a.region;
-      this.stop(false);
-      this.enter(region, want);
-      return;
+      if (!a.warm) {
+        // nothing shown of this one yet: simply start over
+        const region = a.region;
+        this.stop(false);
+        this.enter(region, want);
+        return;
+      }
+      if (this.next?.level !== want) {
+        this.next?.encoder.close();
+        this.next = this.encoderFor(a.region, want, nextRegionId(a.regionId));
+        a.levelWanted = undefined;
+      }
     }
     this.schedule();
     // a picture may be due that no frame flush asked for (the encoder was busy then)
@@ -343,6 +399,8 @@ export class VideoMode {
   private stop(refresh: boolean): void {
     this.timer?.cancel();
     this.timer = undefined;
+    this.next?.encoder.close();
+    this.next = undefined;
     const a = this.active;
     if (!a) return;
     this.active = undefined;
@@ -350,7 +408,7 @@ export class VideoMode {
     this.lastLook = this.clock.now();
     a.encoder.close();
     this.counts.exited++;
-    this.regionId = (this.regionId + 1) & 0xff;
+    this.regionId = nextRegionId(this.regionId);
     // once warm, the region's damage went to the encoder, and what it held back (pictures not
     // yet encoded or not yet sent) is lost with it: the normal path sends the region again
     if (a.warm) this.host.dirty.mark(a.region);

@@ -53,6 +53,39 @@ describe('ByteQueue', () => {
     expect([...q.read(1)]).toEqual([6]);
   });
 
+  it('reads into a target across chunks, and refuses a read past the queue or the target', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 200 }),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        fc.nat(),
+        fc.nat(),
+        (data, cuts, skip, at) => {
+          const whole = Buffer.from(data);
+          const q = new ByteQueue();
+          let prev = 0;
+          for (const c of cuts.map((c) => c % (whole.length + 1)).sort((a, b) => a - b)) {
+            q.push(whole.subarray(prev, c));
+            prev = c;
+          }
+          q.push(whole.subarray(prev));
+          const from = skip % whole.length;
+          q.skip(from);
+          const n = whole.length - from;
+          const dst = Buffer.alloc(n + 8, 0xee);
+          const pos = at % 9;
+          expect(() => q.readInto(dst, dst.length - n + 1, n)).toThrow(RangeError);
+          expect(q.available).toBe(n);
+          q.readInto(dst, pos, n);
+          expect(dst.subarray(pos, pos + n).equals(whole.subarray(from))).toBe(true);
+          expect(dst.subarray(0, pos).every((b) => b === 0xee)).toBe(true);
+          expect(q.available).toBe(0);
+          expect(() => q.readInto(dst, 0, 1)).toThrow(RangeError);
+        },
+      ),
+    );
+  });
+
   it('throws RangeError when reading past the end', () => {
     const q = queueOf([1, 2, 3]);
     expect(() => q.readU32()).toThrow(RangeError);

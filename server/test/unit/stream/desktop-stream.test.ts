@@ -6,7 +6,11 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
 import { RfbProtocolError } from '../../../src/rfb/errors.js';
+import { RAW_BAND_BYTES } from '../../../src/rfb/decoders/raw.js';
 import { DesktopStream } from '../../../src/stream/desktop-stream.js';
+import { makeParser } from '../rfb/helpers/run-parser.js';
+import { raw, splitAt, update } from '../rfb/helpers/server-wire.js';
+import { FramebufferModel } from '../rfb/helpers/sinks.js';
 
 function setup() {
   const clock = new ManualClock();
@@ -127,5 +131,60 @@ describe('DesktopStream viewers and input', () => {
     ]);
     reading = false; // the desktop stopped reading
     expect(stream.input({ kind: 'key', keysym: 0x61, down: false })).toBe(false);
+  });
+});
+
+describe('DesktopStream: Raw pixels', () => {
+  /** one update: full-width bands (one copy per band) and narrow rects (one per row) */
+  function rawUpdate(width: number): Buffer {
+    const pixels = (n: number, seed: number) =>
+      Buffer.from(Array.from({ length: n * 4 }, (_, i) => (i * 31 + seed * 17) & 0xff));
+    return update([
+      raw(0, 0, width, 70, pixels(width * 70, 1)),
+      raw(3, 80, 17, 40, pixels(17 * 40, 2)),
+      raw(width - 1, 0, 1, 120, pixels(120, 3)),
+      raw(0, 119, width, 1, pixels(width, 4)),
+    ]);
+  }
+
+  it('go from the received chunks into the mirror as the pixels the server sent', () => {
+    const width = 300;
+    const height = 120;
+    const message = rawUpdate(width);
+    const expected = new FramebufferModel();
+    expected.resize(width, height);
+    makeParser(width, height, undefined, expected).parser.push(message);
+    for (const cuts of [[], [1, 2, 3], [17, 4096, 70_000, 70_001], [message.length - 1]]) {
+      const { stream } = setup();
+      stream.resize(width, height);
+      stream.idle();
+      let tookRows = 0;
+      const putRows = stream.putRows.bind(stream);
+      stream.putRows = (x, y, w, h, rows) => {
+        tookRows++;
+        putRows(x, y, w, h, rows);
+      };
+      const { parser } = makeParser(width, height, undefined, stream);
+      for (const chunk of splitAt(message, cuts)) parser.push(chunk);
+      expect(tookRows).toBeGreaterThan(0); // the band-free path, not putPixels
+      expect(stream.fb.equals(expected.data)).toBe(true);
+    }
+  });
+  it('heat a cell once per update, however many bands of its rows arrive', () => {
+    // 4 rows of this width make one Raw band: 4 bands per 16-row cell
+    const width = RAW_BAND_BYTES / 4 / 4;
+    const { stream, clock } = setup();
+    stream.resize(width, 64);
+    stream.idle();
+    const { parser } = makeParser(width, 64, undefined, stream);
+    const area = { x: 0, y: 0, w: width, h: 64 };
+    // updates 100 ms apart: with a half-life of 500 ms the rate of changes reaches 3/s
+    // ("hot") at the 4th update; counted per band, the first would already be hot
+    for (let n = 1; n <= 6; n++) {
+      parser.push(update([raw(0, 0, width, 64, Buffer.alloc(width * 64 * 4, n))]));
+      expect(stream.fb[0]).toBe(n);
+      expect(stream.isHot(area), `after ${n} updates`).toBe(n >= 4);
+      clock.advance(100);
+    }
   });
 });

@@ -250,6 +250,57 @@ describe('video mode', () => {
     expect(encoders[1]!.spec.kbps).toBeLessThan(kbps);
   });
 
+  it('changes the bit rate of a region on screen without repainting it as images', async () => {
+    const { viewer, frames, encoders, timers, clock, settle, animate } = setup();
+    await settle();
+    for (let i = 0; i < 25 && encoders.length === 0; i++) await animate();
+    const old = encoders[0]!;
+    await animate();
+    while (old.pending > 0) old.answer();
+    await settle();
+    viewer.ack(frames.at(-1)!.seq);
+    const warmFrom = frames.length;
+    // the viewer lags until a replacement at a lower rate starts
+    for (let t = 0; t <= VIDEO_LEVEL_HOLD_MS + VIDEO_CHECK_MS && encoders.length < 2;) {
+      clock.advance(VIDEO_CHECK_MS);
+      t += VIDEO_CHECK_MS;
+      viewer.stats.lagMs = 250;
+      timers.fireAll();
+      await animate();
+      while (old.pending > 0) old.answer();
+      await settle();
+      viewer.ack(frames.at(-1)!.seq);
+    }
+    expect(encoders).toHaveLength(2);
+    const next = encoders[1]!;
+    expect(next.spec.kbps).toBeLessThan(old.spec.kbps);
+    // while it warms up the old encoder goes on; the replacement gets one picture
+    for (let i = 0; i < 4; i++) {
+      viewer.stats.lagMs = 250;
+      await animate();
+      while (old.pending > 0) old.answer();
+      await settle();
+      viewer.ack(frames.at(-1)!.seq);
+    }
+    expect(old.closed).toBe(false);
+    expect(next.pictures).toHaveLength(1);
+    const oldPictures = old.pictures.length;
+    // its key takes over: a new region id, the old encoder stopped, the newest pixels next
+    next.answer();
+    await settle();
+    expect(old.closed).toBe(true);
+    expect(next.pictures).toHaveLength(2);
+    const [v] = videoRects(frames.at(-1)!);
+    expect(readVideoPayload(v!.payload)).toMatchObject({ key: true, regionId: 1 });
+    viewer.ack(frames.at(-1)!.seq);
+    await animate();
+    expect(next.pictures.length).toBeGreaterThan(2);
+    expect(old.pictures).toHaveLength(oldPictures);
+    // and nothing of the region went as images the whole time
+    for (const f of frames.slice(warmFrom))
+      expect(f.rects.filter((r) => r.codec !== Codec.Video && inside(r))).toEqual([]);
+  });
+
   it('keyframes end the region (the browser resets its decoders)', async () => {
     const { viewer, encoders, settle, animate } = setup();
     await settle();
