@@ -52,31 +52,56 @@ interface ToneWindow {
     analyser?: AnalyserNode;
   };
   __tone?: { at: number; peakHz: number } | null;
+  /** when the watcher last found the analyser's level above silence (Date.now()) */
+  __lastSound?: number;
   __toneWatch?: number;
 }
 
-/** Starts watching the page's analyser: the first moment its level passes the threshold. */
+/**
+ * Starts watching the page's analyser: the first moment its level passes the threshold is
+ * when the tone was heard; its pitch is read once a whole analyser window holds the tone
+ * (read at the first loud sample, the window is mostly the silence before, and the spectrum's
+ * peak can land anywhere, the DC bin included).
+ */
 const watchForTone = (page: Page) =>
   page.evaluate(() => {
     const w = window as unknown as ToneWindow;
     const an = w.__vdiAudio!.analyser!;
     const wave = new Float32Array(an.fftSize);
     const spectrum = new Float32Array(an.frequencyBinCount);
+    const windowMs = (an.fftSize / an.context.sampleRate) * 1000;
+    let onset: number | undefined;
     w.__tone = null;
     if (w.__toneWatch) clearInterval(w.__toneWatch);
     w.__toneWatch = window.setInterval(() => {
       an.getFloatTimeDomainData(wave);
       let peak = 0;
       for (const v of wave) peak = Math.max(peak, Math.abs(v));
-      if (peak > 0.05 && !w.__tone) {
-        const at = Date.now();
+      if (peak >= 0.01) w.__lastSound = Date.now();
+      if (peak > 0.05 && onset === undefined) onset = Date.now();
+      if (onset !== undefined && !w.__tone && Date.now() - onset >= windowMs) {
         an.getFloatFrequencyData(spectrum);
-        let best = 0;
-        for (let i = 1; i < spectrum.length; i++) if (spectrum[i]! > spectrum[best]!) best = i;
-        w.__tone = { at, peakHz: (best * an.context.sampleRate) / an.fftSize };
+        let best = 1;
+        for (let i = 2; i < spectrum.length; i++) if (spectrum[i]! > spectrum[best]!) best = i;
+        w.__tone = { at: onset, peakHz: (best * an.context.sampleRate) / an.fftSize };
       }
     }, 2);
   });
+
+/** silence for this long after a tone: it has played out (a gap inside one is far shorter) */
+const QUIET_MS = 250;
+
+/** Resolves once the page's analyser has been silent for QUIET_MS (the tone has played out). */
+const quiet = (page: Page) =>
+  until(
+    () =>
+      page.evaluate(
+        (ms) => Date.now() - ((window as unknown as ToneWindow).__lastSound ?? 0) >= ms,
+        QUIET_MS,
+      ),
+    5000,
+    'the page to go quiet',
+  );
 
 const toneHeard = (page: Page) =>
   page.evaluate(() => (window as unknown as ToneWindow).__tone ?? null);
@@ -162,7 +187,7 @@ describe('sound: a tone played in the desktop is heard in the page', () => {
       expect(m, 'the tone was heard').toBeDefined();
       expect(Math.abs(m!.peakHz - 1000)).toBeLessThan(200);
       latencies.opus!.push(m!.ms);
-      await new Promise((r) => setTimeout(r, 500)); // the tone's end
+      await quiet(page); // the tone's end
     }
     // generous: the figure is the measurement above; this only catches a broken pipeline
     expect(Math.min(...latencies.opus!)).toBeLessThan(1000);
@@ -193,7 +218,7 @@ describe('sound: a tone played in the desktop is heard in the page', () => {
       const m = await measure(p);
       expect(m, 'the tone was heard').toBeDefined();
       latencies.pcm!.push(m!.ms);
-      await new Promise((r) => setTimeout(r, 500));
+      await quiet(p);
     }
     page = p;
   });
