@@ -135,14 +135,27 @@ export class NodeMoves implements DesktopLinks {
     }
   }
 
-  private async onPrepare(raw: unknown, ack: (prepared: boolean) => void): Promise<void> {
+  /**
+   * Another node's message about a move, checked: its reply function (a no-op when the
+   * sender asked for none) and the message, or undefined (refused, and logged) if malformed.
+   */
+  private received<T>(
+    schema: z.ZodType<T>,
+    raw: unknown,
+    ack: (ok: boolean) => void,
+    what: string,
+  ): { reply: (ok: boolean) => void; m: T | undefined } {
     const reply = typeof ack === 'function' ? ack : () => undefined;
-    const parsed = movePrepare.safeParse(raw);
-    if (!parsed.success) {
-      this.log.warn({ issues: parsed.error.issues }, 'a malformed move from another node');
-      return reply(false);
-    }
-    const m = parsed.data;
+    const parsed = schema.safeParse(raw);
+    if (parsed.success) return { reply, m: parsed.data };
+    this.log.warn({ issues: parsed.error.issues }, `a malformed ${what} from another node`);
+    reply(false);
+    return { reply, m: undefined };
+  }
+
+  private async onPrepare(raw: unknown, ack: (prepared: boolean) => void): Promise<void> {
+    const { reply, m } = this.received(movePrepare, raw, ack, 'move');
+    if (!m) return;
     // only a node whose viewers watch the desktop takes part
     if (!this.streams.get(m.desktopId)) return reply(false);
     const log = this.log.child({ desktopId: m.desktopId, moveId: m.moveId });
@@ -168,13 +181,8 @@ export class NodeMoves implements DesktopLinks {
   }
 
   private async onStep(raw: unknown, ack: (done: boolean) => void): Promise<void> {
-    const reply = typeof ack === 'function' ? ack : () => undefined;
-    const parsed = moveStep.safeParse(raw);
-    if (!parsed.success) {
-      this.log.warn({ issues: parsed.error.issues }, 'a malformed move step from another node');
-      return reply(false);
-    }
-    const m = parsed.data;
+    const { reply, m } = this.received(moveStep, raw, ack, 'move step');
+    if (!m) return;
     const j = this.joined.get(m.moveId);
     if (!j) return reply(false);
     try {

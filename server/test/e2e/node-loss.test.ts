@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, openDesktop } from '../helpers/browser.js';
 import { killLeftDesktop, type LeftDesktop, xvncUnder } from '../helpers/desktops.js';
-import { freePort, ServerProcess } from '../helpers/process-server.js';
+import { freePort, ServerProcess, startNodes } from '../helpers/process-server.js';
 import { ADMIN, until } from '../helpers/server.js';
 // @ts-expect-error a plain .mjs module of the repository's infra (no types)
 import { renderNginxConfig } from '../../../infra/nginx/render.mjs';
@@ -98,12 +98,7 @@ describe('a gateway node lost behind nginx', () => {
       PRESENCE_SWEEP_MS: '500',
       NODE_LEASE_MS: '3000',
     };
-    nodes = [
-      new ServerProcess(await freePort(), { ...env, NODE_ID: 'node-1' }),
-      new ServerProcess(await freePort(), { ...env, NODE_ID: 'node-2' }),
-    ];
-    // one after the other: the first creates the admin account and the default pool
-    for (const n of nodes) await n.start();
+    nodes = await startNodes(env);
     db = new pg.Client({ connectionString: url });
     await db.connect();
 

@@ -19,7 +19,7 @@ import type { QemuHandle } from '../../src/providers/qemu/handle.js';
 import { openDesktop, signIn } from '../helpers/browser.js';
 import { alive, killMovedVms, pidInFile } from '../helpers/desktops.js';
 import { atPrompt, buildGuest, readGuestFile, type GuestTemplate } from '../helpers/guest.js';
-import { freePort, ServerProcess } from '../helpers/process-server.js';
+import { ServerProcess, startNodes } from '../helpers/process-server.js';
 import { ADMIN, Api, until } from '../helpers/server.js';
 import {
   canvasImage,
@@ -98,12 +98,7 @@ describe('a VM desktop moved through one node while its viewer is on another', (
       HOST_NAME: 'h1',
       LOCAL_HOSTS: 'h2,h3',
     };
-    nodes = [
-      new ServerProcess(await freePort(), { ...env, NODE_ID: 'node-1' }),
-      new ServerProcess(await freePort(), { ...env, NODE_ID: 'node-2' }),
-    ];
-    // one after the other: the first creates the admin account
-    for (const n of nodes) await n.start();
+    nodes = await startNodes(env);
     db = new pg.Client({ connectionString: url });
     await db.connect();
     api = await new Api(nodes[0]!.url).login(ADMIN.username, ADMIN.password);

@@ -89,3 +89,21 @@ export class ServerProcess {
     await gone;
   }
 }
+
+/**
+ * Server processes "node-1" … "node-N" on one environment (one database, one Redis), started
+ * one after the other: the first creates the admin account (and the default pool, if any).
+ */
+export async function startNodes(env: Record<string, string>, count = 2): Promise<ServerProcess[]> {
+  const nodes: ServerProcess[] = [];
+  for (let i = 1; i <= count; i++)
+    nodes.push(new ServerProcess(await freePort(), { ...env, NODE_ID: `node-${i}` }));
+  try {
+    for (const n of nodes) await n.start();
+  } catch (err) {
+    // the caller never gets them to stop: those that did start end here
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw err;
+  }
+  return nodes;
+}
