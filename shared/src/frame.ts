@@ -2,26 +2,32 @@
  * Binary frame layout: one Socket.IO binary message per frame (docs/architecture.md,
  * decision 7).
  *
- * All integers little-endian.
+ * Fixed integers are little-endian; "varint" is an unsigned LEB128 of at most 5 bytes (value
+ * below 2^32, no overlong encodings), "zigzag" a signed value mapped onto one (0, -1, 1, -2, …
+ * → 0, 1, 2, 3, …).
  *
- *   header (FRAME_HEADER_BYTES = 20)
+ *   header
  *     u8  magic      FRAME_MAGIC
  *     u8  version    FRAME_VERSION
- *     u16 rectCount
- *     u32 seq        per-viewer sequence number, echoed in the client's ack
- *     u16 fbWidth    framebuffer size this frame applies to (a change means "resize first")
- *     u16 fbHeight
- *     u32 sentAt     server clock in ms (low 32 bits), for round-trip statistics
  *     u8  flags      FrameFlags
  *     u8  quality    lossy quality the server is currently using (0 when none), for the stats overlay
- *     u16 reserved
- *   rect header × rectCount (RECT_HEADER_BYTES = 16)
- *     u16 x, u16 y, u16 w, u16 h
- *     u8  codec      Codec
- *     u8  reserved
- *     u16 reserved
- *     u32 length     payload bytes
+ *     u32 seq        per-viewer sequence number, echoed in the client's ack (always at byte 4)
+ *     u32 sentAt     server clock in ms (low 32 bits), for round-trip statistics
+ *     varint fbWidth, varint fbHeight   framebuffer size this frame applies to (a change means
+ *                                       "resize first"); at most MAX_FRAMEBUFFER_SIDE
+ *     varint rectCount
+ *   rect header × rectCount
+ *     u8     codec    Codec
+ *     zigzag x − the previous rect's x (0 for the first rect)
+ *     zigzag y − the previous rect's y
+ *     varint w, varint h
+ *     varint length   payload bytes
  *   payloads, concatenated in rect order
+ *
+ * A rect header takes 6 bytes for a small rect near the one before it and rarely more than
+ * 11 (version 1 had 16: fixed u16 fields and reserved bytes, and a 20-byte frame header).
+ * Frames of typing, scrolling and window drags are a few small rects each, so the headers
+ * were over a third of their bytes.
  *
  * Rects are applied in order: a copy reads the canvas as left by the rects before it.
  *
@@ -32,11 +38,16 @@
  */
 
 export const FRAME_MAGIC = 0xf7;
-export const FRAME_VERSION = 1;
-export const FRAME_HEADER_BYTES = 20;
-export const RECT_HEADER_BYTES = 16;
+export const FRAME_VERSION = 2;
+/** the header's fixed part; the varints follow it */
+export const FRAME_FIXED_HEADER_BYTES = 12;
 /** Upper bound on rects in one frame; the server merges before it gets near this. */
 export const MAX_RECTS_PER_FRAME = 4096;
+/** Largest framebuffer width or height a frame may carry (RFB's own limit: u16). */
+export const MAX_FRAMEBUFFER_SIDE = 65535;
+/** the longest rect header: codec, then five varints of up to 5 bytes */
+const MAX_RECT_HEADER_BYTES = 26;
+const MAX_VARINT_BYTES = 5;
 
 export const Codec = {
   /** payload: 4 bytes R, G, B, A */
@@ -117,77 +128,160 @@ export class FrameFormatError extends Error {
 
 const CODEC_VALUES = new Set<number>(Object.values(Codec));
 
-export function encodeFrame(frame: Frame): Uint8Array {
-  if (frame.rects.length > MAX_RECTS_PER_FRAME) {
-    throw new FrameFormatError(`too many rects: ${frame.rects.length}`);
+function writeVarint(out: Uint8Array, at: number, v: number): number {
+  while (v >= 0x80) {
+    out[at++] = (v & 0x7f) | 0x80;
+    v = Math.floor(v / 128);
   }
-  let total = FRAME_HEADER_BYTES + RECT_HEADER_BYTES * frame.rects.length;
-  for (const r of frame.rects) total += r.payload.byteLength;
-  const out = new Uint8Array(total);
-  const dv = new DataView(out.buffer);
-  dv.setUint8(0, FRAME_MAGIC);
-  dv.setUint8(1, FRAME_VERSION);
-  dv.setUint16(2, frame.rects.length, true);
+  out[at++] = v;
+  return at;
+}
+
+const zigzag = (d: number): number => (d >= 0 ? d * 2 : -d * 2 - 1);
+const unzigzag = (z: number): number => (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
+
+function checkSide(what: string, v: number, min: number): void {
+  if (!Number.isInteger(v) || v < min || v > MAX_FRAMEBUFFER_SIDE) {
+    throw new FrameFormatError(`${what} out of range: ${v}`);
+  }
+}
+
+/** Reused space for a frame's headers while they are laid out (the frame is then sized exactly). */
+let headerScratch = new Uint8Array(
+  FRAME_FIXED_HEADER_BYTES + 3 * MAX_VARINT_BYTES + 64 * MAX_RECT_HEADER_BYTES,
+);
+
+export function encodeFrame(frame: Frame): Uint8Array {
+  const count = frame.rects.length;
+  if (count > MAX_RECTS_PER_FRAME) throw new FrameFormatError(`too many rects: ${count}`);
+  checkSide('framebuffer width', frame.fbWidth, 0);
+  checkSide('framebuffer height', frame.fbHeight, 0);
+  const most = FRAME_FIXED_HEADER_BYTES + 3 * MAX_VARINT_BYTES + count * MAX_RECT_HEADER_BYTES;
+  if (headerScratch.byteLength < most) headerScratch = new Uint8Array(most);
+  const head = headerScratch;
+  const dv = new DataView(head.buffer);
+  head[0] = FRAME_MAGIC;
+  head[1] = FRAME_VERSION;
+  head[2] = frame.flags;
+  head[3] = frame.quality;
   dv.setUint32(4, frame.seq >>> 0, true);
-  dv.setUint16(8, frame.fbWidth, true);
-  dv.setUint16(10, frame.fbHeight, true);
-  dv.setUint32(12, frame.sentAt >>> 0, true);
-  dv.setUint8(16, frame.flags);
-  dv.setUint8(17, frame.quality);
-  let h = FRAME_HEADER_BYTES;
-  let p = FRAME_HEADER_BYTES + RECT_HEADER_BYTES * frame.rects.length;
+  dv.setUint32(8, frame.sentAt >>> 0, true);
+  let h = writeVarint(head, FRAME_FIXED_HEADER_BYTES, frame.fbWidth);
+  h = writeVarint(head, h, frame.fbHeight);
+  h = writeVarint(head, h, count);
+  let payloadBytes = 0;
+  let px = 0;
+  let py = 0;
   for (const r of frame.rects) {
-    dv.setUint16(h, r.x, true);
-    dv.setUint16(h + 2, r.y, true);
-    dv.setUint16(h + 4, r.w, true);
-    dv.setUint16(h + 6, r.h, true);
-    dv.setUint8(h + 8, r.codec);
-    dv.setUint32(h + 12, r.payload.byteLength, true);
+    checkSide('rect x', r.x, 0);
+    checkSide('rect y', r.y, 0);
+    checkSide('rect width', r.w, 1);
+    checkSide('rect height', r.h, 1);
+    head[h++] = r.codec;
+    h = writeVarint(head, h, zigzag(r.x - px));
+    h = writeVarint(head, h, zigzag(r.y - py));
+    h = writeVarint(head, h, r.w);
+    h = writeVarint(head, h, r.h);
+    h = writeVarint(head, h, r.payload.byteLength);
+    payloadBytes += r.payload.byteLength;
+    px = r.x;
+    py = r.y;
+  }
+  const out = new Uint8Array(h + payloadBytes);
+  out.set(head.subarray(0, h), 0);
+  let p = h;
+  for (const r of frame.rects) {
     out.set(r.payload, p);
-    h += RECT_HEADER_BYTES;
     p += r.payload.byteLength;
   }
   return out;
 }
 
+/** Reads varints from a frame, refusing truncated, overlong and too large ones. */
+class VarintReader {
+  constructor(
+    private readonly data: Uint8Array,
+    public at: number,
+  ) {}
+
+  read(what: string): number {
+    let v = 0;
+    let scale = 1;
+    for (let i = 0; i < MAX_VARINT_BYTES; i++) {
+      if (this.at >= this.data.byteLength) throw new FrameFormatError(`truncated ${what}`);
+      const b = this.data[this.at++]!;
+      v += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (b === 0 && i > 0) throw new FrameFormatError(`overlong ${what}`);
+        if (v > 0xffffffff) throw new FrameFormatError(`${what} too large`);
+        return v;
+      }
+      scale *= 128;
+    }
+    throw new FrameFormatError(`${what} too long`);
+  }
+
+  byte(what: string): number {
+    if (this.at >= this.data.byteLength) throw new FrameFormatError(`truncated ${what}`);
+    return this.data[this.at++]!;
+  }
+}
+
 /** Strict decoder: every length and bound is checked; payloads are views into `data`. */
 export function decodeFrame(data: Uint8Array): Frame {
-  if (data.byteLength < FRAME_HEADER_BYTES) throw new FrameFormatError('truncated header');
+  if (data.byteLength < FRAME_FIXED_HEADER_BYTES) throw new FrameFormatError('truncated header');
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (dv.getUint8(0) !== FRAME_MAGIC) throw new FrameFormatError('bad magic');
-  if (dv.getUint8(1) !== FRAME_VERSION) throw new FrameFormatError('unsupported version');
-  const count = dv.getUint16(2, true);
+  if (data[0] !== FRAME_MAGIC) throw new FrameFormatError('bad magic');
+  if (data[1] !== FRAME_VERSION) throw new FrameFormatError('unsupported version');
+  const in_ = new VarintReader(data, FRAME_FIXED_HEADER_BYTES);
+  const fbWidth = in_.read('header');
+  const fbHeight = in_.read('header');
+  if (fbWidth > MAX_FRAMEBUFFER_SIDE || fbHeight > MAX_FRAMEBUFFER_SIDE) {
+    throw new FrameFormatError('framebuffer too large');
+  }
+  const count = in_.read('header');
   if (count > MAX_RECTS_PER_FRAME) throw new FrameFormatError('too many rects');
-  const fbWidth = dv.getUint16(8, true);
-  const fbHeight = dv.getUint16(10, true);
-  const headersEnd = FRAME_HEADER_BYTES + count * RECT_HEADER_BYTES;
-  if (data.byteLength < headersEnd) throw new FrameFormatError('truncated rect headers');
-  const rects: FrameRect[] = [];
-  let p = headersEnd;
+  const heads: { x: number; y: number; w: number; h: number; codec: Codec; len: number }[] = [];
+  let x = 0;
+  let y = 0;
+  let payloadBytes = 0;
   for (let i = 0; i < count; i++) {
-    const h = FRAME_HEADER_BYTES + i * RECT_HEADER_BYTES;
-    const x = dv.getUint16(h, true);
-    const y = dv.getUint16(h + 2, true);
-    const w = dv.getUint16(h + 4, true);
-    const hh = dv.getUint16(h + 6, true);
-    const codec = dv.getUint8(h + 8);
-    const len = dv.getUint32(h + 12, true);
+    const codec = in_.byte('rect headers');
+    x += unzigzag(in_.read('rect headers'));
+    y += unzigzag(in_.read('rect headers'));
+    const w = in_.read('rect headers');
+    const h = in_.read('rect headers');
+    const len = in_.read('rect headers');
     if (!CODEC_VALUES.has(codec)) throw new FrameFormatError(`unknown codec ${codec}`);
-    if (w === 0 || hh === 0 || x + w > fbWidth || y + hh > fbHeight) {
+    if (x < 0 || y < 0 || w === 0 || h === 0 || x + w > fbWidth || y + h > fbHeight) {
       throw new FrameFormatError(`rect ${i} out of bounds`);
     }
-    if (p + len > data.byteLength) throw new FrameFormatError(`rect ${i} payload truncated`);
-    rects.push({ x, y, w, h: hh, codec: codec as Codec, payload: data.subarray(p, p + len) });
-    p += len;
+    payloadBytes += len;
+    heads.push({ x, y, w, h, codec: codec as Codec, len });
   }
-  if (p !== data.byteLength) throw new FrameFormatError('trailing bytes');
+  let p = in_.at;
+  if (p + payloadBytes < data.byteLength) throw new FrameFormatError('trailing bytes');
+  const rects: FrameRect[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = heads[i]!;
+    if (p + r.len > data.byteLength) throw new FrameFormatError(`rect ${i} payload truncated`);
+    rects.push({
+      x: r.x,
+      y: r.y,
+      w: r.w,
+      h: r.h,
+      codec: r.codec,
+      payload: data.subarray(p, p + r.len),
+    });
+    p += r.len;
+  }
   return {
     seq: dv.getUint32(4, true),
     fbWidth,
     fbHeight,
-    sentAt: dv.getUint32(12, true),
-    flags: dv.getUint8(16),
-    quality: dv.getUint8(17),
+    sentAt: dv.getUint32(8, true),
+    flags: data[2]!,
+    quality: data[3]!,
     rects,
   };
 }

@@ -2,7 +2,8 @@ import { describe, expect, expectTypeOf, it } from 'vitest';
 import fc from 'fast-check';
 import {
   Codec,
-  FRAME_HEADER_BYTES,
+  FRAME_FIXED_HEADER_BYTES,
+  FRAME_VERSION,
   FrameFormatError,
   copyPayload,
   decodeFrame,
@@ -18,8 +19,8 @@ const codecs = Object.values(Codec);
 
 const frameArb = fc
   .record({
-    fbWidth: fc.integer({ min: 1, max: 4096 }),
-    fbHeight: fc.integer({ min: 1, max: 4096 }),
+    fbWidth: fc.integer({ min: 1, max: 65535 }),
+    fbHeight: fc.integer({ min: 1, max: 65535 }),
   })
   .chain(({ fbWidth, fbHeight }) =>
     fc.record({
@@ -97,10 +98,63 @@ describe('frame layout', () => {
     const wide = encodeFrame({ ...good, rects: [{ ...good.rects[0]!, w: 6 }] });
     expect(() => decodeFrame(wide)).toThrow(/out of bounds/);
     const badCodec = encodeFrame(good);
-    badCodec[FRAME_HEADER_BYTES + 8] = 200;
+    // the first rect's codec follows the three one-byte varints (20, 20, 1)
+    const codecAt = FRAME_FIXED_HEADER_BYTES + 3;
+    expect(badCodec[codecAt]).toBe(Codec.Png);
+    badCodec[codecAt] = 200;
     expect(() => decodeFrame(badCodec)).toThrow(/unknown codec/);
-    badCodec[FRAME_HEADER_BYTES + 8] = 4; // unassigned (no server ever sent it)
+    badCodec[codecAt] = 4; // unassigned (no server ever sent it)
     expect(() => decodeFrame(badCodec)).toThrow(/unknown codec 4/);
+  });
+
+  it('lays a small rect near the last one out in a few bytes', () => {
+    const wire = encodeFrame({
+      seq: 300,
+      fbWidth: 1920,
+      fbHeight: 1080,
+      sentAt: 5,
+      flags: 0,
+      quality: 0,
+      rects: [
+        { x: 100, y: 200, w: 8, h: 16, codec: Codec.DeflateRgb, payload: new Uint8Array(40) },
+        { x: 92, y: 200, w: 8, h: 16, codec: Codec.Fill, payload: new Uint8Array(4) },
+      ],
+    });
+    // header 12 + 2 + 2 + 1; first rect 1 + 2 + 2 + 1 + 1 + 1 (100 → 200 and 200 → 400 zigzagged);
+    // second 1 + 1 (−8 → 15) + 1 + 1 + 1 + 1; payloads 44
+    expect(wire.byteLength).toBe(17 + 8 + 6 + 44);
+    expect(wire[1]).toBe(FRAME_VERSION);
+    expect(new DataView(wire.buffer).getUint32(4, true)).toBe(300);
+    expect(decodeFrame(wire).rects.map((r) => [r.x, r.y])).toEqual([
+      [100, 200],
+      [92, 200],
+    ]);
+  });
+
+  it('refuses overlong, too long and too large varints and framebuffers over 65535', () => {
+    const head = (...varints: number[]) =>
+      Uint8Array.of(0xf7, FRAME_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, ...varints);
+    expect(decodeFrame(head(10, 10, 0)).rects).toEqual([]);
+    expect(() => decodeFrame(head(0x8a, 0x00, 10, 0))).toThrow(/overlong/);
+    expect(() => decodeFrame(head(0x80, 0x80, 0x80, 0x80, 0x80, 0x01))).toThrow(/too long/);
+    expect(() => decodeFrame(head(0xff, 0xff, 0xff, 0xff, 0x1f, 10, 0))).toThrow(/too large/);
+    expect(() => decodeFrame(head(0x80, 0x80, 0x04, 10, 0))).toThrow(/framebuffer too large/);
+    expect(() => decodeFrame(head(10, 10, 0x81, 0x20))).toThrow(/too many rects/);
+    // a rect whose delta walks left of the framebuffer
+    expect(() => decodeFrame(head(10, 10, 1, Codec.Fill, 1, 0, 1, 1, 4, 1, 2, 3, 4))).toThrow(
+      /out of bounds/,
+    );
+    expect(() =>
+      encodeFrame({
+        seq: 0,
+        fbWidth: 65536,
+        fbHeight: 1,
+        sentAt: 0,
+        flags: 0,
+        quality: 0,
+        rects: [],
+      }),
+    ).toThrow(/out of range/);
   });
 
   it('reads copy payloads', () => {
