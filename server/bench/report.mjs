@@ -49,7 +49,10 @@ const ratio = (a, b, digits = 2) =>
     : (a / b).toFixed(digits);
 const lat = (l) => (l && l.n ? `${fmt(l.p50)} / ${fmt(l.p95)} / ${fmt(l.p99)}` : 'n/a');
 const psnr = (q) => (!q || q.error ? 'n/a' : q.psnrDb === null ? '∞ (exact)' : fmt(q.psnrDb, 1));
-const exact = (q) => (!q || q.error ? 'n/a' : `${q.exactPct.toFixed(q.exactPct === 100 ? 0 : 2)}`);
+const exact = (q, settled = true) =>
+  !q || q.error
+    ? 'n/a'
+    : `${q.exactPct.toFixed(q.exactPct === 100 ? 0 : 2)}${settled ? '' : ' (not settled)'}`;
 
 /**
  * @param {{ machine: any, settings: any, results: any[], notes: string[] }} run
@@ -89,7 +92,7 @@ export function renderMarkdown(run) {
       }
       lines.push(
         `| ${workload} | ${r.viewerName} | ${fmt(r.traffic.kbitPerSec)} | ${fmt(r.traffic.paintsPerSec, 1)} | ${lat(r.latency)} | ` +
-          `${fmt(r.traffic.serverCpuSec, 2)} | ${fmt(r.traffic.browserCpuSec, 2)} | ${exact(r.quality?.area)} | ${psnr(r.quality?.area)} |`,
+          `${fmt(r.traffic.serverCpuSec, 2)} | ${fmt(r.traffic.browserCpuSec, 2)} | ${exact(r.quality?.area, r.quality?.settled !== false)} | ${psnr(r.quality?.area)} |`,
       );
     }
     const a = pair.vdi;
@@ -109,7 +112,7 @@ export function renderMarkdown(run) {
       '*damage→paint* = wall-clock ms from an X client drawing a time code to the viewer having drawn it into its canvas (measured in a second phase of the same workload with the time code running); ' +
       `*server CPU* = user+system CPU seconds over the ${settings.seconds} s phase of the gateway process (this server) or of Xvnc + websockify (noVNC); ` +
       '*browser CPU* = all Chromium processes; ' +
-      `*exact px % / PSNR* = viewer canvas vs the desktop framebuffer (xwd) once no frame has arrived for ${settings.settleQuietMs / 1000} s after the workload stopped, over the workload's area (the whole screen for idle and drag).`,
+      `*exact px % / PSNR* = viewer canvas vs the desktop framebuffer (xwd) once no frame has arrived for ${settings.settleQuietMs / 1000} s after the workload stopped, over the workload's area (the whole screen for idle and drag); *not settled*: still receiving or drawing 60 s after the workload stopped, compared as it was then and never counted as exact.`,
     '',
   );
   lines.push(...issue10Table(results, settings));
@@ -181,7 +184,9 @@ const cpuPerSec = (r, xvnc) =>
 /** Repetitions whose canvas was pixel-exact after settling (cursor box left out). */
 const exactCount = (r) => {
   const reps = repsOf(r);
-  const n = reps.filter((x) => x.quality?.area && x.quality.area.mismatched === 0).length;
+  const n = reps.filter(
+    (x) => x.quality?.settled !== false && x.quality?.area && x.quality.area.mismatched === 0,
+  ).length;
   return { n, of: reps.length + (r.failedRuns?.count ?? 0) };
 };
 
