@@ -33,7 +33,14 @@ describe('decodeRects', () => {
           codec: Codec.DeflatePalette,
           payload: Uint8Array.of(palette[0]!, ...segment(Uint8Array.of(...palette.subarray(1), 0))), // colour (1,2,3); 3 px, 1 bit each: one byte
         },
-        { x: 0, y: 10, w: 16, h: 16, codec: Codec.Copy, payload: copyPayload(1, 2) },
+        {
+          x: 0,
+          y: 10,
+          w: 16,
+          h: 16,
+          codec: Codec.Copy,
+          payload: copyPayload({ x: 0, y: 10 }, 1, 2),
+        },
       ],
     });
     const frame = await decodeRects(decodeFrame(wire), new InflateStream());

@@ -52,7 +52,10 @@ const MAX_VARINT_BYTES = 5;
 export const Codec = {
   /** payload: 4 bytes R, G, B, A */
   Fill: 0,
-  /** payload: u16 srcX, u16 srcY; copies w×h from (srcX, srcY) on the canvas */
+  /**
+   * payload: zigzag srcX − x, zigzag srcY − y (copyPayload); copies w×h from (srcX, srcY) on
+   * the canvas. A moved window or a scroll moves by a few pixels: two or three bytes.
+   */
   Copy: 1,
   /** payload: a PNG image of w×h */
   Png: 2,
@@ -290,18 +293,28 @@ export function fillPayload(r: number, g: number, b: number, a = 255): Uint8Arra
   return Uint8Array.of(r, g, b, a);
 }
 
-export function copyPayload(srcX: number, srcY: number): Uint8Array {
-  const out = new Uint8Array(4);
-  const dv = new DataView(out.buffer);
-  dv.setUint16(0, srcX, true);
-  dv.setUint16(2, srcY, true);
-  return out;
+/** The payload of a Copy rect at (to.x, to.y) that copies from (srcX, srcY). */
+export function copyPayload(to: { x: number; y: number }, srcX: number, srcY: number): Uint8Array {
+  checkSide('copy source x', srcX, 0);
+  checkSide('copy source y', srcY, 0);
+  const out = new Uint8Array(2 * MAX_VARINT_BYTES);
+  const n = writeVarint(out, writeVarint(out, 0, zigzag(srcX - to.x)), zigzag(srcY - to.y));
+  return out.subarray(0, n);
 }
 
-export function readCopyPayload(payload: Uint8Array): { srcX: number; srcY: number } {
-  if (payload.byteLength !== 4) throw new FrameFormatError('copy payload must be 4 bytes');
-  const dv = new DataView(payload.buffer, payload.byteOffset, 4);
-  return { srcX: dv.getUint16(0, true), srcY: dv.getUint16(2, true) };
+/** Where a Copy rect copies from; strict: two varints, nothing after them, a source on 0..65535. */
+export function readCopyPayload(rect: { x: number; y: number; payload: Uint8Array }): {
+  srcX: number;
+  srcY: number;
+} {
+  const in_ = new VarintReader(rect.payload, 0);
+  const srcX = rect.x + unzigzag(in_.read('copy payload'));
+  const srcY = rect.y + unzigzag(in_.read('copy payload'));
+  if (in_.at !== rect.payload.byteLength) throw new FrameFormatError('copy payload too long');
+  if (srcX < 0 || srcY < 0 || srcX > MAX_FRAMEBUFFER_SIDE || srcY > MAX_FRAMEBUFFER_SIDE) {
+    throw new FrameFormatError('copy source out of range');
+  }
+  return { srcX, srcY };
 }
 
 export function videoPayload(c: VideoChunk): Uint8Array {

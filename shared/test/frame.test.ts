@@ -75,7 +75,14 @@ describe('frame layout', () => {
       quality: 0,
       rects: [
         { x: 0, y: 0, w: 10, h: 10, codec: Codec.Fill, payload: Uint8Array.of(1, 2, 3, 255) },
-        { x: 10, y: 0, w: 10, h: 10, codec: Codec.Copy, payload: copyPayload(0, 0) },
+        {
+          x: 10,
+          y: 0,
+          w: 10,
+          h: 10,
+          codec: Codec.Copy,
+          payload: copyPayload({ x: 10, y: 0 }, 0, 0),
+        },
       ],
     });
     for (let n = 0; n < bytes.length; n++) {
@@ -158,8 +165,29 @@ describe('frame layout', () => {
   });
 
   it('reads copy payloads', () => {
-    expect(readCopyPayload(copyPayload(300, 65535))).toEqual({ srcX: 300, srcY: 65535 });
-    expect(() => readCopyPayload(new Uint8Array(3))).toThrow();
+    const at = { x: 310, y: 65500 };
+    const payload = copyPayload(at, 300, 65535);
+    expect(readCopyPayload({ ...at, payload })).toEqual({ srcX: 300, srcY: 65535 });
+    // a window moved by a few pixels: one byte each way
+    expect(copyPayload(at, 305, 65502).byteLength).toBe(2);
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 65535 }),
+        fc.nat({ max: 65535 }),
+        fc.nat({ max: 65535 }),
+        fc.nat({ max: 65535 }),
+        (x, y, srcX, srcY) => {
+          const p = copyPayload({ x, y }, srcX, srcY);
+          expect(readCopyPayload({ x, y, payload: p })).toEqual({ srcX, srcY });
+        },
+      ),
+    );
+    expect(() => readCopyPayload({ ...at, payload: new Uint8Array(0) })).toThrow(/truncated/);
+    expect(() => readCopyPayload({ ...at, payload: Uint8Array.of(0, 0, 0) })).toThrow(/too long/);
+    // a source left of the framebuffer: x 310 − 311 (zigzag 621 = ED 04), y + 0
+    expect(() => readCopyPayload({ ...at, payload: Uint8Array.of(0xed, 0x04, 0) })).toThrow(
+      /out of range/,
+    );
   });
 
   describe('video chunks', () => {

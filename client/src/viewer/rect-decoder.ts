@@ -93,7 +93,7 @@ async function decodeRect(
         };
       }
       case Codec.Copy: {
-        const { srcX, srcY } = readCopyPayload(rect.payload);
+        const { srcX, srcY } = readCopyPayload(rect);
         return { ...area, kind: 'copy', srcX, srcY };
       }
       case Codec.Png:

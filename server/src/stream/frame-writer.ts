@@ -27,7 +27,7 @@ export function writeFrame(c: FrameContent): Uint8Array {
     w: op.w,
     h: op.h,
     codec: Codec.Copy,
-    payload: copyPayload(op.srcX, op.srcY),
+    payload: copyPayload(op, op.srcX, op.srcY),
   }));
   let anyLossy = false;
   for (const r of c.rects) {

@@ -58,7 +58,7 @@ describe('writeFrame', () => {
     expect(f).toMatchObject({ seq: 7, fbWidth: 64, fbHeight: 64, sentAt: 1234, quality: 0 });
     expect(f.flags).toBe(FrameFlags.Keyframe | FrameFlags.Lossless);
     expect(f.rects.map((r) => r.codec)).toEqual([Codec.Copy, Codec.Fill]);
-    expect(readCopyPayload(f.rects[0]!.payload)).toEqual({ srcX: 8, srcY: 0 });
+    expect(readCopyPayload(f.rects[0]!)).toEqual({ srcX: 8, srcY: 0 });
   });
 
   it('states the quality only when a rect of this frame is lossy', () => {

@@ -106,7 +106,7 @@ describe('Viewer pacing', () => {
     const f = frames[2]!;
     expect(f.rects).toHaveLength(1);
     expect(f.rects[0]!.codec).toBe(Codec.Copy);
-    expect(readCopyPayload(f.rects[0]!.payload)).toEqual({ srcX: 0, srcY: 0 });
+    expect(readCopyPayload(f.rects[0]!)).toEqual({ srcX: 0, srcY: 0 });
     expect(stream.fb[(64 * 128 + 64) * 4]).toBe(200);
   });
 
@@ -146,7 +146,7 @@ describe('Viewer pacing', () => {
         if (f.flags & FrameFlags.Keyframe) rx.reset();
         for (const r of f.rects) {
           if (r.codec === Codec.Copy) {
-            const { srcX, srcY } = readCopyPayload(r.payload);
+            const { srcX, srcY } = readCopyPayload(r);
             const tmp = Buffer.alloc(r.w * r.h * 4);
             for (let y = 0; y < r.h; y++)
               canvas.copy(
@@ -248,7 +248,7 @@ describe('Viewer pacing', () => {
     const copies = f.rects.filter((r) => r.codec === Codec.Copy);
     expect(copies).toHaveLength(1);
     expect(copies[0]).toMatchObject({ x: 0, y: 0, w: 160, h: 112 });
-    expect(readCopyPayload(copies[0]!.payload)).toEqual({ srcX: 0, srcY: 16 });
+    expect(readCopyPayload(copies[0]!)).toEqual({ srcX: 0, srcY: 16 });
     const pixels = f.rects.filter((r) => r.codec !== Codec.Copy).reduce((a, r) => a + r.w * r.h, 0);
     expect(pixels).toBeLessThanOrEqual(160 * 16);
   });
@@ -270,7 +270,7 @@ describe('Viewer pacing', () => {
     expect(f.rects).toHaveLength(1);
     const c = f.rects[0]!;
     expect(c).toMatchObject({ codec: Codec.Copy, x: 10, y: 18, w: 32, h: 32 });
-    expect(readCopyPayload(c.payload)).toEqual({ srcX: 10, srcY: 10 });
+    expect(readCopyPayload(c)).toEqual({ srcX: 10, srcY: 10 });
     // one copy from the earlier picture == the two bands in order (what the mirror did)
     for (let y = 0; y < 32; y++)
       for (let x = 0; x < 32; x++) {

@@ -22,7 +22,7 @@ export class CanvasReplay {
     for (const r of f.rects) {
       switch (r.codec) {
         case Codec.Copy: {
-          const { srcX, srcY } = readCopyPayload(r.payload);
+          const { srcX, srcY } = readCopyPayload(r);
           const tmp = this.read(srcX, srcY, r.w, r.h);
           this.write(r.x, r.y, r.w, r.h, tmp, 4);
           break;
