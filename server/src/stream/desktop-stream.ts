@@ -457,7 +457,7 @@ export class DesktopStream implements FramebufferSink, MirrorView {
     return this.heat.quietFor(r, now);
   }
 
-  hotCells(): HotCells {
+  hotCells(): HotCells | undefined {
     this.flushHeat();
     return this.heat.hotCells();
   }

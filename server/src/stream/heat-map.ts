@@ -5,6 +5,8 @@ import { CELL, type Rect } from './dirty-grid.js';
 const HOT_RATE = 3;
 /** half-life of a cell's update rate, ms */
 const RATE_HALF_LIFE_MS = 500;
+/** a cell quiet this long has lost 15/16 of its rate: it no longer counts as hot (hotCells) */
+const HOT_AGE_LIMIT_MS = 4 * RATE_HALF_LIFE_MS;
 
 /** A snapshot of the hot cells of a desktop (CELL×CELL each). */
 export interface HotCells {
@@ -26,6 +28,12 @@ export class HeatMap {
   private lastChange = new Float64Array(0);
   /** per cell: its update rate as of lastChange */
   private rate = new Float32Array(0);
+  /**
+   * Until when some cell may still be hot: a cell is hot only if a touch left its rate at
+   * HOT_RATE or more, and not after HOT_AGE_LIMIT_MS (rates only decay between touches). Lets
+   * hotCells() answer "none" without a pass over every cell on a desktop where nothing moves.
+   */
+  private mayBeHotUntil = -Infinity;
 
   constructor(private readonly clock: Clock) {}
 
@@ -35,6 +43,7 @@ export class HeatMap {
     this.rows = Math.ceil(height / CELL);
     this.lastChange = new Float64Array(this.cols * this.rows);
     this.rate = new Float32Array(this.cols * this.rows);
+    this.mayBeHotUntil = -Infinity;
   }
 
   /** the pixels of `r` changed now */
@@ -52,8 +61,10 @@ export class HeatMap {
           lastDt = dt;
           decay = Math.pow(0.5, dt / RATE_HALF_LIFE_MS);
         }
-        this.rate[i] = this.rate[i]! * decay + 1;
+        const rate = this.rate[i]! * decay + 1;
+        this.rate[i] = rate;
         this.lastChange[i] = now;
+        if (rate >= HOT_RATE) this.mayBeHotUntil = now + HOT_AGE_LIMIT_MS;
       }
     }
   }
@@ -75,15 +86,18 @@ export class HeatMap {
     return total > 0 && hot * 2 >= total;
   }
 
-  /** Which cells are hot now (1) or not (0), row by row: where video regions are looked for. */
-  hotCells(): HotCells {
+  /**
+   * Which cells are hot now (1) or not (0), row by row: where video regions are looked for.
+   * Undefined when none is (typing, a still screen), without looking at each cell.
+   */
+  hotCells(): HotCells | undefined {
     const now = this.clock.now();
+    if (now >= this.mayBeHotUntil) return undefined;
     const hot = new Uint8Array(this.cols * this.rows);
     for (let i = 0; i < hot.length; i++) {
       const age = now - this.lastChange[i]!;
-      // a cell quiet for 4 half-lives has lost 15/16 of its rate: skip the pow
       if (
-        age < 4 * RATE_HALF_LIFE_MS &&
+        age < HOT_AGE_LIMIT_MS &&
         this.rate[i]! * Math.pow(0.5, age / RATE_HALF_LIFE_MS) >= HOT_RATE
       )
         hot[i] = 1;

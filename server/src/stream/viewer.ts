@@ -17,8 +17,8 @@ export interface MirrorView {
   isHot(r: Rect): boolean;
   /** ms since the cells of this rect last changed */
   quietFor(r: Rect, now: number): number;
-  /** which cells are hot now (video mode looks for a region in motion in them) */
-  hotCells?(): HotCells;
+  /** which cells are hot now (video mode looks for a region in motion in them); undefined: none */
+  hotCells?(): HotCells | undefined;
   /**
    * An update is under way whose pixels are in the mirror but not yet told as damage or
    * copies (moves are found at its end, against the picture before it): no frame may read

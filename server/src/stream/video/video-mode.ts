@@ -48,7 +48,7 @@ export interface VideoMirror {
   readonly height: number;
   readonly fb: Buffer;
   quietFor(r: Rect, now: number): number;
-  hotCells?(): HotCells;
+  hotCells?(): HotCells | undefined;
 }
 
 /** The viewer a video mode works for. */

@@ -44,6 +44,31 @@ describe('HeatMap', () => {
     expect(heat.quietFor({ x: 0, y: 0, w: 64, h: 16 }, clock.now())).toBe(50);
   });
 
+  it('hotCells: none without a pass while nothing is hot, the hot cells while some are', () => {
+    const { clock, heat } = setup();
+    heat.touch(cell); // changed once: not hot
+    expect(heat.hotCells()).toBeUndefined();
+    for (let i = 0; i < 5; i++) {
+      clock.advance(30);
+      heat.touch(cell);
+    }
+    const hot = heat.hotCells();
+    expect(hot).toBeDefined();
+    expect([...hot!.hot.entries()].filter(([, v]) => v).map(([i]) => i)).toEqual([1 * 8 + 1]);
+    // still hot a little later, then cooled for good
+    clock.advance(400);
+    expect(heat.hotCells()?.hot[9]).toBe(1);
+    clock.advance(1600);
+    expect(heat.hotCells()).toBeUndefined();
+    // a resize forgets the heat
+    for (let i = 0; i < 5; i++) {
+      clock.advance(30);
+      heat.touch(cell);
+    }
+    heat.resize(128, 64);
+    expect(heat.hotCells()).toBeUndefined();
+  });
+
   it('starts cold after a resize', () => {
     const { clock, heat } = setup();
     for (let i = 0; i < 5; i++) {
