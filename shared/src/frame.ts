@@ -129,6 +129,16 @@ export class FrameFormatError extends Error {
   readonly code = 'FRAME_FORMAT';
 }
 
+/**
+ * A frame of another layout version: the page was loaded from an older or newer server than
+ * the one now sending (an upgrade while it was open). No later frame will decode either.
+ */
+export class FrameVersionError extends FrameFormatError {
+  constructor(readonly version: number) {
+    super(`unsupported frame version ${version} (this page reads version ${FRAME_VERSION})`);
+  }
+}
+
 const CODEC_VALUES = new Set<number>(Object.values(Codec));
 
 function writeVarint(out: Uint8Array, at: number, v: number): number {
@@ -235,7 +245,7 @@ export function decodeFrame(data: Uint8Array): Frame {
   if (data.byteLength < FRAME_FIXED_HEADER_BYTES) throw new FrameFormatError('truncated header');
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
   if (data[0] !== FRAME_MAGIC) throw new FrameFormatError('bad magic');
-  if (data[1] !== FRAME_VERSION) throw new FrameFormatError('unsupported version');
+  if (data[1] !== FRAME_VERSION) throw new FrameVersionError(data[1]!);
   const in_ = new VarintReader(data, FRAME_FIXED_HEADER_BYTES);
   const fbWidth = in_.read('header');
   const fbHeight = in_.read('header');

@@ -5,6 +5,7 @@ import {
   FRAME_FIXED_HEADER_BYTES,
   FRAME_VERSION,
   FrameFormatError,
+  FrameVersionError,
   copyPayload,
   decodeFrame,
   encodeFrame,
@@ -162,6 +163,30 @@ describe('frame layout', () => {
         rects: [],
       }),
     ).toThrow(/out of range/);
+  });
+
+  it('tells a frame of another layout version apart from a broken one', () => {
+    const bytes = encodeFrame({
+      seq: 3,
+      fbWidth: 8,
+      fbHeight: 8,
+      sentAt: 0,
+      flags: 0,
+      quality: 0,
+      rects: [],
+    });
+    bytes[1] = 1;
+    const err = (() => {
+      try {
+        decodeFrame(bytes);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(FrameVersionError);
+    expect((err as FrameVersionError).version).toBe(1);
+    expect(() => decodeFrame(bytes.subarray(0, 5))).toThrow(FrameFormatError);
+    expect(() => decodeFrame(bytes.subarray(0, 5))).not.toThrow(FrameVersionError);
   });
 
   it('reads copy payloads', () => {

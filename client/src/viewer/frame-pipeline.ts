@@ -4,7 +4,7 @@
  * which is what the server's flow control waits for. A frame that cannot be decoded is
  * acknowledged all the same (flow control must go on) and a repaint is asked for.
  */
-import { decodeFrame } from '@vdi/shared';
+import { FrameVersionError, decodeFrame } from '@vdi/shared';
 import { browserClock, type Clock } from '../clock';
 import type { CanvasPainter } from './canvas-painter';
 import { FrameQueue } from './frame-queue';
@@ -21,6 +21,11 @@ export interface FramePipelineListener {
   ack(seq: number, renderMs: number): void;
   /** a video decoder failed: the server should send images from now on */
   videoFailed?(regionId: number, reason: string): void;
+  /**
+   * The server sends frames of another layout version (it was upgraded while this page was
+   * open): nothing will be drawn until the page is loaded again. Told once.
+   */
+  outdated?(serverVersion: number): void;
 }
 
 export class FramePipeline {
@@ -28,6 +33,7 @@ export class FramePipeline {
   private readonly zlib: InflateStream;
   private readonly queue: FrameQueue<DecodedFrame>;
   private lastDrawn = { rects: 0, quality: 0 };
+  private toldOutdated = false;
   /** decoders of the server's video regions (video-decoders.ts) */
   readonly video: VideoDecoders;
 
@@ -71,6 +77,12 @@ export class FramePipeline {
     } catch (err) {
       const seq = peekSeq(data);
       if (seq !== undefined) this.on.ack(seq, 0);
+      if (err instanceof FrameVersionError) {
+        // a repaint would come in the same layout: only loading the page again helps
+        if (!this.toldOutdated) this.on.outdated?.(err.version);
+        this.toldOutdated = true;
+        return;
+      }
       this.repaint.request(err);
       return;
     }

@@ -158,6 +158,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
       hooks.videoErrors++;
       conn.videoFailed(regionId, reason);
     },
+    outdated() {
+      banners.message(
+        'The server was updated after this page was opened: reload the page to see your desktop again (it kept running).',
+        'error',
+      );
+    },
   });
 
   // ── connection ──
