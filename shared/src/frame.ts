@@ -254,7 +254,9 @@ export function decodeFrame(data: Uint8Array): Frame {
   }
   const count = in_.read('header');
   if (count > MAX_RECTS_PER_FRAME) throw new FrameFormatError('too many rects');
-  const heads: { x: number; y: number; w: number; h: number; codec: Codec; len: number }[] = [];
+  // headers first (their end is where the payloads start), then each rect's payload view
+  const rects: FrameRect[] = [];
+  const lengths: number[] = [];
   let x = 0;
   let y = 0;
   let payloadBytes = 0;
@@ -270,23 +272,16 @@ export function decodeFrame(data: Uint8Array): Frame {
       throw new FrameFormatError(`rect ${i} out of bounds`);
     }
     payloadBytes += len;
-    heads.push({ x, y, w, h, codec: codec as Codec, len });
+    lengths.push(len);
+    rects.push({ x, y, w, h, codec: codec as Codec, payload: data.subarray(0, 0) });
   }
   let p = in_.at;
   if (p + payloadBytes < data.byteLength) throw new FrameFormatError('trailing bytes');
-  const rects: FrameRect[] = [];
   for (let i = 0; i < count; i++) {
-    const r = heads[i]!;
-    if (p + r.len > data.byteLength) throw new FrameFormatError(`rect ${i} payload truncated`);
-    rects.push({
-      x: r.x,
-      y: r.y,
-      w: r.w,
-      h: r.h,
-      codec: r.codec,
-      payload: data.subarray(p, p + r.len),
-    });
-    p += r.len;
+    const len = lengths[i]!;
+    if (p + len > data.byteLength) throw new FrameFormatError(`rect ${i} payload truncated`);
+    rects[i]!.payload = data.subarray(p, p + len);
+    p += len;
   }
   return {
     seq: dv.getUint32(4, true),
