@@ -12,6 +12,7 @@ import {
   compareImages,
   cpuDelta,
   cpuSample,
+  wakeSample,
   percentiles,
   rssMiB,
   tcpConnectionsTo,
@@ -164,6 +165,7 @@ async function sample(viewer, v) {
     at: Date.now(),
     ws: viewer.ws(),
     server: cpuSample(v.roots.measured),
+    serverWakes: wakeSample(v.roots.measured),
     xvnc: cpuSample(v.roots.xvnc),
     browser: cpuSample(browserRootPids()),
     hooks: await viewer.hooks(),
@@ -204,6 +206,8 @@ function figures(s0, s1, probe, cdp) {
     // this server only: what its frames were made of (rects, payload bytes, pixels per codec)
     frames: s0.codecs && s1.codecs ? difference(s0.codecs, s1.codecs) : null,
     serverCpuSec: cpuDelta(s0.server, s1.server),
+    // the server's threads woken per second (Xvnc + websockify for noVNC)
+    serverWakeupsPerSec: cpuDelta(s0.serverWakes, s1.serverWakes) / secs,
     xvncCpuSec: cpuDelta(s0.xvnc, s1.xvnc),
     browserCpuSec: cpuDelta(s0.browser, s1.browser),
   };

@@ -4,12 +4,19 @@
 // the system (the stream, the RFB link, Socket.IO and ws, zlib, the store, GC, ...) and the
 // functions that cost the most. Idle time is left out of the shares.
 //
-//   node server/bench/profile-summary.mjs DIR/CPU.*.cpuprofile [--top=25]
+//   node server/bench/profile-summary.mjs DIR/CPU.*.cpuprofile [--top=25] [--from=S] [--to=S]
+//     [--timeline]
+// --from/--to keep only the samples taken that many seconds after the profile started (one
+// phase of a bench run); --timeline prints the busy milliseconds of every second first, to
+// find the phases.
 import fs from 'node:fs';
 
 const args = process.argv.slice(2);
 const file = args.find((a) => !a.startsWith('--'));
-const top = Number(args.find((a) => a.startsWith('--top='))?.slice(6) ?? 25);
+const opt = (name) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const top = Number(opt('top') ?? 25);
+const fromUs = Number(opt('from') ?? 0) * 1e6;
+const toUs = Number(opt('to') ?? Infinity) * 1e6;
 if (!file) {
   console.error('usage: profile-summary.mjs FILE.cpuprofile [--top=N]');
   process.exit(2);
@@ -44,10 +51,26 @@ function partOf(frame) {
 }
 
 const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+const idleIds = new Set(
+  prof.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id),
+);
 const self = new Map();
+/** busy µs per second since the profile started */
+const perSecond = [];
+let at = 0;
 for (let i = 0; i < prof.samples.length; i++) {
   const id = prof.samples[i];
-  self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
+  const dt = prof.timeDeltas[i] ?? 0;
+  at += dt;
+  if (!idleIds.has(id))
+    perSecond[Math.floor(at / 1e6)] = (perSecond[Math.floor(at / 1e6)] ?? 0) + dt;
+  if (at < fromUs || at >= toUs) continue;
+  self.set(id, (self.get(id) ?? 0) + dt);
+}
+if (args.includes('--timeline')) {
+  console.log('busy ms per second since the profile started:');
+  console.log(Array.from(perSecond, (us, s) => `${s}:${((us ?? 0) / 1000).toFixed(0)}`).join(' '));
+  console.log();
 }
 const parts = new Map();
 const fns = new Map();
@@ -70,7 +93,7 @@ for (const [id, us] of self) {
 }
 const ms = (us) => (us / 1000).toFixed(0);
 const pct = (us) => ((100 * us) / total).toFixed(1);
-const wall = (prof.endTime - prof.startTime) / 1e6;
+const wall = (Math.min(toUs, prof.endTime - prof.startTime) - fromUs) / 1e6;
 console.log(
   `${file}: ${wall.toFixed(1)} s profiled, ${ms(total)} ms busy (${((100 * total) / (total + idle)).toFixed(1)} % of the sampled time), idle left out\n`,
 );

@@ -72,8 +72,8 @@ export function renderMarkdown(run) {
     '',
   );
   lines.push(
-    '| workload | viewer | received kbit/s | frames painted/s | damage→paint ms p50 / p95 / p99 | server CPU s | browser CPU s | exact px % (after settling) | PSNR dB |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| workload | viewer | received kbit/s | frames painted/s | damage→paint ms p50 / p95 / p99 | server CPU s | server wake-ups/s | browser CPU s | exact px % (after settling) | PSNR dB |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   const byWorkload = new Map();
   for (const r of results) {
@@ -86,13 +86,13 @@ export function renderMarkdown(run) {
       if (!r) continue;
       if (r.error) {
         lines.push(
-          `| ${workload} | ${r.viewerName} | failed: ${r.error.split('\n')[0].slice(0, 120)} | | | | | | |`,
+          `| ${workload} | ${r.viewerName} | failed: ${r.error.split('\n')[0].slice(0, 120)} | | | | | | | |`,
         );
         continue;
       }
       lines.push(
         `| ${workload} | ${r.viewerName} | ${fmt(r.traffic.kbitPerSec)} | ${fmt(r.traffic.paintsPerSec, 1)} | ${lat(r.latency)} | ` +
-          `${fmt(r.traffic.serverCpuSec, 2)} | ${fmt(r.traffic.browserCpuSec, 2)} | ${exact(r.quality?.area, r.quality?.settled !== false)} | ${psnr(r.quality?.area)} |`,
+          `${fmt(r.traffic.serverCpuSec, 2)} | ${fmt(r.traffic.serverWakeupsPerSec)} | ${fmt(r.traffic.browserCpuSec, 2)} | ${exact(r.quality?.area, r.quality?.settled !== false)} | ${psnr(r.quality?.area)} |`,
       );
     }
     const a = pair.vdi;
@@ -101,7 +101,7 @@ export function renderMarkdown(run) {
       const lr = (p) => ratio(a.latency?.[p], b.latency?.[p]);
       lines.push(
         `| ${workload} | **this / noVNC** | **${ratio(a.traffic.kbitPerSec, b.traffic.kbitPerSec)}** | ${ratio(a.traffic.paintsPerSec, b.traffic.paintsPerSec)} | ` +
-          `${lr('p50')} / ${lr('p95')} / ${lr('p99')} | ${ratio(a.traffic.serverCpuSec, b.traffic.serverCpuSec)} | ${ratio(a.traffic.browserCpuSec, b.traffic.browserCpuSec)} | | |`,
+          `${lr('p50')} / ${lr('p95')} / ${lr('p99')} | ${ratio(a.traffic.serverCpuSec, b.traffic.serverCpuSec)} | ${ratio(a.traffic.serverWakeupsPerSec, b.traffic.serverWakeupsPerSec)} | ${ratio(a.traffic.browserCpuSec, b.traffic.browserCpuSec)} | | |`,
       );
     }
   }
@@ -111,6 +111,7 @@ export function renderMarkdown(run) {
       '*frames painted/s* = display frames (requestAnimationFrame ticks) in which the viewer canvas changed; ' +
       '*damage→paint* = wall-clock ms from an X client drawing a time code to the viewer having drawn it into its canvas (measured in a second phase of the same workload with the time code running); ' +
       `*server CPU* = user+system CPU seconds over the ${settings.seconds} s phase of the gateway process (this server) or of Xvnc + websockify (noVNC); ` +
+      '*server wake-ups/s* = times per second the threads of those processes went to sleep and were woken (voluntary context switches); ' +
       '*browser CPU* = all Chromium processes; ' +
       `*exact px % / PSNR* = viewer canvas vs the desktop framebuffer (xwd) once no frame has arrived for ${settings.settleQuietMs / 1000} s after the workload stopped, over the workload's area (the whole screen for idle and drag); *not settled*: still receiving or drawing 60 s after the workload stopped, compared as it was then and never counted as exact.`,
     '',

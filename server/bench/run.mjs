@@ -75,7 +75,7 @@ function summary(r) {
   return (
     `${Math.round(r.traffic.kbitPerSec)} kbit/s, ${r.traffic.paintsPerSec.toFixed(1)} paints/s, ` +
     `latency p50 ${r.latency.p50 ?? 'n/a'} p99 ${r.latency.p99 ?? 'n/a'} ms (n=${r.latency.n}), ` +
-    `server CPU ${r.traffic.serverCpuSec.toFixed(2)} s, exact ${r.quality.area.exactPct?.toFixed(2)} % (settled after ${r.quality.settleMs} ms); ${r.wallSeconds.toFixed(0)} s`
+    `server CPU ${r.traffic.serverCpuSec.toFixed(2)} s, ${Math.round(r.traffic.serverWakeupsPerSec)} wake-ups/s, exact ${r.quality.area.exactPct?.toFixed(2)} % (settled after ${r.quality.settleMs} ms); ${r.wallSeconds.toFixed(0)} s`
   );
 }
 
