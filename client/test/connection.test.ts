@@ -106,6 +106,7 @@ const OK: AttachResult = {
     maxWidth: 4096,
     maxHeight: 4096,
   },
+  sound: true,
 };
 
 const TIMINGS = { pingAfterMs: 1000, unstableMs: 3000, lostMs: 15_000 };

@@ -87,6 +87,11 @@ export interface AttachResult {
   name: string;
   /** can this viewer resize the desktop to its window ("fit to window"), and within what */
   resize: DesktopResize;
+  /**
+   * can this viewer ask for the desktop's sound: false for a shadowing administrator and
+   * for desktops whose provider has none (VMs, a plain VNC server); the viewer then does not ask
+   */
+  sound: boolean;
 }
 
 /** Whether and how far a viewer may resize its desktop (SetDesktopSize). */

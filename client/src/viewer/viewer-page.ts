@@ -205,7 +205,8 @@ export function viewerPage({ params, url }: RouteContext): Page {
       hooks.height = painter.height;
       resizer.attached(res.resize);
       banners.attached();
-      audio?.attached();
+      if (res.sound) audio?.attached();
+      else audio?.unavailable('this desktop has no sound');
       if (!root.contains(document.activeElement) || document.activeElement === document.body) {
         focusCanvas();
       }

@@ -191,6 +191,7 @@ export class Attachments {
       // a published application goes by its own name (providers/xvnc/app.ts)
       name: publishedAppName(info.pool.template) ?? info.desktop.name,
       resize: resizeOffer(shadow, info.pool.provider, stream, resizeRange),
+      sound: !shadow && this.broker.provider(info.pool.provider).audio !== undefined,
     };
   }
 

@@ -34,6 +34,7 @@ const MARGIN_MS = 400;
 
 interface VdiWindow {
   __vdiViewer?: { framesDrawn: number };
+  __vdiAudio?: { state: string; codec: string; packets: number };
 }
 
 describe('exact after motion (real Xvnc, server process, Chromium)', () => {
@@ -212,6 +213,17 @@ describe('exact after motion (real Xvnc, server process, Chromium)', () => {
       `exact after motion: ${times.join(', ')} ms; canvas still lossy at the first look in ${lossyAtStop} of ${REPETITIONS}`,
     );
     for (const ms of times) expect(ms).toBeLessThan(EXACT_WITHIN_MS + MARGIN_MS);
+  });
+
+  it('a desktop without sound (a plain VNC server): the viewer does not ask for it, and says why', async () => {
+    // told at attach: no sound player is set up (its codec stays 'off'), so no request goes
+    // to the gateway
+    const audio = await page.evaluate(() => (window as unknown as VdiWindow).__vdiAudio);
+    expect(audio).toMatchObject({
+      state: 'failed: this desktop has no sound',
+      codec: 'off',
+      packets: 0,
+    });
   });
 
   it('the pointer over the picture is not in the canvas (a CSS cursor, not pixels)', async () => {

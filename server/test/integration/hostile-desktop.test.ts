@@ -85,7 +85,11 @@ describe('a hostile desktop next to a real one', () => {
     const other = viewers.open(t.url, { cookie: admin.cookie });
     otherFrames = receiveFrames(other);
     await connected(other);
-    expect(await attach(other, { sessionId: otherSession })).toMatchObject({ ok: true });
+    // an Xvnc desktop has sound (its own PulseAudio): the viewer is told it may ask
+    expect(await attach(other, { sessionId: otherSession })).toMatchObject({
+      ok: true,
+      sound: true,
+    });
     changer = (async () => {
       for (let i = 0; changing; i++) {
         const colour = ((i * 0x0f1f2f) & 0xffffff).toString(16).padStart(6, '0');
