@@ -89,7 +89,10 @@ export function wakeSample(roots) {
   return m;
 }
 
-/** CPU seconds spent between two samples (a process born in between counts from zero). */
+/**
+ * CPU seconds spent between two samples (a process born in between counts from zero); also
+ * the wake-ups between two wakeSample()s, keyed by thread.
+ */
 export function cpuDelta(before, after) {
   let s = 0;
   for (const [pid, t] of after) s += t - (before.get(pid) ?? 0);

@@ -18,7 +18,9 @@ const top = Number(opt('top') ?? 25);
 const fromUs = Number(opt('from') ?? 0) * 1e6;
 const toUs = Number(opt('to') ?? Infinity) * 1e6;
 if (!file) {
-  console.error('usage: profile-summary.mjs FILE.cpuprofile [--top=N]');
+  console.error(
+    'usage: profile-summary.mjs FILE.cpuprofile [--top=N] [--from=S] [--to=S] [--timeline]',
+  );
   process.exit(2);
 }
 const prof = JSON.parse(fs.readFileSync(file, 'utf8'));
