@@ -1,9 +1,14 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { Codec, unpackIndices } from '@vdi/shared';
 import { analyse } from '../../../src/stream/classify.js';
 import { encodeRect, JPEG_MIN_PIXELS } from '../../../src/stream/encode.js';
-import { DeflateStream, InflateSegments } from '../../../src/stream/deflate-stream.js';
+import {
+  DeflateStream,
+  InflateSegments,
+  SYNC_MAX_BYTES,
+} from '../../../src/stream/deflate-stream.js';
 
 /** a fresh zlib stream per rect: each payload inflates on its own */
 const hints = (quality: number, allowLossy: boolean) => ({
@@ -134,6 +139,55 @@ describe("the zlib stream shared by a viewer's rects", () => {
     const rx = new InflateSegments();
     for (let i = 0; i < parts.length; i++) expect(rx.inflate(segs[i]!)).toEqual(parts[i]);
   });
+
+  it('compresses small segments on the calling thread and large ones on the pool, in call order', async () => {
+    const z = new DeflateStream();
+    const rx = new InflateSegments();
+    const noise = (n: number, seed: number) =>
+      Buffer.from(Array.from({ length: n }, (_, i) => Math.imul(i + seed, 2654435761) >>> 24));
+    // a glyph, then a segment too large for the calling thread, then glyphs queued behind it
+    const parts = [noise(300, 1), noise(SYNC_MAX_BYTES + 1, 2), noise(300, 3), noise(300, 1)];
+    const segs = await Promise.all(parts.map((p) => z.compress(p)));
+    expect(z.syncSegments).toBe(1);
+    for (let i = 0; i < parts.length; i++) expect(rx.inflate(segs[i]!)).toEqual(parts[i]);
+    // nothing queued any more: the next glyph is done here, against the same history
+    const again = await z.compress(noise(300, 3));
+    expect(z.syncSegments).toBe(2);
+    expect(again.length).toBeLessThan(30);
+    expect(rx.inflate(again)).toEqual(noise(300, 3));
+  });
+
+  it('any mix of segment sizes, awaited or overlapping, decodes in order', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            size: fc.oneof(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: 40_000 })),
+            seed: fc.integer({ min: 0, max: 255 }),
+            wait: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 8 },
+        ),
+        async (steps) => {
+          const z = new DeflateStream();
+          const parts: Buffer[] = [];
+          const segs: Promise<Buffer>[] = [];
+          for (const { size, seed, wait } of steps) {
+            const p = Buffer.from(Array.from({ length: size }, (_, i) => ((i >> 3) * seed) & 0xff));
+            parts.push(p);
+            const seg = z.compress(p);
+            segs.push(seg);
+            if (wait) await seg;
+          }
+          const rx = new InflateSegments();
+          const out = await Promise.all(segs);
+          for (let i = 0; i < parts.length; i++) expect(rx.inflate(out[i]!)).toEqual(parts[i]);
+          z.close();
+        },
+      ),
+      { numRuns: 25 },
+    );
+  }, 30_000);
 
   it('starts over at reset, so the receiver can too', async () => {
     const z = new DeflateStream();
