@@ -207,6 +207,12 @@ export function viewerPage({ params, url }: RouteContext): Page {
       banners.attached();
       if (res.sound) audio?.attached();
       else audio?.unavailable('this desktop has no sound');
+      // no Sound button on a desktop without sound (a plain VNC server): nothing to set there
+      toolbar.soundBtn.hidden = !res.sound;
+      if (!res.sound && audioPanel && !audioPanel.el.hidden) {
+        setPanel(audioPanel.el, toolbar.soundBtn, false);
+      }
+      if (!res.sound) mic?.stop();
       if (!root.contains(document.activeElement) || document.activeElement === document.body) {
         focusCanvas();
       }

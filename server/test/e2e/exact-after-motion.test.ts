@@ -224,6 +224,9 @@ describe('exact after motion (real Xvnc, server process, Chromium)', () => {
       codec: 'off',
       packets: 0,
     });
+    // and the toolbar has no Sound button to open a panel of controls that do nothing
+    expect(await page.getByRole('button', { name: 'Sound' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Clipboard' }).count()).toBe(1);
   });
 
   it('the pointer over the picture is not in the canvas (a CSS cursor, not pixels)', async () => {
