@@ -10,6 +10,7 @@
 // phase of a bench run); --timeline prints the busy milliseconds of every second first, to
 // find the phases.
 import fs from 'node:fs';
+import { partOfScript } from './profile-parts.mjs';
 
 const args = process.argv.slice(2);
 const file = args.find((a) => !a.startsWith('--'));
@@ -31,24 +32,8 @@ function partOf(frame) {
   if (fn === '(idle)') return 'idle';
   if (fn === '(garbage collector)') return 'garbage collection';
   if (fn === '(program)') return 'native (V8, libuv, outside JS)';
-  const rules = [
-    [/\/dist\/stream\/video\//, 'stream: video mode'],
-    [/\/dist\/stream\//, 'stream (mirror, damage, plan, encode, frame)'],
-    [/\/dist\/rfb\//, 'RFB link (read, parse, decode)'],
-    [/\/dist\/gateway\//, 'gateway (sockets, input, acks)'],
-    [/\/dist\/broker\/|\/dist\/store\/|kysely|better-sqlite3/, 'broker and store'],
-    [/socket\.io|engine\.io/, 'Socket.IO / Engine.IO'],
-    [/node_modules\/ws\//, 'ws (WebSocket)'],
-    [/zlib/, 'zlib (node)'],
-    [
-      /node:net|node:stream|internal\/streams|node:internal\/stream_base|node:buffer/,
-      'node streams, net, buffers',
-    ],
-    [/node:internal\/timers|node:timers/, 'timers'],
-    [/sharp/, 'sharp (JPEG/PNG)'],
-    [/pino/, 'logging'],
-  ];
-  for (const [re, name] of rules) if (re.test(url)) return name;
+  const part = partOfScript(url);
+  if (part) return part;
   return url ? 'other JS' : 'native builtins (microtasks, fs, ...)';
 }
 
