@@ -51,6 +51,8 @@ export class DeflateStream {
   private chunks: Buffer[] = [];
   /** segments handed to the zlib thread and not yet done */
   private queued = 0;
+  /** closed (its viewer is gone): a write still in flight ends with no output */
+  private closed = false;
   /** segments compressed on the calling thread, since this stream was made (for tests) */
   syncSegments = 0;
 
@@ -111,6 +113,7 @@ export class DeflateStream {
           z.write(data, (e) => {
             if (e) return reject(e);
             if (z !== this.z) return reject(new Error('the deflate stream was reset'));
+            if (this.closed) return reject(new Error('the deflate stream was closed'));
             const out = Buffer.concat(this.chunks);
             this.chunks = [];
             // a sync flush always ends with an empty stored block: 00 00 FF FF (and its
@@ -160,6 +163,7 @@ export class DeflateStream {
   }
 
   close(): void {
+    this.closed = true;
     this.z.close();
   }
 }

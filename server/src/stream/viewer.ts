@@ -264,6 +264,8 @@ export class Viewer {
       },
       (e: unknown) => {
         this.building = false;
+        // a viewer closed mid-frame (its page went away): nothing is lost, nothing to tell
+        if (this.closed) return;
         // what was compressed for the lost frame is in our zlib stream but not the client's
         this.keyframe = true;
         this.dirty.markAll();

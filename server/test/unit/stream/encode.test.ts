@@ -189,6 +189,18 @@ describe("the zlib stream shared by a viewer's rects", () => {
     );
   }, 30_000);
 
+  it('a segment in flight when the stream closes (its viewer went away) fails as closed', async () => {
+    const z = new DeflateStream();
+    const big = Buffer.from(
+      Array.from({ length: SYNC_MAX_BYTES * 4 }, (_, i) => Math.imul(i, 2654435761) >>> 24),
+    );
+    const seg = z.compress(big);
+    // the write starts a microtask later (behind the queue); close once it is on the pool
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    z.close();
+    await expect(seg).rejects.toThrow('the deflate stream was closed');
+  });
+
   it('starts over at reset, so the receiver can too', async () => {
     const z = new DeflateStream();
     const glyph = Buffer.alloc(100, 7);

@@ -346,4 +346,23 @@ describe('Viewer pacing', () => {
     await settle();
     expect(frames.length).toBeLessThanOrEqual(2);
   });
+
+  it('a viewer closed while its frame encodes (the page went away) sends nothing and reports no error', async () => {
+    const { stream, viewer, frames, errors, settle } = setup(256, 256, 2);
+    stream.updateEnd();
+    await settle();
+    // text-like pixels: one palette rect whose zlib segment is too large for the calling thread
+    const px = Buffer.alloc(256 * 256 * 4);
+    for (let i = 0; i < 256 * 256; i++) px.set([Math.imul(i, 2654435761) >>> 30, 9, 9, 0], i * 4);
+    stream.putPixels(0, 0, 256, 256, px);
+    const before = frames.length;
+    stream.updateEnd();
+    expect(viewer.encoding).toBe(true);
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    viewer.close();
+    await settle();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(frames).toHaveLength(before);
+    expect(errors).toEqual([]);
+  });
 });
