@@ -1,6 +1,6 @@
 import { Codec, videoPayload, type VideoCodecFamily } from '@vdi/shared';
 import type { Clock } from '../../clock.js';
-import { extract } from '../classify.js';
+import { analyse, extract } from '../classify.js';
 import type { DirtyGrid, Rect } from '../dirty-grid.js';
 import type { EncodedRect } from '../encode.js';
 import type { HotCells } from '../heat-map.js';
@@ -38,6 +38,8 @@ const MIN_KBPS = 150;
  * RGB → YUV conversion four times less, which is what keeps it near 30 frames/s on 2 cores.
  */
 const DOWNSCALE_ABOVE_PIXELS = 1280 * 720;
+/** Rows of a candidate region whose colours are counted (see fewColours), at most. */
+const COLOUR_SAMPLE_ROWS = 32;
 const MAX_KBPS = 8000;
 /** The encoder of a region has this long to return a picture before video is given up, ms. */
 const ENCODER_STALL_MS = 3000;
@@ -236,6 +238,13 @@ export class VideoMode {
       this.candidate = undefined;
       return;
     }
+    // Text and flat drawing in motion (a terminal's newest lines while it scrolls, a
+    // flat-coloured animation) are exact and small as palette images; video is for
+    // photo-like pictures, which it would otherwise blur
+    if (this.fewColours(found)) {
+      this.candidate = undefined;
+      return;
+    }
     const c = this.candidate;
     if (!c || overlap(c.region, found) < SAME_PLACE) {
       this.candidate = { region: found, since: now };
@@ -247,6 +256,24 @@ export class VideoMode {
       this.candidate = undefined;
       this.enter(found, this.levelFor(this.host.lagMs()));
     }
+  }
+
+  /**
+   * Has the region's picture at most a palette's worth of colours (classify.ts)? Counted on
+   * up to COLOUR_SAMPLE_ROWS rows spread over it, so a full-screen region costs a few
+   * hundred µs, not a pass over every pixel.
+   */
+  private fewColours(r: Rect): boolean {
+    const { fb, width } = this.host.mirror;
+    const rows = Math.min(r.h, COLOUR_SAMPLE_ROWS);
+    const rowBytes = r.w * 4;
+    const sample = Buffer.allocUnsafe(rows * rowBytes);
+    for (let k = 0; k < rows; k++) {
+      const y = r.y + Math.floor((k * r.h) / rows);
+      const src = (y * width + r.x) * 4;
+      fb.copy(sample, k * rowBytes, src, src + rowBytes);
+    }
+    return analyse(sample, r.w, rows).kind !== 'many';
   }
 
   private enter(region: Rect, level: number): void {

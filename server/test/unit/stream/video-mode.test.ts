@@ -96,13 +96,17 @@ function setup(codecs: 'avc1'[] = ['avc1']) {
     if (last) viewer.ack(last.seq);
   };
   let tick = 0;
-  /** one animation step of the region: the clock moves 33 ms, the region changes */
-  const animate = async () => {
+  /**
+   * one animation step of the region: the clock moves 33 ms, the region changes; `few`:
+   * four colours (text or flat drawing in motion) instead of photo-like pixels
+   */
+  const animate = async (few = false) => {
     clock.advance(33);
     tick++;
     const px = Buffer.alloc(R.w * R.h * 4);
     for (let i = 0; i < R.w * R.h; i++)
-      px.set([(i + tick * 7) & 255, (i >> 8) & 255, tick & 255, 0], i * 4);
+      if (few) px.set([((i + tick) & 3) * 80, 40, 200, 0], i * 4);
+      else px.set([(i + tick * 7) & 255, (i >> 8) & 255, tick & 255, 0], i * 4);
     stream.putPixels(R.x, R.y, R.w, R.h, px);
     stream.updateEnd();
     await settle();
@@ -190,6 +194,23 @@ describe('video mode', () => {
       viewer.flush();
       timers.fireAll();
     }
+    expect(encoders).toHaveLength(1);
+  });
+
+  it('leaves text and flat drawing in motion to lossless images (a terminal scrolling)', async () => {
+    const { viewer, frames, encoders, settle, animate } = setup();
+    await settle();
+    const before = frames.length;
+    // three times as long as photo-like motion needs to go video
+    for (let i = 0; i < 66; i++) await animate(true);
+    expect(encoders).toHaveLength(0);
+    expect(viewer.video!.region).toBeUndefined();
+    const rects = frames.slice(before).flatMap((f) => f.rects);
+    expect(rects.filter(inside).length).toBeGreaterThan(0);
+    for (const r of rects) expect(r.codec).not.toBe(Codec.Video);
+    expect(frames.at(-1)!.flags & FrameFlags.Lossless).toBe(FrameFlags.Lossless);
+    // the same region turning photo-like goes video as before
+    for (let i = 0; i < 25 && encoders.length === 0; i++) await animate();
     expect(encoders).toHaveLength(1);
   });
 
