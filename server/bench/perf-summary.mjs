@@ -18,7 +18,7 @@
 // (seen: node's CommonJS lexer, compiled at start-up, standing for the tick queue): a name
 // that makes no sense is read from its stack.
 import fs from 'node:fs';
-import { partOfScript } from './profile-parts.mjs';
+import { partOfScript, shortUrl } from './profile-parts.mjs';
 
 const args = process.argv.slice(2);
 const file = args.find((a) => !a.startsWith('--'));
@@ -57,17 +57,9 @@ function* samples(text) {
 const isJs = (f) => f.sym.startsWith('JS:');
 /** `JS:^name url:line:col` → { name, url } (`*` optimised, `^` baseline, `~` interpreted) */
 function jsFrame(sym) {
-  const m = /^JS:([*^~]?)(.*?) ((?:file:\/\/|node:|\/).*?)(?::\d+:\d+)?$/.exec(sym);
-  return m
-    ? { tier: m[1], name: m[2] || '(anonymous)', url: m[3] }
-    : { tier: '', name: sym, url: '' };
+  const m = /^JS:[*^~]?(.*?) ((?:file:\/\/|node:|\/).*?)(?::\d+:\d+)?$/.exec(sym);
+  return m ? { name: m[1] || '(anonymous)', url: m[2] } : { name: sym, url: '' };
 }
-const shortUrl = (url) =>
-  url
-    .replace(/^.*\/node_modules\//, 'node_modules/')
-    .replace(/^(?!node_modules\/).*\/dist\//, 'dist/')
-    .replace(/^file:\/\//, '');
-
 /** what was running at a sample's innermost frame */
 function whatRan(frames) {
   const leaf = frames[0];
@@ -126,12 +118,11 @@ if (args.includes('--timeline')) {
   console.log();
 }
 const pct = (c) => ((100 * c) / n).toFixed(1);
-const table = (title, m, limit = Infinity) => {
+/** `code`: the rows are function names, shown as code */
+const table = (title, m, { limit = Infinity, code = false } = {}) => {
   console.log(`| ${title} | samples | share |\n|---|---:|---:|`);
   for (const [k, c] of [...m].sort((a, b) => b[1] - a[1]).slice(0, limit))
-    console.log(
-      `| ${k.includes(' ') && m !== kinds && m !== parts ? `\`${k}\`` : k} | ${c} | ${pct(c)} % |`,
-    );
+    console.log(`| ${code ? `\`${k}\`` : k} | ${c} | ${pct(c)} % |`);
   console.log();
 };
 console.log(
@@ -139,5 +130,8 @@ console.log(
 );
 table('what ran', kinds);
 table('part (innermost JavaScript function, with what it called)', parts);
-table(`top ${top} functions, inclusive`, inclusive, top);
-table(`top ${top} functions, self (with the builtins and native code they called)`, self, top);
+table(`top ${top} functions, inclusive`, inclusive, { limit: top, code: true });
+table(`top ${top} functions, self (with the builtins and native code they called)`, self, {
+  limit: top,
+  code: true,
+});

@@ -1,5 +1,5 @@
 // The parts of the system a profiled JavaScript function belongs to, by its script's URL or
-// path: shared by profile-summary.mjs (V8 CPU profiles) and perf-summary.mjs (`perf script`).
+// path, and how a script is named in the tables: shared by profile-summary.mjs (V8 CPU profiles) and perf-summary.mjs (`perf script`).
 
 const RULES = [
   [/\/dist\/stream\/video\//, 'stream: video mode'],
@@ -26,3 +26,13 @@ export function partOfScript(url) {
   for (const [re, name] of RULES) if (re.test(url)) return name;
   return undefined;
 }
+
+/**
+ * A script's URL or path, short: a package's files from its name on
+ * (`node_modules/socket.io/dist/socket.js`), the project's from `dist/`.
+ */
+export const shortUrl = (url) =>
+  url
+    .replace(/^.*\/node_modules\//, 'node_modules/')
+    .replace(/^(?!node_modules\/).*\/dist\//, 'dist/')
+    .replace(/^file:\/\//, '');

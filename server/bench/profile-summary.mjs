@@ -10,7 +10,7 @@
 // phase of a bench run); --timeline prints the busy milliseconds of every second first, to
 // find the phases.
 import fs from 'node:fs';
-import { partOfScript } from './profile-parts.mjs';
+import { partOfScript, shortUrl } from './profile-parts.mjs';
 
 const args = process.argv.slice(2);
 const file = args.find((a) => !a.startsWith('--'));
@@ -72,9 +72,7 @@ for (const [id, us] of self) {
   }
   total += us;
   parts.set(part, (parts.get(part) ?? 0) + us);
-  const where = frame.url
-    ? `${frame.url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${frame.lineNumber + 1}`
-    : '';
+  const where = frame.url ? `${shortUrl(frame.url)}:${frame.lineNumber + 1}` : '';
   const key = `${frame.functionName || '(anonymous)'} ${where}`.trim();
   fns.set(key, (fns.get(key) ?? 0) + us);
 }
