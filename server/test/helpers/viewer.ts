@@ -64,7 +64,7 @@ export interface ReceivedFrame {
  */
 export function receiveFrames(s: ViewerSocket, { ack = true } = {}): ReceivedFrame[] {
   const frames: ReceivedFrame[] = [];
-  s.on('frame', (buf) => {
+  const record = (buf: ArrayBuffer | Uint8Array) => {
     const f = decodeFrame(new Uint8Array(buf));
     frames.push({
       seq: f.seq,
@@ -75,9 +75,20 @@ export function receiveFrames(s: ViewerSocket, { ack = true } = {}): ReceivedFra
       at: Date.now(),
     });
     if (ack) s.emit('ack', { seq: f.seq });
-  });
+  };
+  // a keyframe that overtook the attach answer (Viewers.attached kept it), then the rest
+  for (const buf of early.get(s)?.splice(0) ?? []) record(buf);
+  early.delete(s);
+  s.on('frame', record);
   return frames;
 }
+
+/**
+ * Frames that arrived while Viewers.attached waited for the attach answer: the first keyframe
+ * may overtake it (the browser counts frames from the moment attach is sent, connection.ts),
+ * and the test's receiveFrames, called after, would otherwise never see or acknowledge it.
+ */
+const early = new WeakMap<ViewerSocket, (ArrayBuffer | Uint8Array)[]>();
 
 export interface AttachedViewer {
   socket: ViewerSocket;
@@ -111,7 +122,13 @@ export class Viewers {
     socket.on('session', (m) => statuses.push(m));
     const closed = disconnected(socket);
     await connected(socket);
-    const r = await attach(socket, { sessionId }, ATTACH_TIMEOUT_MS);
+    const kept: (ArrayBuffer | Uint8Array)[] = [];
+    early.set(socket, kept);
+    const keep = (buf: ArrayBuffer | Uint8Array) => kept.push(buf);
+    socket.on('frame', keep);
+    const r = await attach(socket, { sessionId }, ATTACH_TIMEOUT_MS).finally(() =>
+      socket.off('frame', keep),
+    );
     if (!r.ok) throw new Error(`attach failed: ${r.code} ${r.message}`);
     return { socket, statuses, closed };
   }
