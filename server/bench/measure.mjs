@@ -166,6 +166,8 @@ async function sample(viewer, v) {
     ws: viewer.ws(),
     server: cpuSample(v.roots.measured),
     serverWakes: wakeSample(v.roots.measured),
+    // this server's video encoders (ffmpeg children, counted in `server` too)
+    encoders: cpuSample(v.roots.measured, 'ffmpeg'),
     xvnc: cpuSample(v.roots.xvnc),
     browser: cpuSample(browserRootPids()),
     hooks: await viewer.hooks(),
@@ -206,6 +208,8 @@ function figures(s0, s1, probe, cdp) {
     // this server only: what its frames were made of (rects, payload bytes, pixels per codec)
     frames: s0.codecs && s1.codecs ? difference(s0.codecs, s1.codecs) : null,
     serverCpuSec: cpuDelta(s0.server, s1.server),
+    // of which the video encoders (ffmpeg/x264 children): the rest is the gateway's own
+    encoderCpuSec: cpuDelta(s0.encoders, s1.encoders),
     // the server's threads woken per second (Xvnc + websockify for noVNC)
     serverWakeupsPerSec: cpuDelta(s0.serverWakes, s1.serverWakes) / secs,
     xvncCpuSec: cpuDelta(s0.xvnc, s1.xvnc),

@@ -38,15 +38,18 @@ export function processTree(root) {
 }
 
 /**
- * CPU seconds (user + system, all threads) of each process in the trees under `roots`.
+ * CPU seconds (user + system, all threads) of each process in the trees under `roots`; with
+ * `command`, of those processes only whose command name (/proc/<pid>/comm) it is.
  * @param {number[]} roots
+ * @param {string} [command]
  * @returns {Map<number, number>}
  */
-export function cpuSample(roots) {
+export function cpuSample(roots, command) {
   const m = new Map();
   for (const root of roots) {
     for (const pid of processTree(root)) {
       try {
+        if (command && fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== command) continue;
         const f = statFields(pid);
         m.set(pid, (Number(f[11]) + Number(f[12])) / CLK_TCK); // fields 14, 15: utime, stime
       } catch {

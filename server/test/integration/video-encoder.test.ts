@@ -11,6 +11,7 @@ import {
   ffmpegArgs,
   type EncoderSpec,
 } from '../../src/stream/video/encoder.js';
+import { codedSize, i420Bytes, rgbxToI420 } from '../../src/stream/video/i420.js';
 import {
   FlvFormatError,
   FlvH264Reader,
@@ -32,6 +33,19 @@ function picture(i: number, { width, height } = spec): Buffer {
       px[o + 2] = inSquare ? 30 : 128;
     }
   return px;
+}
+
+/** picture(i) as the encoder takes it: I420 of the spec's coded size */
+function i420(i: number, s: EncoderSpec = spec): Buffer {
+  const { w, h } = codedSize(s.width, s.height, s.downscale ?? 1);
+  const region = { x: 0, y: 0, w: s.width, h: s.height };
+  return rgbxToI420(
+    picture(i, s),
+    s.width,
+    region,
+    s.downscale ?? 1,
+    Buffer.alloc(i420Bytes(w, h)),
+  );
 }
 
 /** NAL unit types of an Annex-B chunk */
@@ -69,7 +83,7 @@ describe('ffmpeg/x264 encoder of a video region', () => {
         // into a buffer the encoder lends (written to the pipe by then, so free again)
         const buf = enc.picture();
         buffers.add(buf);
-        picture(i).copy(buf);
+        i420(i).copy(buf);
         expect(enc.encode(buf)).toBe(true);
         await until(() => chunks.length === i + 1, 20_000, `chunk ${i}`);
         expect(enc.pending).toBe(0);
@@ -115,7 +129,7 @@ describe('ffmpeg/x264 encoder of a video region', () => {
   it('holds at most MAX_PENDING_PICTURES: more pictures are dropped, not queued', () => {
     const enc = new FfmpegEncoder(spec, { chunk: () => undefined, failed: () => undefined });
     try {
-      const accepted = Array.from({ length: 6 }, (_, i) => enc.encode(picture(i))).filter(Boolean);
+      const accepted = Array.from({ length: 6 }, (_, i) => enc.encode(i420(i))).filter(Boolean);
       expect(accepted).toHaveLength(MAX_PENDING_PICTURES);
       expect(enc.pending).toBe(MAX_PENDING_PICTURES);
       expect(() => enc.encode(Buffer.alloc(16))).not.toThrow(); // dropped before it is looked at
@@ -152,10 +166,10 @@ describe('ffmpeg/x264 encoder of a video region', () => {
     expect(missing[0]!.message).toMatch(/ENOENT/);
   });
 
-  it('encodes big regions at half size when asked (the browser scales them back up)', () => {
+  it('encodes big regions at half size when asked (the gateway scales, the browser scales back up)', () => {
     const half = { ...spec, downscale: 2 as const };
     const out = spawnSync('ffmpeg', ffmpegArgs(half), {
-      input: Buffer.concat([picture(0), picture(1)]),
+      input: Buffer.concat([i420(0, half), i420(1, half)]),
       maxBuffer: 64 << 20,
     });
     expect(out.status).toBe(0);
@@ -169,11 +183,31 @@ describe('ffmpeg/x264 encoder of a video region', () => {
       ],
       { input: Buffer.concat(chunks.map((c) => c.data)), maxBuffer: 64 << 20 },
     );
-    expect(raw.stdout.length).toBe((spec.width / 2) * (spec.height / 2) * 4 * 2);
+    const hw = spec.width / 2;
+    const hh = spec.height / 2;
+    expect(raw.stdout.length).toBe(hw * hh * 4 * 2);
+    // the second picture, decoded, is the first scaled down: each pixel the mean of 2×2
+    const full = picture(1);
+    const got = raw.stdout.subarray(hw * hh * 4);
+    let err = 0;
+    for (let y = 0; y < hh; y++)
+      for (let x = 0; x < hw; x++)
+        for (let ch = 0; ch < 2; ch++) {
+          let sum = 0;
+          for (const [dx, dy] of [
+            [0, 0],
+            [1, 0],
+            [0, 1],
+            [1, 1],
+          ] as const)
+            sum += full[((2 * y + dy) * spec.width + 2 * x + dx) * 4 + ch]!;
+          err += Math.abs(sum / 4 - got[(y * hw + x) * 4 + ch]!);
+        }
+    expect(err / (hw * hh * 2)).toBeLessThan(6); // mean abs error per sample, 0..255
   });
 
   it('reads the FLV stream the same however it is split, and refuses garbage', () => {
-    const input = Buffer.concat([0, 1, 2, 3].map((i) => picture(i)));
+    const input = Buffer.concat([0, 1, 2, 3].map((i) => i420(i)));
     const out = spawnSync('ffmpeg', ffmpegArgs(spec), { input, maxBuffer: 64 << 20 });
     expect(out.status).toBe(0);
     const whole = new FlvH264Reader().push(out.stdout);

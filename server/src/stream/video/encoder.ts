@@ -1,17 +1,18 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { FlvH264Reader, type H264Chunk } from './flv-reader.js';
+import { codedSize, i420Bytes, type Downscale } from './i420.js';
 
 /** What a video region's encoder is asked for. */
 export interface EncoderSpec {
-  /** picture size as given to encode(); even (4:2:0) */
+  /** the region's size on the desktop; even (4:2:0) */
   width: number;
   height: number;
   /**
    * the encoded picture is this many times smaller on each side (the browser scales it back
    * up): big regions cost a quarter of the encoding, as in KasmVNC's video mode @default 1
    */
-  downscale?: 1 | 2;
+  downscale?: Downscale;
   /** target bit rate, kbit/s */
   kbps: number;
   /** nominal frame rate the bit rate is spread over */
@@ -24,13 +25,16 @@ export interface EncoderEvents {
   failed(err: Error): void;
 }
 
-/** A long-lived encoder of one region: raw RGBX pictures in, H.264 chunks out, in order. */
+/**
+ * A long-lived encoder of one region: I420 pictures of the coded size (i420.ts: codedSize,
+ * rgbxToI420) in, H.264 chunks out, in order.
+ */
 export interface VideoEncoder {
   /**
-   * Encode one picture (RGBX, width×height). False: the encoder is still busy with
-   * MAX_PENDING_PICTURES earlier ones, and this one was dropped (never queued).
+   * Encode one I420 picture. False: the encoder is still busy with MAX_PENDING_PICTURES
+   * earlier ones, and this one was dropped (never queued).
    */
-  encode(rgbx: Buffer): boolean;
+  encode(i420: Buffer): boolean;
   /**
    * A buffer of one picture's size to fill and hand to encode(): the encoder takes it back
    * once written, so a region in motion does not allocate a picture per frame.
@@ -54,32 +58,32 @@ export const GOP_PICTURES = 120;
 /** Bytes of ffmpeg's stderr kept for the error message. */
 const STDERR_TAIL_BYTES = 2048;
 
-/** ffmpeg's arguments: raw RGBX on stdin, low-latency x264 constrained baseline in FLV on stdout. */
+/** The coded picture of a spec (what encode() takes, in I420). */
+export function specCodedSize(spec: EncoderSpec): { w: number; h: number } {
+  return codedSize(spec.width, spec.height, spec.downscale ?? 1);
+}
+
+/**
+ * ffmpeg's arguments: raw I420 of the coded size on stdin (converted and scaled by the
+ * gateway), low-latency x264 constrained baseline in FLV on stdout.
+ */
 export function ffmpegArgs(spec: EncoderSpec): string[] {
   const k = Math.max(1, Math.round(spec.kbps));
-  const d = spec.downscale ?? 1;
-  const scale =
-    d === 1
-      ? []
-      : ['-vf', `scale=${even(spec.width / d)}:${even(spec.height / d)}:flags=fast_bilinear`];
+  const { w, h } = specCodedSize(spec);
   return [
     ...['-hide_banner', '-loglevel', 'error', '-nostats'],
-    ...['-f', 'rawvideo', '-pix_fmt', 'rgb0', '-s', `${spec.width}x${spec.height}`],
-    ...['-framerate', String(spec.fps), '-i', 'pipe:0', '-an', ...scale],
+    ...['-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${w}x${h}`],
+    ...['-framerate', String(spec.fps), '-i', 'pipe:0', '-an'],
     ...['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency'],
     // no B-frames: every picture comes out as soon as it went in
     ...['-profile:v', 'baseline', '-bf', '0', '-g', String(GOP_PICTURES), '-threads', '1'],
     // VBV of half a second: the rate holds over short spans, not just on average
     ...['-b:v', `${k}k`, '-maxrate', `${k}k`, '-bufsize', `${Math.max(1, Math.round(k / 2))}k`],
-    // say BT.601 limited range in the stream, which is what the RGB → YUV conversion produced
-    ...['-pix_fmt', 'yuv420p', '-color_range', 'tv', '-colorspace', 'smpte170m'],
+    // say BT.601 limited range in the stream, which is what rgbxToI420 produced
+    ...['-color_range', 'tv', '-colorspace', 'smpte170m'],
     ...['-color_primaries', 'smpte170m', '-color_trc', 'smpte170m'],
     ...['-fps_mode', 'passthrough', '-flush_packets', '1', '-f', 'flv', 'pipe:1'],
   ];
-}
-
-function even(n: number): number {
-  return Math.max(2, Math.round(n / 2) * 2);
 }
 
 /** ffmpeg with libx264 as a child process per video region (Debian's `ffmpeg` package). */
@@ -125,22 +129,26 @@ export class FfmpegEncoder implements VideoEncoder {
     return this.inFlight;
   }
 
-  encode(rgbx: Buffer): boolean {
+  encode(i420: Buffer): boolean {
     if (this.closed || this.inFlight >= MAX_PENDING_PICTURES) {
-      if (this.own.has(rgbx)) this.giveBack(rgbx);
+      if (this.own.has(i420)) this.giveBack(i420);
       return false;
     }
-    if (rgbx.length !== this.spec.width * this.spec.height * 4) {
-      throw new RangeError(
-        `picture of ${rgbx.length} bytes for ${this.spec.width}x${this.spec.height}`,
-      );
+    if (i420.length !== this.pictureBytes) {
+      const { w, h } = specCodedSize(this.spec);
+      throw new RangeError(`picture of ${i420.length} bytes for a ${w}x${h} I420 picture`);
     }
     this.inFlight++;
-    if (this.own.has(rgbx))
+    if (this.own.has(i420))
       // written to the pipe: the buffer is free again
-      this.child.stdin.write(rgbx, () => this.giveBack(rgbx));
-    else this.child.stdin.write(rgbx);
+      this.child.stdin.write(i420, () => this.giveBack(i420));
+    else this.child.stdin.write(i420);
     return true;
+  }
+
+  private get pictureBytes(): number {
+    const { w, h } = specCodedSize(this.spec);
+    return i420Bytes(w, h);
   }
 
   /** a picture buffer of ours is free again (at most one more than can be pending is kept) */
@@ -151,7 +159,7 @@ export class FfmpegEncoder implements VideoEncoder {
   picture(): Buffer {
     const free = this.free.pop();
     if (free) return free;
-    const buf = Buffer.allocUnsafe(this.spec.width * this.spec.height * 4);
+    const buf = Buffer.allocUnsafe(this.pictureBytes);
     this.own.add(buf);
     return buf;
   }

@@ -1,12 +1,13 @@
 import { Codec, videoPayload, type VideoCodecFamily } from '@vdi/shared';
 import type { Clock } from '../../clock.js';
-import { analyse, extract } from '../classify.js';
+import { analyse } from '../classify.js';
 import type { DirtyGrid, Rect } from '../dirty-grid.js';
 import type { EncodedRect } from '../encode.js';
 import type { HotCells } from '../heat-map.js';
 import { realTimer, type SetTimer, type TimerHandle } from '../timer.js';
 import type { StartEncoder, VideoEncoder } from './encoder.js';
 import type { H264Chunk } from './flv-reader.js';
+import { codedSize, i420Bytes, rgbxToI420, type Downscale } from './i420.js';
 import { findVideoRegion, overlap } from './region-finder.js';
 
 /**
@@ -87,6 +88,7 @@ interface Active {
   /** the region id its chunks carry (the browser opens a decoder per id) */
   regionId: number;
   encoder: VideoEncoder;
+  downscale: Downscale;
   level: number;
   /** the encoder has returned its first picture: the region is video's from now on */
   warm: boolean;
@@ -180,9 +182,10 @@ export class VideoMode {
 
   /** Hand the region's pixels to an encoder; false if it was busy. */
   private feed(a: Active): boolean {
-    const { x, y, w, h } = a.region;
     const { fb, width } = this.host.mirror;
-    if (!a.encoder.encode(extract(fb, width, x, y, w, h, a.encoder.picture?.()))) return false;
+    const { w, h } = codedSize(a.region.w, a.region.h, a.downscale);
+    const picture = a.encoder.picture?.() ?? Buffer.allocUnsafe(i420Bytes(w, h));
+    if (!a.encoder.encode(rgbxToI420(fb, width, a.region, a.downscale, picture))) return false;
     a.dirty = false;
     return true;
   }
@@ -284,7 +287,7 @@ export class VideoMode {
 
   /** An encoder for `region` at `level`'s bit rate, its chunks carrying `regionId`. */
   private encoderFor(region: Rect, level: number, regionId: number): Active {
-    const downscale = region.w * region.h > DOWNSCALE_ABOVE_PIXELS ? 2 : 1;
+    const downscale: Downscale = region.w * region.h > DOWNSCALE_ABOVE_PIXELS ? 2 : 1;
     const coded = (region.w * region.h) / (downscale * downscale);
     const kbps = Math.min(
       MAX_KBPS,
@@ -294,6 +297,7 @@ export class VideoMode {
       region,
       regionId,
       level,
+      downscale,
       warm: false,
       dirty: true,
       ready: [],
