@@ -48,6 +48,7 @@ import {
 import { ConnectionBounds } from './connection-bounds.js';
 import { Encoding } from './constants.js';
 import { connectEndpoint, describeEndpoint } from './endpoint.js';
+import { ReadArena } from './read-arena.js';
 import { RfbError, RfbProtocolError } from './errors.js';
 import { Fences } from './fences.js';
 import {
@@ -169,7 +170,15 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
       );
     }, connectTimeoutMs);
 
-    const socket = connectEndpoint(ep);
+    // reads land in one reused arena (read-arena.ts), not a new buffer each
+    const arena = new ReadArena();
+    const { socket, onread } = connectEndpoint(ep, {
+      buffer: () => arena.next(this.queue.available),
+      callback: (n) => {
+        this.onData(arena.wrote(n));
+        return true;
+      },
+    });
     this.socket = socket;
     this.bounds = new ConnectionBounds(socket, {
       sendBufferBytes: this.settings.sendBufferBytes,
@@ -192,7 +201,7 @@ export class RfbClient extends EventEmitter<RfbClientEvents> {
         if (socket instanceof net.Socket) void this.checkServer(socket, ep.serverUid);
       } else this.startHandshake();
     });
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (!onread) socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => {
       this.fail(
         new RfbError('socket-error', `${describeEndpoint(ep)}: ${err.message}`, { cause: err }),

@@ -61,15 +61,32 @@ export function describeEndpoint(ep: RfbEndpoint): string {
   }
 }
 
-/** Opens a connection to the endpoint; the caller listens for 'connect', 'data' and 'error'. */
-export function connectEndpoint(ep: RfbEndpoint): Duplex {
+/** How a socket's reads are taken instead of 'data' events (net's `onread`). */
+export interface OnRead {
+  buffer: () => Uint8Array;
+  /** false pauses the socket */
+  callback: (bytes: number, buf: Uint8Array) => boolean;
+}
+
+/**
+ * Opens a connection to the endpoint; the caller listens for 'connect', 'data' and 'error'.
+ * With `onread`, a Unix or TCP socket reads into the buffers it gives and emits no 'data'
+ * (the result says whether it was used: a stream endpoint still emits 'data').
+ */
+export function connectEndpoint(
+  ep: RfbEndpoint,
+  onread?: OnRead,
+): { socket: Duplex; onread: boolean } {
   switch (ep.kind) {
     case 'unix':
-      return net.createConnection({ path: ep.path });
+      return { socket: net.createConnection({ path: ep.path, onread }), onread: !!onread };
     case 'tcp':
-      return net.createConnection({ host: ep.host, port: ep.port });
+      return {
+        socket: net.createConnection({ host: ep.host, port: ep.port, onread }),
+        onread: !!onread,
+      };
     case 'stream':
-      return ep.open();
+      return { socket: ep.open(), onread: false };
   }
 }
 

@@ -54,7 +54,7 @@ function runProbe(
   steps: (write: (bytes: Buffer) => void) => ProbeSteps,
 ): Promise<ProbeResult> {
   return new Promise<ProbeResult>((resolve) => {
-    const socket = connectEndpoint(endpoint);
+    const { socket } = connectEndpoint(endpoint);
     const probe = steps((bytes) => socket.write(bytes));
     let received = 0;
     let settled = false;
