@@ -54,8 +54,12 @@ export function rgbxToI420(
   const span = 2 * downscale;
   const fullCols = px ? Math.floor(r.w / span) : 0;
   const fullRows = px ? Math.floor(r.h / span) : 0;
-  if (px && downscale === 2) halfBlocks(px, fbWidth, r, cw, ch, fullCols, fullRows, out);
-  else if (px) fullBlocks(px, fbWidth, r, cw, ch, fullCols, fullRows, out);
+  if (px) {
+    const job = { px, fbWidth, r, cw, cols: fullCols, rows: fullRows, out };
+    const u = cw * ch;
+    if (downscale === 2) halfBlocks(job, u, u + (cw / 2) * (ch / 2));
+    else fullBlocks(job, u, u + (cw / 2) * (ch / 2));
+  }
   // the rest (the edge blocks of a 4n+2 side, or everything when no 32-bit view is possible)
   for (let by = 0; by < ch / 2; by++)
     for (let bx = by < fullRows ? fullCols : 0; bx < cw / 2; bx++)
@@ -67,19 +71,25 @@ export function rgbxToI420(
 //   Y = 16 + (66 R + 129 G + 25 B) / 256, U = 128 + (−38 R − 74 G + 112 B) / 256,
 //   V = 128 + (112 R − 94 G − 18 B) / 256. Sums of n pixels are divided by 256 n, rounded.
 
+/** The whole 2×2 coded blocks of a conversion: `cols` × `rows` of them from the top left. */
+interface Blocks {
+  /** the framebuffer as 32-bit pixels */
+  px: Uint32Array;
+  fbWidth: number;
+  r: Rect;
+  /** coded width */
+  cw: number;
+  cols: number;
+  rows: number;
+  out: Buffer;
+}
+
 /** Coded blocks at full size: each Y is one pixel, each chroma sample the sum of four. */
 function fullBlocks(
-  px: Uint32Array,
-  fbWidth: number,
-  r: Rect,
-  cw: number,
-  ch: number,
-  cols: number,
-  rows: number,
-  out: Buffer,
+  { px, fbWidth, r, cw, cols, rows, out }: Blocks,
+  uBase: number,
+  vBase: number,
 ): void {
-  const uBase = cw * ch;
-  const vBase = uBase + (cw / 2) * (ch / 2);
   for (let by = 0; by < rows; by++) {
     let s0 = (r.y + 2 * by) * fbWidth + r.x;
     let s1 = s0 + fbWidth;
@@ -111,17 +121,10 @@ function fullBlocks(
 
 /** Coded blocks at half size: each Y is the sum of 2×2 pixels, each chroma sample of 4×4. */
 function halfBlocks(
-  px: Uint32Array,
-  fbWidth: number,
-  r: Rect,
-  cw: number,
-  ch: number,
-  cols: number,
-  rows: number,
-  out: Buffer,
+  { px, fbWidth, r, cw, cols, rows, out }: Blocks,
+  uBase: number,
+  vBase: number,
 ): void {
-  const uBase = cw * ch;
-  const vBase = uBase + (cw / 2) * (ch / 2);
   for (let by = 0; by < rows; by++) {
     let s0 = (r.y + 4 * by) * fbWidth + r.x;
     let y0 = 2 * by * cw;

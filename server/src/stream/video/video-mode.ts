@@ -182,10 +182,16 @@ export class VideoMode {
 
   /** Hand the region's pixels to an encoder; false if it was busy. */
   private feed(a: Active): boolean {
-    const { fb, width } = this.host.mirror;
-    const { w, h } = codedSize(a.region.w, a.region.h, a.downscale);
+    const { fb, width, height } = this.host.mirror;
+    const r = a.region;
+    if (r.x + r.w > width || r.y + r.h > height) {
+      // the framebuffer shrank under it (the viewer's restart is on its way): no picture
+      this.stop(false);
+      return false;
+    }
+    const { w, h } = codedSize(r.w, r.h, a.downscale);
     const picture = a.encoder.picture?.() ?? Buffer.allocUnsafe(i420Bytes(w, h));
-    if (!a.encoder.encode(rgbxToI420(fb, width, a.region, a.downscale, picture))) return false;
+    if (!a.encoder.encode(rgbxToI420(fb, width, r, a.downscale, picture))) return false;
     a.dirty = false;
     return true;
   }
