@@ -8,14 +8,13 @@
 //
 //   node server/bench/video-picture-micro.mjs [PICTURES=150]     (after a build)
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import { codedSize, i420Bytes, rgbxToI420 } from '../dist/stream/video/i420.js';
 import { extract } from '../dist/stream/classify.js';
 import { ffmpegArgs } from '../dist/stream/video/encoder.js';
 import { FlvH264Reader } from '../dist/stream/video/flv-reader.js';
+import { cpuSample } from './metrics.mjs';
 
 const PICTURES = Number(process.argv[2] ?? 150);
-const CLK_TCK = 100;
 
 function frames(W, H, n) {
   const out = [];
@@ -54,11 +53,8 @@ function legacyArgs(spec) {
   return args;
 }
 
-function childCpu(pid) {
-  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-}
+/** CPU seconds of a child so far (before it exits) */
+const childCpu = (pid) => cpuSample([pid]).get(pid) ?? 0;
 
 async function run(way, W, H, downscale, fb) {
   const spec = { width: W, height: H, kbps: 2000, fps: 30, downscale };
