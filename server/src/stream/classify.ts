@@ -13,6 +13,12 @@ export type Analysis =
 /**
  * `pixels` is packed RGBX (stride w*4). The palette keys are 0xRRGGBB. Stops counting as soon
  * as it passes `maxColours`, so photo-like rects cost one partial pass.
+ *
+ * Each pixel loop is a function of its own that returns a number: V8 compiles a long loop on
+ * the stack (OSR) while the code after it has not run yet, and such code bails out to the
+ * interpreter every time it reaches a comparison or a `new` it has no type feedback for (seen
+ * with `--trace-deopt` on a window drag: 110 bail-outs of the one-function version, each
+ * finishing its rect's pixels in the interpreter).
  */
 export function analyse(
   pixels: Uint8Array,
@@ -23,12 +29,32 @@ export function analyse(
   const n = w * h;
   const p32 = new Uint32Array(pixels.buffer, pixels.byteOffset, n);
   const first = p32[0]! & 0xffffff;
-  let i = 1;
-  while (i < n && (p32[i]! & 0xffffff) === first) i++;
-  if (i === n)
+  if (runLength(p32, first, n) === n)
     return { kind: 'solid', r: first & 0xff, g: (first >>> 8) & 0xff, b: (first >>> 16) & 0xff };
   const index = new Map<number, number>();
   const indices = new Uint8Array(n);
+  if (!indexColours(p32, n, maxColours, index, indices)) return { kind: 'many' };
+  return { kind: 'palette', palette: paletteOf(index), indices };
+}
+
+/** How many pixels from the first are `colour` (RGB, X ignored). */
+function runLength(p32: Uint32Array, colour: number, n: number): number {
+  let i = 1;
+  while (i < n && (p32[i]! & 0xffffff) === colour) i++;
+  return i;
+}
+
+/**
+ * Fill `indices` with each pixel's place in `index` (colour → place, added in order of first
+ * appearance); false as soon as there are more than `maxColours`.
+ */
+function indexColours(
+  p32: Uint32Array,
+  n: number,
+  maxColours: number,
+  index: Map<number, number>,
+  indices: Uint8Array,
+): boolean {
   let last = -1;
   let lastIdx = 0;
   for (let k = 0; k < n; k++) {
@@ -36,7 +62,7 @@ export function analyse(
     if (c !== last) {
       let idx = index.get(c);
       if (idx === undefined) {
-        if (index.size >= maxColours) return { kind: 'many' };
+        if (index.size >= maxColours) return false;
         idx = index.size;
         index.set(c, idx);
       }
@@ -45,9 +71,13 @@ export function analyse(
     }
     indices[k] = lastIdx;
   }
+  return true;
+}
+
+function paletteOf(index: Map<number, number>): Uint32Array {
   const palette = new Uint32Array(index.size);
   for (const [c, idx] of index) palette[idx] = c;
-  return { kind: 'palette', palette, indices };
+  return palette;
 }
 
 /**
