@@ -52,17 +52,28 @@ export interface ViewerOptions {
 }
 
 /**
- * A lossy cell that has been quiet this long is re-sent losslessly, unless it is hot (an
- * animation between two of its frames); a changing rect quiet this long is sent lossless.
- * Also the period of the refresh timer. @default 150 ms
+ * A changing rect quiet this long is sent lossless (see mayGoLossy); also the period of the
+ * refresh timer. @default 150 ms
  */
 export const LOSSLESS_REFRESH_MS = 150;
 /**
- * A lossy cell quiet this long is re-sent losslessly even while its heat says "animated": the
- * heat of a 30 fps animation takes ~1.5 s to decay after it stops, far too long to show a
- * lossy picture of a still screen. (An animation slower than ~3 fps is refreshed per frame.)
+ * A lossy cell quiet this long is re-sent losslessly. Hot or not: the heat of a 30 fps
+ * animation takes ~1.5 s to decay after it stops, far too long to show a lossy picture of a
+ * still screen (an animation slower than ~3 fps is refreshed per frame). And not sooner: at
+ * the start of a big animation no cell is hot yet, and a desktop short of CPU (Xvnc sending
+ * 5–7 updates a second while it starts) left gaps of 150 ms that a shorter wait took for the
+ * end of the motion — a full-screen lossless refresh of 2.5 MB in the middle of it, which
+ * held every frame behind it for a second.
  */
 export const SETTLED_MS = 300;
+/**
+ * A changing rect this big may go lossy (JPEG, when its pixels are photo-like) before its heat
+ * says "animated", refreshed losslessly once still, as TigerVNC's JPEG and lossless refresh
+ * do. Lossless, the first update of a full-screen animation was a 3.5 MB PNG that took the
+ * browser 1.6 s to receive and draw (200 ms to decode on an idle machine, a JPEG of it 75):
+ * every frame behind it waited, the bench's 1080p animation had its latency p99 at 1–2 s.
+ */
+export const LOSSY_FIRST_PIXELS = 512 * 512;
 /** At most this many pending copies; beyond that they are sent as pixels. */
 const MAX_PENDING_COPIES = 32;
 /** Lossy quality for animated content when the viewer keeps up; quiet areas go lossless. */
@@ -288,12 +299,14 @@ export class Viewer {
   }
 
   /**
-   * May a damaged rect go lossy? Only while it is animated (hot) and still changing: a rect
-   * quiet for LOSSLESS_REFRESH_MS goes lossless at once, so a viewer that catches up after
-   * the motion stopped gets the exact picture, not one more lossy one.
+   * May a damaged rect go lossy? Only while it is still changing (a rect quiet for
+   * LOSSLESS_REFRESH_MS goes lossless at once, so a viewer that catches up after the motion
+   * stopped gets the exact picture, not one more lossy one), and only if it is animated (hot)
+   * or big (LOSSY_FIRST_PIXELS). Either way it is refreshed losslessly once it is still.
    */
   private mayGoLossy(r: Rect, now: number): boolean {
-    return this.mirror.quietFor(r, now) < LOSSLESS_REFRESH_MS && this.mirror.isHot(r);
+    if (this.mirror.quietFor(r, now) >= LOSSLESS_REFRESH_MS) return false;
+    return r.w * r.h >= LOSSY_FIRST_PIXELS || this.mirror.isHot(r);
   }
 
   /**
@@ -307,18 +320,24 @@ export class Viewer {
     const { cols, rows, cells } = this.lossy;
     const dirty = this.dirty.cells;
     const { width, height } = this.mirror;
+    // a video region's pictures paint over its cells, and it is refreshed when it ends: a
+    // gap in the desktop's updates (Xvnc short of CPU) is no reason to send it losslessly now
+    const video = this.video?.region;
     const cell: Rect = { x: 0, y: 0, w: CELL, h: CELL };
     for (let row = 0; row < rows; row++) {
       let run = -1;
       for (let c = 0; c <= cols; c++) {
         const i = row * cols + c;
         let settled = false;
-        if (c < cols && cells[i] && !dirty[i]) {
-          cell.x = c * CELL;
-          cell.y = row * CELL;
-          const quiet = this.mirror.quietFor(cell, now);
-          settled =
-            quiet >= LOSSLESS_REFRESH_MS && (quiet >= SETTLED_MS || !this.mirror.isHot(cell));
+        cell.x = c * CELL;
+        cell.y = row * CELL;
+        if (
+          c < cols &&
+          cells[i] &&
+          !dirty[i] &&
+          !(video && cellWithin(video, cell, width, height))
+        ) {
+          settled = this.mirror.quietFor(cell, now) >= SETTLED_MS;
         }
         if (settled && run < 0) run = c;
         else if (!settled && run >= 0) {
@@ -398,4 +417,11 @@ export class Viewer {
     this.opts.send(bytes);
     this.scheduleRefresh();
   }
+}
+
+/** Does the CELL×CELL cell at `cell` (cut at the framebuffer's edges) lie wholly inside `r`? */
+function cellWithin(r: Rect, cell: Rect, width: number, height: number): boolean {
+  const right = Math.min(width, cell.x + CELL);
+  const bottom = Math.min(height, cell.y + CELL);
+  return cell.x >= r.x && cell.y >= r.y && right <= r.x + r.w && bottom <= r.y + r.h;
 }

@@ -44,6 +44,17 @@ const COLOUR_SAMPLE_ROWS = 32;
 const MAX_KBPS = 8000;
 /** The encoder of a region has this long to return a picture before video is given up, ms. */
 const ENCODER_STALL_MS = 3000;
+/**
+ * A new encoder's pictures are shown once one comes out at most this long after it went in,
+ * ms. Its first one is of the region as it was when the encoder started, and on a loaded
+ * machine ffmpeg takes 0.5–1 s to start: shown as it came, the browser went back that far in
+ * time (the images before it, or the old encoder's pictures at a change of rate, were newer).
+ * Until then its chunks are held, and go out together (the browser decodes them all and
+ * paints the last).
+ */
+export const FRESH_PICTURE_MS = 150;
+/** At most this many chunks are held back (about a second): then they go out anyway. */
+const MAX_HELD_CHUNKS = 30;
 
 /** What video mode reads of a desktop's mirror. */
 export interface VideoMirror {
@@ -96,6 +107,10 @@ interface Active {
   dirty: boolean;
   /** encoded and not yet sent (at most one: a new picture is taken only when it is gone) */
   ready: EncodedRect[];
+  /** when each picture still in the encoder went in, oldest first */
+  fedAt: number[];
+  /** its chunks from its first (key) picture on, held until one is fresh (FRESH_PICTURE_MS) */
+  held: EncodedRect[];
   /** when the oldest picture still in the encoder went in */
   waitingSince: number | undefined;
   /** a different step wanted since, for VIDEO_LEVEL_HOLD_MS */
@@ -163,13 +178,14 @@ export class VideoMode {
     }
     const a = this.active;
     if (!a) return;
+    const n = this.next;
     if (this.host.dirty.intersects(a.region)) {
       a.dirty = true;
+      // the replacement is fed the same pictures, one at a time, until one comes out fresh
+      if (n) n.dirty = true;
       // until the encoder is warm the normal path keeps painting the region too
       if (a.warm) this.host.dirty.clearInside(a.region);
     }
-    // the replacement needs one picture to give its key; the newest ones follow once it leads
-    const n = this.next;
     if (n && n.dirty && n.encoder.pending === 0 && this.feed(n)) n.waitingSince = now;
     // a picture may go in while the one before is still encoding (the child works while its
     // chunk travels), but none while an encoded one waits for the viewer: it is behind
@@ -192,6 +208,7 @@ export class VideoMode {
     const { w, h } = codedSize(r.w, r.h, a.downscale);
     const picture = a.encoder.picture?.() ?? Buffer.allocUnsafe(i420Bytes(w, h));
     if (!a.encoder.encode(rgbxToI420(fb, width, r, a.downscale, picture))) return false;
+    a.fedAt.push(this.clock.now());
     a.dirty = false;
     return true;
   }
@@ -307,6 +324,8 @@ export class VideoMode {
       warm: false,
       dirty: true,
       ready: [],
+      fedAt: [],
+      held: [],
       waitingSince: undefined,
       levelWanted: undefined,
       encoder: undefined as unknown as VideoEncoder,
@@ -314,7 +333,7 @@ export class VideoMode {
     a.encoder = this.opts.start(
       { width: region.w, height: region.h, kbps, fps: VIDEO_FPS, downscale },
       {
-        chunk: (c) => (this.next === a ? this.takeOver(a, c) : this.chunk(a, c)),
+        chunk: (c) => this.chunk(a, c),
         failed: (err) => {
           if (this.active !== a && this.next !== a) return;
           this.opts.log.warn(
@@ -333,34 +352,14 @@ export class VideoMode {
     return a;
   }
 
-  /** The replacement's first key picture: it leads from here, the encoder before it stops. */
-  private takeOver(n: Active, c: H264Chunk): void {
-    if (!c.key) return;
-    const old = this.active;
-    this.next = undefined;
-    if (old) {
-      // what the old encoder holds or has not sent yet is of a region the browser is about
-      // to close: the replacement is fed the newest pixels instead
-      old.encoder.close();
-    }
-    // its key is of a picture taken when it started: the newest pixels go in next
-    n.dirty = true;
-    this.regionId = n.regionId;
-    this.active = n;
-    this.chunk(n, c);
-  }
-
+  /** A chunk out of `a`'s encoder (the active one's, or its replacement's). */
   private chunk(a: Active, c: H264Chunk): void {
-    if (this.active !== a) return;
-    a.waitingSince = a.encoder.pending > 0 ? this.clock.now() : undefined;
-    if (!a.warm) {
-      // the first picture out of an encoder is a key; a decoder starts there
-      if (!c.key) return;
-      a.warm = true;
-      this.host.dirty.clearInside(a.region);
-    }
+    const now = this.clock.now();
+    const fedAt = a.fedAt.shift();
+    a.waitingSince = a.encoder.pending > 0 ? now : undefined;
+    if (this.active !== a && this.next !== a) return;
     const { x, y, w, h } = a.region;
-    a.ready.push({
+    const rect: EncodedRect = {
       x,
       y,
       w,
@@ -368,8 +367,43 @@ export class VideoMode {
       codec: Codec.Video,
       payload: videoPayload({ regionId: a.regionId, key: c.key, codec: c.codec, data: c.data }),
       lossy: true,
-    });
-    this.counts.chunks++;
+    };
+    if (a.warm) {
+      a.ready.push(rect);
+      this.counts.chunks++;
+      this.host.flush();
+      return;
+    }
+    // not shown yet: a decoder starts at the first picture out of an encoder, a key
+    if (a.held.length === 0 && !c.key) return;
+    a.held.push(rect);
+    const stale = fedAt !== undefined && now - fedAt > FRESH_PICTURE_MS;
+    if (stale && a.held.length < MAX_HELD_CHUNKS) return;
+    if (this.next === a) this.takeOver(a);
+    this.lead(a);
+  }
+
+  /** The replacement leads from here (its chunks are fresh), the encoder before it stops. */
+  private takeOver(n: Active): void {
+    const old = this.active;
+    this.next = undefined;
+    if (old) {
+      // what the old encoder holds or has not sent yet is of a region the browser is about
+      // to close: the replacement is fed the newest pixels instead
+      old.encoder.close();
+    }
+    n.dirty = true;
+    this.regionId = n.regionId;
+    this.active = n;
+  }
+
+  /** `a`'s held chunks go out, and its region is video's from now on. */
+  private lead(a: Active): void {
+    a.warm = true;
+    this.host.dirty.clearInside(a.region);
+    a.ready.push(...a.held);
+    this.counts.chunks += a.held.length;
+    a.held = [];
     this.host.flush();
   }
 

@@ -197,6 +197,41 @@ describe('video mode', () => {
     expect(encoders).toHaveLength(1);
   });
 
+  it('holds a new encoder back until a picture comes out fresh: the browser never goes back in time', async () => {
+    const { viewer, frames, encoders, settle, animate } = setup();
+    await settle();
+    for (let i = 0; i < 25 && encoders.length === 0; i++) await animate();
+    const enc = encoders[0]!;
+    // ffmpeg starts slowly: the region goes on as images for 200 ms, two pictures waiting
+    for (let i = 0; i < 6; i++) await animate();
+    expect(enc.pictures).toHaveLength(2);
+    // out they come, of the region 200 ms ago, older than the images painted since: held
+    enc.answer();
+    enc.answer();
+    await settle();
+    expect(frames.flatMap(videoRects)).toEqual([]);
+    await animate();
+    expect(frames.at(-1)!.rects.some((r) => r.codec !== Codec.Video && inside(r))).toBe(true);
+    // the encoder is fed the newest pixels meanwhile; that picture comes out fresh
+    expect(enc.pictures).toHaveLength(3);
+    enc.answer();
+    await settle();
+    const first = frames.at(-1)!;
+    // all three in one frame, the key first: the browser decodes them and paints the last
+    expect(videoRects(first).map((v) => readVideoPayload(v.payload).key)).toEqual([
+      true,
+      false,
+      false,
+    ]);
+    viewer.ack(first.seq);
+    // and from here the region is video's
+    await animate();
+    while (enc.pending > 0) enc.answer();
+    await settle();
+    for (const f of frames.slice(frames.indexOf(first)))
+      expect(f.rects.filter((r) => r.codec !== Codec.Video && inside(r))).toEqual([]);
+  });
+
   it('leaves text and flat drawing in motion to lossless images (a terminal scrolling)', async () => {
     const { viewer, frames, encoders, settle, animate } = setup();
     await settle();
@@ -305,17 +340,34 @@ describe('video mode', () => {
     }
     expect(old.closed).toBe(false);
     expect(next.pictures).toHaveLength(1);
+    // its key comes out, of the region four steps ago (a loaded machine starts ffmpeg late):
+    // held back, the old encoder goes on, and the replacement gets the newest pixels
+    next.answer();
+    await settle();
+    expect(old.closed).toBe(false);
+    expect(frames.flatMap(videoRects).some((v) => readVideoPayload(v.payload).regionId === 1)).toBe(
+      false,
+    );
+    viewer.stats.lagMs = 250;
+    await animate();
+    while (old.pending > 0) old.answer();
+    await settle();
+    viewer.ack(frames.at(-1)!.seq);
+    expect(next.pictures).toHaveLength(2);
     const oldPictures = old.pictures.length;
-    // its key takes over: a new region id, the old encoder stopped, the newest pixels next
+    // a fresh picture: it takes over, the held key first (a new region id), the old encoder
+    // stopped, the newest pixels next
     next.answer();
     await settle();
     expect(old.closed).toBe(true);
-    expect(next.pictures).toHaveLength(2);
-    const [v] = videoRects(frames.at(-1)!);
-    expect(readVideoPayload(v!.payload)).toMatchObject({ key: true, regionId: 1 });
+    expect(next.pictures).toHaveLength(3);
+    expect(videoRects(frames.at(-1)!).map((v) => readVideoPayload(v.payload))).toMatchObject([
+      { key: true, regionId: 1 },
+      { key: false, regionId: 1 },
+    ]);
     viewer.ack(frames.at(-1)!.seq);
     await animate();
-    expect(next.pictures.length).toBeGreaterThan(2);
+    expect(next.pictures.length).toBeGreaterThan(3);
     expect(old.pictures).toHaveLength(oldPictures);
     // and nothing of the region went as images the whole time
     for (const f of frames.slice(warmFrom))

@@ -335,6 +335,51 @@ describe('Viewer pacing', () => {
     expect(last.flags & FrameFlags.Lossless).toBeTruthy();
   });
 
+  it('a big photo-like change goes lossy before it is hot, and lossless again once settled', async () => {
+    const { clock, timers, stream, viewer, frames, settle } = setup(1024, 640, 4);
+    stream.updateEnd();
+    await settle();
+    viewer.ack(frames[0]!.seq);
+    const noise = (pw: number, ph: number, seed: number) => {
+      const px = Buffer.alloc(pw * ph * 4);
+      for (let i = 0; i < px.length; i++) px[i] = Math.imul(i + seed, 2654435761) >>> 24;
+      return px;
+    };
+    const change = async (x: number, pw: number, ph: number, seed: number) => {
+      clock.advance(1000);
+      stream.putPixels(x, 0, pw, ph, noise(pw, ph, seed));
+      stream.updateEnd();
+      await settle();
+      const f = frames.at(-1)!;
+      viewer.ack(f.seq);
+      return f;
+    };
+    // a small one stays exact: a thumbnail, an icon
+    const small = await change(768, 128, 128, 1);
+    expect(small.rects.map((r) => r.codec)).not.toContain(Codec.Jpeg);
+    expect(small.flags & FrameFlags.Lossless).toBeTruthy();
+    // a still desktop, one change of 512×512 (the first picture of a full-screen video, a
+    // photo opened): JPEG at once, not a lossless image the browser takes long to draw
+    const big = await change(0, 512, 512, 2);
+    expect(big.rects.length).toBeGreaterThan(0);
+    expect(big.rects.every((r) => r.codec === Codec.Jpeg)).toBe(true);
+    // not refreshed while it might still be moving (a desktop short of CPU sends updates
+    // 150-200 ms apart)...
+    const sent = frames.length;
+    clock.advance(200);
+    timers.fireAll();
+    await settle();
+    expect(frames.length).toBe(sent);
+    // ...and exact once it has been still for SETTLED_MS
+    clock.advance(150);
+    timers.fireAll();
+    await settle();
+    const refresh = frames.at(-1)!;
+    expect(frames.length).toBe(sent + 1);
+    expect(refresh.rects.map((r) => r.codec)).not.toContain(Codec.Jpeg);
+    expect(refresh.flags & FrameFlags.Lossless).toBeTruthy();
+  });
+
   it('memory stays bounded for a viewer that never acks', async () => {
     const { stream, frames, settle, paint } = setup(512, 512, 2);
     stream.updateEnd();
