@@ -23,6 +23,24 @@ const MAX_EXACT = 64;
 /** fixed per-rect overhead in pixels when merging exact rects (guacd's BASE_COST) */
 const EXACT_RECT_COST = 4096;
 
+/**
+ * The CELL×CELL cells of a width×height framebuffer that lie wholly inside `r` (a cell cut by
+ * the framebuffer's edge counts when `r` reaches that edge): columns c0 until c1, rows r0
+ * until r1.
+ */
+export function cellsInside(
+  r: Rect,
+  width: number,
+  height: number,
+): { c0: number; c1: number; r0: number; r1: number } {
+  return {
+    c0: Math.ceil(Math.max(0, r.x) / CELL),
+    r0: Math.ceil(Math.max(0, r.y) / CELL),
+    c1: r.x + r.w >= width ? Math.ceil(width / CELL) : Math.floor((r.x + r.w) / CELL),
+    r1: r.y + r.h >= height ? Math.ceil(height / CELL) : Math.floor((r.y + r.h) / CELL),
+  };
+}
+
 export class DirtyGrid {
   cols: number;
   rows: number;
@@ -115,13 +133,10 @@ export class DirtyGrid {
       this.exact = this.exact.filter(
         (e) => !(e.x >= r.x && e.y >= r.y && e.x + e.w <= r.x + r.w && e.y + e.h <= r.y + r.h),
       );
-    const x0 = Math.ceil(Math.max(0, r.x) / CELL);
-    const y0 = Math.ceil(Math.max(0, r.y) / CELL);
-    const xe = r.x + r.w >= this.width ? this.cols : Math.floor((r.x + r.w) / CELL);
-    const ye = r.y + r.h >= this.height ? this.rows : Math.floor((r.y + r.h) / CELL);
-    for (let row = y0; row < ye; row++) {
+    const { c0, c1, r0, r1 } = cellsInside(r, this.width, this.height);
+    for (let row = r0; row < r1; row++) {
       const base = row * this.cols;
-      for (let c = x0; c < xe; c++) {
+      for (let c = c0; c < c1; c++) {
         if (this.cells[base + c]) {
           this.cells[base + c] = 0;
           this.count--;

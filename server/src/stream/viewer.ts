@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { CELL, DirtyGrid, type CopyOp, type Rect } from './dirty-grid.js';
+import { CELL, DirtyGrid, cellsInside, type CopyOp, type Rect } from './dirty-grid.js';
 import { startJobs } from './encode.js';
 import { DeflateStream } from './deflate-stream.js';
 import { planFrame, type EncodeJob } from './frame-plan.js';
@@ -60,8 +60,8 @@ export const LOSSLESS_REFRESH_MS = 150;
  * A lossy cell quiet this long is re-sent losslessly. Hot or not: the heat of a 30 fps
  * animation takes ~1.5 s to decay after it stops, far too long to show a lossy picture of a
  * still screen (an animation slower than ~3 fps is refreshed per frame). And not sooner: at
- * the start of a big animation no cell is hot yet, and a desktop short of CPU (Xvnc sending
- * 5–7 updates a second while it starts) left gaps of 150 ms that a shorter wait took for the
+ * the start of a big animation no cell is hot yet, and on a desktop short of CPU (the bench's
+ * frames 100–220 ms apart while it started) a 150 ms wait took a gap between updates for the
  * end of the motion — a full-screen lossless refresh of 2.5 MB in the middle of it, which
  * held every frame behind it for a second.
  */
@@ -323,20 +323,17 @@ export class Viewer {
     // a video region's pictures paint over its cells, and it is refreshed when it ends: a
     // gap in the desktop's updates (Xvnc short of CPU) is no reason to send it losslessly now
     const video = this.video?.region;
+    const under = video ? cellsInside(video, width, height) : undefined;
     const cell: Rect = { x: 0, y: 0, w: CELL, h: CELL };
     for (let row = 0; row < rows; row++) {
+      const rowUnder = under !== undefined && row >= under.r0 && row < under.r1;
       let run = -1;
       for (let c = 0; c <= cols; c++) {
         const i = row * cols + c;
         let settled = false;
-        cell.x = c * CELL;
-        cell.y = row * CELL;
-        if (
-          c < cols &&
-          cells[i] &&
-          !dirty[i] &&
-          !(video && cellWithin(video, cell, width, height))
-        ) {
+        if (c < cols && cells[i] && !dirty[i] && !(rowUnder && c >= under.c0 && c < under.c1)) {
+          cell.x = c * CELL;
+          cell.y = row * CELL;
           settled = this.mirror.quietFor(cell, now) >= SETTLED_MS;
         }
         if (settled && run < 0) run = c;
@@ -417,11 +414,4 @@ export class Viewer {
     this.opts.send(bytes);
     this.scheduleRefresh();
   }
-}
-
-/** Does the CELL×CELL cell at `cell` (cut at the framebuffer's edges) lie wholly inside `r`? */
-function cellWithin(r: Rect, cell: Rect, width: number, height: number): boolean {
-  const right = Math.min(width, cell.x + CELL);
-  const bottom = Math.min(height, cell.y + CELL);
-  return cell.x >= r.x && cell.y >= r.y && right <= r.x + r.w && bottom <= r.y + r.h;
 }

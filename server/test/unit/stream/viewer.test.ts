@@ -15,6 +15,13 @@ import { ManualTimers } from './helpers/manual-timers.js';
 
 const log = pino({ level: 'silent' });
 
+/** photo-like pixels: every byte different, many colours */
+function noise(pw: number, ph: number, seed: number): Buffer {
+  const px = Buffer.alloc(pw * ph * 4);
+  for (let i = 0; i < px.length; i++) px[i] = Math.imul(i + seed, 2654435761) >>> 24;
+  return px;
+}
+
 function setup(w = 256, h = 128, maxInFlight = 2) {
   const clock = new ManualClock();
   const stream = new DesktopStream('d1', clock, log, {
@@ -312,15 +319,10 @@ describe('Viewer pacing', () => {
     stream.updateEnd();
     await settle();
     viewer.ack(frames[0]!.seq);
-    const noise = (seed: number) => {
-      const px = Buffer.alloc(128 * 128 * 4);
-      for (let i = 0; i < px.length; i++) px[i] = Math.imul(i + seed, 2654435761) >>> 24;
-      return px;
-    };
     // animate: many updates in a short time make the region hot
     for (let i = 0; i < 8; i++) {
       clock.advance(30);
-      stream.putPixels(0, 0, 128, 128, noise(i));
+      stream.putPixels(0, 0, 128, 128, noise(128, 128, i));
       stream.updateEnd();
       await settle();
       viewer.ack(frames.at(-1)!.seq);
@@ -340,11 +342,6 @@ describe('Viewer pacing', () => {
     stream.updateEnd();
     await settle();
     viewer.ack(frames[0]!.seq);
-    const noise = (pw: number, ph: number, seed: number) => {
-      const px = Buffer.alloc(pw * ph * 4);
-      for (let i = 0; i < px.length; i++) px[i] = Math.imul(i + seed, 2654435761) >>> 24;
-      return px;
-    };
     const change = async (x: number, pw: number, ph: number, seed: number) => {
       clock.advance(1000);
       stream.putPixels(x, 0, pw, ph, noise(pw, ph, seed));
@@ -363,8 +360,8 @@ describe('Viewer pacing', () => {
     const big = await change(0, 512, 512, 2);
     expect(big.rects.length).toBeGreaterThan(0);
     expect(big.rects.every((r) => r.codec === Codec.Jpeg)).toBe(true);
-    // not refreshed while it might still be moving (a desktop short of CPU sends updates
-    // 150-200 ms apart)...
+    // not refreshed while it might still be moving (on a desktop short of CPU a starting
+    // animation's updates came 150 ms and more apart)...
     const sent = frames.length;
     clock.advance(200);
     timers.fireAll();
