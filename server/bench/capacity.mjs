@@ -12,10 +12,10 @@ import path from 'node:path';
 import { io } from 'socket.io-client';
 import { vdiParser } from '@vdi/shared';
 import { until } from './conditions.mjs';
-import { startDesktop } from './desktop.mjs';
+import { rfbTarget, startDesktop } from './desktop.mjs';
 import { cpuDelta, cpuSample, rssMiB } from './metrics.mjs';
 import { installCleanup, onCleanup, start, stop, stopAll } from './processes.mjs';
-import { startVdiServer } from './vdi-runner.mjs';
+import { startVdiServer, vncAddress } from './vdi-runner.mjs';
 
 const DESKTOP = { width: 1280, height: 800 };
 const TYPING_CPS = 10;
@@ -25,7 +25,7 @@ const TEXT = 'the quick brown fox jumps over the lazy dog 0123456789 ';
 const log = (msg) => process.stdout.write(`[capacity] ${msg}\n`);
 
 function parseArgs(argv) {
-  const opts = { counts: [1, 4, 16, 32], seconds: 10, warmupSeconds: 3 };
+  const opts = { counts: [1, 4, 16, 32], seconds: 10, warmupSeconds: 3, rfb: 'unix' };
   for (const a of argv) {
     const m = a.match(/^--([a-z-]+)=(.+)$/);
     if (!m) throw new Error(`unknown argument ${a}`);
@@ -33,9 +33,10 @@ function parseArgs(argv) {
     if (k === 'counts') opts.counts = v.split(',').map(Number);
     else if (k === 'seconds') opts.seconds = Number(v);
     else if (k === 'warmup-seconds') opts.warmupSeconds = Number(v);
+    else if (k === 'rfb' && (v === 'unix' || v === 'tcp')) opts.rfb = v;
     else
       throw new Error(
-        `unknown option --${k} (capacity takes --counts, --seconds, --warmup-seconds)`,
+        `unknown option --${k} (capacity takes --counts, --seconds, --warmup-seconds, --rfb=unix|tcp)`,
       );
   }
   if (opts.counts.some((n) => !(n >= 1)) || !(opts.seconds > 0))
@@ -82,11 +83,11 @@ async function ackingViewer(srv, sessionId) {
 }
 
 /** A pool of provider `vnc` for one more desktop, entitled to the bench admin; its session. */
-async function addSession(srv, rfbPort, i) {
+async function addSession(srv, rfb, i) {
   const pool = await srv.api('POST', '/api/admin/pools', {
     name: `capacity-${i}`,
     provider: 'vnc',
-    template: { hosts: [{ host: '127.0.0.1', port: rfbPort, name: `capacity Xvnc ${i}` }] },
+    template: { hosts: [{ ...vncAddress(rfb), name: `capacity Xvnc ${i}` }] },
     assignment: 'floating',
     maxSize: 1,
     disconnectedTimeoutSec: 0,
@@ -126,10 +127,11 @@ async function measureCount(n, opts, workDir) {
       });
       children.push(win.child);
     }
-    srv = await startVdiServer({ workDir: dir, rfbPort: desks[0].rfbPort });
+    srv = await startVdiServer({ workDir: dir, rfb: rfbTarget(desks[0], opts.rfb) });
     children.push(srv.child);
     const sessions = [srv.sessionId];
-    for (let i = 1; i < n; i++) sessions.push(await addSession(srv, desks[i].rfbPort, i));
+    for (let i = 1; i < n; i++)
+      sessions.push(await addSession(srv, rfbTarget(desks[i], opts.rfb), i));
     for (const s of sessions) viewers.push(await ackingViewer(srv, s));
     log(`N=${n}: ${n} desktops ${DESKTOP.width}x${DESKTOP.height}, viewers attached`);
 

@@ -10,6 +10,18 @@ import { tcpListening } from './metrics.mjs';
 import { runTool, start, stop } from './processes.mjs';
 import { parseXwd } from './xwd.mjs';
 
+/**
+ * How the viewers' servers reach the bench Xvnc: `unix` (its `-rfbunixpath`, what this
+ * server's own Xvnc desktops use, with websockify's `--unix-target` for noVNC) or `tcp`
+ * (127.0.0.1:port, for both).
+ * @param {{ rfbPort: number, unixSocket: string }} desk
+ * @param {'unix' | 'tcp'} kind
+ * @returns {{ kind: 'unix', socket: string } | { kind: 'tcp', port: number }}
+ */
+export function rfbTarget(desk, kind) {
+  return kind === 'tcp' ? { kind, port: desk.rfbPort } : { kind, socket: desk.unixSocket };
+}
+
 /** Desktop background: a flat colour, as on most office desktops. */
 const ROOT_COLOUR = '#2e5266';
 /** Time allowed for Xvnc, the window manager or a window to appear, ms. */

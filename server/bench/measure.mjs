@@ -15,7 +15,7 @@ import {
   wakeSample,
   percentiles,
   rssMiB,
-  tcpConnectionsTo,
+  rfbClientsOf,
 } from './metrics.mjs';
 import { saveImages } from './report.mjs';
 import { timeCodeAt } from './workloads.mjs';
@@ -46,14 +46,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /**
  * @param {any} wl a workload (workloads.mjs)
  * @param {{ id: string, name: string, open: () => Promise<any>, roots: { measured: number[], xvnc: number[] }, gatewayPid?: number }} v
- * @param {{ desk: any, opts: any, label: string, log?: (msg: string) => void }} ctx
+ * @param {{ desk: any, rfb: { socket?: string, port?: number }, opts: any, label: string, log?: (msg: string) => void }} ctx
  */
 export async function measureOne(wl, v, ctx) {
   const { desk } = ctx;
   // the other viewer's server side must be gone, or its work would be counted here
   await until(
     'no RFB client left on the bench Xvnc',
-    () => tcpConnectionsTo(desk.rfbPort) === 0,
+    () => rfbClientsOf(ctx.rfb) === 0,
     RFB_FREE_TIMEOUT_MS,
     200,
   );
@@ -69,7 +69,7 @@ export async function measureOne(wl, v, ctx) {
       ctx.log?.(`  ${v.name} did not open (${openFailure.split(';')[0]}); trying once more`);
       await until(
         'no RFB client left on the bench Xvnc',
-        () => tcpConnectionsTo(desk.rfbPort) === 0,
+        () => rfbClientsOf(ctx.rfb) === 0,
         RFB_FREE_TIMEOUT_MS,
         200,
       );

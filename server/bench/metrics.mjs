@@ -133,6 +133,30 @@ export function tcpConnectionsTo(port) {
   return tcpSockets().filter((r) => r.state === '01' && r.remote.endsWith(hexPort(port))).length; // 01 ESTABLISHED
 }
 
+/**
+ * Connected clients of the unix socket at `socketPath` (read from /proc/net/unix: a server's
+ * accepted sockets carry its path, state 03 connected; the listener's state is 01).
+ */
+export function unixConnectionsTo(socketPath) {
+  let text = '';
+  try {
+    text = fs.readFileSync('/proc/net/unix', 'utf8');
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (const line of text.split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length >= 8 && cols[5] === '03' && cols.slice(7).join(' ') === socketPath) n++;
+  }
+  return n;
+}
+
+/** RFB clients connected to the bench desktop over `rfb` (see desktop.mjs `rfbTarget`). */
+export function rfbClientsOf(rfb) {
+  return rfb.socket !== undefined ? unixConnectionsTo(rfb.socket) : tcpConnectionsTo(rfb.port);
+}
+
 /** Whether something listens on TCP `port` (read from /proc: no connection is made). */
 export function tcpListening(port) {
   return tcpSockets().some((r) => r.state === '0A' && r.local.endsWith(hexPort(port))); // 0A LISTEN

@@ -11,15 +11,16 @@ export const NOVNC_DIR = process.env.NOVNC_DIR ?? '/usr/share/novnc';
 const START_TIMEOUT_MS = 15_000;
 const CONNECT_TIMEOUT_MS = 30_000;
 
-/** @param {{ rfbPort: number }} opts */
-export async function startWebsockify({ rfbPort }) {
+/** @param {{ rfb: { socket?: string, port?: number } }} opts where the desktop's Xvnc listens */
+export async function startWebsockify({ rfb }) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = start('websockify', 'websockify', [
     '--web',
     NOVNC_DIR,
+    ...(rfb.socket !== undefined ? [`--unix-target=${rfb.socket}`] : []),
     `127.0.0.1:${port}`,
-    `127.0.0.1:${rfbPort}`,
+    ...(rfb.socket !== undefined ? [] : [`127.0.0.1:${rfb.port}`]),
   ]);
   await until(
     'websockify to serve noVNC',

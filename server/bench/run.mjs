@@ -13,11 +13,13 @@
 //                        costs the browser base64 work that grows with the bytes)
 //   --save-images        desktop, canvas and diff map PNGs under bench-results/images/
 //   --no-stall-check     skip the stalled-viewer memory check (stall-check.mjs)
+//   --rfb=unix|tcp       how both viewers' servers reach the Xvnc (default unix: its unix socket,
+//                        as this server's own desktops; tcp: 127.0.0.1, as runs before 2026-12-02 evening)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { launchBrowser } from './browser.mjs';
-import { buildXClients, startDesktop } from './desktop.mjs';
+import { buildXClients, rfbTarget, startDesktop } from './desktop.mjs';
 import { measureOne, SETTLE_QUIET_MS } from './measure.mjs';
 import { combineRepeats } from './metrics.mjs';
 import { openNoVncViewer, startWebsockify } from './novnc-runner.mjs';
@@ -42,6 +44,7 @@ function parseArgs(argv) {
     cdp: true,
     saveImages: false,
     stallCheck: true,
+    rfb: 'unix',
   };
   const numbers = {
     seconds: 'seconds',
@@ -64,6 +67,7 @@ function parseArgs(argv) {
         opts[numbers[k]] = n;
       } else if (k === 'workloads') opts.workloads = v.split(',');
       else if (k === 'viewers') opts.viewers = v.split(',');
+      else if (k === 'rfb' && (v === 'unix' || v === 'tcp')) opts.rfb = v;
       else throw new Error(`unknown option --${k}`);
     }
   }
@@ -89,9 +93,11 @@ export async function main(argv = process.argv.slice(2)) {
     const benchX = await buildXClients(workDir);
     const desk = await startDesktop({ workDir, ...DESKTOP, benchX });
     log(`Xvnc ${desk.display}: RFB on 127.0.0.1:${desk.rfbPort} and ${desk.unixSocket}`);
-    const vdi = await startVdiServer({ workDir, rfbPort: desk.rfbPort });
+    const rfb = rfbTarget(desk, opts.rfb);
+    log(`both viewers' servers connect over ${opts.rfb}`);
+    const vdi = await startVdiServer({ workDir, rfb });
     log(`this server at ${vdi.url} (pid ${vdi.pid}), session ${vdi.sessionId}`);
-    const ws = await startWebsockify({ rfbPort: desk.rfbPort });
+    const ws = await startWebsockify({ rfb });
     log(`noVNC at ${ws.viewerUrl} (websockify pid ${ws.pid})`);
     const browser = await launchBrowser();
     const machine = await machineInfo(browser);
@@ -132,6 +138,7 @@ export async function main(argv = process.argv.slice(2)) {
           try {
             const r = await measureOne(wl, v, {
               desk,
+              rfb,
               opts,
               log,
               label: `${wl.id}-${v.id}${opts.repeat > 1 ? `-${i + 1}` : ''}`,
@@ -193,6 +200,7 @@ export async function main(argv = process.argv.slice(2)) {
         latencySeconds: opts.latencySeconds,
         warmupSeconds: opts.warmupSeconds,
         repeat: opts.repeat,
+        rfb: opts.rfb,
         bytesCountedBy: opts.cdp
           ? 'CDP Network.webSocketFrameReceived'
           : 'the page (WebSocket message sizes)',
@@ -205,7 +213,7 @@ export async function main(argv = process.argv.slice(2)) {
       issue10: issue10Rows(results),
       notes: [
         'Everything runs on one machine (Xvnc, both servers, the X clients, Chromium), so CPU and frame-rate figures include contention; the load average shows what else was running.',
-        "This server's gateway reads the desktop from Xvnc over RFB/TCP (provider `vnc`, Raw/CopyRect); the Xvnc CPU spent on it is in the JSON (xvncCpuSec), not in the server CPU column.",
+        `This server's gateway reads the desktop from Xvnc over RFB (provider \`vnc\`, Raw/CopyRect) on ${opts.rfb === 'unix' ? "Xvnc's unix socket, as its own Xvnc desktops do; websockify reaches the same socket (--unix-target)" : 'TCP on 127.0.0.1, as websockify does'}; the Xvnc CPU spent on it is in the JSON (xvncCpuSec), not in the server CPU column.`,
         'Latency ends when the viewer has drawn the new pixels into its canvas; the compositor frame that shows them adds up to one display frame (16.7 ms) for both viewers alike.',
         'Quality leaves out a 64x64 square around the pointer: Xvnc draws the cursor into the picture of a client that did not move the pointer itself (here xdotool did), and xwd has no cursor.',
       ],

@@ -19,9 +19,18 @@ const ATTACH_TIMEOUT_MS = 30_000;
 const CSRF_HEADER = { 'X-Requested-With': 'vdi' };
 
 /**
- * @param {{ workDir: string, rfbPort: number }} opts
+ * A `vnc` pool host entry for `rfb` (desktop.mjs `rfbTarget`).
+ * @param {{ socket?: string, port?: number }} rfb
  */
-export async function startVdiServer({ workDir, rfbPort }) {
+export function vncAddress(rfb) {
+  return rfb.socket !== undefined ? { socket: rfb.socket } : { host: '127.0.0.1', port: rfb.port };
+}
+
+/**
+ * @param {{ workDir: string, rfb: { socket: string } | { port: number } }} opts where the
+ *   desktop's Xvnc listens (desktop.mjs `rfbTarget`)
+ */
+export async function startVdiServer({ workDir, rfb }) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const password = crypto.randomBytes(18).toString('base64url');
@@ -84,7 +93,7 @@ export async function startVdiServer({ workDir, rfbPort }) {
     name: 'bench',
     description: 'the benchmark desktop (same Xvnc as noVNC)',
     provider: 'vnc',
-    template: { hosts: [{ host: '127.0.0.1', port: rfbPort, name: 'bench Xvnc' }] },
+    template: { hosts: [{ ...vncAddress(rfb), name: 'bench Xvnc' }] },
     assignment: 'floating',
     maxSize: 1,
     disconnectedTimeoutSec: 0,

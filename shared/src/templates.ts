@@ -166,12 +166,30 @@ export const QemuTemplate = z
   );
 export type QemuTemplate = z.infer<typeof QemuTemplate>;
 
-export const VncHost = z.strictObject({
-  host: z.string().min(1).max(255),
-  port: z.number().int().min(1).max(65535),
-  password: z.string().max(8).optional(),
-  name: z.string().max(128).optional(),
-});
+/**
+ * One existing VNC server: `host` and `port` over TCP, or `socket`, the absolute path of a
+ * unix socket on the server's own machine (TigerVNC's `-rfbunixpath`), which costs both ends
+ * less CPU per byte than loopback TCP.
+ */
+export const VncHost = z
+  .strictObject({
+    host: z.string().min(1).max(255).optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    socket: z
+      .string()
+      .max(4096)
+      .regex(/^\/[^\0]*$/, 'socket must be an absolute path')
+      .optional(),
+    password: z.string().max(8).optional(),
+    name: z.string().max(128).optional(),
+  })
+  .refine(
+    (h) =>
+      h.socket !== undefined
+        ? h.host === undefined && h.port === undefined
+        : h.host !== undefined && h.port !== undefined,
+    { message: 'a vnc host is either host and port, or socket' },
+  );
 export const VncTemplate = z.strictObject({
   ...DesktopLimitFields,
   hosts: z.array(VncHost).min(1).max(1000),

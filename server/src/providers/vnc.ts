@@ -25,35 +25,53 @@ export interface VncProviderOptions {
   probeTimeoutMs?: number;
 }
 
-export interface VncHandle {
-  host: string;
-  port: number;
-  password?: string;
-  name: string;
-}
+/** Where the VNC server listens: TCP, or a unix socket on this machine. */
+export type VncAddress = { host: string; port: number } | { socket: string };
+
+export type VncHandle = VncAddress & { password?: string; name: string };
 
 const DEFAULT_PROBE_TIMEOUT_MS = 5_000;
 
-function parseHandle(handle: DesktopHandle): VncHandle {
-  const { host, port, password, name } = handle;
-  if (
-    typeof host !== 'string' ||
-    typeof port !== 'number' ||
-    !Number.isInteger(port) ||
-    port < 1 ||
-    port > 65535
-  ) {
-    throw new ProviderError('VNC_BAD_HANDLE', 'vnc desktop handle lacks a host and port');
+function addressOf(handle: DesktopHandle): VncAddress | undefined {
+  const { host, port, socket } = handle;
+  if (typeof socket === 'string' && socket.startsWith('/') && host === undefined) {
+    return { socket };
   }
+  if (typeof host === 'string' && typeof port === 'number' && Number.isInteger(port)) {
+    if (port >= 1 && port <= 65535) return { host, port };
+  }
+  return undefined;
+}
+
+/** `host:port` or the socket's path, for names, logs and errors. */
+function where(a: VncAddress): string {
+  return 'socket' in a ? a.socket : `${a.host}:${a.port}`;
+}
+
+function parseHandle(handle: DesktopHandle): VncHandle {
+  const address = addressOf(handle);
+  if (!address) {
+    throw new ProviderError(
+      'VNC_BAD_HANDLE',
+      'vnc desktop handle lacks a host and port (or a socket path)',
+    );
+  }
+  const { password, name } = handle;
   if (password !== undefined && typeof password !== 'string') {
     throw new ProviderError('VNC_BAD_HANDLE', 'vnc desktop handle has a non-string password');
   }
   return {
-    host,
-    port,
-    name: typeof name === 'string' ? name : `${host}:${port}`,
+    ...address,
+    name: typeof name === 'string' ? name : where(address),
     ...(password !== undefined ? { password } : {}),
   };
+}
+
+/** The RFB endpoint of an address (no password, no `remote`). */
+function endpointOf(a: VncAddress): RfbEndpoint {
+  return 'socket' in a
+    ? { kind: 'unix', path: a.socket }
+    : { kind: 'tcp', host: a.host, port: a.port };
 }
 
 export class VncProvider implements Provider {
@@ -65,7 +83,10 @@ export class VncProvider implements Provider {
   }
 
   status(): Promise<ProviderStatus> {
-    return Promise.resolve({ ok: true, detail: 'connects to existing VNC servers over TCP' });
+    return Promise.resolve({
+      ok: true,
+      detail: 'connects to existing VNC servers over TCP or a local unix socket',
+    });
   }
 
   parseTemplate(template: unknown): Record<string, unknown> {
@@ -88,32 +109,32 @@ export class VncProvider implements Provider {
         `desktop ${spec.desktopId}: slot ${slot} is outside the pool's ${template.hosts.length} host(s)`,
       );
     }
-    const name = host.name ?? `${host.host}:${host.port}`;
-    const probe = await probeBanner(
-      { kind: 'tcp', host: host.host, port: host.port },
-      this.probeTimeoutMs,
-    );
+    const address = addressOf(host);
+    if (!address) {
+      throw new ProviderError(
+        'VNC_BAD_HANDLE',
+        `desktop ${spec.desktopId}: no host and port, no socket`,
+      );
+    }
+    const name = host.name ?? where(address);
+    const probe = await probeBanner(endpointOf(address), this.probeTimeoutMs);
     if (!probe.ok) {
       log.warn(
-        { desktopId: spec.desktopId, host: host.host, port: host.port, reason: probe.reason },
+        { desktopId: spec.desktopId, vnc: where(address), reason: probe.reason },
         'vnc host not reachable',
       );
-      throw new ProviderError(
-        'VNC_UNREACHABLE',
-        `${name} (${host.host}:${host.port}): ${probe.reason}`,
-      );
+      throw new ProviderError('VNC_UNREACHABLE', `${name} (${where(address)}): ${probe.reason}`);
     }
     log.info(
       {
         desktopId: spec.desktopId,
-        host: host.host,
-        port: host.port,
+        vnc: where(address),
         rfb: probe.version,
         auth: host.password ? 'vnc' : 'none',
       },
       'vnc desktop attached',
     );
-    const handle: VncHandle = { host: host.host, port: host.port, name };
+    const handle: VncHandle = { ...address, name };
     if (host.password !== undefined) handle.password = host.password;
     return { ...handle };
   }
@@ -121,11 +142,9 @@ export class VncProvider implements Provider {
   endpoint(handle: DesktopHandle): RfbEndpoint {
     const h = parseHandle(handle);
     return {
-      kind: 'tcp',
-      host: h.host,
-      port: h.port,
+      ...endpointOf(h),
       // a VNC server on another machine: ask for ZRLE / Tight, the bytes cross a network
-      ...(isLoopbackHost(h.host) ? {} : { remote: true }),
+      ...('host' in h && !isLoopbackHost(h.host) ? { remote: true } : {}),
       ...(h.password !== undefined ? { password: h.password } : {}),
     };
   }
@@ -140,30 +159,30 @@ export class VncProvider implements Provider {
     // a full login, not banner-and-hang-up: TigerVNC counts those as failed logins and, after
     // a few health checks, would lock everyone from this host out (its blacklist)
     const probe = await probeHandshake(
-      {
-        kind: 'tcp',
-        host: h.host,
-        port: h.port,
-        ...(h.password !== undefined ? { password: h.password } : {}),
-      },
+      { ...endpointOf(h), ...(h.password !== undefined ? { password: h.password } : {}) },
       this.probeTimeoutMs,
     );
     if (probe.ok) return { state: 'running' };
-    if (probe.kind === 'refused') return { state: 'dead', reason: `${h.name}: ${probe.reason}` };
+    // nothing listens: refused, or (a unix socket) no socket at that path any more
+    const gone = probe.kind === 'refused' || ('socket' in h && probe.code === 'ENOENT');
+    if (gone) return { state: 'dead', reason: `${h.name}: ${probe.reason}` };
     return { state: 'unresponsive', reason: `${h.name}: ${probe.reason}` };
   }
 
   destroy(handle: DesktopHandle, log: Logger): Promise<void> {
     // The machine is not ours: forgetting it is all there is to do.
-    const { host, port } = handle;
-    log.debug({ host, port }, 'vnc desktop released (machine left running)');
+    const address = addressOf(handle);
+    log.debug(
+      { vnc: address ? where(address) : 'unknown' },
+      'vnc desktop released (machine left running)',
+    );
     return Promise.resolve();
   }
 
   describe(handle: DesktopHandle): Record<string, string> {
     const h = parseHandle(handle);
     return {
-      host: `${h.host}:${h.port}`,
+      host: where(h),
       name: h.name,
       auth: h.password ? 'VNC password' : 'none',
     };

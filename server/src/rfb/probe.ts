@@ -27,6 +27,8 @@ export type ProbeResult =
       reason: string;
       /** bytes the endpoint sent before the probe gave up */
       received: number;
+      /** the socket error's code (ECONNREFUSED, ENOENT...), when a socket error ended it */
+      code?: string;
     };
 
 type ProbeFailure = 'refused' | 'timeout' | 'not-rfb' | 'error';
@@ -65,8 +67,8 @@ function runProbe(
       socket.destroy();
       resolve(result);
     };
-    const fail = (kind: ProbeFailure, reason: string): void =>
-      finish({ ok: false, kind, reason, received });
+    const fail = (kind: ProbeFailure, reason: string, code?: string): void =>
+      finish({ ok: false, kind, reason, received, ...(code !== undefined ? { code } : {}) });
     const timer = setTimeout(
       () => fail('timeout', probe.timeoutReason(socket, received)),
       timeoutMs,
@@ -85,6 +87,7 @@ function runProbe(
       fail(
         err.code !== undefined && REFUSED_CODES.has(err.code) ? 'refused' : 'error',
         `${err.code ?? 'error'}: ${err.message}`,
+        err.code,
       );
     });
   });

@@ -1,4 +1,7 @@
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -92,6 +95,51 @@ describe('VncProvider', () => {
     expect(provider.parseTemplate({ hosts: [{ host: '127.0.0.1', port: 5900 }] })).toEqual({
       hosts: [{ host: '127.0.0.1', port: 5900 }],
     });
+    expect(provider.parseTemplate({ hosts: [{ socket: '/run/vnc/a.sock' }] })).toEqual({
+      hosts: [{ socket: '/run/vnc/a.sock' }],
+    });
+    // one of the two addresses, not both, not neither, and a socket path is absolute
+    for (const bad of [
+      { socket: '/run/vnc/a.sock', host: '127.0.0.1', port: 5900 },
+      { socket: '/run/vnc/a.sock', port: 5900 },
+      { host: '127.0.0.1' },
+      { name: 'nothing' },
+      { socket: 'relative.sock' },
+    ]) {
+      expect(() => provider.parseTemplate({ hosts: [bad] }), JSON.stringify(bad)).toThrow();
+    }
+  });
+
+  it('reaches a VNC server on a unix socket: a unix endpoint, health by a full login', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vnc-provider-'));
+    const socket = path.join(dir, 'rfb.sock');
+    const logins = { done: 0 };
+    const server = net.createServer(rfbLogin(SECRET, logins));
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      const { log, text } = captureLog();
+      const handle = await provider.create(
+        spec([{ socket, password: SECRET, name: 'local' }], 0),
+        log,
+      );
+      expect(handle).toEqual({ socket, password: SECRET, name: 'local' });
+      expect(provider.endpoint(handle)).toEqual({ kind: 'unix', path: socket, password: SECRET });
+      expect(await provider.health(handle)).toEqual({ state: 'running' });
+      expect(logins.done).toBe(1);
+      expect(provider.describe(handle)).toEqual({
+        host: socket,
+        name: 'local',
+        auth: 'VNC password',
+      });
+      expect(text()).toContain(socket);
+      expect(text()).not.toContain(SECRET);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    // the socket gone: dead, and a new desktop on it is refused with the path in the error
+    expect(await provider.health({ socket, name: 'local' })).toMatchObject({ state: 'dead' });
+    await expect(provider.create(spec([{ socket }], 0), captureLog().log)).rejects.toThrow(socket);
   });
 
   it('creates a desktop from the slot-th host and gives a tcp endpoint with the password', async () => {
