@@ -102,7 +102,7 @@ export async function createServer(config: Config, deps: ServerDeps = {}): Promi
       uidLockDir: config.desktopUids.lockDir,
       cgroupParent: config.cgroupParent,
     }),
-    new VncProvider(),
+    new VncProvider({ ownDirs: [config.runDir, config.dataDir] }),
     lxdProviderFromConfig(config),
   ];
   const providerMap = new Map<string, Provider>(providers.map((p) => [p.kind, p]));

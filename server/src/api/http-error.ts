@@ -38,6 +38,7 @@ const PROVIDER_ERROR_STATUS: Record<string, number> = {
   QEMU_NO_SNAPSHOT: 404,
   QEMU_BAD_SNAPSHOT_NAME: 400,
   QEMU_BUSY: 409,
+  VNC_OWN_SOCKET: 400,
 };
 
 /** The one place an error becomes an HTTP answer; unexpected ones are logged and hidden. */

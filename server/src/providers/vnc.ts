@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { VncTemplate } from '@vdi/shared';
 import {
@@ -23,6 +25,12 @@ import { probeBanner, probeHandshake } from '../rfb/probe.js';
 export interface VncProviderOptions {
   /** how long to wait for the TCP connect plus the RFB version banner, in ms @default 5000 */
   probeTimeoutMs?: number;
+  /**
+   * The server's own run and data directories. The private sockets of its own desktops live
+   * there; a `vnc` host socket inside them would hand one tenant's desktop to another pool's
+   * users, so it is refused (by path when a pool is saved, by real path when a desktop is made).
+   */
+  ownDirs?: string[];
 }
 
 /** Where the VNC server listens: TCP, or a unix socket on this machine. */
@@ -77,9 +85,30 @@ function endpointOf(a: VncAddress): RfbEndpoint {
 export class VncProvider implements Provider {
   readonly kind = 'vnc' as const;
   private readonly probeTimeoutMs: number;
+  private readonly ownDirs: string[];
 
   constructor(opts: VncProviderOptions = {}) {
     this.probeTimeoutMs = opts.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+    this.ownDirs = (opts.ownDirs ?? []).map((d) => path.resolve(d));
+  }
+
+  /** Throws when `socket` (as written, or as it really resolves) is inside an own directory. */
+  private refuseOwnSocket(socket: string, real: boolean): void {
+    let p = path.resolve(socket);
+    if (real) {
+      try {
+        p = fs.realpathSync(p);
+      } catch {
+        // not there (yet): the probe says so
+      }
+    }
+    const inside = this.ownDirs.find((d) => p === d || p.startsWith(d + path.sep));
+    if (inside !== undefined) {
+      throw new ProviderError(
+        'VNC_OWN_SOCKET',
+        `${socket} is inside this server's own directory ${inside} (its desktops' private sockets)`,
+      );
+    }
   }
 
   status(): Promise<ProviderStatus> {
@@ -90,7 +119,9 @@ export class VncProvider implements Provider {
   }
 
   parseTemplate(template: unknown): Record<string, unknown> {
-    return VncTemplate.parse(template);
+    const t = VncTemplate.parse(template);
+    for (const h of t.hosts) if (h.socket !== undefined) this.refuseOwnSocket(h.socket, false);
+    return t;
   }
 
   async create(spec: CreateSpec, log: Logger): Promise<DesktopHandle> {
@@ -110,6 +141,7 @@ export class VncProvider implements Provider {
       );
     }
     const address = addressOf(host);
+    if (address && 'socket' in address) this.refuseOwnSocket(address.socket, true);
     if (!address) {
       throw new ProviderError(
         'VNC_BAD_HANDLE',

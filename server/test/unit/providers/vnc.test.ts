@@ -110,6 +110,44 @@ describe('VncProvider', () => {
     }
   });
 
+  it("refuses a socket inside the server's own directories (its desktops' private sockets)", async () => {
+    const own = fs.mkdtempSync(path.join(os.tmpdir(), 'vnc-own-'));
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'vnc-outside-'));
+    const guarded = new VncProvider({ probeTimeoutMs: 300, ownDirs: [own] });
+    const socket = path.join(own, 'desktop-1', 'rfb.sock');
+    fs.mkdirSync(path.dirname(socket));
+    const server = net.createServer(rfbBanner);
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      // by path when the pool is saved
+      expect(() => guarded.parseTemplate({ hosts: [{ socket }] })).toThrow(/own directory/);
+      expect(() =>
+        guarded.parseTemplate({
+          hosts: [{ socket: `${outside}/../${path.basename(own)}/x.sock` }],
+        }),
+      ).toThrow(/own directory/);
+      // by real path when a desktop is made: a link from outside to the private socket
+      const link = path.join(outside, 'innocent.sock');
+      fs.symlinkSync(socket, link);
+      expect(guarded.parseTemplate({ hosts: [{ socket: link }] })).toEqual({
+        hosts: [{ socket: link }],
+      });
+      await expect(
+        guarded.create(spec([{ socket: link }], 0), captureLog().log),
+      ).rejects.toMatchObject({
+        code: 'VNC_OWN_SOCKET',
+      });
+      // the same socket is fine for a provider that does not own that directory
+      expect(await provider.create(spec([{ socket: link }], 0), captureLog().log)).toMatchObject({
+        socket: link,
+      });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      fs.rmSync(own, { recursive: true, force: true });
+      fs.rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
   it('reaches a VNC server on a unix socket: a unix endpoint, health by a full login', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vnc-provider-'));
     const socket = path.join(dir, 'rfb.sock');
