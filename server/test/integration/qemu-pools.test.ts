@@ -8,6 +8,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
@@ -520,10 +521,17 @@ describe('qemu pools through the server', () => {
       pw.stdin.end(`${password}\n`);
       await new Promise((r) => pw.once('exit', r));
       fs.writeFileSync(pwFile, Buffer.concat(chunks), { mode: 0o600 });
+      // its unix socket too, in a directory of its own (not the server's)
+      const labDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vdi-lab-'));
+      const labSocket = path.join(labDir, 'rfb.sock');
       xvnc = spawn(
         'Xvnc',
         [
           `:${display}`,
+          '-rfbunixpath',
+          labSocket,
+          '-rfbunixmode',
+          '0600',
           '-rfbport',
           String(port),
           '-localhost',
@@ -602,6 +610,31 @@ describe('qemu pools through the server', () => {
       expect(refused).toMatchObject({ ok: false });
       expect((await api.post(`/api/sessions/${wrong.sessionId}/logoff`)).status).toBe(204);
       expect(alive(xpid)).toBe(true);
+
+      // the same machine by its unix socket
+      const socketPool = await createPool('By its socket', {
+        provider: 'vnc',
+        template: { hosts: [{ socket: labSocket, password, name: 'lab-pc-socket' }] },
+      });
+      const bySocket = await connect(socketPool);
+      const v3 = await openViewer(bySocket.sessionId);
+      expect(v3.attach).toMatchObject({ ok: true, width: 640, height: 480 });
+      await run('xsetroot', ['-solid', '#993366'], {
+        env: { ...process.env, DISPLAY: `:${display}` },
+      });
+      await framesFlow(v3, 'over the unix socket');
+      expect((await api.post(`/api/sessions/${bySocket.sessionId}/logoff`)).status).toBe(204);
+      fs.rmSync(labDir, { recursive: true, force: true });
+
+      // a socket inside the server's own run directory (its desktops' private sockets): refused
+      const own = await api.post('/api/admin/pools', {
+        name: 'Own socket',
+        maxSize: 1,
+        provider: 'vnc',
+        template: { hosts: [{ socket: path.join(dirs.runDir, 'some-desktop', 'rfb.sock') }] },
+      });
+      expect(own.status).toBe(400);
+      expect(JSON.stringify(own.body)).toContain('VNC_OWN_SOCKET');
     });
   });
 
