@@ -150,6 +150,9 @@ async function phases(wl, v, { desk, opts, label }, state, viewer) {
       torn: probeB.torn,
       implausible: probeB.implausible,
       samples,
+      // of each sample, the ms from the last picture message to the read-back: in the page
+      inPage: probeB.inPage ? percentiles(probeB.inPage, [50, 99]) : null,
+      inPageSamples: probeB.inPage ?? [],
       phase: figures(b0, b1, probeB, opts.cdp),
     };
     return { traffic, source, quality, latency, pageErrors: [...viewer.errors] };

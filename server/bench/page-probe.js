@@ -10,7 +10,9 @@
 //   that update), and the first time a new code shows up, Date.now() minus the code is one
 //   damage-to-paint sample. The X client and the browser read the same wall clock
 //   (CLOCK_REALTIME) on the same machine, so no alignment is needed; the code carries ms
-//   modulo 2^24 and so does the subtraction.
+//   modulo 2^24 and so does the subtraction. With each sample, the time from the last binary
+//   WebSocket message before it to the read-back (performance.now()) is kept too: the part
+//   of the latency spent in the page (decoding and drawing), the rest is on the way to it.
 (() => {
   if (window.__bench) return;
   const CELL = 16; // px per time-code cell (bench-x.c)
@@ -28,6 +30,8 @@
     wsBytes: 0,
     wsMessages: 0,
     lastMessageAt: 0,
+    lastMessagePerf: 0,
+    inPage: [],
     lastDrawAt: 0,
     rafTicks: 0,
     samples: [],
@@ -74,7 +78,10 @@
     state.lastCode = code;
     const latency = ((((now % MOD) - code) % MOD) + MOD) % MOD;
     if (latency > IMPLAUSIBLE_MS) state.implausible++;
-    else state.samples.push(latency);
+    else {
+      state.samples.push(latency);
+      state.inPage.push(Math.round((performance.now() - state.lastMessagePerf) * 10) / 10);
+    }
   };
 
   const drew = (canvas) => {
@@ -127,7 +134,10 @@
         // messages (heartbeats, their answers) every second while nothing else flows, which
         // would keep the settle wait from ever ending; pictures (noVNC's RFB, our frames) are
         // binary
-        if (typeof d !== 'string') state.lastMessageAt = Date.now();
+        if (typeof d !== 'string') {
+          state.lastMessageAt = Date.now();
+          state.lastMessagePerf = performance.now();
+        }
       });
       return ws;
     },
@@ -156,6 +166,7 @@
         draws: 0,
         rafTicks: 0,
         samples: [],
+        inPage: [],
         torn: 0,
         implausible: 0,
         wsBytes: 0,
@@ -163,13 +174,15 @@
       });
     },
     snapshot() {
-      const { paints, draws, rafTicks, samples, torn, implausible, wsBytes, wsMessages } = state;
+      const { paints, draws, rafTicks, samples, inPage, torn, implausible, wsBytes, wsMessages } =
+        state;
       const c = state.canvas;
       return {
         paints,
         draws,
         rafTicks,
         samples: [...samples],
+        inPage: [...inPage],
         torn,
         implausible,
         wsBytes,

@@ -78,7 +78,7 @@ function parseArgs(argv) {
 function summary(r) {
   return (
     `${Math.round(r.traffic.kbitPerSec)} kbit/s, ${r.traffic.paintsPerSec.toFixed(1)} paints/s, ` +
-    `latency p50 ${r.latency.p50 ?? 'n/a'} p99 ${r.latency.p99 ?? 'n/a'} ms (n=${r.latency.n}), ` +
+    `latency p50 ${r.latency.p50 ?? 'n/a'} p99 ${r.latency.p99 ?? 'n/a'} ms (n=${r.latency.n}; in the page p50 ${r.latency.inPage?.p50 ?? 'n/a'} p99 ${r.latency.inPage?.p99 ?? 'n/a'}), ` +
     `server CPU ${r.traffic.serverCpuSec.toFixed(2)} s, ${Math.round(r.traffic.serverWakeupsPerSec)} wake-ups/s, exact ${r.quality.area.exactPct?.toFixed(2)} % (settled after ${r.quality.settleMs} ms); ${r.wallSeconds.toFixed(0)} s`
   );
 }
