@@ -75,11 +75,14 @@ function parseHandle(handle: DesktopHandle): VncHandle {
   };
 }
 
-/** The RFB endpoint of an address (no password, no `remote`). */
-function endpointOf(a: VncAddress): RfbEndpoint {
-  return 'socket' in a
-    ? { kind: 'unix', path: a.socket }
-    : { kind: 'tcp', host: a.host, port: a.port };
+/** `p` and, where it exists, the path it really resolves to. */
+function pathsOf(p: string): string[] {
+  const resolved = path.resolve(p);
+  try {
+    return [resolved, fs.realpathSync(resolved)];
+  } catch {
+    return [resolved]; // not there (yet): the probe or the connection says so
+  }
 }
 
 export class VncProvider implements Provider {
@@ -89,26 +92,34 @@ export class VncProvider implements Provider {
 
   constructor(opts: VncProviderOptions = {}) {
     this.probeTimeoutMs = opts.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
-    this.ownDirs = (opts.ownDirs ?? []).map((d) => path.resolve(d));
+    this.ownDirs = opts.ownDirs ?? [];
   }
 
-  /** Throws when `socket` (as written, or as it really resolves) is inside an own directory. */
+  /**
+   * Throws when `socket` is inside an own directory (either as written or as it really
+   * resolves): by its path as written, and with `real` also by the path it resolves to.
+   */
   private refuseOwnSocket(socket: string, real: boolean): void {
-    let p = path.resolve(socket);
-    if (real) {
-      try {
-        p = fs.realpathSync(p);
-      } catch {
-        // not there (yet): the probe says so
+    const dirs = this.ownDirs.flatMap(pathsOf);
+    for (const p of real ? pathsOf(socket) : [path.resolve(socket)]) {
+      const inside = dirs.find((d) => p === d || p.startsWith(d + path.sep));
+      if (inside !== undefined) {
+        throw new ProviderError(
+          'VNC_OWN_SOCKET',
+          `${socket} is inside this server's own directory ${inside} (its desktops' private sockets)`,
+        );
       }
     }
-    const inside = this.ownDirs.find((d) => p === d || p.startsWith(d + path.sep));
-    if (inside !== undefined) {
-      throw new ProviderError(
-        'VNC_OWN_SOCKET',
-        `${socket} is inside this server's own directory ${inside} (its desktops' private sockets)`,
-      );
-    }
+  }
+
+  /**
+   * The RFB endpoint of an address (no password, no `remote`). A socket is checked again at
+   * every connection: the path an admin named may have been turned into a link since.
+   */
+  private endpointOf(a: VncAddress): RfbEndpoint {
+    if (!('socket' in a)) return { kind: 'tcp', host: a.host, port: a.port };
+    this.refuseOwnSocket(a.socket, true);
+    return { kind: 'unix', path: a.socket };
   }
 
   status(): Promise<ProviderStatus> {
@@ -141,7 +152,6 @@ export class VncProvider implements Provider {
       );
     }
     const address = addressOf(host);
-    if (address && 'socket' in address) this.refuseOwnSocket(address.socket, true);
     if (!address) {
       throw new ProviderError(
         'VNC_BAD_HANDLE',
@@ -149,7 +159,7 @@ export class VncProvider implements Provider {
       );
     }
     const name = host.name ?? where(address);
-    const probe = await probeBanner(endpointOf(address), this.probeTimeoutMs);
+    const probe = await probeBanner(this.endpointOf(address), this.probeTimeoutMs);
     if (!probe.ok) {
       log.warn(
         { desktopId: spec.desktopId, vnc: where(address), reason: probe.reason },
@@ -174,7 +184,7 @@ export class VncProvider implements Provider {
   endpoint(handle: DesktopHandle): RfbEndpoint {
     const h = parseHandle(handle);
     return {
-      ...endpointOf(h),
+      ...this.endpointOf(h),
       // a VNC server on another machine: ask for ZRLE / Tight, the bytes cross a network
       ...('host' in h && !isLoopbackHost(h.host) ? { remote: true } : {}),
       ...(h.password !== undefined ? { password: h.password } : {}),
@@ -190,8 +200,14 @@ export class VncProvider implements Provider {
     }
     // a full login, not banner-and-hang-up: TigerVNC counts those as failed logins and, after
     // a few health checks, would lock everyone from this host out (its blacklist)
+    let endpoint: RfbEndpoint;
+    try {
+      endpoint = this.endpointOf(h);
+    } catch (err) {
+      return { state: 'dead', reason: (err as Error).message };
+    }
     const probe = await probeHandshake(
-      { ...endpointOf(h), ...(h.password !== undefined ? { password: h.password } : {}) },
+      { ...endpoint, ...(h.password !== undefined ? { password: h.password } : {}) },
       this.probeTimeoutMs,
     );
     if (probe.ok) return { state: 'running' };

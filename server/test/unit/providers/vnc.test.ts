@@ -148,6 +148,34 @@ describe('VncProvider', () => {
     }
   });
 
+  it('checks the socket again at every connection: a path turned into a link to its own is refused', async () => {
+    const own = fs.mkdtempSync(path.join(os.tmpdir(), 'vnc-own-'));
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'vnc-outside-'));
+    const guarded = new VncProvider({ probeTimeoutMs: 300, ownDirs: [own] });
+    const named = path.join(outside, 'lab.sock');
+    const privateSocket = path.join(own, 'rfb.sock');
+    const servers2 = [net.createServer(rfbBanner), net.createServer(rfbBanner)];
+    await new Promise<void>((resolve) => servers2[0]!.listen(named, resolve));
+    await new Promise<void>((resolve) => servers2[1]!.listen(privateSocket, resolve));
+    try {
+      const handle = await guarded.create(spec([{ socket: named }], 0), captureLog().log);
+      expect(guarded.endpoint(handle)).toEqual({ kind: 'unix', path: named });
+      // whoever controls that directory swaps the socket for a link to a private one
+      await new Promise((resolve) => servers2[0]!.close(resolve));
+      fs.rmSync(named, { force: true });
+      fs.symlinkSync(privateSocket, named);
+      expect(() => guarded.endpoint(handle)).toThrow(/own directory/);
+      expect(await guarded.health(handle)).toMatchObject({
+        state: 'dead',
+        reason: expect.stringMatching(/own directory/),
+      });
+    } finally {
+      for (const s of servers2) if (s.listening) await new Promise((resolve) => s.close(resolve));
+      fs.rmSync(own, { recursive: true, force: true });
+      fs.rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
   it('reaches a VNC server on a unix socket: a unix endpoint, health by a full login', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vnc-provider-'));
     const socket = path.join(dir, 'rfb.sock');
